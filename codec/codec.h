@@ -1,0 +1,228 @@
+/* codec.h — the public API of quantfs' codec module.
+ *
+ * codec/ is FUSE-free and library-free (libc + libm only): tensor types and
+ * their quantization kernels (byte-exact with ggml's reference quantizer),
+ * the GGUF parser/rewriter and the "layout" that describes a view file as a
+ * list of extents. Every function that can fail returns 0 or -errno and, when
+ * given an error buffer, writes one human-readable line into it.
+ *
+ * Formats are described in codec/FORMATS.md.
+ */
+#ifndef QUANTFS_CODEC_H
+#define QUANTFS_CODEC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/* Bumped whenever any kernel's output bytes change: it is part of every
+ * cache key so a new codec never serves blocks made by an old one. */
+#define QF_CODEC_VERSION 1u
+
+/* ------------------------------------------------------------------ types */
+
+/* Tensor type ids, numerically identical to ggml's enum ggml_type (they are
+ * written into GGUF tensor infos as is). */
+enum qf_type {
+    QF_F32 = 0,
+    QF_F16 = 1,
+    QF_Q4_0 = 2,
+    QF_Q4_1 = 3,
+    QF_Q5_0 = 6,
+    QF_Q5_1 = 7,
+    QF_Q8_0 = 8,
+    QF_Q2_K = 10,
+    QF_Q3_K = 11,
+    QF_Q4_K = 12,
+    QF_Q5_K = 13,
+    QF_Q6_K = 14,
+    QF_IQ4_NL = 20,
+    QF_BF16 = 30,
+    QF_TYPE_MAX = 40 /* exclusive upper bound of ids we know about */
+};
+
+struct qf_type_info {
+    const char *name; /* ggml's name, e.g. "q4_K" */
+    uint32_t blck;    /* elements per block */
+    uint32_t size;    /* bytes per block */
+    bool can_quantize; /* we have a kernel producing this type */
+    bool can_read;     /* we can convert this type to f32 (source side) */
+};
+
+/* NULL for an unknown or unsupported id. Ids ggml knows but we cannot
+ * produce still have an entry (size known) with can_quantize == false. */
+const struct qf_type_info *qf_type_get(uint32_t type);
+
+/* Bytes needed for n elements of type, or 0 if n is not a whole number of
+ * blocks or the type is unknown. Never overflows: returns 0 instead. */
+uint64_t qf_type_bytes(uint32_t type, uint64_t n);
+
+/* Scalar conversions, exact IEEE round-to-nearest-even. NaN becomes a quiet
+ * NaN with the sign kept (f16: 0x7e00, bf16: top bits | 0x40), as ggml does. */
+uint16_t qf_f32_to_f16(float f);
+float qf_f16_to_f32(uint16_t h);
+uint16_t qf_f32_to_bf16(float f);
+float qf_bf16_to_f32(uint16_t h);
+
+/* Quantize n floats (n a multiple of the type's block size) into dst.
+ * qf_quantize uses the fastest implementation for this CPU; qf_quantize_ref
+ * is the portable scalar reference. Both produce identical bytes, equal to
+ * ggml's quantize_row_<type>_ref / quantize_<type> without an importance
+ * matrix. Returns 0, or -EINVAL for a type without a kernel / bad n. */
+int qf_quantize(uint32_t type, const float *src, void *dst, size_t n);
+int qf_quantize_ref(uint32_t type, const float *src, void *dst, size_t n);
+
+/* Convert n elements of a readable type (F32, F16, BF16, and every type we
+ * quantize to — dequantization) to float. Returns 0 or -EINVAL. */
+int qf_to_f32(uint32_t type, const void *src, float *dst, size_t n);
+
+/* Name of the SIMD implementation qf_quantize picked ("avx2+f16c" or
+ * "scalar"), for logs and benchmarks. */
+const char *qf_simd_name(void);
+
+/* Force the scalar path in qf_quantize (tests and benchmarks). The setting
+ * lives in the caller: pass it to qf_quantize_opt. */
+int qf_quantize_opt(uint32_t type, const float *src, void *dst, size_t n, bool scalar_only);
+
+/* ------------------------------------------------------------------ views */
+
+enum qf_format { QF_FMT_GGUF = 1u << 0, QF_FMT_SAFETENSORS = 1u << 1 };
+
+struct qf_view {
+    const char *name;     /* directory name in the mount */
+    uint32_t gguf_type;   /* target tensor type for GGUF models */
+    uint32_t gguf_ftype;  /* llama.cpp's llama_ftype for general.file_type */
+    unsigned formats;     /* QF_FMT_* the view applies to */
+    const char *alias_of; /* NULL, or the canonical view this one equals */
+};
+
+/* The table of all views, in display order; *n receives its length. */
+const struct qf_view *qf_views(size_t *n);
+/* Index of a view by name in qf_views(), or -1. */
+int qf_view_index(const char *name);
+
+/* The type a tensor of the given shape gets in a GGUF view: target type if
+ * the tensor has >= 2 dimensions and its row length is a multiple of the
+ * block size, otherwise llama.cpp's fallback (q2_k/q3_k -> iq4_nl,
+ * q4_k -> q5_0, q5_k -> q5_1, q6_k -> q8_0, then f16); 1-D tensors keep
+ * their source type. */
+uint32_t qf_gguf_tensor_type(uint32_t target, uint32_t src_type, uint32_t n_dims, const uint64_t *ne);
+
+/* ------------------------------------------------------------------- gguf */
+
+#define QF_GGUF_MAX_DIMS 4
+
+/* Reads exactly len bytes at off into buf; returns 0 or -errno (-EIO for a
+ * short read). The parser never reads outside [0, file_size). */
+typedef int (*qf_pread_fn)(void *ctx, void *buf, size_t len, uint64_t off);
+
+struct qf_gguf_tensor {
+    const char *name;  /* NUL-terminated, points into the parsed header */
+    uint64_t name_len;
+    uint32_t n_dims;
+    uint64_t ne[QF_GGUF_MAX_DIMS]; /* unused dims are 1 */
+    uint32_t type;
+    uint64_t offset;   /* absolute file offset of the data */
+    uint64_t nbytes;
+    uint64_t nelems;
+};
+
+struct qf_gguf {
+    uint32_t version;
+    uint32_t alignment;
+    uint64_t file_size;
+    uint64_t n_kv;
+    uint64_t kv_begin, kv_end;  /* file range of the metadata KV pairs */
+    /* KV pairs the rewriter drops and re-emits (general.file_type,
+     * general.quantization_version, general.alignment is kept): their file
+     * ranges, sorted, at most 2 each (duplicates are a parse error). */
+    uint64_t drop_begin[2], drop_end[2];
+    unsigned n_drop;
+    uint64_t data_begin;        /* absolute offset of the data section */
+    uint64_t n_tensors;
+    struct qf_gguf_tensor *tensors;
+    char *strpool;              /* owns the tensor names */
+    /* Why views other than f32 cannot be offered (first tensor of a type we
+     * cannot convert), or "" if all views are possible. */
+    char convert_err[160];
+};
+
+/* Parse a GGUF v2/v3 little-endian header. Validates every count, length,
+ * shape and offset against file_size and against overflow. */
+int qf_gguf_parse(qf_pread_fn rd, void *rdctx, uint64_t file_size, struct qf_gguf **out, char *err,
+                  size_t errlen);
+void qf_gguf_free(struct qf_gguf *g);
+
+/* ----------------------------------------------------------------- layout */
+
+enum qf_ext_kind {
+    QF_EXT_MEM,  /* bytes held in the layout (generated header pieces) */
+    QF_EXT_SRC,  /* bytes copied from the source file at src_off */
+    QF_EXT_ZERO, /* alignment padding */
+    QF_EXT_CONV  /* a tensor converted from src_type to dst_type */
+};
+
+/* Converted extents are produced in chunks of this many elements (a multiple
+ * of every block size): the unit of work, caching and read-ahead. */
+#define QF_CHUNK_ELEMS (1u << 18)
+
+struct qf_extent {
+    uint64_t off, len;  /* output range */
+    uint32_t kind;
+    uint32_t src_type, dst_type; /* CONV */
+    uint64_t src_off;   /* SRC, CONV */
+    uint64_t n_elems;   /* CONV */
+    const uint8_t *mem; /* MEM */
+};
+
+struct qf_layout {
+    uint64_t size;
+    size_t n_ext;
+    struct qf_extent *ext;
+    uint8_t *mem; /* owns MEM bytes */
+    size_t mem_len;
+};
+
+/* A view file that is the source as is. */
+int qf_layout_passthrough(uint64_t size, struct qf_layout **out);
+/* A GGUF view: header rewritten (tensor types, offsets, general.file_type,
+ * general.quantization_version), tensors converted per qf_gguf_tensor_type.
+ * Fails with -ENOTSUP if the file has tensors the view cannot convert. */
+int qf_layout_gguf(const struct qf_gguf *g, const struct qf_view *v, struct qf_layout **out, char *err,
+                   size_t errlen);
+void qf_layout_free(struct qf_layout *l);
+
+/* Index of the extent containing output offset off (off < l->size). */
+size_t qf_layout_find(const struct qf_layout *l, uint64_t off);
+
+/* Number of chunks of a CONV extent and the output byte range of chunk c
+ * relative to the extent start. */
+uint64_t qf_conv_nchunks(const struct qf_extent *e);
+void qf_conv_chunk_range(const struct qf_extent *e, uint64_t c, uint64_t *off, uint64_t *len);
+
+/* Produce chunk c of a CONV extent into dst (capacity >= its length):
+ * pread the source elements, convert to f32, quantize. scratch must hold
+ * QF_CHUNK_ELEMS floats plus QF_CHUNK_ELEMS*4 bytes (see
+ * QF_CONV_SCRATCH_BYTES). Returns 0 or -errno (-EIO on a short read). */
+#define QF_CONV_SCRATCH_BYTES ((size_t)QF_CHUNK_ELEMS * 8u)
+int qf_conv_chunk(const struct qf_extent *e, uint64_t c, qf_pread_fn rd, void *rdctx, void *dst,
+                  void *scratch, bool scalar_only);
+
+/* Fill buf with output bytes [off, off+len) of the layout, computing every
+ * CONV chunk it touches directly (no cache). For tests and tools. */
+int qf_layout_read(const struct qf_layout *l, uint64_t off, size_t len, void *buf, qf_pread_fn rd,
+                   void *rdctx);
+
+/* --------------------------------------------------------------- self-test */
+
+/* Quantizes fixed pseudo-random inputs with every kernel and compares with
+ * golden hashes (codec/selftest_golden.h, written by tests/gen_golden.c) and
+ * the SIMD path with the scalar one. Prints one line per type to out (may be
+ * NULL). Returns 0 if all pass. */
+int qf_self_test(FILE *out);
+/* The inputs and hash the self-test uses, for the golden generator. */
+void qf_selftest_input(float *x, size_t n, uint64_t seed);
+uint64_t qf_selftest_hash(uint32_t type);
+
+#endif

@@ -1,0 +1,41 @@
+/* quant_impl.h — codec-internal helpers shared by the kernel files. Not API. */
+#ifndef QUANTFS_QUANT_IMPL_H
+#define QUANTFS_QUANT_IMPL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* GGUF and every block layout are little-endian; these keep the kernels
+ * independent of host byte order and alignment. */
+static inline void qf_put16(uint8_t *p, uint16_t v)
+{
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+}
+static inline void qf_put32(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+static inline void qf_put64(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+static inline uint16_t qf_get16(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
+static inline uint32_t qf_get32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
+}
+static inline uint64_t qf_get64(const uint8_t *p) { return qf_get32(p) | ((uint64_t)qf_get32(p + 4) << 32); }
+
+extern const int8_t qf_iq4nl_values[16];
+
+/* SIMD kernels (quant_x86.c). Each returns false if it does not handle the
+ * type, so the caller falls back to the scalar reference. */
+bool qf_simd_available(void);
+bool qf_quantize_simd(uint32_t type, const float *src, uint8_t *dst, size_t n);
+bool qf_to_f32_simd(uint32_t type, const uint8_t *src, float *dst, size_t n);
+
+#endif

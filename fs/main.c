@@ -1,0 +1,280 @@
+/* main.c — quantfs SOURCE MOUNTPOINT [options]: option parsing, mounting,
+ * daemonizing, teardown. Follows sshfs conventions so mount.fuse3 and fstab
+ * lines work. */
+#include <errno.h>
+#include <limits.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "quantfs.h"
+
+struct cli {
+    char *source;
+    char *cache_size;
+    int show_help, show_version, self_test;
+};
+
+#define OPT(t, p, v) {t, offsetof(struct cli, p), v}
+static const struct fuse_opt cli_opts[] = {
+    OPT("cache_size=%s", cache_size, 0),
+    OPT("--self-test", self_test, 1),
+    FUSE_OPT_KEY("-h", 'h'),
+    FUSE_OPT_KEY("--help", 'h'),
+    FUSE_OPT_KEY("-V", 'V'),
+    FUSE_OPT_KEY("--version", 'V'),
+    FUSE_OPT_END,
+};
+
+/* Options owned by the daemon context (sshfs style: each option lives with
+ * its user). */
+#define QOPT(t, p, v) {t, offsetof(struct qfs, p), v}
+static const struct fuse_opt qfs_opts[] = {
+    QOPT("views=%s", views_opt, 0),
+    QOPT("workers=%u", workers, 0),
+    QOPT("readahead=%u", readahead_mb, 0),
+    QOPT("timeout=%lf", timeout, 0),
+    FUSE_OPT_END,
+};
+
+static int cli_proc(void *data, const char *arg, int key, struct fuse_args *outargs)
+{
+    struct cli *c = data;
+    (void)outargs;
+    switch (key) {
+    case FUSE_OPT_KEY_NONOPT:
+        if (!c->source) {
+            c->source = strdup(arg);
+            return 0;
+        }
+        return 1; /* the mount point: fuse_parse_cmdline takes it */
+    case 'h': c->show_help = 1; return 0;
+    case 'V': c->show_version = 1; return 0;
+    default: return 1;
+    }
+}
+
+static void usage(const char *prog)
+{
+    size_t n;
+    const struct qf_view *v = qf_views(&n);
+    printf("usage: %s SOURCE MOUNTPOINT [options]\n\n"
+           "Mounts a directory of FP32 model checkpoints and shows every model at\n"
+           "other precisions, converted on read.\n\n"
+           "quantfs options:\n"
+           "    -o views=V1,V2,...     views to offer (default: all)\n"
+           "    -o cache_size=SIZE     memory for converted blocks, e.g. 512M, 2G (default 256M)\n"
+           "    -o workers=N           read-ahead conversion threads (default: CPUs)\n"
+           "    -o readahead=MB        convert this far ahead of sequential readers (default 16)\n"
+           "    -o timeout=SECONDS     kernel attribute cache timeout (default 1)\n"
+           "    --self-test            check the kernels against built-in vectors and exit\n"
+           "    -V, --version          print versions and exit\n\n"
+           "views:",
+           prog);
+    for (size_t i = 0; i < n; i++)
+        printf(" %s", v[i].name);
+    printf("\n\nFUSE options:\n");
+    fuse_cmdline_help();
+    fuse_lowlevel_help();
+}
+
+/* "512M", "2G", "1048576" -> bytes; 0 on error. */
+static size_t parse_size(const char *s)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || end == s)
+        return 0;
+    unsigned shift = 0;
+    switch (*end) {
+    case 'k': case 'K': shift = 10; end++; break;
+    case 'm': case 'M': shift = 20; end++; break;
+    case 'g': case 'G': shift = 30; end++; break;
+    case 't': case 'T': shift = 40; end++; break;
+    }
+    if (*end && strcmp(end, "B") && strcmp(end, "iB"))
+        return 0;
+    if (v > (SIZE_MAX >> shift))
+        return 0;
+    return (size_t)(v << shift);
+}
+
+static int parse_views(struct qfs *q)
+{
+    if (!q->views_opt) {
+        q->view_mask = (uint32_t)((1ull << q->n_views) - 1);
+        return 0;
+    }
+    char *list = strdup(q->views_opt), *save = NULL;
+    if (!list)
+        return -ENOMEM;
+    int rc = 0;
+    for (char *t = strtok_r(list, ",:", &save); t; t = strtok_r(NULL, ",:", &save)) {
+        int v = qf_view_index(t);
+        if (v < 0) {
+            fprintf(stderr, "quantfs: unknown view '%s'; known views:", t);
+            for (size_t i = 0; i < q->n_views; i++)
+                fprintf(stderr, " %s", q->views[i].name);
+            fputc('\n', stderr);
+            rc = -EINVAL;
+            break;
+        }
+        q->view_mask |= 1u << v;
+    }
+    free(list);
+    if (!rc && !q->view_mask) {
+        fprintf(stderr, "quantfs: -o views= names no view\n");
+        rc = -EINVAL;
+    }
+    return rc;
+}
+
+/* fsname= takes a comma-separated option list: escape ',' and '\'. */
+static char *fsname_opt(const char *src)
+{
+    size_t n = strlen(src);
+    char *o = malloc(2 * n + 32), *p = o;
+    if (!o)
+        return NULL;
+    p += sprintf(p, "-ofsname=");
+    for (const char *s = src; *s; s++) {
+        if (*s == ',' || *s == '\\')
+            *p++ = '\\';
+        *p++ = *s;
+    }
+    *p = 0;
+    return o;
+}
+
+int main(int argc, char *argv[])
+{
+    struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
+    struct cli cli = {0};
+    struct qfs q = {.readahead_mb = 16, .timeout = 1.0};
+    struct fuse_cmdline_opts co = {0};
+    int ret = 1;
+    pthread_mutex_init(&q.inval_mu, NULL);
+    pthread_cond_init(&q.inval_cv, NULL);
+    q.views = qf_views(&q.n_views);
+
+    if (fuse_opt_parse(&args, &cli, cli_opts, cli_proc) || fuse_opt_parse(&args, &q, qfs_opts, NULL))
+        goto out;
+    if (cli.self_test) {
+        ret = qf_self_test(stdout) ? 1 : 0;
+        goto out;
+    }
+    if (cli.show_help) {
+        usage(argv[0]);
+        ret = 0;
+        goto out;
+    }
+    if (cli.show_version) {
+        printf("quantfs %s (codec %u, kernels: %s)\nFUSE library version %s\n", QUANTFS_VERSION, QF_CODEC_VERSION,
+               qf_simd_name(), fuse_pkgversion());
+        fuse_lowlevel_version();
+        ret = 0;
+        goto out;
+    }
+    if (fuse_parse_cmdline(&args, &co) != 0)
+        goto out;
+    if (!cli.source || !co.mountpoint) {
+        fprintf(stderr, "usage: %s SOURCE MOUNTPOINT [options]  (see --help)\n", argv[0]);
+        goto out;
+    }
+    q.source = realpath(cli.source, NULL);
+    if (!q.source) {
+        fprintf(stderr, "quantfs: source %s: %s\n", cli.source, strerror(errno));
+        goto out;
+    }
+    q.cache_size = (size_t)256 << 20;
+    if (cli.cache_size && !(q.cache_size = parse_size(cli.cache_size))) {
+        fprintf(stderr, "quantfs: cache_size=%s is not a size (e.g. 512M, 2G)\n", cli.cache_size);
+        goto out;
+    }
+    if (!q.workers) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        q.workers = n > 0 ? (unsigned)n : 1;
+    }
+    if (parse_views(&q))
+        goto out;
+    q.foreground = co.foreground;
+
+    /* one fd per source file is kept open: take all the fds we may */
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+
+    int rc = qfs_scan(&q);
+    if (rc) {
+        fprintf(stderr, "quantfs: scanning %s: %s\n", q.source, strerror(-rc));
+        goto out;
+    }
+    if (!q.n_models)
+        qfs_log(&q, LOG_WARNING, "no models found in %s", q.source);
+
+    char *fsn = fsname_opt(q.source);
+    if (!fsn || fuse_opt_add_arg(&args, fsn) || fuse_opt_add_arg(&args, "-osubtype=quantfs,ro,default_permissions")) {
+        free(fsn);
+        goto out;
+    }
+    free(fsn);
+
+    q.se = fuse_session_new(&args, &qfs_ops, sizeof qfs_ops, &q);
+    if (!q.se)
+        goto out;
+    if (fuse_set_signal_handlers(q.se) != 0)
+        goto out_session;
+    if (fuse_session_mount(q.se, co.mountpoint) != 0)
+        goto out_signals;
+    if (!co.foreground)
+        openlog("quantfs", LOG_PID, LOG_DAEMON);
+    fuse_daemonize(co.foreground);
+
+    /* threads only after fuse_daemonize: fork() would not carry them over */
+    struct qc_opts copts = {.mem_budget = q.cache_size, .workers = q.workers, .scratch_size = QF_CONV_SCRATCH_BYTES};
+    if ((rc = qc_cache_new(&copts, &q.cache)) || (rc = qfs_inval_start(&q))) {
+        qfs_log(&q, LOG_ERR, "starting worker threads: %s", strerror(-rc));
+        goto out_unmount;
+    }
+    qfs_log(&q, LOG_INFO, "serving %zu model(s) from %s (kernels: %s)", q.n_models, q.source, qf_simd_name());
+
+    if (co.singlethread) {
+        ret = fuse_session_loop(q.se);
+    } else {
+        struct fuse_loop_config *lc = fuse_loop_cfg_create();
+        fuse_loop_cfg_set_clone_fd(lc, co.clone_fd);
+        if (co.max_threads != UINT_MAX) /* UINT_MAX: not given */
+            fuse_loop_cfg_set_max_threads(lc, co.max_threads);
+        if (co.max_idle_threads != UINT_MAX)
+            fuse_loop_cfg_set_idle_threads(lc, co.max_idle_threads);
+        ret = fuse_session_loop_mt(q.se, lc);
+        fuse_loop_cfg_destroy(lc);
+    }
+    ret = ret ? 1 : 0;
+
+out_unmount:
+    fuse_session_unmount(q.se);
+out_signals:
+    fuse_remove_signal_handlers(q.se);
+out_session:
+    qfs_inval_stop(&q);
+    fuse_session_destroy(q.se);
+    qc_cache_free(q.cache);
+out:
+    qfs_free_models(&q);
+    free(q.source);
+    free(q.views_opt);
+    free(cli.source);
+    free(cli.cache_size);
+    free(co.mountpoint);
+    fuse_opt_free_args(&args);
+    return ret;
+}

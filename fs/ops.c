@@ -1,0 +1,660 @@
+/* ops.c — FUSE low-level operations: one reply per request, read-only. */
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/statvfs.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#include "quantfs.h"
+
+#define INO_MODEL_SHIFT 36
+#define INO_VIEW_SHIFT 28
+#define INO_VIEW_MASK 0xffu
+#define INO_FILE_MASK ((1u << 28) - 1)
+
+static struct qfs *ctx(fuse_req_t req) { return fuse_req_userdata(req); }
+
+int qfs_decode_ino(struct qfs *q, fuse_ino_t ino, struct qfs_ino *o)
+{
+    *o = (struct qfs_ino){0};
+    if (ino == QFS_INO_ROOT)
+        return 0;
+    if (ino == QFS_INO_META || ino == QFS_INO_STATS) {
+        o->kind = ino == QFS_INO_META ? 1 : 2;
+        return 0;
+    }
+    uint64_t m = ino >> INO_MODEL_SHIFT, v = (ino >> INO_VIEW_SHIFT) & INO_VIEW_MASK, f = ino & INO_FILE_MASK;
+    if (!m || m > q->n_models)
+        return -ENOENT;
+    o->m = m - 1;
+    if (!v) {
+        o->kind = f ? -1 : 3;
+        return f ? -ENOENT : 0;
+    }
+    if (v > q->n_views || !qfs_view_available(q, o->m, v - 1))
+        return -ENOENT;
+    o->v = v - 1;
+    if (!f) {
+        o->kind = 4;
+        return 0;
+    }
+    if (f > q->models[o->m].n_files)
+        return -ENOENT;
+    o->kind = 5;
+    o->f = f - 1;
+    return 0;
+}
+
+/* --------------------------------------------------------------- stats */
+
+static char *stats_json(struct qfs *q)
+{
+    struct qc_stats s;
+    qc_stats_get(q->cache, &s);
+    json_t *j = json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:s}", "hits", (json_int_t)s.hits,
+                          "waits", (json_int_t)s.waits, "misses", (json_int_t)s.misses, "prefetched",
+                          (json_int_t)s.prefetched, "bytes_quantized", (json_int_t)s.bytes_filled, "cache_bytes",
+                          (json_int_t)s.mem_bytes, "cache_blocks", (json_int_t)s.mem_blocks, "evictions",
+                          (json_int_t)s.evictions, "fill_errors", (json_int_t)s.fill_errors, "errors",
+                          (json_int_t)atomic_load(&q->n_errors), "reads", (json_int_t)atomic_load(&q->n_reads),
+                          "bytes_read", (json_int_t)atomic_load(&q->bytes_read), "source", q->source);
+    if (!j)
+        return NULL;
+    json_object_set_new(j, "models", json_integer((json_int_t)q->n_models));
+    char *out = json_dumps(j, JSON_INDENT(2) | JSON_SORT_KEYS);
+    json_decref(j);
+    if (out) { /* a trailing newline, as text files have */
+        size_t n = strlen(out);
+        char *o2 = realloc(out, n + 2);
+        if (o2) {
+            o2[n] = '\n';
+            o2[n + 1] = 0;
+            out = o2;
+        }
+    }
+    return out;
+}
+
+/* ---------------------------------------------------------------- attrs */
+
+static void dir_attr(struct qfs *q, fuse_ino_t ino, struct stat *st)
+{
+    memset(st, 0, sizeof *st);
+    st->st_ino = ino;
+    st->st_mode = S_IFDIR | 0555;
+    st->st_nlink = 2;
+    struct stat src;
+    if (stat(q->source, &src) == 0) {
+        st->st_uid = src.st_uid;
+        st->st_gid = src.st_gid;
+        st->st_mtim = src.st_mtim;
+        st->st_ctim = src.st_ctim;
+        st->st_atim = src.st_atim;
+    }
+}
+
+static void file_attr(fuse_ino_t ino, const struct stat *src, uint64_t size, struct stat *st)
+{
+    memset(st, 0, sizeof *st);
+    st->st_ino = ino;
+    st->st_mode = S_IFREG | (src->st_mode & 0444);
+    st->st_nlink = 1;
+    st->st_uid = src->st_uid;
+    st->st_gid = src->st_gid;
+    st->st_size = (off_t)size;
+    st->st_blksize = 1 << 20;
+    st->st_blocks = (blkcnt_t)((size + 511) / 512);
+    st->st_mtim = src->st_mtim;
+    st->st_ctim = src->st_ctim;
+    st->st_atim = src->st_atim;
+}
+
+/* Attributes of any inode; for files this builds the layout (header only). */
+static int get_attr(struct qfs *q, fuse_ino_t ino, struct stat *st)
+{
+    struct qfs_ino d;
+    int rc = qfs_decode_ino(q, ino, &d);
+    if (rc)
+        return rc;
+    if (d.kind == 2) {
+        dir_attr(q, ino, st);
+        char *js = stats_json(q);
+        st->st_mode = S_IFREG | 0444;
+        st->st_nlink = 1;
+        st->st_size = js ? (off_t)strlen(js) : 0;
+        free(js);
+        return 0;
+    }
+    if (d.kind != 5) {
+        dir_attr(q, ino, st);
+        return 0;
+    }
+    struct qfs_model *m = &q->models[d.m];
+    struct qfs_snap *s = qfs_snap_get(q, m, &m->files[d.f], &rc);
+    if (!s)
+        return rc;
+    struct qf_layout *l;
+    rc = qfs_snap_layout(q, s, d.v, &l);
+    if (!rc)
+        file_attr(ino, &s->st, l->size, st);
+    qfs_snap_put(s);
+    return rc;
+}
+
+static void reply_entry(fuse_req_t req, struct qfs *q, fuse_ino_t ino)
+{
+    struct fuse_entry_param e = {.ino = ino, .attr_timeout = q->timeout, .entry_timeout = q->timeout};
+    int rc = get_attr(q, ino, &e.attr);
+    if (rc)
+        fuse_reply_err(req, -rc);
+    else
+        fuse_reply_entry(req, &e);
+}
+
+static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+    struct qfs *q = ctx(req);
+    struct qfs_ino d;
+    if (qfs_decode_ino(q, parent, &d)) {
+        fuse_reply_err(req, ENOENT);
+        return;
+    }
+    switch (d.kind) {
+    case 0:
+        if (!strcmp(name, ".quantfs")) {
+            reply_entry(req, q, QFS_INO_META);
+            return;
+        }
+        for (size_t i = 0; i < q->n_models; i++) {
+            if (!strcmp(q->models[i].name, name)) {
+                reply_entry(req, q, qfs_ino_make(i, -1, -1));
+                return;
+            }
+        }
+        break;
+    case 1:
+        if (!strcmp(name, "stats")) {
+            reply_entry(req, q, QFS_INO_STATS);
+            return;
+        }
+        break;
+    case 3: {
+        int v = qf_view_index(name);
+        if (v >= 0 && (size_t)v < q->n_views && qfs_view_available(q, d.m, (size_t)v)) {
+            reply_entry(req, q, qfs_ino_make(d.m, v, -1));
+            return;
+        }
+        break;
+    }
+    case 4: {
+        struct qfs_model *m = &q->models[d.m];
+        for (size_t i = 0; i < m->n_files; i++) {
+            if (!strcmp(m->files[i].name, name)) {
+                reply_entry(req, q, qfs_ino_make(d.m, (long)d.v, (long)i));
+                return;
+            }
+        }
+        break;
+    }
+    default: fuse_reply_err(req, ENOTDIR); return;
+    }
+    fuse_reply_err(req, ENOENT);
+}
+
+static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    (void)fi;
+    struct qfs *q = ctx(req);
+    struct stat st;
+    int rc = get_attr(q, ino, &st);
+    if (rc)
+        fuse_reply_err(req, -rc);
+    else
+        fuse_reply_attr(req, &st, q->timeout);
+}
+
+/* -------------------------------------------------------------- readdir */
+
+struct dirbuf {
+    char *p;
+    size_t len, cap;
+};
+
+static int dirbuf_add(fuse_req_t req, struct dirbuf *b, const char *name, fuse_ino_t ino, mode_t mode)
+{
+    struct stat st = {.st_ino = ino, .st_mode = mode};
+    size_t need = fuse_add_direntry(req, NULL, 0, name, NULL, 0);
+    if (b->len + need > b->cap) {
+        size_t nc = (b->len + need) * 2;
+        char *np = realloc(b->p, nc);
+        if (!np)
+            return -ENOMEM;
+        b->p = np;
+        b->cap = nc;
+    }
+    fuse_add_direntry(req, b->p + b->len, need, name, &st, (off_t)(b->len + need));
+    b->len += need;
+    return 0;
+}
+
+/* Directory listings are small and rebuilt per call; offsets are byte
+ * positions in the rebuilt buffer, stable as long as the listing is. */
+static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
+{
+    (void)fi;
+    struct qfs *q = ctx(req);
+    struct qfs_ino d;
+    int rc = qfs_decode_ino(q, ino, &d);
+    if (rc) {
+        fuse_reply_err(req, -rc);
+        return;
+    }
+    struct dirbuf b = {0};
+    rc = dirbuf_add(req, &b, ".", ino, S_IFDIR);
+    rc |= dirbuf_add(req, &b, "..", QFS_INO_ROOT, S_IFDIR);
+    switch (d.kind) {
+    case 0:
+        rc |= dirbuf_add(req, &b, ".quantfs", QFS_INO_META, S_IFDIR);
+        for (size_t i = 0; i < q->n_models && !rc; i++)
+            rc |= dirbuf_add(req, &b, q->models[i].name, qfs_ino_make(i, -1, -1), S_IFDIR);
+        break;
+    case 1: rc |= dirbuf_add(req, &b, "stats", QFS_INO_STATS, S_IFREG); break;
+    case 3:
+        for (size_t v = 0; v < q->n_views && !rc; v++)
+            if (qfs_view_available(q, d.m, v))
+                rc |= dirbuf_add(req, &b, q->views[v].name, qfs_ino_make(d.m, (long)v, -1), S_IFDIR);
+        break;
+    case 4: {
+        struct qfs_model *m = &q->models[d.m];
+        for (size_t i = 0; i < m->n_files && !rc; i++)
+            rc |= dirbuf_add(req, &b, m->files[i].name, qfs_ino_make(d.m, (long)d.v, (long)i), S_IFREG);
+        break;
+    }
+    default:
+        free(b.p);
+        fuse_reply_err(req, ENOTDIR);
+        return;
+    }
+    if (rc)
+        fuse_reply_err(req, ENOMEM);
+    else if ((size_t)off >= b.len)
+        fuse_reply_buf(req, NULL, 0);
+    else
+        fuse_reply_buf(req, b.p + off, b.len - (size_t)off < size ? b.len - (size_t)off : size);
+    free(b.p);
+}
+
+/* ----------------------------------------------------------- open/read */
+
+struct handle {
+    struct qfs_snap *snap; /* NULL for the stats file */
+    struct qf_layout *layout;
+    char *text;            /* stats file contents */
+    size_t text_len;
+    _Atomic uint64_t next_off; /* end of the previous read: sequential detection */
+};
+
+static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    struct qfs *q = ctx(req);
+    if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)) {
+        fuse_reply_err(req, EROFS);
+        return;
+    }
+    struct qfs_ino d;
+    int rc = qfs_decode_ino(q, ino, &d);
+    if (rc || (d.kind != 5 && d.kind != 2)) {
+        fuse_reply_err(req, rc ? -rc : EISDIR);
+        return;
+    }
+    struct handle *h = calloc(1, sizeof *h);
+    if (!h) {
+        fuse_reply_err(req, ENOMEM);
+        return;
+    }
+    if (d.kind == 2) {
+        h->text = stats_json(q);
+        h->text_len = h->text ? strlen(h->text) : 0;
+        fi->direct_io = 1; /* contents change between opens */
+        fi->fh = (uint64_t)(uintptr_t)h;
+        fuse_reply_open(req, fi);
+        return;
+    }
+    struct qfs_model *m = &q->models[d.m];
+    h->snap = qfs_snap_get(q, m, &m->files[d.f], &rc);
+    if (h->snap)
+        rc = qfs_snap_layout(q, h->snap, d.v, &h->layout);
+    if (rc) {
+        qfs_snap_put(h->snap);
+        free(h);
+        fuse_reply_err(req, -rc);
+        return;
+    }
+    /* View bytes are a pure function of the source version, so the page
+     * cache may keep them across opens (and mmap works). The first open of a
+     * new source version drops whatever the kernel cached for the old one. */
+    pthread_mutex_lock(&h->snap->mu);
+    fi->keep_cache = !h->snap->fresh[d.v];
+    h->snap->fresh[d.v] = false;
+    pthread_mutex_unlock(&h->snap->mu);
+    fi->fh = (uint64_t)(uintptr_t)h;
+    fuse_reply_open(req, fi);
+}
+
+static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    (void)ino;
+    struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+    qfs_snap_put(h->snap);
+    free(h->text);
+    free(h);
+    fuse_reply_err(req, 0);
+}
+
+/* Everything a fill needs; prefetch jobs own a copy (and a snapshot ref). */
+struct fill_arg {
+    struct qfs_snap *snap;
+    const struct qf_extent *e;
+    uint64_t chunk;
+};
+
+static int src_pread(void *c, void *buf, size_t len, uint64_t off)
+{
+    int fd = *(const int *)c;
+    uint8_t *p = buf;
+    while (len) {
+        ssize_t n = pread(fd, p, len, (off_t)off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return n < 0 ? -errno : -EIO;
+        p += n;
+        len -= (size_t)n;
+        off += (uint64_t)n;
+    }
+    return 0;
+}
+
+static int fill_chunk(void *arg, uint8_t *dst, size_t len, void *scratch)
+{
+    (void)len;
+    struct fill_arg *a = arg;
+    return qf_conv_chunk(a->e, a->chunk, src_pread, &a->snap->fd, dst, scratch, false);
+}
+
+static void prefetch_done(void *arg)
+{
+    struct fill_arg *a = arg;
+    qfs_snap_put(a->snap);
+    free(a);
+}
+
+/* The cache key of a chunk: the source version (device, inode, size,
+ * mtime, ctime), where the tensor lies, both types, the chunk and the codec
+ * version. Views that share a tensor type share blocks. */
+static struct qc_key chunk_key(const struct qfs_snap *s, const struct qf_extent *e, uint64_t c)
+{
+    uint64_t k[12] = {(uint64_t)s->st.st_dev,         (uint64_t)s->st.st_ino,        (uint64_t)s->st.st_size,
+                      (uint64_t)s->st.st_mtim.tv_sec, (uint64_t)s->st.st_mtim.tv_nsec, (uint64_t)s->st.st_ctim.tv_sec,
+                      (uint64_t)s->st.st_ctim.tv_nsec, e->src_off,                    e->src_type,
+                      e->dst_type,                    c,                             QF_CODEC_VERSION};
+    return qc_key_make(k, sizeof k);
+}
+
+static int read_conv(struct qfs *q, struct qfs_snap *s, const struct qf_extent *e, uint64_t rel, uint64_t n,
+                     uint8_t *out)
+{
+    uint64_t per_chunk = qf_type_bytes(e->dst_type, QF_CHUNK_ELEMS);
+    while (n) {
+        uint64_t c = rel / per_chunk, coff, clen;
+        qf_conv_chunk_range(e, c, &coff, &clen);
+        struct fill_arg a = {s, e, c};
+        struct qc_block *b;
+        int rc = qc_get(q->cache, chunk_key(s, e, c), (size_t)clen, fill_chunk, &a, &b);
+        if (rc)
+            return rc;
+        uint64_t from = rel - coff, k = clen - from < n ? clen - from : n;
+        memcpy(out, qc_block_data(b) + from, (size_t)k);
+        qc_release(q->cache, b);
+        out += k;
+        rel += k;
+        n -= k;
+    }
+    return 0;
+}
+
+/* Queue the converted chunks in [off, off + window) for the workers. */
+static void schedule_readahead(struct qfs *q, struct handle *h, uint64_t off)
+{
+    const struct qf_layout *l = h->layout;
+    uint64_t end = off + (uint64_t)q->readahead_mb * (1u << 20);
+    for (size_t i = off < l->size ? qf_layout_find(l, off) : l->n_ext; i < l->n_ext && l->ext[i].off < end; i++) {
+        const struct qf_extent *e = &l->ext[i];
+        if (e->kind != QF_EXT_CONV)
+            continue;
+        uint64_t per_chunk = qf_type_bytes(e->dst_type, QF_CHUNK_ELEMS);
+        uint64_t first = off > e->off ? (off - e->off) / per_chunk : 0;
+        for (uint64_t c = first; c < qf_conv_nchunks(e) && e->off + c * per_chunk < end; c++) {
+            struct fill_arg *a = malloc(sizeof *a);
+            if (!a)
+                return;
+            *a = (struct fill_arg){h->snap, e, c};
+            atomic_fetch_add(&h->snap->refs, 1);
+            uint64_t coff, clen;
+            qf_conv_chunk_range(e, c, &coff, &clen);
+            qc_prefetch(q->cache, chunk_key(h->snap, e, c), (size_t)clen, fill_chunk, a, prefetch_done);
+        }
+    }
+}
+
+static int gather(struct qfs *q, struct handle *h, uint64_t off, size_t len, uint8_t *out)
+{
+    const struct qf_layout *l = h->layout;
+    int rc = 0;
+    for (size_t i = qf_layout_find(l, off); len && i < l->n_ext && !rc; i++) {
+        const struct qf_extent *e = &l->ext[i];
+        uint64_t rel = off - e->off, n = e->len - rel < len ? e->len - rel : len;
+        switch (e->kind) {
+        case QF_EXT_MEM: memcpy(out, e->mem + rel, (size_t)n); break;
+        case QF_EXT_ZERO: memset(out, 0, (size_t)n); break;
+        case QF_EXT_SRC: rc = src_pread(&h->snap->fd, out, (size_t)n, e->src_off + rel); break;
+        case QF_EXT_CONV: rc = read_conv(q, h->snap, e, rel, n, out); break;
+        }
+        out += n;
+        off += n;
+        len -= (size_t)n;
+    }
+    return rc;
+}
+
+static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
+{
+    (void)ino;
+    struct qfs *q = ctx(req);
+    struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+    if (h->text) {
+        size_t o = (size_t)off < h->text_len ? (size_t)off : h->text_len;
+        fuse_reply_buf(req, h->text + o, h->text_len - o < size ? h->text_len - o : size);
+        return;
+    }
+    uint64_t fsize = h->layout->size;
+    if (off < 0 || (uint64_t)off >= fsize) {
+        fuse_reply_buf(req, NULL, 0);
+        return;
+    }
+    if (size > fsize - (uint64_t)off)
+        size = (size_t)(fsize - (uint64_t)off);
+    uint8_t *buf = malloc(size);
+    int rc = buf ? qfs_snap_verify(q, h->snap) : -ENOMEM;
+    if (!rc)
+        rc = gather(q, h, (uint64_t)off, size, buf);
+    /* checked again after: a source rewritten mid-read must not leak out */
+    if (!rc)
+        rc = qfs_snap_verify(q, h->snap);
+    atomic_fetch_add(&q->n_reads, 1);
+    if (rc) {
+        atomic_fetch_add(&q->n_errors, 1);
+        if (rc != -EIO)
+            qfs_log(q, LOG_ERR, "read %s at %lld: %s", h->snap->file->path, (long long)off, strerror(-rc));
+        fuse_reply_err(req, rc == -ENOMEM ? ENOMEM : EIO);
+        free(buf);
+        return;
+    }
+    atomic_fetch_add(&q->bytes_read, size);
+    /* before the reply: once it is sent, release() may free h */
+    uint64_t end = (uint64_t)off + size;
+    if (atomic_exchange(&h->next_off, end) == (uint64_t)off && q->readahead_mb)
+        schedule_readahead(q, h, end);
+    fuse_reply_buf(req, (const char *)buf, size);
+    free(buf);
+}
+
+/* -------------------------------------------------------------- xattrs */
+
+/* user.quantfs.source: absolute source path; user.quantfs.view: view name. */
+static int xattr_value(struct qfs *q, fuse_ino_t ino, const char *name, const char **val)
+{
+    struct qfs_ino d;
+    int rc = qfs_decode_ino(q, ino, &d);
+    if (rc)
+        return rc;
+    if (d.kind != 4 && d.kind != 5)
+        return -ENODATA;
+    if (!strcmp(name, "user.quantfs.view")) {
+        *val = q->views[d.v].name;
+        return 0;
+    }
+    if (!strcmp(name, "user.quantfs.source") && d.kind == 5) {
+        *val = q->models[d.m].files[d.f].path;
+        return 0;
+    }
+    return -ENODATA;
+}
+
+static void reply_data(fuse_req_t req, const char *data, size_t n, size_t size)
+{
+    if (!size)
+        fuse_reply_xattr(req, n);
+    else if (size < n)
+        fuse_reply_err(req, ERANGE);
+    else
+        fuse_reply_buf(req, data, n);
+}
+
+static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
+{
+    const char *v;
+    int rc = xattr_value(ctx(req), ino, name, &v);
+    if (rc)
+        fuse_reply_err(req, -rc);
+    else
+        reply_data(req, v, strlen(v), size);
+}
+
+static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+{
+    struct qfs_ino d;
+    int rc = qfs_decode_ino(ctx(req), ino, &d);
+    if (rc) {
+        fuse_reply_err(req, -rc);
+        return;
+    }
+    static const char file_names[] = "user.quantfs.source\0user.quantfs.view";
+    static const char dir_names[] = "user.quantfs.view";
+    if (d.kind == 5)
+        reply_data(req, file_names, sizeof file_names, size);
+    else if (d.kind == 4)
+        reply_data(req, dir_names, sizeof dir_names, size);
+    else
+        reply_data(req, "", 0, size);
+}
+
+static void op_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+    (void)ino;
+    struct statvfs sv;
+    if (statvfs(ctx(req)->source, &sv) < 0)
+        memset(&sv, 0, sizeof sv);
+    sv.f_flag |= ST_RDONLY;
+    sv.f_namemax = 255;
+    fuse_reply_statfs(req, &sv);
+}
+
+/* ------------------------------------------------------------ read-only */
+
+static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set, struct fuse_file_info *fi)
+{
+    (void)ino, (void)attr, (void)to_set, (void)fi;
+    fuse_reply_err(req, EROFS);
+}
+static void op_mknod(fuse_req_t req, fuse_ino_t p, const char *n, mode_t m, dev_t r)
+{
+    (void)p, (void)n, (void)m, (void)r;
+    fuse_reply_err(req, EROFS);
+}
+static void op_mkdir(fuse_req_t req, fuse_ino_t p, const char *n, mode_t m)
+{
+    (void)p, (void)n, (void)m;
+    fuse_reply_err(req, EROFS);
+}
+static void op_unlink(fuse_req_t req, fuse_ino_t p, const char *n)
+{
+    (void)p, (void)n;
+    fuse_reply_err(req, EROFS);
+}
+static void op_symlink(fuse_req_t req, const char *l, fuse_ino_t p, const char *n)
+{
+    (void)l, (void)p, (void)n;
+    fuse_reply_err(req, EROFS);
+}
+static void op_rename(fuse_req_t req, fuse_ino_t p, const char *n, fuse_ino_t np, const char *nn, unsigned int f)
+{
+    (void)p, (void)n, (void)np, (void)nn, (void)f;
+    fuse_reply_err(req, EROFS);
+}
+static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t np, const char *nn)
+{
+    (void)ino, (void)np, (void)nn;
+    fuse_reply_err(req, EROFS);
+}
+static void op_create(fuse_req_t req, fuse_ino_t p, const char *n, mode_t m, struct fuse_file_info *fi)
+{
+    (void)p, (void)n, (void)m, (void)fi;
+    fuse_reply_err(req, EROFS);
+}
+static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *n, const char *v, size_t s, int f)
+{
+    (void)ino, (void)n, (void)v, (void)s, (void)f;
+    fuse_reply_err(req, EROFS);
+}
+static void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *n)
+{
+    (void)ino, (void)n;
+    fuse_reply_err(req, EROFS);
+}
+
+const struct fuse_lowlevel_ops qfs_ops = {
+    .lookup = op_lookup,
+    .getattr = op_getattr,
+    .readdir = op_readdir,
+    .open = op_open,
+    .read = op_read,
+    .release = op_release,
+    .getxattr = op_getxattr,
+    .listxattr = op_listxattr,
+    .statfs = op_statfs,
+    .setattr = op_setattr,
+    .mknod = op_mknod,
+    .mkdir = op_mkdir,
+    .unlink = op_unlink,
+    .rmdir = op_unlink,
+    .symlink = op_symlink,
+    .rename = op_rename,
+    .link = op_link,
+    .create = op_create,
+    .setxattr = op_setxattr,
+    .removexattr = op_removexattr,
+};

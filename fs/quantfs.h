@@ -1,0 +1,141 @@
+/* quantfs.h — the FUSE daemon: its context struct and the namespace API the
+ * operations use. fs/ is the only module that includes fuse_lowlevel.h.
+ *
+ * Lifetimes: models and files are created at mount time and live until
+ * unmount (indices are part of inode numbers). Everything derived from a
+ * source file's bytes lives in a snapshot (struct qfs_snap) tied to one
+ * version of that file (its fingerprint); when the file changes a new
+ * snapshot replaces it and readers still holding the old one get EIO.
+ */
+#ifndef QUANTFS_FS_H
+#define QUANTFS_FS_H
+
+#define FUSE_USE_VERSION 314
+#include <fuse_lowlevel.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <sys/stat.h>
+
+#include "cache.h"
+#include "codec.h"
+
+#define QFS_MAX_VIEWS 32
+
+/* One version of a source file: its identity and everything parsed from it. */
+struct qfs_snap {
+    atomic_uint refs;
+    struct qfs_file *file;
+    struct stat st;        /* fingerprint: dev, ino, size, mtime, ctime */
+    int fd;                /* O_RDONLY on the source, pins the inode */
+    struct qf_gguf *gguf;  /* NULL: not converted (passthrough or bad) */
+    char err[256];         /* why views other than f32 are not offered */
+    atomic_bool stale;     /* the source changed under this snapshot */
+    pthread_mutex_t mu;    /* guards layouts[] and fresh[] */
+    struct qf_layout *layouts[QFS_MAX_VIEWS];
+    bool fresh[QFS_MAX_VIEWS]; /* not yet opened: next open drops kernel page cache */
+};
+
+struct qfs_file {
+    char *name;       /* name inside the view directory */
+    char *path;       /* absolute source path */
+    bool is_gguf;     /* converted per view; otherwise passed through */
+    pthread_mutex_t mu;
+    struct qfs_snap *snap; /* current snapshot, NULL until first use */
+};
+
+struct qfs_model {
+    char *name;
+    unsigned formats; /* QF_FMT_* of its convertible files */
+    struct qfs_file *files;
+    size_t n_files;
+};
+
+struct qfs {
+    /* options */
+    char *source;          /* absolute source root */
+    char *views_opt;
+    size_t cache_size;
+    unsigned workers;
+    unsigned readahead_mb;
+    bool foreground;
+    double timeout;        /* attr/entry cache timeout, seconds */
+
+    const struct qf_view *views;
+    size_t n_views;
+    uint32_t view_mask;    /* views enabled by -o views */
+
+    struct qfs_model *models;
+    size_t n_models;
+
+    struct qc_cache *cache;
+    struct fuse_session *se;
+
+    atomic_uint_fast64_t n_errors, n_reads, bytes_read;
+
+    /* Inode invalidations are sent from a thread of their own: sending one
+     * from inside a request for the same inode can deadlock the kernel. */
+    pthread_t inval_thread;
+    bool inval_started, inval_stop;
+    pthread_mutex_t inval_mu;
+    pthread_cond_t inval_cv;
+    fuse_ino_t *inval_q;
+    size_t inval_n, inval_cap;
+};
+
+/* log.c */
+void qfs_log(struct qfs *q, int prio, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* ns.c — namespace */
+int qfs_scan(struct qfs *q);
+void qfs_free_models(struct qfs *q);
+/* Current snapshot of a file (re-parsed if the source changed), with a
+ * reference; NULL with errno-style *err if the source is gone. */
+struct qfs_snap *qfs_snap_get(struct qfs *q, struct qfs_model *m, struct qfs_file *f, int *err);
+void qfs_snap_put(struct qfs_snap *s);
+/* Layout of file f in view v for this snapshot (built on first use). */
+int qfs_snap_layout(struct qfs *q, struct qfs_snap *s, size_t v, struct qf_layout **out);
+/* 0 if the source still is the file this snapshot was made from; -EIO (and
+ * the snapshot marked stale, logged once) otherwise. */
+int qfs_snap_verify(struct qfs *q, struct qfs_snap *s);
+/* Whether view v is offered for model m right now. */
+bool qfs_view_available(struct qfs *q, size_t mi, size_t v);
+void qfs_queue_inval(struct qfs *q, fuse_ino_t ino);
+int qfs_inval_start(struct qfs *q);
+void qfs_inval_stop(struct qfs *q);
+
+/* Inode numbers are computed, not allocated:
+ *   1                                root
+ *   2, 3                             /.quantfs, /.quantfs/stats
+ *   (m+1) << 36                      model directory m
+ *   (m+1) << 36 | (v+1) << 28        view v of model m
+ *   ... | (f+1)                      file f of that view
+ * so every (model, view, file) keeps its number for the life of the mount
+ * and no table grows with lookups. Limits: 2^27 models, 255 views, 2^28-1
+ * files per model. */
+#define QFS_INO_ROOT 1
+#define QFS_INO_META 2
+#define QFS_INO_STATS 3
+#define QFS_MAX_MODELS ((1u << 27) - 1)
+#define QFS_MAX_FILES ((1u << 28) - 1)
+
+struct qfs_ino {
+    int kind; /* 0 root, 1 meta dir, 2 stats, 3 model, 4 view, 5 file */
+    size_t m, v, f;
+};
+
+static inline fuse_ino_t qfs_ino_make(size_t m, long v, long f)
+{
+    fuse_ino_t ino = (fuse_ino_t)(m + 1) << 36;
+    if (v >= 0)
+        ino |= (fuse_ino_t)(v + 1) << 28;
+    if (f >= 0)
+        ino |= (fuse_ino_t)(f + 1);
+    return ino;
+}
+
+/* ops.c */
+extern const struct fuse_lowlevel_ops qfs_ops;
+int qfs_decode_ino(struct qfs *q, fuse_ino_t ino, struct qfs_ino *out);
+
+#endif
