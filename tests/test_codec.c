@@ -1,0 +1,282 @@
+/* test_codec.c — kernels against ggml's own output (../shared/refs), the
+ * SIMD paths against the scalar reference, float conversions at their edges,
+ * the GGUF parser on valid and hostile inputs, and layouts. */
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "codec.h"
+#include "testutil.h"
+
+static const char *ref_types[] = {"f16", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1",
+                                  "q2_k", "q3_k", "q4_k", "q5_k", "q6_k"};
+
+static const struct qf_gguf_tensor *find_tensor(const struct qf_gguf *g, const char *name)
+{
+    for (uint64_t i = 0; i < g->n_tensors; i++)
+        if (!strcmp(g->tensors[i].name, name))
+            return &g->tensors[i];
+    return NULL;
+}
+
+/* For every tensor of src: the type our rules pick equals the reference
+ * file's, and the bytes our kernel writes (scalar and dispatched) equal the
+ * reference bytes. */
+static void check_against_refs(const char *src_path, const char *ref_fmt)
+{
+    struct tfile src;
+    assert_int_equal(tfile_open(&src, src_path), 0);
+    for (size_t k = 0; k < sizeof ref_types / sizeof *ref_types; k++) {
+        char path[4096];
+        snprintf(path, sizeof path, ref_fmt, shared_dir(), ref_types[k]);
+        struct tfile ref;
+        assert_int_equal(tfile_open(&ref, path), 0);
+        const char *vname = !strcmp(ref_types[k], "f16") ? "fp16" : ref_types[k];
+        int vi = qf_view_index(vname);
+        assert_true(vi >= 0);
+        size_t nv;
+        const struct qf_view *v = &qf_views(&nv)[vi];
+        for (uint64_t i = 0; i < src.g->n_tensors; i++) {
+            const struct qf_gguf_tensor *t = &src.g->tensors[i], *r = find_tensor(ref.g, t->name);
+            assert_non_null(r);
+            uint32_t ty = qf_gguf_tensor_type(v->gguf_type, t->type, t->n_dims, t->ne);
+            if (ty != r->type)
+                fail_msg("%s %s: type %u, reference has %u", vname, t->name, ty, r->type);
+            float *x = malloc(t->nbytes);
+            uint8_t *a = malloc(r->nbytes + 1), *b = malloc(r->nbytes + 1), *want = malloc(r->nbytes + 1);
+            assert_int_equal(tfile_pread(&src, x, t->nbytes, t->offset), 0);
+            assert_int_equal(tfile_pread(&ref, want, r->nbytes, r->offset), 0);
+            if (ty == t->type) {
+                assert_memory_equal(x, want, r->nbytes);
+            } else {
+                assert_int_equal(qf_quantize_ref(ty, x, a, t->nelems), 0);
+                assert_int_equal(qf_quantize(ty, x, b, t->nelems), 0);
+                if (memcmp(a, want, r->nbytes))
+                    fail_msg("%s %s (%s): scalar kernel differs from ggml", vname, t->name, qf_type_get(ty)->name);
+                if (memcmp(b, want, r->nbytes))
+                    fail_msg("%s %s (%s): SIMD kernel differs from ggml", vname, t->name, qf_type_get(ty)->name);
+            }
+            free(x), free(a), free(b), free(want);
+        }
+        tfile_close(&ref);
+    }
+    tfile_close(&src);
+}
+
+static void test_kernels_vs_ggml_edge_cases(void **state)
+{
+    (void)state;
+    char p[4096];
+    snprintf(p, sizeof p, "%s/refs/kernels.gguf", shared_dir());
+    check_against_refs(p, "%s/refs/kernels.%s.gguf");
+}
+
+static void test_kernels_vs_ggml_stories260k(void **state)
+{
+    (void)state;
+    char p[4096];
+    snprintf(p, sizeof p, "%s/models/stories260K/gguf/stories260K.gguf", shared_dir());
+    check_against_refs(p, "%s/refs/stories260K.%s.gguf");
+}
+
+/* Whole view files built by the layout: tensor data equals the reference,
+ * header fields are rewritten, padding is zero. */
+static void test_layout_matches_refs(void **state)
+{
+    (void)state;
+    char p[4096];
+    snprintf(p, sizeof p, "%s/models/stories260K/gguf/stories260K.gguf", shared_dir());
+    struct tfile src;
+    assert_int_equal(tfile_open(&src, p), 0);
+    for (size_t k = 0; k < sizeof ref_types / sizeof *ref_types; k++) {
+        const char *vname = !strcmp(ref_types[k], "f16") ? "fp16" : ref_types[k];
+        size_t nv;
+        const struct qf_view *v = &qf_views(&nv)[qf_view_index(vname)];
+        struct qf_layout *l;
+        char err[256];
+        assert_int_equal(qf_layout_gguf(src.g, v, &l, err, sizeof err), 0);
+        uint8_t *buf = malloc(l->size);
+        assert_int_equal(qf_layout_read(l, 0, l->size, buf, tfile_pread_cb, &src), 0);
+        /* the produced file parses, and carries the right tensors */
+        struct tmem mem = {buf, l->size};
+        struct qf_gguf *out;
+        assert_int_equal(qf_gguf_parse(tmem_pread, &mem, l->size, &out, err, sizeof err), 0);
+        snprintf(p, sizeof p, "%s/refs/stories260K.%s.gguf", shared_dir(), ref_types[k]);
+        struct tfile ref;
+        assert_int_equal(tfile_open(&ref, p), 0);
+        assert_int_equal(out->n_tensors, ref.g->n_tensors);
+        for (uint64_t i = 0; i < out->n_tensors; i++) {
+            const struct qf_gguf_tensor *t = &out->tensors[i], *r = find_tensor(ref.g, t->name);
+            assert_non_null(r);
+            assert_int_equal(t->type, r->type);
+            assert_int_equal(t->nbytes, r->nbytes);
+            uint8_t *want = malloc(r->nbytes + 1);
+            assert_int_equal(tfile_pread(&ref, want, r->nbytes, r->offset), 0);
+            assert_memory_equal(buf + t->offset, want, r->nbytes);
+            free(want);
+        }
+        /* exact size: data section ends at the last tensor's padded end */
+        const struct qf_gguf_tensor *last = &out->tensors[out->n_tensors - 1];
+        assert_int_equal(l->size, (last->offset + last->nbytes + 31) / 32 * 32);
+        tfile_close(&ref);
+        qf_gguf_free(out);
+        free(buf);
+        qf_layout_free(l);
+    }
+    tfile_close(&src);
+}
+
+static uint32_t f2u(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    return u;
+}
+static float u2f(uint32_t u)
+{
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+/* f16 <-> f32 round trip is exact for every half; f32 -> f16 rounds to the
+ * nearest half, ties to even (checked at midpoints of every pair of
+ * neighbouring halves). */
+static void test_f16_conversion(void **state)
+{
+    (void)state;
+    for (uint32_t h = 0; h < 0x10000; h++) {
+        float f = qf_f16_to_f32((uint16_t)h);
+        if (((h >> 10) & 0x1f) == 0x1f && (h & 0x3ff)) {
+            assert_true(isnan(f));
+            assert_int_equal(qf_f32_to_f16(f), (h & 0x8000) | 0x7e00);
+            continue;
+        }
+        assert_int_equal(qf_f32_to_f16(f), h);
+        uint16_t next = (uint16_t)(h + 1);
+        /* neighbours must both be finite; the overflow edge is checked below */
+        if ((h & 0x7fff) >= 0x7bff || (next & 0x7fff) == 0)
+            continue;
+        float g = qf_f16_to_f32(next);
+        double mid = ((double)f + (double)g) / 2; /* exact in double */
+        float fm = (float)mid;
+        assert_true((double)fm == mid);
+        uint16_t want = (h & 1) ? next : (uint16_t)h;
+        assert_int_equal(qf_f32_to_f16(fm), want);
+        assert_int_equal(qf_f32_to_f16(nextafterf(fm, g)), next);
+        assert_int_equal(qf_f32_to_f16(nextafterf(fm, f)), h);
+    }
+    assert_int_equal(qf_f32_to_f16(65520.0f), 0x7c00); /* rounds up to inf */
+    assert_int_equal(qf_f32_to_f16(65519.99f), 0x7bff);
+    assert_int_equal(qf_f32_to_f16(1e30f), 0x7c00);
+    assert_int_equal(qf_f32_to_f16(-INFINITY), 0xfc00);
+    assert_int_equal(qf_f32_to_f16(-0.0f), 0x8000);
+    assert_int_equal(qf_f32_to_f16(0x1p-25f), 0);        /* tie to even: 0 */
+    assert_int_equal(qf_f32_to_f16(0x1.000002p-25f), 1); /* just above: smallest subnormal */
+}
+
+static void test_bf16_conversion(void **state)
+{
+    (void)state;
+    for (uint32_t h = 0; h < 0x10000; h++) {
+        float f = qf_bf16_to_f32((uint16_t)h);
+        if (isnan(f))
+            continue;
+        assert_int_equal(qf_f32_to_bf16(f), h);
+    }
+    assert_int_equal(qf_f32_to_bf16(u2f(0x3f808000)), 0x3f80); /* tie, even stays */
+    assert_int_equal(qf_f32_to_bf16(u2f(0x3f818000)), 0x3f82); /* tie, odd rounds up */
+    assert_int_equal(qf_f32_to_bf16(u2f(0x3f808001)), 0x3f81);
+    assert_int_equal(qf_f32_to_bf16(u2f(0x7f7fffff)), 0x7f80); /* FLT_MAX -> inf */
+    assert_int_equal(qf_f32_to_bf16(u2f(0x7f800001)), 0x7fc0); /* signalling NaN quieted */
+    assert_int_equal(qf_f32_to_bf16(u2f(0x00000001)), 0x0000); /* subnormal rounds */
+    (void)f2u;
+}
+
+/* SIMD == scalar on inputs the refs do not cover: random data of many
+ * scales, lengths that are not a multiple of the SIMD width, NaN/Inf. */
+static void test_simd_equals_scalar(void **state)
+{
+    (void)state;
+    enum { N = 1 << 14 };
+    float *x = malloc(N * sizeof *x);
+    uint8_t *a = malloc(N * 4), *b = malloc(N * 4);
+    static const uint32_t types[] = {QF_F16, QF_BF16, QF_Q8_0, QF_Q4_0, QF_Q4_1, QF_Q5_0, QF_Q5_1,
+                                     QF_Q2_K, QF_Q3_K, QF_Q4_K, QF_Q5_K, QF_Q6_K, QF_IQ4_NL};
+    for (uint64_t seed = 1; seed <= 4; seed++) {
+        qf_selftest_input(x, N, seed);
+        if (seed == 4) { /* non-finite values must not crash either path */
+            x[3] = NAN;
+            x[700] = INFINITY;
+            x[1500] = -INFINITY;
+        }
+        for (size_t k = 0; k < sizeof types / sizeof *types; k++) {
+            uint32_t blck = qf_type_get(types[k])->blck;
+            size_t n = N - (blck == 1 ? 5 : 0); /* odd tail for the element-wise types */
+            assert_int_equal(qf_quantize_ref(types[k], x, a, n), 0);
+            assert_int_equal(qf_quantize(types[k], x, b, n), 0);
+            if (memcmp(a, b, qf_type_bytes(types[k], n)))
+                fail_msg("%s seed %llu: SIMD differs from scalar", qf_type_get(types[k])->name,
+                         (unsigned long long)seed);
+        }
+        /* and the source-side conversions */
+        for (uint32_t t = QF_F16; t <= QF_BF16; t += QF_BF16 - QF_F16) {
+            float *y = malloc(N * sizeof *y);
+            assert_int_equal(qf_quantize_ref(t, x, a, N - 3), 0);
+            assert_int_equal(qf_to_f32(t, a, y, N - 3), 0);
+            for (size_t i = 0; i < N - 3; i++) {
+                uint16_t h = (uint16_t)(a[2 * i] | a[2 * i + 1] << 8);
+                float want = t == QF_F16 ? qf_f16_to_f32(h) : qf_bf16_to_f32(h);
+                assert_true(f2u(y[i]) == f2u(want) || (isnan(y[i]) && isnan(want)));
+            }
+            free(y);
+        }
+    }
+    free(x), free(a), free(b);
+}
+
+static void test_self_test(void **state)
+{
+    (void)state;
+    assert_int_equal(qf_self_test(NULL), 0);
+}
+
+static void test_bad_arguments(void **state)
+{
+    (void)state;
+    float x[32] = {0};
+    uint8_t y[64];
+    assert_int_equal(qf_quantize(QF_Q8_0, x, y, 31), -EINVAL);
+    assert_int_equal(qf_quantize(9 /* q8_1 */, x, y, 32), -EINVAL);
+    assert_int_equal(qf_quantize(1000, x, y, 32), -EINVAL);
+    assert_null(qf_type_get(4));
+    assert_int_equal(qf_type_bytes(QF_Q4_K, 255), 0);
+    assert_int_equal(qf_type_bytes(QF_F32, UINT64_MAX / 2), 0);
+    assert_int_equal(qf_view_index("q9_9"), -1);
+    assert_true(qf_view_index("int8") >= 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_kernels_vs_ggml_edge_cases),
+        cmocka_unit_test(test_kernels_vs_ggml_stories260k),
+        cmocka_unit_test(test_layout_matches_refs),
+        cmocka_unit_test(test_f16_conversion),
+        cmocka_unit_test(test_bf16_conversion),
+        cmocka_unit_test(test_simd_equals_scalar),
+        cmocka_unit_test(test_self_test),
+        cmocka_unit_test(test_bad_arguments),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

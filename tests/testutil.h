@@ -1,0 +1,78 @@
+/* testutil.h — helpers shared by the C unit tests (header-only). */
+#ifndef QUANTFS_TESTUTIL_H
+#define QUANTFS_TESTUTIL_H
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "codec.h"
+
+/* ../shared (test material), from the environment meson sets. */
+static inline const char *shared_dir(void)
+{
+    const char *s = getenv("QUANTFS_SHARED");
+    return s ? s : "../shared";
+}
+
+struct tfile {
+    int fd;
+    uint64_t size;
+    struct qf_gguf *g;
+};
+
+static inline int tfile_pread_cb(void *ctx, void *buf, size_t len, uint64_t off)
+{
+    const struct tfile *t = ctx;
+    return pread(t->fd, buf, len, (off_t)off) == (ssize_t)len ? 0 : -EIO;
+}
+
+static inline int tfile_pread(struct tfile *t, void *buf, size_t len, uint64_t off)
+{
+    return tfile_pread_cb(t, buf, len, off);
+}
+
+static inline int tfile_open(struct tfile *t, const char *path)
+{
+    struct stat st;
+    char err[256];
+    t->g = NULL;
+    t->fd = open(path, O_RDONLY);
+    if (t->fd < 0 || fstat(t->fd, &st) < 0) {
+        fprintf(stderr, "%s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    t->size = (uint64_t)st.st_size;
+    int rc = qf_gguf_parse(tfile_pread_cb, t, t->size, &t->g, err, sizeof err);
+    if (rc)
+        fprintf(stderr, "%s: %s\n", path, err);
+    return rc;
+}
+
+static inline void tfile_close(struct tfile *t)
+{
+    qf_gguf_free(t->g);
+    close(t->fd);
+}
+
+/* A file held in memory. */
+struct tmem {
+    const uint8_t *p;
+    uint64_t size;
+};
+
+static inline int tmem_pread(void *ctx, void *buf, size_t len, uint64_t off)
+{
+    const struct tmem *m = ctx;
+    if (off > m->size || len > m->size - off)
+        return -EIO;
+    memcpy(buf, m->p + off, len);
+    return 0;
+}
+
+#endif
