@@ -39,6 +39,7 @@ static const struct fuse_opt qfs_opts[] = {
     QOPT("workers=%u", workers, 0),
     QOPT("readahead=%u", readahead_mb, 0),
     QOPT("timeout=%lf", timeout, 0),
+    QOPT("check_interval=%u", check_ms, 0),
     FUSE_OPT_END,
 };
 
@@ -72,6 +73,7 @@ static void usage(const char *prog)
            "    -o workers=N           read-ahead conversion threads (default: CPUs)\n"
            "    -o readahead=MB        convert this far ahead of sequential readers (default 16)\n"
            "    -o timeout=SECONDS     kernel attribute cache timeout (default 1)\n"
+           "    -o check_interval=MS   how often open sources are checked for changes (default 1000)\n"
            "    --self-test            check the kernels against built-in vectors and exit\n"
            "    -V, --version          print versions and exit\n\n"
            "views:",
@@ -152,19 +154,67 @@ static char *fsname_opt(const char *src)
     return o;
 }
 
+/* A precision name, known or not (so a typo gets "unknown view", not
+ * "unknown option"): a known view, or q/iq/int/fp/bf/f/mx then a digit.
+ * No FUSE or mount option has that shape. */
+static bool looks_like_view(const char *t)
+{
+    static const char *pre[] = {"iq", "int", "fp", "bf", "mx", "q", "f"};
+    if (qf_view_index(t) >= 0)
+        return true;
+    for (size_t i = 0; i < sizeof pre / sizeof *pre; i++)
+        if (!strncmp(t, pre[i], strlen(pre[i])) && t[strlen(pre[i])] >= '0' && t[strlen(pre[i])] <= '9')
+            return true;
+    return false;
+}
+
+/* In "-o views=fp16,int8,allow_other" the commas split the option list, so
+ * bare view names following a views= item are joined back into it
+ * ("views=fp16:int8,allow_other"). View names are never FUSE options, so
+ * this is unambiguous; it works for fstab lines too. Rewrites in place (the
+ * string only gets shorter or stays the same length). */
+static void join_view_lists(char *opts)
+{
+    char *out = opts, *save = NULL;
+    bool in_views = false, first = true;
+    char *copy = strdup(opts);
+    if (!copy)
+        return;
+    for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        bool bare_view = in_views && !strchr(t, '=') && looks_like_view(t);
+        if (!first)
+            *out++ = bare_view ? ':' : ',';
+        first = false;
+        out = stpcpy(out, t);
+        if (!bare_view)
+            in_views = !strncmp(t, "views=", 6);
+    }
+    *out = 0;
+    free(copy);
+}
+
 int main(int argc, char *argv[])
 {
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "-o") && i + 1 < argc)
+            join_view_lists(argv[++i]);
+        else if (!strncmp(argv[i], "-o", 2))
+            join_view_lists(argv[i] + 2);
+    }
+
     struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
     struct cli cli = {0};
-    struct qfs q = {.readahead_mb = 16, .timeout = 1.0};
+    struct qfs q = {.readahead_mb = 16, .timeout = 1.0, .check_ms = 1000};
     struct fuse_cmdline_opts co = {0};
     int ret = 1;
     pthread_mutex_init(&q.inval_mu, NULL);
-    pthread_cond_init(&q.inval_cv, NULL);
+    q.watch_ifd = q.watch_efd = -1;
     q.views = qf_views(&q.n_views);
 
     if (fuse_opt_parse(&args, &cli, cli_opts, cli_proc) || fuse_opt_parse(&args, &q, qfs_opts, NULL))
         goto out;
+    if (!q.check_ms)
+        q.check_ms = 1000;
     if (cli.self_test) {
         ret = qf_self_test(stdout) ? 1 : 0;
         goto out;
@@ -240,7 +290,7 @@ int main(int argc, char *argv[])
 
     /* threads only after fuse_daemonize: fork() would not carry them over */
     struct qc_opts copts = {.mem_budget = q.cache_size, .workers = q.workers, .scratch_size = QF_CONV_SCRATCH_BYTES};
-    if ((rc = qc_cache_new(&copts, &q.cache)) || (rc = qfs_inval_start(&q))) {
+    if ((rc = qc_cache_new(&copts, &q.cache)) || (rc = qfs_watch_start(&q))) {
         qfs_log(&q, LOG_ERR, "starting worker threads: %s", strerror(-rc));
         goto out_unmount;
     }
@@ -265,7 +315,7 @@ out_unmount:
 out_signals:
     fuse_remove_signal_handlers(q.se);
 out_session:
-    qfs_inval_stop(&q);
+    qfs_watch_stop(&q);
     fuse_session_destroy(q.se);
     qc_cache_free(q.cache);
 out:

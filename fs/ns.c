@@ -17,7 +17,7 @@ void qfs_log(struct qfs *q, int prio, const char *fmt, ...)
     va_list ap;
     va_start(ap, fmt);
     if (q->foreground) {
-        fputs("quantfs: ", stderr);
+        fputs(prio <= LOG_ERR ? "quantfs: error: " : prio == LOG_WARNING ? "quantfs: warning: " : "quantfs: ", stderr);
         vfprintf(stderr, fmt, ap);
         fputc('\n', stderr);
     } else {
@@ -59,6 +59,7 @@ static int add_file(struct qfs_model *m, size_t *cap, const char *name, const ch
         return -ENOMEM;
     }
     pthread_mutex_init(&f->mu, NULL);
+    atomic_init(&f->open_count, 0);
     m->n_files++;
     if (f->is_gguf)
         m->formats |= QF_FMT_GGUF;
@@ -112,6 +113,7 @@ static void free_model(struct qfs_model *m)
     }
     free(m->files);
     free(m->name);
+    free(m->dir);
 }
 
 void qfs_free_models(struct qfs *q)
@@ -146,7 +148,8 @@ int qfs_scan(struct qfs *q)
         if (stat(p, &st) == 0) {
             if (S_ISDIR(st.st_mode)) {
                 m.name = strdup(de->d_name);
-                rc = m.name ? scan_model_dir(q, &m, p) : -ENOMEM;
+                m.dir = strdup(p);
+                rc = m.name && m.dir ? scan_model_dir(q, &m, p) : -ENOMEM;
             } else if (S_ISREG(st.st_mode) && has_suffix(de->d_name, ".gguf")) {
                 size_t fcap = 0;
                 m.name = strndup(de->d_name, strlen(de->d_name) - strlen(".gguf"));
@@ -189,6 +192,12 @@ int qfs_scan(struct qfs *q)
         memmove(&q->models[i], &q->models[i + 1], (q->n_models - i - 1) * sizeof *q->models);
         q->n_models--;
         i--;
+    }
+    for (size_t i = 0; i < q->n_models; i++) {
+        for (size_t k = 0; k < q->models[i].n_files; k++) {
+            q->models[i].files[k].model_idx = i;
+            q->models[i].files[k].idx = k;
+        }
     }
     return 0;
 }
@@ -282,10 +291,7 @@ struct qfs_snap *qfs_snap_get(struct qfs *q, struct qfs_model *m, struct qfs_fil
     /* the source changed (or vanished): retire the old snapshot */
     struct qfs_snap *old = f->snap;
     if (old) {
-        atomic_store(&old->stale, true);
-        size_t mi = (size_t)(m - q->models), fi = (size_t)(f - m->files);
-        for (size_t v = 0; v < q->n_views; v++)
-            qfs_queue_inval(q, qfs_ino_make(mi, (long)v, (long)fi));
+        qfs_snap_retire(q, old);
         qfs_snap_put(old);
     }
     f->snap = s;
@@ -295,15 +301,28 @@ struct qfs_snap *qfs_snap_get(struct qfs *q, struct qfs_model *m, struct qfs_fil
     return s;
 }
 
+bool qfs_same_file(const struct stat *a, const struct stat *b) { return same_file(a, b); }
+
+void qfs_snap_retire(struct qfs *q, struct qfs_snap *s)
+{
+    if (atomic_exchange(&s->stale, true))
+        return;
+    struct qfs_file *f = s->file;
+    if (atomic_load(&f->open_count))
+        qfs_log(q, LOG_ERR, "%s changed or vanished while in use; reads of its views fail with EIO until reopened",
+                f->path);
+    /* drop what the kernel cached of every view of this file */
+    for (size_t v = 0; v < q->n_views; v++)
+        qfs_queue_inval(q, qfs_ino_make(f->model_idx, (long)v, (long)f->idx));
+}
+
 int qfs_snap_verify(struct qfs *q, struct qfs_snap *s)
 {
     struct stat a, b;
     if (!atomic_load(&s->stale) && fstat(s->fd, &a) == 0 && same_file(&a, &s->st) && stat(s->file->path, &b) == 0 &&
         same_file(&b, &s->st))
         return 0;
-    if (!atomic_exchange(&s->stale, true))
-        qfs_log(q, LOG_ERR, "%s changed or vanished while in use; reads of its views fail with EIO until reopened",
-                s->file->path);
+    qfs_snap_retire(q, s);
     return -EIO;
 }
 
@@ -348,66 +367,4 @@ bool qfs_view_available(struct qfs *q, size_t mi, size_t v)
             return false;
     }
     return true;
-}
-
-/* --------------------------------------------------------- invalidation */
-
-void qfs_queue_inval(struct qfs *q, fuse_ino_t ino)
-{
-    pthread_mutex_lock(&q->inval_mu);
-    if (q->inval_started && !q->inval_stop) {
-        if (q->inval_n == q->inval_cap) {
-            size_t nc = q->inval_cap ? q->inval_cap * 2 : 64;
-            fuse_ino_t *nq = realloc(q->inval_q, nc * sizeof *nq);
-            if (nq) {
-                q->inval_q = nq;
-                q->inval_cap = nc;
-            }
-        }
-        if (q->inval_n < q->inval_cap) {
-            q->inval_q[q->inval_n++] = ino;
-            pthread_cond_signal(&q->inval_cv);
-        }
-    }
-    pthread_mutex_unlock(&q->inval_mu);
-}
-
-static void *inval_main(void *p)
-{
-    struct qfs *q = p;
-    pthread_mutex_lock(&q->inval_mu);
-    for (;;) {
-        while (!q->inval_n && !q->inval_stop)
-            pthread_cond_wait(&q->inval_cv, &q->inval_mu);
-        if (q->inval_stop)
-            break;
-        fuse_ino_t ino = q->inval_q[--q->inval_n];
-        pthread_mutex_unlock(&q->inval_mu);
-        /* -ENOENT just means the kernel holds nothing for this inode */
-        fuse_lowlevel_notify_inval_inode(q->se, ino, 0, 0);
-        pthread_mutex_lock(&q->inval_mu);
-    }
-    pthread_mutex_unlock(&q->inval_mu);
-    return NULL;
-}
-
-int qfs_inval_start(struct qfs *q)
-{
-    pthread_mutex_lock(&q->inval_mu);
-    int rc = pthread_create(&q->inval_thread, NULL, inval_main, q);
-    q->inval_started = rc == 0;
-    pthread_mutex_unlock(&q->inval_mu);
-    return -rc;
-}
-
-void qfs_inval_stop(struct qfs *q)
-{
-    pthread_mutex_lock(&q->inval_mu);
-    bool started = q->inval_started;
-    q->inval_stop = true;
-    pthread_cond_signal(&q->inval_cv);
-    pthread_mutex_unlock(&q->inval_mu);
-    if (started)
-        pthread_join(q->inval_thread, NULL);
-    free(q->inval_q);
 }

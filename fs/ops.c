@@ -210,6 +210,10 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
     struct qfs *q = ctx(req);
     struct stat st;
     int rc = get_attr(q, ino, &st);
+    /* a known inode whose source vanished: an I/O error on that file, not
+     * "no such file" (lookups of the name do say ENOENT) */
+    if (rc == -ENOENT && ino > QFS_INO_STATS)
+        rc = -EIO;
     if (rc)
         fuse_reply_err(req, -rc);
     else
@@ -340,6 +344,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     fi->keep_cache = !h->snap->fresh[d.v];
     h->snap->fresh[d.v] = false;
     pthread_mutex_unlock(&h->snap->mu);
+    atomic_fetch_add(&h->snap->file->open_count, 1);
     fi->fh = (uint64_t)(uintptr_t)h;
     fuse_reply_open(req, fi);
 }
@@ -348,6 +353,8 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 {
     (void)ino;
     struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+    if (h->snap)
+        atomic_fetch_sub(&h->snap->file->open_count, 1);
     qfs_snap_put(h->snap);
     free(h->text);
     free(h);

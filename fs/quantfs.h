@@ -40,12 +40,15 @@ struct qfs_file {
     char *name;       /* name inside the view directory */
     char *path;       /* absolute source path */
     bool is_gguf;     /* converted per view; otherwise passed through */
+    size_t model_idx, idx; /* position in the namespace (inode numbers) */
+    atomic_uint open_count; /* open handles: the watcher polls these files */
     pthread_mutex_t mu;
     struct qfs_snap *snap; /* current snapshot, NULL until first use */
 };
 
 struct qfs_model {
     char *name;
+    char *dir;        /* source directory, NULL for a loose file */
     unsigned formats; /* QF_FMT_* of its convertible files */
     struct qfs_file *files;
     size_t n_files;
@@ -73,12 +76,18 @@ struct qfs {
 
     atomic_uint_fast64_t n_errors, n_reads, bytes_read;
 
-    /* Inode invalidations are sent from a thread of their own: sending one
-     * from inside a request for the same inode can deadlock the kernel. */
-    pthread_t inval_thread;
-    bool inval_started, inval_stop;
+    /* The watcher thread (watch.c) notices source changes (inotify, plus
+     * polling of open files for sources inotify cannot see, e.g. NFS or
+     * symlink targets) and sends inode invalidations: sending one from
+     * inside a request for the same inode can deadlock the kernel. */
+    unsigned check_ms;
+    int watch_ifd, watch_efd;
+    struct qfs_wd *wds;
+    size_t n_wds;
+    pthread_t watch_thread;
+    bool watch_started;
+    atomic_bool watch_stop;
     pthread_mutex_t inval_mu;
-    pthread_cond_t inval_cv;
     fuse_ino_t *inval_q;
     size_t inval_n, inval_cap;
 };
@@ -100,9 +109,19 @@ int qfs_snap_layout(struct qfs *q, struct qfs_snap *s, size_t v, struct qf_layou
 int qfs_snap_verify(struct qfs *q, struct qfs_snap *s);
 /* Whether view v is offered for model m right now. */
 bool qfs_view_available(struct qfs *q, size_t mi, size_t v);
+/* Marks a snapshot stale (once): logs if the file is open and queues
+ * invalidation of every view of the file. */
+void qfs_snap_retire(struct qfs *q, struct qfs_snap *s);
+bool qfs_same_file(const struct stat *a, const struct stat *b);
+
+/* watch.c */
+struct qfs_wd {
+    int wd;
+    long model; /* -1: the source root (loose files) */
+};
 void qfs_queue_inval(struct qfs *q, fuse_ino_t ino);
-int qfs_inval_start(struct qfs *q);
-void qfs_inval_stop(struct qfs *q);
+int qfs_watch_start(struct qfs *q);
+void qfs_watch_stop(struct qfs *q);
 
 /* Inode numbers are computed, not allocated:
  *   1                                root

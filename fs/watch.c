@@ -1,0 +1,188 @@
+/* watch.c — noticing source changes, and sending kernel invalidations.
+ *
+ * View bytes are cached by the kernel (keep_cache), so a read from an open
+ * file may never reach the daemon. When a source changes, the kernel must
+ * drop what it holds for every view of it; then the next read comes to us
+ * and fails with EIO (the open handle's snapshot is stale). Changes are seen
+ * through inotify on every model directory and the source root (immediate,
+ * local filesystems) and by polling the files that are open every
+ * check_interval ms (network filesystems, symlink targets).
+ */
+#include <errno.h>
+#include <poll.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/inotify.h>
+#include <syslog.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "quantfs.h"
+
+void qfs_queue_inval(struct qfs *q, fuse_ino_t ino)
+{
+    pthread_mutex_lock(&q->inval_mu);
+    if (q->inval_n == q->inval_cap) {
+        size_t nc = q->inval_cap ? q->inval_cap * 2 : 64;
+        fuse_ino_t *nq = realloc(q->inval_q, nc * sizeof *nq);
+        if (nq) {
+            q->inval_q = nq;
+            q->inval_cap = nc;
+        }
+    }
+    if (q->inval_n < q->inval_cap)
+        q->inval_q[q->inval_n++] = ino;
+    pthread_mutex_unlock(&q->inval_mu);
+    uint64_t one = 1;
+    if (q->watch_efd >= 0 && write(q->watch_efd, &one, sizeof one) < 0) {
+        /* the counter is saturated: a wake-up is pending anyway */
+    }
+}
+
+static void send_invals(struct qfs *q)
+{
+    for (;;) {
+        pthread_mutex_lock(&q->inval_mu);
+        if (!q->inval_n) {
+            pthread_mutex_unlock(&q->inval_mu);
+            return;
+        }
+        fuse_ino_t ino = q->inval_q[--q->inval_n];
+        pthread_mutex_unlock(&q->inval_mu);
+        /* -ENOENT only means the kernel holds nothing for this inode */
+        fuse_lowlevel_notify_inval_inode(q->se, ino, 0, 0);
+    }
+}
+
+/* Compares the source with the snapshot in use; retires it if different. */
+static void check_file(struct qfs *q, struct qfs_file *f)
+{
+    pthread_mutex_lock(&f->mu);
+    struct qfs_snap *s = f->snap;
+    if (s)
+        atomic_fetch_add(&s->refs, 1);
+    pthread_mutex_unlock(&f->mu);
+    if (!s)
+        return;
+    struct stat st;
+    if (!atomic_load(&s->stale) && (stat(f->path, &st) < 0 || !qfs_same_file(&st, &s->st)))
+        qfs_snap_retire(q, s);
+    qfs_snap_put(s);
+}
+
+static void handle_event(struct qfs *q, const struct inotify_event *ev)
+{
+    if (!ev->len)
+        return;
+    for (size_t i = 0; i < q->n_wds; i++) {
+        if (q->wds[i].wd != ev->wd)
+            continue;
+        if (q->wds[i].model >= 0) {
+            struct qfs_model *m = &q->models[q->wds[i].model];
+            for (size_t k = 0; k < m->n_files; k++)
+                if (!strcmp(m->files[k].name, ev->name))
+                    check_file(q, &m->files[k]);
+        } else {
+            for (size_t k = 0; k < q->n_models; k++)
+                if (!q->models[k].dir && !strcmp(q->models[k].files[0].name, ev->name))
+                    check_file(q, &q->models[k].files[0]);
+        }
+    }
+}
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void *watch_main(void *p)
+{
+    struct qfs *q = p;
+    uint64_t last_poll = now_ms();
+    _Alignas(struct inotify_event) char buf[16384];
+    while (!atomic_load(&q->watch_stop)) {
+        struct pollfd pfd[2] = {{q->watch_efd, POLLIN, 0}, {q->watch_ifd, POLLIN, 0}};
+        int n = poll(pfd, q->watch_ifd >= 0 ? 2 : 1, (int)q->check_ms);
+        if (n < 0 && errno != EINTR)
+            break;
+        if (pfd[0].revents & POLLIN) {
+            uint64_t v;
+            if (read(q->watch_efd, &v, sizeof v) < 0) {
+                /* nothing to drain */
+            }
+        }
+        if (q->watch_ifd >= 0 && (pfd[1].revents & POLLIN)) {
+            ssize_t len = read(q->watch_ifd, buf, sizeof buf);
+            for (char *e = buf; len > 0 && e < buf + len;) {
+                const struct inotify_event *ev = (const struct inotify_event *)e;
+                handle_event(q, ev);
+                e += sizeof *ev + ev->len;
+            }
+        }
+        if (now_ms() - last_poll >= q->check_ms) {
+            for (size_t i = 0; i < q->n_models; i++)
+                for (size_t k = 0; k < q->models[i].n_files; k++)
+                    if (atomic_load(&q->models[i].files[k].open_count))
+                        check_file(q, &q->models[i].files[k]);
+            last_poll = now_ms();
+        }
+        send_invals(q);
+    }
+    return NULL;
+}
+
+static void add_watch(struct qfs *q, const char *dir, long model)
+{
+    const uint32_t mask = IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE | IN_MOVED_FROM | IN_MOVED_TO | IN_DELETE |
+                          IN_CREATE | IN_DELETE_SELF | IN_MOVE_SELF;
+    int wd = inotify_add_watch(q->watch_ifd, dir, mask);
+    if (wd < 0) {
+        /* polling still covers open files */
+        qfs_log(q, LOG_INFO, "not watching %s (%s); polling it while in use", dir, strerror(errno));
+        return;
+    }
+    struct qfs_wd *nw = realloc(q->wds, (q->n_wds + 1) * sizeof *nw);
+    if (!nw)
+        return;
+    q->wds = nw;
+    q->wds[q->n_wds++] = (struct qfs_wd){wd, model};
+}
+
+int qfs_watch_start(struct qfs *q)
+{
+    q->watch_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (q->watch_efd < 0)
+        return -errno;
+    q->watch_ifd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+    if (q->watch_ifd >= 0) {
+        add_watch(q, q->source, -1);
+        for (size_t i = 0; i < q->n_models; i++)
+            if (q->models[i].dir)
+                add_watch(q, q->models[i].dir, (long)i);
+    }
+    int rc = pthread_create(&q->watch_thread, NULL, watch_main, q);
+    q->watch_started = rc == 0;
+    return -rc;
+}
+
+void qfs_watch_stop(struct qfs *q)
+{
+    atomic_store(&q->watch_stop, true);
+    if (q->watch_started) {
+        uint64_t one = 1;
+        if (write(q->watch_efd, &one, sizeof one) < 0) {
+            /* the thread also wakes within check_ms */
+        }
+        pthread_join(q->watch_thread, NULL);
+    }
+    if (q->watch_ifd >= 0)
+        close(q->watch_ifd);
+    if (q->watch_efd >= 0)
+        close(q->watch_efd);
+    free(q->wds);
+    free(q->inval_q);
+}

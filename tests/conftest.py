@@ -1,0 +1,129 @@
+"""Mount fixtures: real quantfs mounts through the kernel.
+
+A mount waits for the mount point to appear, unmounts with fusermount3,
+requires the daemon to exit 0, and fails the test if the daemon printed an
+error or warning the test did not declare (sshfs test/util.py style)."""
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+SHARED = os.path.abspath(os.environ.get("QUANTFS_SHARED",
+                                        os.path.join(os.path.dirname(__file__), "..", "..", "shared")))
+QUANTFS = os.environ.get("QUANTFS_BIN", os.path.join(os.path.dirname(__file__), "..", "build", "fs", "quantfs"))
+STORIES_GGUF = os.path.join(SHARED, "models", "stories260K", "gguf", "stories260K.gguf")
+REFS = os.path.join(SHARED, "refs")
+
+ALL_VIEWS = ["f32", "fp16", "bf16", "int8", "int4", "q8_0", "q6_k", "q5_k", "q5_1", "q5_0",
+             "q4_k", "q4_1", "q4_0", "q3_k", "q2_k"]
+# view name -> suffix of the reference file in ../shared/refs
+REF_OF_VIEW = {"fp16": "f16", "bf16": "bf16", "q8_0": "q8_0", "q4_0": "q4_0", "q4_1": "q4_1",
+               "q5_0": "q5_0", "q5_1": "q5_1", "q2_k": "q2_k", "q3_k": "q3_k", "q4_k": "q4_k",
+               "q5_k": "q5_k", "q6_k": "q6_k", "int8": "q8_0", "int4": "q4_k"}
+
+
+def pytest_collection_modifyitems(config, items):
+    if not os.path.exists("/dev/fuse"):
+        skip = pytest.mark.skip(reason="/dev/fuse is missing")
+        for it in items:
+            if "mount" in it.fixturenames or "mount_factory" in it.fixturenames:
+                it.add_marker(skip)
+
+
+class Mount:
+    def __init__(self, source, mnt, opts, log):
+        self.source, self.mnt, self.log_path = source, mnt, log
+        args = [QUANTFS, source, mnt, "-f"]
+        for o in opts:
+            args += ["-o", o]
+        self.log = open(log, "w+")
+        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.time() + 20
+        while not os.path.ismount(mnt):
+            if self.proc.poll() is not None:
+                raise RuntimeError("quantfs exited with %d:\n%s" % (self.proc.returncode, self.output()))
+            if time.time() > deadline:
+                self.proc.kill()
+                raise RuntimeError("mount did not appear:\n" + self.output())
+            time.sleep(0.02)
+        self.allowed = []
+
+    def output(self):
+        self.log.flush()
+        with open(self.log_path) as f:
+            return f.read()
+
+    def path(self, *parts):
+        return os.path.join(self.mnt, *parts)
+
+    def stats(self):
+        import json
+        with open(self.path(".quantfs", "stats")) as f:
+            return json.load(f)
+
+    def expect_log(self, pattern):
+        """Declare a log line this test expects (it is then not a failure)."""
+        self.allowed.append(re.compile(pattern))
+
+    def umount(self):
+        if os.path.ismount(self.mnt):
+            subprocess.run(["fusermount3", "-u", self.mnt], check=True)
+        try:
+            rc = self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            raise
+        out = self.output()
+        self.log.close()
+        assert rc == 0, "quantfs exited with %d:\n%s" % (rc, out)
+        for line in out.splitlines():
+            if re.search(r"error|warning|sanitizer|runtime error", line, re.I) and \
+                    not any(p.search(line) for p in self.allowed):
+                pytest.fail("unexpected daemon output: " + line)
+
+
+@pytest.fixture
+def mount_factory(tmp_path):
+    mounts = []
+
+    def make(source, *opts):
+        mnt = tmp_path / ("mnt%d" % len(mounts))
+        mnt.mkdir()
+        m = Mount(str(source), str(mnt), list(opts), str(tmp_path / ("log%d.txt" % len(mounts))))
+        mounts.append(m)
+        return m
+
+    yield make
+    errors = []
+    for m in mounts:
+        try:
+            m.umount()
+        except BaseException as e:  # report all, then fail
+            errors.append(e)
+    if errors:
+        raise errors[0]
+
+
+@pytest.fixture
+def stories_src(tmp_path):
+    """Source root: model 'stories260K' (a directory with the GGUF and two
+    non-GGUF files) and a loose 'kernels.gguf'."""
+    src = tmp_path / "src"
+    d = src / "stories260K"
+    d.mkdir(parents=True)
+    os.symlink(STORIES_GGUF, d / "stories260K.gguf")
+    (d / "README.md").write_text("# stories260K\nTinyStories model.\n")
+    shutil.copy(os.path.join(SHARED, "models", "stories260K", "tok512.bin"), d / "tok512.bin")
+    os.symlink(os.path.join(REFS, "kernels.gguf"), src / "kernels.gguf")
+    return src
+
+
+@pytest.fixture
+def mount(mount_factory, stories_src):
+    return mount_factory(stories_src)
