@@ -73,7 +73,11 @@ class Mount:
 
     def umount(self):
         if os.path.ismount(self.mnt):
-            subprocess.run(["fusermount3", "-u", self.mnt], check=True)
+            if subprocess.run(["fusermount3", "-u", self.mnt]).returncode != 0:
+                # busy (a failed test left a file open): detach, then fail
+                subprocess.run(["fusermount3", "-u", "-z", self.mnt])
+                self.proc.wait(timeout=20)
+                raise RuntimeError("mount point was busy at unmount")
         try:
             rc = self.proc.wait(timeout=20)
         except subprocess.TimeoutExpired:

@@ -87,3 +87,15 @@ class GGUF:
 def load(path):
     with open(path, "rb") as f:
         return GGUF(f.read())
+
+
+if __name__ == "__main__":
+    # python3 tests/gguf_reader.py FILE...: one summary line per file
+    import collections
+    import sys
+    for path in sys.argv[1:]:
+        g = load(path)
+        types = collections.Counter(GGML_TYPES[t["type"]][0] for t in g.tensors.values())
+        print("%s: GGUF v%d, file_type %s, %d tensors (%s)" % (
+            path, g.version, g.kv.get("general.file_type", "-"), len(g.tensors),
+            ", ".join("%d %s" % (n, t) for t, n in sorted(types.items()))))

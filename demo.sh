@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# quantfs demo: installs the dependencies (Debian 12), builds, mounts the
+# bundled example model (stories260K from ../shared/models) and shows its
+# views; if llama.cpp's npm client is installed (tests/node), generates text
+# from the 4-bit view. KEEP=1 leaves the mount up.
+set -euo pipefail
+root=$(cd "$(dirname "$0")" && pwd)
+cd "$root"
+bash packaging/install-deps.sh
+[ -d build ] || meson setup build >/dev/null
+meson compile -C build >/dev/null
+shared=$(cd "${QUANTFS_SHARED:-$root/../shared}" && pwd)
+work=$(mktemp -d /tmp/quantfs-demo.XXXXXX)
+mkdir -p "$work/models/stories260K" "$work/mnt"
+ln -s "$shared/models/stories260K/gguf/stories260K.gguf" "$work/models/stories260K/"
+cp "$shared/models/README.md" "$work/models/stories260K/"
+./build/fs/quantfs "$work/models" "$work/mnt" -o cache_size=64M
+[ "${KEEP:-0}" = 1 ] || trap 'fusermount3 -u "$work/mnt"' EXIT
+set -x
+ls "$work/mnt/stories260K"
+ls -l "$work/mnt/stories260K/q8_0" "$work/mnt/stories260K/q4_k"
+du -b --apparent-size "$work"/mnt/stories260K/*/stories260K.gguf
+python3 tests/gguf_reader.py "$work/mnt/stories260K/q4_k/stories260K.gguf" "$work/mnt/stories260K/fp16/stories260K.gguf"
+getfattr -d "$work/mnt/stories260K/q4_k/stories260K.gguf" 2>/dev/null || true
+cat "$work/mnt/.quantfs/stats"
+set +x
+if [ -d tests/node/node_modules/node-llama-cpp ]; then
+    echo "llama.cpp reading the q4_k view through the mount:"
+    (cd tests/node && node generate.mjs "$work/mnt/stories260K/q4_k/stories260K.gguf")
+fi
+[ "${KEEP:-0}" = 1 ] && echo "mounted at $work/mnt (unmount: fusermount3 -u $work/mnt)"
+exit 0
