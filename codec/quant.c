@@ -48,9 +48,11 @@ static inline int32_t trunc_i32(float f)
 static void quantize_q8_0(const float *x, uint8_t *y, size_t nb)
 {
     for (size_t i = 0; i < nb; i++, x += 32, y += 34) {
+        /* ggml's MAX(a, b) is a > b ? a : b, not fmaxf: a NaN is taken, and
+         * the next value replaces it. Kept for identical bytes on any input. */
         float amax = 0.0f;
         for (int j = 0; j < 32; j++)
-            amax = fmaxf(amax, fabsf(x[j]));
+            amax = amax > fabsf(x[j]) ? amax : fabsf(x[j]);
         const float d = amax / 127;
         const float id = d ? 1.0f / d : 0.0f;
         qf_put16(y, qf_f32_to_f16(d));

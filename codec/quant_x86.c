@@ -1,6 +1,158 @@
-/* quant_x86.c — SIMD kernels (placeholder until the AVX2 paths land). */
+/* quant_x86.c — AVX2/F16C kernels, chosen at run time.
+ *
+ * Each must produce exactly the bytes of its scalar reference in quant.c /
+ * types.c (tests/test_codec.c checks this on random bit patterns, NaN and
+ * Inf included). Where the hardware rounds or treats NaN differently from the
+ * reference, the difference is fixed up explicitly:
+ *  - roundf rounds half away from zero, the SSE rounding modes do not:
+ *    truncate, then add +-1 where |x - trunc(x)| >= 0.5 (exact in float);
+ *  - the reference truncates int32 -> int8 (x86 cvttss2si, low byte), so
+ *    bytes are the low bytes of cvttps results, never saturating packs;
+ *  - VCVTPS2PH keeps NaN payloads, the reference writes 0x7e00, and
+ *    ggml's q8_0 max (a > b ? a : b) depends on order once a NaN is in the
+ *    block: groups containing a NaN fall back to the scalar code.
+ * Only the kernels worth it are here (f16, bf16, q8_0 and the source-side
+ * conversions); the others are dominated by their search loops.
+ */
+#include <string.h>
+
 #include "codec.h"
 #include "quant_impl.h"
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+
+#define TARGET __attribute__((target("avx2,f16c")))
+
+bool qf_simd_available(void)
+{
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c");
+}
+
+TARGET static void f32_to_f16_avx2(const float *x, uint8_t *y, size_t n)
+{
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_loadu_ps(x + i);
+        if (_mm256_movemask_ps(_mm256_cmp_ps(v, v, _CMP_UNORD_Q))) {
+            for (size_t k = i; k < i + 8; k++)
+                qf_put16(y + 2 * k, qf_f32_to_f16(x[k]));
+            continue;
+        }
+        _mm_storeu_si128((__m128i *)(y + 2 * i), _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    }
+    for (; i < n; i++)
+        qf_put16(y + 2 * i, qf_f32_to_f16(x[i]));
+}
+
+TARGET static void f32_to_bf16_avx2(const float *x, uint8_t *y, size_t n)
+{
+    const __m256i abs_mask = _mm256_set1_epi32(0x7fffffff), inf = _mm256_set1_epi32(0x7f800000);
+    const __m256i one = _mm256_set1_epi32(1), bias = _mm256_set1_epi32(0x7fff), quiet = _mm256_set1_epi32(0x40);
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m256i r[2];
+        for (int h = 0; h < 2; h++) {
+            __m256i u = _mm256_loadu_si256((const __m256i *)(x + i + 8 * h));
+            __m256i nan = _mm256_cmpgt_epi32(_mm256_and_si256(u, abs_mask), inf);
+            __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(u, 16), one);
+            __m256i rounded = _mm256_srli_epi32(_mm256_add_epi32(u, _mm256_add_epi32(bias, lsb)), 16);
+            __m256i quieted = _mm256_or_si256(_mm256_srli_epi32(u, 16), quiet);
+            r[h] = _mm256_blendv_epi8(rounded, quieted, nan);
+        }
+        /* values fit in 16 bits: packus keeps them, the permute restores order */
+        __m256i packed = _mm256_permute4x64_epi64(_mm256_packus_epi32(r[0], r[1]), 0xd8);
+        _mm256_storeu_si256((__m256i *)(y + 2 * i), packed);
+    }
+    for (; i < n; i++)
+        qf_put16(y + 2 * i, qf_f32_to_bf16(x[i]));
+}
+
+/* round half away from zero, as roundf */
+TARGET static inline __m256 round_away(__m256 v)
+{
+    const __m256 sign = _mm256_set1_ps(-0.0f), half = _mm256_set1_ps(0.5f), one = _mm256_set1_ps(1.0f);
+    __m256 t = _mm256_round_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+    __m256 frac = _mm256_andnot_ps(sign, _mm256_sub_ps(v, t));
+    __m256 adj = _mm256_and_ps(_mm256_cmp_ps(frac, half, _CMP_GE_OQ), _mm256_or_ps(one, _mm256_and_ps(v, sign)));
+    return _mm256_add_ps(t, adj);
+}
+
+TARGET static void q8_0_avx2(const float *x, uint8_t *y, size_t nb)
+{
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    int32_t q[32];
+    for (size_t i = 0; i < nb; i++, x += 32, y += 34) {
+        __m256 v[4], acc = _mm256_setzero_ps();
+        int nan = 0;
+        for (int k = 0; k < 4; k++) {
+            v[k] = _mm256_loadu_ps(x + 8 * k);
+            nan |= _mm256_movemask_ps(_mm256_cmp_ps(v[k], v[k], _CMP_UNORD_Q));
+            acc = _mm256_max_ps(_mm256_andnot_ps(sign, v[k]), acc);
+        }
+        if (nan) { /* the reference's max is order-dependent with NaN */
+            qf_quantize_ref(QF_Q8_0, x, y, 32);
+            continue;
+        }
+        __m128 m = _mm_max_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+        m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+        m = _mm_max_ss(m, _mm_movehdup_ps(m));
+        const float d = _mm_cvtss_f32(m) / 127;
+        const float id = d ? 1.0f / d : 0.0f;
+        qf_put16(y, qf_f32_to_f16(d));
+        const __m256 vid = _mm256_set1_ps(id);
+        for (int k = 0; k < 4; k++)
+            _mm256_storeu_si256((__m256i *)(q + 8 * k), _mm256_cvttps_epi32(round_away(_mm256_mul_ps(v[k], vid))));
+        for (int j = 0; j < 32; j++) /* low byte, as the reference's int8 cast */
+            y[2 + j] = (uint8_t)q[j];
+    }
+}
+
+TARGET static void f16_to_f32_avx2(const uint8_t *s, float *y, size_t n)
+{
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(y + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(s + 2 * i))));
+    for (; i < n; i++)
+        y[i] = qf_f16_to_f32(qf_get16(s + 2 * i));
+}
+
+TARGET static void bf16_to_f32_avx2(const uint8_t *s, float *y, size_t n)
+{
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256i h = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(s + 2 * i)));
+        _mm256_storeu_si256((__m256i *)(y + i), _mm256_slli_epi32(h, 16));
+    }
+    for (; i < n; i++)
+        y[i] = qf_bf16_to_f32(qf_get16(s + 2 * i));
+}
+
+bool qf_quantize_simd(uint32_t type, const float *src, uint8_t *dst, size_t n)
+{
+    if (!qf_simd_available())
+        return false;
+    switch (type) {
+    case QF_F16: f32_to_f16_avx2(src, dst, n); return true;
+    case QF_BF16: f32_to_bf16_avx2(src, dst, n); return true;
+    case QF_Q8_0: q8_0_avx2(src, dst, n / 32); return true;
+    default: return false;
+    }
+}
+
+bool qf_to_f32_simd(uint32_t type, const uint8_t *src, float *dst, size_t n)
+{
+    if (!qf_simd_available())
+        return false;
+    switch (type) {
+    case QF_F16: f16_to_f32_avx2(src, dst, n); return true;
+    case QF_BF16: bf16_to_f32_avx2(src, dst, n); return true;
+    default: return false;
+    }
+}
+
+#else
 
 bool qf_simd_available(void) { return false; }
 bool qf_quantize_simd(uint32_t type, const float *src, uint8_t *dst, size_t n)
@@ -13,3 +165,5 @@ bool qf_to_f32_simd(uint32_t type, const uint8_t *src, float *dst, size_t n)
     (void)type, (void)src, (void)dst, (void)n;
     return false;
 }
+
+#endif

@@ -109,8 +109,8 @@ float qf_f16_to_f32(uint16_t h)
 {
     const uint32_t sign = (uint32_t)(h & 0x8000) << 16;
     const uint32_t e = (h >> 10) & 0x1f, m = h & 0x3ff;
-    if (e == 0x1f)
-        return u2f(sign | 0x7f800000u | (m << 13));
+    if (e == 0x1f) /* inf, or NaN made quiet (as F16C's VCVTPH2PS does) */
+        return u2f(sign | 0x7f800000u | (m << 13) | (m ? 0x400000u : 0));
     if (e)
         return u2f(sign | ((e + 112) << 23) | (m << 13));
     /* zero or subnormal: m * 2^-24, exact in float */

@@ -213,12 +213,23 @@ static void test_simd_equals_scalar(void **state)
     uint8_t *a = malloc(N * 4), *b = malloc(N * 4);
     static const uint32_t types[] = {QF_F16, QF_BF16, QF_Q8_0, QF_Q4_0, QF_Q4_1, QF_Q5_0, QF_Q5_1,
                                      QF_Q2_K, QF_Q3_K, QF_Q4_K, QF_Q5_K, QF_Q6_K, QF_IQ4_NL};
-    for (uint64_t seed = 1; seed <= 4; seed++) {
+    for (uint64_t seed = 1; seed <= 6; seed++) {
         qf_selftest_input(x, N, seed);
         if (seed == 4) { /* non-finite values must not crash either path */
             x[3] = NAN;
             x[700] = INFINITY;
             x[1500] = -INFINITY;
+        }
+        if (seed == 5) /* half-precision subnormals and overflow */
+            for (size_t i = 0; i < N; i++)
+                x[i] *= (i & 1) ? 1e-5f : 2e4f;
+        if (seed == 6) { /* every kind of bit pattern: NaN payloads, subnormals, inf */
+            uint64_t s = 99;
+            for (size_t i = 0; i < N; i++) {
+                s = s * 6364136223846793005ull + 1442695040888963407ull;
+                uint32_t u = (uint32_t)(s >> 32);
+                memcpy(&x[i], &u, 4);
+            }
         }
         for (size_t k = 0; k < sizeof types / sizeof *types; k++) {
             uint32_t blck = qf_type_get(types[k])->blck;
