@@ -19,6 +19,9 @@
 
 enum state { QUEUED, FILLING, READY, FAILED };
 
+#define QC_SPARE_MAX 64
+#define QC_SPARE_BYTES ((size_t)64 << 20)
+
 struct qc_block {
     struct qc_key key;
     size_t len;
@@ -54,6 +57,15 @@ struct qc_cache {
     unsigned nthreads;
     void **scratch_pool;      /* free scratch buffers */
     unsigned npool, pool_cap;
+    /* Buffers of destroyed blocks, reused for new blocks of the same size:
+     * fresh memory costs a page fault per 4 KiB, which measured as the
+     * largest cost of the read path on a VM (bench/RESULTS.md). */
+    struct {
+        uint8_t *p;
+        size_t len;
+    } spare[QC_SPARE_MAX];
+    unsigned nspare;
+    size_t spare_bytes;
     struct qc_stats st;
 };
 
@@ -99,8 +111,32 @@ static void destroy(struct qc_cache *c, struct qc_block *b)
 {
     c->st.mem_bytes -= b->len;
     c->st.mem_blocks--;
-    free(b->data);
+    if (c->nspare < QC_SPARE_MAX && c->spare_bytes + b->len <= QC_SPARE_BYTES) {
+        c->spare[c->nspare].p = b->data;
+        c->spare[c->nspare++].len = b->len;
+        c->spare_bytes += b->len;
+    } else {
+        free(b->data);
+    }
     free(b);
+}
+
+static uint8_t *take_buffer(struct qc_cache *c, size_t len)
+{
+    for (unsigned i = c->nspare; i-- > 0;) {
+        if (c->spare[i].len == len) {
+            uint8_t *p = c->spare[i].p;
+            c->spare[i] = c->spare[--c->nspare];
+            c->spare_bytes -= len;
+            return p;
+        }
+    }
+    if (c->nspare == QC_SPARE_MAX) { /* full of other sizes: make room */
+        free(c->spare[0].p);
+        c->spare_bytes -= c->spare[0].len;
+        c->spare[0] = c->spare[--c->nspare];
+    }
+    return malloc(len ? len : 1);
 }
 
 static void evict(struct qc_cache *c)
@@ -137,7 +173,7 @@ static struct qc_block *insert(struct qc_cache *c, struct qc_key k, size_t len, 
     struct qc_block *b = calloc(1, sizeof *b);
     if (!b)
         return NULL;
-    b->data = malloc(len ? len : 1);
+    b->data = take_buffer(c, len);
     if (!b->data) {
         free(b);
         return NULL;
@@ -369,6 +405,8 @@ void qc_cache_free(struct qc_cache *c)
     }
     for (unsigned i = 0; i < c->npool; i++)
         free(c->scratch_pool[i]);
+    for (unsigned i = 0; i < c->nspare; i++)
+        free(c->spare[i].p);
     pthread_mutex_destroy(&c->mu);
     pthread_cond_destroy(&c->filled);
     pthread_cond_destroy(&c->work);

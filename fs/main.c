@@ -69,7 +69,7 @@ static void usage(const char *prog)
            "other precisions, converted on read.\n\n"
            "quantfs options:\n"
            "    -o views=V1,V2,...     views to offer (default: all)\n"
-           "    -o cache_size=SIZE     memory for converted blocks, e.g. 512M, 2G (default 256M)\n"
+           "    -o cache_size=SIZE     memory for converted blocks, e.g. 512M, 2G (default 64M)\n"
            "    -o workers=N           read-ahead conversion threads (default: CPUs)\n"
            "    -o readahead=MB        convert this far ahead of sequential readers (default 16)\n"
            "    -o timeout=SECONDS     kernel attribute cache timeout (default 1)\n"
@@ -242,7 +242,7 @@ int main(int argc, char *argv[])
         fprintf(stderr, "quantfs: source %s: %s\n", cli.source, strerror(errno));
         goto out;
     }
-    q.cache_size = (size_t)256 << 20;
+    q.cache_size = (size_t)64 << 20;
     if (cli.cache_size && !(q.cache_size = parse_size(cli.cache_size))) {
         fprintf(stderr, "quantfs: cache_size=%s is not a size (e.g. 512M, 2G)\n", cli.cache_size);
         goto out;

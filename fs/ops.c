@@ -411,8 +411,60 @@ static struct qc_key chunk_key(const struct qfs_snap *s, const struct qf_extent 
     return qc_key_make(k, sizeof k);
 }
 
+/* A read reply under construction: an iovec pointing into the layout's
+ * header bytes, a shared zero page, one buffer for bytes copied from the
+ * source, and cached blocks, which stay referenced until the reply is sent
+ * (no copy of converted data). */
+struct reply {
+    struct iovec *iov;
+    size_t n, cap;
+    struct qc_block **held;
+    size_t nheld, heldcap;
+    uint8_t *srcbuf; /* sized for the whole request */
+    size_t srcused;
+};
+
+static const uint8_t zero_page[1 << 16];
+
+static int add_iov(struct reply *r, const void *p, size_t len)
+{
+    if (r->n == r->cap) {
+        size_t nc = r->cap ? r->cap * 2 : 16;
+        struct iovec *ni = realloc(r->iov, nc * sizeof *ni);
+        if (!ni)
+            return -ENOMEM;
+        r->iov = ni;
+        r->cap = nc;
+    }
+    r->iov[r->n++] = (struct iovec){(void *)p, len};
+    return 0;
+}
+
+static int hold(struct reply *r, struct qc_block *b)
+{
+    if (r->nheld == r->heldcap) {
+        size_t nc = r->heldcap ? r->heldcap * 2 : 8;
+        struct qc_block **nh = realloc(r->held, nc * sizeof *nh);
+        if (!nh)
+            return -ENOMEM;
+        r->held = nh;
+        r->heldcap = nc;
+    }
+    r->held[r->nheld++] = b;
+    return 0;
+}
+
+static void reply_free(struct qfs *q, struct reply *r)
+{
+    for (size_t i = 0; i < r->nheld; i++)
+        qc_release(q->cache, r->held[i]);
+    free(r->held);
+    free(r->iov);
+    free(r->srcbuf);
+}
+
 static int read_conv(struct qfs *q, struct qfs_snap *s, const struct qf_extent *e, uint64_t rel, uint64_t n,
-                     uint8_t *out)
+                     struct reply *r)
 {
     uint64_t per_chunk = qf_type_bytes(e->dst_type, QF_CHUNK_ELEMS);
     while (n) {
@@ -423,10 +475,13 @@ static int read_conv(struct qfs *q, struct qfs_snap *s, const struct qf_extent *
         int rc = qc_get(q->cache, chunk_key(s, e, c), (size_t)clen, fill_chunk, &a, &b);
         if (rc)
             return rc;
+        if ((rc = hold(r, b))) {
+            qc_release(q->cache, b);
+            return rc;
+        }
         uint64_t from = rel - coff, k = clen - from < n ? clen - from : n;
-        memcpy(out, qc_block_data(b) + from, (size_t)k);
-        qc_release(q->cache, b);
-        out += k;
+        if ((rc = add_iov(r, qc_block_data(b) + from, (size_t)k)))
+            return rc;
         rel += k;
         n -= k;
     }
@@ -457,20 +512,32 @@ static void schedule_readahead(struct qfs *q, struct handle *h, uint64_t off)
     }
 }
 
-static int gather(struct qfs *q, struct handle *h, uint64_t off, size_t len, uint8_t *out)
+static int gather(struct qfs *q, struct handle *h, uint64_t off, size_t len, struct reply *r)
 {
     const struct qf_layout *l = h->layout;
+    size_t total = len;
     int rc = 0;
     for (size_t i = qf_layout_find(l, off); len && i < l->n_ext && !rc; i++) {
         const struct qf_extent *e = &l->ext[i];
         uint64_t rel = off - e->off, n = e->len - rel < len ? e->len - rel : len;
         switch (e->kind) {
-        case QF_EXT_MEM: memcpy(out, e->mem + rel, (size_t)n); break;
-        case QF_EXT_ZERO: memset(out, 0, (size_t)n); break;
-        case QF_EXT_SRC: rc = src_pread(&h->snap->fd, out, (size_t)n, e->src_off + rel); break;
-        case QF_EXT_CONV: rc = read_conv(q, h->snap, e, rel, n, out); break;
+        case QF_EXT_MEM: rc = add_iov(r, e->mem + rel, (size_t)n); break;
+        case QF_EXT_ZERO:
+            for (uint64_t k = 0; k < n && !rc; k += sizeof zero_page)
+                rc = add_iov(r, zero_page, (size_t)(n - k < sizeof zero_page ? n - k : sizeof zero_page));
+            break;
+        case QF_EXT_SRC:
+            if (!r->srcbuf && !(r->srcbuf = malloc(total))) {
+                rc = -ENOMEM;
+                break;
+            }
+            rc = src_pread(&h->snap->fd, r->srcbuf + r->srcused, (size_t)n, e->src_off + rel);
+            if (!rc)
+                rc = add_iov(r, r->srcbuf + r->srcused, (size_t)n);
+            r->srcused += (size_t)n;
+            break;
+        case QF_EXT_CONV: rc = read_conv(q, h->snap, e, rel, n, r); break;
         }
-        out += n;
         off += n;
         len -= (size_t)n;
     }
@@ -494,10 +561,10 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
     }
     if (size > fsize - (uint64_t)off)
         size = (size_t)(fsize - (uint64_t)off);
-    uint8_t *buf = malloc(size);
-    int rc = buf ? qfs_snap_verify(q, h->snap) : -ENOMEM;
+    struct reply r = {0};
+    int rc = qfs_snap_verify(q, h->snap);
     if (!rc)
-        rc = gather(q, h, (uint64_t)off, size, buf);
+        rc = gather(q, h, (uint64_t)off, size, &r);
     /* checked again after: a source rewritten mid-read must not leak out */
     if (!rc)
         rc = qfs_snap_verify(q, h->snap);
@@ -507,7 +574,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
         if (rc != -EIO)
             qfs_log(q, LOG_ERR, "read %s at %lld: %s", h->snap->file->path, (long long)off, strerror(-rc));
         fuse_reply_err(req, rc == -ENOMEM ? ENOMEM : EIO);
-        free(buf);
+        reply_free(q, &r);
         return;
     }
     atomic_fetch_add(&q->bytes_read, size);
@@ -515,8 +582,8 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
     uint64_t end = (uint64_t)off + size;
     if (atomic_exchange(&h->next_off, end) == (uint64_t)off && q->readahead_mb)
         schedule_readahead(q, h, end);
-    fuse_reply_buf(req, (const char *)buf, size);
-    free(buf);
+    fuse_reply_iov(req, r.iov, (int)r.n);
+    reply_free(q, &r);
 }
 
 /* -------------------------------------------------------------- xattrs */

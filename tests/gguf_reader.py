@@ -29,13 +29,16 @@ class GGUF:
         n_kv = self._u("<Q")
         self.kv = {}
         self.kv_types = {}
+        self.kv_raw = []  # (key, raw bytes of the whole KV pair), in file order
         for _ in range(n_kv):
+            start = self.pos
             key = self._str()
             t = self._u("<I")
             if key in self.kv:
                 raise ValueError("duplicate key " + key)
             self.kv_types[key] = t
             self.kv[key] = self._val(t)
+            self.kv_raw.append((key, bytes(self.data[start:self.pos])))
         self.alignment = self.kv.get("general.alignment", 32)
         infos = []
         for _ in range(n_tensors):

@@ -69,6 +69,42 @@ def test_view_matches_ggml(mount, model, view):
     assert size == (last["offset"] + last["nbytes"] + 31) // 32 * 32
 
 
+def expected_view_file(src, ref, ftype):
+    """The whole view file, assembled independently: the source's metadata
+    bytes (minus file type and quantization version, re-appended as u32),
+    tensor infos in source order with the reference's types, tensor data
+    from ggml's output, each tensor padded to the alignment."""
+    a = src.alignment
+    kvs = [raw for k, raw in src.kv_raw if k not in ("general.file_type", "general.quantization_version")]
+    for k, v in (("general.file_type", ftype), ("general.quantization_version", 2)):
+        kb = k.encode()
+        kvs.append(struct.pack("<Q", len(kb)) + kb + struct.pack("<II", 4, v))
+    infos, data, off = [], [], 0
+    for name in src.order:
+        r = ref.tensors[name]
+        nb = name.encode()
+        infos.append(struct.pack("<Q", len(nb)) + nb + struct.pack("<I", len(r["dims"])) +
+                     struct.pack("<%dQ" % len(r["dims"]), *r["dims"]) + struct.pack("<IQ", r["type"], off))
+        blob = ref.tensor_bytes(name)
+        blob += b"\0" * (-len(blob) % a)
+        data.append(blob)
+        off += len(blob)
+    head = b"GGUF" + struct.pack("<IQQ", 3, len(src.order), len(kvs)) + b"".join(kvs) + b"".join(infos)
+    head += b"\0" * (-len(head) % a)
+    return head + b"".join(data)
+
+
+@pytest.mark.parametrize("view", sorted(REF_OF_VIEW))
+def test_cmp_whole_view_file(mount, tmp_path, view):
+    src = gguf_reader.load(STORIES_GGUF)
+    ref = gguf_reader.load(os.path.join(REFS, "stories260K.%s.gguf" % REF_OF_VIEW[view]))
+    exp = tmp_path / "expected.gguf"
+    exp.write_bytes(expected_view_file(src, ref, FTYPE[view]))
+    r = subprocess.run(["cmp", str(exp), mount.path("stories260K", view, "stories260K.gguf")],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
 def test_f32_view_and_passthrough_files(mount, stories_src):
     for v in ALL_VIEWS:
         assert read_all(mount.path("stories260K", v, "README.md")) == \
