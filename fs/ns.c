@@ -204,7 +204,7 @@ int qfs_scan(struct qfs *q)
 
 /* ---------------------------------------------------------------- snaps */
 
-static int fd_pread(void *ctx, void *buf, size_t len, uint64_t off)
+int qfs_pread_fd(void *ctx, void *buf, size_t len, uint64_t off)
 {
     int fd = *(const int *)ctx;
     uint8_t *p = buf;
@@ -264,7 +264,7 @@ static struct qfs_snap *snap_load(struct qfs *q, struct qfs_model *m, struct qfs
         return NULL;
     }
     if (f->is_gguf) {
-        int rc = qf_gguf_parse(fd_pread, &s->fd, (uint64_t)s->st.st_size, &s->gguf, s->err, sizeof s->err);
+        int rc = qf_gguf_parse(qfs_pread_fd, &s->fd, (uint64_t)s->st.st_size, &s->gguf, s->err, sizeof s->err);
         if (!rc && s->gguf->convert_err[0])
             snprintf(s->err, sizeof s->err, "%s", s->gguf->convert_err);
         if (rc || s->err[0])

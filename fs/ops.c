@@ -368,28 +368,11 @@ struct fill_arg {
     uint64_t chunk;
 };
 
-static int src_pread(void *c, void *buf, size_t len, uint64_t off)
-{
-    int fd = *(const int *)c;
-    uint8_t *p = buf;
-    while (len) {
-        ssize_t n = pread(fd, p, len, (off_t)off);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return n < 0 ? -errno : -EIO;
-        p += n;
-        len -= (size_t)n;
-        off += (uint64_t)n;
-    }
-    return 0;
-}
-
 static int fill_chunk(void *arg, uint8_t *dst, size_t len, void *scratch)
 {
     (void)len;
     struct fill_arg *a = arg;
-    return qf_conv_chunk(a->e, a->chunk, src_pread, &a->snap->fd, dst, scratch, false);
+    return qf_conv_chunk(a->e, a->chunk, qfs_pread_fd, &a->snap->fd, dst, scratch, false);
 }
 
 static void prefetch_done(void *arg)
@@ -531,7 +514,7 @@ static int gather(struct qfs *q, struct handle *h, uint64_t off, size_t len, str
                 rc = -ENOMEM;
                 break;
             }
-            rc = src_pread(&h->snap->fd, r->srcbuf + r->srcused, (size_t)n, e->src_off + rel);
+            rc = qfs_pread_fd(&h->snap->fd, r->srcbuf + r->srcused, (size_t)n, e->src_off + rel);
             if (!rc)
                 rc = add_iov(r, r->srcbuf + r->srcused, (size_t)n);
             r->srcused += (size_t)n;

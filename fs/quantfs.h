@@ -96,6 +96,9 @@ struct qfs {
 void qfs_log(struct qfs *q, int prio, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* ns.c — namespace */
+/* pread of exactly len bytes from the fd *ctx (a qf_pread_fn); -EIO if the
+ * file ends first. */
+int qfs_pread_fd(void *ctx, void *buf, size_t len, uint64_t off);
 int qfs_scan(struct qfs *q);
 void qfs_free_models(struct qfs *q);
 /* Current snapshot of a file (re-parsed if the source changed), with a
