@@ -170,10 +170,27 @@ enum qf_ext_kind {
 struct qf_extent {
     uint64_t off, len;  /* output range */
     uint32_t kind;
-    uint32_t src_type, dst_type; /* CONV */
+    uint32_t src_type, dst_type; /* CONV: a qf_type, or a QF_ST_* kind */
     uint64_t src_off;   /* SRC, CONV */
     uint64_t n_elems;   /* CONV */
     const uint8_t *mem; /* MEM */
+    /* CONV: source elements per chunk (QF_CHUNK_ELEMS for element-wise
+     * types; whole rows, or 128-row bands for fp8, for the row kinds) */
+    uint64_t chunk_elems;
+    uint64_t row_len;   /* CONV row kinds: elements per row (in_features) */
+    uint32_t group;     /* CONV int4: elements per scale group */
+};
+
+/* Row-wise conversions for safetensors views (dst_type of CONV extents).
+ * Each weight produces two extents from the same source rows: the values
+ * and their scales. Layouts: codec/FORMATS.md (safetensors section). */
+enum qf_st_kind {
+    QF_ST_I8 = 100,       /* int8, symmetric per output channel */
+    QF_ST_I8_SCALE,       /* its scales, bf16 [out, 1] */
+    QF_ST_I4,             /* int4 symmetric per group, packed 8 per int32 */
+    QF_ST_I4_SCALE,       /* its scales, bf16 [out, in / group] */
+    QF_ST_FP8,            /* float8 e4m3fn, scaled per 128x128 block */
+    QF_ST_FP8_SCALE_INV,  /* its inverse scales, f32 [ceil(out/128), ceil(in/128)] */
 };
 
 struct qf_layout {
@@ -184,6 +201,9 @@ struct qf_layout {
     size_t mem_len;
 };
 
+/* A file whose bytes are generated text (takes ownership of text, which
+ * must come from malloc). */
+int qf_layout_text(char *text, size_t len, struct qf_layout **out);
 /* A view file that is the source as is. */
 int qf_layout_passthrough(uint64_t size, struct qf_layout **out);
 /* A GGUF view: header rewritten (tensor types, offsets, general.file_type,
@@ -196,15 +216,18 @@ void qf_layout_free(struct qf_layout *l);
 /* Index of the extent containing output offset off (off < l->size). */
 size_t qf_layout_find(const struct qf_layout *l, uint64_t off);
 
-/* Number of chunks of a CONV extent and the output byte range of chunk c
- * relative to the extent start. */
+/* Number of chunks of a CONV extent, the output byte range of chunk c
+ * relative to the extent start, and the chunk holding output byte rel
+ * (every chunk but the last has the same output size). */
 uint64_t qf_conv_nchunks(const struct qf_extent *e);
 void qf_conv_chunk_range(const struct qf_extent *e, uint64_t c, uint64_t *off, uint64_t *len);
+uint64_t qf_conv_chunk_at(const struct qf_extent *e, uint64_t rel);
 
 /* Produce chunk c of a CONV extent into dst (capacity >= its length):
- * pread the source elements, convert to f32, quantize. scratch must hold
- * QF_CHUNK_ELEMS floats plus QF_CHUNK_ELEMS*4 bytes (see
- * QF_CONV_SCRATCH_BYTES). Returns 0 or -errno (-EIO on a short read). */
+ * pread the source elements, convert to f32, quantize. scratch holds
+ * QF_CONV_SCRATCH_BYTES; chunks larger than QF_CHUNK_ELEMS (fp8 bands of
+ * wide rows) allocate their own. Returns 0 or -errno (-EIO on a short
+ * read). */
 #define QF_CONV_SCRATCH_BYTES ((size_t)QF_CHUNK_ELEMS * 8u)
 int qf_conv_chunk(const struct qf_extent *e, uint64_t c, qf_pread_fn rd, void *rdctx, void *dst,
                   void *scratch, bool scalar_only);
@@ -213,6 +236,66 @@ int qf_conv_chunk(const struct qf_extent *e, uint64_t c, qf_pread_fn rd, void *r
  * CONV chunk it touches directly (no cache). For tests and tools. */
 int qf_layout_read(const struct qf_layout *l, uint64_t off, size_t len, void *buf, qf_pread_fn rd,
                    void *rdctx);
+
+/* ------------------------------------------------------------ safetensors */
+
+/* safetensors dtypes we know (sizes in bytes). */
+enum qf_st_dtype {
+    QF_STD_F64, QF_STD_F32, QF_STD_F16, QF_STD_BF16, QF_STD_I64, QF_STD_I32, QF_STD_I16, QF_STD_I8,
+    QF_STD_U8, QF_STD_BOOL, QF_STD_F8_E4M3, QF_STD_F8_E5M2, QF_STD_U16, QF_STD_U32, QF_STD_U64, QF_STD_COUNT
+};
+const char *qf_st_dtype_name(uint32_t d);
+#define QF_ST_MAX_DIMS 8
+
+struct qf_st_tensor {
+    const char *name;
+    uint32_t dtype;
+    uint32_t n_dims;
+    uint64_t shape[QF_ST_MAX_DIMS];
+    uint64_t nelems, nbytes;
+    uint64_t offset; /* absolute file offset of the data */
+};
+
+struct qf_st {
+    uint64_t file_size, header_len, data_begin;
+    size_t n_tensors;
+    struct qf_st_tensor *tensors; /* sorted by offset */
+    char *strpool;
+    char *metadata; /* JSON of __metadata__ (string map), or NULL */
+};
+
+/* Parse a safetensors file: u64 header length, JSON header (a real JSON
+ * parser, jansson), dtypes, shapes and data_offsets validated: in bounds,
+ * sizes equal to shape x dtype, no overlaps and no holes (as the
+ * safetensors library requires). */
+int qf_st_parse(qf_pread_fn rd, void *rdctx, uint64_t file_size, struct qf_st **out, char *err, size_t errlen);
+void qf_st_free(struct qf_st *st);
+
+/* What a safetensors view does to one tensor. */
+enum qf_st_action {
+    QF_STA_COPY,     /* unchanged (non-float tensors, f32 view) */
+    QF_STA_FLOAT,    /* converted to the view's float dtype (dst F16/BF16) */
+    QF_STA_INT8,     /* weight (I8) + weight_scale */
+    QF_STA_INT4,     /* weight_packed + weight_scale + weight_shape, group 128 */
+    QF_STA_INT4_CH,  /* same, one group per row: rows 128 does not divide */
+    QF_STA_FP8,      /* weight (F8_E4M3) + weight_scale_inv */
+};
+enum qf_st_action qf_st_plan(const struct qf_view *v, const struct qf_st_tensor *t, uint32_t *float_dtype);
+/* Whether a tensor is a Linear weight of an attention/MLP block (2-D float
+ * "*.weight", not an embedding, norm or lm_head). */
+bool qf_st_is_linear_weight(const struct qf_st_tensor *t);
+
+/* Layout of one safetensors file in a view. */
+int qf_layout_safetensors(const struct qf_st *st, const struct qf_view *v, struct qf_layout **out, char *err,
+                          size_t errlen);
+
+/* config.json and model.safetensors.index.json of a view, rewritten from the
+ * source text and all shards' headers (shards[i] is file names[i]). Returns
+ * a malloc'd NUL-terminated string (stable bytes), or NULL with err set. */
+char *qf_st_config_json(const char *src_json, size_t len, const struct qf_view *v, const struct qf_st *const *shards,
+                        size_t n_shards, char *err, size_t errlen);
+char *qf_st_index_json(const char *src_json, size_t len, const struct qf_view *v, const struct qf_st *const *shards,
+                       const char *const *names, size_t n_shards, char *err, size_t errlen);
 
 /* --------------------------------------------------------------- self-test */
 

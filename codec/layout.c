@@ -71,6 +71,23 @@ int qf_layout_passthrough(uint64_t size, struct qf_layout **out)
     return 0;
 }
 
+int qf_layout_text(char *text, size_t len, struct qf_layout **out)
+{
+    struct qf_layout *l = calloc(1, sizeof *l);
+    if (!l)
+        return -ENOMEM;
+    l->mem = (uint8_t *)text;
+    l->mem_len = len;
+    struct builder b = {l, 0};
+    if (add(&b, (struct qf_extent){.kind = QF_EXT_MEM, .len = len, .mem = l->mem})) {
+        l->mem = NULL;
+        qf_layout_free(l);
+        return -ENOMEM;
+    }
+    *out = l;
+    return 0;
+}
+
 static uint8_t *put_str(uint8_t *p, const char *s, size_t n)
 {
     qf_put64(p, n);
@@ -160,7 +177,8 @@ int qf_layout_gguf(const struct qf_gguf *g, const struct qf_view *v, struct qf_l
                                              .src_off = t->offset,
                                              .src_type = t->type,
                                              .dst_type = types[i],
-                                             .n_elems = t->nelems});
+                                             .n_elems = t->nelems,
+                                             .chunk_elems = QF_CHUNK_ELEMS});
         rc |= pad_to(&b, a);
     }
     free(types);
@@ -187,20 +205,43 @@ size_t qf_layout_find(const struct qf_layout *l, uint64_t off)
     return lo;
 }
 
-uint64_t qf_conv_nchunks(const struct qf_extent *e) { return (e->n_elems + QF_CHUNK_ELEMS - 1) / QF_CHUNK_ELEMS; }
+uint64_t qf_conv_nchunks(const struct qf_extent *e) { return (e->n_elems + e->chunk_elems - 1) / e->chunk_elems; }
+
+/* Output bytes produced by the first n source elements of a CONV extent
+ * (n a whole number of chunks, or the whole extent). */
+static uint64_t out_bytes(const struct qf_extent *e, uint64_t n)
+{
+    uint64_t rows = e->row_len ? n / e->row_len : 0;
+    switch (e->dst_type) {
+    case QF_ST_I8:
+    case QF_ST_FP8: return n;
+    case QF_ST_I8_SCALE: return rows * 2;
+    case QF_ST_I4: return rows * ((e->row_len + 7) / 8) * 4;
+    case QF_ST_I4_SCALE: return rows * (e->row_len / e->group) * 2;
+    case QF_ST_FP8_SCALE_INV: return (rows + 127) / 128 * ((e->row_len + 127) / 128) * 4;
+    default: return qf_type_bytes(e->dst_type, n);
+    }
+}
 
 static uint64_t chunk_elems(const struct qf_extent *e, uint64_t c)
 {
-    uint64_t first = c * QF_CHUNK_ELEMS, n = e->n_elems - first;
-    return n < QF_CHUNK_ELEMS ? n : QF_CHUNK_ELEMS;
+    uint64_t first = c * e->chunk_elems, n = e->n_elems - first;
+    return n < e->chunk_elems ? n : e->chunk_elems;
 }
 
 void qf_conv_chunk_range(const struct qf_extent *e, uint64_t c, uint64_t *off, uint64_t *len)
 {
-    /* QF_CHUNK_ELEMS is a multiple of every block size, so chunk starts are
-     * block boundaries and byte offsets scale linearly. */
-    *off = qf_type_bytes(e->dst_type, c * QF_CHUNK_ELEMS);
-    *len = qf_type_bytes(e->dst_type, chunk_elems(e, c));
+    /* chunk starts are block (or 128-row band) boundaries, so the bytes
+     * before chunk c are those of c whole chunks */
+    *off = out_bytes(e, c * e->chunk_elems);
+    *len = out_bytes(e, c * e->chunk_elems + chunk_elems(e, c)) - *off;
+}
+
+uint64_t qf_conv_chunk_at(const struct qf_extent *e, uint64_t rel)
+{
+    uint64_t full = out_bytes(e, e->chunk_elems);
+    uint64_t c = full ? rel / full : 0, last = qf_conv_nchunks(e) - 1;
+    return c < last ? c : last;
 }
 
 int qf_conv_chunk(const struct qf_extent *e, uint64_t c, qf_pread_fn rd, void *rdctx, void *dst, void *scratch,
@@ -209,16 +250,27 @@ int qf_conv_chunk(const struct qf_extent *e, uint64_t c, qf_pread_fn rd, void *r
     if (e->kind != QF_EXT_CONV || c >= qf_conv_nchunks(e))
         return -EINVAL;
     uint64_t n = chunk_elems(e, c);
+    void *own = NULL;
+    if (n > QF_CHUNK_ELEMS || !scratch) {
+        if (n > SIZE_MAX / 8 || !(own = malloc((size_t)n * 8)))
+            return -ENOMEM;
+        scratch = own;
+    }
     float *f = scratch;
-    uint64_t src_first = qf_type_bytes(e->src_type, c * QF_CHUNK_ELEMS), src_len = qf_type_bytes(e->src_type, n);
+    uint64_t src_first = qf_type_bytes(e->src_type, c * e->chunk_elems), src_len = qf_type_bytes(e->src_type, n);
     /* f32 sources are read straight into the float buffer. */
-    void *raw = e->src_type == QF_F32 ? (void *)f : (void *)(f + QF_CHUNK_ELEMS);
+    void *raw = e->src_type == QF_F32 ? (void *)f : (void *)(f + n);
     int rc = rd(rdctx, raw, (size_t)src_len, e->src_off + src_first);
-    if (rc)
-        return rc;
-    if (e->src_type != QF_F32 && (rc = qf_to_f32(e->src_type, raw, f, (size_t)n)))
-        return rc;
-    return qf_quantize_opt(e->dst_type, f, dst, (size_t)n, scalar_only);
+    if (!rc && e->src_type != QF_F32)
+        rc = qf_to_f32(e->src_type, raw, f, (size_t)n);
+    if (!rc) {
+        if (e->dst_type >= QF_ST_I8)
+            rc = qf_st_quantize_rows(e->dst_type, f, (size_t)(n / e->row_len), (size_t)e->row_len, e->group, dst);
+        else
+            rc = qf_quantize_opt(e->dst_type, f, dst, (size_t)n, scalar_only);
+    }
+    free(own);
+    return rc;
 }
 
 int qf_layout_read(const struct qf_layout *l, uint64_t off, size_t len, void *buf, qf_pread_fn rd, void *rdctx)
@@ -240,6 +292,7 @@ int qf_layout_read(const struct qf_layout *l, uint64_t off, size_t len, void *bu
         case QF_EXT_CONV:
             if (!chunk) {
                 chunk = malloc(QF_CHUNK_ELEMS * 4);
+                /* NULL scratch: qf_conv_chunk allocates per chunk */
                 scratch = malloc(QF_CONV_SCRATCH_BYTES);
                 if (!chunk || !scratch) {
                     rc = -ENOMEM;
@@ -247,12 +300,19 @@ int qf_layout_read(const struct qf_layout *l, uint64_t off, size_t len, void *bu
                 }
             }
             for (uint64_t done = 0; done < n && !rc;) {
-                uint64_t c = (rel + done) / qf_type_bytes(e->dst_type, QF_CHUNK_ELEMS), coff, clen;
+                uint64_t c = qf_conv_chunk_at(e, rel + done), coff, clen;
                 qf_conv_chunk_range(e, c, &coff, &clen);
-                rc = qf_conv_chunk(e, c, rd, rdctx, chunk, scratch, false);
+                uint8_t *dst = chunk;
+                if (clen > QF_CHUNK_ELEMS * 4 && !(dst = malloc(clen))) {
+                    rc = -ENOMEM;
+                    break;
+                }
+                rc = qf_conv_chunk(e, c, rd, rdctx, dst, clen > QF_CHUNK_ELEMS * 4 ? NULL : scratch, false);
                 uint64_t from = rel + done - coff, k = clen - from < n - done ? clen - from : n - done;
                 if (!rc)
-                    memcpy(out + done, chunk + from, k);
+                    memcpy(out + done, dst + from, k);
+                if (dst != chunk)
+                    free(dst);
                 done += k;
             }
             break;

@@ -32,6 +32,12 @@ static inline uint64_t qf_get64(const uint8_t *p) { return qf_get32(p) | ((uint6
 
 extern const int8_t qf_iq4nl_values[16];
 
+/* stquant.c: rows x row_len floats to a QF_ST_* kind's bytes (group: int4
+ * group size). For the fp8 kinds, rows is a multiple of 128 except at the
+ * end of the tensor. Returns 0 or -EINVAL. */
+int qf_st_quantize_rows(uint32_t kind, const float *x, size_t rows, size_t row_len, uint32_t group, uint8_t *out);
+uint8_t qf_f32_to_e4m3(float f);
+
 /* SIMD kernels (quant_x86.c). Each returns false if it does not handle the
  * type, so the caller falls back to the scalar reference. */
 bool qf_simd_available(void);

@@ -174,6 +174,7 @@ static const struct qf_view view_table[] = {
     {"bf16", QF_BF16, 32, QF_FMT_GGUF | QF_FMT_SAFETENSORS, NULL},
     {"int8", QF_Q8_0, 7, QF_FMT_GGUF | QF_FMT_SAFETENSORS, "q8_0"},
     {"int4", QF_Q4_K, 14, QF_FMT_GGUF | QF_FMT_SAFETENSORS, "q4_k"},
+    {"fp8", QF_F32, 0, QF_FMT_SAFETENSORS, NULL},
     {"q8_0", QF_Q8_0, 7, QF_FMT_GGUF, NULL},
     {"q6_k", QF_Q6_K, 18, QF_FMT_GGUF, NULL},
     {"q5_k", QF_Q5_K, 16, QF_FMT_GGUF, NULL},

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <syslog.h>
 #include <unistd.h>
+#include <jansson.h>
 
 #include "quantfs.h"
 
@@ -52,7 +53,12 @@ static int add_file(struct qfs_model *m, size_t *cap, const char *name, const ch
         *cap = nc;
     }
     struct qfs_file *f = &m->files[m->n_files];
-    *f = (struct qfs_file){.name = strdup(name), .path = strdup(path), .is_gguf = has_suffix(name, ".gguf")};
+    int kind = has_suffix(name, ".gguf")                ? QFS_F_GGUF
+               : has_suffix(name, ".safetensors")       ? QFS_F_ST
+               : !strcmp(name, "config.json")           ? QFS_F_CONFIG
+               : has_suffix(name, ".safetensors.index.json") ? QFS_F_INDEX
+                                                        : QFS_F_PASS;
+    *f = (struct qfs_file){.name = strdup(name), .path = strdup(path), .kind = kind};
     if (!f->name || !f->path) {
         free(f->name);
         free(f->path);
@@ -61,8 +67,10 @@ static int add_file(struct qfs_model *m, size_t *cap, const char *name, const ch
     pthread_mutex_init(&f->mu, NULL);
     atomic_init(&f->open_count, 0);
     m->n_files++;
-    if (f->is_gguf)
+    if (kind == QFS_F_GGUF)
         m->formats |= QF_FMT_GGUF;
+    if (kind == QFS_F_ST)
+        m->formats |= QF_FMT_SAFETENSORS;
     return 0;
 }
 
@@ -126,7 +134,8 @@ void qfs_free_models(struct qfs *q)
 }
 
 /* A model is a sub-directory holding at least one convertible file, or a
- * loose NAME.gguf. Everything else in the source root is ignored. */
+ * loose NAME.gguf / NAME.safetensors. Everything else in the source root is
+ * ignored. */
 int qfs_scan(struct qfs *q)
 {
     DIR *d = opendir(q->source);
@@ -150,9 +159,10 @@ int qfs_scan(struct qfs *q)
                 m.name = strdup(de->d_name);
                 m.dir = strdup(p);
                 rc = m.name && m.dir ? scan_model_dir(q, &m, p) : -ENOMEM;
-            } else if (S_ISREG(st.st_mode) && has_suffix(de->d_name, ".gguf")) {
+            } else if (S_ISREG(st.st_mode) &&
+                       (has_suffix(de->d_name, ".gguf") || has_suffix(de->d_name, ".safetensors"))) {
                 size_t fcap = 0;
-                m.name = strndup(de->d_name, strlen(de->d_name) - strlen(".gguf"));
+                m.name = strndup(de->d_name, strlen(de->d_name) - strlen(strrchr(de->d_name, '.')));
                 rc = m.name ? add_file(&m, &fcap, de->d_name, p) : -ENOMEM;
             }
         }
@@ -238,10 +248,56 @@ void qfs_snap_put(struct qfs_snap *s)
     for (size_t v = 0; v < QFS_MAX_VIEWS; v++)
         qf_layout_free(s->layouts[v]);
     qf_gguf_free(s->gguf);
+    qf_st_free(s->sth);
+    free(s->text);
     if (s->fd >= 0)
         close(s->fd);
     pthread_mutex_destroy(&s->mu);
     free(s);
+}
+
+/* config.json / index: keep the text (bounded); an index must name only
+ * shards that exist in the model directory. */
+static void load_json_text(struct qfs_model *m, struct qfs_file *f, struct qfs_snap *s)
+{
+    uint64_t size = (uint64_t)s->st.st_size;
+    if (size > (64u << 20)) {
+        snprintf(s->err, sizeof s->err, "%llu bytes is too large for a JSON file", (unsigned long long)size);
+        return;
+    }
+    s->text = malloc(size + 1);
+    if (!s->text || qfs_pread_fd(&s->fd, s->text, size, 0)) {
+        snprintf(s->err, sizeof s->err, "cannot read it");
+        return;
+    }
+    s->text[size] = 0;
+    s->text_len = size;
+    json_error_t je;
+    json_t *j = json_loadb(s->text, size, JSON_REJECT_DUPLICATES, &je);
+    if (!json_is_object(j)) {
+        snprintf(s->err, sizeof s->err, "not a JSON object (%s)", j ? "wrong type" : je.text);
+        json_decref(j);
+        return;
+    }
+    json_t *map = json_object_get(j, "weight_map");
+    if (f->kind == QFS_F_INDEX && !json_is_object(map))
+        snprintf(s->err, sizeof s->err, "no weight_map object");
+    const char *k;
+    json_t *v;
+    if (f->kind == QFS_F_INDEX && json_is_object(map)) {
+        json_object_foreach(map, k, v)
+        {
+            bool found = false;
+            for (size_t i = 0; json_is_string(v) && i < m->n_files && !found; i++)
+                found = m->files[i].kind == QFS_F_ST && !strcmp(m->files[i].name, json_string_value(v));
+            if (!found) {
+                snprintf(s->err, sizeof s->err, "tensor '%s' is in shard '%s', which is missing", k,
+                         json_is_string(v) ? json_string_value(v) : "?");
+                break;
+            }
+        }
+    }
+    json_decref(j);
 }
 
 static struct qfs_snap *snap_load(struct qfs *q, struct qfs_model *m, struct qfs_file *f, int *err)
@@ -263,13 +319,18 @@ static struct qfs_snap *snap_load(struct qfs *q, struct qfs_model *m, struct qfs
         qfs_snap_put(s);
         return NULL;
     }
-    if (f->is_gguf) {
-        int rc = qf_gguf_parse(qfs_pread_fd, &s->fd, (uint64_t)s->st.st_size, &s->gguf, s->err, sizeof s->err);
+    uint64_t size = (uint64_t)s->st.st_size;
+    if (f->kind == QFS_F_GGUF) {
+        int rc = qf_gguf_parse(qfs_pread_fd, &s->fd, size, &s->gguf, s->err, sizeof s->err);
         if (!rc && s->gguf->convert_err[0])
             snprintf(s->err, sizeof s->err, "%s", s->gguf->convert_err);
-        if (rc || s->err[0])
-            qfs_log(q, LOG_WARNING, "model '%s': %s: %s; only the f32 view is offered", m->name, f->name, s->err);
+    } else if (f->kind == QFS_F_ST) {
+        qf_st_parse(qfs_pread_fd, &s->fd, size, &s->sth, s->err, sizeof s->err);
+    } else if ((f->kind == QFS_F_CONFIG || f->kind == QFS_F_INDEX) && (m->formats & QF_FMT_SAFETENSORS)) {
+        load_json_text(m, f, s);
     }
+    if (s->err[0])
+        qfs_log(q, LOG_WARNING, "model '%s': %s: %s; only the f32 view is offered", m->name, f->name, s->err);
     return s;
 }
 
@@ -326,21 +387,75 @@ int qfs_snap_verify(struct qfs *q, struct qfs_snap *s)
     return -EIO;
 }
 
+/* config.json / index of a safetensors view, from all shards' headers. */
+static int generated_json(struct qfs *q, struct qfs_snap *s, size_t v, struct qf_layout **out)
+{
+    struct qfs_model *m = &q->models[s->file->model_idx];
+    const struct qf_st **shards = calloc(m->n_files + 1, sizeof *shards);
+    const char **names = calloc(m->n_files + 1, sizeof *names);
+    struct qfs_snap **held = calloc(m->n_files + 1, sizeof *held);
+    size_t n = 0;
+    int rc = shards && names && held ? 0 : -ENOMEM;
+    for (size_t i = 0; i < m->n_files && !rc; i++) {
+        if (m->files[i].kind != QFS_F_ST)
+            continue;
+        struct qfs_snap *sh = qfs_snap_get(q, m, &m->files[i], &rc);
+        if (!sh)
+            break;
+        held[n] = sh;
+        if (!sh->sth) {
+            rc = -ENOENT;
+            n++;
+            break;
+        }
+        shards[n] = sh->sth;
+        names[n++] = m->files[i].name;
+    }
+    char err[256] = "", *text = NULL;
+    if (!rc) {
+        text = s->file->kind == QFS_F_CONFIG
+                   ? qf_st_config_json(s->text, s->text_len, &q->views[v], shards, n, err, sizeof err)
+                   : qf_st_index_json(s->text, s->text_len, &q->views[v], shards, names, n, err, sizeof err);
+        rc = text ? qf_layout_text(text, strlen(text), out) : -EINVAL;
+        if (!text)
+            qfs_log(q, LOG_ERR, "%s: view %s: %s", s->file->path, q->views[v].name, err);
+        else if (rc)
+            free(text);
+    }
+    for (size_t i = 0; i < n; i++)
+        qfs_snap_put(held[i]);
+    free(shards);
+    free(names);
+    free(held);
+    return rc;
+}
+
 int qfs_snap_layout(struct qfs *q, struct qfs_snap *s, size_t v, struct qf_layout **out)
 {
-    (void)q;
     int rc = 0;
+    const struct qf_view *vw = &q->views[v];
+    struct qfs_model *m = &q->models[s->file->model_idx];
     pthread_mutex_lock(&s->mu);
     if (!s->layouts[v]) {
-        if (!s->file->is_gguf || q->views[v].gguf_type == QF_F32) {
+        int kind = s->file->kind;
+        bool st_view = (vw->formats & QF_FMT_SAFETENSORS) && (m->formats & QF_FMT_SAFETENSORS);
+        bool converts = (kind == QFS_F_GGUF && (vw->formats & QF_FMT_GGUF)) ||
+                        ((kind == QFS_F_ST || kind == QFS_F_CONFIG || kind == QFS_F_INDEX) && st_view);
+        char err[256];
+        if (!converts || !strcmp(vw->name, "f32")) {
             rc = qf_layout_passthrough((uint64_t)s->st.st_size, &s->layouts[v]);
-        } else if (!s->gguf || s->err[0]) {
+        } else if (s->err[0]) {
             rc = -ENOENT;
-        } else {
-            char err[256];
-            rc = qf_layout_gguf(s->gguf, &q->views[v], &s->layouts[v], err, sizeof err);
+        } else if (kind == QFS_F_GGUF) {
+            rc = qf_layout_gguf(s->gguf, vw, &s->layouts[v], err, sizeof err);
             if (rc)
-                qfs_log(q, LOG_ERR, "%s: view %s: %s", s->file->path, q->views[v].name, err);
+                qfs_log(q, LOG_ERR, "%s: view %s: %s", s->file->path, vw->name, err);
+        } else if (kind == QFS_F_ST) {
+            rc = qf_layout_safetensors(s->sth, vw, &s->layouts[v], err, sizeof err);
+            if (rc)
+                qfs_log(q, LOG_ERR, "%s: view %s: %s", s->file->path, vw->name, err);
+        } else {
+            rc = generated_json(q, s, v, &s->layouts[v]);
         }
     }
     *out = s->layouts[v];
@@ -354,14 +469,19 @@ bool qfs_view_available(struct qfs *q, size_t mi, size_t v)
     const struct qf_view *vw = &q->views[v];
     if (!(q->view_mask & (1u << v)) || !(vw->formats & m->formats))
         return false;
-    if (vw->gguf_type == QF_F32)
+    if (!strcmp(vw->name, "f32"))
         return true;
+    /* every file this view converts must have parsed */
     for (size_t i = 0; i < m->n_files; i++) {
-        if (!m->files[i].is_gguf)
+        int k = m->files[i].kind;
+        bool checked = (k == QFS_F_GGUF && (vw->formats & QF_FMT_GGUF)) ||
+                       ((k == QFS_F_ST || k == QFS_F_INDEX || k == QFS_F_CONFIG) &&
+                        (vw->formats & QF_FMT_SAFETENSORS) && (m->formats & QF_FMT_SAFETENSORS));
+        if (!checked)
             continue;
         int err;
         struct qfs_snap *s = qfs_snap_get(q, m, &m->files[i], &err);
-        bool ok = s && s->gguf && !s->err[0];
+        bool ok = s && !s->err[0];
         qfs_snap_put(s);
         if (!ok)
             return false;

@@ -387,10 +387,11 @@ static void prefetch_done(void *arg)
  * version. Views that share a tensor type share blocks. */
 static struct qc_key chunk_key(const struct qfs_snap *s, const struct qf_extent *e, uint64_t c)
 {
-    uint64_t k[12] = {(uint64_t)s->st.st_dev,         (uint64_t)s->st.st_ino,        (uint64_t)s->st.st_size,
+    uint64_t k[14] = {(uint64_t)s->st.st_dev,         (uint64_t)s->st.st_ino,        (uint64_t)s->st.st_size,
                       (uint64_t)s->st.st_mtim.tv_sec, (uint64_t)s->st.st_mtim.tv_nsec, (uint64_t)s->st.st_ctim.tv_sec,
                       (uint64_t)s->st.st_ctim.tv_nsec, e->src_off,                    e->src_type,
-                      e->dst_type,                    c,                             QF_CODEC_VERSION};
+                      e->dst_type,                    c,                             QF_CODEC_VERSION,
+                      e->row_len,                     e->group};
     return qc_key_make(k, sizeof k);
 }
 
@@ -399,6 +400,7 @@ static struct qc_key chunk_key(const struct qfs_snap *s, const struct qf_extent 
  * source, and cached blocks, which stay referenced until the reply is sent
  * (no copy of converted data). */
 struct reply {
+    struct qfs_snap *snap; /* keeps the layout's header bytes alive */
     struct iovec *iov;
     size_t n, cap;
     struct qc_block **held;
@@ -439,6 +441,7 @@ static int hold(struct reply *r, struct qc_block *b)
 
 static void reply_free(struct qfs *q, struct reply *r)
 {
+    qfs_snap_put(r->snap);
     for (size_t i = 0; i < r->nheld; i++)
         qc_release(q->cache, r->held[i]);
     free(r->held);
@@ -449,9 +452,8 @@ static void reply_free(struct qfs *q, struct reply *r)
 static int read_conv(struct qfs *q, struct qfs_snap *s, const struct qf_extent *e, uint64_t rel, uint64_t n,
                      struct reply *r)
 {
-    uint64_t per_chunk = qf_type_bytes(e->dst_type, QF_CHUNK_ELEMS);
     while (n) {
-        uint64_t c = rel / per_chunk, coff, clen;
+        uint64_t c = qf_conv_chunk_at(e, rel), coff, clen;
         qf_conv_chunk_range(e, c, &coff, &clen);
         struct fill_arg a = {s, e, c};
         struct qc_block *b;
@@ -480,16 +482,17 @@ static void schedule_readahead(struct qfs *q, struct handle *h, uint64_t off)
         const struct qf_extent *e = &l->ext[i];
         if (e->kind != QF_EXT_CONV)
             continue;
-        uint64_t per_chunk = qf_type_bytes(e->dst_type, QF_CHUNK_ELEMS);
-        uint64_t first = off > e->off ? (off - e->off) / per_chunk : 0;
-        for (uint64_t c = first; c < qf_conv_nchunks(e) && e->off + c * per_chunk < end; c++) {
+        uint64_t first = off > e->off ? qf_conv_chunk_at(e, off - e->off) : 0;
+        for (uint64_t c = first; c < qf_conv_nchunks(e); c++) {
+            uint64_t coff, clen;
+            qf_conv_chunk_range(e, c, &coff, &clen);
+            if (e->off + coff >= end)
+                break;
             struct fill_arg *a = malloc(sizeof *a);
             if (!a)
                 return;
             *a = (struct fill_arg){h->snap, e, c};
             atomic_fetch_add(&h->snap->refs, 1);
-            uint64_t coff, clen;
-            qf_conv_chunk_range(e, c, &coff, &clen);
             qc_prefetch(q->cache, chunk_key(h->snap, e, c), (size_t)clen, fill_chunk, a, prefetch_done);
         }
     }
@@ -532,9 +535,20 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
     (void)ino;
     struct qfs *q = ctx(req);
     struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+    /* A reply must own every byte it points to: once it is written, the
+     * reader may close the file and release() free h while the reply call
+     * is still returning. */
     if (h->text) {
         size_t o = (size_t)off < h->text_len ? (size_t)off : h->text_len;
-        fuse_reply_buf(req, h->text + o, h->text_len - o < size ? h->text_len - o : size);
+        size_t n = h->text_len - o < size ? h->text_len - o : size;
+        char *copy = malloc(n ? n : 1);
+        if (!copy) {
+            fuse_reply_err(req, ENOMEM);
+            return;
+        }
+        memcpy(copy, h->text + o, n);
+        fuse_reply_buf(req, copy, n);
+        free(copy);
         return;
     }
     uint64_t fsize = h->layout->size;
@@ -544,7 +558,8 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
     }
     if (size > fsize - (uint64_t)off)
         size = (size_t)(fsize - (uint64_t)off);
-    struct reply r = {0};
+    struct reply r = {.snap = h->snap};
+    atomic_fetch_add(&h->snap->refs, 1);
     int rc = qfs_snap_verify(q, h->snap);
     if (!rc)
         rc = gather(q, h, (uint64_t)off, size, &r);

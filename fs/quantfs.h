@@ -28,7 +28,10 @@ struct qfs_snap {
     struct qfs_file *file;
     struct stat st;        /* fingerprint: dev, ino, size, mtime, ctime */
     int fd;                /* O_RDONLY on the source, pins the inode */
-    struct qf_gguf *gguf;  /* NULL: not converted (passthrough or bad) */
+    struct qf_gguf *gguf;  /* QFS_F_GGUF, parsed */
+    struct qf_st *sth;     /* QFS_F_ST, parsed header */
+    char *text;            /* QFS_F_CONFIG / INDEX: the source JSON */
+    size_t text_len;
     char err[256];         /* why views other than f32 are not offered */
     atomic_bool stale;     /* the source changed under this snapshot */
     pthread_mutex_t mu;    /* guards layouts[] and fresh[] */
@@ -36,10 +39,18 @@ struct qfs_snap {
     bool fresh[QFS_MAX_VIEWS]; /* not yet opened: next open drops kernel page cache */
 };
 
+enum {
+    QFS_F_PASS,   /* passed through unchanged */
+    QFS_F_GGUF,   /* converted per GGUF view */
+    QFS_F_ST,     /* safetensors shard, converted per view */
+    QFS_F_CONFIG, /* config.json: rewritten per safetensors view */
+    QFS_F_INDEX,  /* model.safetensors.index.json: rewritten per view */
+};
+
 struct qfs_file {
     char *name;       /* name inside the view directory */
     char *path;       /* absolute source path */
-    bool is_gguf;     /* converted per view; otherwise passed through */
+    int kind;         /* QFS_F_*: how views present it */
     size_t model_idx, idx; /* position in the namespace (inode numbers) */
     atomic_uint open_count; /* open handles: the watcher polls these files */
     pthread_mutex_t mu;

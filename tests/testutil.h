@@ -75,4 +75,12 @@ static inline int tmem_pread(void *ctx, void *buf, size_t len, uint64_t off)
     return 0;
 }
 
+static inline uint64_t qf_get64_test(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--)
+        v = v << 8 | p[i];
+    return v;
+}
+
 #endif
