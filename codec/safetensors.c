@@ -254,6 +254,17 @@ struct out_tensor {
     uint8_t inline_bytes[16];
 };
 
+/* One converted output tensor: name stem + suffix, computed from conv. */
+static void out_conv(struct out_tensor *o, const char *suffix, const char *dtype, const struct qf_extent *conv,
+                     uint32_t kind, uint64_t len)
+{
+    strcat(o->name, suffix);
+    o->dtype = dtype;
+    o->ext = *conv;
+    o->ext.dst_type = kind;
+    o->ext.len = len;
+}
+
 /* Output tensors of one source tensor in a view (1 to 3). */
 static size_t expand(const struct qf_view *v, const struct qf_st_tensor *t, struct out_tensor *o)
 {
@@ -286,35 +297,19 @@ static size_t expand(const struct qf_view *v, const struct qf_st_tensor *t, stru
         return 1;
     case QF_STA_INT8:
         conv.chunk_elems = chunk_rows * cols;
-        strcat(o[0].name, "weight");
-        o[0].dtype = "I8";
-        o[0].ext = conv;
-        o[0].ext.dst_type = QF_ST_I8;
-        o[0].ext.len = rows * cols;
-        strcat(o[1].name, "weight_scale");
-        o[1].dtype = "BF16";
+        out_conv(&o[0], "weight", "I8", &conv, QF_ST_I8, rows * cols);
         o[1].shape[1] = 1;
-        o[1].ext = conv;
-        o[1].ext.dst_type = QF_ST_I8_SCALE;
-        o[1].ext.len = rows * 2;
+        out_conv(&o[1], "weight_scale", "BF16", &conv, QF_ST_I8_SCALE, rows * 2);
         return 2;
     case QF_STA_INT4:
     case QF_STA_INT4_CH: {
         uint32_t group = a == QF_STA_INT4 ? 128 : (uint32_t)cols;
         conv.chunk_elems = chunk_rows * cols;
         conv.group = group;
-        strcat(o[0].name, "weight_packed");
-        o[0].dtype = "I32";
         o[0].shape[1] = (cols + 7) / 8;
-        o[0].ext = conv;
-        o[0].ext.dst_type = QF_ST_I4;
-        o[0].ext.len = rows * o[0].shape[1] * 4;
-        strcat(o[1].name, "weight_scale");
-        o[1].dtype = "BF16";
+        out_conv(&o[0], "weight_packed", "I32", &conv, QF_ST_I4, rows * o[0].shape[1] * 4);
         o[1].shape[1] = cols / group;
-        o[1].ext = conv;
-        o[1].ext.dst_type = QF_ST_I4_SCALE;
-        o[1].ext.len = rows * o[1].shape[1] * 2;
+        out_conv(&o[1], "weight_scale", "BF16", &conv, QF_ST_I4_SCALE, rows * o[1].shape[1] * 2);
         strcat(o[2].name, "weight_shape");
         o[2].dtype = "I64";
         o[2].n_dims = 1;
@@ -326,18 +321,10 @@ static size_t expand(const struct qf_view *v, const struct qf_st_tensor *t, stru
     }
     case QF_STA_FP8:
         conv.chunk_elems = (chunk_rows + 127) / 128 * 128 * cols;
-        strcat(o[0].name, "weight");
-        o[0].dtype = "F8_E4M3";
-        o[0].ext = conv;
-        o[0].ext.dst_type = QF_ST_FP8;
-        o[0].ext.len = rows * cols;
-        strcat(o[1].name, "weight_scale_inv");
-        o[1].dtype = "F32";
+        out_conv(&o[0], "weight", "F8_E4M3", &conv, QF_ST_FP8, rows * cols);
         o[1].shape[0] = (rows + 127) / 128;
         o[1].shape[1] = (cols + 127) / 128;
-        o[1].ext = conv;
-        o[1].ext.dst_type = QF_ST_FP8_SCALE_INV;
-        o[1].ext.len = o[1].shape[0] * o[1].shape[1] * 4;
+        out_conv(&o[1], "weight_scale_inv", "F32", &conv, QF_ST_FP8_SCALE_INV, o[1].shape[0] * o[1].shape[1] * 4);
         return 2;
     }
     return 0;
