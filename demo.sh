@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # quantfs demo: installs the dependencies (Debian 12), builds, mounts the
-# bundled example model (stories260K from ../shared/models) and shows its
-# views; if llama.cpp's npm client is installed (tests/node), generates text
+# bundled example model (stories260K from ../shared/models, as GGUF and as
+# safetensors) and shows its views; if llama.cpp's npm client is installed (tests/node), generates text
 # from the 4-bit view. KEEP=1 leaves the mount up.
 set -euo pipefail
 root=$(cd "$(dirname "$0")" && pwd)
@@ -14,6 +14,7 @@ work=$(mktemp -d /tmp/quantfs-demo.XXXXXX)
 mkdir -p "$work/models/stories260K" "$work/mnt"
 ln -s "$shared/models/stories260K/gguf/stories260K.gguf" "$work/models/stories260K/"
 cp "$shared/models/README.md" "$work/models/stories260K/"
+ln -s "$shared/models/stories260K/hf" "$work/models/stories260K-hf"   # the same model as safetensors
 ./build/fs/quantfs "$work/models" "$work/mnt" -o cache_size=64M
 [ "${KEEP:-0}" = 1 ] || trap 'fusermount3 -u "$work/mnt"' EXIT
 set -x
@@ -22,6 +23,9 @@ ls -l "$work/mnt/stories260K/q8_0" "$work/mnt/stories260K/q4_k"
 du -b --apparent-size "$work"/mnt/stories260K/*/stories260K.gguf
 python3 tests/gguf_reader.py "$work/mnt/stories260K/q4_k/stories260K.gguf" "$work/mnt/stories260K/fp16/stories260K.gguf"
 getfattr -d "$work/mnt/stories260K/q4_k/stories260K.gguf" 2>/dev/null || true
+ls "$work/mnt/stories260K-hf"
+ls -l "$work/mnt/stories260K-hf/int4"
+python3 -c 'import json,sys; c=json.load(open(sys.argv[1])); q=c["quantization_config"]; print("int4 config.json:", c["torch_dtype"], q["quant_method"], q["format"], {k: g["weights"]["strategy"] for k, g in q["config_groups"].items()})' "$work/mnt/stories260K-hf/int4/config.json"
 cat "$work/mnt/.quantfs/stats"
 set +x
 if [ -d tests/node/node_modules/node-llama-cpp ]; then
