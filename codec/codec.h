@@ -185,7 +185,7 @@ struct qf_extent {
  * Each weight produces two extents from the same source rows: the values
  * and their scales. Layouts: codec/FORMATS.md (safetensors section). */
 enum qf_st_kind {
-    QF_ST_I8 = 100,       /* int8, symmetric per output channel */
+    QF_ST_I8 = 100,       /* int8 symmetric per output channel, packed 4 per int32 */
     QF_ST_I8_SCALE,       /* its scales, bf16 [out, 1] */
     QF_ST_I4,             /* int4 symmetric per group, packed 8 per int32 */
     QF_ST_I4_SCALE,       /* its scales, bf16 [out, in / group] */
@@ -275,7 +275,7 @@ void qf_st_free(struct qf_st *st);
 enum qf_st_action {
     QF_STA_COPY,     /* unchanged (non-float tensors, f32 view) */
     QF_STA_FLOAT,    /* converted to the view's float dtype (dst F16/BF16) */
-    QF_STA_INT8,     /* weight (I8) + weight_scale */
+    QF_STA_INT8,     /* weight_packed (8-bit) + weight_scale + weight_shape */
     QF_STA_INT4,     /* weight_packed + weight_scale + weight_shape, group 128 */
     QF_STA_INT4_CH,  /* same, one group per row: rows 128 does not divide */
     QF_STA_FP8,      /* weight (F8_E4M3) + weight_scale_inv */

@@ -213,7 +213,7 @@ static uint64_t out_bytes(const struct qf_extent *e, uint64_t n)
 {
     uint64_t rows = e->row_len ? n / e->row_len : 0;
     switch (e->dst_type) {
-    case QF_ST_I8:
+    case QF_ST_I8: return rows * ((e->row_len + 3) / 4) * 4;
     case QF_ST_FP8: return n;
     case QF_ST_I8_SCALE: return rows * 2;
     case QF_ST_I4: return rows * ((e->row_len + 7) / 8) * 4;

@@ -296,20 +296,16 @@ static size_t expand(const struct qf_view *v, const struct qf_st_tensor *t, stru
         o[0].ext.len = t->nelems * 2;
         return 1;
     case QF_STA_INT8:
-        conv.chunk_elems = chunk_rows * cols;
-        out_conv(&o[0], "weight", "I8", &conv, QF_ST_I8, rows * cols);
-        o[1].shape[1] = 1;
-        out_conv(&o[1], "weight_scale", "BF16", &conv, QF_ST_I8_SCALE, rows * 2);
-        return 2;
     case QF_STA_INT4:
     case QF_STA_INT4_CH: {
-        uint32_t group = a == QF_STA_INT4 ? 128 : (uint32_t)cols;
+        bool i8 = a == QF_STA_INT8;
+        uint32_t group = a == QF_STA_INT4 ? 128 : (uint32_t)cols, per_word = i8 ? 4 : 8;
         conv.chunk_elems = chunk_rows * cols;
         conv.group = group;
-        o[0].shape[1] = (cols + 7) / 8;
-        out_conv(&o[0], "weight_packed", "I32", &conv, QF_ST_I4, rows * o[0].shape[1] * 4);
+        o[0].shape[1] = (cols + per_word - 1) / per_word;
+        out_conv(&o[0], "weight_packed", "I32", &conv, i8 ? QF_ST_I8 : QF_ST_I4, rows * o[0].shape[1] * 4);
         o[1].shape[1] = cols / group;
-        out_conv(&o[1], "weight_scale", "BF16", &conv, QF_ST_I4_SCALE, rows * o[1].shape[1] * 2);
+        out_conv(&o[1], "weight_scale", "BF16", &conv, i8 ? QF_ST_I8_SCALE : QF_ST_I4_SCALE, rows * o[1].shape[1] * 2);
         strcat(o[2].name, "weight_shape");
         o[2].dtype = "I64";
         o[2].n_dims = 1;
@@ -474,7 +470,9 @@ char *qf_st_config_json(const char *src, size_t len, const struct qf_view *v, co
             json_array_append_new(a == QF_STA_INT4 ? grp : ch, name);
         }
     }
-    const char *format = i8 ? "int-quantized" : "pack-quantized";
+    /* pack-quantized for int8 too: vLLM serves weight-only int schemes only
+     * in that format (int-quantized is its W8A8 path) */
+    const char *format = "pack-quantized";
     json_t *groups = json_object();
     if (json_array_size(grp))
         json_object_set_new(groups, "group_0",

@@ -1,7 +1,8 @@
 /* stquant.c — weight quantization for safetensors views, following the
  * conventions of the loaders that read them:
  *
- *  int8 / int4 (compressed-tensors, symmetric): scale = amax / (range / 2)
+ *  int8 / int4 (compressed-tensors pack-quantized, symmetric): scale =
+ *  amax / (range / 2)
  *  with range = qmax - qmin (255 for int8, 15 for int4, as compressed-
  *  tensors' calculate_qparams), q = clamp(round_half_even(x / scale), qmin,
  *  qmax). Scales are stored in bf16 (the dtype of the unquantized tensors);
@@ -65,14 +66,20 @@ static inline int quant_int(float x, float s, int qmin, int qmax)
     return (int)nearbyintf(v); /* default rounding mode: half to even */
 }
 
+/* int8, packed 4 per little-endian int32 along the row (value i of a word
+ * at bits 8i, stored as q + 128): in memory simply the bytes q + 128, each
+ * row padded with zero bytes to a whole word. */
 static void int8_rows(const float *x, size_t rows, size_t n, uint8_t *q, uint8_t *scales)
 {
+    size_t stride = (n + 3) / 4 * 4;
     for (size_t r = 0; r < rows; r++, x += n) {
         uint16_t h;
         float s = scale_for(finite_amax(x, n), 127.5f, &h);
-        if (q)
+        if (q) {
             for (size_t i = 0; i < n; i++)
-                q[r * n + i] = (uint8_t)(int8_t)quant_int(x[i], s, -128, 127);
+                q[r * stride + i] = (uint8_t)(quant_int(x[i], s, -128, 127) + 128);
+            memset(q + r * stride + n, 0, stride - n);
+        }
         if (scales)
             qf_put16(scales + 2 * r, h);
     }

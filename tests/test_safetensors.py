@@ -80,6 +80,14 @@ def e4m3_table():
 E4M3 = e4m3_table()
 
 
+def unpack_int8(words, cols):
+    """compressed-tensors pack_to_int32 with 8 bits: value i of a word at
+    bits 8i, stored as q + 128."""
+    w = words.view(np.uint32)
+    vals = np.stack([(w >> (8 * i)) & 255 for i in range(4)], axis=-1).reshape(w.shape[0], -1)
+    return vals[:, :cols].astype(np.int32) - 128
+
+
 def unpack_int4(words, cols):
     w = words.view(np.uint32)
     vals = np.stack([(w >> (4 * i)) & 15 for i in range(8)], axis=-1).reshape(w.shape[0], -1)
@@ -89,7 +97,8 @@ def unpack_int4(words, cols):
 def dequant(view, tensors, stem):
     """Dequantized f32 weight of module stem in a view, per its convention."""
     if view == "int8":
-        q = tensors[stem + "weight"][1].astype(np.float32)
+        rows, cols = tensors[stem + "weight_shape"][1]
+        q = unpack_int8(tensors[stem + "weight_packed"][1], cols).astype(np.float32)
         s = bf16_to_f32(tensors[stem + "weight_scale"][1])
         return q * s, np.broadcast_to(s, q.shape)
     if view == "int4":
@@ -168,7 +177,8 @@ def test_quantized_views_real_model(mount_factory, hf_src, view):
                       "modules_to_not_convert": ["lm_head"]}
     else:
         assert qc["quant_method"] == "compressed-tensors" and qc["quantization_status"] == "compressed"
-        assert qc["format"] == {"int8": "int-quantized", "int4": "pack-quantized"}[view]
+        # pack-quantized for both: the format vLLM loads weight-only int schemes from
+        assert qc["format"] == "pack-quantized"
         for g in qc["config_groups"].values():
             w = g["weights"]
             assert w["type"] == "int" and w["symmetric"] is True and w["num_bits"] == (8 if view == "int8" else 4)
@@ -191,9 +201,12 @@ def test_quantized_views_real_model(mount_factory, hf_src, view):
             sc = bf16_to_f32(out[stem + "weight_scale"][1]).astype(np.float64)
             assert out[stem + "weight_scale"][1].shape == (x.shape[0], 1)
             assert np.all(sc >= amax / 127.5) and np.all(sc <= amax / 127.5 * (1 + 2 ** -7))
-        if view == "int4":
+        if view in ("int4", "int8"):
+            per_word = 8 if view == "int4" else 4
+            assert out[stem + "weight_shape"][0] == "I64"
             assert list(out[stem + "weight_shape"][1]) == list(x.shape)
-            assert out[stem + "weight_packed"][1].shape == (x.shape[0], (x.shape[1] + 7) // 8)
+            assert out[stem + "weight_packed"][0] == "I32"
+            assert out[stem + "weight_packed"][1].shape == (x.shape[0], -(-x.shape[1] // per_word))
 
 
 def test_hand_vectors(mount_factory, tmp_path):
@@ -214,7 +227,10 @@ def test_hand_vectors(mount_factory, tmp_path):
     (src / "config.json").write_text('{"model_type": "llama"}')
     m = mount_factory(src.parent)
     _, o8 = read_st(m.path("hand", "int8", "model.safetensors"))
-    q = o8["model.layers.0.mlp.up_proj.weight"][1]
+    q = unpack_int8(o8["model.layers.0.mlp.up_proj.weight_packed"][1], 256)
+    # the raw bytes are q + 128, four per little-endian int32
+    assert o8["model.layers.0.mlp.up_proj.weight_packed"][1].view(np.uint8)[0, :6].tolist() == \
+        [255, 0, 128, 130, 130, 128]
     s = bf16_to_f32(o8["model.layers.0.mlp.up_proj.weight_scale"][1])[:, 0]
     assert s[0] == 1.0 and list(q[0, :6]) == [127, -128, 0, 2, 2, 0]
     assert s[1] == bf16_to_f32(bf16_nearest(np.array([np.finfo(np.float32).eps], np.float32)))[0]
@@ -328,7 +344,7 @@ def test_malformed_safetensors(mount_factory, tmp_path):
         assert os.listdir(m.path(name)) == ["f32"], name
     assert sorted(os.listdir(m.path("good"))) == ST_VIEWS
     _, t = read_st(m.path("good", "int8", "model.safetensors"))
-    assert "model.layers.0.mlp.up_proj.weight_scale" in t
+    assert "model.layers.0.mlp.up_proj.weight_scale" in t and "model.layers.0.mlp.up_proj.weight_packed" in t
     log = m.output()
     for name in reasons:
         assert len([l for l in log.splitlines() if "model '%s'" % name in l]) == 1, log
