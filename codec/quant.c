@@ -461,13 +461,10 @@ static void quantize_q3_K(const float *x, uint8_t *y, size_t nb)
     }
 }
 
-/* Shared by q4_K (nmax 15) and q5_K (nmax 31): 8 sub-blocks of 32 with
- * 6-bit scales and mins. Fills d, dmin, scales[12] at y and L[256]. */
-static void kquant_scales_mins(const float *x, uint8_t *y, uint8_t *L, int nmax, float rmin, int nstep)
+void qf_kfit8_ref(const float *x, int nmax, float rmin, int nstep, uint8_t *L, float *scales, float *mins)
 {
     uint8_t Laux[32];
-    float w[32], mins[8], scales[8];
-    float max_scale = 0, max_min = 0;
+    float w[32];
     for (int j = 0; j < 8; ++j) {
         float sum_x2 = 0;
         for (int l = 0; l < 32; ++l)
@@ -476,6 +473,18 @@ static void kquant_scales_mins(const float *x, uint8_t *y, uint8_t *L, int nmax,
         for (int l = 0; l < 32; ++l)
             w[l] = av_x + fabsf(x[32 * j + l]);
         scales[j] = fit_scale_min(32, nmax, x + 32 * j, w, L + 32 * j, &mins[j], Laux, rmin, 0.1f, nstep, false);
+    }
+}
+
+/* Shared by q4_K (nmax 15) and q5_K (nmax 31): 8 sub-blocks of 32 with
+ * 6-bit scales and mins. Fills d, dmin, scales[12] at y and L[256]. */
+static void kquant_scales_mins(const float *x, uint8_t *y, uint8_t *L, int nmax, float rmin, int nstep,
+                               qf_kfit8_fn fit)
+{
+    float mins[8], scales[8];
+    float max_scale = 0, max_min = 0;
+    fit(x, nmax, rmin, nstep, L, scales, mins);
+    for (int j = 0; j < 8; ++j) {
         if (scales[j] > max_scale)
             max_scale = scales[j];
         if (mins[j] > max_min)
@@ -513,11 +522,11 @@ static void kquant_scales_mins(const float *x, uint8_t *y, uint8_t *L, int nmax,
     }
 }
 
-static void quantize_q4_K(const float *x, uint8_t *y, size_t nb)
+void qf_quantize_q4_K_with(const float *x, uint8_t *y, size_t nb, qf_kfit8_fn fit)
 {
     uint8_t L[256];
     for (size_t i = 0; i < nb; i++, x += 256, y += 144) {
-        kquant_scales_mins(x, y, L, 15, -1.f, 20);
+        kquant_scales_mins(x, y, L, 15, -1.f, 20, fit);
         uint8_t *q = y + 16;
         for (int j = 0; j < 256; j += 64, q += 32)
             for (int l = 0; l < 32; ++l)
@@ -525,11 +534,11 @@ static void quantize_q4_K(const float *x, uint8_t *y, size_t nb)
     }
 }
 
-static void quantize_q5_K(const float *x, uint8_t *y, size_t nb)
+void qf_quantize_q5_K_with(const float *x, uint8_t *y, size_t nb, qf_kfit8_fn fit)
 {
     uint8_t L[256];
     for (size_t i = 0; i < nb; i++, x += 256, y += 176) {
-        kquant_scales_mins(x, y, L, 31, -0.5f, 15);
+        kquant_scales_mins(x, y, L, 31, -0.5f, 15, fit);
         uint8_t *qh = y + 16, *ql = y + 48;
         memset(qh, 0, 32);
         uint8_t m1 = 1, m2 = 2;
@@ -705,8 +714,8 @@ int qf_quantize_ref(uint32_t type, const float *src, void *dst, size_t n)
     case QF_Q5_1: quantize_q5_1(src, y, nb); break;
     case QF_Q2_K: quantize_q2_K(src, y, nb); break;
     case QF_Q3_K: quantize_q3_K(src, y, nb); break;
-    case QF_Q4_K: quantize_q4_K(src, y, nb); break;
-    case QF_Q5_K: quantize_q5_K(src, y, nb); break;
+    case QF_Q4_K: qf_quantize_q4_K_with(src, y, nb, qf_kfit8_ref); break;
+    case QF_Q5_K: qf_quantize_q5_K_with(src, y, nb, qf_kfit8_ref); break;
     case QF_Q6_K: quantize_q6_K(src, y, nb); break;
     case QF_IQ4_NL: quantize_iq4_nl(src, y, nb); break;
     default: return -EINVAL;

@@ -32,6 +32,16 @@ static inline uint64_t qf_get64(const uint8_t *p) { return qf_get32(p) | ((uint6
 
 extern const int8_t qf_iq4nl_values[16];
 
+/* The sub-block search of q4_K/q5_K: for the 8 sub-blocks of 32 values of
+ * one super-block, ggml's weighted (scale, min) fit (make_qkx2_quants with
+ * weights av_x + |x|). Fills L[256], scales[8] and mins[8] (as -min). The
+ * reference is scalar; quant_x86.c runs the 8 sub-blocks in the 8 lanes of
+ * a vector, each lane doing exactly the scalar operations. */
+typedef void (*qf_kfit8_fn)(const float *x, int nmax, float rmin, int nstep, uint8_t *L, float *scales, float *mins);
+void qf_kfit8_ref(const float *x, int nmax, float rmin, int nstep, uint8_t *L, float *scales, float *mins);
+void qf_quantize_q4_K_with(const float *x, uint8_t *y, size_t nb, qf_kfit8_fn fit);
+void qf_quantize_q5_K_with(const float *x, uint8_t *y, size_t nb, qf_kfit8_fn fit);
+
 /* stquant.c: rows x row_len floats to a QF_ST_* kind's bytes (group: int4
  * group size). For the fp8 kinds, rows is a multiple of 128 except at the
  * end of the tensor. Returns 0 or -EINVAL. */

@@ -11,8 +11,10 @@
  *  - VCVTPS2PH keeps NaN payloads, the reference writes 0x7e00, and
  *    ggml's q8_0 max (a > b ? a : b) depends on order once a NaN is in the
  *    block: groups containing a NaN fall back to the scalar code.
- * Only the kernels worth it are here (f16, bf16, q8_0 and the source-side
- * conversions); the others are dominated by their search loops.
+ * Here: f16, bf16, q8_0, the source-side conversions, and the q4_K/q5_K
+ * sub-block search run lane-parallel (one sub-block per lane, each lane the
+ * scalar operations in order). q2_K, q3_K, q6_K and the 32-blocks formats
+ * stay scalar.
  */
 #include <string.h>
 
@@ -129,6 +131,103 @@ TARGET static void bf16_to_f32_avx2(const uint8_t *s, float *y, size_t n)
         y[i] = qf_bf16_to_f32(qf_get16(s + 2 * i));
 }
 
+/* ggml's nearest_int, lane-wise: the same magic-number trick */
+TARGET static inline __m256i nearest_int8(__m256 f)
+{
+    __m256i i = _mm256_castps_si256(_mm256_add_ps(f, _mm256_set1_ps(12582912.f)));
+    return _mm256_sub_epi32(_mm256_and_si256(i, _mm256_set1_epi32(0x007fffff)), _mm256_set1_epi32(0x00400000));
+}
+
+TARGET static inline __m256 blend(__m256 a, __m256 b, __m256 mask) { return _mm256_blendv_ps(a, b, mask); }
+
+/* qf_kfit8_ref with lane j = sub-block j: every lane executes the scalar
+ * fit_scale_min's operations in the same order (comparisons become masks,
+ * branches become blends), so results are bit-identical. */
+TARGET static void kfit8_avx2(const float *x, int nmax, float rmin, int nstep, uint8_t *L, float *scales, float *mins)
+{
+    const __m256 sign = _mm256_set1_ps(-0.0f), zero = _mm256_setzero_ps();
+    const __m256i idx = _mm256_setr_epi32(0, 32, 64, 96, 128, 160, 192, 224), imax = _mm256_set1_epi32(nmax);
+    __m256 xt[32], wt[32];
+    __m256i Lt[32], La[32];
+    __m256 sum_x2 = zero;
+    for (int l = 0; l < 32; l++) {
+        xt[l] = _mm256_i32gather_ps(x + l, idx, 4);
+        sum_x2 = _mm256_add_ps(sum_x2, _mm256_mul_ps(xt[l], xt[l]));
+    }
+    __m256 av_x = _mm256_sqrt_ps(_mm256_div_ps(sum_x2, _mm256_set1_ps(32)));
+    for (int l = 0; l < 32; l++)
+        wt[l] = _mm256_add_ps(av_x, _mm256_andnot_ps(sign, xt[l]));
+
+    __m256 mn = xt[0], mx = xt[0], sum_w = wt[0], sum_x = _mm256_mul_ps(sum_w, xt[0]);
+    for (int i = 1; i < 32; i++) {
+        mn = blend(mn, xt[i], _mm256_cmp_ps(xt[i], mn, _CMP_LT_OQ));
+        mx = blend(mx, xt[i], _mm256_cmp_ps(xt[i], mx, _CMP_GT_OQ));
+        sum_w = _mm256_add_ps(sum_w, wt[i]);
+        sum_x = _mm256_add_ps(sum_x, _mm256_mul_ps(wt[i], xt[i]));
+    }
+    mn = blend(mn, zero, _mm256_cmp_ps(mn, zero, _CMP_GT_OQ));
+    const __m256 flat = _mm256_cmp_ps(mx, mn, _CMP_EQ_OQ);
+    const __m256 range = _mm256_sub_ps(mx, mn);
+    __m256 iscale = _mm256_div_ps(_mm256_set1_ps((float)nmax), range);
+    __m256 scale = _mm256_div_ps(_mm256_set1_ps(1.0f), iscale);
+    __m256 best = zero;
+    for (int i = 0; i < 32; i++) {
+        __m256i l = nearest_int8(_mm256_mul_ps(iscale, _mm256_sub_ps(xt[i], mn)));
+        Lt[i] = _mm256_max_epi32(_mm256_setzero_si256(), _mm256_min_epi32(imax, l));
+        __m256 diff = _mm256_sub_ps(_mm256_add_ps(_mm256_mul_ps(scale, _mm256_cvtepi32_ps(Lt[i])), mn), xt[i]);
+        best = _mm256_add_ps(best, _mm256_mul_ps(wt[i], _mm256_mul_ps(diff, diff)));
+    }
+    for (int is = 0; is <= nstep; ++is) {
+        /* min may have been replaced by an earlier candidate: (max - min) too */
+        iscale = _mm256_div_ps(_mm256_set1_ps(rmin + 0.1f * is + nmax), _mm256_sub_ps(mx, mn));
+        __m256 sum_l = zero, sum_l2 = zero, sum_xl = zero;
+        for (int i = 0; i < 32; i++) {
+            __m256i l = nearest_int8(_mm256_mul_ps(iscale, _mm256_sub_ps(xt[i], mn)));
+            La[i] = _mm256_max_epi32(_mm256_setzero_si256(), _mm256_min_epi32(imax, l));
+            __m256 lf = _mm256_cvtepi32_ps(La[i]), wl = _mm256_mul_ps(wt[i], lf);
+            sum_l = _mm256_add_ps(sum_l, wl);
+            sum_l2 = _mm256_add_ps(sum_l2, _mm256_mul_ps(wl, lf));
+            sum_xl = _mm256_add_ps(sum_xl, _mm256_mul_ps(wl, xt[i]));
+        }
+        __m256 D = _mm256_sub_ps(_mm256_mul_ps(sum_w, sum_l2), _mm256_mul_ps(sum_l, sum_l));
+        __m256 ok = _mm256_cmp_ps(D, zero, _CMP_GT_OQ);
+        if (!_mm256_movemask_ps(ok))
+            continue;
+        __m256 this_scale =
+            _mm256_div_ps(_mm256_sub_ps(_mm256_mul_ps(sum_w, sum_xl), _mm256_mul_ps(sum_x, sum_l)), D);
+        __m256 this_min =
+            _mm256_div_ps(_mm256_sub_ps(_mm256_mul_ps(sum_l2, sum_x), _mm256_mul_ps(sum_l, sum_xl)), D);
+        __m256 pos = _mm256_cmp_ps(this_min, zero, _CMP_GT_OQ);
+        this_min = blend(this_min, zero, pos);
+        this_scale = blend(this_scale, _mm256_div_ps(sum_xl, sum_l2), pos);
+        __m256 err = zero;
+        for (int i = 0; i < 32; i++) {
+            __m256 diff = _mm256_sub_ps(
+                _mm256_add_ps(_mm256_mul_ps(this_scale, _mm256_cvtepi32_ps(La[i])), this_min), xt[i]);
+            err = _mm256_add_ps(err, _mm256_mul_ps(wt[i], _mm256_mul_ps(diff, diff)));
+        }
+        __m256 take = _mm256_and_ps(ok, _mm256_cmp_ps(err, best, _CMP_LT_OQ));
+        __m256i takei = _mm256_castps_si256(take);
+        for (int i = 0; i < 32; i++)
+            Lt[i] = _mm256_blendv_epi8(Lt[i], La[i], takei);
+        best = blend(best, err, take);
+        scale = blend(scale, this_scale, take);
+        mn = blend(mn, this_min, take);
+    }
+    /* flat sub-blocks: L = 0, scale 0, -min as computed */
+    scale = blend(scale, zero, flat);
+    __m256 neg_min = _mm256_xor_ps(mn, sign);
+    __m256i flati = _mm256_castps_si256(flat);
+    int32_t lt[8];
+    for (int i = 0; i < 32; i++) {
+        _mm256_storeu_si256((__m256i *)lt, _mm256_andnot_si256(flati, Lt[i]));
+        for (int j = 0; j < 8; j++)
+            L[32 * j + i] = (uint8_t)lt[j];
+    }
+    _mm256_storeu_ps(scales, scale);
+    _mm256_storeu_ps(mins, neg_min);
+}
+
 bool qf_quantize_simd(uint32_t type, const float *src, uint8_t *dst, size_t n)
 {
     if (!qf_simd_available())
@@ -137,6 +236,8 @@ bool qf_quantize_simd(uint32_t type, const float *src, uint8_t *dst, size_t n)
     case QF_F16: f32_to_f16_avx2(src, dst, n); return true;
     case QF_BF16: f32_to_bf16_avx2(src, dst, n); return true;
     case QF_Q8_0: q8_0_avx2(src, dst, n / 32); return true;
+    case QF_Q4_K: qf_quantize_q4_K_with(src, dst, n / 256, kfit8_avx2); return true;
+    case QF_Q5_K: qf_quantize_q5_K_with(src, dst, n / 256, kfit8_avx2); return true;
     default: return false;
     }
 }
