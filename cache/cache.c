@@ -1,26 +1,39 @@
-/* cache.c — in-memory block cache: single-flight fills, LRU, prefetch pool.
+/* cache.c — the block cache: single-flight production, hot/memory/disk
+ * tiers, worker pool.
  *
- * One mutex guards the table, the LRU list, the queue and the counters; fills
- * run without it. Waiters sleep on one condition variable broadcast when any
- * fill ends: fills take milliseconds and waiters are few, so a condvar per
- * block would buy nothing.
+ * One mutex guards both tables, both LRU lists, the queue and the counters;
+ * decoding, filling, compressing and file I/O run without it. Waiters sleep
+ * on one condition variable broadcast when any block is published: work
+ * takes milliseconds and waiters are few, so a condvar per block would buy
+ * nothing.
  *
  * Block states:  QUEUED --(worker or reader claims)--> FILLING --> READY
  *                                                         \--> failed: unlinked, waiters get the error
+ * A FILLING block is produced by one thread: memory frame, else disk entry,
+ * else fill(); a block that was filled is then stored (by a worker when
+ * there is one, so the reader does not pay for zstd).
  */
 #include <errno.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <syslog.h>
+#include <time.h>
 #include <xxhash.h>
+#include <zstd.h>
 
 #include "cache.h"
+#include "store.h"
 
 enum state { QUEUED, FILLING, READY, FAILED };
+enum { JOB_FILL, JOB_STORE };
 
 #define QC_SPARE_MAX 64
 #define QC_SPARE_BYTES ((size_t)64 << 20)
+#define QC_RETRY_SEC 60 /* a failed persistent store is retried after this */
 
 struct qc_block {
     struct qc_key key;
@@ -30,33 +43,71 @@ struct qc_block {
     enum state state;
     int err;
     bool in_table;
-    struct qc_block *hnext;            /* hash chain */
+    struct qc_block *hnext;               /* hash chain */
     struct qc_block *lru_prev, *lru_next; /* idle READY blocks only */
 };
 
+/* A memory-tier frame. Referenced while a thread decodes it; an evicted
+ * frame is freed by its last reference. */
+struct frame {
+    struct qc_key key;
+    struct qs_frame f;
+    unsigned refs;
+    bool in_table;
+    struct frame *hnext, *prev, *next;
+};
+
 struct job {
+    int kind;
     struct qc_block *b; /* holds one reference */
     qc_fill_fn fill;
     void *arg;
     void (*done)(void *);
 };
 
+struct zctx {
+    ZSTD_CCtx *cc;
+    ZSTD_DCtx *dc;
+    uint8_t *buf;
+    size_t cap;
+};
+
 struct qc_cache {
     struct qc_opts o;
     pthread_mutex_t mu;
-    pthread_cond_t filled;    /* a fill finished */
-    pthread_cond_t work;      /* a job was queued, or shutdown */
+    pthread_cond_t filled; /* a block was published */
+    pthread_cond_t work;   /* a job was queued, or shutdown */
+    pthread_cond_t idle;   /* the queue drained and no job runs */
+    /* hot tier */
     struct qc_block **table;
     size_t nbuckets;
-    struct qc_block lru;      /* sentinel; lru.next = most recent */
+    struct qc_block lru; /* sentinel; lru.next = most recent */
     size_t idle_bytes;
+    /* memory tier */
+    struct frame **ftable;
+    size_t nfbuckets;
+    struct frame flru; /* sentinel; flru.next = most recent */
+    size_t fbytes;
+    /* disk tier */
+    struct qs_store *store;
+    uint64_t dir_budget;
+    bool storing;      /* false after a failed store, until retry_at */
+    time_t retry_at;
+    int logged_errno;  /* last store error logged (log once per kind) */
+    uint64_t stored_entries; /* entries this daemon wrote, ever */
+    pthread_t sweeper;
+    bool sweeper_started;
+    pthread_cond_t sweep_cv;
+    /* workers */
     struct job *queue;
-    unsigned qhead, qlen;
+    unsigned qhead, qlen, running;
     bool stop;
     pthread_t *threads;
     unsigned nthreads;
-    void **scratch_pool;      /* free scratch buffers */
+    void **scratch_pool;
     unsigned npool, pool_cap;
+    struct zctx **zpool;
+    unsigned nz, zcap;
     /* Buffers of destroyed blocks, reused for new blocks of the same size:
      * fresh memory costs a page fault per 4 KiB, which measured as the
      * largest cost of the read path on a VM (bench/RESULTS.md). */
@@ -75,7 +126,32 @@ struct qc_key qc_key_make(const void *data, size_t len)
     return (struct qc_key){h.low64, h.high64};
 }
 
+uint64_t qc_hash64(const void *data, size_t len) { return XXH3_64bits(data, len); }
+
+static void cache_log(struct qc_cache *c, int prio, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void cache_log(struct qc_cache *c, int prio, const char *fmt, ...)
+{
+    if (!c->o.log)
+        return;
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    c->o.log(c->o.log_arg, prio, msg);
+}
+
+static uint64_t now_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
+
 static bool key_eq(struct qc_key a, struct qc_key b) { return a.lo == b.lo && a.hi == b.hi; }
+
+/* ------------------------------------------------------------ hot tier */
+
 static size_t bucket(const struct qc_cache *c, struct qc_key k) { return (size_t)(k.lo % c->nbuckets); }
 
 static struct qc_block *lookup(struct qc_cache *c, struct qc_key k)
@@ -109,8 +185,8 @@ static void lru_remove(struct qc_cache *c, struct qc_block *b)
 
 static void destroy(struct qc_cache *c, struct qc_block *b)
 {
-    c->st.mem_bytes -= b->len;
-    c->st.mem_blocks--;
+    c->st.hot_bytes -= b->len;
+    c->st.hot_blocks--;
     if (c->nspare < QC_SPARE_MAX && c->spare_bytes + b->len <= QC_SPARE_BYTES) {
         c->spare[c->nspare].p = b->data;
         c->spare[c->nspare++].len = b->len;
@@ -139,13 +215,12 @@ static uint8_t *take_buffer(struct qc_cache *c, size_t len)
     return malloc(len ? len : 1);
 }
 
-static void evict(struct qc_cache *c)
+static void evict_hot(struct qc_cache *c)
 {
-    while (c->idle_bytes > c->o.mem_budget && c->lru.lru_prev != &c->lru) {
+    while (c->idle_bytes > c->o.hot_budget && c->lru.lru_prev != &c->lru) {
         struct qc_block *b = c->lru.lru_prev;
         lru_remove(c, b);
         unlink_table(c, b);
-        c->st.evictions++;
         destroy(c, b);
     }
 }
@@ -161,7 +236,7 @@ static void put_locked(struct qc_cache *c, struct qc_block *b)
         c->lru.lru_next->lru_prev = b;
         c->lru.lru_next = b;
         c->idle_bytes += b->len;
-        evict(c);
+        evict_hot(c);
     } else {
         unlink_table(c, b);
         destroy(c, b);
@@ -186,10 +261,100 @@ static struct qc_block *insert(struct qc_cache *c, struct qc_key k, size_t len, 
     size_t h = bucket(c, k);
     b->hnext = c->table[h];
     c->table[h] = b;
-    c->st.mem_bytes += len;
-    c->st.mem_blocks++;
+    c->st.hot_bytes += len;
+    c->st.hot_blocks++;
     return b;
 }
+
+/* --------------------------------------------------------- memory tier */
+
+static size_t fcost(const struct frame *f) { return f->f.stored_len + sizeof *f; }
+
+static struct frame *flookup(struct qc_cache *c, struct qc_key k)
+{
+    for (struct frame *f = c->ftable[k.lo % c->nfbuckets]; f; f = f->hnext)
+        if (key_eq(f->key, k))
+            return f;
+    return NULL;
+}
+
+static void flru_front(struct qc_cache *c, struct frame *f)
+{
+    if (f->next) {
+        f->prev->next = f->next;
+        f->next->prev = f->prev;
+    }
+    f->next = c->flru.next;
+    f->prev = &c->flru;
+    c->flru.next->prev = f;
+    c->flru.next = f;
+}
+
+static void ffree(struct frame *f)
+{
+    free(f->f.data);
+    free(f);
+}
+
+/* Takes f out of the tier; freed now or by its last reference. */
+static void fremove(struct qc_cache *c, struct frame *f)
+{
+    if (!f->in_table)
+        return;
+    struct frame **pp = &c->ftable[f->key.lo % c->nfbuckets];
+    while (*pp != f)
+        pp = &(*pp)->hnext;
+    *pp = f->hnext;
+    f->prev->next = f->next;
+    f->next->prev = f->prev;
+    f->in_table = false;
+    c->fbytes -= fcost(f);
+    c->st.mem.bytes = c->fbytes;
+    c->st.mem.entries--;
+    if (!f->refs)
+        ffree(f);
+}
+
+static void fput(struct qc_cache *c, struct frame *f)
+{
+    if (!--f->refs && !f->in_table)
+        ffree(f);
+    (void)c;
+}
+
+/* Adds a frame (taking its data) unless the key is there already. */
+static void finsert(struct qc_cache *c, struct qc_key k, struct qs_frame *qf)
+{
+    struct frame *f = calloc(1, sizeof *f);
+    pthread_mutex_lock(&c->mu);
+    if (!f || flookup(c, k) || fcost(&(struct frame){.f = *qf}) > c->o.mem_budget) {
+        pthread_mutex_unlock(&c->mu);
+        free(f);
+        free(qf->data);
+        qf->data = NULL;
+        return;
+    }
+    f->key = k;
+    f->f = *qf;
+    qf->data = NULL;
+    f->in_table = true;
+    size_t h = k.lo % c->nfbuckets;
+    f->hnext = c->ftable[h];
+    c->ftable[h] = f;
+    flru_front(c, f);
+    c->fbytes += fcost(f);
+    c->st.mem.entries++;
+    c->st.mem.bytes_in += f->f.plain_len;
+    c->st.mem.stored_in += f->f.stored_len;
+    while (c->fbytes > c->o.mem_budget && c->flru.prev != &c->flru) {
+        c->st.mem.evictions++;
+        fremove(c, c->flru.prev);
+    }
+    c->st.mem.bytes = c->fbytes;
+    pthread_mutex_unlock(&c->mu);
+}
+
+/* ------------------------------------------------- scratch and zstd pools */
 
 static void *scratch_take(struct qc_cache *c)
 {
@@ -214,28 +379,293 @@ static void scratch_give(struct qc_cache *c, void *s)
     free(s);
 }
 
-/* Runs a fill for a block in state FILLING that the caller references, then
- * publishes the result. Returns the fill's status. */
-static int run_fill(struct qc_cache *c, struct qc_block *b, qc_fill_fn fill, void *arg, bool prefetch)
+static void zfree(struct zctx *z)
 {
-    void *scratch = scratch_take(c);
-    int rc = (c->o.scratch_size && !scratch) ? -ENOMEM : fill(arg, b->data, b->len, scratch);
-    scratch_give(c, scratch);
+    if (!z)
+        return;
+    ZSTD_freeCCtx(z->cc);
+    ZSTD_freeDCtx(z->dc);
+    free(z->buf);
+    free(z);
+}
+
+/* zstd contexts are reused: creating one per block costs more page faults
+ * than the compression itself. */
+static struct zctx *ztake(struct qc_cache *c)
+{
+    pthread_mutex_lock(&c->mu);
+    struct zctx *z = c->nz ? c->zpool[--c->nz] : NULL;
+    pthread_mutex_unlock(&c->mu);
+    if (z)
+        return z;
+    if (!(z = calloc(1, sizeof *z)) || !(z->cc = ZSTD_createCCtx()) || !(z->dc = ZSTD_createDCtx())) {
+        zfree(z);
+        return NULL;
+    }
+    return z;
+}
+
+static void zgive(struct qc_cache *c, struct zctx *z)
+{
+    if (!z)
+        return;
+    pthread_mutex_lock(&c->mu);
+    if (c->nz < c->zcap) {
+        c->zpool[c->nz++] = z;
+        z = NULL;
+    }
+    pthread_mutex_unlock(&c->mu);
+    zfree(z);
+}
+
+/* Plain bytes of a frame into dst (len bytes), verified. */
+static int decode(struct qc_cache *c, const struct qs_frame *f, uint8_t *dst, size_t len)
+{
+    if (f->plain_len != len)
+        return -EBADMSG;
+    if (f->codec == QS_RAW) {
+        if (f->stored_len != len)
+            return -EBADMSG;
+        memcpy(dst, f->data, len);
+    } else {
+        struct zctx *z = ztake(c);
+        if (!z)
+            return -ENOMEM;
+        size_t r = ZSTD_decompressDCtx(z->dc, dst, len, f->data, f->stored_len);
+        zgive(c, z);
+        if (ZSTD_isError(r) || r != len)
+            return -EBADMSG;
+    }
+    return XXH3_64bits(dst, len) == f->sum ? 0 : -EBADMSG;
+}
+
+/* The frame of a block's plain bytes: zstd, or raw when zstd saves less
+ * than 1/32 (quantized data barely compresses). */
+static int encode(struct qc_cache *c, const uint8_t *src, size_t len, struct qs_frame *f)
+{
+    f->plain_len = len;
+    f->sum = XXH3_64bits(src, len);
+    struct zctx *z = ztake(c);
+    if (!z)
+        return -ENOMEM;
+    size_t bound = ZSTD_compressBound(len);
+    if (z->cap < bound) {
+        free(z->buf);
+        z->cap = 0;
+        if (!(z->buf = malloc(bound))) {
+            zfree(z);
+            return -ENOMEM;
+        }
+        z->cap = bound;
+    }
+    uint64_t t0 = now_ns();
+    size_t r = ZSTD_compressCCtx(z->cc, z->buf, z->cap, src, len, c->o.level);
+    uint64_t dt = now_ns() - t0;
+    bool raw = ZSTD_isError(r) || r >= len - len / 32;
+    f->codec = raw ? QS_RAW : QS_ZSTD;
+    f->stored_len = raw ? len : r;
+    f->data = malloc(f->stored_len ? f->stored_len : 1);
+    if (f->data)
+        memcpy(f->data, raw ? src : z->buf, f->stored_len);
+    zgive(c, z);
+    pthread_mutex_lock(&c->mu);
+    c->st.compress_ns += dt;
+    pthread_mutex_unlock(&c->mu);
+    return f->data ? 0 : -ENOMEM;
+}
+
+/* ----------------------------------------------------------- disk tier */
+
+static bool may_store(struct qc_cache *c)
+{
+    if (!c->store)
+        return false;
+    pthread_mutex_lock(&c->mu);
+    if (!c->storing && time(NULL) >= c->retry_at)
+        c->storing = true;
+    bool ok = c->storing;
+    pthread_mutex_unlock(&c->mu);
+    return ok;
+}
+
+static void disk_save(struct qc_cache *c, struct qc_key k, const struct qs_frame *f)
+{
+    int rc = qs_save(c->store, k, f);
+    pthread_mutex_lock(&c->mu);
+    if (!rc) {
+        c->st.disk.bytes_in += f->plain_len;
+        c->st.disk.stored_in += f->stored_len;
+        c->st.disk.bytes += f->stored_len + 64;
+        c->st.disk.entries++;
+        c->stored_entries++;
+        c->logged_errno = 0;
+        if (c->st.disk.bytes > c->dir_budget)
+            pthread_cond_signal(&c->sweep_cv);
+        pthread_mutex_unlock(&c->mu);
+        return;
+    }
+    c->st.store_errors++;
+    c->storing = false;
+    c->retry_at = time(NULL) + QC_RETRY_SEC;
+    bool say = c->logged_errno != rc;
+    c->logged_errno = rc;
+    pthread_mutex_unlock(&c->mu);
+    if (say)
+        cache_log(c, LOG_WARNING, "cache_dir %s: cannot store blocks (%s); serving without storing, retrying every %d s",
+             c->o.dir, strerror(-rc), QC_RETRY_SEC);
+}
+
+/* Stores a filled block in the memory and disk tiers. */
+static void store_block(struct qc_cache *c, const struct qc_block *b)
+{
+    bool disk = may_store(c);
+    if (!c->o.mem_budget && !disk)
+        return;
+    struct qs_frame f;
+    if (encode(c, b->data, b->len, &f))
+        return; /* out of memory: the block just is not cached */
+    if (disk)
+        disk_save(c, b->key, &f);
+    if (c->o.mem_budget)
+        finsert(c, b->key, &f);
+    else
+        free(f.data);
+}
+
+/* ----------------------------------------------------------- production */
+
+static void publish(struct qc_cache *c, struct qc_block *b, int rc)
+{
     pthread_mutex_lock(&c->mu);
     if (rc) {
         b->state = FAILED;
         b->err = rc;
         unlink_table(c, b);
-        c->st.fill_errors++;
     } else {
         b->state = READY;
-        c->st.bytes_filled += b->len;
-        if (prefetch)
-            c->st.prefetched++;
     }
     pthread_cond_broadcast(&c->filled);
     pthread_mutex_unlock(&c->mu);
-    return rc;
+}
+
+/* Try the memory tier for b. Returns true if b now holds verified bytes. */
+static bool from_memory(struct qc_cache *c, struct qc_block *b)
+{
+    if (!c->o.mem_budget)
+        return false;
+    pthread_mutex_lock(&c->mu);
+    struct frame *f = flookup(c, b->key);
+    if (!f) {
+        c->st.mem.misses++;
+        pthread_mutex_unlock(&c->mu);
+        return false;
+    }
+    f->refs++;
+    flru_front(c, f);
+    pthread_mutex_unlock(&c->mu);
+    int rc = decode(c, &f->f, b->data, b->len);
+    pthread_mutex_lock(&c->mu);
+    if (!rc) {
+        c->st.mem.hits++;
+        c->st.mem.bytes_out += b->len;
+    } else {
+        c->st.mem.misses++;
+        if (rc == -EBADMSG) {
+            c->st.mem.checksum_failures++;
+            fremove(c, f);
+        }
+    }
+    fput(c, f);
+    pthread_mutex_unlock(&c->mu);
+    if (rc == -EBADMSG)
+        cache_log(c, LOG_WARNING, "memory cache: block %016llx%016llx failed its checksum; recomputed",
+             (unsigned long long)b->key.hi, (unsigned long long)b->key.lo);
+    return !rc;
+}
+
+static bool from_disk(struct qc_cache *c, struct qc_block *b)
+{
+    if (!c->store)
+        return false;
+    struct qs_frame f;
+    int rc = qs_load(c->store, b->key, b->len, &f);
+    if (!rc && (rc = decode(c, &f, b->data, b->len))) {
+        if (rc == -EBADMSG)
+            qs_remove(c->store, b->key);
+        free(f.data);
+    }
+    pthread_mutex_lock(&c->mu);
+    if (!rc) {
+        c->st.disk.hits++;
+        c->st.disk.bytes_out += b->len;
+    } else {
+        c->st.disk.misses++;
+        if (rc != -ENOENT && rc != -ENOMEM)
+            c->st.disk.checksum_failures++;
+    }
+    pthread_mutex_unlock(&c->mu);
+    if (rc && rc != -ENOENT && rc != -ENOMEM)
+        cache_log(c, LOG_WARNING, "cache_dir %s: entry %016llx%016llx is unusable (%s); deleted and recomputed", c->o.dir,
+             (unsigned long long)b->key.hi, (unsigned long long)b->key.lo,
+             rc == -EBADMSG ? "corrupt or truncated" : strerror(-rc));
+    if (rc)
+        return false;
+    if (c->o.mem_budget)
+        finsert(c, b->key, &f); /* promote: the next miss in memory is not a disk read */
+    else
+        free(f.data);
+    return true;
+}
+
+static bool enqueue_locked(struct qc_cache *c, struct job j)
+{
+    if (c->stop || !c->nthreads || c->qlen == c->o.queue_max)
+        return false;
+    c->queue[(c->qhead + c->qlen++) % c->o.queue_max] = j;
+    pthread_cond_signal(&c->work);
+    return true;
+}
+
+/* Produces a block in state FILLING that the caller references and
+ * publishes it. inline_store: store it on this thread (workers) rather than
+ * queueing the store. Returns 0 or the fill's error. */
+static int produce(struct qc_cache *c, struct qc_block *b, qc_fill_fn fill, void *arg, bool worker)
+{
+    if (from_memory(c, b) || from_disk(c, b)) {
+        publish(c, b, 0);
+        return 0;
+    }
+    void *scratch = scratch_take(c);
+    uint64_t t0 = now_ns();
+    int rc = (c->o.scratch_size && !scratch) ? -ENOMEM : fill(arg, b->data, b->len, scratch);
+    uint64_t dt = now_ns() - t0;
+    scratch_give(c, scratch);
+    pthread_mutex_lock(&c->mu);
+    if (rc) {
+        c->st.fill_errors++;
+    } else {
+        c->st.computed++;
+        c->st.bytes_filled += b->len;
+        c->st.fill_ns += dt;
+        if (worker)
+            c->st.prefetched++;
+    }
+    pthread_mutex_unlock(&c->mu);
+    publish(c, b, rc);
+    if (rc || (!c->o.mem_budget && !c->store))
+        return rc;
+    if (!worker) {
+        pthread_mutex_lock(&c->mu);
+        b->refs++;
+        bool queued = enqueue_locked(c, (struct job){JOB_STORE, b, NULL, NULL, NULL});
+        if (!queued)
+            b->refs--;
+        pthread_mutex_unlock(&c->mu);
+        if (queued)
+            return 0;
+    }
+    store_block(c, b);
+    return 0;
 }
 
 int qc_get(struct qc_cache *c, struct qc_key key, size_t len, qc_fill_fn fill, void *arg, struct qc_block **out)
@@ -250,7 +680,7 @@ int qc_get(struct qc_cache *c, struct qc_key key, size_t len, qc_fill_fn fill, v
     if (b && b->state == READY) {
         if (b->refs++ == 0)
             lru_remove(c, b);
-        c->st.hits++;
+        c->st.hot_hits++;
         pthread_mutex_unlock(&c->mu);
         *out = b;
         return 0;
@@ -275,13 +705,10 @@ int qc_get(struct qc_cache *c, struct qc_key key, size_t len, qc_fill_fn fill, v
         pthread_mutex_unlock(&c->mu);
         return -ENOMEM;
     }
-    c->st.misses++;
     pthread_mutex_unlock(&c->mu);
-    int rc = run_fill(c, b, fill, arg, false);
+    int rc = produce(c, b, fill, arg, false);
     if (rc) {
-        pthread_mutex_lock(&c->mu);
-        put_locked(c, b);
-        pthread_mutex_unlock(&c->mu);
+        qc_release(c, b);
         return rc;
     }
     *out = b;
@@ -301,19 +728,14 @@ void qc_release(struct qc_cache *c, struct qc_block *b)
 int qc_prefetch(struct qc_cache *c, struct qc_key key, size_t len, qc_fill_fn fill, void *arg, void (*done)(void *))
 {
     pthread_mutex_lock(&c->mu);
-    if (c->stop || !c->nthreads || c->qlen == c->o.queue_max || lookup(c, key)) {
+    struct qc_block *b = NULL;
+    if (c->stop || !c->nthreads || c->qlen == c->o.queue_max || lookup(c, key) ||
+        !(b = insert(c, key, len, QUEUED))) {
         pthread_mutex_unlock(&c->mu);
         done(arg);
         return 0;
     }
-    struct qc_block *b = insert(c, key, len, QUEUED);
-    if (!b) {
-        pthread_mutex_unlock(&c->mu);
-        done(arg);
-        return 0;
-    }
-    c->queue[(c->qhead + c->qlen++) % c->o.queue_max] = (struct job){b, fill, arg, done};
-    pthread_cond_signal(&c->work);
+    enqueue_locked(c, (struct job){JOB_FILL, b, fill, arg, done});
     pthread_mutex_unlock(&c->mu);
     return 1;
 }
@@ -330,25 +752,95 @@ static void *worker(void *p)
         struct job j = c->queue[c->qhead];
         c->qhead = (c->qhead + 1) % c->o.queue_max;
         c->qlen--;
-        bool mine = j.b->state == QUEUED && !c->stop;
-        if (mine)
-            j.b->state = FILLING;
-        pthread_mutex_unlock(&c->mu);
-        if (mine)
-            run_fill(c, j.b, j.fill, j.arg, true);
-        j.done(j.arg);
-        pthread_mutex_lock(&c->mu);
-        if (j.b->state == QUEUED) { /* dropped at shutdown: nobody else may wait on it */
-            j.b->state = FAILED;
-            j.b->err = -ECANCELED;
-            unlink_table(c, j.b);
-            pthread_cond_broadcast(&c->filled);
+        c->running++;
+        if (j.kind == JOB_STORE) { /* run even at shutdown: the block is computed already */
+            pthread_mutex_unlock(&c->mu);
+            store_block(c, j.b);
+            pthread_mutex_lock(&c->mu);
+        } else {
+            bool mine = j.b->state == QUEUED && !c->stop;
+            if (mine)
+                j.b->state = FILLING;
+            pthread_mutex_unlock(&c->mu);
+            if (mine)
+                produce(c, j.b, j.fill, j.arg, true);
+            j.done(j.arg);
+            pthread_mutex_lock(&c->mu);
+            if (j.b->state == QUEUED) { /* dropped at shutdown: nobody else may wait on it */
+                j.b->state = FAILED;
+                j.b->err = -ECANCELED;
+                unlink_table(c, j.b);
+                pthread_cond_broadcast(&c->filled);
+            }
         }
         put_locked(c, j.b);
+        if (!--c->running && !c->qlen)
+            pthread_cond_broadcast(&c->idle);
     }
     pthread_mutex_unlock(&c->mu);
     return NULL;
 }
+
+void qc_flush(struct qc_cache *c)
+{
+    pthread_mutex_lock(&c->mu);
+    while (c->qlen || c->running)
+        pthread_cond_wait(&c->idle, &c->mu);
+    pthread_mutex_unlock(&c->mu);
+}
+
+/* ---------------------------------------------------------------- sweep */
+
+static void sweep_once(struct qc_cache *c)
+{
+    pthread_mutex_lock(&c->mu);
+    uint64_t in0 = c->st.disk.stored_in;
+    uint64_t e0 = c->stored_entries;
+    pthread_mutex_unlock(&c->mu);
+    struct qs_sweep_result r;
+    qs_sweep(c->store, c->dir_budget, &r);
+    pthread_mutex_lock(&c->mu);
+    /* what this daemon stored during the scan, which may have missed it */
+    uint64_t e = c->stored_entries - e0;
+    c->st.disk.bytes = r.bytes + (c->st.disk.stored_in - in0) + 64 * e;
+    c->st.disk.entries = r.entries + e;
+    c->st.disk.evictions += r.evicted;
+    pthread_mutex_unlock(&c->mu);
+}
+
+void qc_sweep(struct qc_cache *c)
+{
+    if (c->store)
+        sweep_once(c);
+}
+
+/* Recounts the directory at start, every sweep_ms (other daemons may share
+ * it) and whenever this daemon's writes push it over budget. */
+static void *sweeper(void *p)
+{
+    struct qc_cache *c = p;
+    pthread_mutex_lock(&c->mu);
+    while (!c->stop) {
+        pthread_mutex_unlock(&c->mu);
+        sweep_once(c);
+        pthread_mutex_lock(&c->mu);
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += c->o.sweep_ms / 1000;
+        until.tv_nsec += (long)(c->o.sweep_ms % 1000) * 1000000;
+        if (until.tv_nsec >= 1000000000) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000;
+        }
+        while (!c->stop && c->st.disk.bytes <= c->dir_budget)
+            if (pthread_cond_timedwait(&c->sweep_cv, &c->mu, &until) == ETIMEDOUT)
+                break;
+    }
+    pthread_mutex_unlock(&c->mu);
+    return NULL;
+}
+
+/* ------------------------------------------------------------ lifecycle */
 
 int qc_cache_new(const struct qc_opts *opts, struct qc_cache **out)
 {
@@ -356,25 +848,52 @@ int qc_cache_new(const struct qc_opts *opts, struct qc_cache **out)
     if (!c)
         return -ENOMEM;
     c->o = *opts;
+    c->o.dir = NULL; /* set below once opened: qc_cache_free looks at it */
     if (!c->o.queue_max)
-        c->o.queue_max = 64;
+        c->o.queue_max = 256;
+    if (!c->o.level)
+        c->o.level = 1;
+    if (!c->o.sweep_ms)
+        c->o.sweep_ms = 60000;
     c->nbuckets = 4099;
+    c->nfbuckets = 16381;
     c->table = calloc(c->nbuckets, sizeof *c->table);
+    c->ftable = calloc(c->nfbuckets, sizeof *c->ftable);
     c->queue = calloc(c->o.queue_max, sizeof *c->queue);
     c->pool_cap = c->o.workers + 8;
     c->scratch_pool = calloc(c->pool_cap, sizeof *c->scratch_pool);
+    c->zcap = c->o.workers + 8;
+    c->zpool = calloc(c->zcap, sizeof *c->zpool);
     c->threads = calloc(c->o.workers ? c->o.workers : 1, sizeof *c->threads);
     c->lru.lru_next = c->lru.lru_prev = &c->lru;
+    c->flru.next = c->flru.prev = &c->flru;
+    c->storing = true;
+    c->st.disk_storing = 1;
     pthread_mutex_init(&c->mu, NULL);
     pthread_cond_init(&c->filled, NULL);
     pthread_cond_init(&c->work, NULL);
-    if (!c->table || !c->queue || !c->scratch_pool || !c->threads) {
+    pthread_cond_init(&c->idle, NULL);
+    pthread_cond_init(&c->sweep_cv, NULL);
+    if (!c->table || !c->ftable || !c->queue || !c->scratch_pool || !c->zpool || !c->threads) {
         qc_cache_free(c);
         return -ENOMEM;
     }
+    int rc;
+    if (opts->dir) {
+        if ((rc = qs_open(opts->dir, &c->store))) {
+            qc_cache_free(c);
+            return rc;
+        }
+        c->o.dir = opts->dir;
+        c->dir_budget = opts->dir_budget ? opts->dir_budget : qs_default_budget(c->store);
+        if ((rc = pthread_create(&c->sweeper, NULL, sweeper, c))) {
+            qc_cache_free(c);
+            return -rc;
+        }
+        c->sweeper_started = true;
+    }
     for (unsigned i = 0; i < c->o.workers; i++) {
-        int rc = pthread_create(&c->threads[i], NULL, worker, c);
-        if (rc) {
+        if ((rc = pthread_create(&c->threads[i], NULL, worker, c))) {
             qc_cache_free(c);
             return -rc;
         }
@@ -391,9 +910,12 @@ void qc_cache_free(struct qc_cache *c)
     pthread_mutex_lock(&c->mu);
     c->stop = true;
     pthread_cond_broadcast(&c->work);
+    pthread_cond_broadcast(&c->sweep_cv);
     pthread_mutex_unlock(&c->mu);
     for (unsigned i = 0; i < c->nthreads; i++)
         pthread_join(c->threads[i], NULL);
+    if (c->sweeper_started)
+        pthread_join(c->sweeper, NULL);
     if (c->table) {
         for (size_t i = 0; i < c->nbuckets; i++) {
             for (struct qc_block *b = c->table[i], *n; b; b = n) {
@@ -403,23 +925,83 @@ void qc_cache_free(struct qc_cache *c)
             }
         }
     }
+    if (c->ftable) {
+        for (size_t i = 0; i < c->nfbuckets; i++) {
+            for (struct frame *f = c->ftable[i], *n; f; f = n) {
+                n = f->hnext;
+                ffree(f);
+            }
+        }
+    }
     for (unsigned i = 0; i < c->npool; i++)
         free(c->scratch_pool[i]);
+    for (unsigned i = 0; i < c->nz; i++)
+        zfree(c->zpool[i]);
     for (unsigned i = 0; i < c->nspare; i++)
         free(c->spare[i].p);
+    qs_close(c->store);
     pthread_mutex_destroy(&c->mu);
     pthread_cond_destroy(&c->filled);
     pthread_cond_destroy(&c->work);
+    pthread_cond_destroy(&c->idle);
+    pthread_cond_destroy(&c->sweep_cv);
     free(c->scratch_pool);
+    free(c->zpool);
     free(c->queue);
     free(c->table);
+    free(c->ftable);
     free(c->threads);
     free(c);
+}
+
+int qc_dir_check(const char *dir)
+{
+    struct qs_store *s = NULL;
+    int rc = qs_open(dir, &s);
+    qs_close(s);
+    return rc;
+}
+
+int qc_cached(struct qc_cache *c, struct qc_key key)
+{
+    pthread_mutex_lock(&c->mu);
+    struct qc_block *b = lookup(c, key);
+    int in = (b && b->state == READY) || flookup(c, key);
+    pthread_mutex_unlock(&c->mu);
+    return in || (c->store && qs_exists(c->store, key));
+}
+
+int qc_debug_corrupt(struct qc_cache *c, struct qc_key key)
+{
+    pthread_mutex_lock(&c->mu);
+    struct frame *f = flookup(c, key);
+    struct qc_block *b = lookup(c, key);
+    int rc = 0;
+    if (!f)
+        rc = -ENOENT;
+    else if (b && b->refs)
+        rc = -EBUSY;
+    else {
+        f->f.data[f->f.stored_len / 2] ^= 0x40;
+        if (b) {
+            lru_remove(c, b);
+            unlink_table(c, b);
+            destroy(c, b);
+        }
+    }
+    pthread_mutex_unlock(&c->mu);
+    return rc;
+}
+
+int qc_entry_path(struct qc_cache *c, struct qc_key key, char *buf, size_t len)
+{
+    return c->store ? qs_path(c->store, key, buf, len) : -ENOENT;
 }
 
 void qc_stats_get(struct qc_cache *c, struct qc_stats *s)
 {
     pthread_mutex_lock(&c->mu);
     *s = c->st;
+    s->disk_storing = c->store ? c->storing : 0;
     pthread_mutex_unlock(&c->mu);
 }

@@ -3,14 +3,27 @@
  * Blocks are the unit of computed output (one chunk of a converted tensor).
  * The cache maps a 128-bit key to a block's bytes and guarantees that a block
  * is computed once however many threads want it at the same time
- * (single-flight): the first caller fills it, the others wait for it. Blocks
- * in use are reference-counted and never evicted; idle blocks live in an LRU
- * list within a memory budget. A worker pool fills blocks ahead of readers
- * (qc_prefetch).
+ * (single-flight): the first caller produces it, the others wait for it.
  *
- * cache/ uses pthreads and xxHash; it never includes FUSE and knows nothing
- * about tensors: a block is produced by a caller-supplied fill function.
- * Functions return 0 or -errno.
+ * Three tiers, looked up in order:
+ *   hot     plain blocks: the ones replies point into (reference-counted,
+ *           never evicted while held) and a few idle ones (hot_budget), so
+ *           the several FUSE requests that cover one block decode it once;
+ *   memory  every produced block as a frame (zstd, or raw when zstd does not
+ *           pay) with an xxh3-64 checksum of its plain bytes, LRU within
+ *           mem_budget;
+ *   disk    the same frames as files under dir (format: cache/FORMAT.md),
+ *           written atomically, LRU-swept within dir_budget, safe to share
+ *           between daemons and machines.
+ * A frame whose checksum, length or header does not verify is a miss: it is
+ * deleted, counted and the block recomputed. Nothing unverified is served.
+ *
+ * A worker pool fills blocks ahead of readers (qc_prefetch) and compresses
+ * and stores blocks that readers computed, off the reader's path.
+ *
+ * cache/ uses pthreads, zstd and xxHash; it never includes FUSE and knows
+ * nothing about tensors: a block is produced by a caller-supplied fill
+ * function. Functions return 0 or -errno.
  */
 #ifndef QUANTFS_CACHE_H
 #define QUANTFS_CACHE_H
@@ -25,12 +38,22 @@ struct qc_key {
 /* xxh3-128 of an arbitrary key description (callers hash a packed struct of
  * source fingerprint, codec version, types, offsets and chunk index). */
 struct qc_key qc_key_make(const void *data, size_t len);
+/* xxh3-64, for callers that fingerprint source headers. */
+uint64_t qc_hash64(const void *data, size_t len);
 
 struct qc_opts {
-    size_t mem_budget;   /* bytes of idle blocks kept in memory */
-    unsigned workers;    /* prefetch threads (0: no prefetching) */
+    size_t mem_budget;   /* bytes of frames in the memory tier (0: no memory tier) */
+    size_t hot_budget;   /* bytes of idle plain blocks kept */
+    unsigned workers;    /* prefetch/store threads (0: none, all work inline) */
     size_t scratch_size; /* bytes of scratch memory handed to each fill */
-    unsigned queue_max;  /* pending prefetch jobs (0: 64) */
+    unsigned queue_max;  /* pending jobs (0: 256) */
+    const char *dir;     /* persistent tier directory (created if missing), NULL: none */
+    uint64_t dir_budget; /* bytes on disk (0: 16 GiB, at most 1/4 of the filesystem) */
+    int level;           /* zstd level (0: 1) */
+    unsigned sweep_ms;   /* persistent-tier sweep interval (0: 60 s) */
+    /* Messages for the operator (prio is a syslog level); NULL: silent. */
+    void (*log)(void *arg, int prio, const char *msg);
+    void *log_arg;
 };
 
 struct qc_cache;
@@ -40,37 +63,74 @@ struct qc_block;
  * opts.scratch_size bytes, private to this call. Returns 0 or -errno. */
 typedef int (*qc_fill_fn)(void *arg, uint8_t *dst, size_t len, void *scratch);
 
+/* Fails if dir cannot be created or written. */
 int qc_cache_new(const struct qc_opts *opts, struct qc_cache **out);
-/* Waits for running prefetches, frees everything. No block may be held. */
+/* Finishes queued stores, stops the workers, frees everything. No block may
+ * be held. */
 void qc_cache_free(struct qc_cache *c);
+/* Creates dir's layout if needed and checks it can be written, without
+ * starting anything (for option checking before a daemon forks). */
+int qc_dir_check(const char *dir);
 
-/* Returns the block for key, computing it with fill(arg, ...) if nobody has
- * it. On success *out holds a reference: read qc_block_data() then call
- * qc_release(). A failed fill is not cached: every waiter gets its error
- * and the next qc_get tries again. */
+/* Returns the block for key: from a tier, or computed with fill(arg, ...)
+ * if no tier has it (then stored in the tiers). On success *out holds a
+ * reference: read qc_block_data() then call qc_release(). A failed fill is
+ * not cached: every waiter gets its error and the next qc_get tries again. */
 int qc_get(struct qc_cache *c, struct qc_key key, size_t len, qc_fill_fn fill, void *arg, struct qc_block **out);
 const uint8_t *qc_block_data(const struct qc_block *b);
 size_t qc_block_len(const struct qc_block *b);
 void qc_release(struct qc_cache *c, struct qc_block *b);
 
-/* Fill key in the background unless it is cached, being filled or queued.
- * The cache owns arg from here on and calls done(arg) exactly once, after
- * the fill or when the job is dropped (already present, queue full,
- * shutdown). A reader that needs a block still queued fills it itself
- * rather than waiting for the queue. Returns 1 if queued, 0 if not. */
+/* Produce key in the background unless it is in the hot or memory tier,
+ * being produced or queued. The cache owns arg from here on and calls
+ * done(arg) exactly once, after the fill or when the job is dropped
+ * (present, queue full, shutdown). A reader that needs a block still queued
+ * produces it itself rather than waiting for the queue. Returns 1 if
+ * queued, 0 if not. */
 int qc_prefetch(struct qc_cache *c, struct qc_key key, size_t len, qc_fill_fn fill, void *arg,
                 void (*done)(void *arg));
 
-struct qc_stats {
-    uint64_t hits;        /* qc_get found the block ready */
-    uint64_t waits;       /* qc_get waited for another thread's fill */
-    uint64_t misses;      /* qc_get filled the block itself */
-    uint64_t prefetched;  /* blocks filled by workers */
-    uint64_t fill_errors;
-    uint64_t bytes_filled;
+/* 1 if a tier holds key now (a disk entry counts if its file exists), else 0. */
+int qc_cached(struct qc_cache *c, struct qc_key key);
+
+/* Waits until every queued job (prefetches, stores) has run. */
+void qc_flush(struct qc_cache *c);
+
+/* Runs one persistent-tier sweep now (normally a background thread's job):
+ * recounts the directory, deletes least recently used entries beyond the
+ * budget and temp files left by crashed writers. */
+void qc_sweep(struct qc_cache *c);
+
+/* For tests: flips one stored byte of key's memory-tier frame and drops the
+ * block from the hot tier. Returns 0, or -ENOENT if there is no frame. */
+int qc_debug_corrupt(struct qc_cache *c, struct qc_key key);
+
+/* The persistent-tier path of key's entry, for tests and tools. */
+int qc_entry_path(struct qc_cache *c, struct qc_key key, char *buf, size_t len);
+
+struct qc_tier_stats {
+    uint64_t hits, misses;
+    uint64_t bytes_in;   /* plain bytes stored into the tier */
+    uint64_t stored_in;  /* their stored (compressed) size */
+    uint64_t bytes_out;  /* plain bytes served from the tier */
     uint64_t evictions;
-    uint64_t mem_bytes;   /* bytes of all blocks held now */
-    uint64_t mem_blocks;
+    uint64_t checksum_failures; /* bad checksum, header or length, unreadable */
+    uint64_t bytes, entries;    /* held now (disk: as of the last sweep, plus writes since) */
+};
+
+struct qc_stats {
+    struct qc_tier_stats mem, disk;
+    uint64_t hot_hits;    /* qc_get found the plain block ready */
+    uint64_t waits;       /* qc_get waited for another thread's work */
+    uint64_t computed;    /* blocks produced by fill */
+    uint64_t prefetched;  /* blocks produced by workers */
+    uint64_t fill_errors;
+    uint64_t bytes_filled;    /* plain bytes produced by fill */
+    uint64_t fill_ns;         /* time spent in fill */
+    uint64_t compress_ns;
+    uint64_t store_errors;    /* persistent writes that failed */
+    uint64_t hot_bytes, hot_blocks;
+    int disk_storing;         /* 0 while stores are suspended (full disk) */
 };
 void qc_stats_get(struct qc_cache *c, struct qc_stats *s);
 

@@ -17,12 +17,16 @@
 struct cli {
     char *source;
     char *cache_size;
+    char *cache_dir_size;
+    char *hot_size;
     int show_help, show_version, self_test;
 };
 
 #define OPT(t, p, v) {t, offsetof(struct cli, p), v}
 static const struct fuse_opt cli_opts[] = {
     OPT("cache_size=%s", cache_size, 0),
+    OPT("cache_dir_size=%s", cache_dir_size, 0),
+    OPT("hot_size=%s", hot_size, 0),
     OPT("--self-test", self_test, 1),
     FUSE_OPT_KEY("-h", 'h'),
     FUSE_OPT_KEY("--help", 'h'),
@@ -36,7 +40,9 @@ static const struct fuse_opt cli_opts[] = {
 #define QOPT(t, p, v) {t, offsetof(struct qfs, p), v}
 static const struct fuse_opt qfs_opts[] = {
     QOPT("views=%s", views_opt, 0),
-    QOPT("workers=%u", workers, 0),
+    QOPT("threads=%u", workers, 0),
+    QOPT("workers=%u", workers, 0), /* the 0.1 name of threads= */
+    QOPT("cache_dir=%s", cache_dir, 0),
     QOPT("readahead=%u", readahead_mb, 0),
     QOPT("timeout=%lf", timeout, 0),
     QOPT("check_interval=%u", check_ms, 0),
@@ -60,6 +66,8 @@ static int cli_proc(void *data, const char *arg, int key, struct fuse_args *outa
     }
 }
 
+static void cache_log(void *arg, int prio, const char *msg) { qfs_log(arg, prio, "%s", msg); }
+
 static void usage(const char *prog)
 {
     size_t n;
@@ -69,8 +77,12 @@ static void usage(const char *prog)
            "other precisions, converted on read.\n\n"
            "quantfs options:\n"
            "    -o views=V1,V2,...     views to offer (default: all)\n"
-           "    -o cache_size=SIZE     memory for converted blocks, e.g. 512M, 2G (default 64M)\n"
-           "    -o workers=N           read-ahead conversion threads (default: CPUs)\n"
+           "    -o cache_size=SIZE     memory tier of zstd-compressed blocks, e.g. 512M, 2G\n"
+           "                           (default: 1/16 of RAM)\n"
+           "    -o cache_dir=DIR       persistent tier: keep blocks across mounts, shareable\n"
+           "    -o cache_dir_size=SIZE its budget on disk (default: 1/4 of its filesystem, max 16G)\n"
+           "    -o hot_size=SIZE       idle uncompressed blocks kept (default 64M)\n"
+           "    -o threads=N           conversion and read-ahead threads (default: CPUs)\n"
            "    -o readahead=MB        convert this far ahead of sequential readers (default 16)\n"
            "    -o timeout=SECONDS     kernel attribute cache timeout (default 1)\n"
            "    -o check_interval=MS   how often open sources are checked for changes (default 1000)\n"
@@ -206,7 +218,7 @@ int main(int argc, char *argv[])
     struct cli cli = {0};
     struct qfs q = {.readahead_mb = 16, .timeout = 1.0, .check_ms = 1000};
     struct fuse_cmdline_opts co = {0};
-    int ret = 1;
+    int ret = 1, rc;
     pthread_mutex_init(&q.inval_mu, NULL);
     q.watch_ifd = q.watch_efd = -1;
     q.views = qf_views(&q.n_views);
@@ -242,10 +254,33 @@ int main(int argc, char *argv[])
         fprintf(stderr, "quantfs: source %s: %s\n", cli.source, strerror(errno));
         goto out;
     }
-    q.cache_size = (size_t)64 << 20;
+    long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
+    q.cache_size = pages > 0 && psz > 0 ? (size_t)pages * (size_t)psz / 16 : (size_t)256 << 20;
+    if (q.cache_size < ((size_t)64 << 20))
+        q.cache_size = (size_t)64 << 20;
     if (cli.cache_size && !(q.cache_size = parse_size(cli.cache_size))) {
         fprintf(stderr, "quantfs: cache_size=%s is not a size (e.g. 512M, 2G)\n", cli.cache_size);
         goto out;
+    }
+    if (cli.cache_dir_size && !(q.cache_dir_size = parse_size(cli.cache_dir_size))) {
+        fprintf(stderr, "quantfs: cache_dir_size=%s is not a size (e.g. 10G)\n", cli.cache_dir_size);
+        goto out;
+    }
+    q.hot_size = QFS_HOT_BYTES;
+    if (cli.hot_size && !(q.hot_size = parse_size(cli.hot_size)) && strcmp(cli.hot_size, "0")) {
+        fprintf(stderr, "quantfs: hot_size=%s is not a size (e.g. 64M)\n", cli.hot_size);
+        goto out;
+    }
+    if (q.cache_dir) { /* fail before mounting, with the reason */
+        if ((rc = qc_dir_check(q.cache_dir))) {
+            fprintf(stderr, "quantfs: cache_dir %s: %s\n", q.cache_dir, strerror(-rc));
+            goto out;
+        }
+        char *abs = realpath(q.cache_dir, NULL);
+        if (abs) {
+            free(q.cache_dir);
+            q.cache_dir = abs;
+        }
     }
     if (!q.workers) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -262,7 +297,7 @@ int main(int argc, char *argv[])
         setrlimit(RLIMIT_NOFILE, &rl);
     }
 
-    int rc = qfs_scan(&q);
+    rc = qfs_scan(&q);
     if (rc) {
         fprintf(stderr, "quantfs: scanning %s: %s\n", q.source, strerror(-rc));
         goto out;
@@ -289,7 +324,14 @@ int main(int argc, char *argv[])
     fuse_daemonize(co.foreground);
 
     /* threads only after fuse_daemonize: fork() would not carry them over */
-    struct qc_opts copts = {.mem_budget = q.cache_size, .workers = q.workers, .scratch_size = QF_CONV_SCRATCH_BYTES};
+    struct qc_opts copts = {.mem_budget = q.cache_size,
+                            .hot_budget = q.hot_size,
+                            .workers = q.workers,
+                            .scratch_size = QF_CONV_SCRATCH_BYTES,
+                            .dir = q.cache_dir,
+                            .dir_budget = q.cache_dir_size,
+                            .log = cache_log,
+                            .log_arg = &q};
     if ((rc = qc_cache_new(&copts, &q.cache)) || (rc = qfs_watch_start(&q))) {
         qfs_log(&q, LOG_ERR, "starting worker threads: %s", strerror(-rc));
         goto out_unmount;
@@ -324,6 +366,9 @@ out:
     free(q.views_opt);
     free(cli.source);
     free(cli.cache_size);
+    free(cli.cache_dir_size);
+    free(cli.hot_size);
+    free(q.cache_dir);
     free(co.mountpoint);
     fuse_opt_free_args(&args);
     return ret;

@@ -300,6 +300,23 @@ static void load_json_text(struct qfs_model *m, struct qfs_file *f, struct qfs_s
     json_decref(j);
 }
 
+/* Part of every cache key of the file: with inode, size and mtime it tells
+ * versions apart even where timestamps are coarse or copied (rsync -t), and
+ * it is the same on every machine that sees the file, unlike st_dev, so
+ * daemons sharing a cache_dir share entries. */
+static uint64_t header_hash(const struct qfs_snap *s)
+{
+    uint64_t n = s->gguf ? s->gguf->data_begin : s->sth ? s->sth->data_begin : 0;
+    if (n > (64u << 20)) /* huge vocabularies: the first 64 MiB and the size */
+        n = 64u << 20;
+    uint8_t *buf = n ? malloc(n) : NULL;
+    uint64_t h = (uint64_t)s->st.st_size;
+    if (buf && !qfs_pread_fd((void *)&s->fd, buf, n, 0))
+        h ^= qc_hash64(buf, n);
+    free(buf);
+    return h;
+}
+
 static struct qfs_snap *snap_load(struct qfs *q, struct qfs_model *m, struct qfs_file *f, int *err)
 {
     struct qfs_snap *s = calloc(1, sizeof *s);
@@ -331,6 +348,8 @@ static struct qfs_snap *snap_load(struct qfs *q, struct qfs_model *m, struct qfs
     }
     if (s->err[0])
         qfs_log(q, LOG_WARNING, "model '%s': %s: %s; only the f32 view is offered", m->name, f->name, s->err);
+    else
+        s->hdr_hash = header_hash(s);
     return s;
 }
 

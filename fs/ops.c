@@ -50,20 +50,37 @@ int qfs_decode_ino(struct qfs *q, fuse_ino_t ino, struct qfs_ino *o)
 
 /* --------------------------------------------------------------- stats */
 
+static json_t *tier_json(const struct qc_tier_stats *t)
+{
+    return json_pack("{s:I,s:I,s:I,s:I,s:I,s:f,s:I,s:I,s:I,s:I}", "hits", (json_int_t)t->hits, "misses",
+                     (json_int_t)t->misses, "bytes_in", (json_int_t)t->bytes_in, "bytes_stored",
+                     (json_int_t)t->stored_in, "bytes_out", (json_int_t)t->bytes_out, "compression_ratio",
+                     t->stored_in ? (double)t->bytes_in / (double)t->stored_in : 0.0, "evictions",
+                     (json_int_t)t->evictions, "checksum_failures", (json_int_t)t->checksum_failures, "bytes",
+                     (json_int_t)t->bytes, "entries", (json_int_t)t->entries);
+}
+
 static char *stats_json(struct qfs *q)
 {
     struct qc_stats s;
     qc_stats_get(q->cache, &s);
-    json_t *j = json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:s}", "hits", (json_int_t)s.hits,
-                          "waits", (json_int_t)s.waits, "misses", (json_int_t)s.misses, "prefetched",
-                          (json_int_t)s.prefetched, "bytes_quantized", (json_int_t)s.bytes_filled, "cache_bytes",
-                          (json_int_t)s.mem_bytes, "cache_blocks", (json_int_t)s.mem_blocks, "evictions",
-                          (json_int_t)s.evictions, "fill_errors", (json_int_t)s.fill_errors, "errors",
-                          (json_int_t)atomic_load(&q->n_errors), "reads", (json_int_t)atomic_load(&q->n_reads),
-                          "bytes_read", (json_int_t)atomic_load(&q->bytes_read), "source", q->source);
+    json_t *mem = tier_json(&s.mem), *disk = tier_json(&s.disk);
+    json_object_set_new(mem, "budget", json_integer((json_int_t)q->cache_size));
+    json_object_set_new(disk, "enabled", json_boolean(q->cache_dir != NULL));
+    json_object_set_new(disk, "dir", q->cache_dir ? json_string(q->cache_dir) : json_null());
+    json_object_set_new(disk, "storing", json_boolean(s.disk_storing));
+    json_object_set_new(disk, "store_errors", json_integer((json_int_t)s.store_errors));
+    json_t *j = json_pack("{s:o,s:o,s:{s:I,s:I,s:I,s:I},s:I,s:I,s:f,s:f,s:I,s:I,s:I,s:I,s:I,s:s,s:I}", "memory",
+                          mem, "disk", disk, "hot", "hits", (json_int_t)s.hot_hits, "waits", (json_int_t)s.waits,
+                          "bytes", (json_int_t)s.hot_bytes, "blocks", (json_int_t)s.hot_blocks, "blocks_computed",
+                          (json_int_t)s.computed, "bytes_quantized", (json_int_t)s.bytes_filled,
+                          "quantize_seconds", (double)s.fill_ns / 1e9, "compress_seconds",
+                          (double)s.compress_ns / 1e9, "prefetched", (json_int_t)s.prefetched, "fill_errors",
+                          (json_int_t)s.fill_errors, "errors", (json_int_t)atomic_load(&q->n_errors), "reads",
+                          (json_int_t)atomic_load(&q->n_reads), "bytes_read", (json_int_t)atomic_load(&q->bytes_read),
+                          "source", q->source, "models", (json_int_t)q->n_models);
     if (!j)
         return NULL;
-    json_object_set_new(j, "models", json_integer((json_int_t)q->n_models));
     char *out = json_dumps(j, JSON_INDENT(2) | JSON_SORT_KEYS);
     json_decref(j);
     if (out) { /* a trailing newline, as text files have */
@@ -382,16 +399,15 @@ static void prefetch_done(void *arg)
     free(a);
 }
 
-/* The cache key of a chunk: the source version (device, inode, size,
- * mtime, ctime), where the tensor lies, both types, the chunk and the codec
+/* The cache key of a chunk: the source version (inode, size, mtime and a
+ * hash of its header; not st_dev, which differs between machines sharing a
+ * cache_dir), where the tensor lies, both types, the chunk and the codec
  * version. Views that share a tensor type share blocks. */
 static struct qc_key chunk_key(const struct qfs_snap *s, const struct qf_extent *e, uint64_t c)
 {
-    uint64_t k[14] = {(uint64_t)s->st.st_dev,         (uint64_t)s->st.st_ino,        (uint64_t)s->st.st_size,
-                      (uint64_t)s->st.st_mtim.tv_sec, (uint64_t)s->st.st_mtim.tv_nsec, (uint64_t)s->st.st_ctim.tv_sec,
-                      (uint64_t)s->st.st_ctim.tv_nsec, e->src_off,                    e->src_type,
-                      e->dst_type,                    c,                             QF_CODEC_VERSION,
-                      e->row_len,                     e->group};
+    uint64_t k[13] = {(uint64_t)s->st.st_ino, (uint64_t)s->st.st_size, (uint64_t)s->st.st_mtim.tv_sec,
+                      (uint64_t)s->st.st_mtim.tv_nsec, s->hdr_hash, e->src_off, e->src_type, e->dst_type, c,
+                      QF_CODEC_VERSION, e->row_len, e->group, e->n_elems};
     return qc_key_make(k, sizeof k);
 }
 
@@ -616,10 +632,52 @@ static void reply_data(fuse_req_t req, const char *data, size_t n, size_t size)
         fuse_reply_buf(req, data, n);
 }
 
+/* user.quantfs.cache: the fraction of a view file's converted bytes that a
+ * cache tier holds now ("1.0000" for a file with nothing to convert). */
+static int cache_fraction(struct qfs *q, const struct qfs_ino *d, char *buf, size_t len)
+{
+    struct qfs_model *m = &q->models[d->m];
+    struct qfs_file *f = &m->files[d->f];
+    int rc;
+    struct qfs_snap *s = qfs_snap_get(q, m, f, &rc);
+    if (!s)
+        return rc;
+    struct qf_layout *l = NULL;
+    uint64_t total = 0, have = 0;
+    if ((f->kind == QFS_F_GGUF || f->kind == QFS_F_ST) && !s->err[0] && !(rc = qfs_snap_layout(q, s, d->v, &l))) {
+        for (size_t i = 0; i < l->n_ext; i++) {
+            const struct qf_extent *e = &l->ext[i];
+            for (uint64_t c = 0; e->kind == QF_EXT_CONV && c < qf_conv_nchunks(e); c++) {
+                uint64_t coff, clen;
+                qf_conv_chunk_range(e, c, &coff, &clen);
+                total += clen;
+                if (qc_cached(q->cache, chunk_key(s, e, c)))
+                    have += clen;
+            }
+        }
+    }
+    qfs_snap_put(s);
+    if (rc)
+        return rc;
+    snprintf(buf, len, "%.4f", total ? (double)have / (double)total : 1.0);
+    return 0;
+}
+
 static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 {
+    struct qfs *q = ctx(req);
     const char *v;
-    int rc = xattr_value(ctx(req), ino, name, &v);
+    char buf[32];
+    struct qfs_ino d;
+    int rc = qfs_decode_ino(q, ino, &d);
+    if (!rc && d.kind == 5 && !strcmp(name, "user.quantfs.cache")) {
+        if (!(rc = cache_fraction(q, &d, buf, sizeof buf)))
+            reply_data(req, buf, strlen(buf), size);
+        else
+            fuse_reply_err(req, -rc);
+        return;
+    }
+    rc = xattr_value(q, ino, name, &v);
     if (rc)
         fuse_reply_err(req, -rc);
     else
@@ -634,7 +692,7 @@ static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
         fuse_reply_err(req, -rc);
         return;
     }
-    static const char file_names[] = "user.quantfs.source\0user.quantfs.view";
+    static const char file_names[] = "user.quantfs.source\0user.quantfs.view\0user.quantfs.cache";
     static const char dir_names[] = "user.quantfs.view";
     if (d.kind == 5)
         reply_data(req, file_names, sizeof file_names, size);

@@ -21,12 +21,17 @@
 #include "codec.h"
 
 #define QFS_MAX_VIEWS 32
+/* Plain blocks kept idle besides those replies hold: a reader's next FUSE
+ * request usually falls in the block its last one decoded, and prefetched
+ * blocks wait here for their reader (more than -o readahead's default). */
+#define QFS_HOT_BYTES ((size_t)64 << 20)
 
 /* One version of a source file: its identity and everything parsed from it. */
 struct qfs_snap {
     atomic_uint refs;
     struct qfs_file *file;
     struct stat st;        /* fingerprint: dev, ino, size, mtime, ctime */
+    uint64_t hdr_hash;     /* xxh3-64 of the header (GGUF/safetensors): part of cache keys */
     int fd;                /* O_RDONLY on the source, pins the inode */
     struct qf_gguf *gguf;  /* QFS_F_GGUF, parsed */
     struct qf_st *sth;     /* QFS_F_ST, parsed header */
@@ -69,7 +74,10 @@ struct qfs {
     /* options */
     char *source;          /* absolute source root */
     char *views_opt;
-    size_t cache_size;
+    size_t cache_size;     /* memory tier budget */
+    size_t hot_size;       /* idle plain blocks */
+    char *cache_dir;       /* persistent tier, NULL: none */
+    uint64_t cache_dir_size;
     unsigned workers;
     unsigned readahead_mb;
     bool foreground;

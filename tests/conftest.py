@@ -55,7 +55,8 @@ class Mount:
         self.allowed = []
 
     def output(self):
-        self.log.flush()
+        if not self.log.closed:
+            self.log.flush()
         with open(self.log_path) as f:
             return f.read()
 
@@ -72,6 +73,8 @@ class Mount:
         self.allowed.append(re.compile(pattern))
 
     def umount(self):
+        if self.log.closed:  # unmounted already
+            return
         if os.path.ismount(self.mnt):
             if subprocess.run(["fusermount3", "-u", self.mnt]).returncode != 0:
                 # busy (a failed test left a file open): detach, then fail

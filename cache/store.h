@@ -1,0 +1,52 @@
+/* store.h — cache/'s private interface to the persistent tier (store.c).
+ * Entry format: cache/FORMAT.md. Not part of the public API (cache.h). */
+#ifndef QUANTFS_CACHE_STORE_H
+#define QUANTFS_CACHE_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cache.h"
+
+enum { QS_RAW = 0, QS_ZSTD = 1 };
+
+/* A frame: the stored form of one block. */
+struct qs_frame {
+    uint32_t codec;     /* QS_RAW or QS_ZSTD */
+    uint64_t plain_len; /* bytes of the block */
+    uint64_t stored_len;
+    uint64_t sum;       /* xxh3-64 of the plain bytes */
+    uint8_t *data;      /* stored_len bytes (malloc) */
+};
+
+struct qs_store;
+
+/* Creates dir (and its fan-out and tmp directories) if needed and checks
+ * that it can be written. */
+int qs_open(const char *dir, struct qs_store **out);
+void qs_close(struct qs_store *s);
+
+/* Reads key's entry. 0: *f filled (caller frees f->data); -ENOENT: no
+ * entry; -EBADMSG: the entry did not verify (bad magic, header checksum,
+ * key, length, or file size) and was deleted; other -errno: unreadable
+ * (deleted too). Payload checksums are the caller's (it decodes). A hit
+ * refreshes the entry's mtime, the sweep's LRU clock. */
+int qs_load(struct qs_store *s, struct qc_key key, uint64_t plain_len, struct qs_frame *f);
+/* Writes key's entry atomically (temp file + rename). -ENOSPC/-EDQUOT on a
+ * full disk; nothing partial is ever visible under the entry's name. */
+int qs_save(struct qs_store *s, struct qc_key key, const struct qs_frame *f);
+/* Deletes key's entry (after its payload failed to verify). */
+void qs_remove(struct qs_store *s, struct qc_key key);
+int qs_exists(struct qs_store *s, struct qc_key key);
+int qs_path(struct qs_store *s, struct qc_key key, char *buf, size_t len);
+
+/* Counts entries; deletes the least recently used beyond budget (down to
+ * 90% of it) and temp files older than an hour. */
+struct qs_sweep_result {
+    uint64_t bytes, entries, evicted, evicted_bytes;
+};
+void qs_sweep(struct qs_store *s, uint64_t budget, struct qs_sweep_result *r);
+/* 1/4 of the filesystem holding the store, at most 16 GiB. */
+uint64_t qs_default_budget(struct qs_store *s);
+
+#endif

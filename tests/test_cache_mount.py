@@ -1,0 +1,219 @@
+"""The block cache through real mounts: the zstd memory tier, the persistent
+tier (cache_dir) across mounts and shared by two daemons, damaged entries,
+a full disk, source changes, stats and the user.quantfs.cache xattr."""
+import glob
+import os
+import shutil
+import subprocess
+import time
+
+import pytest
+
+from conftest import QUANTFS, STORIES_GGUF
+
+VIEWS = ["fp16", "q8_0", "q4_k", "q6_k"]
+
+
+def read_all(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def gguf(m, view):
+    return m.path("stories260K", view, "stories260K.gguf")
+
+
+def drop_page_cache(path):
+    """Evict a file's pages from the kernel page cache, so the next read
+    reaches the daemon again."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
+def wait_stored(m, tier, timeout=20):
+    """Stores run on worker threads after the reply: wait until every
+    computed block is in the tier (or the tier gave up)."""
+    deadline = time.time() + timeout
+    while True:
+        s = m.stats()
+        if s[tier]["bytes_in"] >= s["bytes_quantized"] or (tier == "disk" and not s["disk"]["storing"]):
+            return s
+        if time.time() > deadline:
+            pytest.fail("blocks were not stored in %s: %r" % (tier, s))
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def src(tmp_path):
+    """A source root with a private copy of stories260K (tests change it)."""
+    d = tmp_path / "src" / "stories260K"
+    d.mkdir(parents=True)
+    shutil.copy(STORIES_GGUF, d / "stories260K.gguf")
+    return tmp_path / "src"
+
+
+@pytest.fixture
+def reference(mount_factory, src):
+    """Every view's bytes from a mount without a persistent tier."""
+    m = mount_factory(src, "hot_size=0")
+    out = {v: read_all(gguf(m, v)) for v in VIEWS}
+    m.umount()
+    return out
+
+
+def test_memory_tier_serves_after_page_cache_drop(mount_factory, src, reference):
+    m = mount_factory(src, "hot_size=0")  # no idle plain blocks: repeats must come from zstd frames
+    for v in VIEWS:
+        assert read_all(gguf(m, v)) == reference[v]
+    s1 = wait_stored(m, "memory")
+    assert s1["memory"]["entries"] > 0
+    # fp16 frames compress, quantized ones barely: the ratio is above 1
+    assert s1["memory"]["compression_ratio"] > 1.0
+    for v in VIEWS:
+        drop_page_cache(gguf(m, v))
+        assert read_all(gguf(m, v)) == reference[v]
+    s2 = m.stats()
+    assert s2["blocks_computed"] == s1["blocks_computed"]
+    assert s2["memory"]["hits"] >= s1["memory"]["entries"]
+    assert s2["memory"]["bytes_out"] > 0 and s2["memory"]["checksum_failures"] == 0
+    assert os.getxattr(gguf(m, "q8_0"), "user.quantfs.cache") == b"1.0000"
+
+
+def test_second_mount_serves_from_cache_dir(mount_factory, src, reference, tmp_path):
+    cache = tmp_path / "cache"
+    a = mount_factory(src, "cache_dir=%s" % cache)
+    assert os.getxattr(gguf(a, "q8_0"), "user.quantfs.cache") == b"0.0000"
+    for v in VIEWS:
+        assert read_all(gguf(a, v)) == reference[v]
+    sa = wait_stored(a, "disk")
+    assert sa["disk"]["entries"] > 0 and sa["disk"]["dir"] == str(cache)
+    assert sa["blocks_computed"] > 0
+    a.umount()
+    entries = glob.glob(str(cache / "qfs1" / "??" / "*"))
+    assert len(entries) == sa["blocks_computed"]  # each block stored once
+    assert not os.listdir(cache / "qfs1" / "tmp")  # no temp file left behind
+
+    b = mount_factory(src, "cache_dir=%s" % cache, "hot_size=0")
+    assert os.getxattr(gguf(b, "q4_k"), "user.quantfs.cache") == b"1.0000"
+    for v in VIEWS:
+        assert read_all(gguf(b, v)) == reference[v]
+    sb = b.stats()
+    assert sb["blocks_computed"] == 0, sb  # nothing quantized again
+    assert sb["disk"]["hits"] == len(entries)
+    assert sb["disk"]["checksum_failures"] == 0
+
+
+def test_two_daemons_share_cache_dir(mount_factory, src, reference, tmp_path):
+    cache = tmp_path / "cache"
+    a = mount_factory(src, "cache_dir=%s" % cache, "hot_size=0")
+    b = mount_factory(src, "cache_dir=%s" % cache, "hot_size=0")
+    # both at once, same blocks: each daemon serves right bytes whatever the other writes
+    procs = [subprocess.Popen(["sh", "-c", "for i in 1 2 3; do cat %s >/dev/null; done" % gguf(m, v)])
+             for m in (a, b) for v in VIEWS]
+    assert all(p.wait() == 0 for p in procs)
+    for m in (a, b):
+        for v in VIEWS:
+            drop_page_cache(gguf(m, v))
+            assert read_all(gguf(m, v)) == reference[v]
+    # what a stored, b reads: a view only a has read is served to b from disk
+    wait_stored(a, "disk")
+    wait_stored(b, "disk")
+    assert read_all(gguf(a, "q5_0")) == read_all(gguf(a, "q5_0"))
+    wait_stored(a, "disk")
+    before = b.stats()["blocks_computed"]
+    q5 = read_all(gguf(b, "q5_0"))
+    assert b.stats()["blocks_computed"] == before
+    assert q5 == read_all(gguf(a, "q5_0"))
+    for m in (a, b):
+        assert m.stats()["disk"]["checksum_failures"] == 0
+
+
+def test_damaged_entries_are_recomputed(mount_factory, src, reference, tmp_path):
+    cache = tmp_path / "cache"
+    a = mount_factory(src, "cache_dir=%s" % cache)
+    for v in VIEWS:
+        read_all(gguf(a, v))
+    wait_stored(a, "disk")
+    a.umount()
+    entries = sorted(glob.glob(str(cache / "qfs1" / "??" / "*")))
+    assert len(entries) >= 8
+    # every third entry: a flipped payload byte, a truncation, a bad header
+    damaged = 0
+    for i, e in enumerate(entries):
+        if i % 3:
+            continue
+        data = bytearray(open(e, "rb").read())
+        kind = (i // 3) % 3
+        if kind == 0:
+            data[-7] ^= 0x10
+        elif kind == 1:
+            data = data[:len(data) // 2]
+        else:
+            data[3] ^= 0xFF
+        open(e, "wb").write(bytes(data))
+        damaged += 1
+    b = mount_factory(src, "cache_dir=%s" % cache, "hot_size=0")
+    b.expect_log(r"entry [0-9a-f]{32} is unusable")
+    for v in VIEWS:
+        assert read_all(gguf(b, v)) == reference[v]
+    s = b.stats()
+    assert s["disk"]["checksum_failures"] == damaged
+    assert s["blocks_computed"] == damaged
+    assert s["errors"] == 0
+
+
+def test_full_cache_dir_keeps_serving(mount_factory, src, reference, tmp_path):
+    cache = tmp_path / "tiny"
+    cache.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(cache)]).returncode:
+        pytest.skip("cannot mount a tmpfs (not root?)")
+    try:
+        m = mount_factory(src, "cache_dir=%s" % cache, "cache_dir_size=1G", "hot_size=0")
+        m.expect_log(r"cache_dir .*: cannot store blocks \(No space left on device\)")
+        for v in VIEWS:
+            assert read_all(gguf(m, v)) == reference[v]
+        s = wait_stored(m, "disk")
+        assert not s["disk"]["storing"] and s["disk"]["store_errors"] >= 1
+        assert s["errors"] == 0
+        m.umount()
+        assert len([ln for ln in m.output().splitlines() if "cannot store" in ln]) == 1  # logged once
+    finally:
+        subprocess.run(["umount", "-l", str(cache)])
+
+
+def test_source_change_makes_entries_unreachable(mount_factory, src, tmp_path):
+    cache = tmp_path / "cache"
+    path = src / "stories260K" / "stories260K.gguf"
+    a = mount_factory(src, "cache_dir=%s" % cache)
+    old = read_all(gguf(a, "q8_0"))
+    wait_stored(a, "disk")
+    a.umount()
+    # same size, new bytes in the last tensor's data
+    data = bytearray(path.read_bytes())
+    for i in range(len(data) - 4096, len(data) - 4):
+        data[i] = 0x3C if i % 4 == 3 else 0
+    tmp = path.with_suffix(".new")
+    tmp.write_bytes(bytes(data))
+    os.rename(tmp, path)
+    ref = mount_factory(src)
+    expected = read_all(gguf(ref, "q8_0"))
+    assert expected != old
+    b = mount_factory(src, "cache_dir=%s" % cache)
+    assert os.getxattr(gguf(b, "q8_0"), "user.quantfs.cache") == b"0.0000"
+    assert read_all(gguf(b, "q8_0")) == expected
+    s = b.stats()
+    assert s["disk"]["hits"] == 0 and s["blocks_computed"] > 0
+
+
+def test_cache_options_are_checked(tmp_path):
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    for opt, word in (("cache_dir=/proc/version/x", "cache_dir"), ("cache_dir_size=big", "cache_dir_size"),
+                      ("hot_size=x", "hot_size")):
+        r = subprocess.run([QUANTFS, str(tmp_path), str(mnt), "-f", "-o", opt], capture_output=True, text=True,
+                           timeout=20)
+        assert r.returncode != 0 and word in r.stderr, (opt, r.stderr)
+        assert not os.path.ismount(mnt)
