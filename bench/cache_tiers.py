@@ -20,25 +20,7 @@ import subprocess
 import sys
 import time
 
-
-def read_file(path):
-    fd = os.open(path, os.O_RDONLY)
-    t = time.perf_counter()
-    n = 0
-    while True:
-        b = os.read(fd, 1 << 20)
-        if not b:
-            break
-        n += len(b)
-    dt = time.perf_counter() - t
-    os.close(fd)
-    return n, dt
-
-
-def drop_file(path):
-    fd = os.open(path, os.O_RDONLY)
-    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-    os.close(fd)
+from read_views import drop_cache as drop_file, read_file
 
 
 def drop_all():

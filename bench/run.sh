@@ -22,3 +22,7 @@ echo "== full sequential reads through the mount, default options"
 trap 'fusermount3 -u "$work/mnt"' EXIT
 $py bench/read_views.py "$work/mnt" synth synth.gguf $views
 cat "$work/mnt/.quantfs/stats"
+fusermount3 -u "$work/mnt"
+trap - EXIT
+echo "== cache tiers: cold vs memory-tier vs persistent-tier reads"
+$py bench/cache_tiers.py ./build/fs/quantfs "$work/src" synth synth.gguf "$work"

@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <syslog.h>
 #include <time.h>
 #include <xxhash.h>
@@ -33,6 +34,8 @@ enum { JOB_FILL, JOB_STORE };
 
 #define QC_SPARE_MAX 64
 #define QC_SPARE_BYTES ((size_t)64 << 20)
+#define QC_MIN_SAVING 16     /* compress only blocks that shrink by 1/16 or more */
+#define QC_SAMPLE (64u << 10) /* bytes compressed to decide */
 #define QC_RETRY_SEC 60 /* a failed persistent store is retried after this */
 
 struct qc_block {
@@ -47,11 +50,24 @@ struct qc_block {
     struct qc_block *lru_prev, *lru_next; /* idle READY blocks only */
 };
 
+/* Memory-tier frames live in 4 MiB regions of transparent huge pages,
+ * bump-allocated and freed whole when their last frame goes: on a VM a 4 KiB
+ * page fault costs ~11 us, and filling the tier page by page measured as a
+ * quarter of a cold read's CPU time (bench/RESULTS.md). LRU eviction frees
+ * frames roughly in allocation order, so regions empty out. */
+#define QC_REGION ((size_t)4 << 20)
+struct region {
+    uint8_t *base;
+    size_t used;
+    unsigned live;
+};
+
 /* A memory-tier frame. Referenced while a thread decodes it; an evicted
  * frame is freed by its last reference. */
 struct frame {
     struct qc_key key;
     struct qs_frame f;
+    struct region *rg; /* NULL: data is malloc'd (frames > QC_REGION / 4) */
     unsigned refs;
     bool in_table;
     struct frame *hnext, *prev, *next;
@@ -88,6 +104,7 @@ struct qc_cache {
     size_t nfbuckets;
     struct frame flru; /* sentinel; flru.next = most recent */
     size_t fbytes;
+    struct region *cur, *spare_rg; /* region being filled, one empty kept */
     /* disk tier */
     struct qs_store *store;
     uint64_t dir_budget;
@@ -290,9 +307,53 @@ static void flru_front(struct qc_cache *c, struct frame *f)
     c->flru.next = f;
 }
 
-static void ffree(struct frame *f)
+static void region_drop(struct qc_cache *c, struct region *r)
 {
-    free(f->f.data);
+    if (!c->spare_rg) {
+        r->used = 0;
+        c->spare_rg = r;
+        return;
+    }
+    free(r->base);
+    free(r);
+}
+
+/* Memory for a frame, lock held. */
+static uint8_t *arena_alloc(struct qc_cache *c, size_t n, struct region **rg)
+{
+    *rg = NULL;
+    if (n > QC_REGION / 4)
+        return malloc(n ? n : 1);
+    n = (n + 63) & ~(size_t)63;
+    if (!c->cur || c->cur->used + n > QC_REGION) {
+        struct region *old = c->cur, *r = c->spare_rg;
+        c->spare_rg = NULL;
+        if (!r) {
+            void *base;
+            if (!(r = calloc(1, sizeof *r)) || posix_memalign(&base, (size_t)2 << 20, QC_REGION)) {
+                free(r);
+                return NULL;
+            }
+            r->base = base;
+            madvise(base, QC_REGION, MADV_HUGEPAGE); /* advisory: fine if THP is off */
+        }
+        c->cur = r;
+        if (old && !old->live)
+            region_drop(c, old);
+    }
+    uint8_t *p = c->cur->base + c->cur->used;
+    c->cur->used += n;
+    c->cur->live++;
+    *rg = c->cur;
+    return p;
+}
+
+static void ffree(struct qc_cache *c, struct frame *f)
+{
+    if (!f->rg)
+        free(f->f.data);
+    else if (!--f->rg->live && f->rg != c->cur)
+        region_drop(c, f->rg);
     free(f);
 }
 
@@ -312,31 +373,38 @@ static void fremove(struct qc_cache *c, struct frame *f)
     c->st.mem.bytes = c->fbytes;
     c->st.mem.entries--;
     if (!f->refs)
-        ffree(f);
+        ffree(c, f);
 }
 
 static void fput(struct qc_cache *c, struct frame *f)
 {
     if (!--f->refs && !f->in_table)
-        ffree(f);
-    (void)c;
+        ffree(c, f);
 }
 
-/* Adds a frame (taking its data) unless the key is there already. */
-static void finsert(struct qc_cache *c, struct qc_key k, struct qs_frame *qf)
+/* Adds a copy of a frame unless the key is there already. The copy is made
+ * without the lock, into memory the frame (pinned) owns. */
+static void finsert(struct qc_cache *c, struct qc_key k, const struct qs_frame *qf)
 {
     struct frame *f = calloc(1, sizeof *f);
-    pthread_mutex_lock(&c->mu);
-    if (!f || flookup(c, k) || fcost(&(struct frame){.f = *qf}) > c->o.mem_budget) {
-        pthread_mutex_unlock(&c->mu);
-        free(f);
-        free(qf->data);
-        qf->data = NULL;
+    if (!f)
         return;
-    }
     f->key = k;
     f->f = *qf;
-    qf->data = NULL;
+    pthread_mutex_lock(&c->mu);
+    if (flookup(c, k) || fcost(f) > c->o.mem_budget || !(f->f.data = arena_alloc(c, qf->stored_len, &f->rg))) {
+        pthread_mutex_unlock(&c->mu);
+        free(f);
+        return;
+    }
+    pthread_mutex_unlock(&c->mu);
+    memcpy(f->f.data, qf->data, qf->stored_len);
+    pthread_mutex_lock(&c->mu);
+    if (flookup(c, k)) { /* another thread stored it meanwhile */
+        ffree(c, f);
+        pthread_mutex_unlock(&c->mu);
+        return;
+    }
     f->in_table = true;
     size_t h = k.lo % c->nfbuckets;
     f->hnext = c->ftable[h];
@@ -440,38 +508,42 @@ static int decode(struct qc_cache *c, const struct qs_frame *f, uint8_t *dst, si
 }
 
 /* The frame of a block's plain bytes: zstd, or raw when zstd saves less
- * than 1/32 (quantized data barely compresses). */
-static int encode(struct qc_cache *c, const uint8_t *src, size_t len, struct qs_frame *f)
+ * than 1/QC_MIN_SAVING (quantized data barely compresses). f->data is
+ * borrowed: z's buffer or src. */
+static int encode(struct qc_cache *c, struct zctx *z, const uint8_t *src, size_t len, struct qs_frame *f)
 {
     f->plain_len = len;
     f->sum = XXH3_64bits(src, len);
-    struct zctx *z = ztake(c);
-    if (!z)
-        return -ENOMEM;
     size_t bound = ZSTD_compressBound(len);
     if (z->cap < bound) {
         free(z->buf);
         z->cap = 0;
-        if (!(z->buf = malloc(bound))) {
-            zfree(z);
+        if (!(z->buf = malloc(bound)))
             return -ENOMEM;
-        }
         z->cap = bound;
     }
     uint64_t t0 = now_ns();
-    size_t r = ZSTD_compressCCtx(z->cc, z->buf, z->cap, src, len, c->o.level);
+    /* Try a 64 KiB sample first: quantized blocks save ~0-4% and are not
+     * worth the 2 ms per MiB that compressing them costs. */
+    size_t r = 0;
+    if (len > QC_SAMPLE * 2) {
+        r = ZSTD_compressCCtx(z->cc, z->buf, z->cap, src, QC_SAMPLE, c->o.level);
+        if (!ZSTD_isError(r) && r < QC_SAMPLE - QC_SAMPLE / QC_MIN_SAVING)
+            r = 0;
+        else
+            r = len; /* not worth it: raw */
+    }
+    if (!r)
+        r = ZSTD_compressCCtx(z->cc, z->buf, z->cap, src, len, c->o.level);
     uint64_t dt = now_ns() - t0;
-    bool raw = ZSTD_isError(r) || r >= len - len / 32;
+    bool raw = ZSTD_isError(r) || r >= len - len / QC_MIN_SAVING;
     f->codec = raw ? QS_RAW : QS_ZSTD;
     f->stored_len = raw ? len : r;
-    f->data = malloc(f->stored_len ? f->stored_len : 1);
-    if (f->data)
-        memcpy(f->data, raw ? src : z->buf, f->stored_len);
-    zgive(c, z);
+    f->data = raw ? (uint8_t *)src : z->buf;
     pthread_mutex_lock(&c->mu);
     c->st.compress_ns += dt;
     pthread_mutex_unlock(&c->mu);
-    return f->data ? 0 : -ENOMEM;
+    return 0;
 }
 
 /* ----------------------------------------------------------- disk tier */
@@ -522,14 +594,14 @@ static void store_block(struct qc_cache *c, const struct qc_block *b)
     if (!c->o.mem_budget && !disk)
         return;
     struct qs_frame f;
-    if (encode(c, b->data, b->len, &f))
-        return; /* out of memory: the block just is not cached */
-    if (disk)
-        disk_save(c, b->key, &f);
-    if (c->o.mem_budget)
-        finsert(c, b->key, &f);
-    else
-        free(f.data);
+    struct zctx *z = ztake(c);
+    if (z && !encode(c, z, b->data, b->len, &f)) { /* else out of memory: just not cached */
+        if (disk)
+            disk_save(c, b->key, &f);
+        if (c->o.mem_budget)
+            finsert(c, b->key, &f);
+    }
+    zgive(c, z);
 }
 
 /* ----------------------------------------------------------- production */
@@ -612,8 +684,7 @@ static bool from_disk(struct qc_cache *c, struct qc_block *b)
         return false;
     if (c->o.mem_budget)
         finsert(c, b->key, &f); /* promote: the next miss in memory is not a disk read */
-    else
-        free(f.data);
+    free(f.data);
     return true;
 }
 
@@ -929,9 +1000,15 @@ void qc_cache_free(struct qc_cache *c)
         for (size_t i = 0; i < c->nfbuckets; i++) {
             for (struct frame *f = c->ftable[i], *n; f; f = n) {
                 n = f->hnext;
-                ffree(f);
+                ffree(c, f);
             }
         }
+    }
+    struct region *rgs[2] = {c->cur, c->spare_rg};
+    for (int i = 0; i < 2; i++) {
+        if (rgs[i])
+            free(rgs[i]->base);
+        free(rgs[i]);
     }
     for (unsigned i = 0; i < c->npool; i++)
         free(c->scratch_pool[i]);
