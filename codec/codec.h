@@ -73,9 +73,14 @@ float qf_bf16_to_f32(uint16_t h);
 int qf_quantize(uint32_t type, const float *src, void *dst, size_t n);
 int qf_quantize_ref(uint32_t type, const float *src, void *dst, size_t n);
 
-/* Convert n elements of a readable type (F32, F16, BF16, and every type we
- * quantize to — dequantization) to float. Returns 0 or -EINVAL. */
+/* Convert n elements of a source type (F32, F16, BF16) to float. Returns 0
+ * or -EINVAL. */
 int qf_to_f32(uint32_t type, const void *src, float *dst, size_t n);
+
+/* Dequantize n elements (whole blocks) of any type qf_type_get knows a
+ * kernel for (every type views produce, plus F32/F16/BF16) as ggml's
+ * dequantize_row_* does. Returns 0 or -EINVAL. (dequant.c) */
+int qf_dequantize(uint32_t type, const void *src, float *dst, size_t n);
 
 /* Name of the SIMD implementation qf_quantize picked ("avx2+f16c" or
  * "scalar"), for logs and benchmarks. */
@@ -272,6 +277,13 @@ int qf_st_parse(qf_pread_fn rd, void *rdctx, uint64_t file_size, struct qf_st **
 void qf_st_free(struct qf_st *st);
 
 /* What a safetensors view does to one tensor. */
+/* Inverse of qf_st_quantize_rows for QF_ST_I8, QF_ST_I4 and QF_ST_FP8:
+ * rows x n values from the packed data q and its scales (bf16 per row or
+ * group, or f32 inverse scales per 128x128 block). */
+int qf_st_dequantize_rows(uint32_t kind, const uint8_t *q, const uint8_t *scales, size_t rows, size_t n,
+                          uint32_t group, float *out);
+float qf_e4m3_to_f32(uint8_t v);
+
 enum qf_st_action {
     QF_STA_COPY,     /* unchanged (non-float tensors, f32 view) */
     QF_STA_FLOAT,    /* converted to the view's float dtype (dst F16/BF16) */

@@ -16,6 +16,7 @@
 #include <cmocka.h>
 
 #include "codec.h"
+#include "quant_impl.h"
 #include "testutil.h"
 
 static const char *ref_types[] = {"f16", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1",
@@ -277,10 +278,71 @@ static void test_bad_arguments(void **state)
     assert_true(qf_view_index("int8") >= 0);
 }
 
+/* Dequantization: quantize Gaussian-ish data, dequantize, and check the
+ * error against each type's resolution; for the plain scale types also that
+ * dequantized values quantize back to the same bytes (only true when the
+ * layouts of both directions agree bit for bit). */
+static void test_dequantize_roundtrip(void **state)
+{
+    (void)state;
+    static const struct {
+        uint32_t type;
+        double max_rel_rms; /* RMS error / RMS of the data */
+        bool idempotent;
+    } cases[] = {
+        {QF_F16, 0.001, true},   {QF_BF16, 0.005, true},  {QF_Q8_0, 0.01, true},  {QF_Q6_K, 0.03, false},
+        {QF_Q5_0, 0.06, true},   {QF_Q5_1, 0.06, false},  {QF_Q5_K, 0.06, false}, {QF_Q4_0, 0.12, true},
+        {QF_Q4_1, 0.12, false},  {QF_Q4_K, 0.12, false},  {QF_IQ4_NL, 0.12, false}, {QF_Q3_K, 0.25, false},
+        {QF_Q2_K, 0.5, false},
+    };
+    const size_t n = 4096;
+    float *x = malloc(n * 4), *y = malloc(n * 4), *z = malloc(n * 4);
+    uint8_t *q = malloc(n * 4), *q2 = malloc(n * 4);
+    uint32_t seed = 12345;
+    for (size_t i = 0; i < n; i++) { /* sum of uniforms: roughly normal, some outliers */
+        float a = 0;
+        for (int k = 0; k < 4; k++) {
+            seed = seed * 1664525u + 1013904223u;
+            a += (float)(seed >> 8) / 16777216.0f - 0.5f;
+        }
+        x[i] = a * (i % 97 == 0 ? 4.0f : 1.0f);
+    }
+    double ss = 0;
+    for (size_t i = 0; i < n; i++)
+        ss += (double)x[i] * x[i];
+    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+        uint32_t t = cases[c].type;
+        assert_int_equal(qf_quantize(t, x, q, n), 0);
+        assert_int_equal(qf_dequantize(t, q, y, n), 0);
+        double e = 0;
+        for (size_t i = 0; i < n; i++)
+            e += ((double)y[i] - x[i]) * ((double)y[i] - x[i]);
+        double rel = sqrt(e / ss);
+        if (rel > cases[c].max_rel_rms)
+            fail_msg("%s: relative RMS error %.4f > %.4f", qf_type_get(t)->name, rel, cases[c].max_rel_rms);
+        if (cases[c].idempotent) {
+            assert_int_equal(qf_quantize(t, y, q2, n), 0);
+            assert_int_equal(qf_dequantize(t, q2, z, n), 0);
+            assert_memory_equal(y, z, n * 4);
+        }
+    }
+    assert_int_equal(qf_dequantize(QF_Q4_K, q, y, 100), -EINVAL); /* not whole blocks */
+    /* e4m3: every code decodes to what the encoder maps back to it */
+    for (int v = 0; v < 256; v++) {
+        float f = qf_e4m3_to_f32((uint8_t)v);
+        if ((v & 0x7f) == 0x7f)
+            assert_true(isnan(f));
+        else if (v != 0x80) /* -0 */
+            assert_int_equal(qf_f32_to_e4m3(f), v);
+    }
+    free(x), free(y), free(z), free(q), free(q2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_kernels_vs_ggml_edge_cases),
+        cmocka_unit_test(test_dequantize_roundtrip),
         cmocka_unit_test(test_kernels_vs_ggml_stories260k),
         cmocka_unit_test(test_layout_matches_refs),
         cmocka_unit_test(test_f16_conversion),
