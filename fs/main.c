@@ -43,6 +43,7 @@ static const struct fuse_opt qfs_opts[] = {
     QOPT("threads=%u", workers, 0),
     QOPT("workers=%u", workers, 0), /* the 0.1 name of threads= */
     QOPT("cache_dir=%s", cache_dir, 0),
+    QOPT("check", check, 1),
     QOPT("readahead=%u", readahead_mb, 0),
     QOPT("timeout=%lf", timeout, 0),
     QOPT("check_interval=%u", check_ms, 0),
@@ -82,6 +83,8 @@ static void usage(const char *prog)
            "    -o cache_dir=DIR       persistent tier: keep blocks across mounts, shareable\n"
            "    -o cache_dir_size=SIZE its budget on disk (default: 1/4 of its filesystem, max 16G)\n"
            "    -o hot_size=SIZE       idle uncompressed blocks kept (default 64M)\n"
+           "    -o check               run quantfs-check on each model on first access;\n"
+           "                           results in MOUNT/MODEL/.check.json\n"
            "    -o threads=N           conversion and read-ahead threads (default: CPUs)\n"
            "    -o readahead=MB        convert this far ahead of sequential readers (default 16)\n"
            "    -o timeout=SECONDS     kernel attribute cache timeout (default 1)\n"
@@ -220,6 +223,7 @@ int main(int argc, char *argv[])
     struct fuse_cmdline_opts co = {0};
     int ret = 1, rc;
     pthread_mutex_init(&q.inval_mu, NULL);
+    pthread_mutex_init(&q.check_mu, NULL);
     q.watch_ifd = q.watch_efd = -1;
     q.views = qf_views(&q.n_views);
 
@@ -288,6 +292,10 @@ int main(int argc, char *argv[])
     }
     if (parse_views(&q))
         goto out;
+    if (!(q.mountpoint = realpath(co.mountpoint, NULL))) {
+        fprintf(stderr, "quantfs: mount point %s: %s\n", co.mountpoint, strerror(errno));
+        goto out;
+    }
     q.foreground = co.foreground;
 
     /* one fd per source file is kept open: take all the fds we may */
@@ -351,6 +359,7 @@ int main(int argc, char *argv[])
         fuse_loop_cfg_destroy(lc);
     }
     ret = ret ? 1 : 0;
+    qfs_check_stop(&q);
 
 out_unmount:
     fuse_session_unmount(q.se);
@@ -363,6 +372,7 @@ out_session:
 out:
     qfs_free_models(&q);
     free(q.source);
+    free(q.mountpoint);
     free(q.views_opt);
     free(cli.source);
     free(cli.cache_size);

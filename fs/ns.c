@@ -111,6 +111,7 @@ static int scan_model_dir(struct qfs *q, struct qfs_model *m, const char *path)
 
 static void free_model(struct qfs_model *m)
 {
+    free(m->check_json);
     for (size_t i = 0; i < m->n_files; i++) {
         struct qfs_file *f = &m->files[i];
         if (f->snap)

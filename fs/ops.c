@@ -31,6 +31,10 @@ int qfs_decode_ino(struct qfs *q, fuse_ino_t ino, struct qfs_ino *o)
         return -ENOENT;
     o->m = m - 1;
     if (!v) {
+        if (f == INO_FILE_MASK && q->check) { /* MODEL/.check.json */
+            o->kind = 6;
+            return 0;
+        }
         o->kind = f ? -1 : 3;
         return f ? -ENOENT : 0;
     }
@@ -136,9 +140,9 @@ static int get_attr(struct qfs *q, fuse_ino_t ino, struct stat *st)
     int rc = qfs_decode_ino(q, ino, &d);
     if (rc)
         return rc;
-    if (d.kind == 2) {
+    if (d.kind == 2 || d.kind == 6) {
         dir_attr(q, ino, st);
-        char *js = stats_json(q);
+        char *js = d.kind == 2 ? stats_json(q) : qfs_check_text(q, d.m);
         st->st_mode = S_IFREG | 0444;
         st->st_nlink = 1;
         st->st_size = js ? (off_t)strlen(js) : 0;
@@ -187,6 +191,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
         }
         for (size_t i = 0; i < q->n_models; i++) {
             if (!strcmp(q->models[i].name, name)) {
+                qfs_check_start(q, i);
                 reply_entry(req, q, qfs_ino_make(i, -1, -1));
                 return;
             }
@@ -199,6 +204,10 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
         }
         break;
     case 3: {
+        if (q->check && !strcmp(name, ".check.json")) {
+            reply_entry(req, q, qfs_ino_make(d.m, -1, INO_FILE_MASK - 1));
+            return;
+        }
         int v = qf_view_index(name);
         if (v >= 0 && (size_t)v < q->n_views && qfs_view_available(q, d.m, (size_t)v)) {
             reply_entry(req, q, qfs_ino_make(d.m, v, -1));
@@ -284,6 +293,9 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, s
         break;
     case 1: rc |= dirbuf_add(req, &b, "stats", QFS_INO_STATS, S_IFREG); break;
     case 3:
+        qfs_check_start(q, d.m);
+        if (q->check)
+            rc |= dirbuf_add(req, &b, ".check.json", qfs_ino_make(d.m, -1, INO_FILE_MASK - 1), S_IFREG);
         for (size_t v = 0; v < q->n_views && !rc; v++)
             if (qfs_view_available(q, d.m, v))
                 rc |= dirbuf_add(req, &b, q->views[v].name, qfs_ino_make(d.m, (long)v, -1), S_IFDIR);
@@ -327,7 +339,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     }
     struct qfs_ino d;
     int rc = qfs_decode_ino(q, ino, &d);
-    if (rc || (d.kind != 5 && d.kind != 2)) {
+    if (rc || (d.kind != 5 && d.kind != 2 && d.kind != 6)) {
         fuse_reply_err(req, rc ? -rc : EISDIR);
         return;
     }
@@ -336,8 +348,8 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         fuse_reply_err(req, ENOMEM);
         return;
     }
-    if (d.kind == 2) {
-        h->text = stats_json(q);
+    if (d.kind == 2 || d.kind == 6) {
+        h->text = d.kind == 2 ? stats_json(q) : qfs_check_text(q, d.m);
         h->text_len = h->text ? strlen(h->text) : 0;
         fi->direct_io = 1; /* contents change between opens */
         fi->fh = (uint64_t)(uintptr_t)h;

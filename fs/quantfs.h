@@ -68,6 +68,10 @@ struct qfs_model {
     unsigned formats; /* QF_FMT_* of its convertible files */
     struct qfs_file *files;
     size_t n_files;
+    /* -o check (checkrun.c), guarded by qfs.check_mu */
+    int check_state;  /* 0 not started, 1 running, 2 done */
+    char *check_json; /* the published .check.json */
+    pid_t check_pid;
 };
 
 struct qfs {
@@ -81,6 +85,9 @@ struct qfs {
     unsigned workers;
     unsigned readahead_mb;
     bool foreground;
+    int check;             /* -o check: run quantfs-check per model */
+    char *mountpoint;      /* absolute */
+    pthread_mutex_t check_mu;
     double timeout;        /* attr/entry cache timeout, seconds */
 
     const struct qf_view *views;
@@ -135,6 +142,11 @@ bool qfs_view_available(struct qfs *q, size_t mi, size_t v);
  * invalidation of every view of the file. */
 void qfs_snap_retire(struct qfs *q, struct qfs_snap *s);
 bool qfs_same_file(const struct stat *a, const struct stat *b);
+
+/* checkrun.c */
+void qfs_check_start(struct qfs *q, size_t mi);
+char *qfs_check_text(struct qfs *q, size_t mi); /* malloc'd */
+void qfs_check_stop(struct qfs *q);
 
 /* watch.c */
 struct qfs_wd {

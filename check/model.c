@@ -1,0 +1,641 @@
+/* model.c — loading a model for the check: GGUF files and safetensors
+ * directories, read through mmap like a client, parsed by codec/, every
+ * tensor dequantized to f32. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "codec.h"
+
+struct mapped {
+    uint8_t *p;
+    uint64_t size;
+};
+
+static int fail(char *err, size_t len, int rc, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static int fail(char *err, size_t len, int rc, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, len, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+static int map_file(const char *path, struct mapped *m)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    struct stat st;
+    if (fstat(fd, &st)) {
+        int rc = -errno;
+        close(fd);
+        return rc;
+    }
+    m->size = (uint64_t)st.st_size;
+    m->p = m->size ? mmap(NULL, m->size, PROT_READ, MAP_PRIVATE, fd, 0) : NULL;
+    close(fd);
+    if (m->size && m->p == MAP_FAILED)
+        return -errno;
+    return 0;
+}
+
+static void unmap(struct mapped *m)
+{
+    if (m->p && m->size)
+        munmap(m->p, m->size);
+}
+
+/* A pread over the mapping (codec's parsers read through a callback). A
+ * view that fails underneath (EIO from the mount) raises SIGBUS on a mapped
+ * read; reading the header with pread-like copies keeps that to tensor data,
+ * where the kernel reports it the same way it would to llama.cpp. */
+static int map_pread(void *ctx, void *buf, size_t len, uint64_t off)
+{
+    struct mapped *m = ctx;
+    if (off > m->size || len > m->size - off)
+        return -EIO;
+    memcpy(buf, m->p + off, len);
+    return 0;
+}
+
+static int add_tensor(struct ck_model *m, const char *name, uint64_t rows, uint64_t cols, float *data,
+                      const char *kind)
+{
+    struct ck_tensor *nt = realloc(m->t, (m->nt + 1) * sizeof *nt);
+    if (!nt)
+        return -ENOMEM;
+    m->t = nt;
+    m->t[m->nt++] = (struct ck_tensor){strdup(name), rows, cols, data, kind};
+    return m->t[m->nt - 1].name ? 0 : -ENOMEM;
+}
+
+const struct ck_tensor *ck_find(const struct ck_model *m, const char *name)
+{
+    for (size_t i = 0; i < m->nt; i++)
+        if (!strcmp(m->t[i].name, name))
+            return &m->t[i];
+    return NULL;
+}
+
+static bool all_finite(const float *x, uint64_t n)
+{
+    for (uint64_t i = 0; i < n; i++)
+        if (!isfinite(x[i]))
+            return false;
+    return true;
+}
+
+/* ------------------------------------------------------------------ GGUF */
+
+struct kvr {
+    const uint8_t *p, *end;
+};
+
+static bool kv_take(struct kvr *r, void *dst, uint64_t n)
+{
+    if ((uint64_t)(r->end - r->p) < n)
+        return false;
+    if (dst)
+        memcpy(dst, r->p, n);
+    r->p += n;
+    return true;
+}
+
+static const uint64_t gt_size[13] = {1, 1, 2, 2, 4, 4, 4, 1, 0, 0, 8, 8, 8};
+
+static bool kv_skip(struct kvr *r, uint32_t t)
+{
+    uint64_t n;
+    if (t == 8)
+        return kv_take(r, &n, 8) && kv_take(r, NULL, n);
+    if (t == 9) {
+        uint32_t et;
+        if (!kv_take(r, &et, 4) || !kv_take(r, &n, 8) || et > 12 || et == 9)
+            return false;
+        for (uint64_t i = 0; i < n; i++)
+            if (!kv_skip(r, et))
+                return false;
+        return true;
+    }
+    return t <= 12 && kv_take(r, NULL, gt_size[t]);
+}
+
+static double kv_num(struct kvr *r, uint32_t t, bool *ok)
+{
+    uint8_t b[8] = {0};
+    *ok = t <= 12 && t != 8 && t != 9 && kv_take(r, b, gt_size[t]);
+    if (!*ok)
+        return 0;
+    uint32_t u32;
+    uint64_t u64;
+    float f;
+    double d;
+    switch (t) {
+    case 0: return b[0];
+    case 1: return (int8_t)b[0];
+    case 2: return (uint16_t)(b[0] | b[1] << 8);
+    case 3: return (int16_t)(b[0] | b[1] << 8);
+    case 4: memcpy(&u32, b, 4); return u32;
+    case 5: memcpy(&u32, b, 4); return (int32_t)u32;
+    case 6: memcpy(&f, b, 4); return f;
+    case 7: return b[0];
+    case 10: memcpy(&u64, b, 8); return (double)u64;
+    case 11: memcpy(&u64, b, 8); return (double)(int64_t)u64;
+    case 12: memcpy(&d, b, 8); return d;
+    }
+    return 0;
+}
+
+static int gguf_meta(struct ck_model *m, const struct qf_gguf *g, const struct mapped *f)
+{
+    struct kvr r = {f->p + g->kv_begin, f->p + g->kv_end};
+    char arch_key[96];
+    for (uint64_t i = 0; i < g->n_kv; i++) {
+        uint64_t klen;
+        uint32_t t;
+        if (!kv_take(&r, &klen, 8) || (uint64_t)(r.end - r.p) < klen)
+            return -EINVAL;
+        char key[128] = "";
+        if (klen < sizeof key)
+            memcpy(key, r.p, klen);
+        r.p += klen;
+        if (!kv_take(&r, &t, 4))
+            return -EINVAL;
+        const char *k = key;
+        size_t al = strlen(m->arch);
+        bool is_arch = al && !strncmp(k, m->arch, al) && k[al] == '.';
+        const char *sub = is_arch ? k + al + 1 : "";
+        bool ok = true;
+        if (!strcmp(k, "general.architecture") && t == 8) {
+            uint64_t n;
+            if (!kv_take(&r, &n, 8) || (uint64_t)(r.end - r.p) < n)
+                return -EINVAL;
+            snprintf(m->arch, sizeof m->arch, "%.*s", (int)(n < 63 ? n : 63), (const char *)r.p);
+            r.p += n;
+            continue;
+        }
+        if (is_arch && t != 8 && t != 9) {
+            double v = kv_num(&r, t, &ok);
+            if (!strcmp(sub, "embedding_length"))
+                m->n_embd = (int)v;
+            else if (!strcmp(sub, "block_count"))
+                m->n_layer = (int)v;
+            else if (!strcmp(sub, "attention.head_count"))
+                m->n_head = (int)v;
+            else if (!strcmp(sub, "attention.head_count_kv"))
+                m->n_head_kv = (int)v;
+            else if (!strcmp(sub, "feed_forward_length"))
+                m->n_ff = (int)v;
+            else if (!strcmp(sub, "attention.layer_norm_rms_epsilon"))
+                m->eps = (float)v;
+            else if (!strcmp(sub, "rope.freq_base"))
+                m->rope_base = (float)v;
+        } else if (!strcmp(k, "tokenizer.ggml.bos_token_id") || !strcmp(k, "tokenizer.ggml.eos_token_id")) {
+            double v = kv_num(&r, t, &ok);
+            *(k[15] == 'b' ? &m->bos : &m->eos) = (int)v;
+        } else if ((!strcmp(k, "tokenizer.ggml.tokens") || !strcmp(k, "tokenizer.ggml.scores")) && t == 9) {
+            uint32_t et;
+            uint64_t n;
+            if (!kv_take(&r, &et, 4) || !kv_take(&r, &n, 8) || n > (1u << 24))
+                return -EINVAL;
+            bool toks = k[15] == 't';
+            if (toks && et == 8) {
+                m->vocab = calloc(n, sizeof *m->vocab);
+                m->n_tok = (int)n;
+                for (uint64_t j = 0; m->vocab && j < n; j++) {
+                    uint64_t sl;
+                    if (!kv_take(&r, &sl, 8) || (uint64_t)(r.end - r.p) < sl || !(m->vocab[j] = strndup((const char *)r.p, sl)))
+                        return -EINVAL;
+                    r.p += sl;
+                }
+            } else if (!toks && et == 6) {
+                m->scores = calloc(n ? n : 1, sizeof *m->scores);
+                if (!m->scores || !kv_take(&r, m->scores, 4 * n))
+                    return -EINVAL;
+            } else {
+                for (uint64_t j = 0; j < n; j++)
+                    if (!kv_skip(&r, et))
+                        return -EINVAL;
+            }
+        } else {
+            ok = kv_skip(&r, t);
+        }
+        if (!ok)
+            return -EINVAL;
+        (void)arch_key;
+    }
+    if (m->scores && m->vocab && m->n_tok <= 0)
+        return -EINVAL;
+    return 0;
+}
+
+static int load_gguf(const char *path, struct ck_model *m, char *err, size_t errlen)
+{
+    struct mapped f = {0};
+    int rc = map_file(path, &f);
+    if (rc)
+        return fail(err, errlen, rc, "%s: %s", path, strerror(-rc));
+    struct qf_gguf *g = NULL;
+    char perr[256] = "";
+    if ((rc = qf_gguf_parse(map_pread, &f, f.size, &g, perr, sizeof perr))) {
+        unmap(&f);
+        return fail(err, errlen, rc, "%s: not a valid GGUF: %s", path, perr);
+    }
+    m->gguf = true;
+    m->file_bytes = f.size;
+    m->bos = 1;
+    m->eos = 2;
+    m->eps = 1e-5f;
+    m->rope_base = 10000.0f;
+    if ((rc = gguf_meta(m, g, &f))) {
+        rc = fail(err, errlen, rc, "%s: malformed metadata", path);
+        goto out;
+    }
+    for (uint64_t i = 0; i < g->n_tensors; i++) {
+        const struct qf_gguf_tensor *t = &g->tensors[i];
+        const struct qf_type_info *ti = qf_type_get(t->type);
+        float *d = malloc(t->nelems ? t->nelems * sizeof *d : 4);
+        if (!d) {
+            rc = fail(err, errlen, -ENOMEM, "out of memory");
+            goto out;
+        }
+        if (!ti || qf_dequantize(t->type, f.p + t->offset, d, t->nelems)) {
+            free(d);
+            rc = fail(err, errlen, -EINVAL, "tensor %s: type %s cannot be read", t->name, ti ? ti->name : "unknown");
+            goto out;
+        }
+        uint64_t cols = t->n_dims ? t->ne[0] : 1;
+        if ((rc = add_tensor(m, t->name, t->nelems / (cols ? cols : 1), cols, d, ti->name))) {
+            free(d);
+            goto out;
+        }
+        if (t->n_dims >= 2) {
+            m->n_weights += t->nelems;
+            m->weight_bytes += t->nbytes;
+        }
+    }
+    m->llama = !strcmp(m->arch, "llama");
+    m->neox_rope = false;
+out:
+    qf_gguf_free(g);
+    unmap(&f);
+    return rc;
+}
+
+/* ----------------------------------------------------------- safetensors */
+
+static float *st_floats(const struct qf_st_tensor *t, const uint8_t *p)
+{
+    float *d = malloc(t->nelems ? t->nelems * 4 : 4);
+    if (!d)
+        return NULL;
+    for (uint64_t i = 0; i < t->nelems; i++) {
+        switch (t->dtype) {
+        case QF_STD_F32: memcpy(&d[i], p + 4 * i, 4); break;
+        case QF_STD_F16: d[i] = qf_f16_to_f32((uint16_t)(p[2 * i] | p[2 * i + 1] << 8)); break;
+        case QF_STD_BF16: d[i] = qf_bf16_to_f32((uint16_t)(p[2 * i] | p[2 * i + 1] << 8)); break;
+        default: free(d); return NULL;
+        }
+    }
+    return d;
+}
+
+static const struct qf_st_tensor *st_find(struct qf_st **sh, size_t ns, const char *name, size_t *which)
+{
+    for (size_t s = 0; s < ns; s++)
+        for (size_t i = 0; i < sh[s]->n_tensors; i++)
+            if (!strcmp(sh[s]->tensors[i].name, name)) {
+                *which = s;
+                return &sh[s]->tensors[i];
+            }
+    return NULL;
+}
+
+static bool has_suffix(const char *s, const char *suf)
+{
+    size_t a = strlen(s), b = strlen(suf);
+    return a >= b && !strcmp(s + a - b, suf);
+}
+
+/* One tensor of a safetensors model, in whichever layout the view uses. */
+static int st_tensor(struct ck_model *m, struct qf_st **sh, struct mapped *mp, size_t ns, size_t s,
+                     const struct qf_st_tensor *t, char *err, size_t errlen)
+{
+    char base[512];
+    const uint8_t *p = mp[s].p + t->offset;
+    if (has_suffix(t->name, ".weight_scale") || has_suffix(t->name, ".weight_shape") ||
+        has_suffix(t->name, ".weight_scale_inv"))
+        return 0; /* read with their weight */
+    if (has_suffix(t->name, ".weight_packed")) { /* compressed-tensors pack-quantized */
+        snprintf(base, sizeof base, "%.*s", (int)(strlen(t->name) - 7), t->name); /* "X.weight" */
+        char sn[600];
+        snprintf(sn, sizeof sn, "%s_scale", base);
+        size_t ss;
+        const struct qf_st_tensor *sc = st_find(sh, ns, sn, &ss);
+        if (!sc || sc->dtype != QF_STD_BF16 || t->dtype != QF_STD_I32 || t->n_dims != 2 || sc->n_dims != 2)
+            return fail(err, errlen, -EINVAL, "%s: pack-quantized weight without a bf16 %s", t->name, sn);
+        uint64_t rows = t->shape[0], words = t->shape[1], ng = sc->shape[1];
+        snprintf(sn, sizeof sn, "%s_shape", base);
+        size_t sh_s;
+        const struct qf_st_tensor *shp = st_find(sh, ns, sn, &sh_s);
+        uint64_t cols = 0;
+        if (shp && shp->nelems == 2 && (shp->dtype == QF_STD_I64 || shp->dtype == QF_STD_I32)) {
+            const uint8_t *q = mp[sh_s].p + shp->offset;
+            uint64_t v[2] = {0, 0};
+            for (int k = 0; k < 2; k++)
+                for (int b = 0; b < (shp->dtype == QF_STD_I64 ? 8 : 4); b++)
+                    v[k] |= (uint64_t)q[k * (shp->dtype == QF_STD_I64 ? 8 : 4) + b] << (8 * b);
+            if (v[0] != rows)
+                return fail(err, errlen, -EINVAL, "%s: weight_shape rows %llu != %llu", t->name,
+                            (unsigned long long)v[0], (unsigned long long)rows);
+            cols = v[1];
+        } else {
+            return fail(err, errlen, -EINVAL, "%s: missing %s", t->name, sn);
+        }
+        uint32_t kind = (cols + 3) / 4 == words ? QF_ST_I8 : (cols + 7) / 8 == words ? QF_ST_I4 : 0;
+        if (!kind || sc->shape[0] != rows || !ng || cols % ng || (kind == QF_ST_I8 && ng != 1))
+            return fail(err, errlen, -EINVAL, "%s: shapes do not form an int8 or int4 layout", t->name);
+        float *d = malloc(rows * cols * 4 + 4);
+        if (!d)
+            return -ENOMEM;
+        qf_st_dequantize_rows(kind, p, mp[ss].p + sc->offset, rows, cols, (uint32_t)(cols / ng), d);
+        m->n_weights += rows * cols;
+        m->weight_bytes += t->nbytes + sc->nbytes;
+        int rc = add_tensor(m, base, rows, cols, d, kind == QF_ST_I8 ? "int8" : "int4");
+        if (rc)
+            free(d);
+        return rc;
+    }
+    uint64_t rows = t->n_dims >= 2 ? t->nelems / t->shape[t->n_dims - 1] : 1;
+    uint64_t cols = t->n_dims ? t->shape[t->n_dims - 1] : 1;
+    float *d;
+    const char *kind;
+    if (t->dtype == QF_STD_F8_E4M3) { /* fine-grained FP8 */
+        char sn[600];
+        snprintf(sn, sizeof sn, "%s_scale_inv", t->name);
+        size_t ss;
+        const struct qf_st_tensor *sc = st_find(sh, ns, sn, &ss);
+        if (!sc || sc->dtype != QF_STD_F32 || t->n_dims != 2 ||
+            sc->nelems != ((rows + 127) / 128) * ((cols + 127) / 128))
+            return fail(err, errlen, -EINVAL, "%s: F8_E4M3 weight without a matching f32 %s", t->name, sn);
+        if (!(d = malloc(rows * cols * 4 + 4)))
+            return -ENOMEM;
+        qf_st_dequantize_rows(QF_ST_FP8, p, mp[ss].p + sc->offset, rows, cols, 0, d);
+        kind = "fp8";
+        m->weight_bytes += sc->nbytes;
+    } else {
+        if (!(d = st_floats(t, p)))
+            return fail(err, errlen, -EINVAL, "%s: dtype %s cannot be read", t->name, qf_st_dtype_name(t->dtype));
+        kind = qf_st_dtype_name(t->dtype);
+    }
+    if (t->n_dims >= 2) {
+        m->n_weights += t->nelems;
+        m->weight_bytes += t->nbytes;
+    }
+    int rc = add_tensor(m, t->name, rows, cols, d, kind);
+    if (rc)
+        free(d);
+    return rc;
+}
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+static void hf_config(struct ck_model *m, const char *dir)
+{
+    char path[4096 + 32];
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    json_t *j = json_load_file(path, 0, NULL);
+    if (!j)
+        return;
+    json_t *archs = json_object_get(j, "architectures");
+    const char *a = json_string_value(json_array_get(archs, 0));
+    snprintf(m->arch, sizeof m->arch, "%s", a ? a : "unknown");
+#define GETI(k, f) m->f = (int)json_integer_value(json_object_get(j, k))
+    GETI("hidden_size", n_embd);
+    GETI("num_hidden_layers", n_layer);
+    GETI("num_attention_heads", n_head);
+    GETI("num_key_value_heads", n_head_kv);
+    GETI("intermediate_size", n_ff);
+#undef GETI
+    if (!m->n_head_kv)
+        m->n_head_kv = m->n_head;
+    json_t *v = json_object_get(j, "rms_norm_eps");
+    m->eps = v ? (float)json_number_value(v) : 1e-6f;
+    v = json_object_get(j, "rope_theta");
+    m->rope_base = v ? (float)json_number_value(v) : 10000.0f;
+    v = json_object_get(j, "bos_token_id");
+    m->bos = json_is_integer(v) ? (int)json_integer_value(v) : 1;
+    v = json_object_get(j, "eos_token_id");
+    m->eos = json_is_integer(v) ? (int)json_integer_value(v) : 2;
+    m->llama = a && (!strcmp(a, "LlamaForCausalLM") || !strcmp(a, "MistralForCausalLM"));
+    m->neox_rope = true;
+    json_decref(j);
+    /* vocabulary for decoding samples */
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    json_t *tj = json_load_file(path, 0, NULL);
+    json_t *voc = json_object_get(json_object_get(tj, "model"), "vocab");
+    if (json_is_object(voc)) {
+        size_t n = json_object_size(voc);
+        m->vocab = calloc(n, sizeof *m->vocab);
+        const char *k;
+        json_t *id;
+        json_object_foreach(voc, k, id)
+        {
+            json_int_t x = json_integer_value(id);
+            if (m->vocab && x >= 0 && (size_t)x < n && !m->vocab[x])
+                m->vocab[x] = strdup(k);
+        }
+        m->n_tok = m->vocab ? (int)n : 0;
+    }
+    json_decref(tj);
+}
+
+static int load_st(const char *path, bool is_dir, struct ck_model *m, char *err, size_t errlen)
+{
+    char **names = NULL;
+    size_t nn = 0;
+    char dir[4096];
+    int rc = 0;
+    if (is_dir) {
+        snprintf(dir, sizeof dir, "%s", path);
+        DIR *d = opendir(path);
+        if (!d)
+            return fail(err, errlen, -errno, "%s: %s", path, strerror(errno));
+        struct dirent *de;
+        while ((de = readdir(d))) {
+            if (!has_suffix(de->d_name, ".safetensors"))
+                continue;
+            char **nv = realloc(names, (nn + 1) * sizeof *names);
+            if (!nv)
+                break;
+            names = nv;
+            names[nn++] = strdup(de->d_name);
+        }
+        closedir(d);
+        qsort(names, nn, sizeof *names, cmp_str);
+    } else {
+        const char *sl = strrchr(path, '/');
+        snprintf(dir, sizeof dir, "%.*s", sl ? (int)(sl - path) : 1, sl ? path : ".");
+        names = malloc(sizeof *names);
+        names[nn++] = strdup(sl ? sl + 1 : path);
+    }
+    if (!nn) {
+        free(names);
+        return fail(err, errlen, -ENOENT, "%s: no .gguf or .safetensors file", path);
+    }
+    struct mapped *mp = calloc(nn, sizeof *mp);
+    struct qf_st **sh = calloc(nn, sizeof *sh);
+    for (size_t i = 0; i < nn && !rc; i++) {
+        char fp[8192], perr[256] = "";
+        snprintf(fp, sizeof fp, "%s/%s", dir, names[i]);
+        if ((rc = map_file(fp, &mp[i])))
+            rc = fail(err, errlen, rc, "%s: %s", fp, strerror(-rc));
+        else if ((rc = qf_st_parse(map_pread, &mp[i], mp[i].size, &sh[i], perr, sizeof perr)))
+            rc = fail(err, errlen, rc, "%s: not a valid safetensors file: %s", fp, perr);
+        else
+            m->file_bytes += mp[i].size;
+    }
+    for (size_t s = 0; s < nn && !rc; s++)
+        for (size_t i = 0; i < sh[s]->n_tensors && !rc; i++)
+            rc = st_tensor(m, sh, mp, nn, s, &sh[s]->tensors[i], err, errlen);
+    if (!rc)
+        hf_config(m, dir);
+    for (size_t i = 0; i < nn; i++) {
+        qf_st_free(sh[i]);
+        unmap(&mp[i]);
+        free(names[i]);
+    }
+    free(sh);
+    free(mp);
+    free(names);
+    return rc;
+}
+
+static const char *tname_llama(const struct ck_model *m, int layer, int role, char *buf, size_t len);
+
+int ck_load(const char *path, struct ck_model *m, char *err, size_t errlen)
+{
+    memset(m, 0, sizeof *m);
+    struct stat st;
+    if (stat(path, &st))
+        return fail(err, errlen, -errno, "%s: %s", path, strerror(errno));
+    int rc;
+    if (S_ISDIR(st.st_mode)) {
+        /* a directory: its GGUF file, else its safetensors files */
+        DIR *d = opendir(path);
+        if (!d)
+            return fail(err, errlen, -errno, "%s: %s", path, strerror(errno));
+        struct dirent *de;
+        char gg[4096] = "";
+        while ((de = readdir(d)))
+            if (has_suffix(de->d_name, ".gguf") && !gg[0])
+                snprintf(gg, sizeof gg, "%s/%s", path, de->d_name);
+        closedir(d);
+        rc = gg[0] ? load_gguf(gg, m, err, errlen) : load_st(path, true, m, err, errlen);
+    } else if (has_suffix(path, ".safetensors")) {
+        rc = load_st(path, false, m, err, errlen);
+    } else {
+        rc = load_gguf(path, m, err, errlen);
+    }
+    if (rc) {
+        ck_free(m);
+        return rc;
+    }
+    for (size_t i = 0; i < m->nt; i++)
+        if (!all_finite(m->t[i].data, m->t[i].rows * m->t[i].cols)) {
+            rc = fail(err, errlen, -EINVAL, "tensor %s has non-finite values", m->t[i].name);
+            ck_free(m);
+            return rc;
+        }
+    if (m->llama) { /* every tensor the forward pass needs, with the right shape */
+        char name[256];
+        int hd = m->n_head ? m->n_embd / m->n_head : 0;
+        if (m->n_embd <= 0 || m->n_layer <= 0 || m->n_head <= 0 || m->n_head_kv <= 0 || m->n_embd % m->n_head ||
+            m->n_head % m->n_head_kv || hd % 2) {
+            ck_free(m);
+            return fail(err, errlen, -EINVAL, "bad llama hyper-parameters");
+        }
+        const struct ck_tensor *emb = ck_find(m, tname_llama(m, 0, 0, name, sizeof name));
+        if (!emb || emb->cols != (uint64_t)m->n_embd) {
+            ck_free(m);
+            return fail(err, errlen, -EINVAL, "missing or misshapen token embedding %s", name);
+        }
+        m->n_vocab = (int)emb->rows;
+        for (int l = 0; l < m->n_layer; l++) {
+            for (int role = 1; role <= 9; role++) {
+                const struct ck_tensor *t = ck_find(m, tname_llama(m, l, role, name, sizeof name));
+                uint64_t want_r[10] = {0, 1, (uint64_t)m->n_embd, (uint64_t)(m->n_head_kv * hd),
+                                       (uint64_t)(m->n_head_kv * hd), (uint64_t)m->n_embd, 1,
+                                       (uint64_t)m->n_ff, (uint64_t)m->n_ff, (uint64_t)m->n_embd};
+                uint64_t want_c[10] = {0, (uint64_t)m->n_embd, (uint64_t)m->n_embd, (uint64_t)m->n_embd,
+                                       (uint64_t)m->n_embd, (uint64_t)m->n_embd, (uint64_t)m->n_embd,
+                                       (uint64_t)m->n_embd, (uint64_t)m->n_embd, (uint64_t)m->n_ff};
+                if (!t || t->rows != want_r[role] || t->cols != want_c[role]) {
+                    ck_free(m);
+                    return fail(err, errlen, -EINVAL, "tensor %s %s (want %llux%llu)", name,
+                                t ? "has the wrong shape" : "is missing", (unsigned long long)want_r[role],
+                                (unsigned long long)want_c[role]);
+                }
+            }
+        }
+        if (!ck_find(m, tname_llama(m, 0, 10, name, sizeof name))) {
+            ck_free(m);
+            return fail(err, errlen, -EINVAL, "missing %s", name);
+        }
+        const struct ck_tensor *out = ck_find(m, tname_llama(m, 0, 11, name, sizeof name));
+        if (out && (out->rows != (uint64_t)m->n_vocab || out->cols != (uint64_t)m->n_embd)) {
+            ck_free(m);
+            return fail(err, errlen, -EINVAL, "output tensor %s has the wrong shape", name);
+        }
+    }
+    return 0;
+}
+
+/* Tensor names by role: 0 embedding, per layer 1 attn norm, 2 q, 3 k, 4 v,
+ * 5 attn out, 6 ffn norm, 7 gate, 8 up, 9 down; 10 output norm, 11 output. */
+static const char *tname_llama(const struct ck_model *m, int layer, int role, char *buf, size_t len)
+{
+    static const char *gg[] = {"token_embd.weight", "attn_norm", "attn_q", "attn_k", "attn_v", "attn_output",
+                               "ffn_norm", "ffn_gate", "ffn_up", "ffn_down", "output_norm.weight", "output.weight"};
+    static const char *hf[] = {"model.embed_tokens.weight",  "input_layernorm", "self_attn.q_proj",
+                               "self_attn.k_proj",           "self_attn.v_proj", "self_attn.o_proj",
+                               "post_attention_layernorm",   "mlp.gate_proj",   "mlp.up_proj",
+                               "mlp.down_proj",              "model.norm.weight", "lm_head.weight"};
+    const char **tab = m->gguf ? gg : hf;
+    if (role == 0 || role >= 10)
+        snprintf(buf, len, "%s", tab[role]);
+    else
+        snprintf(buf, len, m->gguf ? "blk.%d.%s.weight" : "model.layers.%d.%s.weight", layer, tab[role]);
+    return buf;
+}
+
+const char *ck_tensor_name(const struct ck_model *m, int layer, int role, char *buf, size_t len)
+{
+    return tname_llama(m, layer, role, buf, len);
+}
+
+void ck_free(struct ck_model *m)
+{
+    for (size_t i = 0; i < m->nt; i++) {
+        free(m->t[i].name);
+        free(m->t[i].data);
+    }
+    free(m->t);
+    for (int i = 0; m->vocab && i < m->n_tok; i++)
+        free(m->vocab[i]);
+    free(m->vocab);
+    free(m->scores);
+    memset(m, 0, sizeof *m);
+}

@@ -1,0 +1,188 @@
+/* checkrun.c — -o check: run quantfs-check on each model in the background
+ * on first access and publish the result as MOUNT/MODEL/.check.json.
+ *
+ * The check runs as a separate process reading the mount, exactly as any
+ * client would (mmap of view files through the kernel), so it also proves
+ * the FUSE path. Its JSON lines are collected into one document; failed
+ * views are logged as warnings and listed under "failed". */
+#include <errno.h>
+#include <jansson.h>
+#include <limits.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#include "quantfs.h"
+
+extern char **environ;
+
+/* quantfs-check beside the daemon (installed), in the build tree, or on PATH. */
+static void find_checker(char *buf, size_t len)
+{
+    char self[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n > 0) {
+        self[n] = 0;
+        char *sl = strrchr(self, '/');
+        if (sl) {
+            *sl = 0;
+            snprintf(buf, len, "%s/quantfs-check", self);
+            if (!access(buf, X_OK))
+                return;
+            snprintf(buf, len, "%s/../check/quantfs-check", self);
+            if (!access(buf, X_OK))
+                return;
+        }
+    }
+    snprintf(buf, len, "quantfs-check");
+}
+
+struct job {
+    struct qfs *q;
+    size_t m;
+};
+
+static void set_result(struct qfs *q, struct qfs_model *m, json_t *doc)
+{
+    char *s = json_dumps(doc, JSON_INDENT(2) | JSON_SORT_KEYS);
+    json_decref(doc);
+    pthread_mutex_lock(&q->check_mu);
+    free(m->check_json);
+    m->check_json = s;
+    m->check_state = 2;
+    pthread_mutex_unlock(&q->check_mu);
+}
+
+static void *run(void *arg)
+{
+    struct job *j = arg;
+    struct qfs *q = j->q;
+    struct qfs_model *m = &q->models[j->m];
+    free(j);
+    char bin[PATH_MAX + 32], target[PATH_MAX * 2];
+    find_checker(bin, sizeof bin);
+    snprintf(target, sizeof target, "%s/%s", q->mountpoint, m->name);
+    char *argv[] = {bin, "--json", "-q", target, NULL};
+    int pfd[2];
+    json_t *doc = json_pack("{s:s,s:s}", "model", m->name, "status", "done");
+    json_t *views = json_array(), *failed = json_array();
+    if (pipe2(pfd, O_CLOEXEC)) {
+        json_object_set_new(doc, "status", json_string("error"));
+        set_result(q, m, doc);
+        return NULL;
+    }
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, pfd[1], 1);
+    pid_t pid;
+    int rc = posix_spawnp(&pid, bin, &fa, NULL, argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    close(pfd[1]);
+    if (rc) {
+        close(pfd[0]);
+        qfs_log(q, LOG_ERR, "check of model '%s': cannot run %s: %s", m->name, bin, strerror(rc));
+        json_object_set_new(doc, "status", json_string("error"));
+        json_object_set_new(doc, "error", json_string(strerror(rc)));
+        set_result(q, m, doc);
+        return NULL;
+    }
+    pthread_mutex_lock(&q->check_mu);
+    m->check_pid = pid;
+    pthread_mutex_unlock(&q->check_mu);
+    FILE *f = fdopen(pfd[0], "r");
+    char *line = NULL;
+    size_t cap = 0;
+    while (f && getline(&line, &cap, f) > 0) {
+        json_t *v = json_loads(line, 0, NULL);
+        if (!json_is_object(v)) {
+            json_decref(v);
+            continue;
+        }
+        if (!json_is_true(json_object_get(v, "pass"))) {
+            const char *reason = json_string_value(json_object_get(v, "reason"));
+            qfs_log(q, LOG_WARNING, "check of model '%s': view %s FAILED (%s)", m->name,
+                    json_string_value(json_object_get(v, "view")), reason ? reason : "?");
+            json_array_append(failed, json_object_get(v, "view"));
+        }
+        json_array_append_new(views, v);
+    }
+    free(line);
+    if (f)
+        fclose(f);
+    int st = 0;
+    waitpid(pid, &st, 0);
+    pthread_mutex_lock(&q->check_mu);
+    m->check_pid = 0;
+    pthread_mutex_unlock(&q->check_mu);
+    int code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    json_object_set_new(doc, "exit_status", json_integer(code));
+    json_object_set_new(doc, "pass", json_boolean(code == 0));
+    json_object_set_new(doc, "views", views);
+    json_object_set_new(doc, "failed", failed);
+    if (code >= 2)
+        json_object_set_new(doc, "status", json_string("error"));
+    if (code == 0)
+        qfs_log(q, LOG_INFO, "check of model '%s': all %zu view(s) pass", m->name, json_array_size(views));
+    else if (code >= 2)
+        qfs_log(q, LOG_ERR, "check of model '%s': quantfs-check exited with %d", m->name, code);
+    set_result(q, m, doc);
+    return NULL;
+}
+
+void qfs_check_start(struct qfs *q, size_t mi)
+{
+    if (!q->check)
+        return;
+    struct qfs_model *m = &q->models[mi];
+    pthread_mutex_lock(&q->check_mu);
+    bool start = m->check_state == 0;
+    if (start)
+        m->check_state = 1;
+    pthread_mutex_unlock(&q->check_mu);
+    if (!start)
+        return;
+    struct job *j = malloc(sizeof *j);
+    pthread_t t;
+    pthread_attr_t at;
+    pthread_attr_init(&at);
+    pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+    if (!j || (*j = (struct job){q, mi}, pthread_create(&t, &at, run, j))) {
+        free(j);
+        pthread_mutex_lock(&q->check_mu);
+        m->check_state = 0;
+        pthread_mutex_unlock(&q->check_mu);
+    }
+    pthread_attr_destroy(&at);
+}
+
+char *qfs_check_text(struct qfs *q, size_t mi)
+{
+    struct qfs_model *m = &q->models[mi];
+    pthread_mutex_lock(&q->check_mu);
+    char *s = m->check_json ? strdup(m->check_json) : NULL;
+    pthread_mutex_unlock(&q->check_mu);
+    if (!s) {
+        json_t *d = json_pack("{s:s,s:s}", "model", m->name, "status", "running");
+        s = json_dumps(d, JSON_INDENT(2) | JSON_SORT_KEYS);
+        json_decref(d);
+    }
+    size_t n = s ? strlen(s) : 0;
+    char *o = s ? realloc(s, n + 2) : NULL;
+    if (o)
+        o[n] = '\n', o[n + 1] = 0;
+    return o ? o : s;
+}
+
+void qfs_check_stop(struct qfs *q)
+{
+    pthread_mutex_lock(&q->check_mu);
+    for (size_t i = 0; i < q->n_models; i++)
+        if (q->models[i].check_pid > 0)
+            kill(q->models[i].check_pid, SIGTERM);
+    pthread_mutex_unlock(&q->check_mu);
+}
