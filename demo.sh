@@ -26,6 +26,7 @@ getfattr -d "$work/mnt/stories260K/q4_k/stories260K.gguf" 2>/dev/null || true
 ls "$work/mnt/stories260K-hf"
 ls -l "$work/mnt/stories260K-hf/int4"
 python3 -c 'import json,sys; c=json.load(open(sys.argv[1])); q=c["quantization_config"]; print("int4 config.json:", c["torch_dtype"], q["quant_method"], q["format"], {k: g["weights"]["strategy"] for k, g in q["config_groups"].items()})' "$work/mnt/stories260K-hf/int4/config.json"
+./build/check/quantfs-check "$work/mnt/stories260K"   # every view vs f32: forward pass, KL, top-1
 cat "$work/mnt/.quantfs/stats"
 set +x
 if [ -d tests/node/node_modules/node-llama-cpp ]; then

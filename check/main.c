@@ -385,12 +385,12 @@ int main(int argc, char **argv)
         }
         if (!json && !quiet) {
             print_table(jobs, n, &r, model);
-            printf("%zu view(s) in %.1f s (reference: %s%s%s)\n", n,
-                   (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9, ref,
-                   r.m.llama ? ", llama forward pass over " : ", per-tensor SQNR",
-                   r.m.llama ? (char[32]){0} : "");
+            double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
             if (r.m.llama)
-                printf("  %d positions of the FP32 model's greedy continuation)\n", r.n_tokens - r.n_prompt);
+                printf("%zu view(s) in %.1f s; reference %s; %d positions of its greedy continuation\n", n, secs,
+                       ref, r.n_tokens - r.n_prompt);
+            else
+                printf("%zu view(s) in %.1f s; reference %s; not a llama model: per-tensor SQNR\n", n, secs, ref);
         }
         for (size_t i = 0; i < n; i++)
             free((char *)jobs[i].view);

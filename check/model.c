@@ -89,14 +89,6 @@ const struct ck_tensor *ck_find(const struct ck_model *m, const char *name)
     return NULL;
 }
 
-static bool all_finite(const float *x, uint64_t n)
-{
-    for (uint64_t i = 0; i < n; i++)
-        if (!isfinite(x[i]))
-            return false;
-    return true;
-}
-
 /* ------------------------------------------------------------------ GGUF */
 
 struct kvr {
@@ -524,6 +516,7 @@ static int load_st(const char *path, bool is_dir, struct ck_model *m, char *err,
 }
 
 static const char *tname_llama(const struct ck_model *m, int layer, int role, char *buf, size_t len);
+static int llama_shape(struct ck_model *m, char *err, size_t errlen);
 
 int ck_load(const char *path, struct ck_model *m, char *err, size_t errlen)
 {
@@ -553,23 +546,27 @@ int ck_load(const char *path, struct ck_model *m, char *err, size_t errlen)
         ck_free(m);
         return rc;
     }
-    for (size_t i = 0; i < m->nt; i++)
-        if (!all_finite(m->t[i].data, m->t[i].rows * m->t[i].cols)) {
-            rc = fail(err, errlen, -EINVAL, "tensor %s has non-finite values", m->t[i].name);
-            ck_free(m);
-            return rc;
-        }
-    if (m->llama) { /* every tensor the forward pass needs, with the right shape */
+    /* A llama model has every tensor the forward pass needs, with the right
+     * shape; one that does not is checked tensor by tensor (like other
+     * architectures), and a view missing tensors fails that comparison. */
+    if (m->llama && llama_shape(m, err, errlen)) {
+        m->llama = false;
+        err[0] = 0;
+    }
+    return 0;
+}
+
+static int llama_shape(struct ck_model *m, char *err, size_t errlen)
+{
+    {
         char name[256];
         int hd = m->n_head ? m->n_embd / m->n_head : 0;
         if (m->n_embd <= 0 || m->n_layer <= 0 || m->n_head <= 0 || m->n_head_kv <= 0 || m->n_embd % m->n_head ||
             m->n_head % m->n_head_kv || hd % 2) {
-            ck_free(m);
             return fail(err, errlen, -EINVAL, "bad llama hyper-parameters");
         }
         const struct ck_tensor *emb = ck_find(m, tname_llama(m, 0, 0, name, sizeof name));
         if (!emb || emb->cols != (uint64_t)m->n_embd) {
-            ck_free(m);
             return fail(err, errlen, -EINVAL, "missing or misshapen token embedding %s", name);
         }
         m->n_vocab = (int)emb->rows;
@@ -583,7 +580,6 @@ int ck_load(const char *path, struct ck_model *m, char *err, size_t errlen)
                                        (uint64_t)m->n_embd, (uint64_t)m->n_embd, (uint64_t)m->n_embd,
                                        (uint64_t)m->n_embd, (uint64_t)m->n_embd, (uint64_t)m->n_ff};
                 if (!t || t->rows != want_r[role] || t->cols != want_c[role]) {
-                    ck_free(m);
                     return fail(err, errlen, -EINVAL, "tensor %s %s (want %llux%llu)", name,
                                 t ? "has the wrong shape" : "is missing", (unsigned long long)want_r[role],
                                 (unsigned long long)want_c[role]);
@@ -591,12 +587,10 @@ int ck_load(const char *path, struct ck_model *m, char *err, size_t errlen)
             }
         }
         if (!ck_find(m, tname_llama(m, 0, 10, name, sizeof name))) {
-            ck_free(m);
             return fail(err, errlen, -EINVAL, "missing %s", name);
         }
         const struct ck_tensor *out = ck_find(m, tname_llama(m, 0, 11, name, sizeof name));
         if (out && (out->rows != (uint64_t)m->n_vocab || out->cols != (uint64_t)m->n_embd)) {
-            ck_free(m);
             return fail(err, errlen, -EINVAL, "output tensor %s has the wrong shape", name);
         }
     }
