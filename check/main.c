@@ -230,7 +230,8 @@ static int plan(const char *path, const char *ref_opt, const char *views, char *
         }
         if (d)
             closedir(d);
-        qsort(*jobs, *n, sizeof **jobs, cmp_view);
+        if (*n)
+            qsort(*jobs, *n, sizeof **jobs, cmp_view);
         return 0;
     }
     const char *b = strrchr(abs, '/');
