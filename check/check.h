@@ -79,6 +79,7 @@ struct ck_result {
     bool llama;
     int positions;
     double top1, kl_mean, kl_p99, ppl, ppl_ref;
+    double top1_decisive; /* agreement where FP32's top-1 leads by >= 0.05 probability; -1: < 8 such positions */
     double sqnr_min;     /* worst tensor, dB */
     char sqnr_worst[128];
     char sample[512];    /* greedy continuation, text if a tokenizer exists */

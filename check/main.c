@@ -137,6 +137,7 @@ static json_t *result_json(const struct job *j, const char *model)
     if (r->loads && r->llama && r->runs) {
         json_object_set_new(o, "positions", json_integer(r->positions));
         json_object_set_new(o, "top1", json_real(r->top1));
+        json_object_set_new(o, "top1_decisive", r->top1_decisive < 0 ? json_null() : json_real(r->top1_decisive));
         json_object_set_new(o, "kl_mean", json_real(r->kl_mean));
         json_object_set_new(o, "kl_p99", json_real(r->kl_p99));
         json_object_set_new(o, "ppl", json_real(r->ppl));
