@@ -42,16 +42,24 @@ enum qf_type {
     QF_TYPE_MAX = 40 /* exclusive upper bound of ids we know about */
 };
 
+/* One row of the type-properties table (types.c): everything quantfs knows
+ * about a ggml type. Kernels work on nb whole blocks. */
 struct qf_type_info {
     const char *name; /* ggml's name, e.g. "q4_K" */
     uint32_t blck;    /* elements per block */
     uint32_t size;    /* bytes per block */
-    bool can_quantize; /* we have a kernel producing this type */
-    bool can_read;     /* we can convert this type to f32 (source side) */
+    /* f32 -> this type: the scalar reference (byte-exact with ggml), NULL
+     * if quantfs cannot produce the type */
+    void (*quantize_ref)(const float *x, uint8_t *y, size_t nb);
+    /* the same bytes, faster; NULL if none; only when qf_simd_available() */
+    void (*quantize_simd)(const float *x, uint8_t *y, size_t nb);
+    /* this type -> f32 as ggml's dequantize_row_*, NULL if unknown */
+    void (*dequantize)(const uint8_t *x, float *y, size_t nb);
+    bool is_source; /* f32/f16/bf16: a tensor type quantfs converts from */
 };
 
-/* NULL for an unknown or unsupported id. Ids ggml knows but we cannot
- * produce still have an entry (size known) with can_quantize == false. */
+/* NULL for an unknown id. Ids ggml knows but quantfs cannot produce still
+ * have an entry (size known) with NULL kernels. */
 const struct qf_type_info *qf_type_get(uint32_t type);
 
 /* Bytes needed for n elements of type, or 0 if n is not a whole number of
@@ -94,25 +102,38 @@ int qf_quantize_opt(uint32_t type, const float *src, void *dst, size_t n, bool s
 
 enum qf_format { QF_FMT_GGUF = 1u << 0, QF_FMT_SAFETENSORS = 1u << 1 };
 
+/* llama.cpp's enum llama_ftype values quantfs offers (general.file_type). */
+enum qf_ftype {
+    QF_FT_F32 = 0, QF_FT_F16 = 1, QF_FT_Q4_0 = 2, QF_FT_Q4_1 = 3, QF_FT_Q8_0 = 7, QF_FT_Q5_0 = 8, QF_FT_Q5_1 = 9,
+    QF_FT_Q2_K = 10, QF_FT_Q3_K_S = 11, QF_FT_Q3_K_M = 12, QF_FT_Q3_K_L = 13, QF_FT_Q4_K_S = 14, QF_FT_Q4_K_M = 15,
+    QF_FT_Q5_K_S = 16, QF_FT_Q5_K_M = 17, QF_FT_Q6_K = 18, QF_FT_BF16 = 32
+};
+
+/* A view: a directory name in the mount and what it means per format.
+ * For GGUF models a view is `llama-quantize [--pure] SRC OUT <ftype>`;
+ * for safetensors models the name selects a layout (safetensors.c). */
 struct qf_view {
-    const char *name;     /* directory name in the mount */
-    uint32_t gguf_type;   /* target tensor type for GGUF models */
-    uint32_t gguf_ftype;  /* llama.cpp's llama_ftype for general.file_type */
-    unsigned formats;     /* QF_FMT_* the view applies to */
-    const char *alias_of; /* NULL, or the canonical view this one equals */
+    const char *name;       /* directory name in the mount */
+    unsigned formats;       /* QF_FMT_* of models whose listing shows it */
+    unsigned alias_formats; /* QF_FMT_* where it only resolves on lookup */
+    const char *alias_of;   /* for alias_formats: the view it equals */
+    uint32_t ftype;         /* GGUF: enum qf_ftype */
+    uint32_t gguf_type;     /* GGUF: the ftype's default tensor type */
+    bool pure;              /* GGUF: llama-quantize --pure */
+    const char *what;       /* one line for --help and the man page */
 };
 
 /* The table of all views, in display order; *n receives its length. */
 const struct qf_view *qf_views(size_t *n);
 /* Index of a view by name in qf_views(), or -1. */
 int qf_view_index(const char *name);
-
-/* The type a tensor of the given shape gets in a GGUF view: target type if
- * the tensor has >= 2 dimensions and its row length is a multiple of the
- * block size, otherwise llama.cpp's fallback (q2_k/q3_k -> iq4_nl,
- * q4_k -> q5_0, q5_k -> q5_1, q6_k -> q8_0, then f16); 1-D tensors keep
- * their source type. */
-uint32_t qf_gguf_tensor_type(uint32_t target, uint32_t src_type, uint32_t n_dims, const uint64_t *ne);
+/* Whether view v exists for a model made of files of formats fmts: listed
+ * (readdir shows it) or only reachable by name (an alias). */
+bool qf_view_listed(const struct qf_view *v, unsigned fmts);
+bool qf_view_reachable(const struct qf_view *v, unsigned fmts);
+/* The view that v stands for in format fmt (one QF_FMT_*): its alias_of
+ * target where v is only an alias there, else v itself. */
+const struct qf_view *qf_view_resolve(const struct qf_view *v, unsigned fmt);
 
 /* ------------------------------------------------------------------- gguf */
 
@@ -133,25 +154,47 @@ struct qf_gguf_tensor {
     uint64_t nelems;
 };
 
+/* GGUF value types (gguf.h's enum gguf_type). */
+enum qf_gguf_vtype {
+    QF_GT_U8, QF_GT_I8, QF_GT_U16, QF_GT_I16, QF_GT_U32, QF_GT_I32, QF_GT_F32, QF_GT_BOOL,
+    QF_GT_STRING, QF_GT_ARRAY, QF_GT_U64, QF_GT_I64, QF_GT_F64
+};
+#define QF_GGUF_KEY_MAX 255 /* longer keys are kept by file range only */
+#define QF_GGUF_SVAL 255    /* longer string values likewise */
+#define QF_GGUF_MAX_KV 65536
+
+/* One metadata pair. The bytes of the pair are [begin, end) of the file;
+ * the parsed value is there for the few keys quantfs reads. */
+struct qf_gguf_kv {
+    const char *key;   /* "" for a key longer than QF_GGUF_KEY_MAX */
+    uint32_t type;     /* enum qf_gguf_vtype */
+    uint64_t begin, end;
+    /* integers and bool (signed kinds sign-extended), a string's length,
+     * or an integer array's first element */
+    uint64_t u;
+    double f;          /* F32/F64 */
+    const char *sval;  /* a string of at most QF_GGUF_SVAL bytes, else NULL */
+    uint32_t arr_type; /* ARRAY: element type and count */
+    uint64_t arr_n;
+    uint64_t key_off, sval_off; /* parser-internal */
+};
+
 struct qf_gguf {
     uint32_t version;
     uint32_t alignment;
     uint64_t file_size;
     uint64_t n_kv;
+    struct qf_gguf_kv *kvs;     /* in file order */
+    char *kvpool;               /* owns keys and short string values */
     uint64_t kv_begin, kv_end;  /* file range of the metadata KV pairs */
-    /* KV pairs the rewriter drops and re-emits (general.file_type,
-     * general.quantization_version, general.alignment is kept): their file
-     * ranges, sorted, at most 2 each (duplicates are a parse error). */
-    uint64_t drop_begin[2], drop_end[2];
-    unsigned n_drop;
     uint64_t data_begin;        /* absolute offset of the data section */
     uint64_t n_tensors;
-    struct qf_gguf_tensor *tensors;
+    struct qf_gguf_tensor *tensors; /* in file order */
     char *strpool;              /* owns the tensor names */
-    /* Why views other than f32 cannot be offered (first tensor of a type we
-     * cannot convert), or "" if all views are possible. */
-    char convert_err[160];
 };
+
+/* The pair with this key, or NULL. */
+const struct qf_gguf_kv *qf_gguf_find_kv(const struct qf_gguf *g, const char *key);
 
 /* Parse a GGUF v2/v3 little-endian header. Validates every count, length,
  * shape and offset against file_size and against overflow. */
@@ -184,6 +227,9 @@ struct qf_extent {
     uint64_t chunk_elems;
     uint64_t row_len;   /* CONV row kinds: elements per row (in_features) */
     uint32_t group;     /* CONV int4: elements per scale group */
+    /* CONV: refuse (-EBADMSG) a chunk whose source holds NaN or Inf, as
+     * llama-quantize refuses such a file (GGUF views) */
+    bool validate;
 };
 
 /* Row-wise conversions for safetensors views (dst_type of CONV extents).
@@ -198,12 +244,31 @@ enum qf_st_kind {
     QF_ST_FP8_SCALE_INV,  /* its inverse scales, f32 [ceil(out/128), ceil(in/128)] */
 };
 
+/* What a GGUF view does with one source tensor, and why: the answer to
+ * "which type does tensor X get in view V". */
+struct qf_tensor_plan {
+    char name[64];
+    uint32_t src_type, type; /* source and view types */
+    uint32_t n_dims;         /* as written (ggml_n_dims) */
+    uint64_t ne[QF_GGUF_MAX_DIMS];
+    uint64_t offset, nbytes; /* data in the view file (absolute offset) */
+    size_t src_index;        /* index in the source's tensor list */
+    bool fallback;           /* took llama-quantize's row-length fallback */
+    char why[112];           /* the rule that decided, in words */
+};
+
+/* A view file: its bytes as an ordered list of extents. For GGUF views it
+ * is also llama-quantize's plan: the tensors in output order with their
+ * types. Immutable once built; safe to share between threads. */
 struct qf_layout {
     uint64_t size;
     size_t n_ext;
     struct qf_extent *ext;
     uint8_t *mem; /* owns MEM bytes */
     size_t mem_len;
+    size_t n_tensors;                /* GGUF views; 0 otherwise */
+    struct qf_tensor_plan *tensors;  /* in output order */
+    unsigned n_fallback;             /* llama-quantize's "K of M tensors required fallback" */
 };
 
 /* A file whose bytes are generated text (takes ownership of text, which
@@ -211,11 +276,17 @@ struct qf_layout {
 int qf_layout_text(char *text, size_t len, struct qf_layout **out);
 /* A view file that is the source as is. */
 int qf_layout_passthrough(uint64_t size, struct qf_layout **out);
-/* A GGUF view: header rewritten (tensor types, offsets, general.file_type,
- * general.quantization_version), tensors converted per qf_gguf_tensor_type.
- * Fails with -ENOTSUP if the file has tensors the view cannot convert. */
+/* A GGUF view (plan.c): the file `llama-quantize [--pure] SRC OUT FTYPE`
+ * (llama.cpp v0.5.0, no imatrix) writes, from the parsed header alone:
+ * KVs in its order, tensors in its order with its per-tensor types, its
+ * offsets and padding; data extents convert on read. Fails with -ENOTSUP
+ * and the reason in err where llama-quantize refuses the input (unknown
+ * architecture, missing hyper-parameters, a tensor it cannot requantize,
+ * a split model, ...). v->formats must include QF_FMT_GGUF. */
 int qf_layout_gguf(const struct qf_gguf *g, const struct qf_view *v, struct qf_layout **out, char *err,
                    size_t errlen);
+/* The plan entry of a GGUF view's tensor by name, or NULL. */
+const struct qf_tensor_plan *qf_layout_tensor(const struct qf_layout *l, const char *name);
 void qf_layout_free(struct qf_layout *l);
 
 /* Index of the extent containing output offset off (off < l->size). */
@@ -232,10 +303,25 @@ uint64_t qf_conv_chunk_at(const struct qf_extent *e, uint64_t rel);
  * pread the source elements, convert to f32, quantize. scratch holds
  * QF_CONV_SCRATCH_BYTES; chunks larger than QF_CHUNK_ELEMS (fp8 bands of
  * wide rows) allocate their own. Returns 0 or -errno (-EIO on a short
- * read). */
+ * read, -EBADMSG for NaN/Inf in a validated extent). */
 #define QF_CONV_SCRATCH_BYTES ((size_t)QF_CHUNK_ELEMS * 8u)
 int qf_conv_chunk(const struct qf_extent *e, uint64_t c, qf_pread_fn rd, void *rdctx, void *dst,
                   void *scratch, bool scalar_only);
+
+/* The one walk over a view file's bytes. Output range [off, off + len) is
+ * cut into pieces, each inside one extent and, for CONV extents, inside one
+ * chunk; fn is called for each in order and a non-zero return stops the
+ * walk and is returned. The daemon's read path, read-ahead and cache
+ * queries and qf_layout_read are all callbacks of this walk. */
+struct qf_piece {
+    const struct qf_extent *e;
+    uint64_t off;       /* output offset of the piece */
+    uint64_t rel, len;  /* the piece is bytes [rel, rel + len) of the extent */
+    uint64_t chunk;     /* CONV: the chunk, its range in the extent, and */
+    uint64_t chunk_off, chunk_len; /* the piece's offset in it: rel - chunk_off */
+};
+typedef int (*qf_piece_fn)(void *ctx, const struct qf_piece *p);
+int qf_layout_walk(const struct qf_layout *l, uint64_t off, uint64_t len, qf_piece_fn fn, void *ctx);
 
 /* Fill buf with output bytes [off, off+len) of the layout, computing every
  * CONV chunk it touches directly (no cache). For tests and tools. */

@@ -166,31 +166,35 @@ static void dq_iq4_nl(const uint8_t *b, float *y)
     }
 }
 
-int qf_dequantize(uint32_t type, const void *src, float *dst, size_t n)
-{
-    const struct qf_type_info *ti = qf_type_get(type);
-    if (!ti || n % ti->blck)
-        return -EINVAL;
-    if (type == QF_F32 || type == QF_F16 || type == QF_BF16)
-        return qf_to_f32(type, src, dst, n);
-    const uint8_t *b = src;
-    for (size_t i = 0; i < n; i += ti->blck, b += ti->size, dst += ti->blck) {
-        switch (type) {
-        case QF_Q8_0: dq_q8_0(b, dst); break;
-        case QF_Q4_0: dq_q4_0(b, dst); break;
-        case QF_Q4_1: dq_q4_1(b, dst); break;
-        case QF_Q5_0: dq_q5(b, dst, false); break;
-        case QF_Q5_1: dq_q5(b, dst, true); break;
-        case QF_Q2_K: dq_q2_K(b, dst); break;
-        case QF_Q3_K: dq_q3_K(b, dst); break;
-        case QF_Q4_K: dq_q45_K(b, dst, false); break;
-        case QF_Q5_K: dq_q45_K(b, dst, true); break;
-        case QF_Q6_K: dq_q6_K(b, dst); break;
-        case QF_IQ4_NL: dq_iq4_nl(b, dst); break;
-        default: return -EINVAL;
-        }
+/* Per-type entry points of the type table: nb whole blocks. */
+#define DQ_ROWS(name, call, blck, size)                                                                              \
+    void qf_dequantize_##name(const uint8_t *b, float *y, size_t nb)                                                \
+    {                                                                                                                \
+        for (size_t i = 0; i < nb; i++, b += (size), y += (blck))                                                    \
+            call;                                                                                                    \
     }
-    return 0;
+DQ_ROWS(q8_0, dq_q8_0(b, y), 32, 34)
+DQ_ROWS(q4_0, dq_q4_0(b, y), 32, 18)
+DQ_ROWS(q4_1, dq_q4_1(b, y), 32, 20)
+DQ_ROWS(q5_0, dq_q5(b, y, false), 32, 22)
+DQ_ROWS(q5_1, dq_q5(b, y, true), 32, 24)
+DQ_ROWS(q2_K, dq_q2_K(b, y), 256, 84)
+DQ_ROWS(q3_K, dq_q3_K(b, y), 256, 110)
+DQ_ROWS(q4_K, dq_q45_K(b, y, false), 256, 144)
+DQ_ROWS(q5_K, dq_q45_K(b, y, true), 256, 176)
+DQ_ROWS(q6_K, dq_q6_K(b, y), 256, 210)
+DQ_ROWS(iq4_nl, dq_iq4_nl(b, y), 32, 18)
+
+void qf_dequantize_f32(const uint8_t *b, float *y, size_t n) { memcpy(y, b, n * 4); }
+void qf_dequantize_f16(const uint8_t *b, float *y, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        y[i] = qf_f16_to_f32(qf_get16(b + 2 * i));
+}
+void qf_dequantize_bf16(const uint8_t *b, float *y, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        y[i] = qf_bf16_to_f32(qf_get16(b + 2 * i));
 }
 
 float qf_e4m3_to_f32(uint8_t v)

@@ -19,11 +19,8 @@
 #define GGUF_DEFAULT_ALIGNMENT 32
 #define GGML_MAX_NAME 64 /* ggml keeps names in char[64] */
 
-enum gguf_vtype {
-    GT_U8, GT_I8, GT_U16, GT_I16, GT_U32, GT_I32, GT_F32, GT_BOOL,
-    GT_STRING, GT_ARRAY, GT_U64, GT_I64, GT_F64, GT_COUNT
-};
-static const uint8_t vtype_size[GT_COUNT] = {1, 1, 2, 2, 4, 4, 4, 1, 0, 0, 8, 8, 8};
+#define QF_GT_COUNT 13
+static const uint8_t vtype_size[QF_GT_COUNT] = {1, 1, 2, 2, 4, 4, 4, 1, 0, 0, 8, 8, 8};
 
 struct rdr {
     qf_pread_fn rd;
@@ -33,8 +30,30 @@ struct rdr {
     size_t buf_len;
     char *err;
     size_t errlen;
+    char *pool;
+    size_t pool_len, pool_cap;
     uint8_t buf[1 << 16];
 };
+
+/* Keys and short string values, packed; offset 0 means "none". */
+static char *pool_take(struct rdr *r, size_t n, uint64_t *off)
+{
+    if (r->pool_len + n > r->pool_cap) {
+        size_t nc = r->pool_cap ? r->pool_cap * 2 : 4096;
+        while (nc < r->pool_len + n)
+            nc *= 2;
+        char *np = realloc(r->pool, nc);
+        if (!np)
+            return NULL;
+        r->pool = np;
+        r->pool_cap = nc;
+    }
+    if (!r->pool_len)
+        r->pool[r->pool_len++] = 0;
+    *off = r->pool_len;
+    r->pool_len += n;
+    return r->pool + *off;
+}
 
 static int fail(struct rdr *r, int rc, const char *fmt, ...)
 {
@@ -116,14 +135,14 @@ static int rstrlen(struct rdr *r, uint64_t *len, const char *what)
  * rejected as ggml does). */
 static int skip_value(struct rdr *r, uint32_t t, const char *key)
 {
-    if (t >= GT_COUNT)
+    if (t >= QF_GT_COUNT)
         return fail(r, -EINVAL, "key '%s': unknown value type %u", key, t);
-    if (t == GT_STRING) {
+    if (t == QF_GT_STRING) {
         uint64_t n;
         int rc = rstrlen(r, &n, "string value");
         return rc ? rc : rskip(r, n, "string value");
     }
-    if (t != GT_ARRAY)
+    if (t != QF_GT_ARRAY)
         return rskip(r, vtype_size[t], "value");
     uint32_t at;
     uint64_t n;
@@ -132,9 +151,9 @@ static int skip_value(struct rdr *r, uint32_t t, const char *key)
         rc = ru64(r, &n, "array length");
     if (rc)
         return rc;
-    if (at >= GT_COUNT || at == GT_ARRAY)
+    if (at >= QF_GT_COUNT || at == QF_GT_ARRAY)
         return fail(r, -EINVAL, "key '%s': unsupported array element type %u", key, at);
-    if (at != GT_STRING) {
+    if (at != QF_GT_STRING) {
         if (n > left(r) / vtype_size[at])
             return fail(r, -EINVAL, "key '%s': array of %llu elements exceeds the file", key, (unsigned long long)n);
         return rskip(r, n * vtype_size[at], "array");
@@ -149,16 +168,14 @@ static int skip_value(struct rdr *r, uint32_t t, const char *key)
     return 0;
 }
 
-/* Keys are compared, not kept; they are short in practice, so a key longer
- * than the buffer simply cannot be one we look for. */
-#define KEY_BUF 256
-
 void qf_gguf_free(struct qf_gguf *g)
 {
     if (!g)
         return;
     free(g->tensors);
     free(g->strpool);
+    free(g->kvs);
+    free(g->kvpool);
     free(g);
 }
 
@@ -169,56 +186,138 @@ static int cmp_name(const void *a, const void *b)
     return strcmp(x->name, y->name);
 }
 
+/* Reads the value of a scalar or string KV into kv (strings up to
+ * QF_GGUF_SVAL bytes are kept; longer ones only by range), or skips an
+ * array, keeping its element type, count and first integer element. */
+static int read_value(struct rdr *r, struct qf_gguf_kv *kv, const char *key)
+{
+    int rc;
+    uint8_t b[8] = {0};
+    switch (kv->type) {
+    case QF_GT_U8: case QF_GT_I8: case QF_GT_U16: case QF_GT_I16: case QF_GT_U32: case QF_GT_I32: case QF_GT_BOOL: case QF_GT_U64: case QF_GT_I64:
+        if ((rc = rget(r, b, vtype_size[kv->type], "value")))
+            return rc;
+        kv->u = qf_get64(b);
+        /* sign-extend the signed kinds so callers can compare as int64 */
+        if (kv->type == QF_GT_I8) kv->u = (uint64_t)(int64_t)(int8_t)b[0];
+        if (kv->type == QF_GT_I16) kv->u = (uint64_t)(int64_t)(int16_t)qf_get16(b);
+        if (kv->type == QF_GT_I32) kv->u = (uint64_t)(int64_t)(int32_t)qf_get32(b);
+        return 0;
+    case QF_GT_F32: {
+        if ((rc = rget(r, b, 4, "value")))
+            return rc;
+        float f;
+        uint32_t u = qf_get32(b);
+        memcpy(&f, &u, 4);
+        kv->f = f;
+        return 0;
+    }
+    case QF_GT_F64: {
+        if ((rc = rget(r, b, 8, "value")))
+            return rc;
+        uint64_t u = qf_get64(b);
+        memcpy(&kv->f, &u, 8);
+        return 0;
+    }
+    case QF_GT_STRING: {
+        uint64_t n;
+        if ((rc = rstrlen(r, &n, "string value")))
+            return rc;
+        kv->u = n;
+        if (n <= QF_GGUF_SVAL) {
+            char *p = pool_take(r, (size_t)n + 1, &kv->sval_off);
+            if (!p)
+                return fail(r, -ENOMEM, "out of memory");
+            if ((rc = rget(r, p, (size_t)n, "string value")))
+                return rc;
+            p[n] = 0;
+            if (strlen(p) != n)
+                kv->sval_off = 0;
+            return 0;
+        }
+        return rskip(r, n, "string value");
+    }
+    case QF_GT_ARRAY: {
+        uint64_t start = r->pos;
+        if ((rc = ru32(r, &kv->arr_type, "array type")) || (rc = ru64(r, &kv->arr_n, "array length")))
+            return rc;
+        if (kv->arr_type < QF_GT_STRING && kv->arr_type != QF_GT_F32 && kv->arr_n) {
+            if ((rc = rget(r, b, vtype_size[kv->arr_type], "array")))
+                return rc;
+            kv->u = qf_get64(b) & (vtype_size[kv->arr_type] == 8 ? ~0ull : (1ull << (8 * vtype_size[kv->arr_type])) - 1);
+        }
+        r->pos = start;
+        return skip_value(r, QF_GT_ARRAY, key);
+    }
+    default: return fail(r, -EINVAL, "key '%s': unknown value type %u", key, kv->type);
+    }
+}
+
 static int parse_kvs(struct rdr *r, struct qf_gguf *g)
 {
     int rc;
-    char key[KEY_BUF];
-    /* Duplicate keys are an error in ggml; we only need to police the keys
-     * whose values we act on. */
-    bool seen_ftype = false, seen_qver = false, seen_align = false;
+    g->kvs = calloc(g->n_kv ? g->n_kv : 1, sizeof *g->kvs);
+    if (!g->kvs)
+        return fail(r, -ENOMEM, "out of memory for %llu keys", (unsigned long long)g->n_kv);
     g->kv_begin = r->pos;
     for (uint64_t i = 0; i < g->n_kv; i++) {
-        uint64_t kv_start = r->pos, klen;
+        struct qf_gguf_kv *kv = &g->kvs[i];
+        uint64_t klen;
+        kv->begin = r->pos;
         if ((rc = rstrlen(r, &klen, "key")))
             return rc;
-        size_t keep = klen < KEY_BUF ? (size_t)klen : 0;
+        /* Keys longer than the buffer are kept by range only: none of them
+         * is a key quantfs acts on. */
+        size_t keep = klen <= QF_GGUF_KEY_MAX ? (size_t)klen : 0;
+        char key[QF_GGUF_KEY_MAX + 32];
         if ((rc = rget(r, key, keep, "key")) || (rc = rskip(r, klen - keep, "key")))
             return rc;
         key[keep] = 0;
-        if (!keep)
+        if (!keep || strlen(key) != keep) {
             snprintf(key, sizeof key, "(key of %llu bytes)", (unsigned long long)klen);
-        uint32_t t;
-        if ((rc = ru32(r, &t, "value type")))
-            return rc;
-        if (!strcmp(key, "general.alignment")) {
-            if (seen_align)
-                return fail(r, -EINVAL, "duplicate key general.alignment");
-            seen_align = true;
-            if (t != GT_U32)
-                return fail(r, -EINVAL, "general.alignment has type %u, expected uint32", t);
-            uint32_t a;
-            if ((rc = ru32(r, &a, "general.alignment")))
-                return rc;
-            if (a == 0 || (a & (a - 1)) || a > (1u << 20))
-                return fail(r, -EINVAL, "general.alignment %u is not a power of two up to 1 MiB", a);
-            g->alignment = a;
-            continue;
+        } else if (!pool_take(r, keep + 1, &kv->key_off)) {
+            return fail(r, -ENOMEM, "out of memory");
+        } else {
+            memcpy(r->pool + kv->key_off, key, keep + 1);
         }
-        if ((rc = skip_value(r, t, key)))
+        if ((rc = ru32(r, &kv->type, "value type")))
             return rc;
-        bool is_ftype = !strcmp(key, "general.file_type"), is_qver = !strcmp(key, "general.quantization_version");
-        if ((is_ftype && seen_ftype) || (is_qver && seen_qver))
-            return fail(r, -EINVAL, "duplicate key %s", key);
-        seen_ftype |= is_ftype;
-        seen_qver |= is_qver;
-        if (is_ftype || is_qver) {
-            g->drop_begin[g->n_drop] = kv_start;
-            g->drop_end[g->n_drop] = r->pos;
-            g->n_drop++;
+        if ((rc = read_value(r, kv, key)))
+            return rc;
+        kv->end = r->pos;
+        if (!kv->key_off)
+            continue;
+        /* ggml refuses a file with a duplicate key; so do we */
+        for (uint64_t k = 0; k < i; k++)
+            if (g->kvs[k].key_off && !strcmp(r->pool + g->kvs[k].key_off, key))
+                return fail(r, -EINVAL, "duplicate key %s", key);
+        if (!strcmp(key, "general.alignment")) {
+            if (kv->type != QF_GT_U32)
+                return fail(r, -EINVAL, "general.alignment has type %u, expected uint32", kv->type);
+            uint64_t a = kv->u;
+            if (a == 0 || (a & (a - 1)) || a > (1u << 20))
+                return fail(r, -EINVAL, "general.alignment %u is not a power of two up to 1 MiB", (unsigned)a);
+            g->alignment = (uint32_t)a;
         }
     }
     g->kv_end = r->pos;
+    /* the pool no longer moves: turn offsets into pointers */
+    g->kvpool = r->pool;
+    r->pool = NULL;
+    for (uint64_t i = 0; i < g->n_kv; i++) {
+        struct qf_gguf_kv *kv = &g->kvs[i];
+        kv->key = kv->key_off ? g->kvpool + kv->key_off : "";
+        kv->sval = kv->sval_off ? g->kvpool + kv->sval_off : NULL;
+    }
     return 0;
+}
+
+const struct qf_gguf_kv *qf_gguf_find_kv(const struct qf_gguf *g, const char *key)
+{
+    for (uint64_t i = 0; i < g->n_kv; i++)
+        if (g->kvs[i].key_off && !strcmp(g->kvs[i].key, key))
+            return &g->kvs[i];
+    return NULL;
 }
 
 static int parse_tensors(struct rdr *r, struct qf_gguf *g)
@@ -324,6 +423,13 @@ int qf_gguf_parse(qf_pread_fn rd, void *rdctx, uint64_t file_size, struct qf_ggu
         rc = fail(r, -EINVAL, "metadata count %llu cannot fit in the file", (unsigned long long)g->n_kv);
         goto out;
     }
+    /* Real models have tens of keys (a vocabulary is one array); the cap
+     * bounds the memory a hostile count can make us allocate. */
+    if (g->n_kv > QF_GGUF_MAX_KV) {
+        rc = fail(r, -EINVAL, "metadata count %llu exceeds quantfs' limit of %u", (unsigned long long)g->n_kv,
+                  QF_GGUF_MAX_KV);
+        goto out;
+    }
     if ((rc = parse_kvs(r, g)) || (rc = parse_tensors(r, g)))
         goto out;
     uint64_t a = g->alignment;
@@ -343,10 +449,6 @@ int qf_gguf_parse(qf_pread_fn rd, void *rdctx, uint64_t file_size, struct qf_ggu
             goto out;
         }
         t->offset += g->data_begin;
-        const struct qf_type_info *ti = qf_type_get(t->type);
-        if (!g->convert_err[0] && !ti->can_read && qf_gguf_tensor_type(QF_F16, t->type, t->n_dims, t->ne) != t->type)
-            snprintf(g->convert_err, sizeof g->convert_err, "tensor '%s' is %s; only f32, f16 and bf16 convert",
-                     t->name, ti->name);
     }
     /* Names must be unique: a loader would silently pick one. */
     if (g->n_tensors > 1) {
@@ -369,6 +471,7 @@ int qf_gguf_parse(qf_pread_fn rd, void *rdctx, uint64_t file_size, struct qf_ggu
     g = NULL;
 out:
     qf_gguf_free(g);
+    free(r->pool);
     free(r);
     return rc;
 }

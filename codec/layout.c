@@ -17,7 +17,6 @@
 #error "quantfs reads F32 tensors in place and needs a little-endian host"
 #endif
 
-#define QNT_VERSION 2 /* ggml's GGML_QNT_VERSION, written to general.quantization_version */
 
 void qf_layout_free(struct qf_layout *l)
 {
@@ -25,15 +24,11 @@ void qf_layout_free(struct qf_layout *l)
         return;
     free(l->ext);
     free(l->mem);
+    free(l->tensors);
     free(l);
 }
 
-struct builder {
-    struct qf_layout *l;
-    size_t cap;
-};
-
-static int add(struct builder *b, struct qf_extent e)
+int qf_layout_add(struct qf_layout_builder *b, struct qf_extent e)
 {
     if (!e.len)
         return 0;
@@ -51,10 +46,10 @@ static int add(struct builder *b, struct qf_extent e)
     return 0;
 }
 
-static int pad_to(struct builder *b, uint64_t align)
+int qf_layout_pad(struct qf_layout_builder *b, uint64_t align)
 {
     uint64_t rem = b->l->size % align;
-    return rem ? add(b, (struct qf_extent){.kind = QF_EXT_ZERO, .len = align - rem}) : 0;
+    return rem ? qf_layout_add(b, (struct qf_extent){.kind = QF_EXT_ZERO, .len = align - rem}) : 0;
 }
 
 int qf_layout_passthrough(uint64_t size, struct qf_layout **out)
@@ -62,8 +57,8 @@ int qf_layout_passthrough(uint64_t size, struct qf_layout **out)
     struct qf_layout *l = calloc(1, sizeof *l);
     if (!l)
         return -ENOMEM;
-    struct builder b = {l, 0};
-    if (add(&b, (struct qf_extent){.kind = QF_EXT_SRC, .len = size, .src_off = 0})) {
+    struct qf_layout_builder b = {l, 0};
+    if (qf_layout_add(&b, (struct qf_extent){.kind = QF_EXT_SRC, .len = size, .src_off = 0})) {
         qf_layout_free(l);
         return -ENOMEM;
     }
@@ -78,114 +73,10 @@ int qf_layout_text(char *text, size_t len, struct qf_layout **out)
         return -ENOMEM;
     l->mem = (uint8_t *)text;
     l->mem_len = len;
-    struct builder b = {l, 0};
-    if (add(&b, (struct qf_extent){.kind = QF_EXT_MEM, .len = len, .mem = l->mem})) {
+    struct qf_layout_builder b = {l, 0};
+    if (qf_layout_add(&b, (struct qf_extent){.kind = QF_EXT_MEM, .len = len, .mem = l->mem})) {
         l->mem = NULL;
         qf_layout_free(l);
-        return -ENOMEM;
-    }
-    *out = l;
-    return 0;
-}
-
-static uint8_t *put_str(uint8_t *p, const char *s, size_t n)
-{
-    qf_put64(p, n);
-    memcpy(p + 8, s, n);
-    return p + 8 + n;
-}
-
-static uint8_t *put_kv_u32(uint8_t *p, const char *key, uint32_t v)
-{
-    p = put_str(p, key, strlen(key));
-    qf_put32(p, 4 /* GGUF uint32 */);
-    qf_put32(p + 4, v);
-    return p + 8;
-}
-
-int qf_layout_gguf(const struct qf_gguf *g, const struct qf_view *v, struct qf_layout **out, char *err, size_t errlen)
-{
-    *out = NULL;
-    if (g->convert_err[0]) {
-        snprintf(err, errlen, "%s", g->convert_err);
-        return -ENOTSUP;
-    }
-    static const char k_ftype[] = "general.file_type", k_qver[] = "general.quantization_version";
-    /* tail = two appended KVs + all tensor infos; each info is at most
-     * 8 + 63 + 4 + 4*8 + 4 + 8 bytes. */
-    size_t tail = (8 + sizeof k_ftype + 8) + (8 + sizeof k_qver + 8) + (size_t)g->n_tensors * (8 + 64 + 4 + 32 + 12);
-    struct qf_layout *l = calloc(1, sizeof *l);
-    uint8_t *mem = l ? malloc(24 + tail) : NULL;
-    if (!mem) {
-        free(l);
-        snprintf(err, errlen, "out of memory");
-        return -ENOMEM;
-    }
-    l->mem = mem;
-    struct builder b = {l, 0};
-    int rc = 0;
-
-    memcpy(mem, "GGUF", 4);
-    qf_put32(mem + 4, 3);
-    qf_put64(mem + 8, g->n_tensors);
-    qf_put64(mem + 16, g->n_kv - g->n_drop + 2);
-    rc |= add(&b, (struct qf_extent){.kind = QF_EXT_MEM, .len = 24, .mem = mem});
-
-    /* source metadata, minus the KVs we re-emit */
-    uint64_t at = g->kv_begin;
-    for (unsigned i = 0; i < g->n_drop; i++) {
-        rc |= add(&b, (struct qf_extent){.kind = QF_EXT_SRC, .len = g->drop_begin[i] - at, .src_off = at});
-        at = g->drop_end[i];
-    }
-    rc |= add(&b, (struct qf_extent){.kind = QF_EXT_SRC, .len = g->kv_end - at, .src_off = at});
-
-    uint8_t *p = mem + 24, *tail_start = p;
-    p = put_kv_u32(p, k_ftype, v->gguf_ftype);
-    p = put_kv_u32(p, k_qver, QNT_VERSION);
-    uint64_t data_off = 0, a = g->alignment;
-    uint32_t *types = malloc((g->n_tensors ? g->n_tensors : 1) * sizeof *types);
-    if (!types) {
-        qf_layout_free(l);
-        snprintf(err, errlen, "out of memory");
-        return -ENOMEM;
-    }
-    for (uint64_t i = 0; i < g->n_tensors; i++) {
-        const struct qf_gguf_tensor *t = &g->tensors[i];
-        types[i] = qf_gguf_tensor_type(v->gguf_type, t->type, t->n_dims, t->ne);
-        p = put_str(p, t->name, t->name_len);
-        qf_put32(p, t->n_dims);
-        p += 4;
-        for (uint32_t d = 0; d < t->n_dims; d++, p += 8)
-            qf_put64(p, t->ne[d]);
-        qf_put32(p, types[i]);
-        qf_put64(p + 4, data_off);
-        p += 12;
-        /* qf_type_bytes cannot fail: the row length fits the chosen type and
-         * the size is at most the f32 size, which the parser bounded. */
-        data_off += (qf_type_bytes(types[i], t->nelems) + a - 1) / a * a;
-    }
-    rc |= add(&b, (struct qf_extent){.kind = QF_EXT_MEM, .len = (uint64_t)(p - tail_start), .mem = tail_start});
-    rc |= pad_to(&b, a);
-    for (uint64_t i = 0; i < g->n_tensors && !rc; i++) {
-        const struct qf_gguf_tensor *t = &g->tensors[i];
-        uint64_t n = qf_type_bytes(types[i], t->nelems);
-        if (types[i] == t->type)
-            rc |= add(&b, (struct qf_extent){.kind = QF_EXT_SRC, .len = n, .src_off = t->offset});
-        else
-            rc |= add(&b, (struct qf_extent){.kind = QF_EXT_CONV,
-                                             .len = n,
-                                             .src_off = t->offset,
-                                             .src_type = t->type,
-                                             .dst_type = types[i],
-                                             .n_elems = t->nelems,
-                                             .chunk_elems = QF_CHUNK_ELEMS});
-        rc |= pad_to(&b, a);
-    }
-    free(types);
-    l->mem_len = 24 + tail;
-    if (rc) {
-        qf_layout_free(l);
-        snprintf(err, errlen, "out of memory");
         return -ENOMEM;
     }
     *out = l;
@@ -260,9 +151,18 @@ int qf_conv_chunk(const struct qf_extent *e, uint64_t c, qf_pread_fn rd, void *r
     uint64_t src_first = qf_type_bytes(e->src_type, c * e->chunk_elems), src_len = qf_type_bytes(e->src_type, n);
     /* f32 sources are read straight into the float buffer. */
     void *raw = e->src_type == QF_F32 ? (void *)f : (void *)(f + n);
-    int rc = rd(rdctx, raw, (size_t)src_len, e->src_off + src_first);
+    int rc = rd(rdctx, e->src_type == e->dst_type ? dst : raw, (size_t)src_len, e->src_off + src_first);
+    if (!rc && e->src_type == e->dst_type) {
+        /* a tensor llama-quantize copies: only checked */
+        if (e->validate && !qf_finite(e->src_type, dst, (size_t)n))
+            rc = -EBADMSG;
+        free(own);
+        return rc;
+    }
     if (!rc && e->src_type != QF_F32)
         rc = qf_to_f32(e->src_type, raw, f, (size_t)n);
+    if (!rc && e->validate && !qf_finite(QF_F32, f, (size_t)n))
+        rc = -EBADMSG;
     if (!rc) {
         if (e->dst_type >= QF_ST_I8)
             rc = qf_st_quantize_rows(e->dst_type, f, (size_t)(n / e->row_len), (size_t)e->row_len, e->group, dst);
@@ -273,57 +173,100 @@ int qf_conv_chunk(const struct qf_extent *e, uint64_t c, qf_pread_fn rd, void *r
     return rc;
 }
 
+bool qf_finite(uint32_t type, const void *data, size_t n)
+{
+    uint32_t acc = 0;
+    if (type == QF_F32) {
+        const uint8_t *p = data;
+        /* all-ones exponent = NaN or Inf; branch-free so it vectorizes */
+        for (size_t i = 0; i < n; i++)
+            acc |= (qf_get32(p + 4 * i) & 0x7f800000u) == 0x7f800000u;
+    } else if (type == QF_F16 || type == QF_BF16) {
+        const uint8_t *p = data;
+        uint16_t mask = type == QF_F16 ? 0x7c00 : 0x7f80;
+        for (size_t i = 0; i < n; i++)
+            acc |= (qf_get16(p + 2 * i) & mask) == mask;
+    }
+    return !acc;
+}
+
+int qf_layout_walk(const struct qf_layout *l, uint64_t off, uint64_t len, qf_piece_fn fn, void *ctx)
+{
+    if (off >= l->size || !len)
+        return 0;
+    if (len > l->size - off)
+        len = l->size - off;
+    for (size_t i = qf_layout_find(l, off); len && i < l->n_ext; i++) {
+        const struct qf_extent *e = &l->ext[i];
+        uint64_t rel = off - e->off, n = e->len - rel < len ? e->len - rel : len;
+        for (uint64_t done = 0; done < n;) {
+            struct qf_piece p = {.e = e, .off = off + done, .rel = rel + done, .len = n - done};
+            if (e->kind == QF_EXT_CONV) {
+                p.chunk = qf_conv_chunk_at(e, p.rel);
+                qf_conv_chunk_range(e, p.chunk, &p.chunk_off, &p.chunk_len);
+                uint64_t left = p.chunk_off + p.chunk_len - p.rel;
+                if (p.len > left)
+                    p.len = left;
+            }
+            int rc = fn(ctx, &p);
+            if (rc)
+                return rc;
+            done += p.len;
+        }
+        off += n;
+        len -= n;
+    }
+    return 0;
+}
+
+struct read_ctx {
+    uint8_t *out;
+    uint64_t base;
+    qf_pread_fn rd;
+    void *rdctx;
+    uint8_t *chunk;
+    void *scratch;
+};
+
+static int read_piece(void *arg, const struct qf_piece *p)
+{
+    struct read_ctx *r = arg;
+    uint8_t *out = r->out + (p->off - r->base);
+    const struct qf_extent *e = p->e;
+    switch (e->kind) {
+    case QF_EXT_MEM: memcpy(out, e->mem + p->rel, p->len); return 0;
+    case QF_EXT_ZERO: memset(out, 0, p->len); return 0;
+    case QF_EXT_SRC: return r->rd(r->rdctx, out, p->len, e->src_off + p->rel);
+    default: break;
+    }
+    bool big = p->chunk_len > QF_CHUNK_ELEMS * 4;
+    if (!big && !r->chunk) {
+        r->chunk = malloc(QF_CHUNK_ELEMS * 4);
+        r->scratch = malloc(QF_CONV_SCRATCH_BYTES);
+        if (!r->chunk || !r->scratch)
+            return -ENOMEM;
+    }
+    /* fp8 bands of wide rows are larger than a chunk buffer: their own */
+    uint8_t *dst = big ? malloc(p->chunk_len) : r->chunk;
+    if (!dst)
+        return -ENOMEM;
+    int rc = qf_conv_chunk(e, p->chunk, r->rd, r->rdctx, dst, big ? NULL : r->scratch, false);
+    if (!rc)
+        memcpy(out, dst + (p->rel - p->chunk_off), p->len);
+    if (big)
+        free(dst);
+    return rc;
+}
+
 int qf_layout_read(const struct qf_layout *l, uint64_t off, size_t len, void *buf, qf_pread_fn rd, void *rdctx)
 {
     if (off >= l->size || !len)
         return 0;
     if (len > l->size - off)
         return -EINVAL;
-    uint8_t *out = buf, *chunk = NULL;
-    void *scratch = NULL;
-    int rc = 0;
-    for (size_t i = qf_layout_find(l, off); len && i < l->n_ext; i++) {
-        const struct qf_extent *e = &l->ext[i];
-        uint64_t rel = off - e->off, n = e->len - rel < len ? e->len - rel : len;
-        switch (e->kind) {
-        case QF_EXT_MEM: memcpy(out, e->mem + rel, n); break;
-        case QF_EXT_ZERO: memset(out, 0, n); break;
-        case QF_EXT_SRC: rc = rd(rdctx, out, n, e->src_off + rel); break;
-        case QF_EXT_CONV:
-            if (!chunk) {
-                chunk = malloc(QF_CHUNK_ELEMS * 4);
-                /* NULL scratch: qf_conv_chunk allocates per chunk */
-                scratch = malloc(QF_CONV_SCRATCH_BYTES);
-                if (!chunk || !scratch) {
-                    rc = -ENOMEM;
-                    break;
-                }
-            }
-            for (uint64_t done = 0; done < n && !rc;) {
-                uint64_t c = qf_conv_chunk_at(e, rel + done), coff, clen;
-                qf_conv_chunk_range(e, c, &coff, &clen);
-                uint8_t *dst = chunk;
-                if (clen > QF_CHUNK_ELEMS * 4 && !(dst = malloc(clen))) {
-                    rc = -ENOMEM;
-                    break;
-                }
-                rc = qf_conv_chunk(e, c, rd, rdctx, dst, clen > QF_CHUNK_ELEMS * 4 ? NULL : scratch, false);
-                uint64_t from = rel + done - coff, k = clen - from < n - done ? clen - from : n - done;
-                if (!rc)
-                    memcpy(out + done, dst + from, k);
-                if (dst != chunk)
-                    free(dst);
-                done += k;
-            }
-            break;
-        }
-        if (rc)
-            break;
-        out += n;
-        off += n;
-        len -= n;
-    }
-    free(chunk);
-    free(scratch);
+    struct read_ctx r = {.out = buf, .base = off, .rd = rd, .rdctx = rdctx};
+    int rc = qf_layout_walk(l, off, len, read_piece, &r);
+    free(r.chunk);
+    free(r.scratch);
     return rc;
 }

@@ -45,7 +45,7 @@ static inline int32_t trunc_i32(float f)
 
 /* ------------------------------------------------------------ legacy quants */
 
-static void quantize_q8_0(const float *x, uint8_t *y, size_t nb)
+void qf_quantize_q8_0_ref(const float *x, uint8_t *y, size_t nb)
 {
     for (size_t i = 0; i < nb; i++, x += 32, y += 34) {
         /* ggml's MAX(a, b) is a > b ? a : b, not fmaxf: a NaN is taken, and
@@ -87,7 +87,7 @@ static inline void min_max(const float *x, int n, float *mn, float *mx)
     *mx = hi;
 }
 
-static void quantize_q4_0(const float *x, uint8_t *y, size_t nb)
+void qf_quantize_q4_0_ref(const float *x, uint8_t *y, size_t nb)
 {
     for (size_t i = 0; i < nb; i++, x += 32, y += 18) {
         const float d = signed_absmax(x, 32) / -8;
@@ -101,7 +101,7 @@ static void quantize_q4_0(const float *x, uint8_t *y, size_t nb)
     }
 }
 
-static void quantize_q4_1(const float *x, uint8_t *y, size_t nb)
+void qf_quantize_q4_1_ref(const float *x, uint8_t *y, size_t nb)
 {
     for (size_t i = 0; i < nb; i++, x += 32, y += 20) {
         float mn, mx;
@@ -118,7 +118,7 @@ static void quantize_q4_1(const float *x, uint8_t *y, size_t nb)
     }
 }
 
-static void quantize_q5_0(const float *x, uint8_t *y, size_t nb)
+void qf_quantize_q5_0_ref(const float *x, uint8_t *y, size_t nb)
 {
     for (size_t i = 0; i < nb; i++, x += 32, y += 22) {
         const float d = signed_absmax(x, 32) / -16;
@@ -136,7 +136,7 @@ static void quantize_q5_0(const float *x, uint8_t *y, size_t nb)
     }
 }
 
-static void quantize_q5_1(const float *x, uint8_t *y, size_t nb)
+void qf_quantize_q5_1_ref(const float *x, uint8_t *y, size_t nb)
 {
     for (size_t i = 0; i < nb; i++, x += 32, y += 24) {
         float mn, mx;
@@ -362,7 +362,7 @@ static inline void pack_2bit(const uint8_t *L, uint8_t *qs)
  *   q6_K 210: ql[128] qh[64] scales[16] d
  */
 
-static void quantize_q2_K(const float *x, uint8_t *y, size_t nb)
+void qf_quantize_q2_K_ref(const float *x, uint8_t *y, size_t nb)
 {
     uint8_t L[256], Laux[16];
     float w[16], mins[16], scales[16];
@@ -408,7 +408,7 @@ static void quantize_q2_K(const float *x, uint8_t *y, size_t nb)
     }
 }
 
-static void quantize_q3_K(const float *x, uint8_t *y, size_t nb)
+void qf_quantize_q3_K_ref(const float *x, uint8_t *y, size_t nb)
 {
     int8_t L[256];
     float scales[16];
@@ -561,7 +561,7 @@ void qf_quantize_q5_K_with(const float *x, uint8_t *y, size_t nb, qf_kfit8_fn fi
     }
 }
 
-static void quantize_q6_K(const float *x, uint8_t *y, size_t nb)
+void qf_quantize_q6_K_ref(const float *x, uint8_t *y, size_t nb)
 {
     int8_t L[256];
     float scales[16];
@@ -628,7 +628,7 @@ static inline int iq4_index(float x)
     return x - v[hi - 1] < v[hi] - x ? hi - 1 : hi;
 }
 
-static void quantize_iq4_nl(const float *x, uint8_t *y, size_t nb)
+void qf_quantize_iq4_nl_ref(const float *x, uint8_t *y, size_t nb)
 {
     const int8_t *v = qf_iq4nl_values;
     const int ntry = 7;
@@ -680,45 +680,21 @@ static void quantize_iq4_nl(const float *x, uint8_t *y, size_t nb)
     }
 }
 
-/* ---------------------------------------------------------------- dispatch */
+/* ------------------------------------------------------- float targets */
 
-static void convert_f16(const float *x, uint8_t *y, size_t n)
+void qf_convert_f16_ref(const float *x, uint8_t *y, size_t n)
 {
     for (size_t i = 0; i < n; i++)
         qf_put16(y + 2 * i, qf_f32_to_f16(x[i]));
 }
 
-static void convert_bf16(const float *x, uint8_t *y, size_t n)
+void qf_convert_bf16_ref(const float *x, uint8_t *y, size_t n)
 {
     for (size_t i = 0; i < n; i++)
         qf_put16(y + 2 * i, qf_f32_to_bf16(x[i]));
 }
 
-static void convert_f32(const float *x, uint8_t *y, size_t n) { memcpy(y, x, n * sizeof(float)); }
+void qf_convert_f32_ref(const float *x, uint8_t *y, size_t n) { memcpy(y, x, n * sizeof(float)); }
 
-int qf_quantize_ref(uint32_t type, const float *src, void *dst, size_t n)
-{
-    const struct qf_type_info *ti = qf_type_get(type);
-    if (!ti || !ti->can_quantize || n % ti->blck)
-        return -EINVAL;
-    size_t nb = n / ti->blck;
-    uint8_t *y = dst;
-    switch (type) {
-    case QF_F32: convert_f32(src, y, n); break;
-    case QF_F16: convert_f16(src, y, n); break;
-    case QF_BF16: convert_bf16(src, y, n); break;
-    case QF_Q8_0: quantize_q8_0(src, y, nb); break;
-    case QF_Q4_0: quantize_q4_0(src, y, nb); break;
-    case QF_Q4_1: quantize_q4_1(src, y, nb); break;
-    case QF_Q5_0: quantize_q5_0(src, y, nb); break;
-    case QF_Q5_1: quantize_q5_1(src, y, nb); break;
-    case QF_Q2_K: quantize_q2_K(src, y, nb); break;
-    case QF_Q3_K: quantize_q3_K(src, y, nb); break;
-    case QF_Q4_K: qf_quantize_q4_K_with(src, y, nb, qf_kfit8_ref); break;
-    case QF_Q5_K: qf_quantize_q5_K_with(src, y, nb, qf_kfit8_ref); break;
-    case QF_Q6_K: quantize_q6_K(src, y, nb); break;
-    case QF_IQ4_NL: quantize_iq4_nl(src, y, nb); break;
-    default: return -EINVAL;
-    }
-    return 0;
-}
+void qf_quantize_q4_K_ref(const float *x, uint8_t *y, size_t nb) { qf_quantize_q4_K_with(x, y, nb, qf_kfit8_ref); }
+void qf_quantize_q5_K_ref(const float *x, uint8_t *y, size_t nb) { qf_quantize_q5_K_with(x, y, nb, qf_kfit8_ref); }

@@ -6,6 +6,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "codec.h"
+
 /* GGUF and every block layout are little-endian; these keep the kernels
  * independent of host byte order and alignment. */
 static inline void qf_put16(uint8_t *p, uint16_t v)
@@ -32,6 +34,17 @@ static inline uint64_t qf_get64(const uint8_t *p) { return qf_get32(p) | ((uint6
 
 extern const int8_t qf_iq4nl_values[16];
 
+/* layout.c: appending extents to a layout under construction (offsets are
+ * assigned in order; empty extents are dropped). Return 0 or -ENOMEM. */
+struct qf_layout_builder {
+    struct qf_layout *l;
+    size_t cap;
+};
+int qf_layout_add(struct qf_layout_builder *b, struct qf_extent e);
+int qf_layout_pad(struct qf_layout_builder *b, uint64_t align);
+/* No NaN or Inf among n values of an f32/f16/bf16 array. */
+bool qf_finite(uint32_t type, const void *data, size_t n);
+
 /* The sub-block search of q4_K/q5_K: for the 8 sub-blocks of 32 values of
  * one super-block, ggml's weighted (scale, min) fit (make_qkx2_quants with
  * weights av_x + |x|). Fills L[256], scales[8] and mins[8] (as -min). The
@@ -48,10 +61,33 @@ void qf_quantize_q5_K_with(const float *x, uint8_t *y, size_t nb, qf_kfit8_fn fi
 int qf_st_quantize_rows(uint32_t kind, const float *x, size_t rows, size_t row_len, uint32_t group, uint8_t *out);
 uint8_t qf_f32_to_e4m3(float f);
 
-/* SIMD kernels (quant_x86.c). Each returns false if it does not handle the
- * type, so the caller falls back to the scalar reference. */
+/* Kernels behind the type table (types.c). Quantizers take nb whole blocks
+ * of floats; dequantizers nb whole blocks of bytes. The _ref ones are the
+ * portable scalar references (quant.c, dequant.c); the _avx2 ones
+ * (quant_x86.c) give identical bytes and may only be called when
+ * qf_simd_available(). */
+#define QF_KERNELS(X)                                                                                                  \
+    X(q8_0) X(q4_0) X(q4_1) X(q5_0) X(q5_1) X(q2_K) X(q3_K) X(q4_K) X(q5_K) X(q6_K) X(iq4_nl)
+#define QF_DECL_REF(t)                                                                                                 \
+    void qf_quantize_##t##_ref(const float *x, uint8_t *y, size_t nb);                                              \
+    void qf_dequantize_##t(const uint8_t *x, float *y, size_t nb);
+QF_KERNELS(QF_DECL_REF)
+void qf_convert_f32_ref(const float *x, uint8_t *y, size_t n);
+void qf_convert_f16_ref(const float *x, uint8_t *y, size_t n);
+void qf_convert_bf16_ref(const float *x, uint8_t *y, size_t n);
+void qf_dequantize_f32(const uint8_t *x, float *y, size_t n);
+void qf_dequantize_f16(const uint8_t *x, float *y, size_t n);
+void qf_dequantize_bf16(const uint8_t *x, float *y, size_t n);
+
 bool qf_simd_available(void);
-bool qf_quantize_simd(uint32_t type, const float *src, uint8_t *dst, size_t n);
-bool qf_to_f32_simd(uint32_t type, const uint8_t *src, float *dst, size_t n);
+#if defined(__x86_64__) && defined(__GNUC__)
+#define QF_HAVE_X86 1
+void qf_convert_f16_avx2(const float *x, uint8_t *y, size_t n);
+void qf_convert_bf16_avx2(const float *x, uint8_t *y, size_t n);
+void qf_dequantize_f16_avx2(const uint8_t *x, float *y, size_t n);
+void qf_dequantize_bf16_avx2(const uint8_t *x, float *y, size_t n);
+#define QF_DECL_AVX2(t) void qf_quantize_##t##_avx2(const float *x, uint8_t *y, size_t nb);
+QF_KERNELS(QF_DECL_AVX2)
+#endif
 
 #endif

@@ -32,7 +32,7 @@ bool qf_simd_available(void)
     return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c");
 }
 
-TARGET static void f32_to_f16_avx2(const float *x, uint8_t *y, size_t n)
+TARGET void qf_convert_f16_avx2(const float *x, uint8_t *y, size_t n)
 {
     size_t i = 0;
     for (; i + 8 <= n; i += 8) {
@@ -48,7 +48,7 @@ TARGET static void f32_to_f16_avx2(const float *x, uint8_t *y, size_t n)
         qf_put16(y + 2 * i, qf_f32_to_f16(x[i]));
 }
 
-TARGET static void f32_to_bf16_avx2(const float *x, uint8_t *y, size_t n)
+TARGET void qf_convert_bf16_avx2(const float *x, uint8_t *y, size_t n)
 {
     const __m256i abs_mask = _mm256_set1_epi32(0x7fffffff), inf = _mm256_set1_epi32(0x7f800000);
     const __m256i one = _mm256_set1_epi32(1), bias = _mm256_set1_epi32(0x7fff), quiet = _mm256_set1_epi32(0x40);
@@ -81,7 +81,7 @@ TARGET static inline __m256 round_away(__m256 v)
     return _mm256_add_ps(t, adj);
 }
 
-TARGET static void q8_0_avx2(const float *x, uint8_t *y, size_t nb)
+TARGET void qf_quantize_q8_0_avx2(const float *x, uint8_t *y, size_t nb)
 {
     const __m256 sign = _mm256_set1_ps(-0.0f);
     int32_t q[32];
@@ -111,7 +111,7 @@ TARGET static void q8_0_avx2(const float *x, uint8_t *y, size_t nb)
     }
 }
 
-TARGET static void f16_to_f32_avx2(const uint8_t *s, float *y, size_t n)
+TARGET void qf_dequantize_f16_avx2(const uint8_t *s, float *y, size_t n)
 {
     size_t i = 0;
     for (; i + 8 <= n; i += 8)
@@ -120,7 +120,7 @@ TARGET static void f16_to_f32_avx2(const uint8_t *s, float *y, size_t n)
         y[i] = qf_f16_to_f32(qf_get16(s + 2 * i));
 }
 
-TARGET static void bf16_to_f32_avx2(const uint8_t *s, float *y, size_t n)
+TARGET void qf_dequantize_bf16_avx2(const uint8_t *s, float *y, size_t n)
 {
     size_t i = 0;
     for (; i + 8 <= n; i += 8) {
@@ -228,43 +228,11 @@ TARGET static void kfit8_avx2(const float *x, int nmax, float rmin, int nstep, u
     _mm256_storeu_ps(mins, neg_min);
 }
 
-bool qf_quantize_simd(uint32_t type, const float *src, uint8_t *dst, size_t n)
-{
-    if (!qf_simd_available())
-        return false;
-    switch (type) {
-    case QF_F16: f32_to_f16_avx2(src, dst, n); return true;
-    case QF_BF16: f32_to_bf16_avx2(src, dst, n); return true;
-    case QF_Q8_0: q8_0_avx2(src, dst, n / 32); return true;
-    case QF_Q4_K: qf_quantize_q4_K_with(src, dst, n / 256, kfit8_avx2); return true;
-    case QF_Q5_K: qf_quantize_q5_K_with(src, dst, n / 256, kfit8_avx2); return true;
-    default: return false;
-    }
-}
-
-bool qf_to_f32_simd(uint32_t type, const uint8_t *src, float *dst, size_t n)
-{
-    if (!qf_simd_available())
-        return false;
-    switch (type) {
-    case QF_F16: f16_to_f32_avx2(src, dst, n); return true;
-    case QF_BF16: bf16_to_f32_avx2(src, dst, n); return true;
-    default: return false;
-    }
-}
+void qf_quantize_q4_K_avx2(const float *x, uint8_t *y, size_t nb) { qf_quantize_q4_K_with(x, y, nb, kfit8_avx2); }
+void qf_quantize_q5_K_avx2(const float *x, uint8_t *y, size_t nb) { qf_quantize_q5_K_with(x, y, nb, kfit8_avx2); }
 
 #else
 
 bool qf_simd_available(void) { return false; }
-bool qf_quantize_simd(uint32_t type, const float *src, uint8_t *dst, size_t n)
-{
-    (void)type, (void)src, (void)dst, (void)n;
-    return false;
-}
-bool qf_to_f32_simd(uint32_t type, const uint8_t *src, float *dst, size_t n)
-{
-    (void)type, (void)src, (void)dst, (void)n;
-    return false;
-}
 
 #endif

@@ -5,42 +5,51 @@
 #include "codec.h"
 #include "quant_impl.h"
 
-/* Block size and bytes per block of every ggml type id (ggml-common.h,
- * ggml.c type_traits); ids ggml removed have no entry. We need sizes of types
- * we cannot produce to validate a source file that contains them. */
+/* The type-properties table: block size and bytes per block of every ggml
+ * type id (ggml-common.h, ggml.c type_traits; ids ggml removed have no
+ * entry), and the kernels quantfs has for it. We need sizes of types we
+ * cannot produce to validate a source file that contains them. */
+#ifdef QF_HAVE_X86
+#define SIMD(f) f
+#else
+#define SIMD(f) NULL
+#endif
+#define QUANT(t, blck, size, simd)                                                                                     \
+    {#t, blck, size, qf_quantize_##t##_ref, simd, qf_dequantize_##t, false}
+#define OTHER(t, blck, size) {#t, blck, size, NULL, NULL, NULL, false}
 static const struct qf_type_info type_table[QF_TYPE_MAX] = {
-    [QF_F32] = {"f32", 1, 4, true, true},
-    [QF_F16] = {"f16", 1, 2, true, true},
-    [QF_Q4_0] = {"q4_0", 32, 18, true, false},
-    [QF_Q4_1] = {"q4_1", 32, 20, true, false},
-    [QF_Q5_0] = {"q5_0", 32, 22, true, false},
-    [QF_Q5_1] = {"q5_1", 32, 24, true, false},
-    [QF_Q8_0] = {"q8_0", 32, 34, true, false},
-    [9] = {"q8_1", 32, 36, false, false},
-    [QF_Q2_K] = {"q2_K", 256, 84, true, false},
-    [QF_Q3_K] = {"q3_K", 256, 110, true, false},
-    [QF_Q4_K] = {"q4_K", 256, 144, true, false},
-    [QF_Q5_K] = {"q5_K", 256, 176, true, false},
-    [QF_Q6_K] = {"q6_K", 256, 210, true, false},
-    [15] = {"q8_K", 256, 292, false, false},
-    [16] = {"iq2_xxs", 256, 66, false, false},
-    [17] = {"iq2_xs", 256, 74, false, false},
-    [18] = {"iq3_xxs", 256, 98, false, false},
-    [19] = {"iq1_s", 256, 50, false, false},
-    [QF_IQ4_NL] = {"iq4_nl", 32, 18, true, false},
-    [21] = {"iq3_s", 256, 110, false, false},
-    [22] = {"iq2_s", 256, 82, false, false},
-    [23] = {"iq4_xs", 256, 136, false, false},
-    [24] = {"i8", 1, 1, false, false},
-    [25] = {"i16", 1, 2, false, false},
-    [26] = {"i32", 1, 4, false, false},
-    [27] = {"i64", 1, 8, false, false},
-    [28] = {"f64", 1, 8, false, false},
-    [29] = {"iq1_m", 256, 56, false, false},
-    [QF_BF16] = {"bf16", 1, 2, true, true},
-    [34] = {"tq1_0", 256, 54, false, false},
-    [35] = {"tq2_0", 256, 66, false, false},
-    [39] = {"mxfp4", 32, 17, false, false},
+    [QF_F32] = {"f32", 1, 4, qf_convert_f32_ref, NULL, qf_dequantize_f32, true},
+    [QF_F16] = {"f16", 1, 2, qf_convert_f16_ref, SIMD(qf_convert_f16_avx2), qf_dequantize_f16, true},
+    [QF_Q4_0] = QUANT(q4_0, 32, 18, NULL),
+    [QF_Q4_1] = QUANT(q4_1, 32, 20, NULL),
+    [QF_Q5_0] = QUANT(q5_0, 32, 22, NULL),
+    [QF_Q5_1] = QUANT(q5_1, 32, 24, NULL),
+    [QF_Q8_0] = QUANT(q8_0, 32, 34, SIMD(qf_quantize_q8_0_avx2)),
+    [9] = OTHER(q8_1, 32, 36),
+    [QF_Q2_K] = QUANT(q2_K, 256, 84, NULL),
+    [QF_Q3_K] = QUANT(q3_K, 256, 110, NULL),
+    [QF_Q4_K] = QUANT(q4_K, 256, 144, SIMD(qf_quantize_q4_K_avx2)),
+    [QF_Q5_K] = QUANT(q5_K, 256, 176, SIMD(qf_quantize_q5_K_avx2)),
+    [QF_Q6_K] = QUANT(q6_K, 256, 210, NULL),
+    [15] = OTHER(q8_K, 256, 292),
+    [16] = OTHER(iq2_xxs, 256, 66),
+    [17] = OTHER(iq2_xs, 256, 74),
+    [18] = OTHER(iq3_xxs, 256, 98),
+    [19] = OTHER(iq1_s, 256, 50),
+    [QF_IQ4_NL] = QUANT(iq4_nl, 32, 18, NULL),
+    [21] = OTHER(iq3_s, 256, 110),
+    [22] = OTHER(iq2_s, 256, 82),
+    [23] = OTHER(iq4_xs, 256, 136),
+    [24] = OTHER(i8, 1, 1),
+    [25] = OTHER(i16, 1, 2),
+    [26] = OTHER(i32, 1, 4),
+    [27] = OTHER(i64, 1, 8),
+    [28] = OTHER(f64, 1, 8),
+    [29] = OTHER(iq1_m, 256, 56),
+    [QF_BF16] = {"bf16", 1, 2, qf_convert_bf16_ref, SIMD(qf_convert_bf16_avx2), qf_dequantize_bf16, true},
+    [34] = OTHER(tq1_0, 256, 54),
+    [35] = OTHER(tq2_0, 256, 66),
+    [39] = OTHER(mxfp4, 32, 17),
 };
 
 const struct qf_type_info *qf_type_get(uint32_t type)
@@ -130,31 +139,33 @@ float qf_bf16_to_f32(uint16_t h) { return u2f((uint32_t)h << 16); }
 
 int qf_to_f32(uint32_t type, const void *src, float *dst, size_t n)
 {
-    const uint8_t *s = src;
-    if (qf_to_f32_simd(type, s, dst, n))
+    const struct qf_type_info *ti = qf_type_get(type);
+    if (!ti || !ti->is_source)
+        return -EINVAL;
+#ifdef QF_HAVE_X86
+    if (type == QF_F16 && qf_simd_available()) {
+        qf_dequantize_f16_avx2(src, dst, n);
         return 0;
-    switch (type) {
-    case QF_F32: memcpy(dst, src, n * 4); return 0;
-    case QF_F16:
-        for (size_t i = 0; i < n; i++)
-            dst[i] = qf_f16_to_f32(qf_get16(s + 2 * i));
-        return 0;
-    case QF_BF16:
-        for (size_t i = 0; i < n; i++)
-            dst[i] = qf_bf16_to_f32(qf_get16(s + 2 * i));
-        return 0;
-    default: return -EINVAL;
     }
+    if (type == QF_BF16 && qf_simd_available()) {
+        qf_dequantize_bf16_avx2(src, dst, n);
+        return 0;
+    }
+#endif
+    ti->dequantize(src, dst, n);
+    return 0;
 }
 
 int qf_quantize_opt(uint32_t type, const float *src, void *dst, size_t n, bool scalar_only)
 {
     const struct qf_type_info *ti = qf_type_get(type);
-    if (!ti || !ti->can_quantize || n % ti->blck)
+    if (!ti || !ti->quantize_ref || n % ti->blck)
         return -EINVAL;
-    if (!scalar_only && qf_quantize_simd(type, src, dst, n))
-        return 0;
-    return qf_quantize_ref(type, src, dst, n);
+    if (!scalar_only && ti->quantize_simd && qf_simd_available())
+        ti->quantize_simd(src, dst, n / ti->blck);
+    else
+        ti->quantize_ref(src, dst, n / ti->blck);
+    return 0;
 }
 
 int qf_quantize(uint32_t type, const float *src, void *dst, size_t n)
@@ -162,30 +173,73 @@ int qf_quantize(uint32_t type, const float *src, void *dst, size_t n)
     return qf_quantize_opt(type, src, dst, n, false);
 }
 
+int qf_quantize_ref(uint32_t type, const float *src, void *dst, size_t n)
+{
+    return qf_quantize_opt(type, src, dst, n, true);
+}
+
+int qf_dequantize(uint32_t type, const void *src, float *dst, size_t n)
+{
+    const struct qf_type_info *ti = qf_type_get(type);
+    if (!ti || !ti->dequantize || n % ti->blck)
+        return -EINVAL;
+    if (ti->is_source)
+        return qf_to_f32(type, src, dst, n);
+    ti->dequantize(src, dst, n / ti->blck);
+    return 0;
+}
+
 const char *qf_simd_name(void) { return qf_simd_available() ? "avx2+f16c" : "scalar"; }
 
 /* ------------------------------------------------------------------ views */
 
-/* general.file_type values are llama.cpp's enum llama_ftype. A uniform
- * k-quant file is labelled with the "_S" variant (the plain mix). */
+/* Display order. GGUF views are llama-quantize's type names in lower case
+ * (tools/quantize/quantize.cpp's QUANT_OPTIONS); its command-line aliases
+ * q3_k, q4_k, q5_k and quantfs' int8/int4 resolve by name without being
+ * listed. For safetensors models int8, int4 and fp8 are real views. */
+#define G QF_FMT_GGUF
+#define S QF_FMT_SAFETENSORS
+#define MIX(n, ft, ty, w) {n, G, 0, NULL, ft, ty, false, w}
+#define PURE(n, ft, ty, w) {n, G, 0, NULL, ft, ty, true, w}
+#define ALIAS(n, fm, of, ft, ty) {n, 0, fm, of, ft, ty, false, NULL}
 static const struct qf_view view_table[] = {
-    {"f32", QF_F32, 0, QF_FMT_GGUF | QF_FMT_SAFETENSORS, NULL},
-    {"fp16", QF_F16, 1, QF_FMT_GGUF | QF_FMT_SAFETENSORS, NULL},
-    {"bf16", QF_BF16, 32, QF_FMT_GGUF | QF_FMT_SAFETENSORS, NULL},
-    {"int8", QF_Q8_0, 7, QF_FMT_GGUF | QF_FMT_SAFETENSORS, "q8_0"},
-    {"int4", QF_Q4_K, 14, QF_FMT_GGUF | QF_FMT_SAFETENSORS, "q4_k"},
-    {"fp8", QF_F32, 0, QF_FMT_SAFETENSORS, NULL},
-    {"q8_0", QF_Q8_0, 7, QF_FMT_GGUF, NULL},
-    {"q6_k", QF_Q6_K, 18, QF_FMT_GGUF, NULL},
-    {"q5_k", QF_Q5_K, 16, QF_FMT_GGUF, NULL},
-    {"q5_1", QF_Q5_1, 9, QF_FMT_GGUF, NULL},
-    {"q5_0", QF_Q5_0, 8, QF_FMT_GGUF, NULL},
-    {"q4_k", QF_Q4_K, 14, QF_FMT_GGUF, NULL},
-    {"q4_1", QF_Q4_1, 3, QF_FMT_GGUF, NULL},
-    {"q4_0", QF_Q4_0, 2, QF_FMT_GGUF, NULL},
-    {"q3_k", QF_Q3_K, 11, QF_FMT_GGUF, NULL},
-    {"q2_k", QF_Q2_K, 10, QF_FMT_GGUF, NULL},
+    {"f32", G | S, 0, NULL, QF_FT_F32, QF_F32, false, "the source as is"},
+    {"fp16", G | S, 0, NULL, QF_FT_F16, QF_F16, false, "every quantizable tensor in F16"},
+    {"bf16", G | S, 0, NULL, QF_FT_BF16, QF_BF16, false, "every quantizable tensor in BF16"},
+    {"int8", S, G, "q8_0", QF_FT_Q8_0, QF_Q8_0, false, "safetensors: compressed-tensors int8 (GGUF: q8_0)"},
+    {"int4", S, G, "q4_k_m", QF_FT_Q4_K_M, QF_Q4_K, false, "safetensors: compressed-tensors int4 (GGUF: q4_k_m)"},
+    {"fp8", S, 0, NULL, QF_FT_F32, QF_F32, false, "safetensors: fine-grained FP8 (e4m3, 128x128 scales)"},
+    MIX("q8_0", QF_FT_Q8_0, QF_Q8_0, "Q8_0"),
+    MIX("q6_k", QF_FT_Q6_K, QF_Q6_K, "Q6_K"),
+    MIX("q5_k_m", QF_FT_Q5_K_M, QF_Q5_K, "Q5_K_M: Q5_K, half of attn_v and ffn_down Q6_K"),
+    MIX("q5_k_s", QF_FT_Q5_K_S, QF_Q5_K, "Q5_K_S: Q5_K"),
+    MIX("q5_1", QF_FT_Q5_1, QF_Q5_1, "Q5_1"),
+    MIX("q5_0", QF_FT_Q5_0, QF_Q5_0, "Q5_0"),
+    MIX("q4_k_m", QF_FT_Q4_K_M, QF_Q4_K, "Q4_K_M: Q4_K, half of attn_v and ffn_down Q6_K"),
+    MIX("q4_k_s", QF_FT_Q4_K_S, QF_Q4_K, "Q4_K_S: Q4_K, first attn_v/ffn_down Q5_K"),
+    MIX("q4_1", QF_FT_Q4_1, QF_Q4_1, "Q4_1"),
+    MIX("q4_0", QF_FT_Q4_0, QF_Q4_0, "Q4_0"),
+    MIX("q3_k_l", QF_FT_Q3_K_L, QF_Q3_K, "Q3_K_L: Q3_K, attn_v/attn_output/ffn_down Q5_K"),
+    MIX("q3_k_m", QF_FT_Q3_K_M, QF_Q3_K, "Q3_K_M: Q3_K, attn_v/attn_output/ffn_down Q4_K-Q5_K"),
+    MIX("q3_k_s", QF_FT_Q3_K_S, QF_Q3_K, "Q3_K_S: Q3_K"),
+    MIX("q2_k", QF_FT_Q2_K, QF_Q2_K, "Q2_K: Q2_K, attn_v/attn_output/ffn_down Q3_K-Q4_K"),
+    PURE("q8_0-pure", QF_FT_Q8_0, QF_Q8_0, "llama-quantize --pure Q8_0"),
+    PURE("q6_k-pure", QF_FT_Q6_K, QF_Q6_K, "llama-quantize --pure Q6_K"),
+    PURE("q5_k-pure", QF_FT_Q5_K_M, QF_Q5_K, "llama-quantize --pure Q5_K"),
+    PURE("q5_1-pure", QF_FT_Q5_1, QF_Q5_1, "llama-quantize --pure Q5_1"),
+    PURE("q5_0-pure", QF_FT_Q5_0, QF_Q5_0, "llama-quantize --pure Q5_0"),
+    PURE("q4_k-pure", QF_FT_Q4_K_M, QF_Q4_K, "llama-quantize --pure Q4_K"),
+    PURE("q4_1-pure", QF_FT_Q4_1, QF_Q4_1, "llama-quantize --pure Q4_1"),
+    PURE("q4_0-pure", QF_FT_Q4_0, QF_Q4_0, "llama-quantize --pure Q4_0"),
+    PURE("q3_k-pure", QF_FT_Q3_K_M, QF_Q3_K, "llama-quantize --pure Q3_K"),
+    PURE("q2_k-pure", QF_FT_Q2_K, QF_Q2_K, "llama-quantize --pure Q2_K"),
+    ALIAS("f16", G | S, "fp16", QF_FT_F16, QF_F16),
+    ALIAS("q3_k", G, "q3_k_m", QF_FT_Q3_K_M, QF_Q3_K),
+    ALIAS("q4_k", G, "q4_k_m", QF_FT_Q4_K_M, QF_Q4_K),
+    ALIAS("q5_k", G, "q5_k_m", QF_FT_Q5_K_M, QF_Q5_K),
 };
+#undef G
+#undef S
 
 const struct qf_view *qf_views(size_t *n)
 {
@@ -201,29 +255,15 @@ int qf_view_index(const char *name)
     return -1;
 }
 
-static uint32_t ggml_n_dims(uint32_t n_dims, const uint64_t *ne)
-{
-    for (uint32_t i = n_dims; i-- > 1;)
-        if (ne[i] > 1)
-            return i + 1;
-    return 1;
-}
+bool qf_view_listed(const struct qf_view *v, unsigned fmts) { return (v->formats & fmts) != 0; }
+bool qf_view_reachable(const struct qf_view *v, unsigned fmts) { return ((v->formats | v->alias_formats) & fmts) != 0; }
 
-uint32_t qf_gguf_tensor_type(uint32_t target, uint32_t src_type, uint32_t n_dims, const uint64_t *ne)
+const struct qf_view *qf_view_resolve(const struct qf_view *v, unsigned fmt)
 {
-    if (ggml_n_dims(n_dims, ne) < 2)
-        return src_type;
-    const struct qf_type_info *ti = qf_type_get(target);
-    if (ne[0] % ti->blck == 0)
-        return target;
-    uint32_t fb;
-    switch (target) {
-    case QF_Q2_K:
-    case QF_Q3_K: fb = QF_IQ4_NL; break;
-    case QF_Q4_K: fb = QF_Q5_0; break;
-    case QF_Q5_K: fb = QF_Q5_1; break;
-    case QF_Q6_K: fb = QF_Q8_0; break;
-    default: return QF_F16;
+    if (v->alias_of && (v->alias_formats & fmt)) {
+        int i = qf_view_index(v->alias_of);
+        if (i >= 0)
+            return &view_table[i];
     }
-    return ne[0] % qf_type_get(fb)->blck == 0 ? fb : QF_F16;
+    return v;
 }

@@ -93,9 +93,14 @@ static void usage(const char *prog)
            "    -V, --version          print versions and exit\n\n"
            "views:",
            prog);
-    for (size_t i = 0; i < n; i++)
-        printf(" %s", v[i].name);
-    printf("\n\nFUSE options:\n");
+    printf("\n");
+    for (size_t i = 0; i < n; i++) {
+        if (v[i].what)
+            printf("    %-12s %s\n", v[i].name, v[i].what);
+        else
+            printf("    %-12s = %s\n", v[i].name, v[i].alias_of);
+    }
+    printf("\nFUSE options:\n");
     fuse_cmdline_help();
     fuse_lowlevel_help();
 }
@@ -125,7 +130,7 @@ static size_t parse_size(const char *s)
 static int parse_views(struct qfs *q)
 {
     if (!q->views_opt) {
-        q->view_mask = (uint32_t)((1ull << q->n_views) - 1);
+        q->view_mask = q->n_views >= 64 ? ~0ull : (1ull << q->n_views) - 1;
         return 0;
     }
     char *list = strdup(q->views_opt), *save = NULL;
@@ -142,7 +147,17 @@ static int parse_views(struct qfs *q)
             rc = -EINVAL;
             break;
         }
-        q->view_mask |= 1u << v;
+        q->view_mask |= 1ull << v;
+        /* naming an alias offers its view, under its own name too */
+        int of = q->views[v].alias_of ? qf_view_index(q->views[v].alias_of) : -1;
+        if (of >= 0)
+            q->view_mask |= 1ull << of;
+    }
+    /* aliases that are only aliases follow their view */
+    for (size_t i = 0; i < q->n_views; i++) {
+        int of = q->views[i].alias_of ? qf_view_index(q->views[i].alias_of) : -1;
+        if (of >= 0 && !q->views[i].formats && (q->view_mask >> of & 1))
+            q->view_mask |= 1ull << i;
     }
     free(list);
     if (!rc && !q->view_mask) {

@@ -339,9 +339,7 @@ static struct qfs_snap *snap_load(struct qfs *q, struct qfs_model *m, struct qfs
     }
     uint64_t size = (uint64_t)s->st.st_size;
     if (f->kind == QFS_F_GGUF) {
-        int rc = qf_gguf_parse(qfs_pread_fd, &s->fd, size, &s->gguf, s->err, sizeof s->err);
-        if (!rc && s->gguf->convert_err[0])
-            snprintf(s->err, sizeof s->err, "%s", s->gguf->convert_err);
+        qf_gguf_parse(qfs_pread_fd, &s->fd, size, &s->gguf, s->err, sizeof s->err);
     } else if (f->kind == QFS_F_ST) {
         qf_st_parse(qfs_pread_fd, &s->fd, size, &s->sth, s->err, sizeof s->err);
     } else if ((f->kind == QFS_F_CONFIG || f->kind == QFS_F_INDEX) && (m->formats & QF_FMT_SAFETENSORS)) {
@@ -434,8 +432,8 @@ static int generated_json(struct qfs *q, struct qfs_snap *s, size_t v, struct qf
     char err[256] = "", *text = NULL;
     if (!rc) {
         text = s->file->kind == QFS_F_CONFIG
-                   ? qf_st_config_json(s->text, s->text_len, &q->views[v], shards, n, err, sizeof err)
-                   : qf_st_index_json(s->text, s->text_len, &q->views[v], shards, names, n, err, sizeof err);
+                   ? qf_st_config_json(s->text, s->text_len, qf_view_resolve(&q->views[v], QF_FMT_SAFETENSORS), shards, n, err, sizeof err)
+                   : qf_st_index_json(s->text, s->text_len, qf_view_resolve(&q->views[v], QF_FMT_SAFETENSORS), shards, names, n, err, sizeof err);
         rc = text ? qf_layout_text(text, strlen(text), out) : -EINVAL;
         if (!text)
             qfs_log(q, LOG_ERR, "%s: view %s: %s", s->file->path, q->views[v].name, err);
@@ -450,34 +448,49 @@ static int generated_json(struct qfs *q, struct qfs_snap *s, size_t v, struct qf
     return rc;
 }
 
+/* Whether file kind k is converted by view vw in model m. */
+static bool view_converts(const struct qfs_model *m, int k, const struct qf_view *vw)
+{
+    if (k == QFS_F_GGUF)
+        return qf_view_reachable(vw, QF_FMT_GGUF);
+    return (k == QFS_F_ST || k == QFS_F_CONFIG || k == QFS_F_INDEX) && (m->formats & QF_FMT_SAFETENSORS) &&
+           qf_view_reachable(vw, QF_FMT_SAFETENSORS);
+}
+
 int qfs_snap_layout(struct qfs *q, struct qfs_snap *s, size_t v, struct qf_layout **out)
 {
     int rc = 0;
-    const struct qf_view *vw = &q->views[v];
     struct qfs_model *m = &q->models[s->file->model_idx];
+    int kind = s->file->kind;
+    const struct qf_view *vw = &q->views[v];
     pthread_mutex_lock(&s->mu);
-    if (!s->layouts[v]) {
-        int kind = s->file->kind;
-        bool st_view = (vw->formats & QF_FMT_SAFETENSORS) && (m->formats & QF_FMT_SAFETENSORS);
-        bool converts = (kind == QFS_F_GGUF && (vw->formats & QF_FMT_GGUF)) ||
-                        ((kind == QFS_F_ST || kind == QFS_F_CONFIG || kind == QFS_F_INDEX) && st_view);
-        char err[256];
-        if (!converts || !strcmp(vw->name, "f32")) {
+    if (!s->layouts[v] && !s->layout_rc[v]) {
+        char err[256] = "";
+        if (!view_converts(m, kind, vw) || !strcmp(vw->name, "f32")) {
             rc = qf_layout_passthrough((uint64_t)s->st.st_size, &s->layouts[v]);
         } else if (s->err[0]) {
             rc = -ENOENT;
         } else if (kind == QFS_F_GGUF) {
-            rc = qf_layout_gguf(s->gguf, vw, &s->layouts[v], err, sizeof err);
-            if (rc)
-                qfs_log(q, LOG_ERR, "%s: view %s: %s", s->file->path, vw->name, err);
+            rc = qf_layout_gguf(s->gguf, qf_view_resolve(vw, QF_FMT_GGUF), &s->layouts[v], err, sizeof err);
         } else if (kind == QFS_F_ST) {
-            rc = qf_layout_safetensors(s->sth, vw, &s->layouts[v], err, sizeof err);
-            if (rc)
-                qfs_log(q, LOG_ERR, "%s: view %s: %s", s->file->path, vw->name, err);
+            rc = qf_layout_safetensors(s->sth, qf_view_resolve(vw, QF_FMT_SAFETENSORS), &s->layouts[v], err,
+                                       sizeof err);
         } else {
             rc = generated_json(q, s, v, &s->layouts[v]);
         }
+        /* a refusal is a property of this version of the file: remembered,
+         * and logged once per distinct reason (a refused architecture
+         * refuses every view alike) */
+        if (rc && rc != -ENOMEM) {
+            s->layout_rc[v] = rc;
+            if (err[0] && strcmp(err, s->logged)) {
+                qfs_log(q, rc == -ENOTSUP ? LOG_WARNING : LOG_ERR, "model '%s': %s: no %s view: %s", m->name,
+                        s->file->name, vw->name, err);
+                snprintf(s->logged, sizeof s->logged, "%s", err);
+            }
+        }
     }
+    rc = s->layouts[v] ? 0 : s->layout_rc[v] ? s->layout_rc[v] : rc;
     *out = s->layouts[v];
     pthread_mutex_unlock(&s->mu);
     return rc;
@@ -487,21 +500,19 @@ bool qfs_view_available(struct qfs *q, size_t mi, size_t v)
 {
     struct qfs_model *m = &q->models[mi];
     const struct qf_view *vw = &q->views[v];
-    if (!(q->view_mask & (1u << v)) || !(vw->formats & m->formats))
+    if (!(q->view_mask & (1ull << v)) || !qf_view_reachable(vw, m->formats))
         return false;
     if (!strcmp(vw->name, "f32"))
         return true;
-    /* every file this view converts must have parsed */
+    /* every file this view converts must have parsed, and its layout must
+     * build (llama-quantize may refuse the file for this type) */
     for (size_t i = 0; i < m->n_files; i++) {
-        int k = m->files[i].kind;
-        bool checked = (k == QFS_F_GGUF && (vw->formats & QF_FMT_GGUF)) ||
-                       ((k == QFS_F_ST || k == QFS_F_INDEX || k == QFS_F_CONFIG) &&
-                        (vw->formats & QF_FMT_SAFETENSORS) && (m->formats & QF_FMT_SAFETENSORS));
-        if (!checked)
+        if (!view_converts(m, m->files[i].kind, vw))
             continue;
         int err;
         struct qfs_snap *s = qfs_snap_get(q, m, &m->files[i], &err);
-        bool ok = s && !s->err[0];
+        struct qf_layout *l;
+        bool ok = s && !s->err[0] && (m->files[i].kind != QFS_F_GGUF || !qfs_snap_layout(q, s, v, &l));
         qfs_snap_put(s);
         if (!ok)
             return false;

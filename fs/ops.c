@@ -297,7 +297,7 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, s
         if (q->check)
             rc |= dirbuf_add(req, &b, ".check.json", qfs_ino_make(d.m, -1, INO_FILE_MASK - 1), S_IFREG);
         for (size_t v = 0; v < q->n_views && !rc; v++)
-            if (qfs_view_available(q, d.m, v))
+            if (qf_view_listed(&q->views[v], q->models[d.m].formats) && qfs_view_available(q, d.m, v))
                 rc |= dirbuf_add(req, &b, q->views[v].name, qfs_ino_make(d.m, (long)v, -1), S_IFDIR);
         break;
     case 4: {
@@ -328,6 +328,7 @@ struct handle {
     char *text;            /* stats file contents */
     size_t text_len;
     _Atomic uint64_t next_off; /* end of the previous read: sequential detection */
+    size_t view;
 };
 
 static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -357,6 +358,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         return;
     }
     struct qfs_model *m = &q->models[d.m];
+    h->view = d.v;
     h->snap = qfs_snap_get(q, m, &m->files[d.f], &rc);
     if (h->snap)
         rc = qfs_snap_layout(q, h->snap, d.v, &h->layout);
@@ -477,85 +479,75 @@ static void reply_free(struct qfs *q, struct reply *r)
     free(r->srcbuf);
 }
 
-static int read_conv(struct qfs *q, struct qfs_snap *s, const struct qf_extent *e, uint64_t rel, uint64_t n,
-                     struct reply *r)
+struct gather_ctx {
+    struct qfs *q;
+    struct qfs_snap *snap;
+    struct reply *r;
+    size_t total;
+};
+
+/* One piece of a read, from the one walk over the layout (codec). */
+static int gather_piece(void *arg, const struct qf_piece *p)
 {
-    while (n) {
-        uint64_t c = qf_conv_chunk_at(e, rel), coff, clen;
-        qf_conv_chunk_range(e, c, &coff, &clen);
-        struct fill_arg a = {s, e, c};
-        struct qc_block *b;
-        int rc = qc_get(q->cache, chunk_key(s, e, c), (size_t)clen, fill_chunk, &a, &b);
-        if (rc)
-            return rc;
-        if ((rc = hold(r, b))) {
-            qc_release(q->cache, b);
-            return rc;
-        }
-        uint64_t from = rel - coff, k = clen - from < n ? clen - from : n;
-        if ((rc = add_iov(r, qc_block_data(b) + from, (size_t)k)))
-            return rc;
-        rel += k;
-        n -= k;
+    struct gather_ctx *g = arg;
+    struct reply *r = g->r;
+    const struct qf_extent *e = p->e;
+    int rc = 0;
+    switch (e->kind) {
+    case QF_EXT_MEM: return add_iov(r, e->mem + p->rel, (size_t)p->len);
+    case QF_EXT_ZERO:
+        for (uint64_t k = 0; k < p->len && !rc; k += sizeof zero_page)
+            rc = add_iov(r, zero_page, (size_t)(p->len - k < sizeof zero_page ? p->len - k : sizeof zero_page));
+        return rc;
+    case QF_EXT_SRC:
+        if (!r->srcbuf && !(r->srcbuf = malloc(g->total)))
+            return -ENOMEM;
+        rc = qfs_pread_fd(&g->snap->fd, r->srcbuf + r->srcused, (size_t)p->len, e->src_off + p->rel);
+        if (!rc)
+            rc = add_iov(r, r->srcbuf + r->srcused, (size_t)p->len);
+        r->srcused += (size_t)p->len;
+        return rc;
+    default: break;
     }
+    struct fill_arg a = {g->snap, e, p->chunk};
+    struct qc_block *b;
+    if ((rc = qc_get(g->q->cache, chunk_key(g->snap, e, p->chunk), (size_t)p->chunk_len, fill_chunk, &a, &b)))
+        return rc;
+    if ((rc = hold(r, b))) {
+        qc_release(g->q->cache, b);
+        return rc;
+    }
+    return add_iov(r, qc_block_data(b) + (p->rel - p->chunk_off), (size_t)p->len);
+}
+
+struct ra_ctx {
+    struct qfs *q;
+    struct handle *h;
+    uint64_t from;
+};
+
+/* Queue one converted chunk for the workers (each chunk is one piece or
+ * the first of several: only a piece starting a chunk's range queues it). */
+static int readahead_piece(void *arg, const struct qf_piece *p)
+{
+    struct ra_ctx *c = arg;
+    if (p->e->kind != QF_EXT_CONV || (p->rel != p->chunk_off && p->off != c->from))
+        return 0;
+    struct fill_arg *a = malloc(sizeof *a);
+    if (!a)
+        return -ENOMEM;
+    *a = (struct fill_arg){c->h->snap, p->e, p->chunk};
+    atomic_fetch_add(&c->h->snap->refs, 1);
+    qc_prefetch(c->q->cache, chunk_key(c->h->snap, p->e, p->chunk), (size_t)p->chunk_len, fill_chunk, a,
+                prefetch_done);
     return 0;
 }
 
 /* Queue the converted chunks in [off, off + window) for the workers. */
 static void schedule_readahead(struct qfs *q, struct handle *h, uint64_t off)
 {
-    const struct qf_layout *l = h->layout;
-    uint64_t end = off + (uint64_t)q->readahead_mb * (1u << 20);
-    for (size_t i = off < l->size ? qf_layout_find(l, off) : l->n_ext; i < l->n_ext && l->ext[i].off < end; i++) {
-        const struct qf_extent *e = &l->ext[i];
-        if (e->kind != QF_EXT_CONV)
-            continue;
-        uint64_t first = off > e->off ? qf_conv_chunk_at(e, off - e->off) : 0;
-        for (uint64_t c = first; c < qf_conv_nchunks(e); c++) {
-            uint64_t coff, clen;
-            qf_conv_chunk_range(e, c, &coff, &clen);
-            if (e->off + coff >= end)
-                break;
-            struct fill_arg *a = malloc(sizeof *a);
-            if (!a)
-                return;
-            *a = (struct fill_arg){h->snap, e, c};
-            atomic_fetch_add(&h->snap->refs, 1);
-            qc_prefetch(q->cache, chunk_key(h->snap, e, c), (size_t)clen, fill_chunk, a, prefetch_done);
-        }
-    }
-}
-
-static int gather(struct qfs *q, struct handle *h, uint64_t off, size_t len, struct reply *r)
-{
-    const struct qf_layout *l = h->layout;
-    size_t total = len;
-    int rc = 0;
-    for (size_t i = qf_layout_find(l, off); len && i < l->n_ext && !rc; i++) {
-        const struct qf_extent *e = &l->ext[i];
-        uint64_t rel = off - e->off, n = e->len - rel < len ? e->len - rel : len;
-        switch (e->kind) {
-        case QF_EXT_MEM: rc = add_iov(r, e->mem + rel, (size_t)n); break;
-        case QF_EXT_ZERO:
-            for (uint64_t k = 0; k < n && !rc; k += sizeof zero_page)
-                rc = add_iov(r, zero_page, (size_t)(n - k < sizeof zero_page ? n - k : sizeof zero_page));
-            break;
-        case QF_EXT_SRC:
-            if (!r->srcbuf && !(r->srcbuf = malloc(total))) {
-                rc = -ENOMEM;
-                break;
-            }
-            rc = qfs_pread_fd(&h->snap->fd, r->srcbuf + r->srcused, (size_t)n, e->src_off + rel);
-            if (!rc)
-                rc = add_iov(r, r->srcbuf + r->srcused, (size_t)n);
-            r->srcused += (size_t)n;
-            break;
-        case QF_EXT_CONV: rc = read_conv(q, h->snap, e, rel, n, r); break;
-        }
-        off += n;
-        len -= (size_t)n;
-    }
-    return rc;
+    struct ra_ctx c = {q, h, off};
+    qf_layout_walk(h->layout, off, (uint64_t)q->readahead_mb << 20, readahead_piece, &c);
 }
 
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
@@ -589,15 +581,20 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
     struct reply r = {.snap = h->snap};
     atomic_fetch_add(&h->snap->refs, 1);
     int rc = qfs_snap_verify(q, h->snap);
-    if (!rc)
-        rc = gather(q, h, (uint64_t)off, size, &r);
+    if (!rc) {
+        struct gather_ctx g = {q, h->snap, &r, size};
+        rc = qf_layout_walk(h->layout, (uint64_t)off, size, gather_piece, &g);
+    }
     /* checked again after: a source rewritten mid-read must not leak out */
     if (!rc)
         rc = qfs_snap_verify(q, h->snap);
     atomic_fetch_add(&q->n_reads, 1);
     if (rc) {
         atomic_fetch_add(&q->n_errors, 1);
-        if (rc != -EIO)
+        if (rc == -EBADMSG)
+            qfs_log(q, LOG_ERR, "read %s view %s at %lld: the source holds NaN or Inf, which llama-quantize refuses",
+                    h->snap->file->path, q->views[h->view].name, (long long)off);
+        else if (rc != -EIO)
             qfs_log(q, LOG_ERR, "read %s at %lld: %s", h->snap->file->path, (long long)off, strerror(-rc));
         fuse_reply_err(req, rc == -ENOMEM ? ENOMEM : EIO);
         reply_free(q, &r);
@@ -646,6 +643,23 @@ static void reply_data(fuse_req_t req, const char *data, size_t n, size_t size)
 
 /* user.quantfs.cache: the fraction of a view file's converted bytes that a
  * cache tier holds now ("1.0000" for a file with nothing to convert). */
+struct frac_ctx {
+    struct qfs *q;
+    struct qfs_snap *s;
+    uint64_t total, have;
+};
+
+static int frac_piece(void *arg, const struct qf_piece *p)
+{
+    struct frac_ctx *c = arg;
+    if (p->e->kind == QF_EXT_CONV) {
+        c->total += p->len;
+        if (qc_cached(c->q->cache, chunk_key(c->s, p->e, p->chunk)))
+            c->have += p->len;
+    }
+    return 0;
+}
+
 static int cache_fraction(struct qfs *q, const struct qfs_ino *d, char *buf, size_t len)
 {
     struct qfs_model *m = &q->models[d->m];
@@ -655,23 +669,13 @@ static int cache_fraction(struct qfs *q, const struct qfs_ino *d, char *buf, siz
     if (!s)
         return rc;
     struct qf_layout *l = NULL;
-    uint64_t total = 0, have = 0;
-    if ((f->kind == QFS_F_GGUF || f->kind == QFS_F_ST) && !s->err[0] && !(rc = qfs_snap_layout(q, s, d->v, &l))) {
-        for (size_t i = 0; i < l->n_ext; i++) {
-            const struct qf_extent *e = &l->ext[i];
-            for (uint64_t c = 0; e->kind == QF_EXT_CONV && c < qf_conv_nchunks(e); c++) {
-                uint64_t coff, clen;
-                qf_conv_chunk_range(e, c, &coff, &clen);
-                total += clen;
-                if (qc_cached(q->cache, chunk_key(s, e, c)))
-                    have += clen;
-            }
-        }
-    }
+    struct frac_ctx c = {q, s, 0, 0};
+    if ((f->kind == QFS_F_GGUF || f->kind == QFS_F_ST) && !s->err[0] && !(rc = qfs_snap_layout(q, s, d->v, &l)))
+        qf_layout_walk(l, 0, l->size, frac_piece, &c);
     qfs_snap_put(s);
     if (rc)
         return rc;
-    snprintf(buf, len, "%.4f", total ? (double)have / (double)total : 1.0);
+    snprintf(buf, len, "%.4f", c.total ? (double)c.have / (double)c.total : 1.0);
     return 0;
 }
 

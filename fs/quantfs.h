@@ -20,7 +20,7 @@
 #include "cache.h"
 #include "codec.h"
 
-#define QFS_MAX_VIEWS 32
+#define QFS_MAX_VIEWS 64
 /* Plain blocks kept idle besides those replies hold: a reader's next FUSE
  * request usually falls in the block its last one decoded, and prefetched
  * blocks wait here for their reader (more than -o readahead's default). */
@@ -39,8 +39,10 @@ struct qfs_snap {
     size_t text_len;
     char err[256];         /* why views other than f32 are not offered */
     atomic_bool stale;     /* the source changed under this snapshot */
-    pthread_mutex_t mu;    /* guards layouts[] and fresh[] */
+    pthread_mutex_t mu;    /* guards layouts[], layout_rc[], logged and fresh[] */
     struct qf_layout *layouts[QFS_MAX_VIEWS];
+    int layout_rc[QFS_MAX_VIEWS]; /* a view that cannot be built: why, once */
+    char logged[256];             /* the last refusal logged for this version */
     bool fresh[QFS_MAX_VIEWS]; /* not yet opened: next open drops kernel page cache */
 };
 
@@ -92,7 +94,7 @@ struct qfs {
 
     const struct qf_view *views;
     size_t n_views;
-    uint32_t view_mask;    /* views enabled by -o views */
+    uint64_t view_mask;    /* views enabled by -o views */
 
     struct qfs_model *models;
     size_t n_models;
