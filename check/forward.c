@@ -328,8 +328,15 @@ struct ck_threshold ck_threshold_for(const char *v)
         {"q4_0", {0.75, 0.15, 15}},  {"int4", {0.75, 0.15, 15}},  {"iq4_nl", {0.75, 0.15, 15}},
         {"q3_k", {0.55, 0.5, 8}},    {"q2_k", {0.35, 1.5, 3}},
     };
+    /* a mix or a -pure view is judged as its default type: q4_k_m,
+     * q4_k_s and q4_k-pure as q4_k */
+    char base[16];
+    snprintf(base, sizeof base, "%.*s", (int)strcspn(v, "-"), v);
+    size_t n = strlen(base);
+    if (n == 6 && base[0] == 'q' && base[3] == 'k' && base[4] == '_')
+        base[4] = 0;
     for (size_t i = 0; i < sizeof tab / sizeof *tab; i++)
-        if (!strcmp(tab[i].name, v))
+        if (!strcmp(tab[i].name, base))
             return tab[i].t;
     return (struct ck_threshold){0.75, 0.15, 15}; /* unknown: treat as 4-bit */
 }

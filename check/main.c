@@ -6,6 +6,7 @@
  * checked views pass, 1 a view fails, 2 usage or I/O error. */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <jansson.h>
 #include <limits.h>
@@ -121,9 +122,74 @@ static void usage(FILE *f)
                "  --threshold-sqnr=DB   minimum worst-tensor SQNR (non-llama models)\n"
                "  --threads=N           views checked in parallel (default: CPUs)\n"
                "  --json                one JSON object per view, one per line\n"
+               "  --plan=VIEW           for each GGUF source PATH: the type every tensor gets in VIEW\n"
+               "                        and why (llama-quantize's rules), without converting anything\n"
                "  -q, --quiet           no progress, no table: exit status only (and --json)\n"
                "  -h, --help, -V, --version\n"
                "exit status: 0 every view passes, 1 a view fails, 2 usage or I/O error\n");
+}
+
+static int mpread(void *ctx, void *buf, size_t len, uint64_t off)
+{
+    int fd = *(int *)ctx;
+    ssize_t n = pread(fd, buf, len, (off_t)off);
+    return n == (ssize_t)len ? 0 : -EIO;
+}
+
+/* --plan: the codec's description of a GGUF view, the one the daemon
+ * serves: tensors in output order, type, bytes and the rule. */
+static int print_plan(const char *view, char **paths, int n, bool json)
+{
+    int vi = qf_view_index(view);
+    size_t nv;
+    if (vi < 0) {
+        fprintf(stderr, "quantfs-check: unknown view '%s'\n", view);
+        return 2;
+    }
+    const struct qf_view *v = qf_view_resolve(&qf_views(&nv)[vi], QF_FMT_GGUF);
+    int status = 0;
+    for (int a = 0; a < n; a++) {
+        char err[512];
+        struct stat st;
+        struct qf_gguf *g = NULL;
+        struct qf_layout *l = NULL;
+        int fd = open(paths[a], O_RDONLY | O_CLOEXEC);
+        int rc = fd < 0 || fstat(fd, &st) ? -errno : 0;
+        if (rc)
+            snprintf(err, sizeof err, "%s", strerror(-rc));
+        else
+            rc = qf_gguf_parse(mpread, &fd, (uint64_t)st.st_size, &g, err, sizeof err);
+        if (!rc)
+            rc = qf_layout_gguf(g, v, &l, err, sizeof err);
+        if (rc) {
+            fprintf(stderr, "quantfs-check: %s: no %s view: %s\n", paths[a], view, err);
+            status = 2;
+        }
+        for (size_t i = 0; l && i < l->n_tensors; i++) {
+            const struct qf_tensor_plan *t = &l->tensors[i];
+            const char *tn = qf_type_get(t->type)->name, *sn = qf_type_get(t->src_type)->name;
+            if (json) {
+                json_t *o = json_pack("{s:s,s:s,s:s,s:s,s:I,s:I,s:b,s:s}", "file", paths[a], "tensor", t->name,
+                                      "source_type", sn, "type", tn, "offset", (json_int_t)t->offset, "bytes",
+                                      (json_int_t)t->nbytes, "fallback", t->fallback, "why", t->why);
+                char *txt = o ? json_dumps(o, JSON_COMPACT) : NULL;
+                if (txt)
+                    puts(txt);
+                free(txt);
+                json_decref(o);
+            } else {
+                printf("%-32s %-6s -> %-7s %12llu  %s\n", t->name, sn, tn, (unsigned long long)t->nbytes, t->why);
+            }
+        }
+        if (l && !json)
+            printf("%s: %s view: %llu bytes, %zu tensors, %u needed the row-length fallback\n", paths[a], view,
+                   (unsigned long long)l->size, l->n_tensors, l->n_fallback);
+        qf_layout_free(l);
+        qf_gguf_free(g);
+        if (fd >= 0)
+            close(fd);
+    }
+    return status;
 }
 
 static json_t *result_json(const struct job *j, const char *model)
@@ -266,7 +332,7 @@ static int plan(const char *path, const char *ref_opt, const char *views, char *
 
 int main(int argc, char **argv)
 {
-    enum { O_REF = 256, O_VIEWS, O_TOKENS, O_PROMPT, O_SAMPLE, O_T1, O_KL, O_SQNR, O_THREADS, O_JSON, O_DUMP };
+    enum { O_REF = 256, O_VIEWS, O_TOKENS, O_PROMPT, O_SAMPLE, O_T1, O_KL, O_SQNR, O_THREADS, O_JSON, O_DUMP, O_PLAN };
     static const struct option lo[] = {
         {"ref", required_argument, 0, O_REF},
         {"views", required_argument, 0, O_VIEWS},
@@ -279,13 +345,14 @@ int main(int argc, char **argv)
         {"threads", required_argument, 0, O_THREADS},
         {"json", no_argument, 0, O_JSON},
         {"dump-reference", required_argument, 0, O_DUMP},
+        {"plan", required_argument, 0, O_PLAN},
         {"quiet", no_argument, 0, 'q'},
         {"help", no_argument, 0, 'h'},
         {"version", no_argument, 0, 'V'},
         {0, 0, 0, 0},
     };
     struct ck_opts o = {.n_tokens = 64, .n_sample = 24, .top1_override = -1, .kl_override = -1, .sqnr_override = -1};
-    const char *ref_opt = NULL, *views = NULL, *dump = NULL;
+    const char *ref_opt = NULL, *views = NULL, *dump = NULL, *plan_view = NULL;
     bool json = false, quiet = false;
     long threads = sysconf(_SC_NPROCESSORS_ONLN);
     int c;
@@ -321,6 +388,7 @@ int main(int argc, char **argv)
         }
         case O_JSON: json = true; break;
         case O_DUMP: dump = optarg; break;
+        case O_PLAN: plan_view = optarg; break;
         case 'q': quiet = true; break;
         case 'h': usage(stdout); return 0;
         case 'V': printf("quantfs-check %s (codec %u)\n", QUANTFS_VERSION, QF_CODEC_VERSION); return 0;
@@ -331,6 +399,8 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
+    if (plan_view)
+        return print_plan(plan_view, argv + optind, argc - optind, json);
     int status = 0;
     for (int a = optind; a < argc; a++) {
         char ref[PATH_MAX + 8], model[PATH_MAX];

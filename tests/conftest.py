@@ -20,12 +20,11 @@ QUANTFS = os.environ.get("QUANTFS_BIN", os.path.join(os.path.dirname(__file__), 
 STORIES_GGUF = os.path.join(SHARED, "models", "stories260K", "gguf", "stories260K.gguf")
 REFS = os.path.join(SHARED, "refs")
 
-ALL_VIEWS = ["f32", "fp16", "bf16", "int8", "int4", "q8_0", "q6_k", "q5_k", "q5_1", "q5_0",
-             "q4_k", "q4_1", "q4_0", "q3_k", "q2_k"]
-# view name -> suffix of the reference file in ../shared/refs
-REF_OF_VIEW = {"fp16": "f16", "bf16": "bf16", "q8_0": "q8_0", "q4_0": "q4_0", "q4_1": "q4_1",
-               "q5_0": "q5_0", "q5_1": "q5_1", "q2_k": "q2_k", "q3_k": "q3_k", "q4_k": "q4_k",
-               "q5_k": "q5_k", "q6_k": "q6_k", "int8": "q8_0", "int4": "q4_k"}
+MIXES = os.path.join(REFS, "mixes")  # llama-quantize's own output
+# the views a GGUF model lists (llama-quantize's names; aliases are not listed)
+ALL_VIEWS = ["f32", "fp16", "bf16", "q8_0", "q6_k", "q5_k_m", "q5_k_s", "q5_1", "q5_0", "q4_k_m", "q4_k_s",
+             "q4_1", "q4_0", "q3_k_l", "q3_k_m", "q3_k_s", "q2_k", "q8_0-pure", "q6_k-pure", "q5_k-pure",
+             "q5_1-pure", "q5_0-pure", "q4_k-pure", "q4_1-pure", "q4_0-pure", "q3_k-pure", "q2_k-pure"]
 
 
 def pytest_collection_modifyitems(config, items):

@@ -56,3 +56,10 @@ def write_gguf(path, kvs, tensors, alignment=32):
                 f.write(data)
         f.truncate(data_start + off)
     return data_start + off
+
+
+def llama_kvs(n_embd, n_layer=1, n_head=1):
+    """The hyper-parameters llama-quantize needs to load a llama GGUF."""
+    return [("general.architecture", "llama"), ("llama.context_length", 128),
+            ("llama.embedding_length", n_embd), ("llama.block_count", n_layer),
+            ("llama.attention.head_count", n_head), ("llama.attention.layer_norm_rms_epsilon", 1e-5)]

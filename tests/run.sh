@@ -19,4 +19,4 @@ meson test -C build --print-errorlogs --num-processes 2
 [ -d build-asan ] || meson setup build-asan -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug
 meson compile -C build-asan
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-    meson test -C build-asan --print-errorlogs --num-processes 2 -t 3
+    QUANTFS_ASAN=1 meson test -C build-asan --print-errorlogs --num-processes 2 -t 3

@@ -30,9 +30,12 @@ static const struct qf_gguf_tensor *find_tensor(const struct qf_gguf *g, const c
     return NULL;
 }
 
-/* For every tensor of src: the type our rules pick equals the reference
- * file's, and the bytes our kernel writes (scalar and dispatched) equal the
- * reference bytes. */
+/* For every tensor of src: the bytes our kernel writes (scalar and
+ * dispatched) for the reference file's type equal the reference bytes.
+ * Which type a tensor gets is the plan's business (test_plan_*, and the
+ * mount tests against llama-quantize): these refs were made with an older
+ * llama.cpp whose q2_k/q3_k fallback was IQ4_NL, which keeps that kernel
+ * covered. */
 static void check_against_refs(const char *src_path, const char *ref_fmt)
 {
     struct tfile src;
@@ -50,9 +53,8 @@ static void check_against_refs(const char *src_path, const char *ref_fmt)
         for (uint64_t i = 0; i < src.g->n_tensors; i++) {
             const struct qf_gguf_tensor *t = &src.g->tensors[i], *r = find_tensor(ref.g, t->name);
             assert_non_null(r);
-            uint32_t ty = qf_gguf_tensor_type(v->gguf_type, t->type, t->n_dims, t->ne);
-            if (ty != r->type)
-                fail_msg("%s %s: type %u, reference has %u", vname, t->name, ty, r->type);
+            uint32_t ty = r->type;
+            (void)v;
             float *x = malloc(t->nbytes);
             uint8_t *a = malloc(r->nbytes + 1), *b = malloc(r->nbytes + 1), *want = malloc(r->nbytes + 1);
             assert_int_equal(tfile_pread(&src, x, t->nbytes, t->offset), 0);
@@ -90,50 +92,58 @@ static void test_kernels_vs_ggml_stories260k(void **state)
     check_against_refs(p, "%s/refs/stories260K.%s.gguf");
 }
 
-/* Whole view files built by the layout: tensor data equals the reference,
- * header fields are rewritten, padding is zero. */
-static void test_layout_matches_refs(void **state)
+/* Whole view files built by the plan and read through the one walk equal
+ * llama-quantize's own files (../shared/refs/mixes), byte for byte, and
+ * the plan answers "which type, and why". */
+static void test_layout_matches_llama_quantize(void **state)
 {
     (void)state;
+    static const char *const types[] = {"q8_0", "q6_k", "q5_k_m", "q5_k_s", "q5_1", "q5_0", "q4_k_m", "q4_k_s",
+                                        "q4_1", "q4_0", "q3_k_l", "q3_k_m", "q3_k_s", "q2_k", "f16", "bf16"};
     char p[4096];
     snprintf(p, sizeof p, "%s/models/stories260K/gguf/stories260K.gguf", shared_dir());
     struct tfile src;
     assert_int_equal(tfile_open(&src, p), 0);
-    for (size_t k = 0; k < sizeof ref_types / sizeof *ref_types; k++) {
-        const char *vname = !strcmp(ref_types[k], "f16") ? "fp16" : ref_types[k];
+    for (size_t k = 0; k < sizeof types / sizeof *types; k++) {
         size_t nv;
-        const struct qf_view *v = &qf_views(&nv)[qf_view_index(vname)];
+        const struct qf_view *v = &qf_views(&nv)[qf_view_index(types[k])];
         struct qf_layout *l;
         char err[256];
-        assert_int_equal(qf_layout_gguf(src.g, v, &l, err, sizeof err), 0);
-        uint8_t *buf = malloc(l->size);
-        assert_int_equal(qf_layout_read(l, 0, l->size, buf, tfile_pread_cb, &src), 0);
-        /* the produced file parses, and carries the right tensors */
-        struct tmem mem = {buf, l->size};
-        struct qf_gguf *out;
-        assert_int_equal(qf_gguf_parse(tmem_pread, &mem, l->size, &out, err, sizeof err), 0);
-        snprintf(p, sizeof p, "%s/refs/stories260K.%s.gguf", shared_dir(), ref_types[k]);
+        assert_int_equal(qf_layout_gguf(src.g, qf_view_resolve(v, QF_FMT_GGUF), &l, err, sizeof err), 0);
+        snprintf(p, sizeof p, "%s/refs/mixes/stories260K.%s.gguf", shared_dir(), types[k]);
         struct tfile ref;
         assert_int_equal(tfile_open(&ref, p), 0);
-        assert_int_equal(out->n_tensors, ref.g->n_tensors);
-        for (uint64_t i = 0; i < out->n_tensors; i++) {
-            const struct qf_gguf_tensor *t = &out->tensors[i], *r = find_tensor(ref.g, t->name);
-            assert_non_null(r);
-            assert_int_equal(t->type, r->type);
-            assert_int_equal(t->nbytes, r->nbytes);
-            uint8_t *want = malloc(r->nbytes + 1);
-            assert_int_equal(tfile_pread(&ref, want, r->nbytes, r->offset), 0);
-            assert_memory_equal(buf + t->offset, want, r->nbytes);
-            free(want);
+        assert_int_equal(l->size, ref.size);
+        uint8_t *buf = malloc(l->size), *want = malloc(l->size);
+        assert_int_equal(qf_layout_read(l, 0, l->size, buf, tfile_pread_cb, &src), 0);
+        assert_int_equal(tfile_pread(&ref, want, l->size, 0), 0);
+        if (memcmp(buf, want, l->size)) {
+            size_t at = 0;
+            while (buf[at] == want[at])
+                at++;
+            fail_msg("%s differs from llama-quantize's file at byte %zu", types[k], at);
         }
-        /* exact size: data section ends at the last tensor's padded end */
-        const struct qf_gguf_tensor *last = &out->tensors[out->n_tensors - 1];
-        assert_int_equal(l->size, (last->offset + last->nbytes + 31) / 32 * 32);
+        free(buf), free(want);
         tfile_close(&ref);
-        qf_gguf_free(out);
-        free(buf);
         qf_layout_free(l);
     }
+    /* q4_k_m: ffn_down (rows of 172) takes q4_K's fallback q5_0, which
+     * does not fit either: f16; the output is q6_K, falling back to q8_0 */
+    size_t nv;
+    struct qf_layout *l;
+    char err[256];
+    assert_int_equal(qf_layout_gguf(src.g, &qf_views(&nv)[qf_view_index("q4_k_m")], &l, err, sizeof err), 0);
+    const struct qf_tensor_plan *t = qf_layout_tensor(l, "blk.4.ffn_down.weight");
+    assert_non_null(t);
+    assert_int_equal(t->type, QF_F16);
+    assert_true(t->fallback);
+    assert_non_null(strstr(t->why, "use_more_bits"));
+    t = qf_layout_tensor(l, "output.weight");
+    assert_int_equal(t->type, QF_Q8_0);
+    assert_int_equal(qf_layout_tensor(l, "blk.0.attn_norm.weight")->type, QF_F32);
+    assert_int_equal(l->n_fallback, 36); /* llama-quantize: "36 of 48 tensor(s) required fallback" */
+    assert_string_equal(l->tensors[0].name, "output.weight");
+    qf_layout_free(l);
     tfile_close(&src);
 }
 
@@ -344,7 +354,7 @@ int main(void)
         cmocka_unit_test(test_kernels_vs_ggml_edge_cases),
         cmocka_unit_test(test_dequantize_roundtrip),
         cmocka_unit_test(test_kernels_vs_ggml_stories260k),
-        cmocka_unit_test(test_layout_matches_refs),
+        cmocka_unit_test(test_layout_matches_llama_quantize),
         cmocka_unit_test(test_f16_conversion),
         cmocka_unit_test(test_bf16_conversion),
         cmocka_unit_test(test_simd_equals_scalar),

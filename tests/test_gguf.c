@@ -60,10 +60,19 @@ static struct buf make_gguf(const struct tspec *ts, size_t nt, bool with_ftype)
     put(&b, "GGUF", 4);
     u32(&b, 3);
     u64(&b, nt);
-    u64(&b, with_ftype ? 4 : 3);
+    u64(&b, with_ftype ? 8 : 7);
     str(&b, "general.architecture");
     u32(&b, 8);
     str(&b, "llama");
+    /* the hyper-parameters llama-quantize needs to load a llama */
+    static const char *const hp[] = {"llama.context_length", "llama.embedding_length", "llama.block_count",
+                                     "llama.attention.head_count"};
+    static const uint32_t hv[] = {128, 64, 1, 1};
+    for (int i = 0; i < 4; i++) {
+        str(&b, hp[i]);
+        u32(&b, 4);
+        u32(&b, hv[i]);
+    }
     str(&b, "tokenizer.ggml.tokens");
     u32(&b, 9);
     u32(&b, 8);
@@ -76,9 +85,9 @@ static struct buf make_gguf(const struct tspec *ts, size_t nt, bool with_ftype)
         u32(&b, 4);
         u32(&b, 0);
     }
-    str(&b, "llama.rope.freq_base");
+    str(&b, "llama.attention.layer_norm_rms_epsilon");
     u32(&b, 6);
-    float fb = 10000.f;
+    float fb = 1e-5f;
     put(&b, &fb, 4);
     uint64_t off = 0;
     for (size_t i = 0; i < nt; i++) {
@@ -157,12 +166,17 @@ static void test_valid(void **state)
     char err[256];
     assert_int_equal(parse_buf(&b, &g, err, sizeof err), 0);
     assert_int_equal(g->n_tensors, 4);
-    assert_int_equal(g->n_kv, 4);
+    assert_int_equal(g->n_kv, 8);
     assert_int_equal(g->alignment, 32);
-    assert_int_equal(g->n_drop, 1);
+    const struct qf_gguf_kv *kv = qf_gguf_find_kv(g, "llama.block_count");
+    assert_non_null(kv);
+    assert_int_equal(kv->type, QF_GT_U32);
+    assert_int_equal(kv->u, 1);
+    assert_string_equal(qf_gguf_find_kv(g, "general.architecture")->sval, "llama");
+    assert_int_equal(qf_gguf_find_kv(g, "tokenizer.ggml.tokens")->arr_n, 3);
+    assert_null(qf_gguf_find_kv(g, "general.name"));
     assert_string_equal(g->tensors[3].name, "blk.0.cube");
     assert_int_equal(g->tensors[3].nelems, 1024);
-    assert_int_equal(g->convert_err[0], 0);
     qf_gguf_free(g);
     free(b.p);
 }
@@ -333,23 +347,28 @@ static void test_kv_rules(void **state)
 static void test_unconvertible(void **state)
 {
     (void)state;
-    struct tspec ts[] = {{"ok", 2, {256, 2, 1, 1}, QF_F32},
+    struct tspec ts[] = {{"ok.weight", 2, {256, 2, 1, 1}, QF_F32},
                          {"ids", 1, {32, 1, 1, 1}, 26 /* i32, 1-D: kept as is */},
-                         {"already", 2, {256, 2, 1, 1}, QF_Q4_K}};
-    struct buf b = make_gguf(ts, 2, false);
+                         {"kept", 2, {256, 2, 1, 1}, QF_Q4_K /* not "*weight": copied */},
+                         {"already.weight", 2, {256, 2, 1, 1}, QF_Q4_K}};
+    struct buf b = make_gguf(ts, 3, false);
     struct qf_gguf *g;
     char err[256];
+    size_t nv;
+    const struct qf_view *q8 = &qf_views(&nv)[qf_view_index("q8_0")];
+    struct qf_layout *l;
     assert_int_equal(parse_buf(&b, &g, err, sizeof err), 0);
-    assert_int_equal(g->convert_err[0], 0);
+    assert_int_equal(qf_layout_gguf(g, q8, &l, err, sizeof err), 0);
+    assert_int_equal(qf_layout_tensor(l, "ids")->type, 26);
+    assert_int_equal(qf_layout_tensor(l, "kept")->type, QF_Q4_K);
+    assert_int_equal(qf_layout_tensor(l, "ok.weight")->type, QF_Q8_0);
+    qf_layout_free(l);
     qf_gguf_free(g);
     free(b.p);
-    b = make_gguf(ts, 3, false);
+    b = make_gguf(ts, 4, false);
     assert_int_equal(parse_buf(&b, &g, err, sizeof err), 0);
-    assert_non_null(strstr(g->convert_err, "'already' is q4_K"));
-    struct qf_layout *l;
-    size_t nv;
-    assert_int_equal(qf_layout_gguf(g, &qf_views(&nv)[qf_view_index("q8_0")], &l, err, sizeof err), -ENOTSUP);
-    assert_non_null(strstr(err, "already"));
+    assert_int_equal(qf_layout_gguf(g, q8, &l, err, sizeof err), -ENOTSUP);
+    assert_non_null(strstr(err, "tensor 'already.weight': requantizing from type q4_K is disabled"));
     qf_gguf_free(g);
     free(b.p);
 }
@@ -412,26 +431,34 @@ static void test_rewrite(void **state)
         struct tmem src = {b.p, b.n};
         for (size_t v = 1; v < nv; v++) {
             struct qf_layout *l;
-            assert_int_equal(qf_layout_gguf(g, &views[v], &l, err, sizeof err), 0);
+            if (!qf_view_reachable(&views[v], QF_FMT_GGUF))
+                continue;
+            const struct qf_view *vw = qf_view_resolve(&views[v], QF_FMT_GGUF);
+            assert_int_equal(qf_layout_gguf(g, vw, &l, err, sizeof err), 0);
             uint8_t *out = malloc(l->size);
             assert_int_equal(qf_layout_read(l, 0, l->size, out, tmem_pread, &src), 0);
             uint32_t ft = 999, qv = 999;
             int nft;
             read_kvs(out, &ft, &qv, &nft);
             assert_int_equal(nft, 1);
-            assert_int_equal(ft, views[v].gguf_ftype);
+            assert_int_equal(ft, vw->ftype);
             assert_int_equal(qv, 2);
             struct tmem m = {out, l->size};
             struct qf_gguf *o;
             assert_int_equal(qf_gguf_parse(tmem_pread, &m, l->size, &o, err, sizeof err), 0);
             assert_int_equal(o->n_tensors, 4);
-            /* 1-D stays f32; a 40-wide row cannot take a 32-block type */
+            /* llama-quantize's order: non-block tensors, then by layer and name */
+            static const char *const order[] = {"token_embd.weight", "blk.0.attn_norm.weight", "blk.0.cube",
+                                                "blk.0.ffn_down.weight"};
+            for (int i = 0; i < 4; i++)
+                assert_string_equal(o->tensors[i].name, order[i]);
+            /* 1-D stays f32; so does a name not ending in "weight"; a
+             * 40-wide row cannot take a 32-block type */
+            bool flt = vw->gguf_type == QF_F16 || vw->gguf_type == QF_BF16;
             assert_int_equal(o->tensors[1].type, QF_F32);
-            uint32_t t2 = o->tensors[2].type;
-            assert_true(t2 == views[v].gguf_type || t2 == QF_F16 || views[v].gguf_type == QF_F16 ||
-                        views[v].gguf_type == QF_BF16);
-            assert_int_equal(o->tensors[3].type,
-                             qf_gguf_tensor_type(views[v].gguf_type, QF_F32, 3, (uint64_t[]){256, 2, 2, 1}));
+            assert_int_equal(o->tensors[2].type, QF_F32);
+            assert_int_equal(o->tensors[3].type, flt ? vw->gguf_type : QF_F16);
+            assert_int_equal(qf_layout_tensor(l, "blk.0.ffn_down.weight")->fallback, !flt);
             /* every padding byte is zero and every extent is in order */
             for (size_t i = 0; i < l->n_ext; i++) {
                 if (i)
