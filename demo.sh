@@ -19,10 +19,10 @@ ln -s "$shared/models/stories260K/hf" "$work/models/stories260K-hf"   # the same
 [ "${KEEP:-0}" = 1 ] || trap 'fusermount3 -u "$work/mnt"' EXIT
 set -x
 ls "$work/mnt/stories260K"
-ls -l "$work/mnt/stories260K/q8_0" "$work/mnt/stories260K/q4_k"
+ls -l "$work/mnt/stories260K/q8_0" "$work/mnt/stories260K/q4_k_m"
 du -b --apparent-size "$work"/mnt/stories260K/*/stories260K.gguf
-python3 tests/gguf_reader.py "$work/mnt/stories260K/q4_k/stories260K.gguf" "$work/mnt/stories260K/fp16/stories260K.gguf"
-getfattr -d "$work/mnt/stories260K/q4_k/stories260K.gguf" 2>/dev/null || true
+python3 tests/gguf_reader.py "$work/mnt/stories260K/q4_k_m/stories260K.gguf" "$work/mnt/stories260K/fp16/stories260K.gguf"
+getfattr -d "$work/mnt/stories260K/q4_k_m/stories260K.gguf" 2>/dev/null || true
 ls "$work/mnt/stories260K-hf"
 ls -l "$work/mnt/stories260K-hf/int4"
 python3 -c 'import json,sys; c=json.load(open(sys.argv[1])); q=c["quantization_config"]; print("int4 config.json:", c["torch_dtype"], q["quant_method"], q["format"], {k: g["weights"]["strategy"] for k, g in q["config_groups"].items()})' "$work/mnt/stories260K-hf/int4/config.json"
@@ -30,8 +30,8 @@ python3 -c 'import json,sys; c=json.load(open(sys.argv[1])); q=c["quantization_c
 cat "$work/mnt/.quantfs/stats"
 set +x
 if [ -d tests/node/node_modules/node-llama-cpp ]; then
-    echo "llama.cpp reading the q4_k view through the mount:"
-    (cd tests/node && node generate.mjs "$work/mnt/stories260K/q4_k/stories260K.gguf")
+    echo "llama.cpp reading the q4_k_m view through the mount:"
+    (cd tests/node && node generate.mjs "$work/mnt/stories260K/q4_k_m/stories260K.gguf")
 fi
 [ "${KEEP:-0}" = 1 ] && echo "mounted at $work/mnt (unmount: fusermount3 -u $work/mnt)"
 exit 0

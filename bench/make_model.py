@@ -42,7 +42,8 @@ def main():
               (p + "ffn_up.weight", [a.dim, a.ffn], 0, w(a.dim, a.ffn))]
     t += [("output_norm.weight", [a.dim], 0, np.ones(a.dim, np.float32).tobytes()),
           ("output.weight", [a.dim, a.vocab], 0, w(a.dim, a.vocab))]
-    kv = [("general.architecture", "llama"), ("general.name", "synthetic"), ("llama.block_count", a.layers),
+    kv = [("general.architecture", "llama"), ("general.name", "synthetic"), ("llama.context_length", 2048),
+          ("llama.block_count", a.layers),
           ("llama.embedding_length", a.dim), ("llama.feed_forward_length", a.ffn), ("general.file_type", 0),
           ("llama.attention.head_count", max(1, a.dim // 64)), ("llama.attention.head_count_kv", max(1, a.dim // 64)),
           ("llama.attention.layer_norm_rms_epsilon", 1e-5), ("llama.rope.freq_base", 10000.0)]

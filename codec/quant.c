@@ -362,18 +362,29 @@ static inline void pack_2bit(const uint8_t *L, uint8_t *qs)
  *   q6_K 210: ql[128] qh[64] scales[16] d
  */
 
-void qf_quantize_q2_K_ref(const float *x, uint8_t *y, size_t nb)
+void qf_q2fit16_ref(const float *x, uint8_t *L, float *scales, float *mins)
 {
-    uint8_t L[256], Laux[16];
-    float w[16], mins[16], scales[16];
+    uint8_t Laux[16];
+    float w[16];
+    for (int j = 0; j < 16; ++j) {
+        for (int l = 0; l < 16; ++l)
+            w[l] = fabsf(x[16 * j + l]);
+        scales[j] = fit_scale_min(16, 3, x + 16 * j, w, L + 16 * j, &mins[j], Laux, -0.5f, 0.1f, 15, true);
+    }
+}
+
+void qf_quantize_q2_K_ref(const float *x, uint8_t *y, size_t nb) { qf_quantize_q2_K_with(x, y, nb, qf_q2fit16_ref); }
+
+void qf_quantize_q2_K_with(const float *x, uint8_t *y, size_t nb, qf_q2fit_fn fit)
+{
+    uint8_t L[256];
+    float mins[16], scales[16];
     const float q4scale = 15.f;
     for (size_t i = 0; i < nb; i++, x += 256, y += 84) {
         uint8_t *sc = y, *qs = y + 16;
         float max_scale = 0, max_min = 0;
+        fit(x, L, scales, mins);
         for (int j = 0; j < 16; ++j) {
-            for (int l = 0; l < 16; ++l)
-                w[l] = fabsf(x[16 * j + l]);
-            scales[j] = fit_scale_min(16, 3, x + 16 * j, w, L + 16 * j, &mins[j], Laux, -0.5f, 0.1f, 15, true);
             if (scales[j] > max_scale)
                 max_scale = scales[j];
             if (mins[j] > max_min)
@@ -561,7 +572,15 @@ void qf_quantize_q5_K_with(const float *x, uint8_t *y, size_t nb, qf_kfit8_fn fi
     }
 }
 
-void qf_quantize_q6_K_ref(const float *x, uint8_t *y, size_t nb)
+void qf_q6fit16_ref(const float *x, int8_t *L, float *scales)
+{
+    for (int ib = 0; ib < 16; ++ib)
+        scales[ib] = fit_sym_search(16, 32, x + 16 * ib, L + 16 * ib);
+}
+
+void qf_quantize_q6_K_ref(const float *x, uint8_t *y, size_t nb) { qf_quantize_q6_K_with(x, y, nb, qf_q6fit16_ref); }
+
+void qf_quantize_q6_K_with(const float *x, uint8_t *y, size_t nb, qf_q6fit_fn fit)
 {
     int8_t L[256];
     float scales[16];
@@ -569,8 +588,8 @@ void qf_quantize_q6_K_ref(const float *x, uint8_t *y, size_t nb)
         uint8_t *ql = y, *qh = y + 128;
         int8_t *sc = (int8_t *)(y + 192);
         float max_scale = 0, max_abs_scale = 0;
+        fit(x, L, scales);
         for (int ib = 0; ib < 16; ++ib) {
-            scales[ib] = fit_sym_search(16, 32, x + 16 * ib, L + 16 * ib);
             float a = fabsf(scales[ib]);
             if (a > max_abs_scale) {
                 max_abs_scale = a;

@@ -54,6 +54,15 @@ typedef void (*qf_kfit8_fn)(const float *x, int nmax, float rmin, int nstep, uin
 void qf_kfit8_ref(const float *x, int nmax, float rmin, int nstep, uint8_t *L, float *scales, float *mins);
 void qf_quantize_q4_K_with(const float *x, uint8_t *y, size_t nb, qf_kfit8_fn fit);
 void qf_quantize_q5_K_with(const float *x, uint8_t *y, size_t nb, qf_kfit8_fn fit);
+/* q2_K's 16 sub-blocks of 16 (weights |x|, absolute error) and q6_K's
+ * symmetric search over 16 sub-blocks of 16: the same split, reference
+ * scalar, lane-parallel in quant_x86.c. */
+typedef void (*qf_q2fit_fn)(const float *x, uint8_t *L, float *scales, float *mins);
+void qf_q2fit16_ref(const float *x, uint8_t *L, float *scales, float *mins);
+void qf_quantize_q2_K_with(const float *x, uint8_t *y, size_t nb, qf_q2fit_fn fit);
+typedef void (*qf_q6fit_fn)(const float *x, int8_t *L, float *scales);
+void qf_q6fit16_ref(const float *x, int8_t *L, float *scales);
+void qf_quantize_q6_K_with(const float *x, uint8_t *y, size_t nb, qf_q6fit_fn fit);
 
 /* stquant.c: rows x row_len floats to a QF_ST_* kind's bytes (group: int4
  * group size). For the fp8 kinds, rows is a multiple of 128 except at the

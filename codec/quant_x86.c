@@ -140,48 +140,42 @@ TARGET static inline __m256i nearest_int8(__m256 f)
 
 TARGET static inline __m256 blend(__m256 a, __m256 b, __m256 mask) { return _mm256_blendv_ps(a, b, mask); }
 
-/* qf_kfit8_ref with lane j = sub-block j: every lane executes the scalar
- * fit_scale_min's operations in the same order (comparisons become masks,
- * branches become blends), so results are bit-identical. */
-TARGET static void kfit8_avx2(const float *x, int nmax, float rmin, int nstep, uint8_t *L, float *scales, float *mins)
+/* ggml's make_qkx2_quants (quant.c's fit_scale_min) for 8 sub-blocks at
+ * once, lane j = sub-block j: every lane executes the scalar operations in
+ * the same order (comparisons become masks, branches become blends), so
+ * results are bit-identical. xt/wt hold element i of each sub-block; the
+ * outputs are L (masked to 0 for flat sub-blocks), scale and -min. */
+TARGET static void fit_lanes(const __m256 *xt, const __m256 *wt, int n, int nmax, float rmin, float rdelta, int nstep,
+                             bool mad, __m256i *Lt, __m256 *scale_out, __m256 *neg_min_out)
 {
     const __m256 sign = _mm256_set1_ps(-0.0f), zero = _mm256_setzero_ps();
-    const __m256i idx = _mm256_setr_epi32(0, 32, 64, 96, 128, 160, 192, 224), imax = _mm256_set1_epi32(nmax);
-    __m256 xt[32], wt[32];
-    __m256i Lt[32], La[32];
-    __m256 sum_x2 = zero;
-    for (int l = 0; l < 32; l++) {
-        xt[l] = _mm256_i32gather_ps(x + l, idx, 4);
-        sum_x2 = _mm256_add_ps(sum_x2, _mm256_mul_ps(xt[l], xt[l]));
-    }
-    __m256 av_x = _mm256_sqrt_ps(_mm256_div_ps(sum_x2, _mm256_set1_ps(32)));
-    for (int l = 0; l < 32; l++)
-        wt[l] = _mm256_add_ps(av_x, _mm256_andnot_ps(sign, xt[l]));
-
+    const __m256i imax = _mm256_set1_epi32(nmax);
+    __m256i La[32];
     __m256 mn = xt[0], mx = xt[0], sum_w = wt[0], sum_x = _mm256_mul_ps(sum_w, xt[0]);
-    for (int i = 1; i < 32; i++) {
+    for (int i = 1; i < n; i++) {
         mn = blend(mn, xt[i], _mm256_cmp_ps(xt[i], mn, _CMP_LT_OQ));
         mx = blend(mx, xt[i], _mm256_cmp_ps(xt[i], mx, _CMP_GT_OQ));
         sum_w = _mm256_add_ps(sum_w, wt[i]);
         sum_x = _mm256_add_ps(sum_x, _mm256_mul_ps(wt[i], xt[i]));
     }
     mn = blend(mn, zero, _mm256_cmp_ps(mn, zero, _CMP_GT_OQ));
-    const __m256 flat = _mm256_cmp_ps(mx, mn, _CMP_EQ_OQ);
+    const __m256 flat = _mm256_cmp_ps(mx, mn, _CMP_EQ_OQ), mn0 = mn;
     const __m256 range = _mm256_sub_ps(mx, mn);
     __m256 iscale = _mm256_div_ps(_mm256_set1_ps((float)nmax), range);
     __m256 scale = _mm256_div_ps(_mm256_set1_ps(1.0f), iscale);
     __m256 best = zero;
-    for (int i = 0; i < 32; i++) {
+    for (int i = 0; i < n; i++) {
         __m256i l = nearest_int8(_mm256_mul_ps(iscale, _mm256_sub_ps(xt[i], mn)));
         Lt[i] = _mm256_max_epi32(_mm256_setzero_si256(), _mm256_min_epi32(imax, l));
         __m256 diff = _mm256_sub_ps(_mm256_add_ps(_mm256_mul_ps(scale, _mm256_cvtepi32_ps(Lt[i])), mn), xt[i]);
-        best = _mm256_add_ps(best, _mm256_mul_ps(wt[i], _mm256_mul_ps(diff, diff)));
+        diff = mad ? _mm256_andnot_ps(sign, diff) : _mm256_mul_ps(diff, diff);
+        best = _mm256_add_ps(best, _mm256_mul_ps(wt[i], diff));
     }
     for (int is = 0; is <= nstep; ++is) {
         /* min may have been replaced by an earlier candidate: (max - min) too */
-        iscale = _mm256_div_ps(_mm256_set1_ps(rmin + 0.1f * is + nmax), _mm256_sub_ps(mx, mn));
+        iscale = _mm256_div_ps(_mm256_set1_ps(rmin + rdelta * is + nmax), _mm256_sub_ps(mx, mn));
         __m256 sum_l = zero, sum_l2 = zero, sum_xl = zero;
-        for (int i = 0; i < 32; i++) {
+        for (int i = 0; i < n; i++) {
             __m256i l = nearest_int8(_mm256_mul_ps(iscale, _mm256_sub_ps(xt[i], mn)));
             La[i] = _mm256_max_epi32(_mm256_setzero_si256(), _mm256_min_epi32(imax, l));
             __m256 lf = _mm256_cvtepi32_ps(La[i]), wl = _mm256_mul_ps(wt[i], lf);
@@ -190,7 +184,7 @@ TARGET static void kfit8_avx2(const float *x, int nmax, float rmin, int nstep, u
             sum_xl = _mm256_add_ps(sum_xl, _mm256_mul_ps(wl, xt[i]));
         }
         __m256 D = _mm256_sub_ps(_mm256_mul_ps(sum_w, sum_l2), _mm256_mul_ps(sum_l, sum_l));
-        __m256 ok = _mm256_cmp_ps(D, zero, _CMP_GT_OQ);
+        __m256 ok = _mm256_andnot_ps(flat, _mm256_cmp_ps(D, zero, _CMP_GT_OQ));
         if (!_mm256_movemask_ps(ok))
             continue;
         __m256 this_scale =
@@ -201,32 +195,156 @@ TARGET static void kfit8_avx2(const float *x, int nmax, float rmin, int nstep, u
         this_min = blend(this_min, zero, pos);
         this_scale = blend(this_scale, _mm256_div_ps(sum_xl, sum_l2), pos);
         __m256 err = zero;
-        for (int i = 0; i < 32; i++) {
+        for (int i = 0; i < n; i++) {
             __m256 diff = _mm256_sub_ps(
                 _mm256_add_ps(_mm256_mul_ps(this_scale, _mm256_cvtepi32_ps(La[i])), this_min), xt[i]);
-            err = _mm256_add_ps(err, _mm256_mul_ps(wt[i], _mm256_mul_ps(diff, diff)));
+            diff = mad ? _mm256_andnot_ps(sign, diff) : _mm256_mul_ps(diff, diff);
+            err = _mm256_add_ps(err, _mm256_mul_ps(wt[i], diff));
         }
         __m256 take = _mm256_and_ps(ok, _mm256_cmp_ps(err, best, _CMP_LT_OQ));
         __m256i takei = _mm256_castps_si256(take);
-        for (int i = 0; i < 32; i++)
+        for (int i = 0; i < n; i++)
             Lt[i] = _mm256_blendv_epi8(Lt[i], La[i], takei);
         best = blend(best, err, take);
         scale = blend(scale, this_scale, take);
         mn = blend(mn, this_min, take);
     }
-    /* flat sub-blocks: L = 0, scale 0, -min as computed */
-    scale = blend(scale, zero, flat);
-    __m256 neg_min = _mm256_xor_ps(mn, sign);
+    /* flat sub-blocks return at once in the reference: L = 0, scale 0 */
     __m256i flati = _mm256_castps_si256(flat);
+    for (int i = 0; i < n; i++)
+        Lt[i] = _mm256_andnot_si256(flati, Lt[i]);
+    *scale_out = blend(scale, zero, flat);
+    *neg_min_out = _mm256_xor_ps(blend(mn, mn0, flat), sign);
+}
+
+/* Lane-major (element i of 8 sub-blocks) to sub-block-major bytes. */
+TARGET static void store_L(const __m256i *Lt, int n, int stride, uint8_t *L)
+{
     int32_t lt[8];
-    for (int i = 0; i < 32; i++) {
-        _mm256_storeu_si256((__m256i *)lt, _mm256_andnot_si256(flati, Lt[i]));
+    for (int i = 0; i < n; i++) {
+        _mm256_storeu_si256((__m256i *)lt, Lt[i]);
         for (int j = 0; j < 8; j++)
-            L[32 * j + i] = (uint8_t)lt[j];
+            L[stride * j + i] = (uint8_t)lt[j];
     }
+}
+
+/* qf_kfit8_ref: 8 sub-blocks of 32, weights av_x + |x| */
+TARGET static void kfit8_avx2(const float *x, int nmax, float rmin, int nstep, uint8_t *L, float *scales, float *mins)
+{
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    const __m256i idx = _mm256_setr_epi32(0, 32, 64, 96, 128, 160, 192, 224);
+    __m256 xt[32], wt[32], scale, neg_min;
+    __m256i Lt[32];
+    __m256 sum_x2 = _mm256_setzero_ps();
+    for (int l = 0; l < 32; l++) {
+        xt[l] = _mm256_i32gather_ps(x + l, idx, 4);
+        sum_x2 = _mm256_add_ps(sum_x2, _mm256_mul_ps(xt[l], xt[l]));
+    }
+    __m256 av_x = _mm256_sqrt_ps(_mm256_div_ps(sum_x2, _mm256_set1_ps(32)));
+    for (int l = 0; l < 32; l++)
+        wt[l] = _mm256_add_ps(av_x, _mm256_andnot_ps(sign, xt[l]));
+    fit_lanes(xt, wt, 32, nmax, rmin, 0.1f, nstep, false, Lt, &scale, &neg_min);
+    store_L(Lt, 32, 32, L);
     _mm256_storeu_ps(scales, scale);
     _mm256_storeu_ps(mins, neg_min);
 }
+
+/* q2_K's 16 sub-blocks of 16: weights |x|, absolute error, two lane groups */
+TARGET static void q2fit16_avx2(const float *x, uint8_t *L, float *scales, float *mins)
+{
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    const __m256i idx = _mm256_setr_epi32(0, 16, 32, 48, 64, 80, 96, 112);
+    for (int g = 0; g < 2; g++) {
+        __m256 xt[16], wt[16], scale, neg_min;
+        __m256i Lt[16];
+        for (int l = 0; l < 16; l++) {
+            xt[l] = _mm256_i32gather_ps(x + 128 * g + l, idx, 4);
+            wt[l] = _mm256_andnot_ps(sign, xt[l]);
+        }
+        fit_lanes(xt, wt, 16, 3, -0.5f, 0.1f, 15, true, Lt, &scale, &neg_min);
+        store_L(Lt, 16, 16, L + 128 * g);
+        _mm256_storeu_ps(scales + 8 * g, scale);
+        _mm256_storeu_ps(mins + 8 * g, neg_min);
+    }
+}
+
+void qf_quantize_q2_K_avx2(const float *x, uint8_t *y, size_t nb) { qf_quantize_q2_K_with(x, y, nb, q2fit16_avx2); }
+
+/* q6_K's symmetric search (quant.c's fit_sym_search, nmax 32) for 8
+ * sub-blocks of 16 at once, lane-parallel as above. */
+TARGET static void q6fit8_avx2(const float *x, int8_t *L, float *scales)
+{
+    const __m256 sign = _mm256_set1_ps(-0.0f), zero = _mm256_setzero_ps();
+    const __m256i idx = _mm256_setr_epi32(0, 16, 32, 48, 64, 80, 96, 112);
+    const __m256i lo = _mm256_set1_epi32(-32), hi = _mm256_set1_epi32(31);
+    __m256 xt[16], wt[16];
+    __m256i Lt[16];
+    __m256 amax = zero, mx = zero;
+    for (int i = 0; i < 16; i++) {
+        xt[i] = _mm256_i32gather_ps(x + i, idx, 4);
+        wt[i] = _mm256_mul_ps(xt[i], xt[i]);
+        __m256 ax = _mm256_andnot_ps(sign, xt[i]), gt = _mm256_cmp_ps(ax, amax, _CMP_GT_OQ);
+        amax = blend(amax, ax, gt);
+        mx = blend(mx, xt[i], gt);
+    }
+    const __m256 tiny = _mm256_cmp_ps(amax, _mm256_set1_ps(1e-15f), _CMP_LT_OQ);
+    __m256 iscale = _mm256_div_ps(_mm256_set1_ps(-32.f), mx);
+    __m256 sumlx = zero, suml2 = zero;
+    for (int i = 0; i < 16; i++) {
+        __m256i l = _mm256_max_epi32(lo, _mm256_min_epi32(hi, nearest_int8(_mm256_mul_ps(iscale, xt[i]))));
+        Lt[i] = l;
+        __m256 lf = _mm256_cvtepi32_ps(l);
+        sumlx = _mm256_add_ps(sumlx, _mm256_mul_ps(_mm256_mul_ps(wt[i], xt[i]), lf));
+        suml2 = _mm256_add_ps(suml2, _mm256_mul_ps(_mm256_mul_ps(wt[i], lf), lf));
+    }
+    __m256 nz = _mm256_cmp_ps(suml2, zero, _CMP_NEQ_UQ);
+    __m256 scale = _mm256_and_ps(nz, _mm256_div_ps(sumlx, suml2));
+    __m256 best = _mm256_mul_ps(scale, sumlx);
+    for (int is = -9; is <= 9; ++is) {
+        if (is == 0)
+            continue;
+        iscale = _mm256_div_ps(_mm256_set1_ps(-(32 + 0.1f * is)), mx);
+        __m256i La[16];
+        sumlx = suml2 = zero;
+        for (int i = 0; i < 16; i++) {
+            __m256i l = _mm256_max_epi32(lo, _mm256_min_epi32(hi, nearest_int8(_mm256_mul_ps(iscale, xt[i]))));
+            La[i] = l;
+            __m256 lf = _mm256_cvtepi32_ps(l);
+            sumlx = _mm256_add_ps(sumlx, _mm256_mul_ps(_mm256_mul_ps(wt[i], xt[i]), lf));
+            suml2 = _mm256_add_ps(suml2, _mm256_mul_ps(_mm256_mul_ps(wt[i], lf), lf));
+        }
+        __m256 take = _mm256_and_ps(_mm256_cmp_ps(suml2, zero, _CMP_GT_OQ),
+                                    _mm256_cmp_ps(_mm256_mul_ps(sumlx, sumlx), _mm256_mul_ps(best, suml2),
+                                                  _CMP_GT_OQ));
+        if (!_mm256_movemask_ps(take))
+            continue;
+        __m256i takei = _mm256_castps_si256(take);
+        for (int i = 0; i < 16; i++)
+            Lt[i] = _mm256_blendv_epi8(Lt[i], La[i], takei);
+        __m256 sc = _mm256_div_ps(sumlx, suml2);
+        scale = blend(scale, sc, take);
+        best = blend(best, _mm256_mul_ps(sc, sumlx), take);
+    }
+    /* tiny sub-blocks: L = 0 (stored +32 offset: 0 means -32... as the
+     * reference: memset(L, 0) and scale 0) */
+    __m256i tinyi = _mm256_castps_si256(tiny);
+    int32_t lt[8];
+    for (int i = 0; i < 16; i++) {
+        __m256i v = _mm256_andnot_si256(tinyi, _mm256_add_epi32(Lt[i], _mm256_set1_epi32(32)));
+        _mm256_storeu_si256((__m256i *)lt, v);
+        for (int j = 0; j < 8; j++)
+            L[16 * j + i] = (int8_t)lt[j];
+    }
+    _mm256_storeu_ps(scales, blend(scale, zero, tiny));
+}
+
+TARGET static void q6fit16_avx2(const float *x, int8_t *L, float *scales)
+{
+    q6fit8_avx2(x, L, scales);
+    q6fit8_avx2(x + 128, L + 128, scales + 8);
+}
+
+void qf_quantize_q6_K_avx2(const float *x, uint8_t *y, size_t nb) { qf_quantize_q6_K_with(x, y, nb, q6fit16_avx2); }
 
 void qf_quantize_q4_K_avx2(const float *x, uint8_t *y, size_t nb) { qf_quantize_q4_K_with(x, y, nb, kfit8_avx2); }
 void qf_quantize_q5_K_avx2(const float *x, uint8_t *y, size_t nb) { qf_quantize_q5_K_with(x, y, nb, kfit8_avx2); }
