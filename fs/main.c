@@ -239,6 +239,7 @@ int main(int argc, char *argv[])
     int ret = 1, rc;
     pthread_mutex_init(&q.inval_mu, NULL);
     pthread_mutex_init(&q.check_mu, NULL);
+    pthread_mutex_init(&q.handles_mu, NULL);
     q.watch_ifd = q.watch_efd = -1;
     q.views = qf_views(&q.n_views);
 
@@ -382,6 +383,7 @@ out_signals:
     fuse_remove_signal_handlers(q.se);
 out_session:
     qfs_watch_stop(&q);
+    qfs_free_handles(&q);
     fuse_session_destroy(q.se);
     qc_cache_free(q.cache);
 out:

@@ -323,6 +323,8 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, s
 /* ----------------------------------------------------------- open/read */
 
 struct handle {
+    struct handle *prev, *next; /* qfs.handles: freed at teardown if the
+                                   kernel never sent their RELEASE */
     struct qfs_snap *snap; /* NULL for the stats file */
     struct qf_layout *layout;
     char *text;            /* stats file contents */
@@ -330,6 +332,39 @@ struct handle {
     _Atomic uint64_t next_off; /* end of the previous read: sequential detection */
     size_t view;
 };
+
+static void handle_link(struct qfs *q, struct handle *h)
+{
+    pthread_mutex_lock(&q->handles_mu);
+    h->next = q->handles;
+    if (h->next)
+        ((struct handle *)h->next)->prev = h;
+    q->handles = h;
+    pthread_mutex_unlock(&q->handles_mu);
+}
+
+static void handle_free(struct qfs *q, struct handle *h)
+{
+    pthread_mutex_lock(&q->handles_mu);
+    if (h->prev)
+        h->prev->next = h->next;
+    else
+        q->handles = h->next;
+    if (h->next)
+        h->next->prev = h->prev;
+    pthread_mutex_unlock(&q->handles_mu);
+    if (h->snap)
+        atomic_fetch_sub(&h->snap->file->open_count, 1);
+    qfs_snap_put(h->snap);
+    free(h->text);
+    free(h);
+}
+
+void qfs_free_handles(struct qfs *q)
+{
+    while (q->handles)
+        handle_free(q, q->handles);
+}
 
 static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
@@ -353,6 +388,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         h->text = d.kind == 2 ? stats_json(q) : qfs_check_text(q, d.m);
         h->text_len = h->text ? strlen(h->text) : 0;
         fi->direct_io = 1; /* contents change between opens */
+        handle_link(q, h);
         fi->fh = (uint64_t)(uintptr_t)h;
         fuse_reply_open(req, fi);
         return;
@@ -376,6 +412,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     h->snap->fresh[d.v] = false;
     pthread_mutex_unlock(&h->snap->mu);
     atomic_fetch_add(&h->snap->file->open_count, 1);
+    handle_link(q, h);
     fi->fh = (uint64_t)(uintptr_t)h;
     fuse_reply_open(req, fi);
 }
@@ -383,12 +420,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
     (void)ino;
-    struct handle *h = (struct handle *)(uintptr_t)fi->fh;
-    if (h->snap)
-        atomic_fetch_sub(&h->snap->file->open_count, 1);
-    qfs_snap_put(h->snap);
-    free(h->text);
-    free(h);
+    handle_free(ctx(req), (struct handle *)(uintptr_t)fi->fh);
     fuse_reply_err(req, 0);
 }
 

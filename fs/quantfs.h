@@ -76,6 +76,8 @@ struct qfs_model {
     pid_t check_pid;
 };
 
+struct handle;
+
 struct qfs {
     /* options */
     char *source;          /* absolute source root */
@@ -101,6 +103,8 @@ struct qfs {
 
     struct qc_cache *cache;
     struct fuse_session *se;
+    pthread_mutex_t handles_mu;
+    struct handle *handles; /* open files (ops.c) */
 
     atomic_uint_fast64_t n_errors, n_reads, bytes_read;
 
@@ -192,5 +196,8 @@ static inline fuse_ino_t qfs_ino_make(size_t m, long v, long f)
 /* ops.c */
 extern const struct fuse_lowlevel_ops qfs_ops;
 int qfs_decode_ino(struct qfs *q, fuse_ino_t ino, struct qfs_ino *out);
+/* Frees the handles of files whose RELEASE never came (the kernel drops
+ * pending releases at unmount); after the session loop has ended. */
+void qfs_free_handles(struct qfs *q);
 
 #endif

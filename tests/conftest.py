@@ -75,7 +75,14 @@ class Mount:
         if self.log.closed:  # unmounted already
             return
         if os.path.ismount(self.mnt):
-            if subprocess.run(["fusermount3", "-u", self.mnt]).returncode != 0:
+            # the kernel's asynchronous read-ahead of a file just closed may
+            # still be in flight (a slow, sanitized daemon converting it):
+            # give it a few seconds before calling the mount busy
+            for _ in range(50):
+                if subprocess.run(["fusermount3", "-u", self.mnt], stderr=subprocess.DEVNULL).returncode == 0:
+                    break
+                time.sleep(0.2)
+            if os.path.ismount(self.mnt):
                 # busy (a failed test left a file open): detach, then fail
                 subprocess.run(["fusermount3", "-u", "-z", self.mnt])
                 self.proc.wait(timeout=20)

@@ -9,6 +9,8 @@
 # llama-quantize binary (build it from the bundle: see tests/refs/README.md).
 #
 # usage: tests/refs/make_refs.sh /path/to/llama-quantize [WORKDIR]
+#        MODELS="t1 g8t" ... regenerates only those (records of the others are
+#        kept from WORKDIR/records.txt)
 set -euo pipefail
 lq=$1
 work=${2:-$(mktemp -d)}
@@ -18,6 +20,7 @@ py=/usr/bin/python3
 mk="$py $shared/refs/mixes/mkmodel_lq.py"
 # name | mkmodel_lq.py arguments
 models=(
+  "t1|--dim 256 --layers 1 --ffn 512 --vocab 256 --heads 2 --kv-heads 1 --tied --name t1"
   "g8t|--dim 256 --layers 8 --ffn 96 --vocab 320 --heads 4 --kv-heads 1 --tied --name g8t"
   "h16|--dim 256 --layers 16 --ffn 256 --vocab 256 --heads 4 --kv-heads 2 --name h16"
   "l33|--dim 256 --layers 33 --ffn 256 --vocab 256 --heads 4 --tied --sparse --name l33"
@@ -29,9 +32,11 @@ models=(
 mixes="Q8_0 Q6_K Q5_K_M Q5_K_S Q5_1 Q5_0 Q4_K_M Q4_K_S Q4_1 Q4_0 Q3_K_L Q3_K_M Q3_K_S Q2_K F16 BF16"
 pures="Q8_0 Q6_K Q5_K Q5_1 Q5_0 Q4_K Q4_1 Q4_0 Q3_K Q2_K"
 out="$work/records.txt"
-: > "$out"
+touch "$out"
 for m in "${models[@]}"; do
   name=${m%%|*}; args=${m#*|}
+  if [ -n "${MODELS:-}" ] && [[ " $MODELS " != *" $name "* ]]; then continue; fi
+  grep -v "^[a-z]* $name " "$out" > "$out.tmp" || true; mv "$out.tmp" "$out"
   $mk "$work/$name.gguf" $args
   # inputs are identified by size and the sha256 of their first 256 MiB
   # (all of the small ones; the header and a hole for the sparse ones)
