@@ -419,15 +419,23 @@ void qf_quantize_q2_K_with(const float *x, uint8_t *y, size_t nb, qf_q2fit_fn fi
     }
 }
 
-void qf_quantize_q3_K_ref(const float *x, uint8_t *y, size_t nb)
+void qf_q3fit16_ref(const float *x, int8_t *L, float *scales)
+{
+    for (int j = 0; j < 16; ++j)
+        scales[j] = fit_sym_descent(16, 4, x + 16 * j, L + 16 * j);
+}
+
+void qf_quantize_q3_K_ref(const float *x, uint8_t *y, size_t nb) { qf_quantize_q3_K_with(x, y, nb, qf_q3fit16_ref); }
+
+void qf_quantize_q3_K_with(const float *x, uint8_t *y, size_t nb, qf_q6fit_fn fit)
 {
     int8_t L[256];
     float scales[16];
     for (size_t i = 0; i < nb; i++, x += 256, y += 110) {
         uint8_t *hmask = y, *qs = y + 32, *sc = y + 96;
         float max_scale = 0, amax = 0;
+        fit(x, L, scales);
         for (int j = 0; j < 16; ++j) {
-            scales[j] = fit_sym_descent(16, 4, x + 16 * j, L + 16 * j);
             float s = fabsf(scales[j]);
             if (s > amax) {
                 amax = s;

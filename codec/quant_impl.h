@@ -63,6 +63,9 @@ void qf_quantize_q2_K_with(const float *x, uint8_t *y, size_t nb, qf_q2fit_fn fi
 typedef void (*qf_q6fit_fn)(const float *x, int8_t *L, float *scales);
 void qf_q6fit16_ref(const float *x, int8_t *L, float *scales);
 void qf_quantize_q6_K_with(const float *x, uint8_t *y, size_t nb, qf_q6fit_fn fit);
+/* q3_K's coordinate-descent fit over its 16 sub-blocks of 16 (same shape) */
+void qf_q3fit16_ref(const float *x, int8_t *L, float *scales);
+void qf_quantize_q3_K_with(const float *x, uint8_t *y, size_t nb, qf_q6fit_fn fit);
 
 /* stquant.c: rows x row_len floats to a QF_ST_* kind's bytes (group: int4
  * group size). For the fp8 kinds, rows is a multiple of 128 except at the

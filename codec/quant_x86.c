@@ -349,6 +349,81 @@ void qf_quantize_q6_K_avx2(const float *x, uint8_t *y, size_t nb) { qf_quantize_
 void qf_quantize_q4_K_avx2(const float *x, uint8_t *y, size_t nb) { qf_quantize_q4_K_with(x, y, nb, kfit8_avx2); }
 void qf_quantize_q5_K_avx2(const float *x, uint8_t *y, size_t nb) { qf_quantize_q5_K_with(x, y, nb, kfit8_avx2); }
 
+/* q3_K's symmetric fit with coordinate descent (quant.c's fit_sym_descent,
+ * nmax 4) for 8 sub-blocks of 16 at once. The descent is sequential within
+ * a sub-block but independent across them: each lane runs the scalar
+ * element loop. A lane whose pass changed nothing would change nothing in
+ * a further pass either (same state), so running every lane until all
+ * are done gives the reference's result. */
+TARGET static void q3fit8_avx2(const float *x, int8_t *L, float *scales)
+{
+    const __m256 sign = _mm256_set1_ps(-0.0f), zero = _mm256_setzero_ps();
+    const __m256i idx = _mm256_setr_epi32(0, 16, 32, 48, 64, 80, 96, 112);
+    const __m256i lo = _mm256_set1_epi32(-4), hi = _mm256_set1_epi32(3);
+    __m256 xt[16], wt[16];
+    __m256i Lt[16];
+    __m256 amax = zero, mx = zero;
+    for (int i = 0; i < 16; i++) {
+        xt[i] = _mm256_i32gather_ps(x + i, idx, 4);
+        wt[i] = _mm256_mul_ps(xt[i], xt[i]);
+        __m256 ax = _mm256_andnot_ps(sign, xt[i]), gt = _mm256_cmp_ps(ax, amax, _CMP_GT_OQ);
+        amax = blend(amax, ax, gt);
+        mx = blend(mx, xt[i], gt);
+    }
+    const __m256 tiny = _mm256_cmp_ps(amax, _mm256_set1_ps(1e-15f), _CMP_LT_OQ);
+    __m256 iscale = _mm256_div_ps(_mm256_set1_ps(-4.f), mx);
+    __m256 sumlx = zero, suml2 = zero;
+    for (int i = 0; i < 16; i++) {
+        Lt[i] = _mm256_max_epi32(lo, _mm256_min_epi32(hi, nearest_int8(_mm256_mul_ps(iscale, xt[i]))));
+        __m256 lf = _mm256_cvtepi32_ps(Lt[i]);
+        sumlx = _mm256_add_ps(sumlx, _mm256_mul_ps(_mm256_mul_ps(wt[i], xt[i]), lf));
+        suml2 = _mm256_add_ps(suml2, _mm256_mul_ps(_mm256_mul_ps(wt[i], lf), lf));
+    }
+    for (int itry = 0; itry < 5; ++itry) {
+        __m256 changed = zero;
+        for (int i = 0; i < 16; i++) {
+            __m256 lf = _mm256_cvtepi32_ps(Lt[i]), wx = _mm256_mul_ps(wt[i], xt[i]);
+            __m256 slx = _mm256_sub_ps(sumlx, _mm256_mul_ps(wx, lf));
+            __m256 pos = _mm256_cmp_ps(slx, zero, _CMP_GT_OQ);
+            if (!_mm256_movemask_ps(pos))
+                continue;
+            __m256 sl2 = _mm256_sub_ps(suml2, _mm256_mul_ps(_mm256_mul_ps(wt[i], lf), lf));
+            __m256i nl = _mm256_max_epi32(
+                lo, _mm256_min_epi32(hi, nearest_int8(_mm256_div_ps(_mm256_mul_ps(xt[i], sl2), slx))));
+            __m256 ne = _mm256_andnot_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(nl, Lt[i])), pos);
+            __m256 nf = _mm256_cvtepi32_ps(nl);
+            slx = _mm256_add_ps(slx, _mm256_mul_ps(wx, nf));
+            sl2 = _mm256_add_ps(sl2, _mm256_mul_ps(_mm256_mul_ps(wt[i], nf), nf));
+            __m256 better = _mm256_cmp_ps(_mm256_mul_ps(_mm256_mul_ps(slx, slx), suml2),
+                                          _mm256_mul_ps(_mm256_mul_ps(sumlx, sumlx), sl2), _CMP_GT_OQ);
+            __m256 take = _mm256_and_ps(_mm256_and_ps(ne, _mm256_cmp_ps(sl2, zero, _CMP_GT_OQ)), better);
+            Lt[i] = _mm256_blendv_epi8(Lt[i], nl, _mm256_castps_si256(take));
+            sumlx = blend(sumlx, slx, take);
+            suml2 = blend(suml2, sl2, take);
+            changed = _mm256_or_ps(changed, take);
+        }
+        if (!_mm256_movemask_ps(changed))
+            break;
+    }
+    __m256i tinyi = _mm256_castps_si256(tiny);
+    int32_t lt[8];
+    for (int i = 0; i < 16; i++) {
+        __m256i v = _mm256_andnot_si256(tinyi, _mm256_add_epi32(Lt[i], _mm256_set1_epi32(4)));
+        _mm256_storeu_si256((__m256i *)lt, v);
+        for (int j = 0; j < 8; j++)
+            L[16 * j + i] = (int8_t)lt[j];
+    }
+    _mm256_storeu_ps(scales, blend(_mm256_div_ps(sumlx, suml2), zero, tiny));
+}
+
+TARGET static void q3fit16_avx2(const float *x, int8_t *L, float *scales)
+{
+    q3fit8_avx2(x, L, scales);
+    q3fit8_avx2(x + 128, L + 128, scales + 8);
+}
+
+void qf_quantize_q3_K_avx2(const float *x, uint8_t *y, size_t nb) { qf_quantize_q3_K_with(x, y, nb, q3fit16_avx2); }
+
 #else
 
 bool qf_simd_available(void) { return false; }
