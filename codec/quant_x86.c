@@ -11,11 +11,13 @@
  *  - VCVTPS2PH keeps NaN payloads, the reference writes 0x7e00, and
  *    ggml's q8_0 max (a > b ? a : b) depends on order once a NaN is in the
  *    block: groups containing a NaN fall back to the scalar code.
- * Here: f16, bf16, q8_0, the source-side conversions, and the q4_K/q5_K
- * sub-block search run lane-parallel (one sub-block per lane, each lane the
- * scalar operations in order). q2_K, q3_K, q6_K and the 32-blocks formats
- * stay scalar.
+ * Here: f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, the source-side
+ * conversions, and the sub-block searches of q2_K, q3_K, q4_K, q5_K and
+ * q6_K, run lane-parallel (one sub-block per lane, each lane the scalar
+ * operations in order). iq4_nl stays scalar: llama-quantize v0.5.0 picks it
+ * for no tensor of any view quantfs serves (its q2_K/q3_K fallback is q4_0).
  */
+#include <float.h>
 #include <string.h>
 
 #include "codec.h"
@@ -423,6 +425,130 @@ TARGET static void q3fit16_avx2(const float *x, int8_t *L, float *scales)
 }
 
 void qf_quantize_q3_K_avx2(const float *x, uint8_t *y, size_t nb) { qf_quantize_q3_K_with(x, y, nb, q3fit16_avx2); }
+
+/* ---------------------------------------------- q4_0, q4_1, q5_0, q5_1
+ * One block of 32 at a time. The block statistics (the first value of
+ * largest magnitude; min and max) come from vector compares; blocks where
+ * the vector result could differ from the reference's sequential scan
+ * fall back to it: a non-finite value (NaN never compares, inf breaks the
+ * FLT_MAX start), and for min/max a result of zero (the scan keeps the
+ * first of 0.0 and -0.0, vector min/max do not). */
+
+/* 4 vectors of a block; false when one is NaN or +-inf */
+TARGET static inline bool load32_finite(const float *x, __m256 v[4], __m256 a[4])
+{
+    const __m256 sign = _mm256_set1_ps(-0.0f), big = _mm256_set1_ps(FLT_MAX);
+    int bad = 0;
+    for (int k = 0; k < 4; k++) {
+        v[k] = _mm256_loadu_ps(x + 8 * k);
+        a[k] = _mm256_andnot_ps(sign, v[k]);
+        bad |= _mm256_movemask_ps(_mm256_cmp_ps(a[k], big, _CMP_NLE_UQ));
+    }
+    return !bad;
+}
+
+TARGET static inline float hmax8(__m256 v)
+{
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    return _mm_cvtss_f32(_mm_max_ss(m, _mm_movehdup_ps(m)));
+}
+
+TARGET static inline float hmin8(__m256 v)
+{
+    __m128 m = _mm_min_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    m = _mm_min_ps(m, _mm_movehl_ps(m, m));
+    return _mm_cvtss_f32(_mm_min_ss(m, _mm_movehdup_ps(m)));
+}
+
+/* the reference's signed_absmax on a finite block: the first x[j] whose
+ * magnitude is the largest, 0.0f when all are zero */
+TARGET static inline float signed_absmax32(const float *x, const __m256 a[4])
+{
+    const float amax = hmax8(_mm256_max_ps(_mm256_max_ps(a[0], a[1]), _mm256_max_ps(a[2], a[3])));
+    if (amax == 0.0f)
+        return 0.0f;
+    const __m256 m = _mm256_set1_ps(amax);
+    for (int k = 0; k < 4; k++) {
+        int bits = _mm256_movemask_ps(_mm256_cmp_ps(a[k], m, _CMP_EQ_OQ));
+        if (bits)
+            return x[8 * k + __builtin_ctz((unsigned)bits)];
+    }
+    return 0.0f; /* unreachable: amax is one of the magnitudes */
+}
+
+/* q[j] = the reference's (int8_t)trunc_i32((x[j] - sub) * id + add),
+ * capped at cap when cap >= 0 (imin), kept as int32 */
+TARGET static inline void codes32(const __m256 v[4], float sub, float id, float add, int cap, int32_t q[32])
+{
+    const __m256 vs = _mm256_set1_ps(sub), vid = _mm256_set1_ps(id), va = _mm256_set1_ps(add);
+    for (int k = 0; k < 4; k++) {
+        __m256i i = _mm256_cvttps_epi32(_mm256_add_ps(_mm256_mul_ps(_mm256_sub_ps(v[k], vs), vid), va));
+        i = _mm256_srai_epi32(_mm256_slli_epi32(i, 24), 24); /* low byte, sign-extended */
+        if (cap >= 0)
+            i = _mm256_min_epi32(i, _mm256_set1_epi32(cap));
+        _mm256_storeu_si256((__m256i *)(q + 8 * k), i);
+    }
+}
+
+static inline void pack_nibbles(const int32_t q[32], uint8_t *qs)
+{
+    for (int j = 0; j < 16; j++)
+        qs[j] = (uint8_t)((uint8_t)q[j] | ((uint8_t)q[16 + j] << 4));
+}
+
+static inline void pack_q5(const int32_t q[32], uint8_t *qh4, uint8_t *qs)
+{
+    uint32_t qh = 0;
+    for (int j = 0; j < 16; j++) {
+        uint8_t a = (uint8_t)q[j], b = (uint8_t)q[16 + j];
+        qs[j] = (uint8_t)((a & 0x0f) | ((b & 0x0f) << 4));
+        qh |= (uint32_t)((a & 0x10u) >> 4) << j;
+        qh |= (uint32_t)((b & 0x10u) >> 4) << (j + 16);
+    }
+    qf_put32(qh4, qh);
+}
+
+/* q4_0/q5_0 (symmetric: d = signed absmax / -nmax) and q4_1/q5_1 (d and
+ * min from min/max); q4_* codes are capped at 15, q5_1's are not capped */
+TARGET static void quantize32(const float *x, uint8_t *y, size_t nb, uint32_t type)
+{
+    const bool five = type == QF_Q5_0 || type == QF_Q5_1, asym = type == QF_Q4_1 || type == QF_Q5_1;
+    const size_t bs = qf_type_get(type)->size, head = asym ? 4 : 2;
+    __m256 v[4], a[4];
+    int32_t q[32];
+    for (size_t i = 0; i < nb; i++, x += 32, y += bs) {
+        float mn = 0.0f, d;
+        if (!load32_finite(x, v, a))
+            goto scalar;
+        if (asym) {
+            mn = hmin8(_mm256_min_ps(_mm256_min_ps(v[0], v[1]), _mm256_min_ps(v[2], v[3])));
+            const float mx = hmax8(_mm256_max_ps(_mm256_max_ps(v[0], v[1]), _mm256_max_ps(v[2], v[3])));
+            if (mn == 0.0f || mx == 0.0f) /* which zero the scan kept */
+                goto scalar;
+            d = (mx - mn) / (five ? 31 : 15);
+        } else {
+            d = signed_absmax32(x, a) / (five ? -16 : -8);
+        }
+        const float id = d ? 1.0f / d : 0.0f;
+        qf_put16(y, qf_f32_to_f16(d));
+        if (asym)
+            qf_put16(y + 2, qf_f32_to_f16(mn));
+        codes32(v, mn, id, asym ? 0.5f : five ? 16.5f : 8.5f, type == QF_Q5_1 ? -1 : five ? 31 : 15, q);
+        if (five)
+            pack_q5(q, y + head, y + head + 4);
+        else
+            pack_nibbles(q, y + head);
+        continue;
+    scalar:
+        qf_quantize_ref(type, x, y, 32);
+    }
+}
+
+void qf_quantize_q4_0_avx2(const float *x, uint8_t *y, size_t nb) { quantize32(x, y, nb, QF_Q4_0); }
+void qf_quantize_q5_0_avx2(const float *x, uint8_t *y, size_t nb) { quantize32(x, y, nb, QF_Q5_0); }
+void qf_quantize_q4_1_avx2(const float *x, uint8_t *y, size_t nb) { quantize32(x, y, nb, QF_Q4_1); }
+void qf_quantize_q5_1_avx2(const float *x, uint8_t *y, size_t nb) { quantize32(x, y, nb, QF_Q5_1); }
 
 #else
 

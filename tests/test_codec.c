@@ -224,8 +224,13 @@ static void test_simd_equals_scalar(void **state)
     uint8_t *a = malloc(N * 4), *b = malloc(N * 4);
     static const uint32_t types[] = {QF_F16, QF_BF16, QF_Q8_0, QF_Q4_0, QF_Q4_1, QF_Q5_0, QF_Q5_1,
                                      QF_Q2_K, QF_Q3_K, QF_Q4_K, QF_Q5_K, QF_Q6_K, QF_IQ4_NL};
-    for (uint64_t seed = 1; seed <= 9; seed++) {
+    for (uint64_t seed = 1; seed <= 10; seed++) {
         qf_selftest_input(x, N, seed);
+        if (seed == 10) /* ties of magnitude, +-0 as block minimum/maximum */
+            for (size_t i = 0; i < N; i++) {
+                static const float vals[] = {-2.f, -1.f, -0.f, 0.f, 1.f, 2.f};
+                x[i] = vals[(i * 2654435761u >> 7) % 6] * ((i / 32) % 4 == 3 ? 0.f : 1.f);
+            }
         if (seed == 7) /* constant and all-zero sub-blocks next to ordinary ones */
             for (size_t i = 0; i < N; i++)
                 x[i] = (i / 16) % 3 == 0 ? 0.f : (i / 16) % 3 == 1 ? (float)(i / 16) * 0.01f : x[i];
