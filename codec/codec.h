@@ -395,6 +395,84 @@ char *qf_st_config_json(const char *src_json, size_t len, const struct qf_view *
 char *qf_st_index_json(const char *src_json, size_t len, const struct qf_view *v, const struct qf_st *const *shards,
                        const char *const *names, size_t n_shards, char *err, size_t errlen);
 
+
+/* ------------------------------------------------ Hugging Face -> GGUF */
+
+/* A Hugging Face checkpoint (LlamaForCausalLM, MistralForCausalLM,
+ * Qwen2ForCausalLM, Qwen3ForCausalLM; F32/F16/BF16 safetensors, one file or
+ * shards) as the GGUF file llama.cpp v0.5.0's convert_hf_to_gguf.py writes
+ * (hf.c). Built from config.json, the tokenizer files and the safetensors
+ * headers alone; tensor data is read through qf_hf_pread. Every view of
+ * such a model derives from the converter's F32 file: f32/fp16/bf16/q8_0
+ * are the converter's --outtype files, every other GGUF view is
+ * llama-quantize run on its F32 file. */
+#define QF_HF_NOUT 4 /* converter outtypes: f32, f16, bf16, q8_0 */
+
+struct qf_hf_input {
+    const char *name; /* general.name: the model's name in the mount */
+    const char *config;
+    size_t config_len;
+    const char *tokenizer; /* tokenizer.json, or NULL */
+    size_t tokenizer_len;
+    const char *tokenizer_config; /* tokenizer_config.json, or NULL */
+    size_t tokenizer_config_len;
+    const uint8_t *spm; /* tokenizer.model (SentencePiece protobuf), or NULL */
+    size_t spm_len;
+    const char *chat_template_jinja; /* chat_template.jinja, or NULL */
+    bool has_added_tokens_json;      /* refused unless vocab_kvs is given */
+    /* the tokenizer.* KV pairs of a vocab-only GGUF the converter wrote
+     * (raw bytes, vocab_n_kv pairs), used verbatim instead of the above */
+    const uint8_t *vocab_kvs;
+    size_t vocab_kvs_len;
+    uint64_t vocab_n_kv;
+    const struct qf_st *const *shards; /* parsed headers, in file-name order */
+    size_t n_shards;
+};
+
+struct qf_hf_tensor {
+    char name[64]; /* GGUF name */
+    uint32_t n_dims;
+    uint64_t ne[QF_GGUF_MAX_DIMS];
+    uint64_t nelems;
+    uint32_t shard, src_type; /* source shard index and QF_F32/F16/BF16 */
+    uint64_t src_off;         /* absolute offset of the data in its shard */
+    uint32_t perm_heads;      /* llama q/k: rows permuted in this many heads, 0: none */
+};
+
+struct qf_hf {
+    char arch[16];
+    size_t n_tensors;
+    struct qf_hf_tensor *t; /* in the converter's order */
+    /* per outtype: header bytes (padded to the data section), file size,
+     * per-tensor type and offset from the data section */
+    uint8_t *hdr[QF_HF_NOUT];
+    size_t hdr_len[QF_HF_NOUT];
+    uint64_t size[QF_HF_NOUT];
+    uint32_t *type[QF_HF_NOUT];
+    uint64_t *off[QF_HF_NOUT];
+};
+
+/* Returns 0, -ENOMEM, -EINVAL (malformed input) or -ENOTSUP (what the
+ * converter refuses or quantfs does not do), with the reason in err. */
+int qf_hf_build(const struct qf_hf_input *in, struct qf_hf **out, char *err, size_t errlen);
+void qf_hf_free(struct qf_hf *hf);
+
+/* Reads the converter's F32 file: ctx is a struct qf_hf_reader whose
+ * ctx[i] is handed to rd for shard i. Thread-safe (no state). */
+struct qf_hf_reader {
+    const struct qf_hf *hf;
+    qf_pread_fn rd;
+    void *const *ctx;
+};
+int qf_hf_pread(void *ctx, void *buf, size_t len, uint64_t off);
+
+/* 0..3 for a view that is a converter outtype (f32, fp16, bf16, q8_0), -1
+ * for views made by llama-quantize. */
+int qf_hf_outtype(const struct qf_view *v);
+/* Layout of view v (GGUF formats) of the model; extents' source offsets
+ * are offsets in the converter's F32 file (read them with qf_hf_pread). */
+int qf_layout_hf(const struct qf_hf *hf, const struct qf_view *v, struct qf_layout **out, char *err, size_t errlen);
+
 /* --------------------------------------------------------------- self-test */
 
 /* Quantizes fixed pseudo-random inputs with every kernel and compares with

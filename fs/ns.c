@@ -74,6 +74,56 @@ static int add_file(struct qfs_model *m, size_t *cap, const char *name, const ch
     return 0;
 }
 
+
+/* A Hugging Face model directory (safetensors + config.json) also gets
+ * MODEL.gguf, the converter's file, where llama.cpp's converter handles its
+ * architecture; a vocab-only GGUF beside it is its tokenizer, not a model. */
+static int add_hf_gguf(struct qfs *q, struct qfs_model *m, size_t *cap, const char *path)
+{
+    bool config = false;
+    for (size_t i = 0; i < m->n_files; i++) {
+        config |= m->files[i].kind == QFS_F_CONFIG;
+        if (m->files[i].kind == QFS_F_GGUF && (m->formats & QF_FMT_SAFETENSORS) &&
+            has_suffix(m->files[i].name, "vocab.gguf"))
+            m->files[i].kind = QFS_F_PASS;
+    }
+    m->formats &= ~(unsigned)QF_FMT_GGUF;
+    for (size_t i = 0; i < m->n_files; i++)
+        if (m->files[i].kind == QFS_F_GGUF)
+            m->formats |= QF_FMT_GGUF;
+    if (!config || !(m->formats & QF_FMT_SAFETENSORS))
+        return 0;
+    char *cp, *name;
+    if (asprintf(&cp, "%s/config.json", path) < 0)
+        return -ENOMEM;
+    json_error_t je;
+    json_t *j = json_load_file(cp, 0, &je);
+    free(cp);
+    const char *arch = json_string_value(json_array_get(json_object_get(j, "architectures"), 0));
+    static const char *const ok[] = {"LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM"};
+    bool supported = false;
+    for (size_t i = 0; arch && i < sizeof ok / sizeof *ok; i++)
+        supported |= !strcmp(arch, ok[i]);
+    if (!supported)
+        qfs_log(q, LOG_INFO, "model '%s': architecture %s has no GGUF views (quantfs converts %s, %s, %s and %s)",
+                m->name, arch ? arch : "(none in config.json)", ok[0], ok[1], ok[2], ok[3]);
+    json_decref(j);
+    if (!supported || asprintf(&name, "%s.gguf", m->name) < 0)
+        return 0;
+    for (size_t i = 0; i < m->n_files; i++)
+        if (!strcmp(m->files[i].name, name)) { /* the directory has its own */
+            free(name);
+            return 0;
+        }
+    int rc = add_file(m, cap, name, path);
+    free(name);
+    if (!rc) {
+        m->files[m->n_files - 1].kind = QFS_F_HFGGUF;
+        m->formats |= QF_FMT_GGUF;
+    }
+    return rc;
+}
+
 /* Fills m with the regular files of directory path (symlinks followed,
  * dot files and sub-directories skipped). */
 static int scan_model_dir(struct qfs *q, struct qfs_model *m, const char *path)
@@ -104,6 +154,8 @@ static int scan_model_dir(struct qfs *q, struct qfs_model *m, const char *path)
         free(p);
     }
     closedir(d);
+    if (!rc)
+        rc = add_hf_gguf(q, m, &cap, path);
     if (m->n_files)
         qsort(m->files, m->n_files, sizeof *m->files, cmp_file);
     return rc;
@@ -253,6 +305,16 @@ void qfs_snap_put(struct qfs_snap *s)
     free(s->text);
     if (s->fd >= 0)
         close(s->fd);
+    qf_hf_free(s->hf);
+    for (size_t i = 0; i < s->n_in; i++) {
+        free(s->in_path[i]);
+        if (s->in_fd[i] >= 0)
+            close(s->in_fd[i]);
+    }
+    free(s->in_path);
+    free(s->in_st);
+    free(s->in_fd);
+    free(s->in_ctx);
     pthread_mutex_destroy(&s->mu);
     free(s);
 }
@@ -318,6 +380,185 @@ static uint64_t header_hash(const struct qfs_snap *s)
     return h;
 }
 
+
+/* ------------------------------------------------ Hugging Face -> GGUF */
+
+/* Records input path (opened, fstat'ed) in s; keep_open: a shard the
+ * reader preads, else the file is read whole into *text (bounded). */
+static int hf_input(struct qfs_snap *s, const char *path, bool keep_open, char **text, size_t *len, size_t max)
+{
+    size_t i = s->n_in;
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    struct stat st;
+    if (fd < 0)
+        return -errno;
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return -EINVAL;
+    }
+    s->in_path[i] = strdup(path);
+    s->in_st[i] = st;
+    s->in_fd[i] = fd;
+    s->n_in++;
+    if (!s->in_path[i])
+        return -ENOMEM;
+    if (keep_open)
+        return 0;
+    s->in_fd[i] = -1;
+    int rc = 0;
+    if ((uint64_t)st.st_size > max) {
+        rc = -EFBIG;
+    } else {
+        *text = malloc((size_t)st.st_size + 1);
+        rc = !*text ? -ENOMEM : qfs_pread_fd(&fd, *text, (size_t)st.st_size, 0);
+        if (!rc) {
+            (*text)[st.st_size] = 0;
+            *len = (size_t)st.st_size;
+        }
+    }
+    close(fd);
+    return rc;
+}
+
+static int snap_err(struct qfs_snap *s, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int snap_err(struct qfs_snap *s, int rc, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(s->err, sizeof s->err, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+static void hf_load(struct qfs *q, struct qfs_model *m, struct qfs_snap *s)
+{
+    (void)q;
+    size_t cap = m->n_files + 8;
+    s->in_path = calloc(cap, sizeof *s->in_path);
+    s->in_st = calloc(cap, sizeof *s->in_st);
+    s->in_fd = calloc(cap, sizeof *s->in_fd);
+    s->in_ctx = calloc(cap, sizeof *s->in_ctx);
+    struct qf_st **sh = calloc(cap, sizeof *sh);
+    char *txt[6] = {0};
+    size_t tlen[6] = {0};
+    static const char *const names[6] = {"config.json", "tokenizer.json", "tokenizer_config.json",
+                                         "tokenizer.model", "chat_template.jinja", "added_tokens.json"};
+    struct qf_hf_input in = {.name = m->name};
+    size_t n_sh = 0;
+    uint8_t *vkv = NULL;
+    char *p = NULL;
+    int rc = s->in_path && s->in_st && s->in_fd && s->in_ctx && sh ? 0 : -ENOMEM;
+    for (size_t i = 0; i < 6 && !rc; i++) {
+        if (asprintf(&p, "%s/%s", m->dir, names[i]) < 0) {
+            rc = -ENOMEM;
+            break;
+        }
+        int r = hf_input(s, p, false, &txt[i], &tlen[i], 256u << 20);
+        free(p);
+        if (r == -ENOENT && i > 0)
+            continue;
+        if (r)
+            rc = snap_err(s, r, "%s: %s", names[i], strerror(-r));
+    }
+    in.config = txt[0], in.config_len = tlen[0];
+    in.tokenizer = txt[1], in.tokenizer_len = tlen[1];
+    in.tokenizer_config = txt[2], in.tokenizer_config_len = tlen[2];
+    in.spm = (const uint8_t *)txt[3], in.spm_len = tlen[3];
+    in.chat_template_jinja = txt[4];
+    in.has_added_tokens_json = txt[5] != NULL;
+    for (size_t i = 0; i < m->n_files && !rc; i++) {
+        struct qfs_file *f = &m->files[i];
+        if (f->kind != QFS_F_ST && !(f->kind == QFS_F_PASS && has_suffix(f->name, "vocab.gguf")))
+            continue;
+        size_t at = s->n_in;
+        int r = hf_input(s, f->path, true, NULL, NULL, 0);
+        if (r) {
+            rc = snap_err(s, r, "%s: %s", f->name, strerror(-r));
+            break;
+        }
+        char e[200] = "";
+        uint64_t size = (uint64_t)s->in_st[at].st_size;
+        if (f->kind == QFS_F_ST) {
+            s->in_ctx[n_sh] = &s->in_fd[at];
+            r = qf_st_parse(qfs_pread_fd, &s->in_fd[at], size, &sh[n_sh], e, sizeof e);
+            n_sh += !r;
+        } else { /* a vocab-only GGUF: its tokenizer.* KVs, verbatim */
+            struct qf_gguf *g = NULL;
+            r = qf_gguf_parse(qfs_pread_fd, &s->in_fd[at], size, &g, e, sizeof e);
+            if (!r && g->n_tensors) {
+                r = -EINVAL;
+                snprintf(e, sizeof e, "has tensors: not a vocab-only GGUF");
+            }
+            uint64_t b = 0, n = 0, end = 0;
+            for (uint64_t k = 0; !r && k < g->n_kv; k++) {
+                if (strncmp(g->kvs[k].key, "tokenizer.", 10))
+                    continue;
+                if (n && g->kvs[k].begin != end) {
+                    r = -EINVAL;
+                    snprintf(e, sizeof e, "its tokenizer.* KVs are not together");
+                    break;
+                }
+                if (!n)
+                    b = g->kvs[k].begin;
+                end = g->kvs[k].end;
+                n++;
+            }
+            if (!r && n && end - b <= (256u << 20) && (vkv = malloc(end - b)) &&
+                !qfs_pread_fd(&s->in_fd[at], vkv, end - b, b)) {
+                in.vocab_kvs = vkv, in.vocab_kvs_len = end - b, in.vocab_n_kv = n;
+            } else if (!r) {
+                r = -EINVAL;
+                snprintf(e, sizeof e, "no tokenizer KVs");
+            }
+            qf_gguf_free(g);
+            close(s->in_fd[at]);
+            s->in_fd[at] = -1;
+        }
+        if (r)
+            rc = snap_err(s, r, "%s: %s", f->name, e);
+    }
+    if (!rc && !n_sh)
+        rc = snap_err(s, -ENOENT, "no safetensors file");
+    if (!rc) {
+        in.shards = (const struct qf_st *const *)sh;
+        in.n_shards = n_sh;
+        rc = qf_hf_build(&in, &s->hf, s->err, sizeof s->err);
+    }
+    if (!rc) {
+        s->hfr = (struct qf_hf_reader){.hf = s->hf, .rd = qfs_pread_fd, .ctx = s->in_ctx};
+        s->rd = qf_hf_pread;
+        s->rdctx = &s->hfr;
+        s->st = s->in_st[0]; /* config.json: times and mode of the file */
+        uint64_t h = qc_hash64(s->hf->hdr[0], s->hf->hdr_len[0]);
+        for (size_t i = 0; i < s->n_in; i++) {
+            uint64_t k[5] = {(uint64_t)s->in_st[i].st_ino, (uint64_t)s->in_st[i].st_size,
+                             (uint64_t)s->in_st[i].st_mtim.tv_sec, (uint64_t)s->in_st[i].st_mtim.tv_nsec, h};
+            h = qc_hash64(k, sizeof k);
+        }
+        s->hdr_hash = h;
+    } else if (!s->err[0]) {
+        snprintf(s->err, sizeof s->err, "%s", strerror(-rc));
+    }
+    for (size_t i = 0; i < n_sh; i++)
+        qf_st_free(sh[i]);
+    free(sh);
+    free(vkv);
+    for (size_t i = 0; i < 6; i++)
+        free(txt[i]);
+}
+
+bool qfs_snap_current(const struct qfs_snap *s)
+{
+    struct stat st;
+    if (s->file->kind != QFS_F_HFGGUF)
+        return stat(s->file->path, &st) == 0 && same_file(&st, &s->st);
+    for (size_t i = 0; i < s->n_in; i++)
+        if (stat(s->in_path[i], &st) < 0 || !same_file(&st, &s->in_st[i]))
+            return false;
+    /* a file the converter would read that was absent may have appeared */
+    return true;
+}
+
 static struct qfs_snap *snap_load(struct qfs *q, struct qfs_model *m, struct qfs_file *f, int *err)
 {
     struct qfs_snap *s = calloc(1, sizeof *s);
@@ -331,6 +572,20 @@ static struct qfs_snap *snap_load(struct qfs *q, struct qfs_model *m, struct qfs
     pthread_mutex_init(&s->mu, NULL);
     for (size_t v = 0; v < QFS_MAX_VIEWS; v++)
         s->fresh[v] = true;
+    s->rd = qfs_pread_fd;
+    s->rdctx = &s->fd;
+    if (f->kind == QFS_F_HFGGUF) {
+        s->fd = -1;
+        hf_load(q, m, s);
+        if (s->err[0])
+            qfs_log(q, LOG_WARNING, "model '%s': no GGUF views: %s", m->name, s->err);
+        if (!s->n_in) {
+            *err = -ENOENT;
+            qfs_snap_put(s);
+            return NULL;
+        }
+        return s;
+    }
     s->fd = open(f->path, O_RDONLY | O_CLOEXEC);
     if (s->fd < 0 || fstat(s->fd, &s->st) < 0) {
         *err = -errno;
@@ -360,7 +615,7 @@ struct qfs_snap *qfs_snap_get(struct qfs *q, struct qfs_model *m, struct qfs_fil
     if (stat(f->path, &st) < 0) {
         *err = -errno;
         s = NULL;
-    } else if (!s || !same_file(&st, &s->st)) {
+    } else if (!s || (f->kind == QFS_F_HFGGUF ? !qfs_snap_current(s) : !same_file(&st, &s->st))) {
         s = snap_load(q, m, f, err);
     } else {
         atomic_fetch_add(&s->refs, 1);
@@ -398,8 +653,14 @@ void qfs_snap_retire(struct qfs *q, struct qfs_snap *s)
 int qfs_snap_verify(struct qfs *q, struct qfs_snap *s)
 {
     struct stat a, b;
-    if (!atomic_load(&s->stale) && fstat(s->fd, &a) == 0 && same_file(&a, &s->st) && stat(s->file->path, &b) == 0 &&
-        same_file(&b, &s->st))
+    if (s->file->kind == QFS_F_HFGGUF) {
+        bool ok = !atomic_load(&s->stale);
+        for (size_t i = 0; ok && i < s->n_in; i++)
+            ok = s->in_fd[i] < 0 || (fstat(s->in_fd[i], &a) == 0 && same_file(&a, &s->in_st[i]));
+        if (ok && qfs_snap_current(s))
+            return 0;
+    } else if (!atomic_load(&s->stale) && fstat(s->fd, &a) == 0 && same_file(&a, &s->st) &&
+               stat(s->file->path, &b) == 0 && same_file(&b, &s->st))
         return 0;
     qfs_snap_retire(q, s);
     return -EIO;
@@ -449,8 +710,18 @@ static int generated_json(struct qfs *q, struct qfs_snap *s, size_t v, struct qf
 }
 
 /* Whether file kind k is converted by view vw in model m. */
+/* The converter's GGUF of a Hugging Face model is in every GGUF view but
+ * the safetensors ones that are only aliases for GGUF (int8, int4). */
+static bool hf_in_view(const struct qf_view *vw)
+{
+    return qf_view_reachable(vw, QF_FMT_GGUF) &&
+           !(qf_view_listed(vw, QF_FMT_SAFETENSORS) && !qf_view_listed(vw, QF_FMT_GGUF));
+}
+
 static bool view_converts(const struct qfs_model *m, int k, const struct qf_view *vw)
 {
+    if (k == QFS_F_HFGGUF)
+        return hf_in_view(vw);
     if (k == QFS_F_GGUF)
         return qf_view_reachable(vw, QF_FMT_GGUF);
     return (k == QFS_F_ST || k == QFS_F_CONFIG || k == QFS_F_INDEX) && (m->formats & QF_FMT_SAFETENSORS) &&
@@ -466,7 +737,11 @@ int qfs_snap_layout(struct qfs *q, struct qfs_snap *s, size_t v, struct qf_layou
     pthread_mutex_lock(&s->mu);
     if (!s->layouts[v] && !s->layout_rc[v]) {
         char err[256] = "";
-        if (!view_converts(m, kind, vw) || !strcmp(vw->name, "f32")) {
+        if (kind == QFS_F_HFGGUF) {
+            rc = s->err[0] || !view_converts(m, kind, vw)
+                     ? -ENOENT
+                     : qf_layout_hf(s->hf, qf_view_resolve(vw, QF_FMT_GGUF), &s->layouts[v], err, sizeof err);
+        } else if (!view_converts(m, kind, vw) || !strcmp(vw->name, "f32")) {
             rc = qf_layout_passthrough((uint64_t)s->st.st_size, &s->layouts[v]);
         } else if (s->err[0]) {
             rc = -ENOENT;
@@ -512,10 +787,40 @@ bool qfs_view_available(struct qfs *q, size_t mi, size_t v)
         int err;
         struct qfs_snap *s = qfs_snap_get(q, m, &m->files[i], &err);
         struct qf_layout *l;
-        bool ok = s && !s->err[0] && (m->files[i].kind != QFS_F_GGUF || !qfs_snap_layout(q, s, v, &l));
+        int k = m->files[i].kind;
+        bool ok = s && !s->err[0] && ((k != QFS_F_GGUF && k != QFS_F_HFGGUF) || !qfs_snap_layout(q, s, v, &l));
         qfs_snap_put(s);
-        if (!ok)
+        /* a view the safetensors files have stays when the GGUF is refused */
+        if (!ok && !(k == QFS_F_HFGGUF && (m->formats & QF_FMT_SAFETENSORS) &&
+                     qf_view_reachable(vw, QF_FMT_SAFETENSORS)))
             return false;
     }
     return true;
+}
+
+bool qfs_file_in_view(struct qfs *q, size_t mi, size_t fi, size_t v)
+{
+    struct qfs_model *m = &q->models[mi];
+    struct qfs_file *f = &m->files[fi];
+    const struct qf_view *vw = &q->views[v];
+    switch (f->kind) {
+    case QFS_F_HFGGUF: {
+        if (!hf_in_view(vw))
+            return false;
+        int err;
+        struct qf_layout *l;
+        struct qfs_snap *s = qfs_snap_get(q, m, f, &err);
+        bool ok = s && !s->err[0] && !qfs_snap_layout(q, s, v, &l);
+        qfs_snap_put(s);
+        return ok;
+    }
+    case QFS_F_ST:
+    case QFS_F_CONFIG:
+    case QFS_F_INDEX:
+        /* a GGUF-only view of a Hugging Face model holds its GGUF */
+        return !(m->formats & QF_FMT_SAFETENSORS) || qf_view_reachable(vw, QF_FMT_SAFETENSORS) ||
+               !strcmp(vw->name, "f32");
+    default:
+        return true;
+    }
 }

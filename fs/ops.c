@@ -45,7 +45,7 @@ int qfs_decode_ino(struct qfs *q, fuse_ino_t ino, struct qfs_ino *o)
         o->kind = 4;
         return 0;
     }
-    if (f > q->models[o->m].n_files)
+    if (f > q->models[o->m].n_files || !qfs_file_in_view(q, o->m, f - 1, o->v))
         return -ENOENT;
     o->kind = 5;
     o->f = f - 1;
@@ -218,7 +218,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
     case 4: {
         struct qfs_model *m = &q->models[d.m];
         for (size_t i = 0; i < m->n_files; i++) {
-            if (!strcmp(m->files[i].name, name)) {
+            if (!strcmp(m->files[i].name, name) && qfs_file_in_view(q, d.m, i, d.v)) {
                 reply_entry(req, q, qfs_ino_make(d.m, (long)d.v, (long)i));
                 return;
             }
@@ -303,7 +303,8 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, s
     case 4: {
         struct qfs_model *m = &q->models[d.m];
         for (size_t i = 0; i < m->n_files && !rc; i++)
-            rc |= dirbuf_add(req, &b, m->files[i].name, qfs_ino_make(d.m, (long)d.v, (long)i), S_IFREG);
+            if (qfs_file_in_view(q, d.m, i, d.v))
+                rc |= dirbuf_add(req, &b, m->files[i].name, qfs_ino_make(d.m, (long)d.v, (long)i), S_IFREG);
         break;
     }
     default:
@@ -435,7 +436,7 @@ static int fill_chunk(void *arg, uint8_t *dst, size_t len, void *scratch)
 {
     (void)len;
     struct fill_arg *a = arg;
-    return qf_conv_chunk(a->e, a->chunk, qfs_pread_fd, &a->snap->fd, dst, scratch, false);
+    return qf_conv_chunk(a->e, a->chunk, a->snap->rd, a->snap->rdctx, dst, scratch, false);
 }
 
 static void prefetch_done(void *arg)
@@ -534,7 +535,7 @@ static int gather_piece(void *arg, const struct qf_piece *p)
     case QF_EXT_SRC:
         if (!r->srcbuf && !(r->srcbuf = malloc(g->total)))
             return -ENOMEM;
-        rc = qfs_pread_fd(&g->snap->fd, r->srcbuf + r->srcused, (size_t)p->len, e->src_off + p->rel);
+        rc = g->snap->rd(g->snap->rdctx, r->srcbuf + r->srcused, (size_t)p->len, e->src_off + p->rel);
         if (!rc)
             rc = add_iov(r, r->srcbuf + r->srcused, (size_t)p->len);
         r->srcused += (size_t)p->len;

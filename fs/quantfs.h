@@ -38,6 +38,19 @@ struct qfs_snap {
     char *text;            /* QFS_F_CONFIG / INDEX: the source JSON */
     size_t text_len;
     char err[256];         /* why views other than f32 are not offered */
+    /* how conversions read the source: qfs_pread_fd on &fd, or for
+     * QFS_F_HFGGUF qf_hf_pread over the shards */
+    qf_pread_fn rd;
+    void *rdctx;
+    /* QFS_F_HFGGUF: the converter's file, built from the model's inputs
+     * (config, tokenizer files, shards), each pinned at the version read */
+    struct qf_hf *hf;
+    size_t n_in;
+    char **in_path;
+    struct stat *in_st;
+    int *in_fd;            /* shards stay open; -1 for files read whole */
+    void **in_ctx;         /* shard i's &in_fd[...], for the reader */
+    struct qf_hf_reader hfr;
     atomic_bool stale;     /* the source changed under this snapshot */
     pthread_mutex_t mu;    /* guards layouts[], layout_rc[], logged and fresh[] */
     struct qf_layout *layouts[QFS_MAX_VIEWS];
@@ -52,6 +65,9 @@ enum {
     QFS_F_ST,     /* safetensors shard, converted per view */
     QFS_F_CONFIG, /* config.json: rewritten per safetensors view */
     QFS_F_INDEX,  /* model.safetensors.index.json: rewritten per view */
+    QFS_F_HFGGUF, /* MODEL.gguf of a Hugging Face model: what llama.cpp's
+                   * converter (and llama-quantize) would write; path is the
+                   * model directory */
 };
 
 struct qfs_file {
@@ -148,6 +164,10 @@ bool qfs_view_available(struct qfs *q, size_t mi, size_t v);
  * invalidation of every view of the file. */
 void qfs_snap_retire(struct qfs *q, struct qfs_snap *s);
 bool qfs_same_file(const struct stat *a, const struct stat *b);
+/* Whether every source file the snapshot was made from is unchanged. */
+bool qfs_snap_current(const struct qfs_snap *s);
+/* Whether file fi of model mi is shown in view v. */
+bool qfs_file_in_view(struct qfs *q, size_t mi, size_t fi, size_t v);
 
 /* checkrun.c */
 void qfs_check_start(struct qfs *q, size_t mi);

