@@ -451,36 +451,71 @@ void ck_ref_free(struct ck_ref *r)
     memset(r, 0, sizeof *r);
 }
 
+/* SQNR of view tensor b against reference tensor a. perm_heads: b is a in
+ * llama.cpp's adjacent-pairs q/k row order (the converter's permutation of
+ * rotate-half rows, in this many heads), 0: the same row order. */
+static bool compare_tensor(const struct ck_tensor *a, const struct ck_tensor *b, uint64_t perm_heads,
+                           struct ck_result *res)
+{
+    if (!b || b->rows * b->cols != a->rows * a->cols || (perm_heads && (b->rows != a->rows || a->rows % (2 * perm_heads)))) {
+        res->loads = false;
+        snprintf(res->why, sizeof res->why, "tensor %s %s", a->name, b ? "has another shape" : "is missing");
+        return false;
+    }
+    double sig = 0, noise = 0;
+    uint64_t hd = perm_heads ? a->rows / perm_heads : 0;
+    for (uint64_t k = 0; k < a->rows * a->cols; k++) {
+        uint64_t kb = k;
+        if (perm_heads) { /* view row h*hd + 2i + t holds reference row h*hd + t*hd/2 + i */
+            uint64_t r = k / a->cols, h = r / hd, w = r % hd, c = k % a->cols;
+            /* so reference row h*hd + w is view row h*hd + 2*(w % (hd/2)) + w / (hd/2) */
+            kb = (h * hd + 2 * (w % (hd / 2)) + w / (hd / 2)) * a->cols + c;
+        }
+        if (!isfinite(a->data[k])) /* the source's own inf/NaN: nothing to compare */
+            continue;
+        if (!isfinite(b->data[kb])) {
+            res->loads = false;
+            snprintf(res->why, sizeof res->why, "tensor %s has non-finite values where FP32 is finite", a->name);
+            return false;
+        }
+        double x = a->data[k], e = (double)b->data[kb] - x;
+        sig += x * x;
+        noise += e * e;
+    }
+    double db = noise == 0 ? 200.0 : sig == 0 ? -200.0 : 10 * log10(sig / noise);
+    if (db < res->sqnr_min) {
+        res->sqnr_min = db;
+        snprintf(res->sqnr_worst, sizeof res->sqnr_worst, "%s (%s)", b->name, b->kind);
+    }
+    return true;
+}
+
 static void check_tensors(const struct ck_ref *ref, const struct ck_model *m, struct ck_result *res)
 {
     res->sqnr_min = INFINITY;
-    for (size_t i = 0; i < ref->m.nt; i++) {
-        const struct ck_tensor *a = &ref->m.t[i], *b = ck_find(m, a->name);
-        if (!b || b->rows * b->cols != a->rows * a->cols) {
-            res->loads = false;
-            snprintf(res->why, sizeof res->why, "tensor %s %s", a->name, b ? "has another shape" : "is missing");
-            return;
-        }
-        double sig = 0, noise = 0;
-        for (uint64_t k = 0; k < a->rows * a->cols; k++) {
-            if (!isfinite(a->data[k])) /* the source's own inf/NaN: nothing to compare */
-                continue;
-            if (!isfinite(b->data[k])) {
-                res->loads = false;
-                snprintf(res->why, sizeof res->why, "tensor %s has non-finite values where FP32 is finite",
-                         a->name);
-                return;
+    if (ref->m.llama && m->llama && ref->m.gguf != m->gguf) {
+        /* a GGUF view of a Hugging Face checkpoint (or the reverse): the
+         * same tensors by role, q/k rows in the other rope layout */
+        char na[128], nb[128];
+        for (int role = 0; role < 12; role++) {
+            int layers = role >= 1 && role <= 9 ? ref->m.n_layer : 1;
+            for (int l = 0; l < layers; l++) {
+                const struct ck_tensor *a = ck_find(&ref->m, ck_tensor_name(&ref->m, l, role, na, sizeof na));
+                if (!a) /* e.g. a tied output */
+                    continue;
+                const struct ck_tensor *b = ck_find(m, ck_tensor_name(m, l, role, nb, sizeof nb));
+                uint64_t heads = role == 2 ? (uint64_t)ref->m.n_head : role == 3 ? (uint64_t)ref->m.n_head_kv : 0;
+                if (ref->m.neox_rope == m->neox_rope)
+                    heads = 0;
+                if (!compare_tensor(a, b, heads, res))
+                    return;
             }
-            double x = a->data[k], e = (double)b->data[k] - x;
-            sig += x * x;
-            noise += e * e;
         }
-        double db = noise == 0 ? 200.0 : sig == 0 ? -200.0 : 10 * log10(sig / noise);
-        if (db < res->sqnr_min) {
-            res->sqnr_min = db;
-            snprintf(res->sqnr_worst, sizeof res->sqnr_worst, "%s (%s)", a->name, b->kind);
-        }
+        return;
     }
+    for (size_t i = 0; i < ref->m.nt; i++)
+        if (!compare_tensor(&ref->m.t[i], ck_find(m, ref->m.t[i].name), 0, res))
+            return;
 }
 
 void ck_check_view(const struct ck_ref *ref, const struct ck_opts *o, const char *view, const char *path,

@@ -526,17 +526,23 @@ int ck_load(const char *path, struct ck_model *m, char *err, size_t errlen)
         return fail(err, errlen, -errno, "%s: %s", path, strerror(errno));
     int rc;
     if (S_ISDIR(st.st_mode)) {
-        /* a directory: its GGUF file, else its safetensors files */
+        /* a directory: its safetensors files, else its GGUF file. A view
+         * of a Hugging Face model may hold both (f32, fp16, bf16 hold the
+         * converter's GGUF beside the checkpoint): the checkpoint is the
+         * model, and the GGUF-only views are checked against it. */
         DIR *d = opendir(path);
         if (!d)
             return fail(err, errlen, -errno, "%s: %s", path, strerror(errno));
         struct dirent *de;
         char gg[4096] = "";
-        while ((de = readdir(d)))
+        bool st_files = false;
+        while ((de = readdir(d))) {
             if (has_suffix(de->d_name, ".gguf") && !gg[0])
                 snprintf(gg, sizeof gg, "%s/%s", path, de->d_name);
+            st_files |= has_suffix(de->d_name, ".safetensors");
+        }
         closedir(d);
-        rc = gg[0] ? load_gguf(gg, m, err, errlen) : load_st(path, true, m, err, errlen);
+        rc = gg[0] && !st_files ? load_gguf(gg, m, err, errlen) : load_st(path, true, m, err, errlen);
     } else if (has_suffix(path, ".safetensors")) {
         rc = load_st(path, false, m, err, errlen);
     } else {

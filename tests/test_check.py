@@ -149,7 +149,11 @@ def test_hf_views_and_rope_layout(stories_mount):
     perplexity as the GGUF, and its int8/int4/fp8 layouts dequantize."""
     gg = results(run("--json", "--views=f32", stories_mount.path("stories260K"), check_rc=0))["f32"]
     res = results(run("--json", stories_mount.path("hf"), check_rc=0))
-    assert set(res) == {"f32", "fp16", "bf16", "int8", "int4", "fp8"}
+    # the safetensors views, and the GGUF-only views of the converter's file
+    # checked against the HF f32 weights (q/k rows in the other rope layout)
+    assert set(res) == {"f32", "fp16", "bf16", "int8", "int4", "fp8"} | (set(ALL_VIEWS) - {"f32", "fp16", "bf16"})
+    for v in ("q8_0", "q6_k", "q4_k_m"):
+        assert res[v]["kl_mean"] < res["int4"]["kl_mean"] and res[v]["top1"] >= 0.9, (v, res[v])
     assert abs(res["f32"]["ppl"] - gg["ppl"]) < 1e-3
     assert res["int8"]["kl_mean"] < res["fp8"]["kl_mean"] < res["int4"]["kl_mean"]
     assert all(v["pass"] for v in res.values())

@@ -10,10 +10,12 @@ import struct
 import numpy as np
 import pytest
 
-from conftest import SHARED
+from conftest import ALL_VIEWS, SHARED
 
 HF = os.path.join(SHARED, "models", "stories260K", "hf")
 ST_VIEWS = ["bf16", "f32", "fp16", "fp8", "int4", "int8"]
+# a llama checkpoint also lists the GGUF views of the converter's file (test_hf.py)
+HF_VIEWS = sorted(set(ST_VIEWS) | set(ALL_VIEWS))
 NP = {"F32": np.float32, "F16": np.float16, "I8": np.int8, "I32": np.int32, "I64": np.int64, "U8": np.uint8,
       "BF16": np.uint16, "F8_E4M3": np.uint8}
 
@@ -125,10 +127,11 @@ def hf_src(tmp_path):
 
 def test_views_listed(mount_factory, hf_src):
     m = mount_factory(hf_src)
-    assert sorted(os.listdir(m.path("stories-hf"))) == ST_VIEWS
+    assert sorted(os.listdir(m.path("stories-hf"))) == HF_VIEWS
     files = sorted(os.listdir(HF))
     for v in ST_VIEWS:
-        assert sorted(os.listdir(m.path("stories-hf", v))) == files
+        gguf = ["stories-hf.gguf"] if v in ("f32", "fp16", "bf16") else []
+        assert sorted(os.listdir(m.path("stories-hf", v))) == sorted(files + gguf)
         for f in files:  # passed through, except what the view rewrites
             if f not in ("model.safetensors", "config.json") or v == "f32":
                 assert open(m.path("stories-hf", v, f), "rb").read() == open(os.path.join(HF, f), "rb").read()
@@ -278,6 +281,7 @@ def test_sharded_model(mount_factory, tmp_path):
                                                                 "weight_map": wmap}))
     shutil.copy(os.path.join(HF, "config.json"), d / "config.json")
     m = mount_factory(tmp_path / "src")
+    m.expect_log(r"model 'sharded': no GGUF views: no tokenizer")
     assert sorted(os.listdir(m.path("sharded"))) == ST_VIEWS
     for v in ("fp16", "int8", "int4", "fp8"):
         idx = json.load(open(m.path("sharded", v, "model.safetensors.index.json")))
@@ -340,9 +344,10 @@ def test_malformed_safetensors(mount_factory, tmp_path):
     m = mount_factory(src)
     for name, why in reasons.items():
         m.expect_log(r"model '%s': .*%s.*; only the f32 view is offered" % (name, why))
+        m.expect_log(r"model '%s': no GGUF views" % name)
     for name in reasons:
         assert os.listdir(m.path(name)) == ["f32"], name
-    assert sorted(os.listdir(m.path("good"))) == ST_VIEWS
+    assert sorted(os.listdir(m.path("good"))) == HF_VIEWS
     _, t = read_st(m.path("good", "int8", "model.safetensors"))
     assert "model.layers.0.mlp.up_proj.weight_scale" in t and "model.layers.0.mlp.up_proj.weight_packed" in t
     log = m.output()
