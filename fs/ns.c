@@ -432,7 +432,6 @@ static int snap_err(struct qfs_snap *s, int rc, const char *fmt, ...)
 
 static void hf_load(struct qfs *q, struct qfs_model *m, struct qfs_snap *s)
 {
-    (void)q;
     size_t cap = m->n_files + 8;
     s->in_path = calloc(cap, sizeof *s->in_path);
     s->in_st = calloc(cap, sizeof *s->in_st);
@@ -482,6 +481,7 @@ static void hf_load(struct qfs *q, struct qfs_model *m, struct qfs_snap *s)
             s->in_ctx[n_sh] = &s->in_fd[at];
             r = qf_st_parse(qfs_pread_fd, &s->in_fd[at], size, &sh[n_sh], e, sizeof e);
             n_sh += !r;
+            s->quiet |= r != 0; /* the shard's own snapshot logs why */
         } else { /* a vocab-only GGUF: its tokenizer.* KVs, verbatim */
             struct qf_gguf *g = NULL;
             r = qf_gguf_parse(qfs_pread_fd, &s->in_fd[at], size, &g, e, sizeof e);
@@ -519,6 +519,18 @@ static void hf_load(struct qfs *q, struct qfs_model *m, struct qfs_snap *s)
     }
     if (!rc && !n_sh)
         rc = snap_err(s, -ENOENT, "no safetensors file");
+    /* a config.json or index that is itself refused has said why already */
+    for (size_t i = 0; i < m->n_files && !rc; i++) {
+        if (m->files[i].kind != QFS_F_CONFIG && m->files[i].kind != QFS_F_INDEX)
+            continue;
+        int e2;
+        struct qfs_snap *js = qfs_snap_get(q, m, &m->files[i], &e2);
+        if (!js || js->err[0]) {
+            s->quiet = true;
+            rc = snap_err(s, -EINVAL, "%s is refused", m->files[i].name);
+        }
+        qfs_snap_put(js);
+    }
     if (!rc) {
         in.shards = (const struct qf_st *const *)sh;
         in.n_shards = n_sh;
@@ -577,7 +589,7 @@ static struct qfs_snap *snap_load(struct qfs *q, struct qfs_model *m, struct qfs
     if (f->kind == QFS_F_HFGGUF) {
         s->fd = -1;
         hf_load(q, m, s);
-        if (s->err[0])
+        if (s->err[0] && !s->quiet)
             qfs_log(q, LOG_WARNING, "model '%s': no GGUF views: %s", m->name, s->err);
         if (!s->n_in) {
             *err = -ENOENT;

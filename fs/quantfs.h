@@ -51,6 +51,7 @@ struct qfs_snap {
     int *in_fd;            /* shards stay open; -1 for files read whole */
     void **in_ctx;         /* shard i's &in_fd[...], for the reader */
     struct qf_hf_reader hfr;
+    bool quiet;            /* err is another file's refusal, logged there */
     atomic_bool stale;     /* the source changed under this snapshot */
     pthread_mutex_t mu;    /* guards layouts[], layout_rc[], logged and fresh[] */
     struct qf_layout *layouts[QFS_MAX_VIEWS];
