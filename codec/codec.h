@@ -1,9 +1,11 @@
 /* codec.h — the public API of quantfs' codec module.
  *
- * codec/ is FUSE-free and library-free (libc + libm only): tensor types and
- * their quantization kernels (byte-exact with ggml's reference quantizer),
- * the GGUF parser/rewriter and the "layout" that describes a view file as a
- * list of extents. Every function that can fail returns 0 or -errno and, when
+ * codec/ is FUSE-free; its libraries are libc, libm and jansson (safetensors
+ * headers, config and tokenizer JSON): tensor types and their quantization
+ * kernels (byte-exact with ggml's reference quantizer), the GGUF parser and
+ * llama-quantize's plan, the safetensors views, the Hugging Face -> GGUF
+ * conversion (llama.cpp's converter), and the "layout" that describes a
+ * view file as a list of extents. Every function that can fail returns 0 or -errno and, when
  * given an error buffer, writes one human-readable line into it.
  *
  * Formats are described in codec/FORMATS.md.
@@ -407,6 +409,9 @@ char *qf_st_index_json(const char *src_json, size_t len, const struct qf_view *v
  * are the converter's --outtype files, every other GGUF view is
  * llama-quantize run on its F32 file. */
 #define QF_HF_NOUT 4 /* converter outtypes: f32, f16, bf16, q8_0 */
+#define QF_HF_ARCHS "LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM and Qwen3ForCausalLM"
+/* Whether config.json's architectures[0] is one qf_hf_build converts. */
+bool qf_hf_arch_supported(const char *hf_arch);
 
 struct qf_hf_input {
     const char *name; /* general.name: the model's name in the mount */
@@ -440,7 +445,6 @@ struct qf_hf_tensor {
 };
 
 struct qf_hf {
-    char arch[16];
     size_t n_tensors;
     struct qf_hf_tensor *t; /* in the converter's order */
     /* per outtype: header bytes (padded to the data section), file size,
@@ -450,6 +454,7 @@ struct qf_hf {
     uint64_t size[QF_HF_NOUT];
     uint32_t *type[QF_HF_NOUT];
     uint64_t *off[QF_HF_NOUT];
+    struct qf_gguf *f32; /* hdr[0] parsed: what llama-quantize views plan from */
 };
 
 /* Returns 0, -ENOMEM, -EINVAL (malformed input) or -ENOTSUP (what the
@@ -466,11 +471,10 @@ struct qf_hf_reader {
 };
 int qf_hf_pread(void *ctx, void *buf, size_t len, uint64_t off);
 
-/* 0..3 for a view that is a converter outtype (f32, fp16, bf16, q8_0), -1
- * for views made by llama-quantize. */
-int qf_hf_outtype(const struct qf_view *v);
-/* Layout of view v (GGUF formats) of the model; extents' source offsets
- * are offsets in the converter's F32 file (read them with qf_hf_pread). */
+/* Layout of view v (GGUF formats) of the model: f32/fp16/bf16/q8_0 are the
+ * converter's outtypes, every other view llama-quantize's plan of hf->f32.
+ * Extents' source offsets are offsets in the converter's F32 file (read
+ * them with qf_hf_pread). */
 int qf_layout_hf(const struct qf_hf *hf, const struct qf_view *v, struct qf_layout **out, char *err, size_t errlen);
 
 /* --------------------------------------------------------------- self-test */

@@ -7,7 +7,6 @@
  * converter's files (conversion/base.py, conversion/llama.py,
  * conversion/qwen.py, gguf-py/gguf/vocab.py, gguf_writer.py). */
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,17 +17,6 @@
 #include "quant_impl.h"
 
 #define ALIGN 32u /* GGUF_DEFAULT_ALIGNMENT */
-
-static int fail(char *err, size_t n, int rc, const char *fmt, ...)
-{
-    if (err && n) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, n, fmt, ap);
-        va_end(ap);
-    }
-    return rc;
-}
 
 /* ------------------------------------------------------- GGUF bytes */
 
@@ -115,7 +103,7 @@ static json_t *load(const char *text, size_t len, const char *what, size_t flags
     json_t *j = json_loadb(text, len, flags, &je);
     if (!json_is_object(j)) {
         json_decref(j);
-        fail(err, n, -EINVAL, "%s: not a JSON object (%s, line %d)", what, je.text, je.line);
+        qf_fail(err, n, -EINVAL, "%s: not a JSON object (%s, line %d)", what, je.text, je.line);
         return NULL;
     }
     return j;
@@ -160,6 +148,14 @@ static const struct {
     {"Qwen2ForCausalLM", A_QWEN2, "qwen2", 1e-6, 10000.0, 32768},
     {"Qwen3ForCausalLM", A_QWEN3, "qwen3", 1e-6, 10000.0, 32768},
 };
+
+bool qf_hf_arch_supported(const char *hf_arch)
+{
+    for (size_t i = 0; hf_arch && i < sizeof archs / sizeof *archs; i++)
+        if (!strcmp(archs[i].hf, hf_arch))
+            return true;
+    return false;
+}
 
 /* HF tensor name -> GGUF name (gguf-py tensor_mapping.py for these
  * architectures); 0 ok, 1 dropped, -1 unknown */
@@ -393,7 +389,7 @@ static int spm_parse(const uint8_t *p, size_t n, struct piece **out, size_t *cou
     return 0;
 bad:
     free(ps);
-    return fail(err, errlen, -EINVAL, "tokenizer.model: malformed SentencePiece model at byte %zu", i);
+    return qf_fail(err, errlen, -EINVAL, "tokenizer.model: malformed SentencePiece model at byte %zu", i);
 }
 
 /* what SpecialVocab (gguf-py/gguf/vocab.py) gathers */
@@ -767,7 +763,7 @@ static int vocab_llama_hf(json_t *tj, json_t *tc, struct vocab *v, char *err, si
     {
         long long id = json_integer_value(x);
         if (!json_is_integer(x) || id < 0 || (size_t)id >= nb) {
-            rc = fail(err, errlen, -EINVAL, "tokenizer.json: vocabulary ids are not 0..%zu", nb - 1);
+            rc = qf_fail(err, errlen, -EINVAL, "tokenizer.json: vocabulary ids are not 0..%zu", nb - 1);
             break;
         }
         byid[id] = k;
@@ -780,7 +776,7 @@ static int vocab_llama_hf(json_t *tj, json_t *tc, struct vocab *v, char *err, si
         rc = vocab_alloc(v, nb + n_added, true);
     for (size_t i = 0; !rc && i < nb; i++) {
         if (!byid[i]) {
-            rc = fail(err, errlen, -EINVAL, "tokenizer.json: no token has id %zu", i);
+            rc = qf_fail(err, errlen, -EINVAL, "tokenizer.json: no token has id %zu", i);
             break;
         }
         rc = vocab_set(v, i, byid[i], strlen(byid[i]));
@@ -792,7 +788,7 @@ static int vocab_llama_hf(json_t *tj, json_t *tc, struct vocab *v, char *err, si
         if (!added[id])
             continue;
         const char *c = json_string_value(json_object_get(added[id], "content"));
-        rc = c ? vocab_set(v, o, c, strlen(c)) : fail(err, errlen, -EINVAL, "tokenizer.json: added token without content");
+        rc = c ? vocab_set(v, o, c, strlen(c)) : qf_fail(err, errlen, -EINVAL, "tokenizer.json: added token without content");
         v->score[o] = -1000.0f;
         v->type[o] = is_named_special(tc, c) ? TT_CONTROL : TT_USER;
         o++;
@@ -809,7 +805,7 @@ static int vocab_gpt2(json_t *tj, long long vocab_size, struct vocab *v, char *e
     json_t *vj = model_vocab(tj, &nb);
     size_t n = vocab_size > 0 ? (size_t)vocab_size : nb;
     if (n > (1u << 24))
-        return fail(err, errlen, -EINVAL, "vocab_size %zu is too large", n);
+        return qf_fail(err, errlen, -EINVAL, "vocab_size %zu is too large", n);
     json_t **added = added_by_id(tj, n);
     int rc = added ? vocab_alloc(v, n, false) : -ENOMEM;
     for (size_t i = 0; !rc && i < n; i++) {
@@ -824,7 +820,7 @@ static int vocab_gpt2(json_t *tj, long long vocab_size, struct vocab *v, char *e
         if (rc)
             break;
         if (!json_is_integer(x) || id < 0 || (size_t)id >= n) {
-            rc = fail(err, errlen, -EINVAL, "tokenizer.json: token id %lld is not below vocab_size %zu", id, n);
+            rc = qf_fail(err, errlen, -EINVAL, "tokenizer.json: token id %lld is not below vocab_size %zu", id, n);
             break;
         }
         rc = vocab_set(v, (size_t)id, k, strlen(k));
@@ -835,7 +831,7 @@ static int vocab_gpt2(json_t *tj, long long vocab_size, struct vocab *v, char *e
             continue;
         const char *c = json_string_value(json_object_get(added[id], "content"));
         if (!c) {
-            rc = fail(err, errlen, -EINVAL, "tokenizer.json: added token %zu without content", id);
+            rc = qf_fail(err, errlen, -EINVAL, "tokenizer.json: added token %zu without content", id);
             break;
         }
         if (json_is_true(json_object_get(added[id], "special")) || looks_special(c)) {
@@ -875,7 +871,7 @@ static int write_merges(struct buf *b, json_t *tj, char *err, size_t errlen)
         if (!json_is_array(e) || json_array_size(e) != 2 || !json_is_string(json_array_get(e, 0)) ||
             !json_is_string(json_array_get(e, 1))) {
             free(tmp);
-            return fail(err, errlen, -EINVAL, "tokenizer.json: unknown merges format at entry %zu", i);
+            return qf_fail(err, errlen, -EINVAL, "tokenizer.json: unknown merges format at entry %zu", i);
         }
         size_t need = 2 * (json_string_length(json_array_get(e, 0)) + json_string_length(json_array_get(e, 1))) + 2;
         if (need > tcap) {
@@ -947,6 +943,21 @@ static const char *bpe_pre(json_t *tj, const struct special *sp)
 
 /* ------------------------------------------------------- the model */
 
+static int mem_pread(void *ctx, void *buf, size_t len, uint64_t off)
+{
+    /* the parser reads ahead in blocks: past the header it never looks at
+     * the bytes, so data reads as zeros here */
+    const struct qf_hf *hf = ctx;
+    if (off > hf->size[0] || len > hf->size[0] - off)
+        return -EIO;
+    size_t n = off < hf->hdr_len[0] ? (size_t)(hf->hdr_len[0] - off) : 0;
+    if (n > len)
+        n = len;
+    memcpy(buf, hf->hdr[0] + off, n);
+    memset((uint8_t *)buf + n, 0, len - n);
+    return 0;
+}
+
 int qf_hf_build(const struct qf_hf_input *in, struct qf_hf **out, char *err, size_t errlen)
 {
     *out = NULL;
@@ -968,21 +979,18 @@ int qf_hf_build(const struct qf_hf_input *in, struct qf_hf **out, char *err, siz
         if (!strcmp(archs[i].hf, hfarch))
             ai = (int)i;
     if (ai < 0) {
-        rc = fail(err, errlen, -ENOTSUP,
-                  "architecture %s: quantfs builds GGUF views of LlamaForCausalLM, MistralForCausalLM, "
-                  "Qwen2ForCausalLM and Qwen3ForCausalLM only",
-                  hfarch ? hfarch : "(none in config.json)");
+        rc = qf_fail(err, errlen, -ENOTSUP, "architecture %s: quantfs builds GGUF views of %s only",
+                     hfarch ? hfarch : "(none in config.json)", QF_HF_ARCHS);
         goto out;
     }
     enum arch a = archs[ai].a;
     const char *an = archs[ai].gguf;
-    snprintf(hf->arch, sizeof hf->arch, "%s", an);
     long long L, ctx = archs[ai].ctx, H, F, nh, nkv, V = -1, hd;
     double theta = archs[ai].theta, eps = archs[ai].eps;
     if (!jint(cfg, "num_hidden_layers", &L) || !jint(cfg, "hidden_size", &H) ||
         !jint(cfg, "intermediate_size", &F) || !jint(cfg, "num_attention_heads", &nh) || L <= 0 || H <= 0 ||
         F <= 0 || nh <= 0 || L > 4096) {
-        rc = fail(err, errlen, -ENOTSUP, "config.json: needs num_hidden_layers, hidden_size, intermediate_size, "
+        rc = qf_fail(err, errlen, -ENOTSUP, "config.json: needs num_hidden_layers, hidden_size, intermediate_size, "
                                          "num_attention_heads");
         goto out;
     }
@@ -1001,7 +1009,7 @@ int qf_hf_build(const struct qf_hf_input *in, struct qf_hf **out, char *err, siz
         if (!rt)
             rt = json_string_value(json_object_get(rp, "type"));
         if (rt && strcmp(rt, "default")) {
-            rc = fail(err, errlen, -ENOTSUP, "config.json: rope scaling '%s' is not supported by quantfs yet", rt);
+            rc = qf_fail(err, errlen, -ENOTSUP, "config.json: rope scaling '%s' is not supported by quantfs yet", rt);
             goto out;
         }
     }
@@ -1009,7 +1017,7 @@ int qf_hf_build(const struct qf_hf_input *in, struct qf_hf **out, char *err, siz
     if (!head_dim_given)
         hd = a == A_QWEN3 ? 128 : H / nh; /* Qwen3Config's default is 128 */
     if (hd <= 0 || nh % nkv || (a == A_LLAMA && (hd % 2)) || hd > 65536) {
-        rc = fail(err, errlen, -ENOTSUP, "config.json: head_dim %lld with %lld/%lld heads", hd, nh, nkv);
+        rc = qf_fail(err, errlen, -ENOTSUP, "config.json: head_dim %lld with %lld/%lld heads", hd, nh, nkv);
         goto out;
     }
 
@@ -1024,7 +1032,7 @@ int qf_hf_build(const struct qf_hf_input *in, struct qf_hf **out, char *err, siz
         goto out;
     }
     if (in->has_added_tokens_json && !in->vocab_kvs) {
-        rc = fail(err, errlen, -ENOTSUP, "added_tokens.json is not supported; place the converter's vocab-only "
+        rc = qf_fail(err, errlen, -ENOTSUP, "added_tokens.json is not supported; place the converter's vocab-only "
                                          "GGUF beside the model");
         goto out;
     }
@@ -1054,7 +1062,7 @@ int qf_hf_build(const struct qf_hf_input *in, struct qf_hf **out, char *err, siz
     kv_u32(b, "general.file_type", 0);
     if (a == A_LLAMA) {
         if (V < 0) {
-            rc = fail(err, errlen, -ENOTSUP, "config.json: no vocab_size");
+            rc = qf_fail(err, errlen, -ENOTSUP, "config.json: no vocab_size");
             goto out;
         }
         kv_u32(b, AK("vocab_size"), (uint32_t)V);
@@ -1069,10 +1077,11 @@ int qf_hf_build(const struct qf_hf_input *in, struct qf_hf **out, char *err, siz
     } else {
         const char *tm = tj ? json_string_value(json_object_get(json_object_get(tj, "model"), "type")) : NULL;
         json_t *model = tj ? json_object_get(tj, "model") : NULL;
-        bool byte_fallback = json_is_true(json_object_get(model, "byte_fallback"));
-        bool is_llama3 = str_eq(tm, "BPE") && json_is_true(json_object_get(model, "ignore_merges")) &&
-                         !(json_is_true(json_object_get(model, "byte_fallback")) ||
-                           !json_object_get(model, "byte_fallback"));
+        json_t *bf = json_object_get(model, "byte_fallback");
+        bool byte_fallback = json_is_true(bf);
+        /* vocab.py: model.get('ignore_merges', False) and not model.get('byte_fallback', True) */
+        bool is_llama3 = str_eq(tm, "BPE") && json_is_true(json_object_get(model, "ignore_merges")) && bf &&
+                         !byte_fallback;
         const char *dec = tj ? json_string_value(json_object_get(json_object_get(tj, "decoder"), "type")) : NULL;
         struct special sp;
         if (a == A_LLAMA && tc) {
@@ -1080,16 +1089,12 @@ int qf_hf_build(const struct qf_hf_input *in, struct qf_hf **out, char *err, siz
             if (json_is_boolean(aps))
                 kv_bool(b, "tokenizer.ggml.add_space_prefix", json_is_true(aps));
         }
-        if (in->spm) {
-            if ((rc = vocab_spm(in->spm, in->spm_len, tc, V, &voc, err, errlen)))
-                goto out;
-            kv_str(b, "tokenizer.ggml.model", "llama");
-            kv_str(b, "tokenizer.ggml.pre", "default");
-            write_tokens(b, &voc);
-            special_load(&sp, tj, tc, cfg, (long long)voc.n, in->chat_template_jinja);
-            special_write(b, &sp);
-        } else if (a == A_LLAMA && tj && str_eq(tm, "BPE") && byte_fallback && str_eq(dec, "Sequence") && !is_llama3) {
-            if ((rc = vocab_llama_hf(tj, tc, &voc, err, errlen)))
+        bool llama_hf = a == A_LLAMA && tj && str_eq(tm, "BPE") && byte_fallback && str_eq(dec, "Sequence") &&
+                        !is_llama3;
+        if (in->spm || llama_hf) { /* SentencePiece, or the converter's LlamaHfVocab */
+            rc = in->spm ? vocab_spm(in->spm, in->spm_len, tc, V, &voc, err, errlen)
+                         : vocab_llama_hf(tj, tc, &voc, err, errlen);
+            if (rc)
                 goto out;
             kv_str(b, "tokenizer.ggml.model", "llama");
             kv_str(b, "tokenizer.ggml.pre", "default");
@@ -1100,7 +1105,7 @@ int qf_hf_build(const struct qf_hf_input *in, struct qf_hf **out, char *err, siz
             special_load(&sp, tj, tc, cfg, -1, in->chat_template_jinja);
             const char *pre = bpe_pre(tj, &sp);
             if (!pre) {
-                rc = fail(err, errlen, -ENOTSUP,
+                rc = qf_fail(err, errlen, -ENOTSUP,
                           "BPE pre-tokenizer was not recognized (quantfs knows llama-bpe, smaug-bpe and qwen2, as the "
                           "converter would name them); place the converter's vocab-only GGUF beside the model");
                 goto out;
@@ -1114,7 +1119,7 @@ int qf_hf_build(const struct qf_hf_input *in, struct qf_hf **out, char *err, siz
                 goto out;
             special_write(b, &sp);
         } else {
-            rc = fail(err, errlen, -ENOTSUP,
+            rc = qf_fail(err, errlen, -ENOTSUP,
                       "no tokenizer quantfs can convert (tokenizer.model, or a BPE tokenizer.json); place the "
                       "converter's vocab-only GGUF beside the model");
             goto out;
@@ -1134,7 +1139,6 @@ int qf_hf_build(const struct qf_hf_input *in, struct qf_hf **out, char *err, siz
         rc = -ENOMEM;
         goto out;
     }
-    bool have_output = false;
     for (size_t s = 0; s < in->n_shards && !rc; s++) {
         const struct qf_st *st = in->shards[s];
         const struct qf_st_tensor **srt = malloc((st->n_tensors ? st->n_tensors : 1) * sizeof *srt);
@@ -1157,13 +1161,13 @@ int qf_hf_build(const struct qf_hf_input *in, struct qf_hf **out, char *err, siz
             if (m == 1)
                 continue;
             if (m < 0) {
-                rc = fail(err, errlen, -ENOTSUP, "cannot map tensor '%s' (as the converter)", t->name);
+                rc = qf_fail(err, errlen, -ENOTSUP, "cannot map tensor '%s' (as the converter)", t->name);
                 break;
             }
             uint32_t qt = t->dtype == QF_STD_F32 ? QF_F32 : t->dtype == QF_STD_F16 ? QF_F16
                                                             : t->dtype == QF_STD_BF16 ? QF_BF16 : UINT32_MAX;
             if (qt == UINT32_MAX || t->n_dims < 1 || t->n_dims > 2) {
-                rc = fail(err, errlen, -ENOTSUP, "tensor '%s': %s with %u dims is not an F32/F16/BF16 matrix or vector",
+                rc = qf_fail(err, errlen, -ENOTSUP, "tensor '%s': %s with %u dims is not an F32/F16/BF16 matrix or vector",
                           t->name, qf_st_dtype_name(t->dtype), t->n_dims);
                 break;
             }
@@ -1181,19 +1185,17 @@ int qf_hf_build(const struct qf_hf_input *in, struct qf_hf **out, char *err, siz
                 if (q || kk) {
                     uint64_t heads = (uint64_t)(q ? nh : nkv), rows = o->n_dims == 2 ? o->ne[1] : o->ne[0];
                     if (rows % (2 * heads)) {
-                        rc = fail(err, errlen, -ENOTSUP, "tensor '%s': %llu rows do not split into %llu heads",
+                        rc = qf_fail(err, errlen, -ENOTSUP, "tensor '%s': %llu rows do not split into %llu heads",
                                   t->name, (unsigned long long)rows, (unsigned long long)heads);
                         break;
                     }
                     o->perm_heads = (uint32_t)heads;
                 }
             }
-            have_output |= !strcmp(o->name, "output.weight");
             hf->n_tensors++;
         }
         free(srt);
     }
-    (void)have_output;
     if (rc)
         goto out;
 
@@ -1250,6 +1252,11 @@ int qf_hf_build(const struct qf_hf_input *in, struct qf_hf **out, char *err, siz
         hf->hdr_len[ot] = h.len;
         hf->size[ot] = h.len + off;
     }
+    /* the F32 file parsed once: the source every llama-quantize view plans
+     * from (the parser reads the header only; data offsets are checked
+     * against the virtual file's size) */
+    if (!rc)
+        rc = qf_gguf_parse(mem_pread, hf, hf->size[0], &hf->f32, err, errlen);
 out:
     vocab_free(&voc);
     free(kv.p);
@@ -1274,6 +1281,7 @@ void qf_hf_free(struct qf_hf *hf)
         free(hf->off[i]);
     }
     free(hf->t);
+    qf_gguf_free(hf->f32);
     free(hf);
 }
 
@@ -1361,7 +1369,9 @@ int qf_hf_pread(void *vctx, void *buf, size_t len, uint64_t off)
 
 /* ------------------------------------------------------- layouts */
 
-int qf_hf_outtype(const struct qf_view *v)
+/* 0..3 for a view that is a converter outtype (f32, fp16, bf16, q8_0), -1
+ * for views made by llama-quantize. */
+static int hf_outtype(const struct qf_view *v)
 {
     if (v->pure)
         return -1;
@@ -1374,36 +1384,12 @@ int qf_hf_outtype(const struct qf_view *v)
     }
 }
 
-static int mem_pread(void *ctx, void *buf, size_t len, uint64_t off)
-{
-    /* the parser reads ahead in blocks: past the header it never looks at
-     * the bytes, so data reads as zeros here */
-    const struct qf_hf *hf = ctx;
-    if (off > hf->size[0] || len > hf->size[0] - off)
-        return -EIO;
-    size_t n = off < hf->hdr_len[0] ? (size_t)(hf->hdr_len[0] - off) : 0;
-    if (n > len)
-        n = len;
-    memcpy(buf, hf->hdr[0] + off, n);
-    memset((uint8_t *)buf + n, 0, len - n);
-    return 0;
-}
 
 int qf_layout_hf(const struct qf_hf *hf, const struct qf_view *v, struct qf_layout **out, char *err, size_t errlen)
 {
-    int ot = qf_hf_outtype(v);
-    if (ot < 0) { /* llama-quantize of the converter's F32 file */
-        struct qf_gguf *g;
-        /* the parser reads the header only; data offsets are checked
-         * against the virtual file's size */
-        struct qf_hf *h = (struct qf_hf *)hf;
-        int rc = qf_gguf_parse(mem_pread, h, hf->size[0], &g, err, errlen);
-        if (rc)
-            return rc;
-        rc = qf_layout_gguf(g, v, out, err, errlen);
-        qf_gguf_free(g);
-        return rc;
-    }
+    int ot = hf_outtype(v);
+    if (ot < 0) /* llama-quantize of the converter's F32 file */
+        return qf_layout_gguf(hf->f32, v, out, err, errlen);
     if (ot == 0)
         return qf_layout_passthrough(hf->size[0], out);
     struct qf_layout *l = calloc(1, sizeof *l);
@@ -1432,7 +1418,7 @@ int qf_layout_hf(const struct qf_hf *hf, const struct qf_view *v, struct qf_layo
             rc = qf_layout_pad(&b, ALIGN);
     }
     if (!rc && l->size != hf->size[ot])
-        rc = fail(err, errlen, -EINVAL, "internal: layout size %llu != %llu", (unsigned long long)l->size,
+        rc = qf_fail(err, errlen, -EINVAL, "internal: layout size %llu != %llu", (unsigned long long)l->size,
                   (unsigned long long)hf->size[ot]);
     if (rc) {
         qf_layout_free(l);

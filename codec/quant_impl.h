@@ -34,6 +34,10 @@ static inline uint64_t qf_get64(const uint8_t *p) { return qf_get32(p) | ((uint6
 
 extern const int8_t qf_iq4nl_values[16];
 
+/* Writes one formatted line into err (when given) and returns rc: the error
+ * convention of every codec function (types.c). */
+int qf_fail(char *err, size_t n, int rc, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
 /* layout.c: appending extents to a layout under construction (offsets are
  * assigned in order; empty extents are dropped). Return 0 or -ENOMEM. */
 struct qf_layout_builder {

@@ -9,7 +9,6 @@
  */
 #include <errno.h>
 #include <jansson.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,17 +35,6 @@ static const struct {
 
 const char *qf_st_dtype_name(uint32_t d) { return d < QF_STD_COUNT ? dtypes[d].name : "?"; }
 
-static int fail(char *err, size_t n, int rc, const char *fmt, ...)
-{
-    if (err && n) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, n, fmt, ap);
-        va_end(ap);
-    }
-    return rc;
-}
-
 void qf_st_free(struct qf_st *st)
 {
     if (!st)
@@ -69,37 +57,37 @@ static int parse_tensor(const char *name, json_t *v, uint64_t data_len, struct q
            *offs = json_object_get(v, "data_offsets");
     if (!json_is_object(v) || !json_is_string(dt) || !json_is_array(shape) || !json_is_array(offs) ||
         json_array_size(offs) != 2)
-        return fail(err, n, -EINVAL, "tensor '%s': needs dtype, shape and data_offsets [begin, end]", name);
+        return qf_fail(err, n, -EINVAL, "tensor '%s': needs dtype, shape and data_offsets [begin, end]", name);
     t->dtype = QF_STD_COUNT;
     for (uint32_t d = 0; d < QF_STD_COUNT; d++)
         if (!strcmp(json_string_value(dt), dtypes[d].name))
             t->dtype = d;
     if (t->dtype == QF_STD_COUNT)
-        return fail(err, n, -EINVAL, "tensor '%s': unknown dtype '%s'", name, json_string_value(dt));
+        return qf_fail(err, n, -EINVAL, "tensor '%s': unknown dtype '%s'", name, json_string_value(dt));
     if (json_array_size(shape) > QF_ST_MAX_DIMS)
-        return fail(err, n, -EINVAL, "tensor '%s': %zu dimensions", name, json_array_size(shape));
+        return qf_fail(err, n, -EINVAL, "tensor '%s': %zu dimensions", name, json_array_size(shape));
     t->n_dims = (uint32_t)json_array_size(shape);
     t->nelems = 1;
     for (uint32_t i = 0; i < t->n_dims; i++) {
         json_t *d = json_array_get(shape, i);
         if (!json_is_integer(d) || json_integer_value(d) < 0)
-            return fail(err, n, -EINVAL, "tensor '%s': shape must be non-negative integers", name);
+            return qf_fail(err, n, -EINVAL, "tensor '%s': shape must be non-negative integers", name);
         t->shape[i] = (uint64_t)json_integer_value(d);
         if (t->shape[i] && t->nelems > UINT64_MAX / 8 / t->shape[i])
-            return fail(err, n, -EINVAL, "tensor '%s': element count overflows", name);
+            return qf_fail(err, n, -EINVAL, "tensor '%s': element count overflows", name);
         t->nelems *= t->shape[i];
     }
     t->nbytes = t->nelems * dtypes[t->dtype].size;
     json_t *b = json_array_get(offs, 0), *e = json_array_get(offs, 1);
     if (!json_is_integer(b) || !json_is_integer(e) || json_integer_value(b) < 0 ||
         json_integer_value(e) < json_integer_value(b))
-        return fail(err, n, -EINVAL, "tensor '%s': bad data_offsets", name);
+        return qf_fail(err, n, -EINVAL, "tensor '%s': bad data_offsets", name);
     uint64_t begin = (uint64_t)json_integer_value(b), end = (uint64_t)json_integer_value(e);
     if (end > data_len)
-        return fail(err, n, -EINVAL, "tensor '%s': data_offsets [%llu, %llu] out of range (data is %llu bytes)", name,
+        return qf_fail(err, n, -EINVAL, "tensor '%s': data_offsets [%llu, %llu] out of range (data is %llu bytes)", name,
                     (unsigned long long)begin, (unsigned long long)end, (unsigned long long)data_len);
     if (end - begin != t->nbytes)
-        return fail(err, n, -EINVAL, "tensor '%s': %llu bytes for shape x %s = %llu", name,
+        return qf_fail(err, n, -EINVAL, "tensor '%s': %llu bytes for shape x %s = %llu", name,
                     (unsigned long long)(end - begin), dtypes[t->dtype].name, (unsigned long long)t->nbytes);
     t->offset = begin;
     return 0;
@@ -110,36 +98,36 @@ int qf_st_parse(qf_pread_fn rd, void *rdctx, uint64_t file_size, struct qf_st **
     *out = NULL;
     uint8_t lenb[8];
     if (file_size < 8)
-        return fail(err, errlen, -EINVAL, "truncated: %llu bytes, no header length", (unsigned long long)file_size);
+        return qf_fail(err, errlen, -EINVAL, "truncated: %llu bytes, no header length", (unsigned long long)file_size);
     int rc = rd(rdctx, lenb, 8, 0);
     if (rc)
-        return fail(err, errlen, rc, "read error: %s", strerror(-rc));
+        return qf_fail(err, errlen, rc, "read error: %s", strerror(-rc));
     uint64_t hlen = qf_get64(lenb);
     if (hlen > file_size - 8)
-        return fail(err, errlen, -EINVAL, "header length %llu exceeds the file (%llu bytes)", (unsigned long long)hlen,
+        return qf_fail(err, errlen, -EINVAL, "header length %llu exceeds the file (%llu bytes)", (unsigned long long)hlen,
                     (unsigned long long)file_size);
     if (hlen > MAX_HEADER)
-        return fail(err, errlen, -EINVAL, "header length %llu is over the 100 MB limit", (unsigned long long)hlen);
+        return qf_fail(err, errlen, -EINVAL, "header length %llu is over the 100 MB limit", (unsigned long long)hlen);
     char *text = malloc(hlen + 1);
     struct qf_st *st = calloc(1, sizeof *st);
     json_t *root = NULL;
     if (!text || !st) {
-        rc = fail(err, errlen, -ENOMEM, "out of memory");
+        rc = qf_fail(err, errlen, -ENOMEM, "out of memory");
         goto out;
     }
     if ((rc = rd(rdctx, text, hlen, 8))) {
-        rc = fail(err, errlen, rc, "read error: %s", strerror(-rc));
+        rc = qf_fail(err, errlen, rc, "read error: %s", strerror(-rc));
         goto out;
     }
     text[hlen] = 0;
     json_error_t je;
     root = json_loadb(text, hlen, JSON_REJECT_DUPLICATES, &je);
     if (!root) {
-        rc = fail(err, errlen, -EINVAL, "header is not valid JSON: %s (at byte %d)", je.text, je.position);
+        rc = qf_fail(err, errlen, -EINVAL, "header is not valid JSON: %s (at byte %d)", je.text, je.position);
         goto out;
     }
     if (!json_is_object(root)) {
-        rc = fail(err, errlen, -EINVAL, "header is not a JSON object");
+        rc = qf_fail(err, errlen, -EINVAL, "header is not a JSON object");
         goto out;
     }
     st->file_size = file_size;
@@ -153,7 +141,7 @@ int qf_st_parse(qf_pread_fn rd, void *rdctx, uint64_t file_size, struct qf_st **
     st->tensors = calloc(n ? n : 1, sizeof *st->tensors);
     st->strpool = malloc(pool ? pool : 1);
     if (!st->tensors || !st->strpool) {
-        rc = fail(err, errlen, -ENOMEM, "out of memory");
+        rc = qf_fail(err, errlen, -ENOMEM, "out of memory");
         goto out;
     }
     char *p = st->strpool;
@@ -163,12 +151,12 @@ int qf_st_parse(qf_pread_fn rd, void *rdctx, uint64_t file_size, struct qf_st **
             const char *mk;
             json_t *mv;
             if (!json_is_object(v)) {
-                rc = fail(err, errlen, -EINVAL, "__metadata__ is not an object");
+                rc = qf_fail(err, errlen, -EINVAL, "__metadata__ is not an object");
                 goto out;
             }
             json_object_foreach(v, mk, mv) if (!json_is_string(mv))
             {
-                rc = fail(err, errlen, -EINVAL, "__metadata__ value of '%s' is not a string", mk);
+                rc = qf_fail(err, errlen, -EINVAL, "__metadata__ value of '%s' is not a string", mk);
                 goto out;
             }
             st->metadata = json_dumps(v, JSON_COMPACT | JSON_PRESERVE_ORDER);
@@ -187,11 +175,11 @@ int qf_st_parse(qf_pread_fn rd, void *rdctx, uint64_t file_size, struct qf_st **
     for (size_t i = 0; i < st->n_tensors; i++) {
         struct qf_st_tensor *t = &st->tensors[i];
         if (t->offset < at) {
-            rc = fail(err, errlen, -EINVAL, "tensor '%s' overlaps '%s'", t->name, st->tensors[i - 1].name);
+            rc = qf_fail(err, errlen, -EINVAL, "tensor '%s' overlaps '%s'", t->name, st->tensors[i - 1].name);
             goto out;
         }
         if (t->offset > at) {
-            rc = fail(err, errlen, -EINVAL, "hole in the data before tensor '%s' (bytes %llu..%llu)", t->name,
+            rc = qf_fail(err, errlen, -EINVAL, "hole in the data before tensor '%s' (bytes %llu..%llu)", t->name,
                       (unsigned long long)at, (unsigned long long)t->offset);
             goto out;
         }
@@ -199,7 +187,7 @@ int qf_st_parse(qf_pread_fn rd, void *rdctx, uint64_t file_size, struct qf_st **
         t->offset += st->data_begin;
     }
     if (at != data_len) {
-        rc = fail(err, errlen, -EINVAL, "data is %llu bytes, tensors cover %llu", (unsigned long long)data_len,
+        rc = qf_fail(err, errlen, -EINVAL, "data is %llu bytes, tensors cover %llu", (unsigned long long)data_len,
                   (unsigned long long)at);
         goto out;
     }
@@ -399,7 +387,7 @@ int qf_layout_safetensors(const struct qf_st *st, const struct qf_view *v, struc
     rc = 0;
 out:
     if (rc)
-        fail(err, errlen, rc, "out of memory");
+        qf_fail(err, errlen, rc, "out of memory");
     free(text);
     json_decref(hdr);
     free(ot);
@@ -414,7 +402,7 @@ static char *dump(json_t *j, char *err, size_t errlen)
     char *s = json_dumps(j, JSON_INDENT(2) | JSON_SORT_KEYS);
     json_decref(j);
     if (!s) {
-        fail(err, errlen, -ENOMEM, "out of memory");
+        qf_fail(err, errlen, -ENOMEM, "out of memory");
         return NULL;
     }
     size_t n = strlen(s);
@@ -442,7 +430,7 @@ char *qf_st_config_json(const char *src, size_t len, const struct qf_view *v, co
     json_t *c = json_loadb(src, len, JSON_REJECT_DUPLICATES, &je);
     if (!json_is_object(c)) {
         json_decref(c);
-        fail(err, errlen, -EINVAL, "config.json: %s", c ? "not a JSON object" : je.text);
+        qf_fail(err, errlen, -EINVAL, "config.json: %s", c ? "not a JSON object" : je.text);
         return NULL;
     }
     bool i8 = !strcmp(v->name, "int8"), i4 = !strcmp(v->name, "int4"), f8 = !strcmp(v->name, "fp8");
@@ -501,7 +489,7 @@ char *qf_st_index_json(const char *src, size_t len, const struct qf_view *v, con
     json_t *c = json_loadb(src, len, JSON_REJECT_DUPLICATES, &je);
     if (!json_is_object(c)) {
         json_decref(c);
-        fail(err, errlen, -EINVAL, "index: %s", c ? "not a JSON object" : je.text);
+        qf_fail(err, errlen, -EINVAL, "index: %s", c ? "not a JSON object" : je.text);
         return NULL;
     }
     json_t *meta = json_object_get(c, "metadata");

@@ -1,5 +1,7 @@
 /* types.c — tensor type table, scalar float conversions, views, dispatch. */
 #include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "codec.h"
@@ -51,6 +53,17 @@ static const struct qf_type_info type_table[QF_TYPE_MAX] = {
     [35] = OTHER(tq2_0, 256, 66),
     [39] = OTHER(mxfp4, 32, 17),
 };
+
+int qf_fail(char *err, size_t n, int rc, const char *fmt, ...)
+{
+    if (err && n) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, n, fmt, ap);
+        va_end(ap);
+    }
+    return rc;
+}
 
 const struct qf_type_info *qf_type_get(uint32_t type)
 {

@@ -100,13 +100,10 @@ static int add_hf_gguf(struct qfs *q, struct qfs_model *m, size_t *cap, const ch
     json_t *j = json_load_file(cp, 0, &je);
     free(cp);
     const char *arch = json_string_value(json_array_get(json_object_get(j, "architectures"), 0));
-    static const char *const ok[] = {"LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM"};
-    bool supported = false;
-    for (size_t i = 0; arch && i < sizeof ok / sizeof *ok; i++)
-        supported |= !strcmp(arch, ok[i]);
+    bool supported = qf_hf_arch_supported(arch);
     if (!supported)
-        qfs_log(q, LOG_INFO, "model '%s': architecture %s has no GGUF views (quantfs converts %s, %s, %s and %s)",
-                m->name, arch ? arch : "(none in config.json)", ok[0], ok[1], ok[2], ok[3]);
+        qfs_log(q, LOG_INFO, "model '%s': architecture %s has no GGUF views (quantfs converts %s)", m->name,
+                arch ? arch : "(none in config.json)", QF_HF_ARCHS);
     json_decref(j);
     if (!supported || asprintf(&name, "%s.gguf", m->name) < 0)
         return 0;
@@ -564,10 +561,11 @@ bool qfs_snap_current(const struct qfs_snap *s)
     struct stat st;
     if (s->file->kind != QFS_F_HFGGUF)
         return stat(s->file->path, &st) == 0 && same_file(&st, &s->st);
+    /* every file read; an optional one (tokenizer.model, ...) that was
+     * absent and appears later is not noticed until another input changes */
     for (size_t i = 0; i < s->n_in; i++)
         if (stat(s->in_path[i], &st) < 0 || !same_file(&st, &s->in_st[i]))
             return false;
-    /* a file the converter would read that was absent may have appeared */
     return true;
 }
 

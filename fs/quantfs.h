@@ -5,7 +5,10 @@
  * unmount (indices are part of inode numbers). Everything derived from a
  * source file's bytes lives in a snapshot (struct qfs_snap) tied to one
  * version of that file (its fingerprint); when the file changes a new
- * snapshot replaces it and readers still holding the old one get EIO.
+ * snapshot replaces it and readers still holding the old one get EIO. The
+ * GGUF of a Hugging Face model (QFS_F_HFGGUF) is made from several files:
+ * its snapshot pins each of them (in_path/in_st/in_fd) and is replaced when
+ * any one changes.
  */
 #ifndef QUANTFS_FS_H
 #define QUANTFS_FS_H
@@ -30,9 +33,9 @@
 struct qfs_snap {
     atomic_uint refs;
     struct qfs_file *file;
-    struct stat st;        /* fingerprint: dev, ino, size, mtime, ctime */
+    struct stat st;        /* fingerprint: dev, ino, size, mtime, ctime (QFS_F_HFGGUF: config.json's) */
     uint64_t hdr_hash;     /* xxh3-64 of the header (GGUF/safetensors): part of cache keys */
-    int fd;                /* O_RDONLY on the source, pins the inode */
+    int fd;                /* O_RDONLY on the source, pins the inode; -1 for QFS_F_HFGGUF */
     struct qf_gguf *gguf;  /* QFS_F_GGUF, parsed */
     struct qf_st *sth;     /* QFS_F_ST, parsed header */
     char *text;            /* QFS_F_CONFIG / INDEX: the source JSON */
@@ -73,7 +76,7 @@ enum {
 
 struct qfs_file {
     char *name;       /* name inside the view directory */
-    char *path;       /* absolute source path */
+    char *path;       /* absolute source path (QFS_F_HFGGUF: the model directory) */
     int kind;         /* QFS_F_*: how views present it */
     size_t model_idx, idx; /* position in the namespace (inode numbers) */
     atomic_uint open_count; /* open handles: the watcher polls these files */
