@@ -25,6 +25,7 @@ python3 tests/gguf_reader.py "$work/mnt/stories260K/q4_k_m/stories260K.gguf" "$w
 getfattr -d "$work/mnt/stories260K/q4_k_m/stories260K.gguf" 2>/dev/null || true
 ls "$work/mnt/stories260K-hf"
 ls -l "$work/mnt/stories260K-hf/int4"
+ls -l "$work/mnt/stories260K-hf/q4_k_m"   # the GGUF llama.cpp's converter + llama-quantize would write
 python3 -c 'import json,sys; c=json.load(open(sys.argv[1])); q=c["quantization_config"]; print("int4 config.json:", c["torch_dtype"], q["quant_method"], q["format"], {k: g["weights"]["strategy"] for k, g in q["config_groups"].items()})' "$work/mnt/stories260K-hf/int4/config.json"
 ./build/check/quantfs-check "$work/mnt/stories260K"   # every view vs f32: forward pass, KL, top-1
 cat "$work/mnt/.quantfs/stats"

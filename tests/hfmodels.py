@@ -36,6 +36,11 @@ MODELS = {
     "qwen3s": dict(arch="Qwen3ForCausalLM", model_type="qwen3", tok="qwen3", dtype="BF16", hidden=64, layers=2,
                    heads=4, kv=2, ffn=128, vocab=151936, tied=False, shards=1, rope_theta=1000000.0, ctx=40960,
                    eps=1e-6, bos=151643, eos=151645, head_dim=32, qk_norm=True),
+    # Llama with a SentencePiece tokenizer.model only (refs/hf/spm.tokenizer.model, a
+    # byte-fallback BPE model trained with sentencepiece), F32, tied, vocab padded 480 -> 512
+    "spmllama": dict(arch="LlamaForCausalLM", model_type="llama", tok="spm", dtype="F32", hidden=64, layers=1,
+                     heads=2, kv=2, ffn=96, vocab=512, tied=True, shards=1, rope_theta=10000.0, ctx=1024,
+                     eps=1e-5, bos=1, eos=2),
     # Mistral (HF layout): byte-fallback BPE tokenizer.json (llama2), F16, MQA
     "mistrals": dict(arch="MistralForCausalLM", model_type="mistral", tok="llama2", dtype="F16", hidden=64, layers=2,
                      heads=4, kv=1, ffn=160, vocab=32000, tied=False, shards=1, rope_theta=10000.0, ctx=4096,
@@ -130,8 +135,16 @@ def make(name, outdir):
     with open(os.path.join(d, "config.json"), "w") as f:
         json.dump(cfg, f, indent=2)
         f.write("\n")
-    for fn in ("tokenizer.json", "tokenizer_config.json"):
-        shutil.copyfile(os.path.join(tokenizer_dir(p["tok"]), fn), os.path.join(d, fn))
+    if p["tok"] == "spm":
+        shutil.copyfile(os.path.join(HERE, "refs", "hf", "spm.tokenizer.model"), os.path.join(d, "tokenizer.model"))
+        with open(os.path.join(d, "tokenizer_config.json"), "w") as f:
+            json.dump({"add_bos_token": True, "add_eos_token": False, "bos_token": "<s>", "eos_token": "</s>",
+                       "unk_token": "<unk>", "tokenizer_class": "LlamaTokenizer",
+                       "added_tokens_decoder": {"3": {"content": "<|pad|>", "special": True},
+                                                "4": {"content": "<extra>", "special": False}}}, f, indent=2)
+    else:
+        for fn in ("tokenizer.json", "tokenizer_config.json"):
+            shutil.copyfile(os.path.join(tokenizer_dir(p["tok"]), fn), os.path.join(d, fn))
     n = p["shards"]
     if n == 1:
         write_safetensors(os.path.join(d, "model.safetensors"), ts, p["dtype"])

