@@ -46,6 +46,7 @@ struct qc_block {
     enum state state;
     int err;
     bool in_table;
+    bool transient; /* QC_TRANSIENT: never in the memory or disk tier */
     struct qc_block *hnext;               /* hash chain */
     struct qc_block *lru_prev, *lru_next; /* idle READY blocks only */
 };
@@ -60,7 +61,13 @@ struct region {
     uint8_t *base;
     size_t used;
     unsigned live;
+    struct region *snext; /* in the spare list */
 };
+/* Empty regions kept for reuse. Eviction empties regions in bursts (a
+ * large block evicts several frames at once), and with one spare the
+ * rest went back to the kernel and came back as freshly zeroed pages:
+ * 8% of a cold q3_k_s read (perf). Four spares bound the slack to 16 MB. */
+#define QC_SPARE_REGIONS 4
 
 /* A memory-tier frame. Referenced while a thread decodes it; an evicted
  * frame is freed by its last reference. */
@@ -104,7 +111,8 @@ struct qc_cache {
     size_t nfbuckets;
     struct frame flru; /* sentinel; flru.next = most recent */
     size_t fbytes;
-    struct region *cur, *spare_rg; /* region being filled, one empty kept */
+    struct region *cur, *spare_rg; /* region being filled; empty ones kept */
+    unsigned nspare_rg;
     /* disk tier */
     struct qs_store *store;
     uint64_t dir_budget;
@@ -309,9 +317,11 @@ static void flru_front(struct qc_cache *c, struct frame *f)
 
 static void region_drop(struct qc_cache *c, struct region *r)
 {
-    if (!c->spare_rg) {
+    if (c->nspare_rg < QC_SPARE_REGIONS) {
         r->used = 0;
+        r->snext = c->spare_rg;
         c->spare_rg = r;
+        c->nspare_rg++;
         return;
     }
     free(r->base);
@@ -327,7 +337,10 @@ static uint8_t *arena_alloc(struct qc_cache *c, size_t n, struct region **rg)
     n = (n + 63) & ~(size_t)63;
     if (!c->cur || c->cur->used + n > QC_REGION) {
         struct region *old = c->cur, *r = c->spare_rg;
-        c->spare_rg = NULL;
+        if (r) {
+            c->spare_rg = r->snext;
+            c->nspare_rg--;
+        }
         if (!r) {
             void *base;
             if (!(r = calloc(1, sizeof *r)) || posix_memalign(&base, (size_t)2 << 20, QC_REGION)) {
@@ -702,7 +715,7 @@ static bool enqueue_locked(struct qc_cache *c, struct job j)
  * queueing the store. Returns 0 or the fill's error. */
 static int produce(struct qc_cache *c, struct qc_block *b, qc_fill_fn fill, void *arg, bool worker)
 {
-    if (from_memory(c, b) || from_disk(c, b)) {
+    if (!b->transient && (from_memory(c, b) || from_disk(c, b))) {
         publish(c, b, 0);
         return 0;
     }
@@ -717,13 +730,17 @@ static int produce(struct qc_cache *c, struct qc_block *b, qc_fill_fn fill, void
     } else {
         c->st.computed++;
         c->st.bytes_filled += b->len;
+        if (b->transient) {
+            c->st.bytes_transient += b->len;
+            c->st.computed_transient++;
+        }
         c->st.fill_ns += dt;
         if (worker)
             c->st.prefetched++;
     }
     pthread_mutex_unlock(&c->mu);
     publish(c, b, rc);
-    if (rc || (!c->o.mem_budget && !c->store))
+    if (rc || b->transient || (!c->o.mem_budget && !c->store))
         return rc;
     if (!worker) {
         pthread_mutex_lock(&c->mu);
@@ -740,6 +757,12 @@ static int produce(struct qc_cache *c, struct qc_block *b, qc_fill_fn fill, void
 }
 
 int qc_get(struct qc_cache *c, struct qc_key key, size_t len, qc_fill_fn fill, void *arg, struct qc_block **out)
+{
+    return qc_getf(c, key, len, 0, fill, arg, out);
+}
+
+int qc_getf(struct qc_cache *c, struct qc_key key, size_t len, unsigned flags, qc_fill_fn fill, void *arg,
+            struct qc_block **out)
 {
     *out = NULL;
     pthread_mutex_lock(&c->mu);
@@ -776,6 +799,8 @@ int qc_get(struct qc_cache *c, struct qc_key key, size_t len, qc_fill_fn fill, v
         pthread_mutex_unlock(&c->mu);
         return -ENOMEM;
     }
+    if (flags & QC_TRANSIENT)
+        b->transient = true;
     pthread_mutex_unlock(&c->mu);
     int rc = produce(c, b, fill, arg, false);
     if (rc) {
@@ -798,6 +823,12 @@ void qc_release(struct qc_cache *c, struct qc_block *b)
 
 int qc_prefetch(struct qc_cache *c, struct qc_key key, size_t len, qc_fill_fn fill, void *arg, void (*done)(void *))
 {
+    return qc_prefetchf(c, key, len, 0, fill, arg, done);
+}
+
+int qc_prefetchf(struct qc_cache *c, struct qc_key key, size_t len, unsigned flags, qc_fill_fn fill, void *arg,
+                 void (*done)(void *))
+{
     pthread_mutex_lock(&c->mu);
     struct qc_block *b = NULL;
     if (c->stop || !c->nthreads || c->qlen == c->o.queue_max || lookup(c, key) ||
@@ -806,6 +837,7 @@ int qc_prefetch(struct qc_cache *c, struct qc_key key, size_t len, qc_fill_fn fi
         done(arg);
         return 0;
     }
+    b->transient = flags & QC_TRANSIENT;
     enqueue_locked(c, (struct job){JOB_FILL, b, fill, arg, done});
     pthread_mutex_unlock(&c->mu);
     return 1;
@@ -1004,11 +1036,14 @@ void qc_cache_free(struct qc_cache *c)
             }
         }
     }
-    struct region *rgs[2] = {c->cur, c->spare_rg};
-    for (int i = 0; i < 2; i++) {
-        if (rgs[i])
-            free(rgs[i]->base);
-        free(rgs[i]);
+    if (c->cur) {
+        free(c->cur->base);
+        free(c->cur);
+    }
+    for (struct region *r = c->spare_rg, *n; r; r = n) {
+        n = r->snext;
+        free(r->base);
+        free(r);
     }
     for (unsigned i = 0; i < c->npool; i++)
         free(c->scratch_pool[i]);

@@ -9,7 +9,7 @@
  *   hot     plain blocks: the ones replies point into (reference-counted,
  *           never evicted while held) and a few idle ones (hot_budget), so
  *           the several FUSE requests that cover one block decode it once;
- *   memory  every produced block as a frame (zstd, or raw when zstd does not
+ *   memory  every produced block (but QC_TRANSIENT ones) as a frame (zstd, or raw when zstd does not
  *           pay) with an xxh3-64 checksum of its plain bytes, LRU within
  *           mem_budget;
  *   disk    the same frames as files under dir (format: cache/FORMAT.md),
@@ -77,6 +77,15 @@ int qc_dir_check(const char *dir);
  * reference: read qc_block_data() then call qc_release(). A failed fill is
  * not cached: every waiter gets its error and the next qc_get tries again. */
 int qc_get(struct qc_cache *c, struct qc_key key, size_t len, qc_fill_fn fill, void *arg, struct qc_block **out);
+/* Flags for qc_getf/qc_prefetchf. QC_TRANSIENT: the block is cheaper to
+ * compute than to store (an f16/bf16 conversion runs at ~20 GB/s; a frame
+ * costs a hash, a copy into fresh pages and, on a cold read, page zeroing
+ * at ~1 GB/s on a VM): it is single-flight and kept in the hot tier like
+ * any block, but never looked up in or stored to the memory and disk tiers.
+ * qc_get is qc_getf with no flags. */
+enum { QC_TRANSIENT = 1 };
+int qc_getf(struct qc_cache *c, struct qc_key key, size_t len, unsigned flags, qc_fill_fn fill, void *arg,
+            struct qc_block **out);
 const uint8_t *qc_block_data(const struct qc_block *b);
 size_t qc_block_len(const struct qc_block *b);
 void qc_release(struct qc_cache *c, struct qc_block *b);
@@ -89,6 +98,8 @@ void qc_release(struct qc_cache *c, struct qc_block *b);
  * queued, 0 if not. */
 int qc_prefetch(struct qc_cache *c, struct qc_key key, size_t len, qc_fill_fn fill, void *arg,
                 void (*done)(void *arg));
+int qc_prefetchf(struct qc_cache *c, struct qc_key key, size_t len, unsigned flags, qc_fill_fn fill, void *arg,
+                 void (*done)(void *arg));
 
 /* 1 if a tier holds key now (a disk entry counts if its file exists), else 0. */
 int qc_cached(struct qc_cache *c, struct qc_key key);
@@ -123,9 +134,11 @@ struct qc_stats {
     uint64_t hot_hits;    /* qc_get found the plain block ready */
     uint64_t waits;       /* qc_get waited for another thread's work */
     uint64_t computed;    /* blocks produced by fill */
+    uint64_t computed_transient; /* of which QC_TRANSIENT */
     uint64_t prefetched;  /* blocks produced by workers */
     uint64_t fill_errors;
     uint64_t bytes_filled;    /* plain bytes produced by fill */
+    uint64_t bytes_transient; /* of which QC_TRANSIENT (never stored) */
     uint64_t fill_ns;         /* time spent in fill */
     uint64_t compress_ns;
     uint64_t store_errors;    /* persistent writes that failed */

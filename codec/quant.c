@@ -425,9 +425,22 @@ void qf_q3fit16_ref(const float *x, int8_t *L, float *scales)
         scales[j] = fit_sym_descent(16, 4, x + 16 * j, L + 16 * j);
 }
 
-void qf_quantize_q3_K_ref(const float *x, uint8_t *y, size_t nb) { qf_quantize_q3_K_with(x, y, nb, qf_q3fit16_ref); }
+void qf_q3codes_ref(const float *x, const float *d, int8_t *L)
+{
+    for (int j = 0; j < 16; ++j) {
+        if (!d[j])
+            continue;
+        for (int ii = 0; ii < 16; ++ii)
+            L[16 * j + ii] = (int8_t)(imax(-4, imin(3, nearest_int(x[16 * j + ii] / d[j]))) + 4);
+    }
+}
 
-void qf_quantize_q3_K_with(const float *x, uint8_t *y, size_t nb, qf_q6fit_fn fit)
+void qf_quantize_q3_K_ref(const float *x, uint8_t *y, size_t nb)
+{
+    qf_quantize_q3_K_with(x, y, nb, qf_q3fit16_ref, qf_q3codes_ref);
+}
+
+void qf_quantize_q3_K_with(const float *x, uint8_t *y, size_t nb, qf_q6fit_fn fit, qf_q3codes_fn codes)
 {
     int8_t L[256];
     float scales[16];
@@ -458,21 +471,19 @@ void qf_quantize_q3_K_with(const float *x, uint8_t *y, size_t nb, qf_q6fit_fn fi
             }
             dh = qf_f32_to_f16(1 / iscale);
         }
+        float d[16];
         for (int j = 0; j < 16; ++j) {
             int8_t s = (int8_t)(j < 8 ? sc[j] & 0xF : sc[j - 8] >> 4);
             s = (int8_t)((s | (((sc[8 + j % 4] >> (2 * (j / 4))) & 3) << 4)) - 32);
-            float d = qf_f16_to_f32(dh) * s;
-            if (!d)
-                continue;
-            for (int ii = 0; ii < 16; ++ii)
-                L[16 * j + ii] = (int8_t)(imax(-4, imin(3, nearest_int(x[16 * j + ii] / d))) + 4);
+            d[j] = qf_f16_to_f32(dh) * s;
         }
+        codes(x, d, L);
         /* high bit of value j goes to bit (j / 32) of hmask[j % 32] */
         memset(hmask, 0, 32);
-        for (int j = 0; j < 256; ++j) {
-            if (L[j] > 3) {
-                hmask[j % 32] |= (uint8_t)(1u << (j / 32));
-                L[j] -= 4;
+        for (int g = 0; g < 8; ++g) { /* branch-free: L is 0..7 */
+            for (int k = 0; k < 32; ++k) {
+                hmask[k] |= (uint8_t)((L[32 * g + k] >> 2) << g);
+                L[32 * g + k] &= 3;
             }
         }
         pack_2bit((const uint8_t *)L, qs);
@@ -498,7 +509,7 @@ void qf_kfit8_ref(const float *x, int nmax, float rmin, int nstep, uint8_t *L, f
 /* Shared by q4_K (nmax 15) and q5_K (nmax 31): 8 sub-blocks of 32 with
  * 6-bit scales and mins. Fills d, dmin, scales[12] at y and L[256]. */
 static void kquant_scales_mins(const float *x, uint8_t *y, uint8_t *L, int nmax, float rmin, int nstep,
-                               qf_kfit8_fn fit)
+                               qf_kfit8_fn fit, qf_kcodes_fn codes)
 {
     float mins[8], scales[8];
     float max_scale = 0, max_min = 0;
@@ -529,23 +540,31 @@ static void kquant_scales_mins(const float *x, uint8_t *y, uint8_t *L, int nmax,
     uint16_t dh = qf_f32_to_f16(max_scale / 63.f), dminh = qf_f32_to_f16(max_min / 63.f);
     qf_put16(y, dh);
     qf_put16(y + 2, dminh);
+    float d[8], dm[8];
     for (int j = 0; j < 8; ++j) {
         uint8_t s, m;
         scale_min_k4(j, sc, &s, &m);
-        const float d = qf_f16_to_f32(dh) * s;
-        if (!d)
+        d[j] = qf_f16_to_f32(dh) * s;
+        dm[j] = qf_f16_to_f32(dminh) * m;
+    }
+    codes(x, d, dm, nmax, L);
+}
+
+void qf_kcodes_ref(const float *x, const float *d, const float *dm, int nmax, uint8_t *L)
+{
+    for (int j = 0; j < 8; ++j) {
+        if (!d[j])
             continue;
-        const float dm = qf_f16_to_f32(dminh) * m;
         for (int ii = 0; ii < 32; ++ii)
-            L[32 * j + ii] = (uint8_t)imax(0, imin(nmax, nearest_int((x[32 * j + ii] + dm) / d)));
+            L[32 * j + ii] = (uint8_t)imax(0, imin(nmax, nearest_int((x[32 * j + ii] + dm[j]) / d[j])));
     }
 }
 
-void qf_quantize_q4_K_with(const float *x, uint8_t *y, size_t nb, qf_kfit8_fn fit)
+void qf_quantize_q4_K_with(const float *x, uint8_t *y, size_t nb, qf_kfit8_fn fit, qf_kcodes_fn codes)
 {
     uint8_t L[256];
     for (size_t i = 0; i < nb; i++, x += 256, y += 144) {
-        kquant_scales_mins(x, y, L, 15, -1.f, 20, fit);
+        kquant_scales_mins(x, y, L, 15, -1.f, 20, fit, codes);
         uint8_t *q = y + 16;
         for (int j = 0; j < 256; j += 64, q += 32)
             for (int l = 0; l < 32; ++l)
@@ -553,26 +572,19 @@ void qf_quantize_q4_K_with(const float *x, uint8_t *y, size_t nb, qf_kfit8_fn fi
     }
 }
 
-void qf_quantize_q5_K_with(const float *x, uint8_t *y, size_t nb, qf_kfit8_fn fit)
+void qf_quantize_q5_K_with(const float *x, uint8_t *y, size_t nb, qf_kfit8_fn fit, qf_kcodes_fn codes)
 {
     uint8_t L[256];
     for (size_t i = 0; i < nb; i++, x += 256, y += 176) {
-        kquant_scales_mins(x, y, L, 31, -0.5f, 15, fit);
+        kquant_scales_mins(x, y, L, 31, -0.5f, 15, fit, codes);
         uint8_t *qh = y + 16, *ql = y + 48;
         memset(qh, 0, 32);
         uint8_t m1 = 1, m2 = 2;
         for (int n = 0; n < 256; n += 64, ql += 32) {
-            for (int j = 0; j < 32; ++j) {
+            for (int j = 0; j < 32; ++j) { /* branch-free: L is 0..31 */
                 int l1 = L[n + j], l2 = L[n + j + 32];
-                if (l1 > 15) {
-                    l1 -= 16;
-                    qh[j] |= m1;
-                }
-                if (l2 > 15) {
-                    l2 -= 16;
-                    qh[j] |= m2;
-                }
-                ql[j] = (uint8_t)(l1 | (l2 << 4));
+                qh[j] |= (uint8_t)((l1 >> 4) * m1 | (l2 >> 4) * m2);
+                ql[j] = (uint8_t)((l1 & 15) | ((l2 & 15) << 4));
             }
             m1 = (uint8_t)(m1 << 2);
             m2 = (uint8_t)(m2 << 2);
@@ -723,5 +735,5 @@ void qf_convert_bf16_ref(const float *x, uint8_t *y, size_t n)
 
 void qf_convert_f32_ref(const float *x, uint8_t *y, size_t n) { memcpy(y, x, n * sizeof(float)); }
 
-void qf_quantize_q4_K_ref(const float *x, uint8_t *y, size_t nb) { qf_quantize_q4_K_with(x, y, nb, qf_kfit8_ref); }
-void qf_quantize_q5_K_ref(const float *x, uint8_t *y, size_t nb) { qf_quantize_q5_K_with(x, y, nb, qf_kfit8_ref); }
+void qf_quantize_q4_K_ref(const float *x, uint8_t *y, size_t nb) { qf_quantize_q4_K_with(x, y, nb, qf_kfit8_ref, qf_kcodes_ref); }
+void qf_quantize_q5_K_ref(const float *x, uint8_t *y, size_t nb) { qf_quantize_q5_K_with(x, y, nb, qf_kfit8_ref, qf_kcodes_ref); }

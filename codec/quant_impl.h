@@ -56,8 +56,12 @@ bool qf_finite(uint32_t type, const void *data, size_t n);
  * a vector, each lane doing exactly the scalar operations. */
 typedef void (*qf_kfit8_fn)(const float *x, int nmax, float rmin, int nstep, uint8_t *L, float *scales, float *mins);
 void qf_kfit8_ref(const float *x, int nmax, float rmin, int nstep, uint8_t *L, float *scales, float *mins);
-void qf_quantize_q4_K_with(const float *x, uint8_t *y, size_t nb, qf_kfit8_fn fit);
-void qf_quantize_q5_K_with(const float *x, uint8_t *y, size_t nb, qf_kfit8_fn fit);
+/* and their final codes: for each sub-block j with d[j] != 0, L[32j..32j+31]
+ * = clamp(nearest_int((x + dm[j]) / d[j]), 0, nmax); others keep the fit's. */
+typedef void (*qf_kcodes_fn)(const float *x, const float *d, const float *dm, int nmax, uint8_t *L);
+void qf_kcodes_ref(const float *x, const float *d, const float *dm, int nmax, uint8_t *L);
+void qf_quantize_q4_K_with(const float *x, uint8_t *y, size_t nb, qf_kfit8_fn fit, qf_kcodes_fn codes);
+void qf_quantize_q5_K_with(const float *x, uint8_t *y, size_t nb, qf_kfit8_fn fit, qf_kcodes_fn codes);
 /* q2_K's 16 sub-blocks of 16 (weights |x|, absolute error) and q6_K's
  * symmetric search over 16 sub-blocks of 16: the same split, reference
  * scalar, lane-parallel in quant_x86.c. */
@@ -69,7 +73,12 @@ void qf_q6fit16_ref(const float *x, int8_t *L, float *scales);
 void qf_quantize_q6_K_with(const float *x, uint8_t *y, size_t nb, qf_q6fit_fn fit);
 /* q3_K's coordinate-descent fit over its 16 sub-blocks of 16 (same shape) */
 void qf_q3fit16_ref(const float *x, int8_t *L, float *scales);
-void qf_quantize_q3_K_with(const float *x, uint8_t *y, size_t nb, qf_q6fit_fn fit);
+/* and its final codes: for each sub-block j with d[j] != 0, L[16j..16j+15]
+ * = clamp(nearest_int(x / d[j]), -4, 3) + 4; sub-blocks with d[j] == 0
+ * keep the fit's L. */
+typedef void (*qf_q3codes_fn)(const float *x, const float *d, int8_t *L);
+void qf_q3codes_ref(const float *x, const float *d, int8_t *L);
+void qf_quantize_q3_K_with(const float *x, uint8_t *y, size_t nb, qf_q6fit_fn fit, qf_q3codes_fn codes);
 
 /* stquant.c: rows x row_len floats to a QF_ST_* kind's bytes (group: int4
  * group size). For the fp8 kinds, rows is a multiple of 128 except at the

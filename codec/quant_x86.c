@@ -348,8 +348,36 @@ TARGET static void q6fit16_avx2(const float *x, int8_t *L, float *scales)
 
 void qf_quantize_q6_K_avx2(const float *x, uint8_t *y, size_t nb) { qf_quantize_q6_K_with(x, y, nb, q6fit16_avx2); }
 
-void qf_quantize_q4_K_avx2(const float *x, uint8_t *y, size_t nb) { qf_quantize_q4_K_with(x, y, nb, kfit8_avx2); }
-void qf_quantize_q5_K_avx2(const float *x, uint8_t *y, size_t nb) { qf_quantize_q5_K_with(x, y, nb, kfit8_avx2); }
+/* q4_K/q5_K final codes: the scalar loop's add, division and rounding. */
+TARGET static void kcodes_avx2(const float *x, const float *d, const float *dm, int nmax, uint8_t *L)
+{
+    const __m256i lo = _mm256_setzero_si256(), hi = _mm256_set1_epi32(nmax);
+    for (int j = 0; j < 8; ++j) {
+        if (!d[j])
+            continue;
+        const __m256 dv = _mm256_set1_ps(d[j]), mv = _mm256_set1_ps(dm[j]);
+        __m256i q[4];
+        for (int k = 0; k < 4; k++) {
+            /* dm + x, not x + dm: with both NaN the sum is the first operand's
+             * payload, and the scalar build adds in this order (seed 6 tests) */
+            __m256 v = _mm256_div_ps(_mm256_add_ps(mv, _mm256_loadu_ps(x + 32 * j + 8 * k)), dv);
+            q[k] = _mm256_max_epi32(lo, _mm256_min_epi32(hi, nearest_int8(v)));
+        }
+        /* 32 values in 0..31: pack to bytes, undoing the per-lane interleave */
+        __m256i w = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
+        w = _mm256_permutevar8x32_epi32(w, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        _mm256_storeu_si256((__m256i *)(L + 32 * j), w);
+    }
+}
+
+void qf_quantize_q4_K_avx2(const float *x, uint8_t *y, size_t nb)
+{
+    qf_quantize_q4_K_with(x, y, nb, kfit8_avx2, kcodes_avx2);
+}
+void qf_quantize_q5_K_avx2(const float *x, uint8_t *y, size_t nb)
+{
+    qf_quantize_q5_K_with(x, y, nb, kfit8_avx2, kcodes_avx2);
+}
 
 /* q3_K's symmetric fit with coordinate descent (quant.c's fit_sym_descent,
  * nmax 4) for 8 sub-blocks of 16 at once. The descent is sequential within
@@ -424,7 +452,29 @@ TARGET static void q3fit16_avx2(const float *x, int8_t *L, float *scales)
     q3fit8_avx2(x + 128, L + 128, scales + 8);
 }
 
-void qf_quantize_q3_K_avx2(const float *x, uint8_t *y, size_t nb) { qf_quantize_q3_K_with(x, y, nb, q3fit16_avx2); }
+/* The final codes: the same division and rounding as the scalar loop. */
+TARGET static void q3codes_avx2(const float *x, const float *d, int8_t *L)
+{
+    const __m256i lo = _mm256_set1_epi32(-4), hi = _mm256_set1_epi32(3), four = _mm256_set1_epi32(4);
+    for (int j = 0; j < 16; ++j) {
+        if (!d[j])
+            continue;
+        __m256 dv = _mm256_set1_ps(d[j]);
+        __m256i a = nearest_int8(_mm256_div_ps(_mm256_loadu_ps(x + 16 * j), dv));
+        __m256i b = nearest_int8(_mm256_div_ps(_mm256_loadu_ps(x + 16 * j + 8), dv));
+        a = _mm256_add_epi32(_mm256_max_epi32(lo, _mm256_min_epi32(hi, a)), four);
+        b = _mm256_add_epi32(_mm256_max_epi32(lo, _mm256_min_epi32(hi, b)), four);
+        /* 16 values in 0..7: pack to bytes, undoing the per-lane interleave */
+        __m256i w = _mm256_permute4x64_epi64(_mm256_packs_epi32(a, b), 0xD8);
+        __m128i v = _mm_packs_epi16(_mm256_castsi256_si128(w), _mm256_extracti128_si256(w, 1));
+        _mm_storeu_si128((__m128i *)(L + 16 * j), v);
+    }
+}
+
+void qf_quantize_q3_K_avx2(const float *x, uint8_t *y, size_t nb)
+{
+    qf_quantize_q3_K_with(x, y, nb, q3fit16_avx2, q3codes_avx2);
+}
 
 /* ---------------------------------------------- q4_0, q4_1, q5_0, q5_1
  * One block of 32 at a time. The block statistics (the first value of

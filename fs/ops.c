@@ -74,6 +74,7 @@ static char *stats_json(struct qfs *q)
     json_object_set_new(disk, "dir", q->cache_dir ? json_string(q->cache_dir) : json_null());
     json_object_set_new(disk, "storing", json_boolean(s.disk_storing));
     json_object_set_new(disk, "store_errors", json_integer((json_int_t)s.store_errors));
+    json_t *transient = json_integer((json_int_t)s.bytes_transient);
     json_t *j = json_pack("{s:o,s:o,s:{s:I,s:I,s:I,s:I},s:I,s:I,s:f,s:f,s:I,s:I,s:I,s:I,s:I,s:s,s:I}", "memory",
                           mem, "disk", disk, "hot", "hits", (json_int_t)s.hot_hits, "waits", (json_int_t)s.waits,
                           "bytes", (json_int_t)s.hot_bytes, "blocks", (json_int_t)s.hot_blocks, "blocks_computed",
@@ -83,8 +84,12 @@ static char *stats_json(struct qfs *q)
                           (json_int_t)s.fill_errors, "errors", (json_int_t)atomic_load(&q->n_errors), "reads",
                           (json_int_t)atomic_load(&q->n_reads), "bytes_read", (json_int_t)atomic_load(&q->bytes_read),
                           "source", q->source, "models", (json_int_t)q->n_models);
-    if (!j)
+    if (!j) {
+        json_decref(transient);
         return NULL;
+    }
+    json_object_set_new(j, "bytes_transient", transient);
+    json_object_set_new(j, "blocks_transient", json_integer((json_int_t)s.computed_transient));
     char *out = json_dumps(j, JSON_INDENT(2) | JSON_SORT_KEYS);
     json_decref(j);
     if (out) { /* a trailing newline, as text files have */
@@ -519,6 +524,14 @@ struct gather_ctx {
     size_t total;
 };
 
+/* f16/bf16/f32 output is cheaper to convert again than to keep in a tier
+ * (cache.h, QC_TRANSIENT; bench/RESULTS.md measures it). */
+static unsigned chunk_flags(const struct qf_extent *e)
+{
+    const struct qf_type_info *t = qf_type_get(e->dst_type);
+    return t && t->is_source ? QC_TRANSIENT : 0;
+}
+
 /* One piece of a read, from the one walk over the layout (codec). */
 static int gather_piece(void *arg, const struct qf_piece *p)
 {
@@ -544,7 +557,8 @@ static int gather_piece(void *arg, const struct qf_piece *p)
     }
     struct fill_arg a = {g->snap, e, p->chunk};
     struct qc_block *b;
-    if ((rc = qc_get(g->q->cache, chunk_key(g->snap, e, p->chunk), (size_t)p->chunk_len, fill_chunk, &a, &b)))
+    if ((rc = qc_getf(g->q->cache, chunk_key(g->snap, e, p->chunk), (size_t)p->chunk_len, chunk_flags(e), fill_chunk,
+                      &a, &b)))
         return rc;
     if ((rc = hold(r, b))) {
         qc_release(g->q->cache, b);
@@ -571,8 +585,8 @@ static int readahead_piece(void *arg, const struct qf_piece *p)
         return -ENOMEM;
     *a = (struct fill_arg){c->h->snap, p->e, p->chunk};
     atomic_fetch_add(&c->h->snap->refs, 1);
-    qc_prefetch(c->q->cache, chunk_key(c->h->snap, p->e, p->chunk), (size_t)p->chunk_len, fill_chunk, a,
-                prefetch_done);
+    qc_prefetchf(c->q->cache, chunk_key(c->h->snap, p->e, p->chunk), (size_t)p->chunk_len, chunk_flags(p->e),
+                 fill_chunk, a, prefetch_done);
     return 0;
 }
 
@@ -675,7 +689,8 @@ static void reply_data(fuse_req_t req, const char *data, size_t n, size_t size)
 }
 
 /* user.quantfs.cache: the fraction of a view file's converted bytes that a
- * cache tier holds now ("1.0000" for a file with nothing to convert). */
+ * cache tier holds now ("1.0000" for a file with nothing to convert), of
+ * the bytes a tier would hold (f32/f16/bf16 output never is: chunk_flags). */
 struct frac_ctx {
     struct qfs *q;
     struct qfs_snap *s;
@@ -685,7 +700,7 @@ struct frac_ctx {
 static int frac_piece(void *arg, const struct qf_piece *p)
 {
     struct frac_ctx *c = arg;
-    if (p->e->kind == QF_EXT_CONV) {
+    if (p->e->kind == QF_EXT_CONV && !chunk_flags(p->e)) {
         c->total += p->len;
         if (qc_cached(c->q->cache, chunk_key(c->s, p->e, p->chunk)))
             c->have += p->len;

@@ -11,7 +11,7 @@ import pytest
 
 from conftest import QUANTFS, STORIES_GGUF
 
-VIEWS = ["fp16", "q8_0", "q4_k", "q6_k"]
+VIEWS = ["q8_0", "q4_k", "q6_k", "q4_0"]
 
 
 def read_all(path):
@@ -21,6 +21,12 @@ def read_all(path):
 
 def gguf(m, view):
     return m.path("stories260K", view, "stories260K.gguf")
+
+
+def computed(s):
+    """Blocks converted that a tier may hold (f32/f16/bf16 output is
+    converted again instead of stored: QC_TRANSIENT)."""
+    return s["blocks_computed"] - s["blocks_transient"]
 
 
 def drop_page_cache(path):
@@ -39,7 +45,7 @@ def wait_stored(m, tier, timeout=20):
     deadline = time.time() + timeout
     while True:
         s = m.stats()
-        if s[tier]["bytes_in"] >= s["bytes_quantized"] or (tier == "disk" and not s["disk"]["storing"]):
+        if s[tier]["bytes_in"] >= s["bytes_quantized"] - s["bytes_transient"] or (tier == "disk" and not s["disk"]["storing"]):
             return s
         if time.time() > deadline:
             pytest.fail("blocks were not stored in %s: %r" % (tier, s))
@@ -70,16 +76,38 @@ def test_memory_tier_serves_after_page_cache_drop(mount_factory, src, reference)
         assert read_all(gguf(m, v)) == reference[v]
     s1 = wait_stored(m, "memory")
     assert s1["memory"]["entries"] > 0
-    # fp16 frames compress, quantized ones barely: the ratio is above 1
+    # quantized frames compress a little (the scales): the ratio is above 1
     assert s1["memory"]["compression_ratio"] > 1.0
     for v in VIEWS:
         drop_page_cache(gguf(m, v))
         assert read_all(gguf(m, v)) == reference[v]
     s2 = m.stats()
-    assert s2["blocks_computed"] == s1["blocks_computed"]
+    assert computed(s2) == computed(s1)
     assert s2["memory"]["hits"] >= s1["memory"]["entries"]
     assert s2["memory"]["bytes_out"] > 0 and s2["memory"]["checksum_failures"] == 0
     assert os.getxattr(gguf(m, "q8_0"), "user.quantfs.cache") == b"1.0000"
+
+
+def test_f16_output_is_converted_again_not_stored(mount_factory, src, tmp_path):
+    """fp16/bf16 blocks cost less to convert than to keep (QC_TRANSIENT):
+    no tier holds them, a re-read converts them again, the bytes are the
+    same, and the cache xattr counts only what a tier would hold."""
+    m = mount_factory(src, "hot_size=0", "cache_dir=%s" % (tmp_path / "cache"))
+    first = read_all(gguf(m, "fp16"))
+    s1 = m.stats()
+    assert s1["blocks_transient"] > 0 and s1["blocks_transient"] == s1["blocks_computed"]
+    assert s1["bytes_transient"] == s1["bytes_quantized"]
+    assert s1["memory"]["entries"] == 0 and s1["disk"]["bytes_in"] == 0
+    assert os.getxattr(gguf(m, "fp16"), "user.quantfs.cache") == b"1.0000"  # nothing a tier would hold
+    drop_page_cache(gguf(m, "fp16"))
+    assert read_all(gguf(m, "fp16")) == first
+    s2 = m.stats()
+    assert s2["blocks_transient"] > s1["blocks_transient"]  # converted again (what the page cache lost)
+    assert s2["memory"]["hits"] == s1["memory"]["hits"] and s2["memory"]["entries"] == 0
+    # a mix view's quantized tensors are stored, its f32 norms are not
+    read_all(gguf(m, "q4_0"))
+    s3 = wait_stored(m, "memory")
+    assert s3["memory"]["entries"] > 0 and s3["blocks_transient"] > s2["blocks_transient"]
 
 
 def test_second_mount_serves_from_cache_dir(mount_factory, src, reference, tmp_path):
@@ -90,10 +118,10 @@ def test_second_mount_serves_from_cache_dir(mount_factory, src, reference, tmp_p
         assert read_all(gguf(a, v)) == reference[v]
     sa = wait_stored(a, "disk")
     assert sa["disk"]["entries"] > 0 and sa["disk"]["dir"] == str(cache)
-    assert sa["blocks_computed"] > 0
+    assert computed(sa) > 0
     a.umount()
     entries = glob.glob(str(cache / "qfs1" / "??" / "*"))
-    assert len(entries) == sa["blocks_computed"]  # each block stored once
+    assert len(entries) == computed(sa)  # each block stored once
     assert not os.listdir(cache / "qfs1" / "tmp")  # no temp file left behind
 
     b = mount_factory(src, "cache_dir=%s" % cache, "hot_size=0")
@@ -101,7 +129,7 @@ def test_second_mount_serves_from_cache_dir(mount_factory, src, reference, tmp_p
     for v in VIEWS:
         assert read_all(gguf(b, v)) == reference[v]
     sb = b.stats()
-    assert sb["blocks_computed"] == 0, sb  # nothing quantized again
+    assert computed(sb) == 0, sb  # nothing quantized again
     assert sb["disk"]["hits"] == len(entries)
     assert sb["disk"]["checksum_failures"] == 0
 
@@ -123,9 +151,9 @@ def test_two_daemons_share_cache_dir(mount_factory, src, reference, tmp_path):
     wait_stored(b, "disk")
     assert read_all(gguf(a, "q5_0")) == read_all(gguf(a, "q5_0"))
     wait_stored(a, "disk")
-    before = b.stats()["blocks_computed"]
+    before = computed(b.stats())
     q5 = read_all(gguf(b, "q5_0"))
-    assert b.stats()["blocks_computed"] == before
+    assert computed(b.stats()) == before
     assert q5 == read_all(gguf(a, "q5_0"))
     for m in (a, b):
         assert m.stats()["disk"]["checksum_failures"] == 0
@@ -161,7 +189,7 @@ def test_damaged_entries_are_recomputed(mount_factory, src, reference, tmp_path)
         assert read_all(gguf(b, v)) == reference[v]
     s = b.stats()
     assert s["disk"]["checksum_failures"] == damaged
-    assert s["blocks_computed"] == damaged
+    assert computed(s) == damaged
     assert s["errors"] == 0
 
 
@@ -205,7 +233,7 @@ def test_source_change_makes_entries_unreachable(mount_factory, src, tmp_path):
     assert os.getxattr(gguf(b, "q8_0"), "user.quantfs.cache") == b"0.0000"
     assert read_all(gguf(b, "q8_0")) == expected
     s = b.stats()
-    assert s["disk"]["hits"] == 0 and s["blocks_computed"] > 0
+    assert s["disk"]["hits"] == 0 and computed(s) > 0
 
 
 def test_cache_options_are_checked(tmp_path):
