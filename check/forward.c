@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "codec.h"
 
 const char *ck_tensor_name(const struct ck_model *m, int layer, int role, char *buf, size_t len);
 
@@ -510,6 +511,32 @@ static void check_tensors(const struct ck_ref *ref, const struct ck_model *m, st
                 if (!compare_tensor(a, b, heads, res))
                     return;
             }
+        }
+        return;
+    }
+    if (!ref->m.gguf && m->gguf) {
+        /* a GGUF view of a Hugging Face model the forward pass does not
+         * cover (Qwen, head_dim != hidden/heads): tensor by tensor under
+         * the converter's names, llama q/k rows in llama.cpp's order */
+        bool permuted = !strcmp(m->arch, "llama") && ref->m.neox_rope;
+        for (size_t i = 0; i < ref->m.nt; i++) {
+            const struct ck_tensor *a = &ref->m.t[i];
+            char gn[128];
+            int mr = qf_hf_map_name(a->name, gn, sizeof gn);
+            if (mr == 1)
+                continue;
+            if (mr < 0) {
+                res->loads = false;
+                snprintf(res->why, sizeof res->why, "tensor %s has no GGUF name", a->name);
+                return;
+            }
+            uint64_t heads = 0;
+            if (permuted && strstr(gn, ".attn_q.weight"))
+                heads = (uint64_t)ref->m.n_head;
+            else if (permuted && strstr(gn, ".attn_k.weight"))
+                heads = (uint64_t)ref->m.n_head_kv;
+            if (!compare_tensor(a, ck_find(m, gn), heads, res))
+                return;
         }
         return;
     }

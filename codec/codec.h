@@ -442,6 +442,7 @@ struct qf_hf_tensor {
     uint32_t shard, src_type; /* source shard index and QF_F32/F16/BF16 */
     uint64_t src_off;         /* absolute offset of the data in its shard */
     uint32_t perm_heads;      /* llama q/k: rows permuted in this many heads, 0: none */
+    float *gen;               /* a generated tensor's values (rope_freqs), owned; NULL: from a shard */
 };
 
 struct qf_hf {
@@ -461,6 +462,17 @@ struct qf_hf {
  * converter refuses or quantfs does not do), with the reason in err. */
 int qf_hf_build(const struct qf_hf_input *in, struct qf_hf **out, char *err, size_t errlen);
 void qf_hf_free(struct qf_hf *hf);
+
+/* HF tensor name -> the converter's GGUF name (gguf-py tensor_mapping.py for
+ * the architectures above): 0 mapped into out, 1 dropped by the converter
+ * (rotary inv_freq), -1 unknown. */
+int qf_hf_map_name(const char *hf, char *out, size_t n);
+
+/* The rope_freqs.weight values the converter generates for a Llama/Mistral
+ * config with llama3 rope scaling (head_dim / 2 floats), bit-exact with its
+ * torch float32 arithmetic. Exposed for tests. */
+void qf_hf_rope_llama3(double theta, long long head_dim, double factor, double low, double high, long long orig_ctx,
+                       float *out);
 
 /* Reads the converter's F32 file: ctx is a struct qf_hf_reader whose
  * ctx[i] is handed to rd for shard i. Thread-safe (no state). */

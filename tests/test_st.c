@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <jansson.h>
 
 #include "codec.h"
 #include "testutil.h"
@@ -107,10 +108,49 @@ static void test_header_mutations(void **state)
     free(b);
 }
 
+/* The llama3 rope factors against torch running the converter's own code
+ * (tests/refs/hf/rope_grid.py on the device: 4992 values, some where
+ * libm's powf and torch's pow differ by an ulp). */
+static void test_llama3_rope_factors(void **state)
+{
+    (void)state;
+    const char *dir = getenv("QUANTFS_TESTS");
+    char path[4096];
+    snprintf(path, sizeof path, "%s/refs/hf/rope_grid.json", dir ? dir : "tests");
+    json_error_t je;
+    json_t *g = json_load_file(path, 0, &je);
+    assert_non_null(g);
+    size_t i, n = 0;
+    json_t *e;
+    json_array_foreach(g, i, e) {
+        json_t *p = json_object_get(e, "params");
+        long long hd = json_integer_value(json_object_get(e, "head_dim"));
+        const char *hex = json_string_value(json_object_get(e, "f32le"));
+        assert_true(hd > 0 && hd <= 512 && hex && strlen(hex) == (size_t)hd / 2 * 8);
+        float got[256];
+        qf_hf_rope_llama3(json_number_value(json_object_get(p, "rope_theta")), hd,
+                          json_number_value(json_object_get(p, "factor")),
+                          json_number_value(json_object_get(p, "low_freq_factor")),
+                          json_number_value(json_object_get(p, "high_freq_factor")),
+                          json_integer_value(json_object_get(p, "original_max_position_embeddings")), got);
+        for (long long k = 0; k < hd / 2; k++, n++) {
+            uint8_t b[4];
+            for (int j = 0; j < 4; j++)
+                assert_int_equal(sscanf(hex + 8 * k + 2 * j, "%2hhx", &b[j]), 1);
+            if (memcmp(b, &got[k], 4)) /* little-endian f32, as the file */
+                fail_msg("theta %g head_dim %lld element %lld: %a, torch has another value",
+                         json_number_value(json_object_get(p, "rope_theta")), hd, k, (double)got[k]);
+        }
+    }
+    assert_int_equal(n, 4992);
+    json_decref(g);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_real_file),
+        cmocka_unit_test(test_llama3_rope_factors),
         cmocka_unit_test(test_truncations),
         cmocka_unit_test(test_header_mutations),
     };

@@ -14,8 +14,9 @@ src=$1 lq=$2 tok=$3 stories=$4 out=$5
 here=$(cd "$(dirname "$0")" && pwd)
 work=$(mktemp -d)
 export PYTHONPATH=$src/gguf-py:$src QUANTFS_TOKENIZERS=$tok
-python3 "$here/../../hfmodels.py" "$work/models" > /dev/null
-cp -r "$stories" "$work/models/stories260K"
+# QUANTFS_REF_MODELS: only these models (default: all, and stories260K)
+python3 "$here/../../hfmodels.py" "$work/models" ${QUANTFS_REF_MODELS:-} > /dev/null
+[ -n "${QUANTFS_REF_MODELS:-}" ] || cp -r "$stories" "$work/models/stories260K"
 mkdir -p "$work/gguf" "$out"
 mixes="Q8_0 Q6_K Q5_K_M Q5_K_S Q5_1 Q5_0 Q4_K_M Q4_K_S Q4_1 Q4_0 Q3_K_L Q3_K_M Q3_K_S Q2_K F16 BF16"
 pures="Q8_0 Q6_K Q5_K Q5_1 Q5_0 Q4_K Q4_1 Q4_0 Q3_K Q2_K"
