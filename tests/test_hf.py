@@ -172,6 +172,46 @@ def test_tokenization_equals_the_converters(hf_mount, model, tmp_path):
             assert a == b, (model, v, text, a, b)
 
 
+# Strings the converter's output (and so every view) tokenizes differently
+# from Hugging Face's own tokenizer (@huggingface/tokenizers, the engine of
+# transformers.js), and why:
+# - "</s>" in the Qwen vocabularies is an ordinary BPE token, as the
+#   converter writes it; llama.cpp (src/llama-vocab.cpp, at load) makes any
+#   token spelled "</s>" control and end-of-generation, so its parse-special
+#   tokenization takes it whole;
+# - Mistral's byte-fallback BPE tokenizer.json goes through the converter's
+#   LlamaHfVocab: llama.cpp's SentencePiece vocabulary with every score
+#   -1000 (gguf-py vocab.py get_token_score) and no merges, so llama.cpp
+#   merges pieces leftmost-first instead of by BPE rank on some strings.
+HF_TOKENIZER_DIFFERS = {
+    "llama3s": set(), "qwen2s": {"</s>"}, "qwen3s": {"</s>"},
+    "mistrals": {" Hello world", "Hello  world", "HELLO", "def f(x):\n    return x ** 2\n", "<|endoftext|>",
+                 "I'VE BEEN 'TOLD", "   leading and trailing   "},
+}
+
+
+@pytest.mark.parametrize("model", sorted(HF_TOKENIZER_DIFFERS))
+def test_tokenization_against_hugging_face(hf_mount, hf_src, model, tmp_path):
+    """A view tokenizes like Hugging Face's tokenizer wherever the
+    converter's own output does, and differs exactly where it differs."""
+    need(have_node() and os.path.isdir(os.path.join(NODE_DIR, "node_modules", "@huggingface", "tokenizers")),
+         "node-llama-cpp and @huggingface/tokenizers")
+    ref = tmp_path / (model + ".vocab.gguf")
+    ref.write_bytes(lzma.decompress(open(os.path.join(REFS, model + ".vocab.gguf.xz"), "rb").read()))
+    view = hf_mount.path(model, "q4_k_m", model + ".gguf")
+    toks = tokenize([str(ref), view], tmp_path)
+    tf = tmp_path / "texts.json"
+    r = subprocess.run(["node", os.path.join(NODE_DIR, "hftokenize.mjs"), str(tf), str(hf_src / model)],
+                       capture_output=True, text=True, timeout=300, cwd=NODE_DIR)
+    assert r.returncode == 0, r.stderr
+    hf = json.loads(r.stdout.splitlines()[-1])
+    assert "error" not in hf, hf
+    assert toks[view] == toks[str(ref)]
+    differs = {t for t, a, b in zip(TEXTS, toks[str(ref)], hf["tokens"]) if a != b}
+    assert differs == HF_TOKENIZER_DIFFERS[model], differs
+    assert len(TEXTS) - len(differs) >= 30
+
+
 def test_refusals_and_the_vocab_only_sidecar(mount_factory, hf_src, tmp_path):
     src = tmp_path / "src"
     src.mkdir()
