@@ -448,20 +448,35 @@ struct qf_hf_tensor {
 struct qf_hf {
     size_t n_tensors;
     struct qf_hf_tensor *t; /* in the converter's order */
-    /* per outtype: header bytes (padded to the data section), file size,
-     * per-tensor type and offset from the data section */
-    uint8_t *hdr[QF_HF_NOUT];
-    size_t hdr_len[QF_HF_NOUT];
+    /* the f32 header (padded to the data section); the other outtypes'
+     * headers are written by qf_layout_hf from it */
+    uint8_t *hdr;
+    size_t hdr_len;   /* the same for every outtype */
+    size_t ftype_at;  /* header offsets: the file_type value, the tensor infos */
+    size_t ti_at;
+    /* per outtype: file size, per-tensor type and offset from the data section */
     uint64_t size[QF_HF_NOUT];
     uint32_t *type[QF_HF_NOUT];
     uint64_t *off[QF_HF_NOUT];
-    struct qf_gguf *f32; /* hdr[0] parsed: what llama-quantize views plan from */
+    struct qf_gguf *f32; /* hdr parsed: what llama-quantize views plan from */
 };
 
 /* Returns 0, -ENOMEM, -EINVAL (malformed input) or -ENOTSUP (what the
  * converter refuses or quantfs does not do), with the reason in err. */
 int qf_hf_build(const struct qf_hf_input *in, struct qf_hf **out, char *err, size_t errlen);
 void qf_hf_free(struct qf_hf *hf);
+
+/* What a model's tokenizer.* KVs depend on besides the tokenizer files
+ * (tokenizer.json, tokenizer_config.json, tokenizer.model,
+ * chat_template.jinja): the architecture, vocab_size and the *_token_id
+ * values of config.json, written to out as a canonical string. Two models
+ * with the same string and the same tokenizer files have byte-identical
+ * tokenizer KVs (fs/ reuses them: a store of fine-tunes parses one
+ * tokenizer.json). Returns 0, or -EINVAL if config is not JSON. */
+int qf_hf_tokenizer_sig(const char *config, size_t len, char *out, size_t n);
+/* The tokenizer.* KVs of a built model, as they lie in its header (a range
+ * of hf's own bytes: valid while hf lives), for qf_hf_input.vocab_kvs. */
+void qf_hf_tokenizer_kvs(const struct qf_hf *hf, const uint8_t **p, size_t *len, uint64_t *n_kv);
 
 /* HF tensor name -> the converter's GGUF name (gguf-py tensor_mapping.py for
  * the architectures above): 0 mapped into out, 1 dropped by the converter

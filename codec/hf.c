@@ -22,6 +22,8 @@
 
 /* ------------------------------------------------------- GGUF bytes */
 
+static const uint32_t ftypes[QF_HF_NOUT] = {QF_FT_F32, QF_FT_F16, QF_FT_BF16, QF_FT_Q8_0};
+
 struct buf {
     uint8_t *p;
     size_t len, cap;
@@ -982,10 +984,10 @@ static int mem_pread(void *ctx, void *buf, size_t len, uint64_t off)
     const struct qf_hf *hf = ctx;
     if (off > hf->size[0] || len > hf->size[0] - off)
         return -EIO;
-    size_t n = off < hf->hdr_len[0] ? (size_t)(hf->hdr_len[0] - off) : 0;
+    size_t n = off < hf->hdr_len ? (size_t)(hf->hdr_len - off) : 0;
     if (n > len)
         n = len;
-    memcpy(buf, hf->hdr[0] + off, n);
+    memcpy(buf, hf->hdr + off, n);
     memset((uint8_t *)buf + n, 0, len - n);
     return 0;
 }
@@ -1291,22 +1293,14 @@ int qf_hf_build(const struct qf_hf_input *in, struct qf_hf **out, char *err, siz
 
     /* ---- one header per converter output type ---- */
     static const uint32_t outs[QF_HF_NOUT] = {QF_F32, QF_F16, QF_BF16, QF_Q8_0};
-    static const uint32_t ftypes[QF_HF_NOUT] = {QF_FT_F32, QF_FT_F16, QF_FT_BF16, QF_FT_Q8_0};
+    /* Types and offsets for every outtype; header bytes for f32 only: the
+     * others differ from it in the file_type value and the tensor types
+     * and offsets (same lengths), and are written by qf_layout_hf when a
+     * view needs them (a 150k-token header is ~5 MB). */
     for (int ot = 0; ot < QF_HF_NOUT && !rc; ot++) {
-        struct buf h = {0};
-        uint8_t magic[4] = {'G', 'G', 'U', 'F'};
-        put(&h, magic, 4);
-        put_u32(&h, 3);
-        put_u64(&h, hf->n_tensors);
-        put_u64(&h, kv.n_kv);
-        size_t kv_at = h.len;
-        put(&h, kv.p, kv.len);
-        if (!h.oom)
-            qf_put32(h.p + kv_at + ftype_at, ftypes[ot]);
         hf->type[ot] = calloc(hf->n_tensors ? hf->n_tensors : 1, sizeof *hf->type[ot]);
         hf->off[ot] = calloc(hf->n_tensors ? hf->n_tensors : 1, sizeof *hf->off[ot]);
         if (!hf->type[ot] || !hf->off[ot]) {
-            free(h.p);
             rc = -ENOMEM;
             break;
         }
@@ -1322,25 +1316,46 @@ int qf_hf_build(const struct qf_hf_input *in, struct qf_hf **out, char *err, siz
                 ty = QF_F16;
             hf->type[ot][i] = ty;
             hf->off[ot][i] = off;
+            off += (qf_type_bytes(ty, t->nelems) + ALIGN - 1) / ALIGN * ALIGN;
+        }
+        hf->size[ot] = off; /* the header length is added below */
+    }
+    if (!rc) {
+        size_t ti = 0;
+        for (size_t i = 0; i < hf->n_tensors; i++)
+            ti += 8 + strlen(hf->t[i].name) + 4 + 8 * hf->t[i].n_dims + 4 + 8;
+        struct buf h = {0};
+        if (!(h.p = malloc(h.cap = 24 + kv.len + ti + ALIGN)))
+            rc = -ENOMEM;
+        uint8_t magic[4] = {'G', 'G', 'U', 'F'};
+        put(&h, magic, 4);
+        put_u32(&h, 3);
+        put_u64(&h, hf->n_tensors);
+        put_u64(&h, kv.n_kv);
+        put(&h, kv.p, kv.len);
+        hf->ftype_at = 24 + ftype_at;
+        hf->ti_at = h.len;
+        for (size_t i = 0; i < hf->n_tensors; i++) {
+            const struct qf_hf_tensor *t = &hf->t[i];
             put_str(&h, t->name, strlen(t->name));
             put_u32(&h, t->n_dims);
             for (uint32_t d = 0; d < t->n_dims; d++)
                 put_u64(&h, t->ne[d]);
-            put_u32(&h, ty);
-            put_u64(&h, off);
-            uint64_t nb = qf_type_bytes(ty, t->nelems);
-            off += (nb + ALIGN - 1) / ALIGN * ALIGN;
+            put_u32(&h, hf->type[0][i]);
+            put_u64(&h, hf->off[0][i]);
         }
         static const uint8_t zeros[ALIGN];
         put(&h, zeros, (ALIGN - h.len % ALIGN) % ALIGN);
-        if (h.oom) {
+        if (rc || h.oom) {
             free(h.p);
             rc = -ENOMEM;
-            break;
+        } else {
+            qf_put32(h.p + hf->ftype_at, ftypes[0]);
+            hf->hdr = h.p;
+            hf->hdr_len = h.len;
+            for (int ot = 0; ot < QF_HF_NOUT; ot++)
+                hf->size[ot] += h.len;
         }
-        hf->hdr[ot] = h.p;
-        hf->hdr_len[ot] = h.len;
-        hf->size[ot] = h.len + off;
     }
     /* the F32 file parsed once: the source every llama-quantize view plans
      * from (the parser reads the header only; data offsets are checked
@@ -1361,12 +1376,51 @@ out:
     return 0;
 }
 
+int qf_hf_tokenizer_sig(const char *config, size_t len, char *out, size_t n)
+{
+    json_t *cfg = load(config, len, "config.json", 0, NULL, 0);
+    if (!cfg)
+        return -EINVAL;
+    json_t *sig = json_object();
+    json_object_set(sig, "architectures", json_array_get(json_object_get(cfg, "architectures"), 0));
+    json_object_set(sig, "vocab_size", json_object_get(cfg, "vocab_size"));
+    for (int t = 0; t < N_SPECIAL; t++) { /* special_load's config ids */
+        char k[32];
+        snprintf(k, sizeof k, "%s_token_id", special_types[t]);
+        json_object_set(sig, k, json_object_get(cfg, k));
+    }
+    char *d = json_dumps(sig, JSON_SORT_KEYS | JSON_COMPACT | JSON_ENCODE_ANY);
+    int rc = d ? 0 : -ENOMEM;
+    if (d)
+        snprintf(out, n, "%s", d);
+    free(d);
+    json_decref(sig);
+    json_decref(cfg);
+    return rc;
+}
+
+void qf_hf_tokenizer_kvs(const struct qf_hf *hf, const uint8_t **p, size_t *len, uint64_t *n_kv)
+{
+    uint64_t b = 0, e = 0, n = 0;
+    for (uint64_t k = 0; k < hf->f32->n_kv; k++) {
+        if (strncmp(hf->f32->kvs[k].key, "tokenizer.", 10))
+            continue;
+        if (!n)
+            b = hf->f32->kvs[k].begin;
+        e = hf->f32->kvs[k].end;
+        n++;
+    }
+    *p = hf->hdr + b;
+    *len = (size_t)(e - b);
+    *n_kv = n;
+}
+
 void qf_hf_free(struct qf_hf *hf)
 {
     if (!hf)
         return;
+    free(hf->hdr);
     for (int i = 0; i < QF_HF_NOUT; i++) {
-        free(hf->hdr[i]);
         free(hf->type[i]);
         free(hf->off[i]);
     }
@@ -1399,13 +1453,13 @@ int qf_hf_pread(void *vctx, void *buf, size_t len, uint64_t off)
     if (off > hf->size[0] || len > hf->size[0] - off)
         return -EIO;
     while (len) {
-        if (off < hf->hdr_len[0]) {
-            size_t n = (size_t)(hf->hdr_len[0] - off) < len ? (size_t)(hf->hdr_len[0] - off) : len;
-            memcpy(out, hf->hdr[0] + off, n);
+        if (off < hf->hdr_len) {
+            size_t n = (size_t)(hf->hdr_len - off) < len ? (size_t)(hf->hdr_len - off) : len;
+            memcpy(out, hf->hdr + off, n);
             out += n, off += n, len -= n;
             continue;
         }
-        uint64_t rel = off - hf->hdr_len[0];
+        uint64_t rel = off - hf->hdr_len;
         /* the tensor whose padded range holds rel (offsets ascend) */
         size_t lo = 0, hi = hf->n_tensors;
         while (hi - lo > 1) {
@@ -1431,16 +1485,19 @@ int qf_hf_pread(void *vctx, void *buf, size_t len, uint64_t off)
             out += n, off += n, len -= n;
             continue;
         }
-        /* f32 elements [e0, e1) of the tensor, a row at a time */
+        /* f32 elements of the tensor from e on: a row at a time where rows
+         * are permuted, else as many as the buffer holds (one pread of
+         * 4 KiB per row measured as 1.2x the time of an F32 source) */
         uint64_t row_len = t->ne[0], e = in / 4;
-        uint64_t r = t->n_dims == 2 ? e / row_len : 0, c = t->n_dims == 2 ? e % row_len : e;
-        uint64_t seg = t->n_dims == 2 ? row_len - c : t->nelems - c;
+        bool rows = t->n_dims == 2 && t->perm_heads;
+        uint64_t r = rows ? e / row_len : 0, c = rows ? e % row_len : e;
+        uint64_t seg = rows ? row_len - c : t->nelems - c;
         uint64_t want = (in % 4 + len + 3) / 4;
         if (seg > want)
             seg = want;
         if (seg > 16384)
             seg = 16384;
-        uint64_t sr = t->n_dims == 2 ? src_row(t, r) : 0, sc = t->n_dims == 2 ? c : src_row(t, c);
+        uint64_t sr = rows ? src_row(t, r) : 0, sc = rows ? c : t->n_dims == 1 ? src_row(t, c) : c;
         size_t es = t->src_type == QF_F32 ? 4 : 2;
         uint8_t raw[16384 * 4];
         float f[16384];
@@ -1493,19 +1550,29 @@ int qf_layout_hf(const struct qf_hf *hf, const struct qf_view *v, struct qf_layo
     struct qf_layout *l = calloc(1, sizeof *l);
     if (!l)
         return -ENOMEM;
-    l->mem = malloc(hf->hdr_len[ot]);
-    if (!l->mem) {
+    /* the f32 header with this outtype's file_type, tensor types and offsets */
+    if (!(l->mem = malloc(hf->hdr_len))) {
         free(l);
         return -ENOMEM;
     }
-    memcpy(l->mem, hf->hdr[ot], hf->hdr_len[ot]);
-    l->mem_len = hf->hdr_len[ot];
+    memcpy(l->mem, hf->hdr, hf->hdr_len);
+    l->mem_len = hf->hdr_len;
+    qf_put32(l->mem + hf->ftype_at, ftypes[ot]);
+    uint8_t *p = l->mem + hf->ti_at;
+    for (size_t i = 0; i < hf->n_tensors; i++) {
+        p += 8 + qf_get64(p); /* name */
+        uint32_t nd = qf_get32(p);
+        p += 4 + 8 * (size_t)nd;
+        qf_put32(p, hf->type[ot][i]);
+        qf_put64(p + 4, hf->off[ot][i]);
+        p += 12;
+    }
     struct qf_layout_builder b = {.l = l};
-    int rc = qf_layout_add(&b, (struct qf_extent){.kind = QF_EXT_MEM, .len = hf->hdr_len[ot], .mem = l->mem});
+    int rc = qf_layout_add(&b, (struct qf_extent){.kind = QF_EXT_MEM, .len = hf->hdr_len, .mem = l->mem});
     for (size_t i = 0; i < hf->n_tensors && !rc; i++) {
         const struct qf_hf_tensor *t = &hf->t[i];
         uint32_t ty = hf->type[ot][i];
-        uint64_t src = hf->hdr_len[0] + hf->off[0][i];
+        uint64_t src = hf->hdr_len + hf->off[0][i];
         if (ty == QF_F32)
             rc = qf_layout_add(&b, (struct qf_extent){.kind = QF_EXT_SRC, .len = t->nelems * 4, .src_off = src});
         else

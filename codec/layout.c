@@ -178,6 +178,10 @@ bool qf_finite(uint32_t type, const void *data, size_t n)
     uint32_t acc = 0;
     if (type == QF_F32) {
         const uint8_t *p = data;
+#ifdef QF_HAVE_X86
+        if (qf_simd_available())
+            return qf_f32_finite_avx2(p, n);
+#endif
         /* all-ones exponent = NaN or Inf; branch-free so it vectorizes */
         for (size_t i = 0; i < n; i++)
             acc |= (qf_get32(p + 4 * i) & 0x7f800000u) == 0x7f800000u;

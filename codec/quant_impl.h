@@ -111,6 +111,7 @@ void qf_convert_f16_avx2(const float *x, uint8_t *y, size_t n);
 void qf_convert_bf16_avx2(const float *x, uint8_t *y, size_t n);
 void qf_dequantize_f16_avx2(const uint8_t *x, float *y, size_t n);
 void qf_dequantize_bf16_avx2(const uint8_t *x, float *y, size_t n);
+bool qf_f32_finite_avx2(const uint8_t *p, size_t n); /* qf_finite for QF_F32 */
 #define QF_DECL_AVX2(t) void qf_quantize_##t##_avx2(const float *x, uint8_t *y, size_t nb);
 QF_KERNELS(QF_DECL_AVX2)
 #endif

@@ -240,6 +240,7 @@ int main(int argc, char *argv[])
     pthread_mutex_init(&q.inval_mu, NULL);
     pthread_mutex_init(&q.check_mu, NULL);
     pthread_mutex_init(&q.handles_mu, NULL);
+    pthread_mutex_init(&q.tok_mu, NULL);
     q.watch_ifd = q.watch_efd = -1;
     q.views = qf_views(&q.n_views);
 
@@ -388,6 +389,7 @@ out_session:
     qc_cache_free(q.cache);
 out:
     qfs_free_models(&q);
+    qfs_tokmemo_free(&q);
     free(q.source);
     free(q.mountpoint);
     free(q.views_opt);

@@ -2,6 +2,7 @@
  * source files (parse, change detection, layouts). */
 #include <dirent.h>
 #include <errno.h>
+#include <malloc.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -427,6 +428,97 @@ static int snap_err(struct qfs_snap *s, int rc, const char *fmt, ...)
     return rc;
 }
 
+/* ------------------------------------------------------ tokenizer memo */
+
+struct qfs_tokmemo {
+    struct qc_key key;
+    uint8_t *kvs;
+    size_t len;
+    uint64_t n_kv;
+    struct qfs_tokmemo *next; /* newest first */
+};
+#define QFS_TOKMEMO_BYTES ((size_t)256 << 20)
+
+/* The key of the tokenizer KVs of inputs txt[0..4] (config.json and the four
+ * tokenizer files, NULL where absent); false if config.json is not JSON. */
+static bool tok_key(char *const *txt, const size_t *tlen, struct qc_key *key)
+{
+    struct {
+        uint64_t h[4], len[4];
+        char sig[512];
+    } k;
+    memset(&k, 0, sizeof k);
+    if (qf_hf_tokenizer_sig(txt[0], tlen[0], k.sig, sizeof k.sig))
+        return false;
+    for (int i = 0; i < 4; i++) {
+        k.len[i] = txt[i + 1] ? tlen[i + 1] + 1 : 0;
+        k.h[i] = txt[i + 1] ? qc_hash64(txt[i + 1], tlen[i + 1]) : 0;
+    }
+    *key = qc_key_make(&k, sizeof k);
+    return true;
+}
+
+static bool tok_find(struct qfs *q, struct qc_key key, uint8_t **kvs, size_t *len, uint64_t *n_kv)
+{
+    bool found = false;
+    pthread_mutex_lock(&q->tok_mu);
+    for (struct qfs_tokmemo *t = q->tok; t && !found; t = t->next) {
+        if (t->key.lo != key.lo || t->key.hi != key.hi)
+            continue;
+        if ((*kvs = malloc(t->len ? t->len : 1))) {
+            memcpy(*kvs, t->kvs, t->len);
+            *len = t->len, *n_kv = t->n_kv;
+            found = true;
+        }
+        break;
+    }
+    pthread_mutex_unlock(&q->tok_mu);
+    return found;
+}
+
+static void tok_add(struct qfs *q, struct qc_key key, const struct qf_hf *hf)
+{
+    const uint8_t *p;
+    size_t len;
+    uint64_t n;
+    qf_hf_tokenizer_kvs(hf, &p, &len, &n);
+    struct qfs_tokmemo *t = calloc(1, sizeof *t);
+    if (!t || !n || len > QFS_TOKMEMO_BYTES / 4 || !(t->kvs = malloc(len))) {
+        free(t);
+        return; /* only a cache */
+    }
+    memcpy(t->kvs, p, len);
+    t->key = key, t->len = len, t->n_kv = n;
+    pthread_mutex_lock(&q->tok_mu);
+    t->next = q->tok;
+    q->tok = t;
+    q->tok_bytes += len;
+    /* over the bound: drop the oldest */
+    for (struct qfs_tokmemo **pp = &q->tok; *pp;) {
+        if (q->tok_bytes <= QFS_TOKMEMO_BYTES || *pp == t) {
+            pp = &(*pp)->next;
+            continue;
+        }
+        struct qfs_tokmemo *old = *pp;
+        *pp = old->next;
+        q->tok_bytes -= old->len;
+        free(old->kvs);
+        free(old);
+    }
+    pthread_mutex_unlock(&q->tok_mu);
+}
+
+void qfs_tokmemo_free(struct qfs *q)
+{
+    for (struct qfs_tokmemo *t = q->tok, *n; t; t = n) {
+        n = t->next;
+        free(t->kvs);
+        free(t);
+    }
+    q->tok = NULL;
+    q->tok_bytes = 0;
+}
+
 static void hf_load(struct qfs *q, struct qfs_model *m, struct qfs_snap *s)
 {
     size_t cap = m->n_files + 8;
@@ -462,6 +554,8 @@ static void hf_load(struct qfs *q, struct qfs_model *m, struct qfs_snap *s)
     in.spm = (const uint8_t *)txt[3], in.spm_len = tlen[3];
     in.chat_template_jinja = txt[4];
     in.has_added_tokens_json = txt[5] != NULL;
+    struct qc_key tkey;
+    bool memo = !rc && !txt[5] && tok_key(txt, tlen, &tkey), memo_hit = false;
     for (size_t i = 0; i < m->n_files && !rc; i++) {
         struct qfs_file *f = &m->files[i];
         if (f->kind != QFS_F_ST && !(f->kind == QFS_F_PASS && has_suffix(f->name, "vocab.gguf")))
@@ -528,17 +622,29 @@ static void hf_load(struct qfs *q, struct qfs_model *m, struct qfs_snap *s)
         }
         qfs_snap_put(js);
     }
+    memo = memo && !in.vocab_kvs; /* a vocab-only sidecar is the source, not the files */
+    if (!rc && memo && tok_find(q, tkey, &vkv, &in.vocab_kvs_len, &in.vocab_n_kv)) {
+        /* the same tokenizer inputs were converted already: their KVs */
+        in.vocab_kvs = vkv;
+        in.tokenizer = NULL, in.tokenizer_config = NULL, in.spm = NULL, in.chat_template_jinja = NULL;
+        memo_hit = true;
+        atomic_fetch_add(&q->tok_reused, 1);
+    }
     if (!rc) {
         in.shards = (const struct qf_st *const *)sh;
         in.n_shards = n_sh;
         rc = qf_hf_build(&in, &s->hf, s->err, sizeof s->err);
     }
+    if (!rc && memo && !memo_hit)
+        tok_add(q, tkey, s->hf);
+    if (!memo_hit && in.tokenizer)
+        malloc_trim(0); /* tokenizer.json's JSON tree is gone: give its pages back (~20 MB for 150k tokens) */
     if (!rc) {
         s->hfr = (struct qf_hf_reader){.hf = s->hf, .rd = qfs_pread_fd, .ctx = s->in_ctx};
         s->rd = qf_hf_pread;
         s->rdctx = &s->hfr;
         s->st = s->in_st[0]; /* config.json: times and mode of the file */
-        uint64_t h = qc_hash64(s->hf->hdr[0], s->hf->hdr_len[0]);
+        uint64_t h = qc_hash64(s->hf->hdr, s->hf->hdr_len);
         for (size_t i = 0; i < s->n_in; i++) {
             uint64_t k[5] = {(uint64_t)s->in_st[i].st_ino, (uint64_t)s->in_st[i].st_size,
                              (uint64_t)s->in_st[i].st_mtim.tv_sec, (uint64_t)s->in_st[i].st_mtim.tv_nsec, h};

@@ -90,6 +90,7 @@ static char *stats_json(struct qfs *q)
     }
     json_object_set_new(j, "bytes_transient", transient);
     json_object_set_new(j, "blocks_transient", json_integer((json_int_t)s.computed_transient));
+    json_object_set_new(j, "hf_tokenizers_reused", json_integer((json_int_t)atomic_load(&q->tok_reused)));
     char *out = json_dumps(j, JSON_INDENT(2) | JSON_SORT_KEYS);
     json_decref(j);
     if (out) { /* a trailing newline, as text files have */

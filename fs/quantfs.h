@@ -142,6 +142,14 @@ struct qfs {
     pthread_mutex_t inval_mu;
     fuse_ino_t *inval_q;
     size_t inval_n, inval_cap;
+
+    /* Tokenizer KVs of HF models already built, by a hash of what they
+     * depend on (ns.c): a store of fine-tunes sharing a 150k-token
+     * tokenizer.json parses it once (~0.25 s each with jansson). */
+    pthread_mutex_t tok_mu;
+    struct qfs_tokmemo *tok;
+    size_t tok_bytes;
+    atomic_uint_fast64_t tok_reused; /* stats: builds that reused one */
 };
 
 /* log.c */
@@ -153,6 +161,7 @@ void qfs_log(struct qfs *q, int prio, const char *fmt, ...) __attribute__((forma
 int qfs_pread_fd(void *ctx, void *buf, size_t len, uint64_t off);
 int qfs_scan(struct qfs *q);
 void qfs_free_models(struct qfs *q);
+void qfs_tokmemo_free(struct qfs *q);
 /* Current snapshot of a file (re-parsed if the source changed), with a
  * reference; NULL with errno-style *err if the source is gone. */
 struct qfs_snap *qfs_snap_get(struct qfs *q, struct qfs_model *m, struct qfs_file *f, int *err);

@@ -3,6 +3,7 @@
  * the GGUF parser on valid and hostile inputs, and layouts. */
 #include <errno.h>
 #include <fcntl.h>
+#include <float.h>
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -214,6 +215,27 @@ static void test_bf16_conversion(void **state)
     (void)f2u;
 }
 
+/* The validation every converted input goes through (SIMD body and tail):
+ * one NaN or Inf anywhere is found, extreme finite values are not. */
+static void test_finite_check(void **state)
+{
+    (void)state;
+    float x[40];
+    for (size_t n = 1; n <= 40; n++) {
+        for (size_t i = 0; i < n; i++)
+            x[i] = (i % 3 == 0) ? FLT_MAX : (i % 3 == 1) ? -1e-45f : -0.f;
+        assert_true(qf_finite(QF_F32, x, n));
+        for (size_t bad = 0; bad < n; bad++) {
+            static const float nonfinite[] = {INFINITY, -INFINITY, NAN};
+            float keep = x[bad];
+            x[bad] = nonfinite[bad % 3];
+            if (qf_finite(QF_F32, x, n))
+                fail_msg("n %zu: %g at %zu not found", n, (double)x[bad], bad);
+            x[bad] = keep;
+        }
+    }
+}
+
 /* Blocks of n values whose inputs are all finite are equal in a and b.
  * Non-finite values never reach a GGUF kernel (the layout refuses the
  * tensor first, as llama-quantize does), and where one meets two NaN
@@ -392,6 +414,7 @@ int main(void)
         cmocka_unit_test(test_f16_conversion),
         cmocka_unit_test(test_bf16_conversion),
         cmocka_unit_test(test_simd_equals_scalar),
+        cmocka_unit_test(test_finite_check),
         cmocka_unit_test(test_self_test),
         cmocka_unit_test(test_bad_arguments),
     };
