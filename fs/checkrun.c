@@ -62,7 +62,7 @@ static void *run(void *arg)
 {
     struct job *j = arg;
     struct qfs *q = j->q;
-    struct qfs_model *m = &q->models[j->m];
+    struct qfs_model *m = q->models[j->m];
     free(j);
     char bin[PATH_MAX + 32], target[PATH_MAX * 2];
     find_checker(bin, sizeof bin);
@@ -138,7 +138,7 @@ void qfs_check_start(struct qfs *q, size_t mi)
 {
     if (!q->check)
         return;
-    struct qfs_model *m = &q->models[mi];
+    struct qfs_model *m = q->models[mi];
     pthread_mutex_lock(&q->check_mu);
     bool start = m->check_state == 0;
     if (start)
@@ -162,7 +162,7 @@ void qfs_check_start(struct qfs *q, size_t mi)
 
 char *qfs_check_text(struct qfs *q, size_t mi)
 {
-    struct qfs_model *m = &q->models[mi];
+    struct qfs_model *m = q->models[mi];
     pthread_mutex_lock(&q->check_mu);
     char *s = m->check_json ? strdup(m->check_json) : NULL;
     pthread_mutex_unlock(&q->check_mu);
@@ -182,7 +182,7 @@ void qfs_check_stop(struct qfs *q)
 {
     pthread_mutex_lock(&q->check_mu);
     for (size_t i = 0; i < q->n_models; i++)
-        if (q->models[i].check_pid > 0)
-            kill(q->models[i].check_pid, SIGTERM);
+        if (q->models[i]->check_pid > 0)
+            kill(q->models[i]->check_pid, SIGTERM);
     pthread_mutex_unlock(&q->check_mu);
 }

@@ -47,6 +47,8 @@ static const struct fuse_opt qfs_opts[] = {
     QOPT("readahead=%u", readahead_mb, 0),
     QOPT("timeout=%lf", timeout, 0),
     QOPT("check_interval=%u", check_ms, 0),
+    QOPT("rescan=%u", rescan_ms, 0), /* seconds here; ms after parsing */
+    QOPT("settle=%u", settle_ms, 0),
     FUSE_OPT_END,
 };
 
@@ -89,6 +91,10 @@ static void usage(const char *prog)
            "    -o readahead=MB        convert this far ahead of sequential readers (default 16)\n"
            "    -o timeout=SECONDS     kernel attribute cache timeout (default 1)\n"
            "    -o check_interval=MS   how often open sources are checked for changes (default 1000)\n"
+           "    -o rescan=SECONDS      also rescan the source root this often, for sources inotify\n"
+           "                           does not see change (NFS, other FUSE); default 0: inotify only\n"
+           "    -o settle=MS           a new or changed model is shown once its files held still\n"
+           "                           this long (default 1000)\n"
            "    --self-test            check the kernels against built-in vectors and exit\n"
            "    -V, --version          print versions and exit\n\n"
            "views:",
@@ -234,7 +240,7 @@ int main(int argc, char *argv[])
 
     struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
     struct cli cli = {0};
-    struct qfs q = {.readahead_mb = 16, .timeout = 1.0, .check_ms = 1000};
+    struct qfs q = {.readahead_mb = 16, .timeout = 1.0, .check_ms = 1000, .settle_ms = 1000};
     struct fuse_cmdline_opts co = {0};
     int ret = 1, rc;
     pthread_mutex_init(&q.inval_mu, NULL);
@@ -248,6 +254,11 @@ int main(int argc, char *argv[])
         goto out;
     if (!q.check_ms)
         q.check_ms = 1000;
+    if (q.rescan_ms > 86400) {
+        fprintf(stderr, "quantfs: rescan=%u: at most 86400 seconds\n", q.rescan_ms);
+        goto out;
+    }
+    q.rescan_ms *= 1000;
     if (cli.self_test) {
         ret = qf_self_test(stdout) ? 1 : 0;
         goto out;

@@ -38,10 +38,6 @@ static int cmp_file(const void *a, const void *b)
 {
     return strcmp(((const struct qfs_file *)a)->name, ((const struct qfs_file *)b)->name);
 }
-static int cmp_model(const void *a, const void *b)
-{
-    return strcmp(((const struct qfs_model *)a)->name, ((const struct qfs_model *)b)->name);
-}
 
 static int add_file(struct qfs_model *m, size_t *cap, const char *name, const char *path)
 {
@@ -177,90 +173,315 @@ static void free_model(struct qfs_model *m)
 
 void qfs_free_models(struct qfs *q)
 {
-    for (size_t i = 0; i < q->n_models; i++)
-        free_model(&q->models[i]);
+    for (size_t i = 0; i < q->n_models; i++) {
+        free_model(q->models[i]);
+        free(q->models[i]);
+    }
     free(q->models);
     q->models = NULL;
     q->n_models = 0;
+    for (size_t i = 0; i < q->n_pending; i++)
+        free(q->pending[i].name);
+    free(q->pending);
+    q->pending = NULL;
+    q->n_pending = 0;
 }
 
-/* A model is a sub-directory holding at least one convertible file, or a
- * loose NAME.gguf / NAME.safetensors. Everything else in the source root is
- * ignored. */
-int qfs_scan(struct qfs *q)
+/* The model a source-root entry makes (*out NULL if none: not a model
+ * directory or file, or hidden). */
+static int model_build(struct qfs *q, const char *name, struct qfs_model **out)
+{
+    *out = NULL;
+    if (name[0] == '.')
+        return 0;
+    char *p;
+    if (asprintf(&p, "%s/%s", q->source, name) < 0)
+        return -ENOMEM;
+    struct stat st;
+    struct qfs_model *m = calloc(1, sizeof *m);
+    int rc = m ? 0 : -ENOMEM;
+    if (!rc && stat(p, &st) == 0) {
+        if (S_ISDIR(st.st_mode)) {
+            m->name = strdup(name);
+            m->dir = strdup(p);
+            rc = m->name && m->dir ? scan_model_dir(q, m, p) : -ENOMEM;
+        } else if (S_ISREG(st.st_mode) && (has_suffix(name, ".gguf") || has_suffix(name, ".safetensors"))) {
+            size_t fcap = 0;
+            m->name = strndup(name, strlen(name) - strlen(strrchr(name, '.')));
+            rc = m->name ? add_file(m, &fcap, name, p) : -ENOMEM;
+        }
+    }
+    free(p);
+    if (m && (rc || !m->formats)) {
+        free_model(m);
+        free(m);
+        return rc;
+    }
+    *out = m;
+    return 0;
+}
+
+/* The model's files as they are now (names, sizes, mtimes): a copy in
+ * progress changes it; a model is published once it holds still. */
+static uint64_t model_sig(const struct qfs_model *m)
+{
+    uint64_t h = qc_hash64(m->name, strlen(m->name));
+    for (size_t i = 0; i < m->n_files; i++) {
+        const struct qfs_file *f = &m->files[i];
+        struct stat st;
+        uint64_t k[5] = {h, qc_hash64(f->name, strlen(f->name)), 0, 0, 0};
+        if (f->kind != QFS_F_HFGGUF && stat(f->path, &st) == 0)
+            k[2] = (uint64_t)st.st_size, k[3] = (uint64_t)st.st_mtim.tv_sec, k[4] = (uint64_t)st.st_mtim.tv_nsec;
+        h = qc_hash64(k, sizeof k);
+    }
+    return h;
+}
+
+/* Whether a model has what its format needs: a safetensors directory its
+ * config.json and, with an index, every shard the index names. Why not, in
+ * why. (A GGUF or a shard cut short is found by its parser instead.) */
+static bool model_complete(const struct qfs_model *m, char *why, size_t n)
+{
+    if (!m->dir || !(m->formats & QF_FMT_SAFETENSORS))
+        return true;
+    bool config = false;
+    const struct qfs_file *index = NULL;
+    for (size_t i = 0; i < m->n_files; i++) {
+        config |= m->files[i].kind == QFS_F_CONFIG;
+        if (m->files[i].kind == QFS_F_INDEX)
+            index = &m->files[i];
+    }
+    if (!config) {
+        snprintf(why, n, "no config.json yet");
+        return false;
+    }
+    if (!index)
+        return true;
+    json_t *j = json_load_file(index->path, 0, NULL);
+    json_t *wm = json_object_get(j, "weight_map");
+    const char *k;
+    json_t *v;
+    bool ok = json_is_object(wm);
+    json_object_foreach(wm, k, v) {
+        const char *shard = json_string_value(v);
+        bool have = false;
+        for (size_t i = 0; shard && i < m->n_files && !have; i++)
+            have = m->files[i].kind == QFS_F_ST && !strcmp(m->files[i].name, shard);
+        if (!have) {
+            snprintf(why, n, "shard %s of its index is missing", shard ? shard : "(not a name)");
+            ok = false;
+            break;
+        }
+    }
+    if (!json_is_object(wm) && why[0] == 0)
+        snprintf(why, n, "%s is not a safetensors index (yet)", index->name);
+    json_decref(j);
+    return ok;
+}
+
+/* Makes m visible: indices (inode numbers) are its slot, never reused. */
+static int publish(struct qfs *q, struct qfs_model *m)
+{
+    size_t i = q->n_models;
+    if (i >= q->models_cap) {
+        qfs_log(q, LOG_WARNING, "model '%s' not shown: %zu models were published in this mount's life (the "
+                "limit; remount to start over)", m->name, i);
+        return -ENOSPC;
+    }
+    for (size_t k = 0; k < m->n_files; k++) {
+        m->files[k].model_idx = i;
+        m->files[k].idx = k;
+    }
+    m->sig = model_sig(m);
+    q->models[i] = m;
+    atomic_store_explicit(&q->n_models, i + 1, memory_order_release);
+    return 0;
+}
+
+int qfs_find_model(struct qfs *q, const char *name)
+{
+    size_t n = atomic_load_explicit(&q->n_models, memory_order_acquire);
+    for (size_t i = 0; i < n; i++)
+        if (!atomic_load(&q->models[i]->gone) && !strcmp(q->models[i]->name, name))
+            return (int)i;
+    return -1;
+}
+
+static int name_cmp(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+/* The source root's entries, sorted. */
+static int list_root(struct qfs *q, char ***out, size_t *n)
 {
     DIR *d = opendir(q->source);
     if (!d)
         return -errno;
+    char **v = NULL;
     size_t cap = 0;
+    *n = 0;
     int rc = 0;
     struct dirent *de;
     while (!rc && (de = readdir(d))) {
         if (de->d_name[0] == '.')
             continue;
-        char *p;
-        if (asprintf(&p, "%s/%s", q->source, de->d_name) < 0) {
-            rc = -ENOMEM;
-            break;
-        }
-        struct stat st;
-        struct qfs_model m = {0};
-        if (stat(p, &st) == 0) {
-            if (S_ISDIR(st.st_mode)) {
-                m.name = strdup(de->d_name);
-                m.dir = strdup(p);
-                rc = m.name && m.dir ? scan_model_dir(q, &m, p) : -ENOMEM;
-            } else if (S_ISREG(st.st_mode) &&
-                       (has_suffix(de->d_name, ".gguf") || has_suffix(de->d_name, ".safetensors"))) {
-                size_t fcap = 0;
-                m.name = strndup(de->d_name, strlen(de->d_name) - strlen(strrchr(de->d_name, '.')));
-                rc = m.name ? add_file(&m, &fcap, de->d_name, p) : -ENOMEM;
-            }
-        }
-        free(p);
-        if (rc || !m.formats) {
-            free_model(&m);
-            continue;
-        }
-        if (q->n_models == cap) {
-            size_t nc = cap ? cap * 2 : 16;
-            struct qfs_model *nm = realloc(q->models, nc * sizeof *nm);
-            if (!nm) {
-                free_model(&m);
+        if (*n == cap) {
+            char **nv = realloc(v, (cap = cap ? cap * 2 : 64) * sizeof *v);
+            if (!nv) {
                 rc = -ENOMEM;
                 break;
             }
-            q->models = nm;
-            cap = nc;
+            v = nv;
         }
-        if (q->n_models >= QFS_MAX_MODELS) {
-            free_model(&m);
-            break;
-        }
-        q->models[q->n_models++] = m;
+        if (!(v[*n] = strdup(de->d_name)))
+            rc = -ENOMEM;
+        else
+            (*n)++;
     }
     closedir(d);
-    if (rc)
-        return rc;
-    qsort(q->models, q->n_models, sizeof *q->models, cmp_model);
-    /* "x/" and "x.gguf" would both be model x: keep the first, say so. */
-    for (size_t i = 1; i < q->n_models; i++) {
-        if (strcmp(q->models[i - 1].name, q->models[i].name))
-            continue;
-        qfs_log(q, LOG_WARNING, "two sources for model '%s' (a directory and a loose file); ignoring the second",
-                q->models[i].name);
-        free_model(&q->models[i]);
-        memmove(&q->models[i], &q->models[i + 1], (q->n_models - i - 1) * sizeof *q->models);
-        q->n_models--;
-        i--;
+    if (*n)
+        qsort(v, *n, sizeof *v, name_cmp);
+    *out = v;
+    return rc;
+}
+
+static void free_list(char **v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(v[i]);
+    free(v);
+}
+
+/* Two entries naming one model ("x/" and "x.gguf"): the first wins. */
+static bool name_taken(char **names, size_t i, const char *model)
+{
+    for (size_t k = 0; k < i; k++) {
+        size_t l = strlen(model);
+        if (!strncmp(names[k], model, l) && (!names[k][l] || !strcmp(names[k] + l, ".gguf") ||
+                                             !strcmp(names[k] + l, ".safetensors")))
+            return true;
     }
-    for (size_t i = 0; i < q->n_models; i++) {
-        for (size_t k = 0; k < q->models[i].n_files; k++) {
-            q->models[i].files[k].model_idx = i;
-            q->models[i].files[k].idx = k;
+    return false;
+}
+
+int qfs_scan(struct qfs *q)
+{
+    q->models_cap = QFS_MODEL_SLOTS;
+    if (!(q->models = calloc(q->models_cap, sizeof *q->models)))
+        return -ENOMEM;
+    char **names;
+    size_t n;
+    int rc = list_root(q, &names, &n);
+    for (size_t i = 0; i < n && !rc; i++) {
+        struct qfs_model *m;
+        if ((rc = model_build(q, names[i], &m)) || !m)
+            continue;
+        char why[200] = "";
+        if (name_taken(names, i, m->name) || qfs_find_model(q, m->name) >= 0) {
+            qfs_log(q, LOG_WARNING, "two sources for model '%s' (a directory and a loose file); ignoring %s",
+                    m->name, names[i]);
+        } else if (!model_complete(m, why, sizeof why)) {
+            qfs_log(q, LOG_INFO, "model '%s' not shown yet: %s", m->name, why);
+        } else if (!publish(q, m)) {
+            continue;
+        }
+        free_model(m);
+        free(m);
+    }
+    free_list(names, n);
+    return rc;
+}
+
+/* The watcher's rescan of the source root (the only writer of the model
+ * set after mount). A model that is gone or changed is hidden at once
+ * (open files keep their snapshots: correct bytes or EIO); a new or
+ * changed one is shown once two scans settle_ms apart saw the same files,
+ * complete. Returns the ms until a rescan is needed again (0: none). */
+unsigned qfs_rescan(struct qfs *q)
+{
+    char **names;
+    size_t n;
+    if (list_root(q, &names, &n))
+        return q->settle_ms;
+    unsigned again = 0;
+    uint64_t now = qfs_now_ms();
+    size_t nm = q->n_models;
+    /* hide what left the root */
+    for (size_t i = 0; i < nm; i++) {
+        struct qfs_model *m = q->models[i];
+        if (atomic_load(&m->gone))
+            continue;
+        bool there = false;
+        for (size_t k = 0; k < n && !there; k++) {
+            size_t l = strlen(m->name);
+            there = !strncmp(names[k], m->name, l) &&
+                    (m->dir ? !names[k][l] : !strcmp(names[k] + l, strrchr(m->files[0].name, '.')));
+        }
+        if (!there)
+            qfs_model_gone(q, i);
+    }
+    for (size_t i = 0; i < n; i++) {
+        struct qfs_model *m;
+        if (model_build(q, names[i], &m) || !m)
+            continue;
+        int live = qfs_find_model(q, m->name);
+        uint64_t sig = model_sig(m);
+        char why[200] = "";
+        bool same = live >= 0 && q->models[live]->sig == sig;
+        if (!same && !name_taken(names, i, m->name)) {
+            /* pending: shown when the same files are seen settle_ms later */
+            size_t p = 0;
+            while (p < q->n_pending && strcmp(q->pending[p].name, m->name))
+                p++;
+            if (p == q->n_pending) {
+                struct qfs_pending *np = realloc(q->pending, (p + 1) * sizeof *np);
+                if (np && (np[p].name = strdup(m->name))) {
+                    q->pending = np;
+                    np[p].sig = sig ^ 1; /* a first sighting */
+                    q->n_pending++;
+                } else if (np) {
+                    q->pending = np;
+                }
+            }
+            if (p < q->n_pending) {
+                struct qfs_pending *pe = &q->pending[p];
+                bool complete = model_complete(m, why, sizeof why);
+                if (pe->sig == sig && complete && now - pe->seen >= q->settle_ms) {
+                    if (live >= 0)
+                        qfs_model_gone(q, (size_t)live);
+                    if (!publish(q, m)) {
+                        qfs_log(q, LOG_INFO, "model '%s' %s", m->name, live >= 0 ? "changed" : "appeared");
+                        qfs_model_added(q, q->n_models - 1);
+                        m = NULL;
+                    }
+                    free(pe->name);
+                    *pe = q->pending[--q->n_pending];
+                } else {
+                    if (pe->sig != sig) {
+                        pe->sig = sig;
+                        pe->seen = now;
+                    }
+                    again = q->settle_ms;
+                }
+            }
+        }
+        if (m) {
+            free_model(m);
+            free(m);
         }
     }
-    return 0;
+    /* forget pending names that vanished before settling */
+    for (size_t p = 0; p < q->n_pending;) {
+        bool there = false;
+        for (size_t k = 0; k < n && !there; k++)
+            there = !strncmp(names[k], q->pending[p].name, strlen(q->pending[p].name));
+        if (there) {
+            p++;
+            continue;
+        }
+        free(q->pending[p].name);
+        q->pending[p] = q->pending[--q->n_pending];
+    }
+    free_list(names, n);
+    return again;
 }
 
 /* ---------------------------------------------------------------- snaps */
@@ -785,7 +1006,7 @@ int qfs_snap_verify(struct qfs *q, struct qfs_snap *s)
 /* config.json / index of a safetensors view, from all shards' headers. */
 static int generated_json(struct qfs *q, struct qfs_snap *s, size_t v, struct qf_layout **out)
 {
-    struct qfs_model *m = &q->models[s->file->model_idx];
+    struct qfs_model *m = q->models[s->file->model_idx];
     const struct qf_st **shards = calloc(m->n_files + 1, sizeof *shards);
     const char **names = calloc(m->n_files + 1, sizeof *names);
     struct qfs_snap **held = calloc(m->n_files + 1, sizeof *held);
@@ -847,7 +1068,7 @@ static bool view_converts(const struct qfs_model *m, int k, const struct qf_view
 int qfs_snap_layout(struct qfs *q, struct qfs_snap *s, size_t v, struct qf_layout **out)
 {
     int rc = 0;
-    struct qfs_model *m = &q->models[s->file->model_idx];
+    struct qfs_model *m = q->models[s->file->model_idx];
     int kind = s->file->kind;
     const struct qf_view *vw = &q->views[v];
     pthread_mutex_lock(&s->mu);
@@ -889,7 +1110,7 @@ int qfs_snap_layout(struct qfs *q, struct qfs_snap *s, size_t v, struct qf_layou
 
 bool qfs_view_available(struct qfs *q, size_t mi, size_t v)
 {
-    struct qfs_model *m = &q->models[mi];
+    struct qfs_model *m = q->models[mi];
     const struct qf_view *vw = &q->views[v];
     if (!(q->view_mask & (1ull << v)) || !qf_view_reachable(vw, m->formats))
         return false;
@@ -916,7 +1137,7 @@ bool qfs_view_available(struct qfs *q, size_t mi, size_t v)
 
 bool qfs_file_in_view(struct qfs *q, size_t mi, size_t fi, size_t v)
 {
-    struct qfs_model *m = &q->models[mi];
+    struct qfs_model *m = q->models[mi];
     struct qfs_file *f = &m->files[fi];
     const struct qf_view *vw = &q->views[v];
     switch (f->kind) {

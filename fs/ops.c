@@ -45,7 +45,7 @@ int qfs_decode_ino(struct qfs *q, fuse_ino_t ino, struct qfs_ino *o)
         o->kind = 4;
         return 0;
     }
-    if (f > q->models[o->m].n_files || !qfs_file_in_view(q, o->m, f - 1, o->v))
+    if (f > q->models[o->m]->n_files || !qfs_file_in_view(q, o->m, f - 1, o->v))
         return -ENOENT;
     o->kind = 5;
     o->f = f - 1;
@@ -159,7 +159,7 @@ static int get_attr(struct qfs *q, fuse_ino_t ino, struct stat *st)
         dir_attr(q, ino, st);
         return 0;
     }
-    struct qfs_model *m = &q->models[d.m];
+    struct qfs_model *m = q->models[d.m];
     struct qfs_snap *s = qfs_snap_get(q, m, &m->files[d.f], &rc);
     if (!s)
         return rc;
@@ -185,7 +185,9 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
     struct qfs *q = ctx(req);
     struct qfs_ino d;
-    if (qfs_decode_ino(q, parent, &d)) {
+    /* a model that left the source: nothing new is found in it (open
+     * files keep working through their inodes) */
+    if (qfs_decode_ino(q, parent, &d) || (d.kind >= 3 && atomic_load(&q->models[d.m]->gone))) {
         fuse_reply_err(req, ENOENT);
         return;
     }
@@ -195,12 +197,11 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
             reply_entry(req, q, QFS_INO_META);
             return;
         }
-        for (size_t i = 0; i < q->n_models; i++) {
-            if (!strcmp(q->models[i].name, name)) {
-                qfs_check_start(q, i);
-                reply_entry(req, q, qfs_ino_make(i, -1, -1));
-                return;
-            }
+        int mi = qfs_find_model(q, name);
+        if (mi >= 0) {
+            qfs_check_start(q, (size_t)mi);
+            reply_entry(req, q, qfs_ino_make((size_t)mi, -1, -1));
+            return;
         }
         break;
     case 1:
@@ -222,7 +223,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
         break;
     }
     case 4: {
-        struct qfs_model *m = &q->models[d.m];
+        struct qfs_model *m = q->models[d.m];
         for (size_t i = 0; i < m->n_files; i++) {
             if (!strcmp(m->files[i].name, name) && qfs_file_in_view(q, d.m, i, d.v)) {
                 reply_entry(req, q, qfs_ino_make(d.m, (long)d.v, (long)i));
@@ -294,8 +295,9 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, s
     switch (d.kind) {
     case 0:
         rc |= dirbuf_add(req, &b, ".quantfs", QFS_INO_META, S_IFDIR);
-        for (size_t i = 0; i < q->n_models && !rc; i++)
-            rc |= dirbuf_add(req, &b, q->models[i].name, qfs_ino_make(i, -1, -1), S_IFDIR);
+        for (size_t i = 0, n = q->n_models; i < n && !rc; i++)
+            if (!atomic_load(&q->models[i]->gone))
+                rc |= dirbuf_add(req, &b, q->models[i]->name, qfs_ino_make(i, -1, -1), S_IFDIR);
         break;
     case 1: rc |= dirbuf_add(req, &b, "stats", QFS_INO_STATS, S_IFREG); break;
     case 3:
@@ -303,11 +305,11 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, s
         if (q->check)
             rc |= dirbuf_add(req, &b, ".check.json", qfs_ino_make(d.m, -1, INO_FILE_MASK - 1), S_IFREG);
         for (size_t v = 0; v < q->n_views && !rc; v++)
-            if (qf_view_listed(&q->views[v], q->models[d.m].formats) && qfs_view_available(q, d.m, v))
+            if (qf_view_listed(&q->views[v], q->models[d.m]->formats) && qfs_view_available(q, d.m, v))
                 rc |= dirbuf_add(req, &b, q->views[v].name, qfs_ino_make(d.m, (long)v, -1), S_IFDIR);
         break;
     case 4: {
-        struct qfs_model *m = &q->models[d.m];
+        struct qfs_model *m = q->models[d.m];
         for (size_t i = 0; i < m->n_files && !rc; i++)
             if (qfs_file_in_view(q, d.m, i, d.v))
                 rc |= dirbuf_add(req, &b, m->files[i].name, qfs_ino_make(d.m, (long)d.v, (long)i), S_IFREG);
@@ -400,7 +402,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         fuse_reply_open(req, fi);
         return;
     }
-    struct qfs_model *m = &q->models[d.m];
+    struct qfs_model *m = q->models[d.m];
     h->view = d.v;
     h->snap = qfs_snap_get(q, m, &m->files[d.f], &rc);
     if (h->snap)
@@ -673,7 +675,7 @@ static int xattr_value(struct qfs *q, fuse_ino_t ino, const char *name, const ch
         return 0;
     }
     if (!strcmp(name, "user.quantfs.source") && d.kind == 5) {
-        *val = q->models[d.m].files[d.f].path;
+        *val = q->models[d.m]->files[d.f].path;
         return 0;
     }
     return -ENODATA;
@@ -711,7 +713,7 @@ static int frac_piece(void *arg, const struct qf_piece *p)
 
 static int cache_fraction(struct qfs *q, const struct qfs_ino *d, char *buf, size_t len)
 {
-    struct qfs_model *m = &q->models[d->m];
+    struct qfs_model *m = q->models[d->m];
     struct qfs_file *f = &m->files[d->f];
     int rc;
     struct qfs_snap *s = qfs_snap_get(q, m, f, &rc);

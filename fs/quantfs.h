@@ -84,7 +84,14 @@ struct qfs_file {
     struct qfs_snap *snap; /* current snapshot, NULL until first use */
 };
 
+struct qfs_pending {
+    char *name;
+    uint64_t sig, seen;
+};
+
 struct qfs_model {
+    atomic_bool gone; /* left the source root (or changed: a new slot holds it) */
+    uint64_t sig;     /* its files' names, sizes and mtimes when published */
     char *name;
     char *dir;        /* source directory, NULL for a loose file */
     unsigned formats; /* QF_FMT_* of its convertible files */
@@ -118,8 +125,16 @@ struct qfs {
     size_t n_views;
     uint64_t view_mask;    /* views enabled by -o views */
 
-    struct qfs_model *models;
-    size_t n_models;
+    /* Models by slot (inode numbers): appended by the watcher's rescans,
+     * never moved or reused while mounted; a model that left the source is
+     * marked gone. Readers load n_models (acquire) and read slots below. */
+    struct qfs_model **models;
+    _Atomic size_t n_models;
+    size_t models_cap;
+    struct qfs_pending *pending; /* seen, not yet settled (watcher only) */
+    size_t n_pending;
+    unsigned settle_ms;          /* a new model's files must hold still this long */
+    unsigned rescan_ms;          /* -o rescan: periodic rescans, 0: inotify only */
 
     struct qc_cache *cache;
     struct fuse_session *se;
@@ -160,6 +175,14 @@ void qfs_log(struct qfs *q, int prio, const char *fmt, ...) __attribute__((forma
  * file ends first. */
 int qfs_pread_fd(void *ctx, void *buf, size_t len, uint64_t off);
 int qfs_scan(struct qfs *q);
+unsigned qfs_rescan(struct qfs *q);
+/* The live model named name, or -1. */
+int qfs_find_model(struct qfs *q, const char *name);
+/* watch.c: a model hidden or published by a rescan (kernel entries
+ * dropped, the new one's directory watched). */
+void qfs_model_gone(struct qfs *q, size_t i);
+void qfs_model_added(struct qfs *q, size_t i);
+uint64_t qfs_now_ms(void);
 void qfs_free_models(struct qfs *q);
 void qfs_tokmemo_free(struct qfs *q);
 /* Current snapshot of a file (re-parsed if the source changed), with a
@@ -209,6 +232,8 @@ void qfs_watch_stop(struct qfs *q);
 #define QFS_INO_META 2
 #define QFS_INO_STATS 3
 #define QFS_MAX_MODELS ((1u << 27) - 1)
+/* model slots per mount lifetime (each add or change takes one) */
+#define QFS_MODEL_SLOTS 65536u
 #define QFS_MAX_FILES ((1u << 28) - 1)
 
 struct qfs_ino {

@@ -71,27 +71,33 @@ static void check_file(struct qfs *q, struct qfs_file *f)
     qfs_snap_put(s);
 }
 
-static void handle_event(struct qfs *q, const struct inotify_event *ev)
+static void add_watch(struct qfs *q, const char *dir, long model);
+
+static void handle_event(struct qfs *q, const struct inotify_event *ev, uint64_t *rescan_at)
 {
     if (!ev->len)
         return;
+    /* the model set may have changed: rescan soon (events come in bursts) */
+    uint64_t at = qfs_now_ms() + 50;
+    if (!*rescan_at || at < *rescan_at)
+        *rescan_at = at;
     for (size_t i = 0; i < q->n_wds; i++) {
         if (q->wds[i].wd != ev->wd)
             continue;
         if (q->wds[i].model >= 0) {
-            struct qfs_model *m = &q->models[q->wds[i].model];
+            struct qfs_model *m = q->models[q->wds[i].model];
             for (size_t k = 0; k < m->n_files; k++)
                 if (!strcmp(m->files[k].name, ev->name) || m->files[k].kind == QFS_F_HFGGUF)
                     check_file(q, &m->files[k]);
         } else {
             for (size_t k = 0; k < q->n_models; k++)
-                if (!q->models[k].dir && !strcmp(q->models[k].files[0].name, ev->name))
-                    check_file(q, &q->models[k].files[0]);
+                if (!q->models[k]->dir && !strcmp(q->models[k]->files[0].name, ev->name))
+                    check_file(q, &q->models[k]->files[0]);
         }
     }
 }
 
-static uint64_t now_ms(void)
+uint64_t qfs_now_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -101,11 +107,15 @@ static uint64_t now_ms(void)
 static void *watch_main(void *p)
 {
     struct qfs *q = p;
-    uint64_t last_poll = now_ms();
+    uint64_t last_poll = qfs_now_ms(), last_rescan = last_poll, rescan_at = 0;
     _Alignas(struct inotify_event) char buf[16384];
     while (!atomic_load(&q->watch_stop)) {
         struct pollfd pfd[2] = {{q->watch_efd, POLLIN, 0}, {q->watch_ifd, POLLIN, 0}};
-        int n = poll(pfd, q->watch_ifd >= 0 ? 2 : 1, (int)q->check_ms);
+        uint64_t t = qfs_now_ms();
+        int wait = (int)q->check_ms;
+        if (rescan_at)
+            wait = rescan_at <= t ? 0 : (int)(rescan_at - t) < wait ? (int)(rescan_at - t) : wait;
+        int n = poll(pfd, q->watch_ifd >= 0 ? 2 : 1, wait);
         if (n < 0 && errno != EINTR)
             break;
         if (pfd[0].revents & POLLIN) {
@@ -118,16 +128,22 @@ static void *watch_main(void *p)
             ssize_t len = read(q->watch_ifd, buf, sizeof buf);
             for (char *e = buf; len > 0 && e < buf + len;) {
                 const struct inotify_event *ev = (const struct inotify_event *)e;
-                handle_event(q, ev);
+                handle_event(q, ev, &rescan_at);
                 e += sizeof *ev + ev->len;
             }
         }
-        if (now_ms() - last_poll >= q->check_ms) {
+        if (qfs_now_ms() - last_poll >= q->check_ms) {
             for (size_t i = 0; i < q->n_models; i++)
-                for (size_t k = 0; k < q->models[i].n_files; k++)
-                    if (atomic_load(&q->models[i].files[k].open_count))
-                        check_file(q, &q->models[i].files[k]);
-            last_poll = now_ms();
+                for (size_t k = 0; k < q->models[i]->n_files; k++)
+                    if (atomic_load(&q->models[i]->files[k].open_count))
+                        check_file(q, &q->models[i]->files[k]);
+            last_poll = qfs_now_ms();
+        }
+        uint64_t now = qfs_now_ms();
+        if ((rescan_at && now >= rescan_at) || (q->rescan_ms && now - last_rescan >= q->rescan_ms)) {
+            unsigned again = qfs_rescan(q);
+            rescan_at = again ? qfs_now_ms() + again : 0;
+            last_rescan = now;
         }
         send_invals(q);
     }
@@ -151,6 +167,24 @@ static void add_watch(struct qfs *q, const char *dir, long model)
     q->wds[q->n_wds++] = (struct qfs_wd){wd, model};
 }
 
+void qfs_model_gone(struct qfs *q, size_t i)
+{
+    struct qfs_model *m = q->models[i];
+    atomic_store(&m->gone, true);
+    qfs_log(q, LOG_INFO, "model '%s' left the source", m->name);
+    /* from the watcher thread, never inside a request: safe to notify */
+    fuse_lowlevel_notify_inval_entry(q->se, QFS_INO_ROOT, m->name, strlen(m->name));
+}
+
+void qfs_model_added(struct qfs *q, size_t i)
+{
+    struct qfs_model *m = q->models[i];
+    if (m->dir && q->watch_ifd >= 0)
+        add_watch(q, m->dir, (long)i);
+    /* a lookup of the name before it existed may be cached as negative */
+    fuse_lowlevel_notify_inval_entry(q->se, QFS_INO_ROOT, m->name, strlen(m->name));
+}
+
 int qfs_watch_start(struct qfs *q)
 {
     q->watch_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -160,8 +194,12 @@ int qfs_watch_start(struct qfs *q)
     if (q->watch_ifd >= 0) {
         add_watch(q, q->source, -1);
         for (size_t i = 0; i < q->n_models; i++)
-            if (q->models[i].dir)
-                add_watch(q, q->models[i].dir, (long)i);
+            if (q->models[i]->dir)
+                add_watch(q, q->models[i]->dir, (long)i);
+    }
+    if (q->watch_ifd < 0 && !q->rescan_ms) {
+        q->rescan_ms = 10000;
+        qfs_log(q, LOG_WARNING, "inotify unavailable (%s): rescanning %s every 10 s", strerror(errno), q->source);
     }
     int rc = pthread_create(&q->watch_thread, NULL, watch_main, q);
     q->watch_started = rc == 0;
