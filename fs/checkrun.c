@@ -58,12 +58,35 @@ static void set_result(struct qfs *q, struct qfs_model *m, json_t *doc)
     pthread_mutex_unlock(&q->check_mu);
 }
 
+static void run_check(struct qfs *q, struct qfs_model *m);
+
 static void *run(void *arg)
 {
     struct job *j = arg;
     struct qfs *q = j->q;
     struct qfs_model *m = q->models[j->m];
     free(j);
+    /* at most check_jobs checkers at a time (each runs a forward pass of
+     * every view: CPU and memory of its own) */
+    pthread_mutex_lock(&q->check_mu);
+    while (q->check_running >= q->check_jobs && !q->check_stopping)
+        pthread_cond_wait(&q->check_cv, &q->check_mu);
+    bool stopping = q->check_stopping;
+    if (!stopping)
+        q->check_running++;
+    pthread_mutex_unlock(&q->check_mu);
+    if (stopping)
+        return NULL;
+    run_check(q, m);
+    pthread_mutex_lock(&q->check_mu);
+    q->check_running--;
+    pthread_cond_broadcast(&q->check_cv);
+    pthread_mutex_unlock(&q->check_mu);
+    return NULL;
+}
+
+static void run_check(struct qfs *q, struct qfs_model *m)
+{
     char bin[PATH_MAX + 32], target[PATH_MAX * 2];
     find_checker(bin, sizeof bin);
     snprintf(target, sizeof target, "%s/%s", q->mountpoint, m->name);
@@ -74,7 +97,7 @@ static void *run(void *arg)
     if (pipe2(pfd, O_CLOEXEC)) {
         json_object_set_new(doc, "status", json_string("error"));
         set_result(q, m, doc);
-        return NULL;
+        return;
     }
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
@@ -89,7 +112,7 @@ static void *run(void *arg)
         json_object_set_new(doc, "status", json_string("error"));
         json_object_set_new(doc, "error", json_string(strerror(rc)));
         set_result(q, m, doc);
-        return NULL;
+        return;
     }
     pthread_mutex_lock(&q->check_mu);
     m->check_pid = pid;
@@ -131,7 +154,7 @@ static void *run(void *arg)
     else if (code >= 2)
         qfs_log(q, LOG_ERR, "check of model '%s': quantfs-check exited with %d", m->name, code);
     set_result(q, m, doc);
-    return NULL;
+    return;
 }
 
 void qfs_check_start(struct qfs *q, size_t mi)
@@ -147,17 +170,15 @@ void qfs_check_start(struct qfs *q, size_t mi)
     if (!start)
         return;
     struct job *j = malloc(sizeof *j);
-    pthread_t t;
-    pthread_attr_t at;
-    pthread_attr_init(&at);
-    pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
-    if (!j || (*j = (struct job){q, mi}, pthread_create(&t, &at, run, j))) {
+    pthread_mutex_lock(&q->check_mu);
+    /* joined by qfs_check_stop: a checker must not outlive the models */
+    if (!j || q->check_stopping || (*j = (struct job){q, mi}, pthread_create(&m->check_thread, NULL, run, j))) {
         free(j);
-        pthread_mutex_lock(&q->check_mu);
         m->check_state = 0;
-        pthread_mutex_unlock(&q->check_mu);
+    } else {
+        m->check_joinable = true;
     }
-    pthread_attr_destroy(&at);
+    pthread_mutex_unlock(&q->check_mu);
 }
 
 char *qfs_check_text(struct qfs *q, size_t mi)
@@ -181,8 +202,16 @@ char *qfs_check_text(struct qfs *q, size_t mi)
 void qfs_check_stop(struct qfs *q)
 {
     pthread_mutex_lock(&q->check_mu);
+    q->check_stopping = true;
+    pthread_cond_broadcast(&q->check_cv);
     for (size_t i = 0; i < q->n_models; i++)
         if (q->models[i]->check_pid > 0)
             kill(q->models[i]->check_pid, SIGTERM);
     pthread_mutex_unlock(&q->check_mu);
+    for (size_t i = 0; i < q->n_models; i++) {
+        if (q->models[i]->check_joinable) {
+            pthread_join(q->models[i]->check_thread, NULL);
+            q->models[i]->check_joinable = false;
+        }
+    }
 }

@@ -44,11 +44,13 @@ static const struct fuse_opt qfs_opts[] = {
     QOPT("workers=%u", workers, 0), /* the 0.1 name of threads= */
     QOPT("cache_dir=%s", cache_dir, 0),
     QOPT("check", check, 1),
+    QOPT("check_jobs=%u", check_jobs, 0),
     QOPT("readahead=%u", readahead_mb, 0),
     QOPT("timeout=%lf", timeout, 0),
     QOPT("check_interval=%u", check_ms, 0),
     QOPT("rescan=%u", rescan_ms, 0), /* seconds here; ms after parsing */
     QOPT("settle=%u", settle_ms, 0),
+    QOPT("config=%s", config_path, 0), /* read before parsing: load_config */
     FUSE_OPT_END,
 };
 
@@ -87,6 +89,7 @@ static void usage(const char *prog)
            "    -o hot_size=SIZE       idle uncompressed blocks kept (default 64M)\n"
            "    -o check               run quantfs-check on each model on first access;\n"
            "                           results in MOUNT/MODEL/.check.json\n"
+           "    -o check_jobs=N        checks running at a time (default 1)\n"
            "    -o threads=N           conversion and read-ahead threads (default: CPUs)\n"
            "    -o readahead=MB        convert this far ahead of sequential readers (default 16)\n"
            "    -o timeout=SECONDS     kernel attribute cache timeout (default 1)\n"
@@ -95,6 +98,7 @@ static void usage(const char *prog)
            "                           does not see change (NFS, other FUSE); default 0: inotify only\n"
            "    -o settle=MS           a new or changed model is shown once its files held still\n"
            "                           this long (default 1000)\n"
+           "    -o config=FILE         options from FILE (quantfs.conf(5)); the command line's win\n"
            "    --self-test            check the kernels against built-in vectors and exit\n"
            "    -V, --version          print versions and exit\n\n"
            "views:",
@@ -229,6 +233,106 @@ static void join_view_lists(char *opts)
     free(copy);
 }
 
+/* -o config=FILE (quantfs.conf(5)): "key = value" or "key" per line, '#'
+ * comments; becomes one -o list placed before the command line's options,
+ * so that those win. Returns the list (malloc'd) or NULL with a message. */
+static char *load_config(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        fprintf(stderr, "quantfs: config %s: %s\n", path, strerror(errno));
+        return NULL;
+    }
+    char *out = NULL, line[4096];
+    size_t len = 0, cap = 0;
+    unsigned lineno = 0;
+    bool ok = true;
+    while (ok && fgets(line, sizeof line, f)) {
+        lineno++;
+        if (!strchr(line, '\n') && !feof(f)) {
+            fprintf(stderr, "quantfs: config %s:%u: line too long\n", path, lineno);
+            ok = false;
+            break;
+        }
+        char *h = strchr(line, '#');
+        if (h)
+            *h = 0;
+        char *k = line + strspn(line, " \t\r\n"), *e = k + strlen(k);
+        while (e > k && strchr(" \t\r\n", e[-1]))
+            *--e = 0;
+        if (!*k)
+            continue;
+        char *eq = strchr(k, '='), *v = NULL;
+        if (eq) {
+            char *ke = eq;
+            while (ke > k && strchr(" \t", ke[-1]))
+                ke--;
+            *ke = 0;
+            v = eq + 1 + strspn(eq + 1, " \t");
+        }
+        if (!*k || strspn(k, "abcdefghijklmnopqrstuvwxyz_") != strlen(k) || !strcmp(k, "config")) {
+            fprintf(stderr, "quantfs: config %s:%u: '%s' is not an option name\n", path, lineno, k);
+            ok = false;
+            break;
+        }
+        bool views = !strcmp(k, "views");
+        size_t need = len + 2 * strlen(k) + (v ? 2 * strlen(v) : 0) + 4;
+        if (need > cap) {
+            char *no = realloc(out, cap = need * 2);
+            if (!no) {
+                ok = false;
+                break;
+            }
+            out = no;
+        }
+        if (len)
+            out[len++] = ',';
+        len += (size_t)sprintf(out + len, "%s", k);
+        if (v) {
+            out[len++] = '=';
+            for (const char *c = v; *c; c++) {
+                if (views && (*c == ',' || *c == ' ' || *c == '\t')) { /* a list: a, b c -> a:b:c */
+                    if (len && out[len - 1] != ':' && out[len - 1] != '=')
+                        out[len++] = ':';
+                    continue;
+                }
+                if (*c == ',' || *c == '\\') /* fuse_opt's escape */
+                    out[len++] = '\\';
+                out[len++] = *c;
+            }
+        }
+        out[len] = 0;
+    }
+    if (ferror(f)) {
+        fprintf(stderr, "quantfs: config %s: read error\n", path);
+        ok = false;
+    }
+    fclose(f);
+    if (!ok) {
+        free(out);
+        return NULL;
+    }
+    return out ? out : strdup("ro");
+}
+
+/* The last config= of the command line's -o lists, or NULL. */
+static const char *config_arg(int argc, char **argv, char *buf, size_t n)
+{
+    const char *found = NULL;
+    for (int i = 1; i < argc; i++) {
+        const char *o = !strcmp(argv[i], "-o") && i + 1 < argc ? argv[++i] : !strncmp(argv[i], "-o", 2) ? argv[i] + 2
+                                                                                                        : NULL;
+        for (const char *p = o; p && (p = strstr(p, "config=")); p += 7) {
+            if (p != o && p[-1] != ',')
+                continue;
+            size_t l = strcspn(p + 7, ",");
+            snprintf(buf, n, "%.*s", (int)l, p + 7);
+            found = buf;
+        }
+    }
+    return found;
+}
+
 int main(int argc, char *argv[])
 {
     for (int i = 1; i < argc; i++) {
@@ -237,14 +341,30 @@ int main(int argc, char *argv[])
         else if (!strncmp(argv[i], "-o", 2))
             join_view_lists(argv[i] + 2);
     }
+    char cfg_path[4096];
+    char *cfg_opts = NULL, **cargv = NULL;
+    if (config_arg(argc, argv, cfg_path, sizeof cfg_path)) {
+        if (!(cfg_opts = load_config(cfg_path)) || !(cargv = calloc((size_t)argc + 3, sizeof *cargv))) {
+            free(cfg_opts);
+            return 1;
+        }
+        cargv[0] = argv[0];
+        cargv[1] = "-o";
+        cargv[2] = cfg_opts;
+        for (int i = 1; i < argc; i++)
+            cargv[i + 2] = argv[i];
+        argc += 2;
+        argv = cargv;
+    }
 
     struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
     struct cli cli = {0};
-    struct qfs q = {.readahead_mb = 16, .timeout = 1.0, .check_ms = 1000, .settle_ms = 1000};
+    struct qfs q = {.readahead_mb = 16, .timeout = 1.0, .check_ms = 1000, .settle_ms = 1000, .check_jobs = 1};
     struct fuse_cmdline_opts co = {0};
     int ret = 1, rc;
     pthread_mutex_init(&q.inval_mu, NULL);
     pthread_mutex_init(&q.check_mu, NULL);
+    pthread_cond_init(&q.check_cv, NULL);
     pthread_mutex_init(&q.handles_mu, NULL);
     pthread_mutex_init(&q.tok_mu, NULL);
     q.watch_ifd = q.watch_efd = -1;
@@ -254,6 +374,8 @@ int main(int argc, char *argv[])
         goto out;
     if (!q.check_ms)
         q.check_ms = 1000;
+    if (!q.check_jobs)
+        q.check_jobs = 1;
     if (q.rescan_ms > 86400) {
         fprintf(stderr, "quantfs: rescan=%u: at most 86400 seconds\n", q.rescan_ms);
         goto out;
@@ -325,6 +447,18 @@ int main(int argc, char *argv[])
         goto out;
     }
     q.foreground = co.foreground;
+    { /* a source at or under the mount point (or the reverse) would read itself */
+        size_t ls = strlen(q.source), lm = strlen(q.mountpoint);
+        if ((!strncmp(q.source, q.mountpoint, lm) && (q.source[lm] == '/' || !q.source[lm] || lm == 1)) ||
+            (!strncmp(q.mountpoint, q.source, ls) && (q.mountpoint[ls] == '/' || ls == 1))) {
+            fprintf(stderr, "quantfs: source %s and mount point %s overlap\n", q.source, q.mountpoint);
+            goto out;
+        }
+    }
+    if (qf_self_test(NULL)) { /* never serve what a broken kernel would write */
+        fprintf(stderr, "quantfs: the kernel self-test failed (see quantfs --self-test): not mounting\n");
+        goto out;
+    }
 
     /* one fd per source file is kept open: take all the fds we may */
     struct rlimit rl;
@@ -387,10 +521,12 @@ int main(int argc, char *argv[])
         fuse_loop_cfg_destroy(lc);
     }
     ret = ret ? 1 : 0;
-    qfs_check_stop(&q);
 
 out_unmount:
     fuse_session_unmount(q.se);
+    /* after the unmount (a checker's pending request to us is aborted, not
+     * waited for), before the models it reads are freed */
+    qfs_check_stop(&q);
 out_signals:
     fuse_remove_signal_handlers(q.se);
 out_session:
@@ -404,6 +540,9 @@ out:
     free(q.source);
     free(q.mountpoint);
     free(q.views_opt);
+    free(q.config_path);
+    free(cfg_opts);
+    free(cargv);
     free(cli.source);
     free(cli.cache_size);
     free(cli.cache_dir_size);

@@ -244,14 +244,17 @@ static bool model_complete(const struct qfs_model *m, char *why, size_t n)
 {
     if (!m->dir || !(m->formats & QF_FMT_SAFETENSORS))
         return true;
-    bool config = false;
+    bool config = false, tokenizer = false;
     const struct qfs_file *index = NULL;
     for (size_t i = 0; i < m->n_files; i++) {
         config |= m->files[i].kind == QFS_F_CONFIG;
+        tokenizer |= !strncmp(m->files[i].name, "tokenizer", 9);
         if (m->files[i].kind == QFS_F_INDEX)
             index = &m->files[i];
     }
-    if (!config) {
+    /* bare safetensors files are a model too; a Hugging Face checkpoint
+     * (an index, tokenizer files) is not one without its config */
+    if (!config && (index || tokenizer)) {
         snprintf(why, n, "no config.json yet");
         return false;
     }

@@ -101,6 +101,8 @@ struct qfs_model {
     int check_state;  /* 0 not started, 1 running, 2 done */
     char *check_json; /* the published .check.json */
     pid_t check_pid;
+    pthread_t check_thread;
+    bool check_joinable;
 };
 
 struct handle;
@@ -109,6 +111,7 @@ struct qfs {
     /* options */
     char *source;          /* absolute source root */
     char *views_opt;
+    char *config_path;     /* -o config=, already read into the options */
     size_t cache_size;     /* memory tier budget */
     size_t hot_size;       /* idle plain blocks */
     char *cache_dir;       /* persistent tier, NULL: none */
@@ -119,6 +122,10 @@ struct qfs {
     int check;             /* -o check: run quantfs-check per model */
     char *mountpoint;      /* absolute */
     pthread_mutex_t check_mu;
+    pthread_cond_t check_cv;   /* a checker slot freed, or stopping */
+    unsigned check_jobs;       /* -o check_jobs: checkers at a time (default 1) */
+    unsigned check_running;
+    bool check_stopping;
     double timeout;        /* attr/entry cache timeout, seconds */
 
     const struct qf_view *views;
