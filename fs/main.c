@@ -2,6 +2,7 @@
  * daemonizing, teardown. Follows sshfs conventions so mount.fuse3 and fstab
  * lines work. */
 #include <errno.h>
+#include <signal.h>
 #include <limits.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -16,6 +17,8 @@
 
 struct cli {
     char *source;
+    char *source_opt; /* -o source= (a config file's way to name it) */
+    int n_args;       /* SOURCE and MOUNTPOINT arguments seen */
     char *cache_size;
     char *cache_dir_size;
     char *hot_size;
@@ -24,6 +27,7 @@ struct cli {
 
 #define OPT(t, p, v) {t, offsetof(struct cli, p), v}
 static const struct fuse_opt cli_opts[] = {
+    OPT("source=%s", source_opt, 0),
     OPT("cache_size=%s", cache_size, 0),
     OPT("cache_dir_size=%s", cache_dir_size, 0),
     OPT("hot_size=%s", hot_size, 0),
@@ -60,6 +64,7 @@ static int cli_proc(void *data, const char *arg, int key, struct fuse_args *outa
     (void)outargs;
     switch (key) {
     case FUSE_OPT_KEY_NONOPT:
+        c->n_args++;
         if (!c->source) {
             c->source = strdup(arg);
             return 0;
@@ -77,17 +82,19 @@ static void usage(const char *prog)
 {
     size_t n;
     const struct qf_view *v = qf_views(&n);
-    printf("usage: %s SOURCE MOUNTPOINT [options]\n\n"
+    printf("usage: %s SOURCE MOUNTPOINT [options]\n"
+           "       %s MOUNTPOINT -o source=SOURCE[,options]\n\n"
            "Mounts a directory of FP32 model checkpoints and shows every model at\n"
            "other precisions, converted on read.\n\n"
            "quantfs options:\n"
+           "    -o source=DIR          the source root, instead of the SOURCE argument (for config files)\n"
            "    -o views=V1,V2,...     views to offer (default: all)\n"
            "    -o cache_size=SIZE     memory tier of zstd-compressed blocks, e.g. 512M, 2G\n"
            "                           (default: 1/16 of RAM)\n"
-           "    -o cache_dir=DIR       persistent tier: keep blocks across mounts, shareable\n"
+           "    -o cache_dir=DIR       persistent tier: keep blocks across mounts, shareable (default: none)\n"
            "    -o cache_dir_size=SIZE its budget on disk (default: 1/4 of its filesystem, max 16G)\n"
            "    -o hot_size=SIZE       idle uncompressed blocks kept (default 64M)\n"
-           "    -o check               run quantfs-check on each model on first access;\n"
+           "    -o check               run quantfs-check on each model on first access (default: off);\n"
            "                           results in MOUNT/MODEL/.check.json\n"
            "    -o check_jobs=N        checks running at a time (default 1)\n"
            "    -o threads=N           conversion and read-ahead threads (default: CPUs)\n"
@@ -102,7 +109,7 @@ static void usage(const char *prog)
            "    --self-test            check the kernels against built-in vectors and exit\n"
            "    -V, --version          print versions and exit\n\n"
            "views:",
-           prog);
+           prog, prog);
     printf("\n");
     for (size_t i = 0; i < n; i++) {
         if (v[i].what)
@@ -393,9 +400,18 @@ int main(int argc, char *argv[])
     if (cli.show_version) {
         printf("quantfs %s (codec %u, kernels: %s)\nFUSE library version %s\n", QUANTFS_VERSION, QF_CODEC_VERSION,
                qf_simd_name(), fuse_pkgversion());
+        fflush(stdout); /* before fuse's own lines */
         fuse_lowlevel_version();
         ret = 0;
         goto out;
+    }
+    /* -o source= with one argument: that argument is the mount point (two
+     * arguments, as mount.fuse3 passes them: the command line's source wins) */
+    if (cli.source_opt && cli.n_args == 1) {
+        if (fuse_opt_add_arg(&args, cli.source))
+            goto out;
+        free(cli.source);
+        cli.source = strdup(cli.source_opt);
     }
     if (fuse_parse_cmdline(&args, &co) != 0)
         goto out;
@@ -520,7 +536,9 @@ int main(int argc, char *argv[])
         ret = fuse_session_loop_mt(q.se, lc);
         fuse_loop_cfg_destroy(lc);
     }
-    ret = ret ? 1 : 0;
+    /* the loop returns the number of the signal that ended it: SIGTERM (what
+     * systemd sends), SIGINT and SIGHUP are a clean stop */
+    ret = ret == 0 || ret == SIGTERM || ret == SIGINT || ret == SIGHUP ? 0 : 1;
 
 out_unmount:
     fuse_session_unmount(q.se);
@@ -544,6 +562,7 @@ out:
     free(cfg_opts);
     free(cargv);
     free(cli.source);
+    free(cli.source_opt);
     free(cli.cache_size);
     free(cli.cache_dir_size);
     free(cli.hot_size);

@@ -4,6 +4,8 @@
 set -euo pipefail
 pkgs=(build-essential meson ninja-build pkg-config libfuse3-dev fuse3 libzstd-dev libxxhash-dev
       libjansson-dev libsleef-dev libcmocka-dev python3 python3-pytest python3-numpy nodejs npm)
+# --deb: also what building and checking the Debian package needs
+[ "${1:-}" = --deb ] && pkgs+=(dpkg-dev debhelper lintian fakeroot man-db groff-base systemd)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

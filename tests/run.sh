@@ -21,3 +21,7 @@ meson test -C build --print-errorlogs --num-processes 2
 meson compile -C build-asan
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
     QUANTFS_ASAN=1 meson test -C build-asan --print-errorlogs --num-processes 2 -t 3
+# the Debian package, installed and tested (system-wide: CI, or when asked)
+if [ "$(id -u)" = 0 ] && { [ "${CI:-}" = true ] || [ "${QUANTFS_TEST_DEB:-}" = 1 ]; }; then
+    bash packaging/test-deb.sh
+fi

@@ -1,0 +1,95 @@
+"""Running as a service, from the source tree: options from a config file,
+--help and --version, refusals before mounting, and SIGTERM (what systemd
+sends) with checks in flight: unmounted, threads joined, exit 0."""
+import os
+import shutil
+import signal
+import subprocess
+import time
+
+from conftest import QUANTFS, STORIES_GGUF
+
+
+def run(*args):
+    return subprocess.run([QUANTFS, *args], capture_output=True, text=True, timeout=60)
+
+
+def test_help_lists_every_option_with_its_default_and_version():
+    h = run("--help")
+    assert h.returncode == 0
+    src = open(os.path.join(os.path.dirname(__file__), "..", "fs", "main.c")).read()
+    import re
+    names = set(re.findall(r'QOPT\("([a-z_]+)[=%"]', src)) | set(re.findall(r'\bOPT\("([a-z_]+)=', src))
+    assert len(names) > 12
+    for n in names - {"workers"}:  # workers= is the old name of threads=
+        line = [l for l in h.stdout.splitlines() if re.search(r"-o %s\b" % n, l)]
+        assert line, n
+    for n in ("cache_size", "hot_size", "threads", "readahead", "timeout", "check_interval", "rescan", "settle",
+              "check_jobs", "views"):
+        i = [k for k, l in enumerate(h.stdout.splitlines()) if "-o %s" % n in l][0]
+        assert "default" in " ".join(h.stdout.splitlines()[i:i + 3]), n
+    v = run("--version")
+    assert v.returncode == 0 and v.stdout.startswith("quantfs 0.1.0") and "FUSE library version" in v.stdout
+
+
+def test_config_file(mount_factory, tmp_path):
+    src = tmp_path / "src" / "st"
+    src.mkdir(parents=True)
+    shutil.copyfile(STORIES_GGUF, src / "st.gguf")
+    conf = tmp_path / "q.conf"
+    conf.write_text("# views and cache\nviews = q8_0, q4_k_m  q6_k   # three\ncache_size = 96M\n\ntimeout=2\n")
+    m = mount_factory(tmp_path / "src", "config=%s" % conf)
+    assert sorted(os.listdir(m.path("st"))) == ["q4_k_m", "q6_k", "q8_0"]
+    assert m.stats()["memory"]["budget"] == 96 << 20
+    m.umount()
+    # the command line wins over the file
+    m = mount_factory(tmp_path / "src", "config=%s" % conf, "views=fp16")
+    assert os.listdir(m.path("st")) == ["fp16"]
+    m.umount()
+    # a bad line: file and line named, nothing mounted, status 1
+    bad = tmp_path / "bad.conf"
+    bad.write_text("views = q8_0\nCache Size = 1G\n")
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    r = run(str(tmp_path / "src"), str(mnt), "-o", "config=%s" % bad)
+    assert r.returncode == 1 and r.stderr.strip() == "quantfs: config %s:2: 'Cache Size' is not an option name" % bad
+    assert not os.path.ismount(mnt)
+    r = run(str(tmp_path / "src"), str(mnt), "-o", "config=%s" % (tmp_path / "none.conf"))
+    assert r.returncode == 1 and "No such file" in r.stderr
+
+
+def test_refusals_before_mounting(tmp_path):
+    (tmp_path / "src" / "m").mkdir(parents=True)
+    for src, mnt in ((tmp_path / "src", tmp_path / "src" / "m"), (tmp_path / "src" / "m", tmp_path / "src")):
+        r = run(str(src), str(mnt))
+        assert r.returncode == 1 and "overlap" in r.stderr, r.stderr
+        assert not os.path.ismount(mnt)
+    r = run(str(tmp_path / "src"), str(tmp_path / "x"), "-o", "bogus_option=1")
+    assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_sigterm_with_checks_in_flight(tmp_path):
+    src = tmp_path / "src"
+    for i in range(3):
+        (src / ("m%d" % i)).mkdir(parents=True)
+        shutil.copyfile(STORIES_GGUF, src / ("m%d" % i) / "m.gguf")
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    p = subprocess.Popen([QUANTFS, str(src), str(mnt), "-f", "-o", "check,check_jobs=1"], stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.time() + 20
+        while not os.path.ismount(mnt) and time.time() < deadline:
+            time.sleep(0.02)
+        for i in range(3):  # a lookup starts each model's check; one runs, two wait for the slot
+            os.stat(mnt / ("m%d" % i))
+        time.sleep(0.3)
+        p.send_signal(signal.SIGTERM)
+        out = p.communicate(timeout=60)[0]
+        assert p.returncode == 0, out
+        assert not os.path.ismount(mnt)
+        assert "runtime error" not in out and "Sanitizer" not in out, out
+    finally:
+        if p.poll() is None:
+            p.kill()
+            subprocess.run(["fusermount3", "-u", "-z", str(mnt)])
