@@ -926,9 +926,18 @@ static struct qfs_snap *snap_load(struct qfs *q, struct qfs_model *m, struct qfs
         }
         return s;
     }
-    s->fd = open(f->path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: a FIFO or device put in place of a source must not hang
+     * the open (and with it every reader of the model); only a regular
+     * file is served */
+    s->fd = open(f->path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (s->fd < 0 || fstat(s->fd, &s->st) < 0) {
         *err = -errno;
+        qfs_snap_put(s);
+        return NULL;
+    }
+    if (!S_ISREG(s->st.st_mode)) {
+        qfs_log(q, LOG_WARNING, "model '%s': %s is not a regular file; not served", m->name, f->name);
+        *err = -EIO;
         qfs_snap_put(s);
         return NULL;
     }

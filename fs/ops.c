@@ -113,8 +113,16 @@ static void dir_attr(struct qfs *q, fuse_ino_t ino, struct stat *st)
     st->st_ino = ino;
     st->st_mode = S_IFDIR | 0555;
     st->st_nlink = 2;
+    /* a model's directories (its own and its views') take the mode of its
+     * source directory, the root the source root's, minus the write bits:
+     * a 0700 source directory stays private under allow_other */
+    struct qfs_ino d;
+    const char *from = q->source;
+    if (ino != QFS_INO_META && !qfs_decode_ino(q, ino, &d) && (d.kind == 3 || d.kind == 4) && q->models[d.m]->dir)
+        from = q->models[d.m]->dir;
     struct stat src;
-    if (stat(q->source, &src) == 0) {
+    if (stat(from, &src) == 0) {
+        st->st_mode = S_IFDIR | (src.st_mode & 0555);
         st->st_uid = src.st_uid;
         st->st_gid = src.st_gid;
         st->st_mtim = src.st_mtim;

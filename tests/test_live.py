@@ -144,3 +144,28 @@ def test_rescan_option(mount_factory, tmp_path):
     m.expect_log(r"no models found")
     shutil.copyfile(STORIES_GGUF, src / "x.gguf")
     assert wait_for(lambda: "x" in listing(m), 2.0) is not None
+
+
+def test_a_source_replaced_by_a_fifo_hangs_nothing(mount_factory, tmp_path):
+    src = tmp_path / "src"
+    for n in ("a", "b"):
+        (src / n).mkdir(parents=True)
+        shutil.copyfile(STORIES_GGUF, src / n / "m.gguf")
+    m = mount_factory(src)
+    m.expect_log(r"model 'a'")
+    os.remove(src / "a" / "m.gguf")
+    os.mkfifo(src / "a" / "m.gguf")
+    result = {}
+
+    def reader():  # in a thread: a hang would show as a timeout, not a stuck test
+        try:
+            with open(m.path("a", "q8_0", "m.gguf"), "rb") as f:
+                result["a"] = f.read(100)
+        except OSError as e:
+            result["a"] = e.errno
+    t = threading.Thread(target=reader, daemon=True)
+    t.start()
+    t.join(10)
+    assert not t.is_alive(), "a read of a view whose source is a FIFO hung"
+    assert isinstance(result["a"], int)  # an error (ENOENT once the rescan dropped it, or EIO), not bytes
+    assert open(m.path("b", "f32", "m.gguf"), "rb").read() == open(STORIES_GGUF, "rb").read()

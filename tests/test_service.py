@@ -93,3 +93,52 @@ def test_sigterm_with_checks_in_flight(tmp_path):
         if p.poll() is None:
             p.kill()
             subprocess.run(["fusermount3", "-u", "-z", str(mnt)])
+
+
+def test_directories_follow_source_permissions_under_allow_other(mount_factory, tmp_path):
+    """Run by root with allow_other, read by nobody: a model whose source
+    directory is 0700 stays private, a 0755 one is readable; files keep
+    their source modes minus write bits."""
+    import pytest
+    if os.geteuid() != 0:
+        pytest.skip("needs root (the daemon) and another user (the reader)")
+    src = tmp_path / "src"
+    for name, mode in (("open", 0o755), ("private", 0o700)):
+        (src / name).mkdir(parents=True)
+        shutil.copyfile(STORIES_GGUF, src / name / "m.gguf")
+        os.chmod(src / name / "m.gguf", 0o644)
+        os.chmod(src / name, mode)
+    os.chmod(src, 0o755)
+    # pytest's directories are 0700: let the reader through to the mount
+    saved = [(d, os.stat(d).st_mode & 0o777) for d in (tmp_path, tmp_path.parent, tmp_path.parent.parent)]
+    for d, mode in saved:
+        os.chmod(d, mode | 0o011)
+    try:
+        check_as_nobody(mount_factory(src, "allow_other"))
+    finally:
+        for d, mode in saved:
+            os.chmod(d, mode)
+
+
+def check_as_nobody(m):
+    assert os.stat(m.path("private")).st_mode & 0o777 == 0o500
+    assert os.stat(m.path("open", "q8_0")).st_mode & 0o777 == 0o555
+    assert os.stat(m.path("open", "q8_0", "m.gguf")).st_mode & 0o777 == 0o444
+
+    def as_nobody(*cmd):
+        return subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", *cmd],
+                              capture_output=True, timeout=60)
+    ok = as_nobody("cat", m.path("open", "q8_0", "m.gguf"))
+    assert ok.returncode == 0 and len(ok.stdout) == os.stat(m.path("open", "q8_0", "m.gguf")).st_size
+    for p in (m.path("private"), m.path("private", "q8_0", "m.gguf")):
+        r = as_nobody("cat", p) if p.endswith(".gguf") else as_nobody("ls", p)
+        assert r.returncode != 0 and b"Permission denied" in r.stderr, (p, r)
+
+
+def test_man_pages_render_without_warnings():
+    man = os.path.join(os.path.dirname(__file__), "..", "man")
+    pages = sorted(f for f in os.listdir(man) if f.endswith((".1", ".5")))
+    assert pages == ["quantfs-check.1", "quantfs.1", "quantfs.conf.5"]
+    for p in pages:
+        r = subprocess.run(["groff", "-man", "-ww", "-z", os.path.join(man, p)], capture_output=True, text=True)
+        assert r.returncode == 0 and not r.stderr, (p, r.stderr)
