@@ -451,6 +451,14 @@ int main(int argc, char *argv[])
             free(q.cache_dir);
             q.cache_dir = abs;
         }
+        /* its entries are checksummed, not authenticated: whoever can write
+         * the directory decides what the views serve */
+        struct stat cst;
+        if (stat(q.cache_dir, &cst) || cst.st_uid != geteuid() || (cst.st_mode & 0022)) {
+            fprintf(stderr, "quantfs: cache_dir %s must belong to the daemon's user (uid %u) and not be writable by "
+                    "group or others\n", q.cache_dir, (unsigned)geteuid());
+            goto out;
+        }
     }
     if (!q.workers) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);

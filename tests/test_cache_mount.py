@@ -196,7 +196,7 @@ def test_damaged_entries_are_recomputed(mount_factory, src, reference, tmp_path)
 def test_full_cache_dir_keeps_serving(mount_factory, src, reference, tmp_path):
     cache = tmp_path / "tiny"
     cache.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(cache)]).returncode:
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k,mode=0700", "tmpfs", str(cache)]).returncode:
         pytest.skip("cannot mount a tmpfs (not root?)")
     try:
         m = mount_factory(src, "cache_dir=%s" % cache, "cache_dir_size=1G", "hot_size=0")

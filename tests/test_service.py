@@ -28,6 +28,9 @@ def test_help_lists_every_option_with_its_default_and_version():
               "check_jobs", "views"):
         i = [k for k, l in enumerate(h.stdout.splitlines()) if "-o %s" % n in l][0]
         assert "default" in " ".join(h.stdout.splitlines()[i:i + 3]), n
+    manpage = open(os.path.join(os.path.dirname(__file__), "..", "man", "quantfs.1")).read()
+    for n in names - {"workers"}:
+        assert re.search(r"\\-o %s\b" % n, manpage), "quantfs.1 does not document -o " + n
     v = run("--version")
     assert v.returncode == 0 and v.stdout.startswith("quantfs 0.1.0") and "FUSE library version" in v.stdout
 
@@ -142,3 +145,37 @@ def test_man_pages_render_without_warnings():
     for p in pages:
         r = subprocess.run(["groff", "-man", "-ww", "-z", os.path.join(man, p)], capture_output=True, text=True)
         assert r.returncode == 0 and not r.stderr, (p, r.stderr)
+
+
+def test_cache_dir_must_be_the_daemons_own(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    for mode, owner in ((0o777, None), (0o770, None), (0o700, "nobody")):
+        c = tmp_path / ("c%o%s" % (mode, owner or ""))
+        c.mkdir()
+        os.chmod(c, mode)
+        if owner:
+            if os.geteuid() != 0:
+                continue
+            shutil.chown(c, owner)
+        r = run(str(src), str(mnt), "-o", "cache_dir=%s" % c)
+        assert r.returncode == 1 and "must belong to the daemon's user" in r.stderr, (mode, owner, r.stderr)
+        assert len(r.stderr.strip().splitlines()) == 1 and not os.path.ismount(mnt)
+
+
+def test_log_lines_are_whole_and_escaped(mount_factory, tmp_path):
+    """A name from the source cannot forge a log line or send terminal
+    escapes: control characters are written as \\xNN."""
+    src = tmp_path / "src"
+    evil = "evil\nquantfs: error: forged\x1b[31m"
+    (src / evil).mkdir(parents=True)
+    (src / evil / "m.gguf").write_bytes(b"GGUF" + b"\x03\x00\x00\x00" + b"\xff" * 16)  # a broken header
+    m = mount_factory(src)
+    m.expect_log(r"evil\\x0aquantfs: error: forged\\x1b\[31m")
+    os.listdir(m.path(evil))
+    m.umount()
+    out = m.output()
+    assert "\x1b" not in out and not any(l.startswith("quantfs: error: forged") for l in out.splitlines()), out
+    assert "evil\\x0aquantfs: error: forged\\x1b[31m" in out, out
