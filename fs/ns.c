@@ -886,8 +886,9 @@ static void hf_load(struct qfs *q, struct qfs_model *m, struct qfs_snap *s)
         s->st = s->in_st[0]; /* config.json: times and mode of the file */
         uint64_t h = qc_hash64(s->hf->hdr, s->hf->hdr_len);
         for (size_t i = 0; i < s->n_in; i++) {
-            uint64_t k[5] = {(uint64_t)s->in_st[i].st_ino, (uint64_t)s->in_st[i].st_size,
-                             (uint64_t)s->in_st[i].st_mtim.tv_sec, (uint64_t)s->in_st[i].st_mtim.tv_nsec, h};
+            uint64_t k[7] = {(uint64_t)s->in_st[i].st_ino, (uint64_t)s->in_st[i].st_size,
+                             (uint64_t)s->in_st[i].st_mtim.tv_sec, (uint64_t)s->in_st[i].st_mtim.tv_nsec,
+                             (uint64_t)s->in_st[i].st_ctim.tv_sec, (uint64_t)s->in_st[i].st_ctim.tv_nsec, h};
             h = qc_hash64(k, sizeof k);
         }
         s->hdr_hash = h;

@@ -466,11 +466,15 @@ static void prefetch_done(void *arg)
  * hash of its header; not st_dev, which differs between machines sharing a
  * cache_dir), where the tensor lies, both types, the chunk and the codec
  * version. Views that share a tensor type share blocks. */
+/* A block's identity: the source version (inode, size, mtime and ctime: a
+ * rewrite in place that restores size and mtime, as cp -p or rsync
+ * --inplace -t do, still moves ctime), its header, what is converted how. */
 static struct qc_key chunk_key(const struct qfs_snap *s, const struct qf_extent *e, uint64_t c)
 {
-    uint64_t k[13] = {(uint64_t)s->st.st_ino, (uint64_t)s->st.st_size, (uint64_t)s->st.st_mtim.tv_sec,
+    uint64_t k[15] = {(uint64_t)s->st.st_ino, (uint64_t)s->st.st_size, (uint64_t)s->st.st_mtim.tv_sec,
                       (uint64_t)s->st.st_mtim.tv_nsec, s->hdr_hash, e->src_off, e->src_type, e->dst_type, c,
-                      QF_CODEC_VERSION, e->row_len, e->group, e->n_elems};
+                      QF_CODEC_VERSION, e->row_len, e->group, e->n_elems, (uint64_t)s->st.st_ctim.tv_sec,
+                      (uint64_t)s->st.st_ctim.tv_nsec};
     return qc_key_make(k, sizeof k);
 }
 

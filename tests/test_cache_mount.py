@@ -236,6 +236,34 @@ def test_source_change_makes_entries_unreachable(mount_factory, src, tmp_path):
     assert s["disk"]["hits"] == 0 and computed(s) > 0
 
 
+def test_in_place_rewrite_keeping_size_and_mtime(mount_factory, src, tmp_path):
+    """cp -p / rsync --inplace -t: the same inode, size and mtime, new bytes.
+    Neither a remount on the same cache_dir nor an open handle may serve the
+    old version's blocks (ctime moved: it is part of every block's key)."""
+    cache = tmp_path / "cache"
+    path = src / "stories260K" / "stories260K.gguf"
+    a = mount_factory(src, "cache_dir=%s" % cache)
+    old = read_all(gguf(a, "q8_0"))
+    wait_stored(a, "disk")
+    a.umount()
+    st = os.stat(path)
+    data = bytearray(path.read_bytes())
+    for i in range(len(data) - 4096, len(data) - 4):
+        data[i] = 0x3C if i % 4 == 3 else 0
+    with open(path, "r+b") as f:  # in place: same inode
+        f.write(bytes(data))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    st2 = os.stat(path)
+    assert (st2.st_ino, st2.st_size, st2.st_mtime_ns) == (st.st_ino, st.st_size, st.st_mtime_ns)
+    ref = mount_factory(src)
+    expected = read_all(gguf(ref, "q8_0"))
+    assert expected != old
+    b = mount_factory(src, "cache_dir=%s" % cache)
+    assert read_all(gguf(b, "q8_0")) == expected
+    s = b.stats()
+    assert s["disk"]["hits"] == 0 and computed(s) > 0
+
+
 def test_cache_options_are_checked(tmp_path):
     mnt = tmp_path / "mnt"
     mnt.mkdir()
