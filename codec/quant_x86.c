@@ -24,14 +24,17 @@
 #include "quant_impl.h"
 
 #if defined(__x86_64__) && defined(__GNUC__)
+#include <cpuid.h>
 #include <immintrin.h>
 
 #define TARGET __attribute__((target("avx2,f16c")))
 
 bool qf_simd_available(void)
 {
+    /* F16C through cpuid: clang's __builtin_cpu_supports does not know it */
+    unsigned a, b, c, d;
     __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c");
+    return __builtin_cpu_supports("avx2") && __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C);
 }
 
 TARGET void qf_convert_f16_avx2(const float *x, uint8_t *y, size_t n)

@@ -1,0 +1,52 @@
+/* fuzz.h — shared by the libFuzzer targets (tests/fuzz/fuzz_*.c) and the
+ * plain replay driver (replay.c) that runs their corpus in every test run.
+ * Each target defines LLVMFuzzerTestOneInput and must never crash, leak or
+ * hang on any input. */
+#ifndef QUANTFS_FUZZ_H
+#define QUANTFS_FUZZ_H
+
+#include <errno.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "codec.h"
+
+struct fz_mem {
+    const uint8_t *p;
+    size_t n;
+};
+
+/* A qf_pread_fn over the input: reads past its end fail, as a short file's. */
+static inline int fz_pread(void *ctx, void *buf, size_t len, uint64_t off)
+{
+    const struct fz_mem *m = ctx;
+    if (off > m->n || len > m->n - off)
+        return -EIO;
+    memcpy(buf, m->p + off, len);
+    return 0;
+}
+
+static int fz_piece(void *ctx, const struct qf_piece *p)
+{
+    (void)ctx;
+    (void)p;
+    return 0;
+}
+
+/* Walks a layout whole, and converts its first and last bytes (a bounded
+ * amount of work per input). */
+static inline void fz_exercise(const struct qf_layout *l, qf_pread_fn rd, void *rdctx)
+{
+    static uint8_t buf[4096];
+    qf_layout_walk(l, 0, UINT64_MAX, fz_piece, NULL);
+    uint64_t size = l->size;
+    size_t n = size < sizeof buf ? (size_t)size : sizeof buf;
+    qf_layout_read(l, 0, n, buf, rd, rdctx);
+    if (size > n)
+        qf_layout_read(l, size - n, n, buf, rd, rdctx);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+#endif
