@@ -47,6 +47,22 @@ static inline void fz_exercise(const struct qf_layout *l, qf_pread_fn rd, void *
         qf_layout_read(l, size - n, n, buf, rd, rdctx);
 }
 
+/* Every view of format fmt that make() builds from src, exercised. */
+typedef int (*fz_layout_fn)(const void *src, const struct qf_view *v, struct qf_layout **l, char *err, size_t n);
+static inline void fz_each_view(unsigned fmt, fz_layout_fn make, const void *src, qf_pread_fn rd, void *rdctx)
+{
+    size_t nv;
+    const struct qf_view *v = qf_views(&nv);
+    char err[256];
+    for (size_t i = 0; i < nv; i++) {
+        struct qf_layout *l = NULL;
+        if (v[i].what && (v[i].formats & fmt) && !make(src, &v[i], &l, err, sizeof err)) {
+            fz_exercise(l, rd, rdctx);
+            qf_layout_free(l);
+        }
+    }
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 #endif

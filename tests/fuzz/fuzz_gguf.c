@@ -2,6 +2,11 @@
  * over any bytes. */
 #include "fuzz.h"
 
+static int make(const void *g, const struct qf_view *v, struct qf_layout **l, char *err, size_t n)
+{
+    return qf_layout_gguf(g, v, l, err, n);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     struct fz_mem m = {data, size};
@@ -9,17 +14,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char err[256];
     if (qf_gguf_parse(fz_pread, &m, size, &g, err, sizeof err))
         return 0;
-    size_t nv;
-    const struct qf_view *v = qf_views(&nv);
-    for (size_t i = 0; i < nv; i++) {
-        struct qf_layout *l = NULL;
-        if (!v[i].what || !(v[i].formats & QF_FMT_GGUF))
-            continue;
-        if (!qf_layout_gguf(g, &v[i], &l, err, sizeof err)) {
-            fz_exercise(l, fz_pread, &m);
-            qf_layout_free(l);
-        }
-    }
+    fz_each_view(QF_FMT_GGUF, make, g, fz_pread, &m);
     qf_gguf_free(g);
     return 0;
 }

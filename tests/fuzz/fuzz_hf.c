@@ -19,6 +19,11 @@ static int zeros(void *ctx, void *buf, size_t len, uint64_t off)
     return 0;
 }
 
+static int make(const void *hf, const struct qf_view *v, struct qf_layout **l, char *err, size_t n)
+{
+    return qf_layout_hf(hf, v, l, err, n);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     const char *part[4] = {0};
@@ -61,17 +66,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!qf_hf_build(&in, &hf, err, sizeof err)) {
         void *ctx[1] = {NULL};
         struct qf_hf_reader rd = {hf, zeros, ctx};
-        size_t nv;
-        const struct qf_view *v = qf_views(&nv);
-        for (size_t i = 0; i < nv; i++) {
-            struct qf_layout *l = NULL;
-            if (!v[i].what || !(v[i].formats & QF_FMT_GGUF))
-                continue;
-            if (!qf_layout_hf(hf, &v[i], &l, err, sizeof err)) {
-                fz_exercise(l, qf_hf_pread, &rd);
-                qf_layout_free(l);
-            }
-        }
+        fz_each_view(QF_FMT_GGUF, make, hf, qf_hf_pread, &rd);
         qf_hf_free(hf);
     }
     qf_st_free(st);
