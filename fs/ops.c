@@ -107,7 +107,7 @@ static char *stats_json(struct qfs *q)
 
 /* ---------------------------------------------------------------- attrs */
 
-static void dir_attr(struct qfs *q, fuse_ino_t ino, struct stat *st)
+static void dir_attr(struct qfs *q, fuse_ino_t ino, const struct qfs_ino *d, struct stat *st)
 {
     memset(st, 0, sizeof *st);
     st->st_ino = ino;
@@ -116,10 +116,9 @@ static void dir_attr(struct qfs *q, fuse_ino_t ino, struct stat *st)
     /* a model's directories (its own and its views') take the mode of its
      * source directory, the root the source root's, minus the write bits:
      * a 0700 source directory stays private under allow_other */
-    struct qfs_ino d;
     const char *from = q->source;
-    if (ino != QFS_INO_META && !qfs_decode_ino(q, ino, &d) && (d.kind == 3 || d.kind == 4) && q->models[d.m]->dir)
-        from = q->models[d.m]->dir;
+    if ((d->kind == 3 || d->kind == 4) && q->models[d->m]->dir)
+        from = q->models[d->m]->dir;
     struct stat src;
     if (stat(from, &src) == 0) {
         st->st_mode = S_IFDIR | (src.st_mode & 0555);
@@ -155,7 +154,7 @@ static int get_attr(struct qfs *q, fuse_ino_t ino, struct stat *st)
     if (rc)
         return rc;
     if (d.kind == 2 || d.kind == 6) {
-        dir_attr(q, ino, st);
+        dir_attr(q, ino, &d, st);
         char *js = d.kind == 2 ? stats_json(q) : qfs_check_text(q, d.m);
         st->st_mode = S_IFREG | 0444;
         st->st_nlink = 1;
@@ -164,7 +163,7 @@ static int get_attr(struct qfs *q, fuse_ino_t ino, struct stat *st)
         return 0;
     }
     if (d.kind != 5) {
-        dir_attr(q, ino, st);
+        dir_attr(q, ino, &d, st);
         return 0;
     }
     struct qfs_model *m = q->models[d.m];

@@ -1,8 +1,11 @@
 /* quantfs.h — the FUSE daemon: its context struct and the namespace API the
  * operations use. fs/ is the only module that includes fuse_lowlevel.h.
  *
- * Lifetimes: models and files are created at mount time and live until
- * unmount (indices are part of inode numbers). Everything derived from a
+ * Lifetimes: models are published at mount time and by the watcher's
+ * rescans of the source root (ns.c qfs_rescan) into slots that are never
+ * moved or reused; a model that leaves the source is marked gone, and it and
+ * its files live until unmount (slot and file indices are part of inode
+ * numbers, so open files keep working). Everything derived from a
  * source file's bytes lives in a snapshot (struct qfs_snap) tied to one
  * version of that file (its fingerprint); when the file changes a new
  * snapshot replaces it and readers still holding the old one get EIO. The
@@ -238,8 +241,8 @@ void qfs_watch_stop(struct qfs *q);
 #define QFS_INO_ROOT 1
 #define QFS_INO_META 2
 #define QFS_INO_STATS 3
-#define QFS_MAX_MODELS ((1u << 27) - 1)
-/* model slots per mount lifetime (each add or change takes one) */
+/* model slots per mount lifetime (each add or change takes one); inode
+ * numbers have room for 2^27 - 1 */
 #define QFS_MODEL_SLOTS 65536u
 #define QFS_MAX_FILES ((1u << 28) - 1)
 

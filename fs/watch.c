@@ -7,6 +7,10 @@
  * through inotify on every model directory and the source root (immediate,
  * local filesystems) and by polling the files that are open every
  * check_interval ms (network filesystems, symlink targets).
+ *
+ * The same thread keeps the model set current: any event in the source root
+ * or a model directory, and every -o rescan seconds, runs qfs_rescan (ns.c),
+ * whose added and gone models are announced to the kernel here.
  */
 #include <errno.h>
 #include <poll.h>

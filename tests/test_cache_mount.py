@@ -212,24 +212,31 @@ def test_full_cache_dir_keeps_serving(mount_factory, src, reference, tmp_path):
         subprocess.run(["umount", "-l", str(cache)])
 
 
-def test_source_change_makes_entries_unreachable(mount_factory, src, tmp_path):
-    cache = tmp_path / "cache"
+def changed_under_cache_dir(mount_factory, src, cache, change):
+    """Fills cache_dir from one mount, lets change(path, data) write a
+    version with the same size (new bytes in the last tensor's data), then
+    returns a fresh mount on the same cache_dir and the new version's q8_0
+    bytes as a mount without a cache_dir gives them."""
     path = src / "stories260K" / "stories260K.gguf"
     a = mount_factory(src, "cache_dir=%s" % cache)
     old = read_all(gguf(a, "q8_0"))
     wait_stored(a, "disk")
     a.umount()
-    # same size, new bytes in the last tensor's data
     data = bytearray(path.read_bytes())
     for i in range(len(data) - 4096, len(data) - 4):
         data[i] = 0x3C if i % 4 == 3 else 0
-    tmp = path.with_suffix(".new")
-    tmp.write_bytes(bytes(data))
-    os.rename(tmp, path)
-    ref = mount_factory(src)
-    expected = read_all(gguf(ref, "q8_0"))
+    change(path, bytes(data))
+    expected = read_all(gguf(mount_factory(src), "q8_0"))
     assert expected != old
-    b = mount_factory(src, "cache_dir=%s" % cache)
+    return mount_factory(src, "cache_dir=%s" % cache), expected
+
+
+def test_source_change_makes_entries_unreachable(mount_factory, src, tmp_path):
+    def replace(path, data):  # atomically, as most tools do
+        tmp = path.with_suffix(".new")
+        tmp.write_bytes(data)
+        os.rename(tmp, path)
+    b, expected = changed_under_cache_dir(mount_factory, src, tmp_path / "cache", replace)
     assert os.getxattr(gguf(b, "q8_0"), "user.quantfs.cache") == b"0.0000"
     assert read_all(gguf(b, "q8_0")) == expected
     s = b.stats()
@@ -238,27 +245,16 @@ def test_source_change_makes_entries_unreachable(mount_factory, src, tmp_path):
 
 def test_in_place_rewrite_keeping_size_and_mtime(mount_factory, src, tmp_path):
     """cp -p / rsync --inplace -t: the same inode, size and mtime, new bytes.
-    Neither a remount on the same cache_dir nor an open handle may serve the
-    old version's blocks (ctime moved: it is part of every block's key)."""
-    cache = tmp_path / "cache"
-    path = src / "stories260K" / "stories260K.gguf"
-    a = mount_factory(src, "cache_dir=%s" % cache)
-    old = read_all(gguf(a, "q8_0"))
-    wait_stored(a, "disk")
-    a.umount()
-    st = os.stat(path)
-    data = bytearray(path.read_bytes())
-    for i in range(len(data) - 4096, len(data) - 4):
-        data[i] = 0x3C if i % 4 == 3 else 0
-    with open(path, "r+b") as f:  # in place: same inode
-        f.write(bytes(data))
-    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
-    st2 = os.stat(path)
-    assert (st2.st_ino, st2.st_size, st2.st_mtime_ns) == (st.st_ino, st.st_size, st.st_mtime_ns)
-    ref = mount_factory(src)
-    expected = read_all(gguf(ref, "q8_0"))
-    assert expected != old
-    b = mount_factory(src, "cache_dir=%s" % cache)
+    A remount on the same cache_dir may not serve the old version's blocks
+    (ctime moved: it is part of every block's key)."""
+    def rewrite(path, data):
+        st = os.stat(path)
+        with open(path, "r+b") as f:  # in place: same inode
+            f.write(data)
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+        st2 = os.stat(path)
+        assert (st2.st_ino, st2.st_size, st2.st_mtime_ns) == (st.st_ino, st.st_size, st.st_mtime_ns)
+    b, expected = changed_under_cache_dir(mount_factory, src, tmp_path / "cache", rewrite)
     assert read_all(gguf(b, "q8_0")) == expected
     s = b.stats()
     assert s["disk"]["hits"] == 0 and computed(s) > 0

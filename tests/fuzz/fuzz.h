@@ -11,21 +11,7 @@
 #include <string.h>
 
 #include "codec.h"
-
-struct fz_mem {
-    const uint8_t *p;
-    size_t n;
-};
-
-/* A qf_pread_fn over the input: reads past its end fail, as a short file's. */
-static inline int fz_pread(void *ctx, void *buf, size_t len, uint64_t off)
-{
-    const struct fz_mem *m = ctx;
-    if (off > m->n || len > m->n - off)
-        return -EIO;
-    memcpy(buf, m->p + off, len);
-    return 0;
-}
+#include "../testutil.h" /* struct tmem, tmem_pread: the input as a file */
 
 static int fz_piece(void *ctx, const struct qf_piece *p)
 {

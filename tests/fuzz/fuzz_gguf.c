@@ -9,12 +9,12 @@ static int make(const void *g, const struct qf_view *v, struct qf_layout **l, ch
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    struct fz_mem m = {data, size};
+    struct tmem m = {data, size};
     struct qf_gguf *g = NULL;
     char err[256];
-    if (qf_gguf_parse(fz_pread, &m, size, &g, err, sizeof err))
+    if (qf_gguf_parse(tmem_pread, &m, size, &g, err, sizeof err))
         return 0;
-    fz_each_view(QF_FMT_GGUF, make, g, fz_pread, &m);
+    fz_each_view(QF_FMT_GGUF, make, g, tmem_pread, &m);
     qf_gguf_free(g);
     return 0;
 }

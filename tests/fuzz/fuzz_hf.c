@@ -49,10 +49,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     for (int i = 0; i < 8; i++)
         shard[i] = (uint8_t)(hl >> (8 * i));
     memcpy(shard + 8, ST, hl);
-    struct fz_mem sm = {shard, 8 + hl + 1184};
+    struct tmem sm = {shard, 8 + hl + 1184};
     struct qf_st *st = NULL;
     char err[256];
-    if (!part[0] || qf_st_parse(fz_pread, &sm, sm.n, &st, err, sizeof err)) {
+    if (!part[0] || qf_st_parse(tmem_pread, &sm, sm.size, &st, err, sizeof err)) {
         free(copy);
         return 0;
     }

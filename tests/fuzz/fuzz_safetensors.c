@@ -8,12 +8,12 @@ static int make(const void *st, const struct qf_view *v, struct qf_layout **l, c
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    struct fz_mem m = {data, size};
+    struct tmem m = {data, size};
     struct qf_st *st = NULL;
     char err[256];
-    if (qf_st_parse(fz_pread, &m, size, &st, err, sizeof err))
+    if (qf_st_parse(tmem_pread, &m, size, &st, err, sizeof err))
         return 0;
-    fz_each_view(QF_FMT_SAFETENSORS, make, st, fz_pread, &m);
+    fz_each_view(QF_FMT_SAFETENSORS, make, st, tmem_pread, &m);
     qf_st_free(st);
     return 0;
 }
