@@ -22,6 +22,43 @@
  * cache key so a new codec never serves blocks made by an old one. */
 #define QF_CODEC_VERSION 1u
 
+/* ----------------------------------------------------------------- limits
+ *
+ * Checkpoints are untrusted. Every parser refuses a file past one of these
+ * bounds with a message naming it (-EINVAL, or -EFBIG for sizes), so what
+ * one file can cost is bounded whatever its header claims. Real models
+ * stay far below each (the largest single files have ~100k tensors, 8 MiB
+ * headers, 256k-token vocabularies, rows of 73728). README "Resource limits"
+ * gives the memory each bound implies; tests/test_limits.c crosses each.
+ */
+#define QF_MAX_TENSORS (1u << 17)         /* tensors in one GGUF or safetensors file */
+#define QF_GGUF_MAX_NAME 63               /* GGUF tensor name bytes (ggml's GGML_MAX_NAME - 1) */
+#define QF_GGUF_MAX_META ((uint64_t)256 << 20) /* bytes of GGUF metadata (the KV section) */
+#define QF_ST_MAX_HEADER ((uint64_t)100 << 20) /* safetensors JSON header (the safetensors library's own cap) */
+#define QF_ST_MAX_NAME 1024               /* safetensors tensor name bytes */
+#define QF_MAX_ELEMS ((uint64_t)1 << 48)  /* elements of one tensor (every dimension product) */
+#define QF_MAX_ROW (1u << 17)             /* values per row of a row-wise quantized tensor (int8/int4/fp8) */
+#define QF_JSON_MAX_BYTES ((uint64_t)64 << 20)  /* config.json, index, tokenizer_config.json */
+#define QF_TOKENIZER_MAX_BYTES ((uint64_t)256 << 20) /* tokenizer.json, tokenizer.model */
+/* JSON documents: values (keys, scalars and containers), of which objects
+ * and arrays, and nesting. jansson spends ~40 bytes per scalar and ~300 per
+ * object, plus the strings: at these limits one parse peaks at ~410 MB
+ * (~205 MB for a safetensors header), plus the document's string bytes
+ * (measured, README "Resource limits"). */
+#define QF_JSON_MAX_VALUES (1u << 22)     /* config, tokenizer files, index */
+#define QF_JSON_MAX_CONTAINERS (1u << 20) /* (a 500k-merge tokenizer.json has 500k arrays) */
+#define QF_ST_MAX_VALUES (16u * QF_MAX_TENSORS)    /* safetensors header: ~11 per tensor */
+#define QF_ST_MAX_CONTAINERS (4u * QF_MAX_TENSORS) /* 3 per tensor */
+#define QF_JSON_MAX_DEPTH 64
+
+/* Counts the values, containers and nesting of a JSON text without
+ * building it, so a document past a limit is refused before the parser
+ * spends memory on it. Not a validator: malformed text within the limits
+ * passes and is the parser's to refuse. 0, or -EINVAL with what (the file)
+ * and the limit in err. */
+int qf_json_check(const char *text, size_t len, const char *what, uint32_t max_values, uint32_t max_containers,
+                  char *err, size_t errlen);
+
 /* ------------------------------------------------------------------ types */
 
 /* Tensor type ids, numerically identical to ggml's enum ggml_type (they are

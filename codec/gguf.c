@@ -17,7 +17,6 @@
 
 #define GGUF_MAGIC 0x46554747u /* "GGUF" little-endian */
 #define GGUF_DEFAULT_ALIGNMENT 32
-#define GGML_MAX_NAME 64 /* ggml keeps names in char[64] */
 
 #define QF_GT_COUNT 13
 static const uint8_t vtype_size[QF_GT_COUNT] = {1, 1, 2, 2, 4, 4, 4, 1, 0, 0, 8, 8, 8};
@@ -32,6 +31,7 @@ struct rdr {
     size_t errlen;
     char *pool;
     size_t pool_len, pool_cap;
+    uint64_t meta_end; /* parse_kvs: where QF_GGUF_MAX_META ends */
     uint8_t buf[1 << 16];
 };
 
@@ -164,6 +164,8 @@ static int skip_value(struct rdr *r, uint32_t t, const char *key)
         uint64_t len;
         if ((rc = rstrlen(r, &len, "array string")) || (rc = rskip(r, len, "array string")))
             return rc;
+        if (r->pos > r->meta_end)
+            break; /* parse_kvs says why */
     }
     return 0;
 }
@@ -253,6 +255,11 @@ static int read_value(struct rdr *r, struct qf_gguf_kv *kv, const char *key)
     }
 }
 
+static int cmp_key(const void *a, const void *b)
+{
+    return strcmp((*(const struct qf_gguf_kv *const *)a)->key, (*(const struct qf_gguf_kv *const *)b)->key);
+}
+
 static int parse_kvs(struct rdr *r, struct qf_gguf *g)
 {
     int rc;
@@ -260,6 +267,7 @@ static int parse_kvs(struct rdr *r, struct qf_gguf *g)
     if (!g->kvs)
         return fail(r, -ENOMEM, "out of memory for %llu keys", (unsigned long long)g->n_kv);
     g->kv_begin = r->pos;
+    r->meta_end = r->pos + QF_GGUF_MAX_META;
     for (uint64_t i = 0; i < g->n_kv; i++) {
         struct qf_gguf_kv *kv = &g->kvs[i];
         uint64_t klen;
@@ -285,12 +293,11 @@ static int parse_kvs(struct rdr *r, struct qf_gguf *g)
         if ((rc = read_value(r, kv, key)))
             return rc;
         kv->end = r->pos;
+        if (r->pos > r->meta_end)
+            return fail(r, -EFBIG, "metadata exceeds quantfs' limit of %llu MiB",
+                        (unsigned long long)(QF_GGUF_MAX_META >> 20));
         if (!kv->key_off)
             continue;
-        /* ggml refuses a file with a duplicate key; so do we */
-        for (uint64_t k = 0; k < i; k++)
-            if (g->kvs[k].key_off && !strcmp(r->pool + g->kvs[k].key_off, key))
-                return fail(r, -EINVAL, "duplicate key %s", key);
         if (!strcmp(key, "general.alignment")) {
             if (kv->type != QF_GT_U32)
                 return fail(r, -EINVAL, "general.alignment has type %u, expected uint32", kv->type);
@@ -300,6 +307,7 @@ static int parse_kvs(struct rdr *r, struct qf_gguf *g)
             g->alignment = (uint32_t)a;
         }
     }
+    r->meta_end = UINT64_MAX;
     g->kv_end = r->pos;
     /* the pool no longer moves: turn offsets into pointers */
     g->kvpool = r->pool;
@@ -309,6 +317,23 @@ static int parse_kvs(struct rdr *r, struct qf_gguf *g)
         kv->key = kv->key_off ? g->kvpool + kv->key_off : "";
         kv->sval = kv->sval_off ? g->kvpool + kv->sval_off : NULL;
     }
+    /* ggml refuses a file with a duplicate key; so do we (sorted: 65536
+     * keys compared pairwise would take seconds) */
+    const struct qf_gguf_kv **idx = malloc((g->n_kv ? g->n_kv : 1) * sizeof *idx);
+    if (!idx)
+        return fail(r, -ENOMEM, "out of memory");
+    size_t n = 0;
+    for (uint64_t i = 0; i < g->n_kv; i++)
+        if (g->kvs[i].key_off)
+            idx[n++] = &g->kvs[i];
+    qsort(idx, n, sizeof *idx, cmp_key);
+    for (size_t i = 1; i < n; i++)
+        if (!strcmp(idx[i - 1]->key, idx[i]->key)) {
+            rc = fail(r, -EINVAL, "duplicate key %s", idx[i]->key);
+            free(idx);
+            return rc;
+        }
+    free(idx);
     return 0;
 }
 
@@ -327,8 +352,11 @@ static int parse_tensors(struct rdr *r, struct qf_gguf *g)
      * (type) + 8 (offset). */
     if (g->n_tensors > left(r) / 32)
         return fail(r, -EINVAL, "tensor count %llu cannot fit in the file", (unsigned long long)g->n_tensors);
+    if (g->n_tensors > QF_MAX_TENSORS)
+        return fail(r, -EINVAL, "%llu tensors exceed quantfs' limit of %u per file", (unsigned long long)g->n_tensors,
+                    QF_MAX_TENSORS);
     g->tensors = calloc(g->n_tensors ? g->n_tensors : 1, sizeof *g->tensors);
-    g->strpool = malloc((size_t)(g->n_tensors ? g->n_tensors : 1) * GGML_MAX_NAME);
+    g->strpool = malloc((size_t)(g->n_tensors ? g->n_tensors : 1) * (QF_GGUF_MAX_NAME + 1));
     if (!g->tensors || !g->strpool)
         return fail(r, -ENOMEM, "out of memory for %llu tensors", (unsigned long long)g->n_tensors);
     char *pool = g->strpool;
@@ -337,9 +365,9 @@ static int parse_tensors(struct rdr *r, struct qf_gguf *g)
         uint64_t nlen;
         if ((rc = rstrlen(r, &nlen, "tensor name")))
             return rc;
-        if (nlen >= GGML_MAX_NAME)
+        if (nlen > QF_GGUF_MAX_NAME)
             return fail(r, -EINVAL, "tensor %llu: name of %llu bytes (ggml's limit is %d)", (unsigned long long)i,
-                        (unsigned long long)nlen, GGML_MAX_NAME - 1);
+                        (unsigned long long)nlen, QF_GGUF_MAX_NAME);
         if ((rc = rget(r, pool, (size_t)nlen, "tensor name")))
             return rc;
         pool[nlen] = 0;
@@ -347,7 +375,7 @@ static int parse_tensors(struct rdr *r, struct qf_gguf *g)
             return fail(r, -EINVAL, "tensor %llu: name contains a NUL byte", (unsigned long long)i);
         t->name = pool;
         t->name_len = nlen;
-        pool += GGML_MAX_NAME;
+        pool += (QF_GGUF_MAX_NAME + 1);
         if ((rc = ru32(r, &t->n_dims, "tensor n_dims")))
             return rc;
         if (t->n_dims < 1 || t->n_dims > QF_GGUF_MAX_DIMS)
@@ -362,8 +390,8 @@ static int parse_tensors(struct rdr *r, struct qf_gguf *g)
                 return rc;
             if (t->ne[d] > (uint64_t)INT64_MAX)
                 return fail(r, -EINVAL, "tensor '%s': dimension %u is negative", t->name, d);
-            if (t->ne[d] && t->nelems > (uint64_t)INT64_MAX / t->ne[d])
-                return fail(r, -EINVAL, "tensor '%s': element count overflows", t->name);
+            if (t->ne[d] && t->nelems > QF_MAX_ELEMS / t->ne[d])
+                return fail(r, -EINVAL, "tensor '%s': more than quantfs' limit of 2^48 elements", t->name);
             t->nelems *= t->ne[d];
         }
         uint64_t rel;
@@ -397,7 +425,7 @@ int qf_gguf_parse(qf_pread_fn rd, void *rdctx, uint64_t file_size, struct qf_ggu
             snprintf(err, errlen, "out of memory");
         return -ENOMEM;
     }
-    *r = (struct rdr){.rd = rd, .ctx = rdctx, .size = file_size, .err = err, .errlen = errlen};
+    *r = (struct rdr){.rd = rd, .ctx = rdctx, .size = file_size, .err = err, .errlen = errlen, .meta_end = UINT64_MAX};
     g->file_size = file_size;
     g->alignment = GGUF_DEFAULT_ALIGNMENT;
     int rc;

@@ -103,6 +103,8 @@ static void kv_str(struct buf *b, const char *k, const char *v)
  * flags JSON_DECODE_INT_AS_REAL there, where no integer is read */
 static json_t *load(const char *text, size_t len, const char *what, size_t flags, char *err, size_t n)
 {
+    if (qf_json_check(text, len, what, QF_JSON_MAX_VALUES, QF_JSON_MAX_CONTAINERS, err, n))
+        return NULL;
     json_error_t je;
     json_t *j = json_loadb(text, len, flags, &je);
     if (!json_is_object(j)) {

@@ -16,7 +16,6 @@
 #include "codec.h"
 #include "quant_impl.h"
 
-#define MAX_HEADER (100u << 20) /* the safetensors library's own limit */
 
 static const struct {
     const char *name;
@@ -73,8 +72,8 @@ static int parse_tensor(const char *name, json_t *v, uint64_t data_len, struct q
         if (!json_is_integer(d) || json_integer_value(d) < 0)
             return qf_fail(err, n, -EINVAL, "tensor '%s': shape must be non-negative integers", name);
         t->shape[i] = (uint64_t)json_integer_value(d);
-        if (t->shape[i] && t->nelems > UINT64_MAX / 8 / t->shape[i])
-            return qf_fail(err, n, -EINVAL, "tensor '%s': element count overflows", name);
+        if (t->shape[i] && t->nelems > QF_MAX_ELEMS / t->shape[i])
+            return qf_fail(err, n, -EINVAL, "tensor '%s': more than quantfs' limit of 2^48 elements", name);
         t->nelems *= t->shape[i];
     }
     t->nbytes = t->nelems * dtypes[t->dtype].size;
@@ -106,8 +105,9 @@ int qf_st_parse(qf_pread_fn rd, void *rdctx, uint64_t file_size, struct qf_st **
     if (hlen > file_size - 8)
         return qf_fail(err, errlen, -EINVAL, "header length %llu exceeds the file (%llu bytes)", (unsigned long long)hlen,
                     (unsigned long long)file_size);
-    if (hlen > MAX_HEADER)
-        return qf_fail(err, errlen, -EINVAL, "header length %llu is over the 100 MB limit", (unsigned long long)hlen);
+    if (hlen > QF_ST_MAX_HEADER)
+        return qf_fail(err, errlen, -EFBIG, "header of %llu bytes exceeds the limit of %llu MiB",
+                       (unsigned long long)hlen, (unsigned long long)(QF_ST_MAX_HEADER >> 20));
     char *text = malloc(hlen + 1);
     struct qf_st *st = calloc(1, sizeof *st);
     json_t *root = NULL;
@@ -120,6 +120,8 @@ int qf_st_parse(qf_pread_fn rd, void *rdctx, uint64_t file_size, struct qf_st **
         goto out;
     }
     text[hlen] = 0;
+    if ((rc = qf_json_check(text, hlen, "header", QF_ST_MAX_VALUES, QF_ST_MAX_CONTAINERS, err, errlen)))
+        goto out;
     json_error_t je;
     root = json_loadb(text, hlen, JSON_REJECT_DUPLICATES, &je);
     if (!root) {
@@ -137,7 +139,20 @@ int qf_st_parse(qf_pread_fn rd, void *rdctx, uint64_t file_size, struct qf_st **
     size_t n = json_object_size(root), pool = 0;
     const char *key;
     json_t *v;
-    json_object_foreach(root, key, v) pool += strlen(key) + 1;
+    size_t nt = n - (json_object_get(root, "__metadata__") != NULL);
+    if (nt > QF_MAX_TENSORS) {
+        rc = qf_fail(err, errlen, -EINVAL, "%zu tensors exceed quantfs' limit of %u per file", nt, QF_MAX_TENSORS);
+        goto out;
+    }
+    json_object_foreach(root, key, v)
+    {
+        if (strlen(key) > QF_ST_MAX_NAME) {
+            rc = qf_fail(err, errlen, -EINVAL, "a tensor name of %zu bytes exceeds quantfs' limit of %u",
+                         strlen(key), QF_ST_MAX_NAME);
+            goto out;
+        }
+        pool += strlen(key) + 1;
+    }
     st->tensors = calloc(n ? n : 1, sizeof *st->tensors);
     st->strpool = malloc(pool ? pool : 1);
     if (!st->tensors || !st->strpool) {
@@ -234,7 +249,10 @@ enum qf_st_action qf_st_plan(const struct qf_view *v, const struct qf_st_tensor 
 /* --------------------------------------------------------------- layout */
 
 struct out_tensor {
-    char name[512];
+    /* name: stem_len bytes of the source name, then suffix (out_name) */
+    const char *stem;
+    size_t stem_len;
+    const char *suffix;
     const char *dtype;
     uint32_t n_dims;
     uint64_t shape[QF_ST_MAX_DIMS];
@@ -242,11 +260,18 @@ struct out_tensor {
     uint8_t inline_bytes[16];
 };
 
+#define OUT_NAME_MAX (QF_ST_MAX_NAME + 32) /* a source name + the longest suffix */
+static const char *out_name(const struct out_tensor *o, char buf[OUT_NAME_MAX])
+{
+    snprintf(buf, OUT_NAME_MAX, "%.*s%s", (int)o->stem_len, o->stem, o->suffix);
+    return buf;
+}
+
 /* One converted output tensor: name stem + suffix, computed from conv. */
 static void out_conv(struct out_tensor *o, const char *suffix, const char *dtype, const struct qf_extent *conv,
                      uint32_t kind, uint64_t len)
 {
-    strcat(o->name, suffix);
+    o->suffix = suffix;
     o->dtype = dtype;
     o->ext = *conv;
     o->ext.dst_type = kind;
@@ -263,7 +288,9 @@ static size_t expand(const struct qf_view *v, const struct qf_st_tensor *t, stru
     uint64_t stem = strlen(t->name) - (a >= QF_STA_INT8 ? strlen("weight") : 0);
     memset(o, 0, 3 * sizeof *o);
     for (int i = 0; i < 3; i++) {
-        snprintf(o[i].name, sizeof o[i].name, "%.*s", (int)stem, t->name);
+        o[i].stem = t->name;
+        o[i].stem_len = stem;
+        o[i].suffix = "";
         o[i].n_dims = t->n_dims;
         memcpy(o[i].shape, t->shape, sizeof t->shape);
     }
@@ -294,7 +321,7 @@ static size_t expand(const struct qf_view *v, const struct qf_st_tensor *t, stru
         out_conv(&o[0], "weight_packed", "I32", &conv, i8 ? QF_ST_I8 : QF_ST_I4, rows * o[0].shape[1] * 4);
         o[1].shape[1] = cols / group;
         out_conv(&o[1], "weight_scale", "BF16", &conv, i8 ? QF_ST_I8_SCALE : QF_ST_I4_SCALE, rows * o[1].shape[1] * 2);
-        strcat(o[2].name, "weight_shape");
+        o[2].suffix = "weight_shape";
         o[2].dtype = "I64";
         o[2].n_dims = 1;
         o[2].shape[0] = 2;
@@ -326,10 +353,27 @@ static json_t *out_metadata(const struct qf_st *st)
     return m;
 }
 
+/* A row-wise quantized tensor is converted whole rows (fp8: 128-row bands)
+ * at a time; QF_MAX_ROW bounds that buffer. */
+static int check_rows(const struct qf_st *st, const struct qf_view *v, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < st->n_tensors; i++) {
+        uint32_t fd;
+        const struct qf_st_tensor *t = &st->tensors[i];
+        if (qf_st_plan(v, t, &fd) >= QF_STA_INT8 && t->shape[1] > QF_MAX_ROW)
+            return qf_fail(err, errlen, -EINVAL, "tensor '%s': rows of %llu values exceed quantfs' limit of %u for %s",
+                           t->name, (unsigned long long)t->shape[1], QF_MAX_ROW, v->name);
+    }
+    return 0;
+}
+
 int qf_layout_safetensors(const struct qf_st *st, const struct qf_view *v, struct qf_layout **out, char *err,
                           size_t errlen)
 {
     *out = NULL;
+    int rc0 = check_rows(st, v, err, errlen);
+    if (rc0)
+        return rc0;
     struct out_tensor *ot = malloc((st->n_tensors * 3 + 1) * sizeof *ot);
     struct qf_layout *l = calloc(1, sizeof *l);
     json_t *hdr = json_object();
@@ -346,7 +390,8 @@ int qf_layout_safetensors(const struct qf_st *st, const struct qf_view *v, struc
         json_t *shape = json_array();
         for (uint32_t d = 0; d < ot[i].n_dims; d++)
             json_array_append_new(shape, json_integer((json_int_t)ot[i].shape[d]));
-        json_object_set_new(hdr, ot[i].name,
+        char nm[OUT_NAME_MAX];
+        json_object_set_new(hdr, out_name(&ot[i], nm),
                             json_pack("{s:s,s:o,s:[I,I]}", "dtype", ot[i].dtype, "shape", shape, "data_offsets",
                                       (json_int_t)at, (json_int_t)(at + ot[i].ext.len)));
         at += ot[i].ext.len;
@@ -426,6 +471,8 @@ static json_t *weights_args(int bits, const char *strategy, int group)
 char *qf_st_config_json(const char *src, size_t len, const struct qf_view *v, const struct qf_st *const *shards,
                         size_t n_shards, char *err, size_t errlen)
 {
+    if (qf_json_check(src, len, "source JSON", QF_JSON_MAX_VALUES, QF_JSON_MAX_CONTAINERS, err, errlen))
+        return NULL;
     json_error_t je;
     json_t *c = json_loadb(src, len, JSON_REJECT_DUPLICATES, &je);
     if (!json_is_object(c)) {
@@ -485,6 +532,11 @@ char *qf_st_config_json(const char *src, size_t len, const struct qf_view *v, co
 char *qf_st_index_json(const char *src, size_t len, const struct qf_view *v, const struct qf_st *const *shards,
                        const char *const *names, size_t n_shards, char *err, size_t errlen)
 {
+    for (size_t i = 0; i < n_shards; i++)
+        if (check_rows(shards[i], v, err, errlen))
+            return NULL;
+    if (qf_json_check(src, len, "source JSON", QF_JSON_MAX_VALUES, QF_JSON_MAX_CONTAINERS, err, errlen))
+        return NULL;
     json_error_t je;
     json_t *c = json_loadb(src, len, JSON_REJECT_DUPLICATES, &je);
     if (!json_is_object(c)) {
@@ -504,7 +556,8 @@ char *qf_st_index_json(const char *src, size_t len, const struct qf_view *v, con
         for (size_t i = 0; i < shards[s]->n_tensors; i++) {
             size_t k = expand(v, &shards[s]->tensors[i], ot);
             for (size_t j = 0; j < k; j++) {
-                json_object_set_new(map, ot[j].name, json_string(names[s]));
+                char nm[OUT_NAME_MAX];
+                json_object_set_new(map, out_name(&ot[j], nm), json_string(names[s]));
                 total += ot[j].ext.len;
             }
         }

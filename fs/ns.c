@@ -562,8 +562,9 @@ void qfs_snap_put(struct qfs_snap *s)
 static void load_json_text(struct qfs_model *m, struct qfs_file *f, struct qfs_snap *s)
 {
     uint64_t size = (uint64_t)s->st.st_size;
-    if (size > (64u << 20)) {
-        snprintf(s->err, sizeof s->err, "%llu bytes is too large for a JSON file", (unsigned long long)size);
+    if (size > QF_JSON_MAX_BYTES) {
+        snprintf(s->err, sizeof s->err, "%llu bytes exceeds quantfs' limit of %llu MiB for a JSON file",
+                 (unsigned long long)size, (unsigned long long)(QF_JSON_MAX_BYTES >> 20));
         return;
     }
     s->text = malloc(size + 1);
@@ -573,6 +574,8 @@ static void load_json_text(struct qfs_model *m, struct qfs_file *f, struct qfs_s
     }
     s->text[size] = 0;
     s->text_len = size;
+    if (qf_json_check(s->text, size, f->name, QF_JSON_MAX_VALUES, QF_JSON_MAX_CONTAINERS, s->err, sizeof s->err))
+        return;
     json_error_t je;
     json_t *j = json_loadb(s->text, size, JSON_REJECT_DUPLICATES, &je);
     if (!json_is_object(j)) {
@@ -781,7 +784,7 @@ static void hf_load(struct qfs *q, struct qfs_model *m, struct qfs_snap *s)
             rc = -ENOMEM;
             break;
         }
-        int r = hf_input(s, p, false, &txt[i], &tlen[i], 256u << 20);
+        int r = hf_input(s, p, false, &txt[i], &tlen[i], i == 1 || i == 3 ? QF_TOKENIZER_MAX_BYTES : QF_JSON_MAX_BYTES);
         free(p);
         if (r == -ENOENT && i > 0)
             continue;
