@@ -17,27 +17,6 @@
 
 /* ------------------------------------------------------------ builder */
 
-struct buf {
-    uint8_t *p;
-    size_t n, cap;
-};
-
-static void put(struct buf *b, const void *d, size_t n)
-{
-    if (b->n + n > b->cap) {
-        b->cap = (b->n + n) * 2 + 64;
-        b->p = realloc(b->p, b->cap);
-    }
-    memcpy(b->p + b->n, d, n);
-    b->n += n;
-}
-static void u32(struct buf *b, uint32_t v) { put(b, &v, 4); }
-static void u64(struct buf *b, uint64_t v) { put(b, &v, 8); }
-static void str(struct buf *b, const char *s)
-{
-    u64(b, strlen(s));
-    put(b, s, strlen(s));
-}
 static void pad(struct buf *b, size_t a)
 {
     static const uint8_t z[64];

@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include "codec.h"
+#include "testutil.h"
 
 struct vfile {
     const uint8_t *p;
@@ -32,28 +33,6 @@ static int vread(void *ctx, void *buf, size_t len, uint64_t off)
     return 0;
 }
 
-struct buf {
-    uint8_t *p;
-    size_t n, cap;
-};
-
-static void put(struct buf *b, const void *d, size_t n)
-{
-    if (b->n + n > b->cap) {
-        b->cap = (b->n + n) * 2;
-        b->p = realloc(b->p, b->cap);
-        assert_non_null(b->p);
-    }
-    memcpy(b->p + b->n, d, n);
-    b->n += n;
-}
-static void u32(struct buf *b, uint32_t v) { put(b, &v, 4); }
-static void u64(struct buf *b, uint64_t v) { put(b, &v, 8); }
-static void str(struct buf *b, const char *s)
-{
-    u64(b, strlen(s));
-    put(b, s, strlen(s));
-}
 
 /* A GGUF v3 header: n_kv string keys (no value bytes beyond the header
  * unless big_len), then n_t tensors of one f32 each named by name_len. */

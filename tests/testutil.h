@@ -20,6 +20,33 @@ static inline const char *shared_dir(void)
     return s ? s : "../shared";
 }
 
+/* A growing byte buffer, for building files (GGUF/safetensors headers) in
+ * tests: aborts on out of memory. */
+struct buf {
+    uint8_t *p;
+    size_t n, cap;
+};
+
+static inline void put(struct buf *b, const void *d, size_t n)
+{
+    if (b->n + n > b->cap) {
+        b->cap = (b->n + n) * 2 + 64;
+        b->p = realloc(b->p, b->cap);
+        if (!b->p)
+            abort();
+    }
+    memcpy(b->p + b->n, d, n);
+    b->n += n;
+}
+static inline void u32(struct buf *b, uint32_t v) { put(b, &v, 4); }
+static inline void u64(struct buf *b, uint64_t v) { put(b, &v, 8); }
+/* a GGUF string: u64 length, bytes */
+static inline void str(struct buf *b, const char *s)
+{
+    u64(b, strlen(s));
+    put(b, s, strlen(s));
+}
+
 struct tfile {
     int fd;
     uint64_t size;
