@@ -48,6 +48,7 @@ static const struct fuse_opt qfs_opts[] = {
     QOPT("workers=%u", workers, 0), /* the 0.1 name of threads= */
     QOPT("cache_dir=%s", cache_dir, 0),
     QOPT("check", check, 1),
+    QOPT("follow_symlinks", follow_symlinks, 1),
     QOPT("check_jobs=%u", check_jobs, 0),
     QOPT("readahead=%u", readahead_mb, 0),
     QOPT("timeout=%lf", timeout, 0),
@@ -97,6 +98,7 @@ static void usage(const char *prog)
            "    -o check               run quantfs-check on each model on first access (default: off);\n"
            "                           results in MOUNT/MODEL/.check.json\n"
            "    -o check_jobs=N        checks running at a time (default 1)\n"
+           "    -o follow_symlinks     serve symlinks that resolve outside the source root (default: off)\n"
            "    -o threads=N           conversion and read-ahead threads (default: CPUs)\n"
            "    -o readahead=MB        convert this far ahead of sequential readers (default 16)\n"
            "    -o timeout=SECONDS     kernel attribute cache timeout (default 1)\n"

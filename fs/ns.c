@@ -134,8 +134,56 @@ static int add_hf_gguf(struct qfs *q, struct qfs_model *m, size_t *cap, const ch
     return rc;
 }
 
-/* Fills m with the regular files of directory path (symlinks followed,
- * dot files and sub-directories skipped). */
+/* Symlink policy: a source file is served only if the file it resolves to
+ * lies inside the source root, unless -o follow_symlinks. Checked when the
+ * store is scanned (so an escaping link is not listed) and again on every
+ * descriptor opened (qfs_open_source: a link swapped in after the scan
+ * reaches nothing). */
+static bool inside_root(const struct qfs *q, const char *resolved)
+{
+    size_t n = strlen(q->source);
+    return n == 1 || (!strncmp(resolved, q->source, n) && (resolved[n] == '/' || !resolved[n]));
+}
+
+static bool path_allowed(struct qfs *q, const char *p)
+{
+    if (q->follow_symlinks)
+        return true;
+    char *r = realpath(p, NULL);
+    bool ok = r && inside_root(q, r);
+    if (r && !ok)
+        qfs_log(q, LOG_NOTICE, "not serving %s: it resolves to %s, outside the source root (-o follow_symlinks)", p, r);
+    free(r);
+    return ok;
+}
+
+int qfs_open_source(struct qfs *q, const char *path, struct stat *st)
+{
+    /* O_NONBLOCK: a FIFO or device put in place of a source must not hang
+     * the open (and with it every reader of the model); only a regular
+     * file is served */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+    if (fd < 0)
+        return -errno;
+    if (fstat(fd, st) < 0 || !S_ISREG(st->st_mode)) {
+        close(fd);
+        return -EINVAL;
+    }
+    if (!q->follow_symlinks) {
+        char link[64], real[PATH_MAX + 1];
+        snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+        ssize_t n = readlink(link, real, PATH_MAX);
+        if (n <= 0 || (real[n] = 0, !inside_root(q, real))) {
+            qfs_log(q, LOG_WARNING, "not serving %s: it resolves outside the source root (-o follow_symlinks)", path);
+            close(fd);
+            return -EACCES;
+        }
+    }
+    return fd;
+}
+
+/* Fills m with the regular files of directory path (symlinks followed
+ * within the source root, dot files and sub-directories skipped). */
 static int scan_model_dir(struct qfs *q, struct qfs_model *m, const char *path)
 {
     DIR *d = opendir(path);
@@ -155,7 +203,7 @@ static int scan_model_dir(struct qfs *q, struct qfs_model *m, const char *path)
             break;
         }
         struct stat st;
-        if (stat(p, &st) == 0 && S_ISREG(st.st_mode)) {
+        if (stat(p, &st) == 0 && S_ISREG(st.st_mode) && path_allowed(q, p)) {
             if (m->n_files >= QFS_MAX_FILES)
                 qfs_log(q, LOG_WARNING, "%s: more than %u files, ignoring %s", path, QFS_MAX_FILES, de->d_name);
             else
@@ -216,7 +264,7 @@ static int model_build(struct qfs *q, const char *name, struct qfs_model **out)
     struct stat st;
     struct qfs_model *m = calloc(1, sizeof *m);
     int rc = m ? 0 : -ENOMEM;
-    if (!rc && stat(p, &st) == 0) {
+    if (!rc && stat(p, &st) == 0 && path_allowed(q, p)) {
         if (S_ISDIR(st.st_mode)) {
             m->name = strdup(name);
             m->dir = strdup(p);
@@ -626,17 +674,13 @@ static uint64_t header_hash(const struct qfs_snap *s)
 
 /* Records input path (opened, fstat'ed) in s; keep_open: a shard the
  * reader preads, else the file is read whole into *text (bounded). */
-static int hf_input(struct qfs_snap *s, const char *path, bool keep_open, char **text, size_t *len, size_t max)
+static int hf_input(struct qfs *q, struct qfs_snap *s, const char *path, bool keep_open, char **text, size_t *len, size_t max)
 {
     size_t i = s->n_in;
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     struct stat st;
+    int fd = qfs_open_source(q, path, &st);
     if (fd < 0)
-        return -errno;
-    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-        close(fd);
-        return -EINVAL;
-    }
+        return fd;
     s->in_path[i] = strdup(path);
     s->in_st[i] = st;
     s->in_fd[i] = fd;
@@ -784,7 +828,7 @@ static void hf_load(struct qfs *q, struct qfs_model *m, struct qfs_snap *s)
             rc = -ENOMEM;
             break;
         }
-        int r = hf_input(s, p, false, &txt[i], &tlen[i], i == 1 || i == 3 ? QF_TOKENIZER_MAX_BYTES : QF_JSON_MAX_BYTES);
+        int r = hf_input(q, s, p, false, &txt[i], &tlen[i], i == 1 || i == 3 ? QF_TOKENIZER_MAX_BYTES : QF_JSON_MAX_BYTES);
         free(p);
         if (r == -ENOENT && i > 0)
             continue;
@@ -804,7 +848,7 @@ static void hf_load(struct qfs *q, struct qfs_model *m, struct qfs_snap *s)
         if (f->kind != QFS_F_ST && !(f->kind == QFS_F_PASS && has_suffix(f->name, "vocab.gguf")))
             continue;
         size_t at = s->n_in;
-        int r = hf_input(s, f->path, true, NULL, NULL, 0);
+        int r = hf_input(q, s, f->path, true, NULL, NULL, 0);
         if (r) {
             rc = snap_err(s, r, "%s: %s", f->name, strerror(-r));
             break;
@@ -946,18 +990,11 @@ static struct qfs_snap *snap_load(struct qfs *q, struct qfs_model *m, struct qfs
         }
         return s;
     }
-    /* O_NONBLOCK: a FIFO or device put in place of a source must not hang
-     * the open (and with it every reader of the model); only a regular
-     * file is served */
-    s->fd = open(f->path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-    if (s->fd < 0 || fstat(s->fd, &s->st) < 0) {
-        *err = -errno;
-        qfs_snap_put(s);
-        return NULL;
-    }
-    if (!S_ISREG(s->st.st_mode)) {
-        qfs_log(q, LOG_WARNING, "model '%s': %s is not a regular file; not served", m->name, f->name);
-        *err = -EIO;
+    s->fd = qfs_open_source(q, f->path, &s->st);
+    if (s->fd < 0) {
+        if (s->fd == -EINVAL)
+            qfs_log(q, LOG_WARNING, "model '%s': %s is not a regular file; not served", m->name, f->name);
+        *err = s->fd == -EINVAL || s->fd == -EACCES ? -EIO : s->fd;
         qfs_snap_put(s);
         return NULL;
     }

@@ -122,6 +122,7 @@ struct qfs {
     unsigned workers;
     unsigned readahead_mb;
     bool foreground;
+    int follow_symlinks;   /* -o follow_symlinks: sources may resolve outside the root */
     int check;             /* -o check: run quantfs-check per model */
     char *mountpoint;      /* absolute */
     pthread_mutex_t check_mu;
@@ -184,6 +185,11 @@ void qfs_log(struct qfs *q, int prio, const char *fmt, ...) __attribute__((forma
 /* pread of exactly len bytes from the fd *ctx (a qf_pread_fn); -EIO if the
  * file ends first. */
 int qfs_pread_fd(void *ctx, void *buf, size_t len, uint64_t off);
+/* Opens a source file for reading: a regular file (O_NONBLOCK, so a FIFO
+ * swapped in hangs nothing), inside the source root unless
+ * -o follow_symlinks. The descriptor, or -errno: -EINVAL not a regular
+ * file, -EACCES outside the root. *st: its fstat. */
+int qfs_open_source(struct qfs *q, const char *path, struct stat *st);
 int qfs_scan(struct qfs *q);
 unsigned qfs_rescan(struct qfs *q);
 /* The live model named name, or -1. */

@@ -101,6 +101,11 @@ class Mount:
                 pytest.fail("unexpected daemon output: " + line)
 
 
+def read_all(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
 @pytest.fixture
 def mount_factory(tmp_path):
     mounts = []
@@ -130,10 +135,10 @@ def stories_src(tmp_path):
     src = tmp_path / "src"
     d = src / "stories260K"
     d.mkdir(parents=True)
-    os.symlink(STORIES_GGUF, d / "stories260K.gguf")
+    shutil.copy(STORIES_GGUF, d / "stories260K.gguf")
     (d / "README.md").write_text("# stories260K\nTinyStories model.\n")
     shutil.copy(os.path.join(SHARED, "models", "stories260K", "tok512.bin"), d / "tok512.bin")
-    os.symlink(os.path.join(REFS, "kernels.gguf"), src / "kernels.gguf")
+    shutil.copy(os.path.join(REFS, "kernels.gguf"), src / "kernels.gguf")
     return src
 
 

@@ -9,14 +9,9 @@ import time
 
 import pytest
 
-from conftest import QUANTFS, STORIES_GGUF
+from conftest import QUANTFS, STORIES_GGUF, read_all
 
 VIEWS = ["q8_0", "q4_k", "q6_k", "q4_0"]
-
-
-def read_all(path):
-    with open(path, "rb") as f:
-        return f.read()
 
 
 def gguf(m, view):

@@ -110,9 +110,9 @@ def test_forward_pass_matches_numpy_and_published_sample(tmp_path):
 def stories_mount(mount_factory, tmp_path):
     src = tmp_path / "src"
     (src / "stories260K").mkdir(parents=True)
-    os.symlink(STORIES_GGUF, src / "stories260K" / "stories260K.gguf")
-    os.symlink(os.path.join(SHARED, "models", "stories260K", "hf"), src / "hf")
-    os.symlink(os.path.join(SHARED, "refs", "kernels.gguf"), src / "kernels.gguf")
+    shutil.copy(STORIES_GGUF, src / "stories260K" / "stories260K.gguf")
+    shutil.copytree(os.path.join(SHARED, "models", "stories260K", "hf"), src / "hf")
+    shutil.copy(os.path.join(SHARED, "refs", "kernels.gguf"), src / "kernels.gguf")
     return mount_factory(src)
 
 
@@ -237,7 +237,7 @@ def test_plan_explains_types(stories_mount):
 def test_daemon_option_check(mount_factory, tmp_path):
     src = tmp_path / "src"
     (src / "stories260K").mkdir(parents=True)
-    os.symlink(STORIES_GGUF, src / "stories260K" / "stories260K.gguf")
+    shutil.copy(STORIES_GGUF, src / "stories260K" / "stories260K.gguf")
     env_bin = os.path.dirname(os.path.abspath(QUANTFS))
     m = mount_factory(src, "check")
     m.expect_log(r"check of model")

@@ -13,7 +13,7 @@ import time
 import numpy as np
 import pytest
 
-from conftest import ALL_VIEWS, MIXES, QUANTFS, STORIES_GGUF
+from conftest import ALL_VIEWS, MIXES, QUANTFS, STORIES_GGUF, read_all
 import gguf_reader
 from gguf_writer import llama_kvs, write_gguf
 
@@ -25,11 +25,6 @@ FTYPE = {"fp16": 1, "bf16": 32, "q8_0": 7, "q4_0": 2, "q4_1": 3, "q5_0": 8, "q5_
 
 def ref_file(view):
     return os.path.join(MIXES, "stories260K.%s.gguf" % ("f16" if view == "fp16" else view))
-
-
-def read_all(path):
-    with open(path, "rb") as f:
-        return f.read()
 
 
 def test_views_and_files(mount):

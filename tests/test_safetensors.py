@@ -121,7 +121,7 @@ def dequant(view, tensors, stem):
 def hf_src(tmp_path):
     src = tmp_path / "src"
     src.mkdir()
-    os.symlink(HF, src / "stories-hf")
+    shutil.copytree(HF, src / "stories-hf")
     return src
 
 
@@ -339,7 +339,7 @@ def test_malformed_safetensors(mount_factory, tmp_path):
     (d / "model.safetensors.index.json").write_text(json.dumps(
         {"metadata": {}, "weight_map": {"a.weight": "model-00001-of-00002.safetensors",
                                         "b.weight": "model-00002-of-00002.safetensors"}}))
-    os.symlink(HF, src / "good")
+    shutil.copytree(HF, src / "good")
     m = mount_factory(src)
     # (not shown at all: it may still be being copied; test_live.py)
     m.expect_log(r"model 'missingshard' not shown yet: shard model-00002-of-00002.safetensors of its index is missing")

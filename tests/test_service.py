@@ -7,7 +7,7 @@ import signal
 import subprocess
 import time
 
-from conftest import QUANTFS, STORIES_GGUF
+from conftest import QUANTFS, STORIES_GGUF, read_all
 
 
 def run(*args):
@@ -136,6 +136,49 @@ def check_as_nobody(m):
     for p in (m.path("private"), m.path("private", "q8_0", "m.gguf")):
         r = as_nobody("cat", p) if p.endswith(".gguf") else as_nobody("ls", p)
         assert r.returncode != 0 and b"Permission denied" in r.stderr, (p, r)
+
+
+def test_symlinks_stay_inside_the_source_root(mount_factory, tmp_path):
+    """A symlink that resolves outside the source root is neither listed nor
+    served (a model directory, a loose file or a file in a model), one
+    inside it is; a file swapped for such a link while mounted serves
+    nothing of its target; -o follow_symlinks serves them all."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    secret = b"root's secret\n" * 100
+    (outside / "secret.txt").write_bytes(secret)
+    shutil.copyfile(STORIES_GGUF, outside / "secret.gguf")
+    src = tmp_path / "src"
+    (src / "m").mkdir(parents=True)
+    shutil.copyfile(STORIES_GGUF, src / "m" / "m.gguf")
+    (src / "m" / "README.md").write_text("readme\n")
+    (src / "notes").mkdir()
+    (src / "notes" / "inside.txt").write_text("inside\n")
+    os.symlink("../notes/inside.txt", src / "m" / "inside.txt")
+    os.symlink(outside / "secret.txt", src / "m" / "leak.txt")
+    os.symlink(outside / "secret.gguf", src / "loose.gguf")
+    os.symlink(outside, src / "linked")
+    os.symlink("m/m.gguf", src / "inlink.gguf")
+    m = mount_factory(src, "settle=100")
+    assert sorted(os.listdir(m.path())) == [".quantfs", "inlink", "m"]
+    assert sorted(os.listdir(m.path("m", "f32"))) == ["README.md", "inside.txt", "m.gguf"]
+    assert read_all(m.path("m", "f32", "inside.txt")) == b"inside\n"
+    assert read_all(m.path("inlink", "f32", "inlink.gguf")) == read_all(STORIES_GGUF)
+    # swapped while mounted: after the swap, no read returns the target
+    os.unlink(src / "m" / "README.md")
+    os.symlink(outside / "secret.txt", src / "m" / "README.md")
+    for _ in range(30):
+        try:
+            got = read_all(m.path("m", "f32", "README.md"))
+        except OSError:
+            got = None
+        assert got != secret and got in (None, b"readme\n")
+        time.sleep(0.1)
+    m.expect_log(r"not serving .*: it resolves (to .*, )?outside the source root")
+    m2 = mount_factory(src, "follow_symlinks")
+    assert sorted(os.listdir(m2.path())) == [".quantfs", "inlink", "linked", "loose", "m"]
+    assert read_all(m2.path("m", "f32", "leak.txt")) == secret
+    assert read_all(m2.path("m", "f32", "README.md")) == secret
 
 
 def test_man_pages_render_without_warnings():
