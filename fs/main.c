@@ -49,6 +49,8 @@ static const struct fuse_opt qfs_opts[] = {
     QOPT("cache_dir=%s", cache_dir, 0),
     QOPT("check", check, 1),
     QOPT("follow_symlinks", follow_symlinks, 1),
+    QOPT("max_fds=%u", max_fds, 0),
+    QOPT("source_timeout=%u", source_timeout_s, 0),
     QOPT("check_jobs=%u", check_jobs, 0),
     QOPT("readahead=%u", readahead_mb, 0),
     QOPT("timeout=%lf", timeout, 0),
@@ -99,6 +101,10 @@ static void usage(const char *prog)
            "                           results in MOUNT/MODEL/.check.json\n"
            "    -o check_jobs=N        checks running at a time (default 1)\n"
            "    -o follow_symlinks     serve symlinks that resolve outside the source root (default: off)\n"
+           "    -o max_fds=N           source descriptors kept open, least recently used closed first\n"
+           "                           (default 1024, at most half the open-file limit)\n"
+           "    -o source_timeout=SECONDS  a network or FUSE source that does not answer this long fails\n"
+           "                           its model's reads with EIO (default 30; 0: wait forever)\n"
            "    -o threads=N           conversion and read-ahead threads (default: CPUs)\n"
            "    -o readahead=MB        convert this far ahead of sequential readers (default 16)\n"
            "    -o timeout=SECONDS     kernel attribute cache timeout (default 1)\n"
@@ -368,7 +374,8 @@ int main(int argc, char *argv[])
 
     struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
     struct cli cli = {0};
-    struct qfs q = {.readahead_mb = 16, .timeout = 1.0, .check_ms = 1000, .settle_ms = 1000, .check_jobs = 1};
+    struct qfs q = {.readahead_mb = 16, .timeout = 1.0, .check_ms = 1000, .settle_ms = 1000, .check_jobs = 1,
+                    .max_fds = 1024, .source_timeout_s = 30};
     struct fuse_cmdline_opts co = {0};
     int ret = 1, rc;
     pthread_mutex_init(&q.inval_mu, NULL);
@@ -376,6 +383,7 @@ int main(int argc, char *argv[])
     pthread_cond_init(&q.check_cv, NULL);
     pthread_mutex_init(&q.handles_mu, NULL);
     pthread_mutex_init(&q.tok_mu, NULL);
+    pthread_mutex_init(&q.fd_mu, NULL);
     q.watch_ifd = q.watch_efd = -1;
     q.views = qf_views(&q.n_views);
 
@@ -390,6 +398,26 @@ int main(int argc, char *argv[])
         goto out;
     }
     q.rescan_ms *= 1000;
+    /* descriptors: the pool leaves half the limit to FUSE, the cache
+     * directory, inotify and the checker pipes */
+    struct rlimit nofile;
+    if (!getrlimit(RLIMIT_NOFILE, &nofile)) {
+        /* the soft limit up to the hard one (systemd: 1024 of 524288) */
+        rlim_t want = nofile.rlim_max == RLIM_INFINITY || nofile.rlim_max > 65536 ? 65536 : nofile.rlim_max;
+        if (nofile.rlim_cur < want) {
+            nofile.rlim_cur = want;
+            setrlimit(RLIMIT_NOFILE, &nofile);
+            getrlimit(RLIMIT_NOFILE, &nofile);
+        }
+        if (nofile.rlim_cur != RLIM_INFINITY && q.max_fds > nofile.rlim_cur / 2)
+            q.max_fds = (unsigned)(nofile.rlim_cur / 2);
+    }
+    if (q.max_fds < 4)
+        q.max_fds = 4;
+    if (q.source_timeout_s > 86400) {
+        fprintf(stderr, "quantfs: source_timeout=%u: at most 86400 seconds\n", q.source_timeout_s);
+        goto out;
+    }
     if (cli.self_test) {
         ret = qf_self_test(stdout) ? 1 : 0;
         goto out;
@@ -555,6 +583,12 @@ out_unmount:
     /* after the unmount (a checker's pending request to us is aborted, not
      * waited for), before the models it reads are freed */
     qfs_check_stop(&q);
+    /* a source call still blocked (a dead NFS server) would touch a model
+     * after it is freed, and cannot be cancelled: leave without freeing */
+    if (atomic_load(&q.io_stuck) || !qfs_watch_stop(&q)) {
+        qfs_log(&q, LOG_WARNING, "source calls still blocked; exiting without waiting for them");
+        _exit(ret);
+    }
 out_signals:
     fuse_remove_signal_handlers(q.se);
 out_session:

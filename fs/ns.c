@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statfs.h>
 #include <syslog.h>
 #include <unistd.h>
 #include <jansson.h>
@@ -251,6 +252,31 @@ void qfs_free_models(struct qfs *q)
     q->n_pending = 0;
 }
 
+/* Whether path is on a filesystem whose calls can block without end: a
+ * network one (a hard NFS mount retries forever) or another FUSE daemon.
+ * Their models' source calls are timed (src.c). */
+static bool on_remote_fs(const char *path)
+{
+    struct statfs sf;
+    if (statfs(path, &sf))
+        return false;
+    switch ((unsigned long)sf.f_type) {
+    case 0x6969:     /* NFS */
+    case 0x65735546: /* FUSE */
+    case 0xff534d42: /* CIFS */
+    case 0xfe534d42: /* SMB2 */
+    case 0x517b:     /* SMB */
+    case 0x01021997: /* 9P (v9fs) */
+    case 0x00c36400: /* Ceph */
+    case 0x5346414f: /* AFS */
+    case 0x73757245: /* Coda */
+    case 0x47504653: /* GPFS */
+    case 0x0bd00bd0: /* Lustre */
+        return true;
+    default: return false;
+    }
+}
+
 /* The model a source-root entry makes (*out NULL if none: not a model
  * directory or file, or hidden). */
 static int model_build(struct qfs *q, const char *name, struct qfs_model **out)
@@ -275,6 +301,8 @@ static int model_build(struct qfs *q, const char *name, struct qfs_model **out)
             rc = m->name ? add_file(m, &fcap, name, p) : -ENOMEM;
         }
     }
+    if (m && !rc && m->formats)
+        m->remote = on_remote_fs(p);
     free(p);
     if (m && (rc || !m->formats)) {
         free_model(m);
@@ -285,17 +313,18 @@ static int model_build(struct qfs *q, const char *name, struct qfs_model **out)
     return 0;
 }
 
-/* The model's files as they are now (names, sizes, mtimes): a copy in
- * progress changes it; a model is published once it holds still. */
+/* The model's files as they are now (names, sizes, mtimes, ctimes): a copy
+ * in progress changes it; a model is published once it holds still. */
 static uint64_t model_sig(const struct qfs_model *m)
 {
     uint64_t h = qc_hash64(m->name, strlen(m->name));
     for (size_t i = 0; i < m->n_files; i++) {
         const struct qfs_file *f = &m->files[i];
         struct stat st;
-        uint64_t k[5] = {h, qc_hash64(f->name, strlen(f->name)), 0, 0, 0};
+        uint64_t k[7] = {h, qc_hash64(f->name, strlen(f->name)), 0, 0, 0, 0, 0};
         if (f->kind != QFS_F_HFGGUF && stat(f->path, &st) == 0)
-            k[2] = (uint64_t)st.st_size, k[3] = (uint64_t)st.st_mtim.tv_sec, k[4] = (uint64_t)st.st_mtim.tv_nsec;
+            k[2] = (uint64_t)st.st_size, k[3] = (uint64_t)st.st_mtim.tv_sec, k[4] = (uint64_t)st.st_mtim.tv_nsec,
+            k[5] = (uint64_t)st.st_ctim.tv_sec, k[6] = (uint64_t)st.st_ctim.tv_nsec;
         h = qc_hash64(k, sizeof k);
     }
     return h;
@@ -487,8 +516,14 @@ unsigned qfs_rescan(struct qfs *q)
     }
     for (size_t i = 0; i < n; i++) {
         struct qfs_model *m;
-        if (model_build(q, names[i], &m) || !m)
+        if (model_build(q, names[i], &m))
             continue;
+        if (!m) { /* a model directory that no longer holds a model */
+            int was = qfs_find_model(q, names[i]);
+            if (was >= 0 && q->models[was]->dir)
+                qfs_model_gone(q, (size_t)was);
+            continue;
+        }
         int live = qfs_find_model(q, m->name);
         uint64_t sig = model_sig(m);
         char why[200] = "";
@@ -553,26 +588,6 @@ unsigned qfs_rescan(struct qfs *q)
 
 /* ---------------------------------------------------------------- snaps */
 
-int qfs_pread_fd(void *ctx, void *buf, size_t len, uint64_t off)
-{
-    int fd = *(const int *)ctx;
-    uint8_t *p = buf;
-    while (len) {
-        ssize_t n = pread(fd, p, len, (off_t)off);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return -errno;
-        }
-        if (n == 0)
-            return -EIO; /* the file shrank under us */
-        p += n;
-        len -= (size_t)n;
-        off += (uint64_t)n;
-    }
-    return 0;
-}
-
 static bool same_file(const struct stat *a, const struct stat *b)
 {
     return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_size == b->st_size &&
@@ -589,17 +604,11 @@ void qfs_snap_put(struct qfs_snap *s)
     qf_gguf_free(s->gguf);
     qf_st_free(s->sth);
     free(s->text);
-    if (s->fd >= 0)
-        close(s->fd);
+    qfs_src_close(&s->src);
     qf_hf_free(s->hf);
-    for (size_t i = 0; i < s->n_in; i++) {
-        free(s->in_path[i]);
-        if (s->in_fd[i] >= 0)
-            close(s->in_fd[i]);
-    }
-    free(s->in_path);
-    free(s->in_st);
-    free(s->in_fd);
+    for (size_t i = 0; i < s->n_in; i++)
+        qfs_src_close(&s->in[i]);
+    free(s->in);
     free(s->in_ctx);
     pthread_mutex_destroy(&s->mu);
     free(s);
@@ -616,7 +625,7 @@ static void load_json_text(struct qfs_model *m, struct qfs_file *f, struct qfs_s
         return;
     }
     s->text = malloc(size + 1);
-    if (!s->text || qfs_pread_fd(&s->fd, s->text, size, 0)) {
+    if (!s->text || qfs_src_pread(&s->src, s->text, size, 0)) {
         snprintf(s->err, sizeof s->err, "cannot read it");
         return;
     }
@@ -656,14 +665,14 @@ static void load_json_text(struct qfs_model *m, struct qfs_file *f, struct qfs_s
  * versions apart even where timestamps are coarse or copied (rsync -t), and
  * it is the same on every machine that sees the file, unlike st_dev, so
  * daemons sharing a cache_dir share entries. */
-static uint64_t header_hash(const struct qfs_snap *s)
+static uint64_t header_hash(struct qfs_snap *s)
 {
     uint64_t n = s->gguf ? s->gguf->data_begin : s->sth ? s->sth->data_begin : 0;
     if (n > (64u << 20)) /* huge vocabularies: the first 64 MiB and the size */
         n = 64u << 20;
     uint8_t *buf = n ? malloc(n) : NULL;
     uint64_t h = (uint64_t)s->st.st_size;
-    if (buf && !qfs_pread_fd((void *)&s->fd, buf, n, 0))
+    if (buf && !qfs_src_pread(&s->src, buf, n, 0))
         h ^= qc_hash64(buf, n);
     free(buf);
     return h;
@@ -673,35 +682,30 @@ static uint64_t header_hash(const struct qfs_snap *s)
 /* ------------------------------------------------ Hugging Face -> GGUF */
 
 /* Records input path (opened, fstat'ed) in s; keep_open: a shard the
- * reader preads, else the file is read whole into *text (bounded). */
-static int hf_input(struct qfs *q, struct qfs_snap *s, const char *path, bool keep_open, char **text, size_t *len, size_t max)
+ * reader preads, else the file is read whole into *text (bounded) and its
+ * descriptor closed (its identity is kept: a change replaces s). */
+static int hf_input(struct qfs *q, struct qfs_model *m, struct qfs_snap *s, const char *path, bool keep_open,
+                    char **text, size_t *len, size_t max)
 {
-    size_t i = s->n_in;
-    struct stat st;
-    int fd = qfs_open_source(q, path, &st);
-    if (fd < 0)
-        return fd;
-    s->in_path[i] = strdup(path);
-    s->in_st[i] = st;
-    s->in_fd[i] = fd;
+    struct qfs_src *in = &s->in[s->n_in];
+    int rc = qfs_src_open(q, m, in, path);
+    if (rc)
+        return rc;
     s->n_in++;
-    if (!s->in_path[i])
-        return -ENOMEM;
     if (keep_open)
         return 0;
-    s->in_fd[i] = -1;
-    int rc = 0;
-    if ((uint64_t)st.st_size > max) {
+    size_t size = (size_t)in->st.st_size;
+    if ((uint64_t)in->st.st_size > max) {
         rc = -EFBIG;
     } else {
-        *text = malloc((size_t)st.st_size + 1);
-        rc = !*text ? -ENOMEM : qfs_pread_fd(&fd, *text, (size_t)st.st_size, 0);
+        *text = malloc(size + 1);
+        rc = !*text ? -ENOMEM : qfs_src_pread(in, *text, size, 0);
         if (!rc) {
-            (*text)[st.st_size] = 0;
-            *len = (size_t)st.st_size;
+            (*text)[size] = 0;
+            *len = size;
         }
     }
-    close(fd);
+    qfs_src_idle(in);
     return rc;
 }
 
@@ -809,9 +813,7 @@ void qfs_tokmemo_free(struct qfs *q)
 static void hf_load(struct qfs *q, struct qfs_model *m, struct qfs_snap *s)
 {
     size_t cap = m->n_files + 8;
-    s->in_path = calloc(cap, sizeof *s->in_path);
-    s->in_st = calloc(cap, sizeof *s->in_st);
-    s->in_fd = calloc(cap, sizeof *s->in_fd);
+    s->in = calloc(cap, sizeof *s->in);
     s->in_ctx = calloc(cap, sizeof *s->in_ctx);
     struct qf_st **sh = calloc(cap, sizeof *sh);
     char *txt[6] = {0};
@@ -822,13 +824,13 @@ static void hf_load(struct qfs *q, struct qfs_model *m, struct qfs_snap *s)
     size_t n_sh = 0;
     uint8_t *vkv = NULL;
     char *p = NULL;
-    int rc = s->in_path && s->in_st && s->in_fd && s->in_ctx && sh ? 0 : -ENOMEM;
+    int rc = s->in && s->in_ctx && sh ? 0 : -ENOMEM;
     for (size_t i = 0; i < 6 && !rc; i++) {
         if (asprintf(&p, "%s/%s", m->dir, names[i]) < 0) {
             rc = -ENOMEM;
             break;
         }
-        int r = hf_input(q, s, p, false, &txt[i], &tlen[i], i == 1 || i == 3 ? QF_TOKENIZER_MAX_BYTES : QF_JSON_MAX_BYTES);
+        int r = hf_input(q, m, s, p, false, &txt[i], &tlen[i], i == 1 || i == 3 ? QF_TOKENIZER_MAX_BYTES : QF_JSON_MAX_BYTES);
         free(p);
         if (r == -ENOENT && i > 0)
             continue;
@@ -848,21 +850,21 @@ static void hf_load(struct qfs *q, struct qfs_model *m, struct qfs_snap *s)
         if (f->kind != QFS_F_ST && !(f->kind == QFS_F_PASS && has_suffix(f->name, "vocab.gguf")))
             continue;
         size_t at = s->n_in;
-        int r = hf_input(q, s, f->path, true, NULL, NULL, 0);
+        int r = hf_input(q, m, s, f->path, true, NULL, NULL, 0);
         if (r) {
             rc = snap_err(s, r, "%s: %s", f->name, strerror(-r));
             break;
         }
         char e[200] = "";
-        uint64_t size = (uint64_t)s->in_st[at].st_size;
+        uint64_t size = (uint64_t)s->in[at].st.st_size;
         if (f->kind == QFS_F_ST) {
-            s->in_ctx[n_sh] = &s->in_fd[at];
-            r = qf_st_parse(qfs_pread_fd, &s->in_fd[at], size, &sh[n_sh], e, sizeof e);
+            s->in_ctx[n_sh] = &s->in[at];
+            r = qf_st_parse(qfs_src_pread, &s->in[at], size, &sh[n_sh], e, sizeof e);
             n_sh += !r;
             s->quiet |= r != 0; /* the shard's own snapshot logs why */
         } else { /* a vocab-only GGUF: its tokenizer.* KVs, verbatim */
             struct qf_gguf *g = NULL;
-            r = qf_gguf_parse(qfs_pread_fd, &s->in_fd[at], size, &g, e, sizeof e);
+            r = qf_gguf_parse(qfs_src_pread, &s->in[at], size, &g, e, sizeof e);
             if (!r && g->n_tensors) {
                 r = -EINVAL;
                 snprintf(e, sizeof e, "has tensors: not a vocab-only GGUF");
@@ -882,15 +884,14 @@ static void hf_load(struct qfs *q, struct qfs_model *m, struct qfs_snap *s)
                 n++;
             }
             if (!r && n && end - b <= (256u << 20) && (vkv = malloc(end - b)) &&
-                !qfs_pread_fd(&s->in_fd[at], vkv, end - b, b)) {
+                !qfs_src_pread(&s->in[at], vkv, end - b, b)) {
                 in.vocab_kvs = vkv, in.vocab_kvs_len = end - b, in.vocab_n_kv = n;
             } else if (!r) {
                 r = -EINVAL;
                 snprintf(e, sizeof e, "no tokenizer KVs");
             }
             qf_gguf_free(g);
-            close(s->in_fd[at]);
-            s->in_fd[at] = -1;
+            qfs_src_idle(&s->in[at]);
         }
         if (r)
             rc = snap_err(s, r, "%s: %s", f->name, e);
@@ -927,15 +928,16 @@ static void hf_load(struct qfs *q, struct qfs_model *m, struct qfs_snap *s)
     if (!memo_hit && in.tokenizer)
         malloc_trim(0); /* tokenizer.json's JSON tree is gone: give its pages back (~20 MB for 150k tokens) */
     if (!rc) {
-        s->hfr = (struct qf_hf_reader){.hf = s->hf, .rd = qfs_pread_fd, .ctx = s->in_ctx};
+        s->hfr = (struct qf_hf_reader){.hf = s->hf, .rd = qfs_src_pread, .ctx = s->in_ctx};
         s->rd = qf_hf_pread;
         s->rdctx = &s->hfr;
-        s->st = s->in_st[0]; /* config.json: times and mode of the file */
+        s->st = s->in[0].st; /* config.json: times and mode of the file */
         uint64_t h = qc_hash64(s->hf->hdr, s->hf->hdr_len);
         for (size_t i = 0; i < s->n_in; i++) {
-            uint64_t k[7] = {(uint64_t)s->in_st[i].st_ino, (uint64_t)s->in_st[i].st_size,
-                             (uint64_t)s->in_st[i].st_mtim.tv_sec, (uint64_t)s->in_st[i].st_mtim.tv_nsec,
-                             (uint64_t)s->in_st[i].st_ctim.tv_sec, (uint64_t)s->in_st[i].st_ctim.tv_nsec, h};
+            const struct stat *st = &s->in[i].st;
+            uint64_t k[7] = {(uint64_t)st->st_ino, (uint64_t)st->st_size, (uint64_t)st->st_mtim.tv_sec,
+                             (uint64_t)st->st_mtim.tv_nsec, (uint64_t)st->st_ctim.tv_sec,
+                             (uint64_t)st->st_ctim.tv_nsec, h};
             h = qc_hash64(k, sizeof k);
         }
         s->hdr_hash = h;
@@ -952,13 +954,12 @@ static void hf_load(struct qfs *q, struct qfs_model *m, struct qfs_snap *s)
 
 bool qfs_snap_current(const struct qfs_snap *s)
 {
-    struct stat st;
     if (s->file->kind != QFS_F_HFGGUF)
-        return stat(s->file->path, &st) == 0 && same_file(&st, &s->st);
+        return qfs_src_current(&s->src);
     /* every file read; an optional one (tokenizer.model, ...) that was
      * absent and appears later is not noticed until another input changes */
     for (size_t i = 0; i < s->n_in; i++)
-        if (stat(s->in_path[i], &st) < 0 || !same_file(&st, &s->in_st[i]))
+        if (!qfs_src_current(&s->in[i]))
             return false;
     return true;
 }
@@ -976,10 +977,10 @@ static struct qfs_snap *snap_load(struct qfs *q, struct qfs_model *m, struct qfs
     pthread_mutex_init(&s->mu, NULL);
     for (size_t v = 0; v < QFS_MAX_VIEWS; v++)
         s->fresh[v] = true;
-    s->rd = qfs_pread_fd;
-    s->rdctx = &s->fd;
+    s->rd = qfs_src_pread;
+    s->rdctx = &s->src;
+    s->src.fd = -1;
     if (f->kind == QFS_F_HFGGUF) {
-        s->fd = -1;
         hf_load(q, m, s);
         if (s->err[0] && !s->quiet)
             qfs_log(q, LOG_WARNING, "model '%s': no GGUF views: %s", m->name, s->err);
@@ -990,19 +991,20 @@ static struct qfs_snap *snap_load(struct qfs *q, struct qfs_model *m, struct qfs
         }
         return s;
     }
-    s->fd = qfs_open_source(q, f->path, &s->st);
-    if (s->fd < 0) {
-        if (s->fd == -EINVAL)
+    int orc = qfs_src_open(q, m, &s->src, f->path);
+    if (orc) {
+        if (orc == -EINVAL)
             qfs_log(q, LOG_WARNING, "model '%s': %s is not a regular file; not served", m->name, f->name);
-        *err = s->fd == -EINVAL || s->fd == -EACCES ? -EIO : s->fd;
+        *err = orc == -EINVAL || orc == -EACCES || orc == -ETIMEDOUT ? -EIO : orc;
         qfs_snap_put(s);
         return NULL;
     }
+    s->st = s->src.st;
     uint64_t size = (uint64_t)s->st.st_size;
     if (f->kind == QFS_F_GGUF) {
-        qf_gguf_parse(qfs_pread_fd, &s->fd, size, &s->gguf, s->err, sizeof s->err);
+        qf_gguf_parse(qfs_src_pread, &s->src, size, &s->gguf, s->err, sizeof s->err);
     } else if (f->kind == QFS_F_ST) {
-        qf_st_parse(qfs_pread_fd, &s->fd, size, &s->sth, s->err, sizeof s->err);
+        qf_st_parse(qfs_src_pread, &s->src, size, &s->sth, s->err, sizeof s->err);
     } else if ((f->kind == QFS_F_CONFIG || f->kind == QFS_F_INDEX) && (m->formats & QF_FMT_SAFETENSORS)) {
         load_json_text(m, f, s);
     }
@@ -1018,10 +1020,28 @@ struct qfs_snap *qfs_snap_get(struct qfs *q, struct qfs_model *m, struct qfs_fil
     struct stat st;
     pthread_mutex_lock(&f->mu);
     struct qfs_snap *s = f->snap;
-    if (stat(f->path, &st) < 0) {
-        *err = -errno;
+    int src_rc = qfs_src_stat(q, m, f->path, &st);
+    if (src_rc == -ETIMEDOUT) { /* cannot tell: fail this request, keep the snapshot */
+        pthread_mutex_unlock(&f->mu);
+        *err = -EIO;
+        return NULL;
+    } else if (src_rc) {
+        *err = src_rc;
         s = NULL;
-    } else if (!s || (f->kind == QFS_F_HFGGUF ? !qfs_snap_current(s) : !same_file(&st, &s->st))) {
+    } else if (s && (atomic_load(&m->gone) || atomic_load(&f->open_count)) &&
+               (atomic_load(&s->stale) ||
+                (f->kind == QFS_F_HFGGUF ? !qfs_snap_current(s) : !same_file(&st, &s->st)))) {
+        /* Changed while open (or in a model a rescan replaced): the inode
+         * keeps the old version, whose size the kernel holds handles to
+         * (a new size would end their reads early, cleanly). Its reads
+         * and new opens get EIO until the last handle closes or the
+         * rescan shows the new version under new inode numbers. */
+        qfs_snap_retire(q, s);
+        atomic_fetch_add(&s->refs, 1);
+        pthread_mutex_unlock(&f->mu);
+        return s;
+    } else if (!s || atomic_load(&s->stale) ||
+               (f->kind == QFS_F_HFGGUF ? !qfs_snap_current(s) : !same_file(&st, &s->st))) {
         s = snap_load(q, m, f, err);
     } else {
         atomic_fetch_add(&s->refs, 1);
@@ -1058,16 +1078,20 @@ void qfs_snap_retire(struct qfs *q, struct qfs_snap *s)
 
 int qfs_snap_verify(struct qfs *q, struct qfs_snap *s)
 {
-    struct stat a, b;
-    if (s->file->kind == QFS_F_HFGGUF) {
-        bool ok = !atomic_load(&s->stale);
-        for (size_t i = 0; ok && i < s->n_in; i++)
-            ok = s->in_fd[i] < 0 || (fstat(s->in_fd[i], &a) == 0 && same_file(&a, &s->in_st[i]));
-        if (ok && qfs_snap_current(s))
+    /* the path still names the version read (an in-place write changes
+     * its mtime or ctime, a replace its inode) */
+    if (atomic_load(&s->stale))
+        return -EIO;
+    if (s->file->kind != QFS_F_HFGGUF) {
+        struct stat st;
+        int rc = qfs_src_stat(q, s->src.m, s->src.path, &st);
+        if (rc == -ETIMEDOUT)
+            return -EIO; /* cannot tell: this request fails, the version stands */
+        if (!rc && same_file(&st, &s->st))
             return 0;
-    } else if (!atomic_load(&s->stale) && fstat(s->fd, &a) == 0 && same_file(&a, &s->st) &&
-               stat(s->file->path, &b) == 0 && same_file(&b, &s->st))
+    } else if (qfs_snap_current(s)) {
         return 0;
+    }
     qfs_snap_retire(q, s);
     return -EIO;
 }

@@ -91,6 +91,13 @@ static char *stats_json(struct qfs *q)
     json_object_set_new(j, "bytes_transient", transient);
     json_object_set_new(j, "blocks_transient", json_integer((json_int_t)s.computed_transient));
     json_object_set_new(j, "hf_tokenizers_reused", json_integer((json_int_t)atomic_load(&q->tok_reused)));
+    pthread_mutex_lock(&q->fd_mu);
+    json_t *fds = json_pack("{s:I,s:I,s:I,s:I}", "open", (json_int_t)q->n_fds, "max", (json_int_t)q->max_fds,
+                            "reopens", (json_int_t)q->fd_reopens, "evictions", (json_int_t)q->fd_evictions);
+    pthread_mutex_unlock(&q->fd_mu);
+    json_object_set_new(j, "source_fds", fds);
+    json_object_set_new(j, "source_timeouts", json_integer((json_int_t)atomic_load(&q->io_timeouts)));
+    json_object_set_new(j, "source_calls_blocked", json_integer((json_int_t)atomic_load(&q->io_stuck)));
     char *out = json_dumps(j, JSON_INDENT(2) | JSON_SORT_KEYS);
     json_decref(j);
     if (out) { /* a trailing newline, as text files have */
@@ -412,8 +419,8 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     struct qfs_model *m = q->models[d.m];
     h->view = d.v;
     h->snap = qfs_snap_get(q, m, &m->files[d.f], &rc);
-    if (h->snap)
-        rc = qfs_snap_layout(q, h->snap, d.v, &h->layout);
+    if (h->snap) /* a stale one: the source changed while open elsewhere */
+        rc = atomic_load(&h->snap->stale) ? -EIO : qfs_snap_layout(q, h->snap, d.v, &h->layout);
     if (rc) {
         qfs_snap_put(h->snap);
         free(h);

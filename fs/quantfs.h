@@ -32,19 +32,32 @@
  * blocks wait here for their reader (more than -o readahead's default). */
 #define QFS_HOT_BYTES ((size_t)64 << 20)
 
+/* A source file opened at one version (src.c): its identity and a
+ * descriptor from the LRU-bounded pool, reopened on demand (and checked to
+ * be the same file). Read through qfs_src_pread. */
+struct qfs_src {
+    struct qfs *q;
+    struct qfs_model *m;   /* whose source timeouts apply */
+    char *path;
+    struct stat st;        /* identity: dev, ino, size, mtime, ctime */
+    int fd;                /* -1 while evicted (guarded by q->fd_mu, as are below) */
+    unsigned users;        /* reads in flight: not evicted */
+    struct qfs_src *prev, *next; /* q's LRU list while fd >= 0 */
+};
+
 /* One version of a source file: its identity and everything parsed from it. */
 struct qfs_snap {
     atomic_uint refs;
     struct qfs_file *file;
     struct stat st;        /* fingerprint: dev, ino, size, mtime, ctime (QFS_F_HFGGUF: config.json's) */
     uint64_t hdr_hash;     /* xxh3-64 of the header (GGUF/safetensors): part of cache keys */
-    int fd;                /* O_RDONLY on the source, pins the inode; -1 for QFS_F_HFGGUF */
+    struct qfs_src src;    /* the source (not for QFS_F_HFGGUF) */
     struct qf_gguf *gguf;  /* QFS_F_GGUF, parsed */
     struct qf_st *sth;     /* QFS_F_ST, parsed header */
     char *text;            /* QFS_F_CONFIG / INDEX: the source JSON */
     size_t text_len;
     char err[256];         /* why views other than f32 are not offered */
-    /* how conversions read the source: qfs_pread_fd on &fd, or for
+    /* how conversions read the source: qfs_src_pread on &src, or for
      * QFS_F_HFGGUF qf_hf_pread over the shards */
     qf_pread_fn rd;
     void *rdctx;
@@ -52,10 +65,8 @@ struct qfs_snap {
      * (config, tokenizer files, shards), each pinned at the version read */
     struct qf_hf *hf;
     size_t n_in;
-    char **in_path;
-    struct stat *in_st;
-    int *in_fd;            /* shards stay open; -1 for files read whole */
-    void **in_ctx;         /* shard i's &in_fd[...], for the reader */
+    struct qfs_src *in;    /* every input; files read whole are closed (fd -1) */
+    void **in_ctx;         /* shard i's &in[...], for the reader */
     struct qf_hf_reader hfr;
     bool quiet;            /* err is another file's refusal, logged there */
     atomic_bool stale;     /* the source changed under this snapshot */
@@ -98,6 +109,8 @@ struct qfs_model {
     char *name;
     char *dir;        /* source directory, NULL for a loose file */
     unsigned formats; /* QF_FMT_* of its convertible files */
+    bool remote;      /* on a network or FUSE filesystem: source calls are timed (src.c) */
+    atomic_uint stuck; /* source calls timed out and not yet returned */
     struct qfs_file *files;
     size_t n_files;
     /* -o check (checkrun.c), guarded by qfs.check_mu */
@@ -154,6 +167,16 @@ struct qfs {
 
     atomic_uint_fast64_t n_errors, n_reads, bytes_read;
 
+    /* Source descriptors (src.c): at most max_fds open (plus reads in
+     * flight), least recently used closed first. */
+    pthread_mutex_t fd_mu;
+    struct qfs_src *fd_head, *fd_tail;
+    unsigned n_fds, max_fds;
+    uint64_t fd_reopens, fd_evictions;
+    unsigned source_timeout_s;  /* -o source_timeout: network/FUSE sources */
+    atomic_uint io_stuck;       /* timed-out calls not yet returned (all models) */
+    atomic_uint_fast64_t io_timeouts;
+
     /* The watcher thread (watch.c) notices source changes (inotify, plus
      * polling of open files for sources inotify cannot see, e.g. NFS or
      * symlink targets) and sends inode invalidations: sending one from
@@ -181,10 +204,23 @@ struct qfs {
 /* log.c */
 void qfs_log(struct qfs *q, int prio, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
+/* src.c — sources. qfs_src_open: opens path (qfs_open_source) into s.
+ * qfs_src_pread (a qf_pread_fn on a struct qfs_src): exactly len bytes,
+ * -EIO if the file ends first, was replaced while its descriptor was
+ * evicted, or (network/FUSE sources) did not answer in source_timeout.
+ * qfs_src_stat: stat(2), timed likewise for m's sources (-ETIMEDOUT: no
+ * answer in time; qfs_src_open too). qfs_src_current:
+ * whether the path still names s's version. Thread-safe. */
+int qfs_src_open(struct qfs *q, struct qfs_model *m, struct qfs_src *s, const char *path);
+int qfs_src_pread(void *ctx, void *buf, size_t len, uint64_t off);
+int qfs_src_stat(struct qfs *q, struct qfs_model *m, const char *path, struct stat *st);
+bool qfs_src_current(const struct qfs_src *s);
+/* Closes the descriptor now, keeping the identity (a file read whole). */
+void qfs_src_idle(struct qfs_src *s);
+/* Closes and forgets s (a no-op on one whose open failed or never ran). */
+void qfs_src_close(struct qfs_src *s);
+
 /* ns.c — namespace */
-/* pread of exactly len bytes from the fd *ctx (a qf_pread_fn); -EIO if the
- * file ends first. */
-int qfs_pread_fd(void *ctx, void *buf, size_t len, uint64_t off);
 /* Opens a source file for reading: a regular file (O_NONBLOCK, so a FIFO
  * swapped in hangs nothing), inside the source root unless
  * -o follow_symlinks. The descriptor, or -errno: -EINVAL not a regular
@@ -233,7 +269,9 @@ struct qfs_wd {
 };
 void qfs_queue_inval(struct qfs *q, fuse_ino_t ino);
 int qfs_watch_start(struct qfs *q);
-void qfs_watch_stop(struct qfs *q);
+/* Stops the watcher; false if it did not stop in time (blocked in a
+ * source call), the caller must not free what it uses. Idempotent. */
+bool qfs_watch_stop(struct qfs *q);
 
 /* Inode numbers are computed, not allocated:
  *   1                                root

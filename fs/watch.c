@@ -210,7 +210,7 @@ int qfs_watch_start(struct qfs *q)
     return -rc;
 }
 
-void qfs_watch_stop(struct qfs *q)
+bool qfs_watch_stop(struct qfs *q)
 {
     atomic_store(&q->watch_stop, true);
     if (q->watch_started) {
@@ -218,12 +218,22 @@ void qfs_watch_stop(struct qfs *q)
         if (write(q->watch_efd, &one, sizeof one) < 0) {
             /* the thread also wakes within check_ms */
         }
-        pthread_join(q->watch_thread, NULL);
+        /* a rescan can be blocked in a stat of a dead network source */
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += 5 + (q->source_timeout_s ? q->source_timeout_s : 25);
+        if (pthread_timedjoin_np(q->watch_thread, NULL, &until))
+            return false;
+        q->watch_started = false;
     }
     if (q->watch_ifd >= 0)
         close(q->watch_ifd);
     if (q->watch_efd >= 0)
         close(q->watch_efd);
+    q->watch_ifd = q->watch_efd = -1;
     free(q->wds);
     free(q->inval_q);
+    q->wds = NULL;
+    q->inval_q = NULL;
+    return true;
 }

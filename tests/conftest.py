@@ -36,14 +36,14 @@ def pytest_collection_modifyitems(config, items):
 
 
 class Mount:
-    def __init__(self, source, mnt, opts, log):
+    def __init__(self, source, mnt, opts, log, prefix=()):
         self.source, self.mnt, self.log_path = source, mnt, log
-        args = [QUANTFS, source, mnt, "-f"]
+        args = [*prefix, QUANTFS, source, mnt, "-f"]
         for o in opts:
             args += ["-o", o]
         self.log = open(log, "w+")
         self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.time() + 20
+        deadline = time.time() + (20 if not prefix else 180)
         while not os.path.ismount(mnt):
             if self.proc.poll() is not None:
                 raise RuntimeError("quantfs exited with %d:\n%s" % (self.proc.returncode, self.output()))
@@ -110,10 +110,11 @@ def read_all(path):
 def mount_factory(tmp_path):
     mounts = []
 
-    def make(source, *opts):
+    def make(source, *opts, prefix=()):
+        """prefix: a command the daemon runs under (prlimit, valgrind)."""
         mnt = tmp_path / ("mnt%d" % len(mounts))
         mnt.mkdir()
-        m = Mount(str(source), str(mnt), list(opts), str(tmp_path / ("log%d.txt" % len(mounts))))
+        m = Mount(str(source), str(mnt), list(opts), str(tmp_path / ("log%d.txt" % len(mounts))), prefix)
         mounts.append(m)
         return m
 

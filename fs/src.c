@@ -1,0 +1,392 @@
+/* src.c — source descriptors: every byte quantfs reads from the source
+ * store goes through here (quantfs.h "sources").
+ *
+ * Descriptors are a bounded pool (-o max_fds): a source version keeps its
+ * identity (struct stat) and a descriptor that the least recently used
+ * eviction may close; the next read reopens the path and serves only if it
+ * is still the same file (device, inode, size, mtime, ctime), else -EIO. A
+ * store of thousands of files never runs the daemon out of descriptors.
+ *
+ * On network and FUSE filesystems (the model's f_type, ns.c) every system
+ * call on a source runs on a thread of its own, waited for at most
+ * -o source_timeout seconds: a stalled NFS server or a stopped FUSE daemon
+ * makes that model's requests fail with EIO instead of taking the daemon's
+ * threads with them. The blocked call cannot be cancelled (FUSE and hard
+ * NFS waits are only killable), so its thread stays until the call returns;
+ * meanwhile the model fails fast (m->stuck). Such calls read into their own
+ * buffers and descriptors (a dup), never into memory the caller may free
+ * once it gave up. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <syslog.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "quantfs.h"
+
+/* ------------------------------------------------------- timed calls */
+
+enum { IO_OPEN, IO_STAT, IO_PREAD };
+
+struct iojob {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int refs;       /* the waiter and the thread */
+    bool done, abandoned;
+    int op;
+    struct qfs *q;
+    struct qfs_model *m;
+    char *path;     /* OPEN, STAT */
+    int fd;         /* OPEN: the result; PREAD: a dup the thread closes */
+    struct stat st;
+    uint8_t *buf;   /* PREAD */
+    size_t len;
+    uint64_t off;
+    int rc;
+};
+
+static void job_put(struct iojob *j)
+{
+    pthread_mutex_lock(&j->mu);
+    bool last = --j->refs == 0;
+    pthread_mutex_unlock(&j->mu);
+    if (!last)
+        return;
+    if (j->fd >= 0)
+        close(j->fd); /* OPEN: for a waiter that gave up; PREAD: the dup */
+    free(j->path);
+    free(j->buf);
+    pthread_cond_destroy(&j->cv);
+    pthread_mutex_destroy(&j->mu);
+    free(j);
+}
+
+static int pread_full(int fd, uint8_t *p, size_t len, uint64_t off)
+{
+    while (len) {
+        ssize_t n = pread(fd, p, len, (off_t)off);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        if (n == 0)
+            return -EIO; /* the file shrank under us */
+        p += n;
+        len -= (size_t)n;
+        off += (uint64_t)n;
+    }
+    return 0;
+}
+
+static void run_op(struct iojob *j)
+{
+    switch (j->op) {
+    case IO_OPEN:
+        j->fd = qfs_open_source(j->q, j->path, &j->st);
+        j->rc = j->fd < 0 ? j->fd : 0;
+        break;
+    case IO_STAT: j->rc = stat(j->path, &j->st) ? -errno : 0; break;
+    case IO_PREAD: j->rc = pread_full(j->fd, j->buf, j->len, j->off); break;
+    }
+}
+
+static void *job_thread(void *arg)
+{
+    struct iojob *j = arg;
+    run_op(j);
+    pthread_mutex_lock(&j->mu);
+    j->done = true;
+    bool late = j->abandoned;
+    pthread_cond_signal(&j->cv);
+    pthread_mutex_unlock(&j->mu);
+    if (late) {
+        struct qfs *q = j->q;
+        if (atomic_fetch_sub(&j->m->stuck, 1) == 1)
+            qfs_log(q, LOG_NOTICE, "model '%s': its source answers again", j->m->name);
+        atomic_fetch_sub(&q->io_stuck, 1);
+    }
+    job_put(j);
+    return NULL;
+}
+
+/* Runs j on a thread of its own and waits up to source_timeout. If the
+ * call returned: j, still the caller's (job_put it), its result in *rc.
+ * Else NULL, *rc = -ETIMEDOUT (or the thread could not start), and j
+ * belongs to the thread. */
+static struct iojob *timed(struct iojob *j, int *rc)
+{
+    struct qfs *q = j->q;
+    struct qfs_model *m = j->m;
+    *rc = -ETIMEDOUT;
+    if (atomic_load(&m->stuck)) {
+        job_put(j); /* a call is still blocked there: fail fast */
+        return NULL;
+    }
+    j->refs = 2;
+    pthread_t t;
+    pthread_attr_t a;
+    pthread_attr_init(&a);
+    pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+    pthread_attr_setstacksize(&a, 256 << 10);
+    int e = pthread_create(&t, &a, job_thread, j);
+    pthread_attr_destroy(&a);
+    if (e) {
+        j->refs = 1;
+        job_put(j);
+        *rc = -e;
+        return NULL;
+    }
+    struct timespec until;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_sec += q->source_timeout_s;
+    pthread_mutex_lock(&j->mu);
+    while (!j->done && e != ETIMEDOUT)
+        e = pthread_cond_timedwait(&j->cv, &j->mu, &until);
+    if (j->done) {
+        pthread_mutex_unlock(&j->mu);
+        *rc = j->rc;
+        return j;
+    }
+    j->abandoned = true;
+    atomic_fetch_add(&q->io_stuck, 1);
+    if (atomic_fetch_add(&m->stuck, 1) == 0)
+        qfs_log(q, LOG_WARNING, "model '%s': its source did not answer in %u s; its reads fail (EIO) until it does",
+                m->name, q->source_timeout_s);
+    atomic_fetch_add(&q->io_timeouts, 1);
+    pthread_mutex_unlock(&j->mu);
+    job_put(j);
+    return NULL;
+}
+
+static bool is_timed(const struct qfs *q, const struct qfs_model *m)
+{
+    return m && m->remote && q->source_timeout_s;
+}
+
+static struct iojob *job_new(struct qfs *q, struct qfs_model *m, int op)
+{
+    struct iojob *j = calloc(1, sizeof *j);
+    if (!j)
+        return NULL;
+    j->q = q, j->m = m, j->op = op, j->fd = -1, j->refs = 1;
+    pthread_mutex_init(&j->mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&j->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    return j;
+}
+
+/* A call on path, timed: the returned job (the caller job_puts it) or
+ * NULL with *rc. */
+static struct iojob *path_job(struct qfs *q, struct qfs_model *m, int op, const char *path, int *rc)
+{
+    struct iojob *j = job_new(q, m, op);
+    *rc = -ENOMEM;
+    if (j && !(j->path = strdup(path))) {
+        job_put(j);
+        return NULL;
+    }
+    return j ? timed(j, rc) : NULL;
+}
+
+static int src_openat(struct qfs *q, struct qfs_model *m, const char *path, struct stat *st)
+{
+    if (!is_timed(q, m))
+        return qfs_open_source(q, path, st);
+    int rc;
+    struct iojob *j = path_job(q, m, IO_OPEN, path, &rc);
+    if (!j)
+        return rc;
+    int fd = j->fd;
+    *st = j->st;
+    j->fd = -1;
+    job_put(j);
+    return rc ? rc : fd;
+}
+
+int qfs_src_stat(struct qfs *q, struct qfs_model *m, const char *path, struct stat *st)
+{
+    if (!is_timed(q, m))
+        return stat(path, st) ? -errno : 0;
+    int rc;
+    struct iojob *j = path_job(q, m, IO_STAT, path, &rc);
+    if (j) {
+        *st = j->st;
+        job_put(j);
+    }
+    return rc;
+}
+
+/* ------------------------------------------------------- the pool */
+
+static void lru_unlink(struct qfs *q, struct qfs_src *s)
+{
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        q->fd_head = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    else
+        q->fd_tail = s->prev;
+    s->prev = s->next = NULL;
+}
+
+static void lru_push(struct qfs *q, struct qfs_src *s) /* most recent first */
+{
+    s->prev = NULL;
+    s->next = q->fd_head;
+    if (q->fd_head)
+        q->fd_head->prev = s;
+    else
+        q->fd_tail = s;
+    q->fd_head = s;
+}
+
+/* Closes least recently used idle descriptors beyond max_fds (under
+ * fd_mu). Descriptors with reads in flight are skipped: the bound can be
+ * passed by at most the reads in flight. */
+static void evict(struct qfs *q)
+{
+    for (struct qfs_src *s = q->fd_tail, *p; s && q->n_fds > q->max_fds; s = p) {
+        p = s->prev;
+        if (s->users)
+            continue;
+        lru_unlink(q, s);
+        close(s->fd);
+        s->fd = -1;
+        q->n_fds--;
+        q->fd_evictions++;
+    }
+}
+
+static void adopt(struct qfs *q, struct qfs_src *s, int fd)
+{
+    s->fd = fd;
+    q->n_fds++;
+    lru_push(q, s);
+    evict(q);
+}
+
+int qfs_src_open(struct qfs *q, struct qfs_model *m, struct qfs_src *s, const char *path)
+{
+    memset(s, 0, sizeof *s);
+    s->q = q, s->m = m, s->fd = -1;
+    if (!(s->path = strdup(path)))
+        return -ENOMEM;
+    int fd = src_openat(q, m, path, &s->st);
+    if (fd < 0) {
+        free(s->path);
+        memset(s, 0, sizeof *s);
+        s->fd = -1;
+        return fd;
+    }
+    pthread_mutex_lock(&q->fd_mu);
+    adopt(q, s, fd);
+    pthread_mutex_unlock(&q->fd_mu);
+    return 0;
+}
+
+void qfs_src_idle(struct qfs_src *s)
+{
+    struct qfs *q = s->q;
+    if (!q)
+        return;
+    pthread_mutex_lock(&q->fd_mu);
+    if (s->fd >= 0 && !s->users) {
+        lru_unlink(q, s);
+        close(s->fd);
+        s->fd = -1;
+        q->n_fds--;
+    }
+    pthread_mutex_unlock(&q->fd_mu);
+}
+
+void qfs_src_close(struct qfs_src *s)
+{
+    if (!s->q)
+        return;
+    qfs_src_idle(s);
+    free(s->path);
+    memset(s, 0, sizeof *s);
+    s->fd = -1;
+}
+
+/* The descriptor of s with a use counted (reopened if evicted and still
+ * the same file), or -errno. */
+static int src_take(struct qfs_src *s)
+{
+    struct qfs *q = s->q;
+    pthread_mutex_lock(&q->fd_mu);
+    if (s->fd < 0) {
+        pthread_mutex_unlock(&q->fd_mu);
+        struct stat st;
+        int fd = src_openat(q, s->m, s->path, &st);
+        if (fd < 0)
+            return -EIO; /* gone: the version this snapshot is of cannot be read */
+        if (!qfs_same_file(&st, &s->st)) {
+            close(fd);
+            return -EIO; /* replaced: never another version's bytes */
+        }
+        pthread_mutex_lock(&q->fd_mu);
+        q->fd_reopens++;
+        if (s->fd >= 0)
+            close(fd); /* another reader reopened it first */
+        else
+            adopt(q, s, fd);
+    } else {
+        lru_unlink(q, s);
+        lru_push(q, s);
+    }
+    s->users++;
+    int fd = s->fd;
+    pthread_mutex_unlock(&q->fd_mu);
+    return fd;
+}
+
+static void src_give(struct qfs_src *s)
+{
+    pthread_mutex_lock(&s->q->fd_mu);
+    s->users--;
+    evict(s->q);
+    pthread_mutex_unlock(&s->q->fd_mu);
+}
+
+int qfs_src_pread(void *ctx, void *buf, size_t len, uint64_t off)
+{
+    struct qfs_src *s = ctx;
+    int fd = src_take(s);
+    if (fd < 0)
+        return fd;
+    int rc;
+    if (!is_timed(s->q, s->m)) {
+        rc = pread_full(fd, buf, len, off);
+    } else {
+        struct iojob *j = job_new(s->q, s->m, IO_PREAD);
+        rc = -ENOMEM;
+        if (j && (j->buf = malloc(len ? len : 1)) && (j->fd = dup(fd)) >= 0) {
+            j->len = len, j->off = off;
+            if ((j = timed(j, &rc))) {
+                if (!rc)
+                    memcpy(buf, j->buf, len);
+                job_put(j);
+            }
+        } else if (j) {
+            job_put(j);
+        }
+    }
+    src_give(s);
+    return rc == -ETIMEDOUT ? -EIO : rc;
+}
+
+bool qfs_src_current(const struct qfs_src *s)
+{
+    struct stat st;
+    return s->path && qfs_src_stat(s->q, s->m, s->path, &st) == 0 && qfs_same_file(&st, &s->st);
+}

@@ -1,0 +1,454 @@
+"""Hardening (issue 12): bounded descriptors, stalled sources, versions that
+never mix, a damaged cache directory, a killed daemon, an unmount under
+load, many readers for a long time. The daemon runs as root; expected bytes
+are llama-quantize's own files (../shared/refs/mixes) and the source files
+themselves, never the code under test."""
+import errno
+import glob
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import threading
+import time
+
+import pytest
+
+from conftest import MIXES, QUANTFS, STORIES_GGUF, read_all
+
+Q8 = os.path.join(MIXES, "stories260K.q8_0.gguf")
+Q4KM = os.path.join(MIXES, "stories260K.q4_k_m.gguf")
+KERNELS = os.path.join(os.path.dirname(STORIES_GGUF), "..", "..", "..", "refs", "kernels.gguf")
+
+
+def model_dir(root, name, src=STORIES_GGUF, fname="stories260K.gguf"):
+    d = root / name
+    d.mkdir(parents=True)
+    shutil.copyfile(src, d / fname)
+    return d
+
+
+def drop_caches(*paths):
+    """Evict the files' pages from the page cache, so reads reach the
+    daemons again."""
+    for p in paths:
+        fd = os.open(p, os.O_RDONLY)
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+
+
+def rss_kb(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def need_root():
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+
+
+# --------------------------------------------------------- descriptors
+
+def test_descriptors_are_bounded_and_reopened_by_identity(mount_factory, tmp_path):
+    """120 models under an open-file limit of 64 (max_fds becomes 32): every
+    view of every model still reads right; the pool never holds more than
+    its bound; a file replaced while its descriptor was evicted gives EIO to
+    the handle that had it open, never the new bytes."""
+    src = tmp_path / "src"
+    first = model_dir(src, "m000")
+    for i in range(1, 120):
+        d = src / ("m%03d" % i)
+        d.mkdir()
+        os.link(first / "stories260K.gguf", d / "stories260K.gguf")
+    m = mount_factory(src, "settle=100", prefix=["prlimit", "--nofile=64:64"])
+    q8, orig = read_all(Q8), read_all(STORIES_GGUF)
+    f = open(m.path("m007", "f32", "stories260K.gguf"), "rb")
+    head = f.read(65536)
+    assert head == orig[:65536]
+    for i in range(120):
+        name = "m%03d" % i
+        assert read_all(m.path(name, "q8_0", "stories260K.gguf")) == q8, name
+        assert read_all(m.path(name, "f32", "stories260K.gguf")) == orig, name
+    s = m.stats()["source_fds"]
+    assert s["max"] == 32 and s["open"] <= 32 and s["evictions"] >= 120 - 32, s
+    # m000's descriptor was evicted: reading it again reopens the path
+    view = m.path("m000", "f32", "stories260K.gguf")
+    fd = os.open(view, os.O_RDONLY)
+    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    os.close(fd)
+    assert read_all(view) == orig
+    assert m.stats()["source_fds"]["reopens"] > 0
+    # m007's descriptor is long evicted: replace the file (same size,
+    # other bytes), then read on through the handle opened before
+    new = bytearray(orig)
+    new[-4096:] = b"\x5a" * 4096
+    (src / "m007" / "new").write_bytes(bytes(new))
+    os.rename(src / "m007" / "new", src / "m007" / "stories260K.gguf")
+    m.expect_log(r"changed or vanished while in use")
+    try:
+        rest = f.read()
+        assert head + rest == orig, "a mix of versions"  # from the page cache: all old bytes
+    except OSError as e:
+        assert e.errno == errno.EIO
+    f.close()
+
+
+# --------------------------------------------------------- stalled source
+
+def test_a_stalled_fuse_source_fails_its_model_only(mount_factory, tmp_path):
+    """A model whose files live on another FUSE filesystem (here a second
+    quantfs) whose daemon is stopped: its reads fail with EIO after
+    source_timeout, at once while the call is still blocked, while another
+    model keeps serving; when the daemon runs again so does the model; an
+    unmount with a call still blocked does not hang."""
+    need_root()
+    inner_src = tmp_path / "inner"
+    model_dir(inner_src, "stories260K")
+    inner = mount_factory(inner_src)
+    src = tmp_path / "src"
+    model_dir(src, "local")
+    os.symlink(inner.path("stories260K", "f32"), src / "remote")
+    # no read-ahead, no idle blocks: every read goes to the source
+    outer = mount_factory(src, "follow_symlinks", "source_timeout=2", "readahead=0", "hot_size=0")
+    q8, orig = read_all(Q8), read_all(STORIES_GGUF)
+    assert read_all(outer.path("remote", "q8_0", "stories260K.gguf")) == q8
+    view = outer.path("remote", "f32", "stories260K.gguf")
+    f = open(view, "rb", buffering=0)
+    assert f.read(4096) == orig[:4096]
+    drop_caches(inner.path("stories260K", "f32", "stories260K.gguf"), view)
+    inner.proc.send_signal(signal.SIGSTOP)
+    try:
+        t0 = time.time()
+        with pytest.raises(OSError) as e:
+            f.seek(len(orig) // 2)
+            f.read(65536)
+        took = time.time() - t0
+        assert e.value.errno == errno.EIO and 1.5 < took < 15, (e.value, took)
+        # while that call is blocked: the model fails fast, the other serves
+        t0 = time.time()
+        with pytest.raises(OSError) as e:
+            f.seek(len(orig) // 4)
+            f.read(65536)
+        assert e.value.errno == errno.EIO and time.time() - t0 < 1.5
+        t0 = time.time()
+        assert read_all(outer.path("local", "q8_0", "stories260K.gguf")) == q8
+        assert read_all(outer.path("local", "f32", "stories260K.gguf")) == orig
+        assert time.time() - t0 < 5
+    finally:
+        inner.proc.send_signal(signal.SIGCONT)
+    outer.expect_log(r"model 'remote': its source did not answer in 2 s")
+    deadline = time.time() + 20
+    while True:
+        try:
+            f.seek(0)
+            got = f.read()
+            break
+        except OSError:
+            assert time.time() < deadline, "the model did not recover"
+            time.sleep(0.5)
+    assert got == orig
+    f.close()
+    assert outer.stats()["source_timeouts"] >= 1
+    # stopped again, a read blocked in the daemon, then unmount: no hang
+    drop_caches(inner.path("stories260K", "f32", "stories260K.gguf"))
+    inner.proc.send_signal(signal.SIGSTOP)
+    try:
+        t = threading.Thread(target=lambda: subprocess.run(
+            ["dd", "if=" + outer.path("remote", "q4_k_m", "stories260K.gguf"), "of=/dev/null", "bs=1M"],
+            capture_output=True, timeout=60))
+        t.start()
+        time.sleep(0.5)
+        t0 = time.time()
+        outer.expect_log(r"source calls still blocked; exiting without waiting")
+        outer.umount()
+        assert time.time() - t0 < 30
+        t.join(60)
+    finally:
+        inner.proc.send_signal(signal.SIGCONT)
+
+
+# --------------------------------------------------------- versions
+
+def change(path, how):
+    orig = read_all(path)
+    if how == "replace_same":
+        new = bytearray(orig)
+        new[-8192:] = bytes(range(256)) * 32
+    elif how == "replace_bigger":
+        new = orig + b"\0" * 8192
+    elif how == "replace_smaller":
+        new = read_all(KERNELS)
+    if how.startswith("replace"):
+        tmp = str(path) + ".new"
+        with open(tmp, "wb") as f:
+            f.write(bytes(new))
+        os.rename(tmp, path)
+        return bytes(new)
+    if how == "inplace":  # rsync --inplace -t: same size and mtime, other bytes
+        st = os.stat(path)
+        with open(path, "r+b") as f:
+            f.seek(len(orig) - 8192)
+            f.write(bytes(range(256)) * 32)
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+        return read_all(path)
+    os.unlink(path)  # delete
+    return None
+
+
+@pytest.mark.parametrize("how", ["replace_same", "replace_bigger", "replace_smaller", "inplace", "delete"])
+def test_an_open_handle_never_mixes_versions(mount_factory, tmp_path, how):
+    """A reader half-way through a view when its source changes gets the
+    rest of the version it opened or EIO: never bytes of another version,
+    never a clean early end of file. Reopened, the view is the new version
+    (f32: the new file itself)."""
+    src = tmp_path / "src"
+    model_dir(src, "m")
+    m = mount_factory(src, "settle=100", "hot_size=0", "readahead=0")
+    m.expect_log(r"changed or vanished while in use")
+    refs = {"q8_0": read_all(Q8), "f32": read_all(STORIES_GGUF), "q4_k_m": read_all(Q4KM)}
+    files = {v: open(m.path("m", v, "stories260K.gguf"), "rb", buffering=0) for v in refs}
+    half = {}
+    for v, f in files.items():
+        half[v] = len(refs[v]) // 2
+        assert f.read(half[v]) == refs[v][:half[v]]
+    new = change(src / "m" / "stories260K.gguf", how)
+    for f in files.values():  # the rest must come from the daemon
+        os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+    for v, f in files.items():
+        got, off = b"", half[v]
+        try:
+            while True:
+                b = f.read(65536)
+                if not b:
+                    break
+                got += b
+            # all of it, and all of the old version
+            assert off + len(got) == len(refs[v]) and got == refs[v][off:], (v, how, len(got))
+        except OSError as e:
+            assert e.errno == errno.EIO, e
+            assert got == refs[v][off:off + len(got)], (v, how)
+        f.close()
+    if new is not None:
+        deadline = time.time() + 10
+        while True:
+            try:
+                if read_all(m.path("m", "f32", "stories260K.gguf")) == new:
+                    break
+            except OSError:
+                pass
+            assert time.time() < deadline, "the new version is not served"
+            time.sleep(0.2)
+    else:
+        deadline = time.time() + 10
+        while os.path.exists(m.path("m")):
+            assert time.time() < deadline, "the deleted model is still listed"
+            time.sleep(0.2)
+
+
+def test_mmap_never_mixes_versions(mount_factory, tmp_path):
+    """A mapping of a view whose source is replaced: pages not read yet
+    give the old version or SIGBUS (the kernel's EIO), never new bytes."""
+    src = tmp_path / "src"
+    model_dir(src, "m")
+    m = mount_factory(src, "settle=100", "hot_size=0")
+    m.expect_log(r"changed or vanished while in use")
+    prog = r'''
+import mmap, os, sys
+f = open(sys.argv[1], "rb")
+mm = mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ)
+n = len(mm)
+sys.stdout.buffer.write(mm[:n // 2]); sys.stdout.flush()
+sys.stdin.readline()  # the source is replaced now
+sys.stdout.buffer.write(mm[n // 2:]); sys.stdout.flush()
+'''
+    ref = read_all(Q8)
+    keep = os.open(m.path("m", "q8_0", "stories260K.gguf"), os.O_RDONLY)
+    p = subprocess.Popen(["python3", "-c", prog, m.path("m", "q8_0", "stories260K.gguf")],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    first = p.stdout.read(len(ref) // 2)
+    assert first == ref[:len(ref) // 2]
+    change(src / "m" / "stories260K.gguf", "replace_same")
+    os.posix_fadvise(keep, 0, 0, os.POSIX_FADV_DONTNEED)
+    os.close(keep)
+    p.stdin.write(b"\n")
+    p.stdin.flush()
+    rest = p.stdout.read()
+    rc = p.wait(30)
+    assert rest == ref[len(ref) // 2:len(ref) // 2 + len(rest)]
+    assert rc == 0 and len(rest) == len(ref) - len(ref) // 2 or rc == -signal.SIGBUS, rc
+
+
+# --------------------------------------------------------- cache directory
+
+def entries(cache):
+    return sorted(glob.glob(str(cache / "qfs1" / "??" / "*")))
+
+
+def wait_disk(m):
+    deadline = time.time() + 20
+    while True:
+        s = m.stats()
+        if s["disk"]["bytes_in"] >= s["bytes_quantized"] - s["bytes_transient"]:
+            return
+        assert time.time() < deadline, s
+        time.sleep(0.05)
+
+
+def test_cache_dir_swapped_entries_and_read_only(mount_factory, tmp_path):
+    """Entries swapped between two models (and between blocks of one) are
+    refused by their key and recomputed; a read-only cache_dir still
+    serves, from what verifies, and stores nothing."""
+    need_root()
+    src = tmp_path / "src"
+    model_dir(src, "a")
+    model_dir(src, "b")
+    cache = tmp_path / "cache"
+    m = mount_factory(src, "cache_dir=%s" % cache)
+    q8 = read_all(Q8)
+    assert read_all(m.path("a", "q8_0", "stories260K.gguf")) == q8
+    assert read_all(m.path("b", "q8_0", "stories260K.gguf")) == q8
+    wait_disk(m)
+    m.umount()
+    es = entries(cache)
+    assert len(es) >= 4
+    # rotate the contents of every entry file: each now holds another's
+    data = [read_all(e) for e in es]
+    for e, d in zip(es, data[1:] + data[:1]):
+        with open(e, "wb") as f:
+            f.write(d)
+    m2 = mount_factory(src, "cache_dir=%s" % cache, "hot_size=0")
+    m2.expect_log(r"entry [0-9a-f]{32} is unusable")
+    assert read_all(m2.path("a", "q8_0", "stories260K.gguf")) == q8
+    s = m2.stats()
+    assert s["disk"]["checksum_failures"] >= 1 and s["errors"] == 0
+    wait_disk(m2)
+    m2.umount()
+    # read-only at start: one clear message, exit status 1
+    subprocess.run(["mount", "--bind", str(cache), str(cache)], check=True)
+    try:
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(cache)], check=True)
+        mnt = tmp_path / "ro-mnt"
+        mnt.mkdir()
+        r = subprocess.run([QUANTFS, str(src), str(mnt), "-f", "-o", "cache_dir=%s" % cache],
+                           capture_output=True, text=True, timeout=30)
+        assert r.returncode == 1 and r.stderr.count("\n") == 1 and "Read-only file system" in r.stderr, r
+        assert not os.path.ismount(mnt)
+        # made read-only while mounted: serving goes on from what verifies
+        subprocess.run(["mount", "-o", "remount,bind,rw", str(cache)], check=True)
+        m3 = mount_factory(src, "cache_dir=%s" % cache, "hot_size=0")
+        m3.expect_log(r"cache_dir|read-only|Read-only|entry [0-9a-f]{32}")
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(cache)], check=True)
+        before = {e: os.stat(e).st_mtime_ns for e in entries(cache)}
+        assert read_all(m3.path("a", "q8_0", "stories260K.gguf")) == q8
+        assert read_all(m3.path("b", "q8_0", "stories260K.gguf")) == q8
+        assert read_all(m3.path("a", "q4_k_m", "stories260K.gguf")) == read_all(Q4KM)
+        time.sleep(0.5)
+        assert m3.stats()["errors"] == 0
+        m3.umount()
+        assert {e: os.stat(e).st_mtime_ns for e in entries(cache)} == before
+    finally:
+        subprocess.run(["umount", str(cache)])
+
+
+def test_sigkill_mid_read_then_restart_on_the_same_cache_dir(mount_factory, tmp_path):
+    """SIGKILL while readers convert and stores are in flight; a new daemon
+    on the same cache_dir serves right (temp files of the dead one are
+    never taken for entries)."""
+    need_root()
+    src = tmp_path / "src"
+    model_dir(src, "a")
+    cache = tmp_path / "cache"
+    m = mount_factory(src, "cache_dir=%s" % cache)
+    readers = [subprocess.Popen(["dd", "if=" + m.path("a", v, "stories260K.gguf"), "of=/dev/null", "bs=64k"],
+                                stderr=subprocess.DEVNULL) for v in ("q8_0", "q4_k_m", "q2_k", "q6_k")]
+    time.sleep(0.05)
+    m.proc.kill()
+    m.proc.wait(10)
+    for r in readers:
+        r.wait(30)  # ENOTCONN: the connection is gone
+    subprocess.run(["fusermount3", "-u", "-z", m.mnt])
+    m.log.close()
+    m2 = mount_factory(src, "cache_dir=%s" % cache, "hot_size=0")
+    for v in ("q8_0", "q4_k_m", "q2_k", "q6_k"):
+        assert read_all(m2.path("a", v, "stories260K.gguf")) == read_all(os.path.join(MIXES, "stories260K.%s.gguf" % v))
+    assert m2.stats()["errors"] == 0
+
+
+def test_unmount_with_reads_in_flight(mount_factory, tmp_path):
+    """fusermount3 -u (lazy) while 8 readers convert: the daemon exits 0,
+    no reader hangs."""
+    src = tmp_path / "src"
+    model_dir(src, "a")
+    m = mount_factory(src)
+    views = ("q8_0", "q4_k_m", "q2_k", "q6_k", "q3_k_m", "q5_k_m", "q4_0", "q5_1")
+    readers = [subprocess.Popen(["dd", "if=" + m.path("a", v, "stories260K.gguf"), "of=/dev/null", "bs=4k"],
+                                stderr=subprocess.DEVNULL) for v in views]
+    time.sleep(0.05)
+    subprocess.run(["fusermount3", "-u", "-z", m.mnt], check=True)
+    for r in readers:
+        r.wait(60)
+    assert m.proc.wait(60) == 0
+    m.umount()
+
+
+# --------------------------------------------------------- load
+
+def test_many_readers_for_a_long_time(mount_factory, tmp_path):
+    """16 threads read random ranges of several views of three models for
+    QUANTFS_LOAD_SECONDS (default 60), each range checked against
+    llama-quantize's files; the daemon's RSS stays within its cache budget
+    plus a fixed allowance; a watchdog fails the test on a hang."""
+    secs = float(os.environ.get("QUANTFS_LOAD_SECONDS", "60"))
+    src = tmp_path / "src"
+    for name in ("a", "b", "c"):
+        model_dir(src, name)
+    cache = tmp_path / "cache"
+    m = mount_factory(src, "cache_size=32M", "hot_size=16M", "cache_dir=%s" % cache, "cache_dir_size=64M")
+    views = ["q8_0", "q4_k_m", "q2_k", "q6_k", "q3_k_s", "q5_0", "f32", "bf16"]
+    refs = {v: read_all(os.path.join(MIXES, "stories260K.%s.gguf" % v)) if v != "f32" else read_all(STORIES_GGUF)
+            for v in views}
+    stop = time.time() + secs
+    errors, counts, last = [], [0] * 16, [time.time()] * 16
+    peak = [0]
+
+    def reader(k):
+        rnd = random.Random(k)
+        while time.time() < stop and not errors:
+            v, name = rnd.choice(views), rnd.choice("abc")
+            ref = refs[v]
+            off = rnd.randrange(len(ref))
+            n = rnd.choice((1, 4096, 65536, 300000))
+            try:
+                with open(m.path(name, v, "stories260K.gguf"), "rb") as f:
+                    f.seek(off)
+                    got = f.read(n)
+                if got != ref[off:off + n]:
+                    errors.append("%s/%s at %d+%d: wrong bytes" % (name, v, off, n))
+            except OSError as e:
+                errors.append("%s/%s: %s" % (name, v, e))
+            counts[k] += 1
+            last[k] = time.time()
+
+    ts = [threading.Thread(target=reader, args=(k,), daemon=True) for k in range(16)]
+    for t in ts:
+        t.start()
+    while any(t.is_alive() for t in ts):
+        time.sleep(0.5)
+        peak[0] = max(peak[0], rss_kb(m.proc.pid))
+        if time.time() - min(last) > 60:
+            pytest.fail("watchdog: a reader made no progress for 60 s (counts %r)" % counts)
+        if random.random() < 0.2:  # the page cache would hide the daemon
+            drop_caches(*[m.path(n, v, "stories260K.gguf") for n in "abc" for v in views])
+    assert not errors, errors[:5]
+    assert sum(counts) > 16 * 10, counts
+    # budget: 32M memory tier + 16M hot + replies and conversions in
+    # flight; sanitizers (ASan's shadow and quarantine) get more
+    limit = (48 + 150) * 1024 if not os.environ.get("QUANTFS_ASAN") else (48 + 900) * 1024
+    assert peak[0] < limit, "RSS %d kB over %d kB" % (peak[0], limit)
