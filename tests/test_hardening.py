@@ -402,10 +402,10 @@ def test_unmount_with_reads_in_flight(mount_factory, tmp_path):
 
 def test_many_readers_for_a_long_time(mount_factory, tmp_path):
     """16 threads read random ranges of several views of three models for
-    QUANTFS_LOAD_SECONDS (default 60), each range checked against
+    QUANTFS_LOAD_SECONDS (default 120), each range checked against
     llama-quantize's files; the daemon's RSS stays within its cache budget
     plus a fixed allowance; a watchdog fails the test on a hang."""
-    secs = float(os.environ.get("QUANTFS_LOAD_SECONDS", "60"))
+    secs = float(os.environ.get("QUANTFS_LOAD_SECONDS", "120"))
     src = tmp_path / "src"
     for name in ("a", "b", "c"):
         model_dir(src, name)
@@ -452,3 +452,42 @@ def test_many_readers_for_a_long_time(mount_factory, tmp_path):
     # flight; sanitizers (ASan's shadow and quarantine) get more
     limit = (48 + 150) * 1024 if not os.environ.get("QUANTFS_ASAN") else (48 + 900) * 1024
     assert peak[0] < limit, "RSS %d kB over %d kB" % (peak[0], limit)
+
+
+# --------------------------------------------------------- valgrind
+
+def test_memcheck_through_a_mount(mount_factory, tmp_path):
+    """The daemon under valgrind's memcheck: mount, stat and read a GGUF
+    and a safetensors model's views (checked against llama-quantize's files
+    and the source), a changed source, unmount: no error, no definite
+    leak (--error-exitcode makes either fail the unmount's exit check)."""
+    if os.environ.get("QUANTFS_ASAN"):
+        pytest.skip("a sanitizer build cannot run under valgrind")
+    if not shutil.which("valgrind"):
+        pytest.skip("valgrind is not installed")
+    src = tmp_path / "src"
+    model_dir(src, "g")
+    shutil.copytree(os.path.join(os.path.dirname(STORIES_GGUF), "..", "hf"), src / "hf")
+    m = mount_factory(src, "settle=100", "threads=2", prefix=[
+        "valgrind", "-q", "--error-exitcode=99", "--leak-check=full", "--errors-for-leak-kinds=definite",
+        "--show-leak-kinds=definite", "--track-fds=no"])
+    with open("/proc/%d/cmdline" % m.proc.pid, "rb") as f:
+        assert b"valgrind" in f.read()  # memcheck is the daemon
+    assert read_all(m.path("g", "q8_0", "stories260K.gguf")) == read_all(Q8)
+    assert read_all(m.path("g", "q4_k_m", "stories260K.gguf")) == read_all(Q4KM)
+    assert read_all(m.path("g", "f32", "stories260K.gguf")) == read_all(STORIES_GGUF)
+    assert len(os.listdir(m.path("hf"))) > 4
+    for v in ("int8", "fp16"):
+        for name in os.listdir(m.path("hf", v)):
+            read_all(m.path("hf", v, name))
+    read_all(m.path("hf", "q8_0", "hf.gguf"))
+    change(src / "g" / "stories260K.gguf", "replace_same")
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            if read_all(m.path("g", "f32", "stories260K.gguf")) != read_all(STORIES_GGUF):
+                break
+        except OSError:
+            pass
+        time.sleep(0.5)
+    m.umount()
