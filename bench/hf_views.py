@@ -27,17 +27,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests"))
 import hfmodels  # noqa: E402
-
-
-def mount(quantfs, src):
-    mnt = tempfile.mkdtemp()
-    subprocess.run([quantfs, src, mnt], check=True)
-    return mnt
-
-
-def umount(mnt):
-    subprocess.run(["fusermount3", "-u", mnt], check=True)
-    os.rmdir(mnt)
+from benchutil import mount, umount  # noqa: E402
 
 
 def read(path):

@@ -11,8 +11,7 @@ import sys
 import tempfile
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-GGUF = os.path.join(HERE, "..", "..", "shared", "models", "stories260K", "gguf", "stories260K.gguf")
+from benchutil import GGUF, store
 
 
 def timed(cmd):
@@ -24,11 +23,7 @@ def timed(cmd):
 def main():
     quantfs, work = sys.argv[1], sys.argv[2]
     n = int(sys.argv[3]) if len(sys.argv) > 3 else 500
-    src = os.path.join(work, "src%d" % n)
-    if not os.path.isdir(src):
-        for i in range(n):
-            os.makedirs(os.path.join(src, "m%04d" % i))
-            os.link(GGUF, os.path.join(src, "m%04d" % i, "model.gguf"))
+    src = store(os.path.join(work, "src%d" % n), n)
     mnt = tempfile.mkdtemp()
     t = time.perf_counter()
     subprocess.run([quantfs, src, mnt], check=True)

@@ -384,6 +384,9 @@ int main(int argc, char *argv[])
     pthread_mutex_init(&q.handles_mu, NULL);
     pthread_mutex_init(&q.tok_mu, NULL);
     pthread_mutex_init(&q.fd_mu, NULL);
+    pthread_mutex_init(&q.io_mu, NULL);
+    pthread_cond_init(&q.io_cv, NULL);
+    pthread_cond_init(&q.io_done_cv, NULL);
     q.watch_ifd = q.watch_efd = -1;
     q.views = qf_views(&q.n_views);
 
@@ -589,6 +592,7 @@ out_unmount:
         qfs_log(&q, LOG_WARNING, "source calls still blocked; exiting without waiting for them");
         _exit(ret);
     }
+    qfs_io_stop(&q);
 out_signals:
     fuse_remove_signal_handlers(q.se);
 out_session:

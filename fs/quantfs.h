@@ -122,6 +122,7 @@ struct qfs_model {
 };
 
 struct handle;
+struct iojob;
 
 struct qfs {
     /* options */
@@ -175,6 +176,11 @@ struct qfs {
     uint64_t fd_reopens, fd_evictions;
     unsigned source_timeout_s;  /* -o source_timeout: network/FUSE sources */
     atomic_uint io_stuck;       /* timed-out calls not yet returned (all models) */
+    pthread_mutex_t io_mu;      /* the call threads' queue (src.c) */
+    pthread_cond_t io_cv, io_done_cv;
+    struct iojob *io_head;
+    unsigned io_queued, io_idle, io_threads;
+    bool io_stopping;
     atomic_uint_fast64_t io_timeouts;
 
     /* The watcher thread (watch.c) notices source changes (inotify, plus
@@ -219,6 +225,8 @@ bool qfs_src_current(const struct qfs_src *s);
 void qfs_src_idle(struct qfs_src *s);
 /* Closes and forgets s (a no-op on one whose open failed or never ran). */
 void qfs_src_close(struct qfs_src *s);
+/* Ends the idle call threads; only when no call is blocked (io_stuck). */
+void qfs_io_stop(struct qfs *q);
 
 /* ns.c — namespace */
 /* Opens a source file for reading: a regular file (O_NONBLOCK, so a FIFO

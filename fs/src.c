@@ -8,7 +8,8 @@
  * store of thousands of files never runs the daemon out of descriptors.
  *
  * On network and FUSE filesystems (the model's f_type, ns.c) every system
- * call on a source runs on a thread of its own, waited for at most
+ * call on a source runs on a call thread (a pool that grows whenever a
+ * call finds no thread idle), waited for at most
  * -o source_timeout seconds: a stalled NFS server or a stopped FUSE daemon
  * makes that model's requests fail with EIO instead of taking the daemon's
  * threads with them. The blocked call cannot be cancelled (FUSE and hard
@@ -32,6 +33,7 @@
 enum { IO_OPEN, IO_STAT, IO_PREAD };
 
 struct iojob {
+    struct iojob *next; /* q's queue */
     pthread_mutex_t mu;
     pthread_cond_t cv;
     int refs;       /* the waiter and the thread */
@@ -94,9 +96,8 @@ static void run_op(struct iojob *j)
     }
 }
 
-static void *job_thread(void *arg)
+static void job_run(struct iojob *j)
 {
-    struct iojob *j = arg;
     run_op(j);
     pthread_mutex_lock(&j->mu);
     j->done = true;
@@ -110,10 +111,88 @@ static void *job_thread(void *arg)
         atomic_fetch_sub(&q->io_stuck, 1);
     }
     job_put(j);
+}
+
+/* The call threads: started when a job finds none idle (so a job never
+ * waits behind a call that may be blocked), ended after 10 s idle (two
+ * stay). */
+static void *io_worker(void *arg)
+{
+    struct qfs *q = arg;
+    pthread_mutex_lock(&q->io_mu);
+    for (;;) {
+        while (!q->io_head && !q->io_stopping) {
+            struct timespec until;
+            clock_gettime(CLOCK_REALTIME, &until);
+            until.tv_sec += 10;
+            q->io_idle++;
+            int e = pthread_cond_timedwait(&q->io_cv, &q->io_mu, &until);
+            q->io_idle--;
+            if (e == ETIMEDOUT && !q->io_head && q->io_threads > 2)
+                goto out;
+        }
+        struct iojob *j = q->io_head;
+        if (!j)
+            break; /* stopping */
+        q->io_head = j->next;
+        q->io_queued--;
+        pthread_mutex_unlock(&q->io_mu);
+        job_run(j);
+        pthread_mutex_lock(&q->io_mu);
+    }
+out:
+    q->io_threads--;
+    pthread_cond_broadcast(&q->io_done_cv);
+    pthread_mutex_unlock(&q->io_mu);
     return NULL;
 }
 
-/* Runs j on a thread of its own and waits up to source_timeout. If the
+static int io_submit(struct qfs *q, struct iojob *j)
+{
+    pthread_mutex_lock(&q->io_mu);
+    if (q->io_stopping) {
+        pthread_mutex_unlock(&q->io_mu);
+        return ESHUTDOWN;
+    }
+    j->next = NULL;
+    struct iojob **tail = &q->io_head;
+    while (*tail)
+        tail = &(*tail)->next;
+    *tail = j;
+    int e = 0;
+    if (++q->io_queued > q->io_idle) {
+        pthread_t t;
+        pthread_attr_t a;
+        pthread_attr_init(&a);
+        pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+        pthread_attr_setstacksize(&a, 256 << 10);
+        e = pthread_create(&t, &a, io_worker, q);
+        pthread_attr_destroy(&a);
+        if (!e)
+            q->io_threads++;
+        else if (q->io_threads) /* a running one will get to it */
+            e = 0;
+        else { /* nobody to run it */
+            q->io_head = NULL;
+            q->io_queued--;
+        }
+    }
+    pthread_cond_signal(&q->io_cv);
+    pthread_mutex_unlock(&q->io_mu);
+    return e;
+}
+
+void qfs_io_stop(struct qfs *q)
+{
+    pthread_mutex_lock(&q->io_mu);
+    q->io_stopping = true;
+    pthread_cond_broadcast(&q->io_cv);
+    while (q->io_threads)
+        pthread_cond_wait(&q->io_done_cv, &q->io_mu);
+    pthread_mutex_unlock(&q->io_mu);
+}
+
+/* Runs j on a call thread and waits up to source_timeout. If the
  * call returned: j, still the caller's (job_put it), its result in *rc.
  * Else NULL, *rc = -ETIMEDOUT (or the thread could not start), and j
  * belongs to the thread. */
@@ -127,13 +206,7 @@ static struct iojob *timed(struct iojob *j, int *rc)
         return NULL;
     }
     j->refs = 2;
-    pthread_t t;
-    pthread_attr_t a;
-    pthread_attr_init(&a);
-    pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
-    pthread_attr_setstacksize(&a, 256 << 10);
-    int e = pthread_create(&t, &a, job_thread, j);
-    pthread_attr_destroy(&a);
+    int e = io_submit(q, j);
     if (e) {
         j->refs = 1;
         job_put(j);
