@@ -5,12 +5,13 @@
 # (inputs over 12 KB left out, to keep the repository small) and prints one
 # line per target: runs, exec/s, coverage, crashes.
 #   bash tests/fuzz/campaign.sh [SECONDS] [JOBS] [WORK]   (needs build-fuzz, see meson.build)
+# TARGETS="gguf hf" picks targets (default: all).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 secs=${1:-1800} jobs=${2:-2} work=${3:-/tmp/qfs-fuzz}
 bin=$root/build-fuzz/tests/fuzz
 mkdir -p "$work"
-targets=(gguf hf safetensors dequant rewrite entry)
+read -ra targets <<< "${TARGETS:-gguf hf safetensors dequant rewrite entry}"
 run() {
     local t=$1
     mkdir -p "$work/$t" "$work/$t-crash"
