@@ -496,3 +496,55 @@ def test_memcheck_through_a_mount(mount_factory, tmp_path):
             pass
         time.sleep(0.5)
     m.umount()
+
+
+# --------------------------------------------------------- read-only
+
+WRITE_OPS = r'''
+import errno, json, os, sys
+f, d = sys.argv[1], os.path.dirname(sys.argv[1])
+ops = {
+    "open_w": lambda: os.open(f, os.O_WRONLY), "open_rw": lambda: os.open(f, os.O_RDWR),
+    "open_trunc": lambda: os.open(f, os.O_RDONLY | os.O_TRUNC),
+    "create": lambda: os.open(d + "/new", os.O_CREAT | os.O_WRONLY, 0o644),
+    "unlink": lambda: os.unlink(f), "mkdir": lambda: os.mkdir(d + "/x"), "rmdir": lambda: os.rmdir(d),
+    "rename": lambda: os.rename(f, f + ".x"), "chmod": lambda: os.chmod(f, 0o644),
+    "chown": lambda: os.chown(f, 0, 0), "truncate": lambda: os.truncate(f, 0),
+    "utime": lambda: os.utime(f, (0, 0)), "symlink": lambda: os.symlink("x", d + "/l"),
+    "link": lambda: os.link(f, d + "/h"), "mknod": lambda: os.mknod(d + "/n", 0o600 | 0o010000),
+    "setxattr": lambda: os.setxattr(f, "user.x", b"1"),
+    "removexattr": lambda: os.removexattr(f, "user.quantfs.view"),
+}
+out = {}
+for k, fn in ops.items():
+    try:
+        fn()
+        out[k] = "succeeded"
+    except OSError as e:
+        out[k] = errno.errorcode[e.errno]
+print(json.dumps(out))
+'''
+
+
+def test_every_write_path_is_erofs_for_root_and_for_others(mount_factory, tmp_path):
+    """Every call that would change the mount fails with EROFS, for the
+    daemon's own user (root) and for another one (nobody, allow_other)."""
+    need_root()
+    src = tmp_path / "src"
+    model_dir(src, "m")
+    os.chmod(src / "m" / "stories260K.gguf", 0o644)
+    saved = [(d, os.stat(d).st_mode & 0o777) for d in (tmp_path, tmp_path.parent, tmp_path.parent.parent)]
+    for d, mode in saved:
+        os.chmod(d, mode | 0o011)
+    try:
+        m = mount_factory(src, "allow_other")
+        f = m.path("m", "q8_0", "stories260K.gguf")
+        for who in ([], ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]):
+            r = subprocess.run([*who, "/usr/bin/python3", "-c", WRITE_OPS, f], capture_output=True, text=True,
+                               timeout=60)
+            got = json.loads(r.stdout)
+            assert len(got) == 17 and set(got.values()) == {"EROFS"}, (who, got)
+        assert read_all(f) == read_all(Q8)
+    finally:
+        for d, mode in saved:
+            os.chmod(d, mode)
