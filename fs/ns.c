@@ -222,6 +222,7 @@ static int scan_model_dir(struct qfs *q, struct qfs_model *m, const char *path)
 
 static void free_model(struct qfs_model *m)
 {
+    pthread_mutex_destroy(&m->dir_mu);
     free(m->check_json);
     for (size_t i = 0; i < m->n_files; i++) {
         struct qfs_file *f = &m->files[i];
@@ -290,6 +291,8 @@ static int model_build(struct qfs *q, const char *name, struct qfs_model **out)
     struct stat st;
     struct qfs_model *m = calloc(1, sizeof *m);
     int rc = m ? 0 : -ENOMEM;
+    if (m)
+        pthread_mutex_init(&m->dir_mu, NULL);
     if (!rc && stat(p, &st) == 0 && path_allowed(q, p)) {
         if (S_ISDIR(st.st_mode)) {
             m->name = strdup(name);

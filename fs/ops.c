@@ -123,11 +123,26 @@ static void dir_attr(struct qfs *q, fuse_ino_t ino, const struct qfs_ino *d, str
     /* a model's directories (its own and its views') take the mode of its
      * source directory, the root the source root's, minus the write bits:
      * a 0700 source directory stays private under allow_other */
-    const char *from = q->source;
-    if ((d->kind == 3 || d->kind == 4) && q->models[d->m]->dir)
-        from = q->models[d->m]->dir;
+    struct qfs_model *m = (d->kind == 3 || d->kind == 4) && q->models[d->m]->dir ? q->models[d->m] : NULL;
     struct stat src;
-    if (stat(from, &src) == 0) {
+    bool known = false;
+    if (!m) {
+        known = stat(q->source, &src) == 0;
+    } else {
+        /* timed on a network source; while it does not answer, the last
+         * mode seen (never more open than the source was) or none */
+        int rc = qfs_src_stat(q, m, m->dir, &src);
+        pthread_mutex_lock(&m->dir_mu);
+        if (!rc)
+            m->dir_st = src, m->dir_known = true;
+        else if (rc == -ETIMEDOUT && m->dir_known)
+            src = m->dir_st, rc = 0;
+        pthread_mutex_unlock(&m->dir_mu);
+        known = !rc;
+        if (rc == -ETIMEDOUT)
+            st->st_mode = S_IFDIR | 0500;
+    }
+    if (known) {
         st->st_mode = S_IFDIR | (src.st_mode & 0555);
         st->st_uid = src.st_uid;
         st->st_gid = src.st_gid;
@@ -234,6 +249,10 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
             reply_entry(req, q, qfs_ino_make(d.m, v, -1));
             return;
         }
+        if (v >= 0 && atomic_load(&q->models[d.m]->stuck)) {
+            fuse_reply_err(req, EIO); /* cannot tell while its source does not answer */
+            return;
+        }
         break;
     }
     case 4: {
@@ -241,6 +260,10 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
         for (size_t i = 0; i < m->n_files; i++) {
             if (!strcmp(m->files[i].name, name) && qfs_file_in_view(q, d.m, i, d.v)) {
                 reply_entry(req, q, qfs_ino_make(d.m, (long)d.v, (long)i));
+                return;
+            }
+            if (!strcmp(m->files[i].name, name) && atomic_load(&m->stuck)) {
+                fuse_reply_err(req, EIO); /* cannot tell while its source does not answer */
                 return;
             }
         }

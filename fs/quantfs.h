@@ -110,6 +110,9 @@ struct qfs_model {
     char *dir;        /* source directory, NULL for a loose file */
     unsigned formats; /* QF_FMT_* of its convertible files */
     bool remote;      /* on a network or FUSE filesystem: source calls are timed (src.c) */
+    struct stat dir_st;  /* dir's last stat (its mode while a stat times out), guarded by dir_mu */
+    bool dir_known;
+    pthread_mutex_t dir_mu;
     atomic_uint stuck; /* source calls timed out and not yet returned */
     struct qfs_file *files;
     size_t n_files;
@@ -215,7 +218,8 @@ void qfs_log(struct qfs *q, int prio, const char *fmt, ...) __attribute__((forma
  * -EIO if the file ends first, was replaced while its descriptor was
  * evicted, or (network/FUSE sources) did not answer in source_timeout.
  * qfs_src_stat: stat(2), timed likewise for m's sources (-ETIMEDOUT: no
- * answer in time; qfs_src_open too). qfs_src_current:
+ * answer in time; qfs_src_open too). qfs_src_current (true also when
+ * the stat timed out):
  * whether the path still names s's version. Thread-safe. */
 int qfs_src_open(struct qfs *q, struct qfs_model *m, struct qfs_src *s, const char *path);
 int qfs_src_pread(void *ctx, void *buf, size_t len, uint64_t off);

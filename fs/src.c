@@ -461,5 +461,10 @@ int qfs_src_pread(void *ctx, void *buf, size_t len, uint64_t off)
 bool qfs_src_current(const struct qfs_src *s)
 {
     struct stat st;
-    return s->path && qfs_src_stat(s->q, s->m, s->path, &st) == 0 && qfs_same_file(&st, &s->st);
+    if (!s->path)
+        return false;
+    int rc = qfs_src_stat(s->q, s->m, s->path, &st);
+    /* no answer in time says nothing about the version: its reads fail
+     * on their own while the source is stuck */
+    return rc == -ETIMEDOUT || (!rc && qfs_same_file(&st, &s->st));
 }

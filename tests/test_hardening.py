@@ -137,6 +137,18 @@ def test_a_stalled_fuse_source_fails_its_model_only(mount_factory, tmp_path):
             f.seek(len(orig) // 4)
             f.read(65536)
         assert e.value.errno == errno.EIO and time.time() - t0 < 1.5
+        # nothing else waits on it: stat and listings answer (the remote
+        # model from what was last seen, or EIO), the other model serves
+        time.sleep(1.2)  # past the kernel's attribute cache
+        t0 = time.time()
+        assert os.stat(outer.path("remote")).st_mode & 0o777 in (0o555, 0o500)
+        assert sorted(os.listdir(outer.path())) == [".quantfs", "local", "remote"]
+        for p in (outer.path("remote", "f32"), outer.path("remote", "q8_0", "stories260K.gguf")):
+            try:
+                os.listdir(p) if p.endswith("f32") else os.stat(p)
+            except OSError as e:
+                assert e.errno == errno.EIO, e
+        assert time.time() - t0 < 5
         t0 = time.time()
         assert read_all(outer.path("local", "q8_0", "stories260K.gguf")) == q8
         assert read_all(outer.path("local", "f32", "stories260K.gguf")) == orig
