@@ -385,6 +385,8 @@ int main(int argc, char *argv[])
     pthread_mutex_init(&q.tok_mu, NULL);
     pthread_mutex_init(&q.fd_mu, NULL);
     pthread_mutex_init(&q.io_mu, NULL);
+    sem_init(&q.parse_slots, 0, QFS_PARSE_SLOTS);
+    sem_init(&q.hf_slots, 0, QFS_HF_SLOTS);
     pthread_cond_init(&q.io_cv, NULL);
     pthread_cond_init(&q.io_done_cv, NULL);
     q.watch_ifd = q.watch_efd = -1;

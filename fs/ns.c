@@ -682,6 +682,15 @@ static uint64_t header_hash(struct qfs_snap *s)
 }
 
 
+/* Parsing a hostile header may cost up to the limits of codec.h (~300 MB
+ * for a safetensors header, ~1 GB for a Hugging Face model's tokenizer
+ * files): a few at a time, whatever the number of FUSE threads. */
+static void slot_take(sem_t *s)
+{
+    while (sem_wait(s) && errno == EINTR)
+        ;
+}
+
 /* ------------------------------------------------ Hugging Face -> GGUF */
 
 /* Records input path (opened, fstat'ed) in s; keep_open: a shard the
@@ -862,12 +871,16 @@ static void hf_load(struct qfs *q, struct qfs_model *m, struct qfs_snap *s)
         uint64_t size = (uint64_t)s->in[at].st.st_size;
         if (f->kind == QFS_F_ST) {
             s->in_ctx[n_sh] = &s->in[at];
+            slot_take(&q->parse_slots);
             r = qf_st_parse(qfs_src_pread, &s->in[at], size, &sh[n_sh], e, sizeof e);
+            sem_post(&q->parse_slots);
             n_sh += !r;
             s->quiet |= r != 0; /* the shard's own snapshot logs why */
         } else { /* a vocab-only GGUF: its tokenizer.* KVs, verbatim */
             struct qf_gguf *g = NULL;
+            slot_take(&q->parse_slots);
             r = qf_gguf_parse(qfs_src_pread, &s->in[at], size, &g, e, sizeof e);
+            sem_post(&q->parse_slots);
             if (!r && g->n_tensors) {
                 r = -EINVAL;
                 snprintf(e, sizeof e, "has tensors: not a vocab-only GGUF");
@@ -984,7 +997,9 @@ static struct qfs_snap *snap_load(struct qfs *q, struct qfs_model *m, struct qfs
     s->rdctx = &s->src;
     s->src.fd = -1;
     if (f->kind == QFS_F_HFGGUF) {
+        slot_take(&q->hf_slots); /* then parse slots inside: never the other way */
         hf_load(q, m, s);
+        sem_post(&q->hf_slots);
         if (s->err[0] && !s->quiet)
             qfs_log(q, LOG_WARNING, "model '%s': no GGUF views: %s", m->name, s->err);
         if (!s->n_in) {
@@ -1005,11 +1020,17 @@ static struct qfs_snap *snap_load(struct qfs *q, struct qfs_model *m, struct qfs
     s->st = s->src.st;
     uint64_t size = (uint64_t)s->st.st_size;
     if (f->kind == QFS_F_GGUF) {
+        slot_take(&q->parse_slots);
         qf_gguf_parse(qfs_src_pread, &s->src, size, &s->gguf, s->err, sizeof s->err);
+        sem_post(&q->parse_slots);
     } else if (f->kind == QFS_F_ST) {
+        slot_take(&q->parse_slots);
         qf_st_parse(qfs_src_pread, &s->src, size, &s->sth, s->err, sizeof s->err);
+        sem_post(&q->parse_slots);
     } else if ((f->kind == QFS_F_CONFIG || f->kind == QFS_F_INDEX) && (m->formats & QF_FMT_SAFETENSORS)) {
+        slot_take(&q->parse_slots);
         load_json_text(m, f, s);
+        sem_post(&q->parse_slots);
     }
     if (s->err[0])
         qfs_log(q, LOG_WARNING, "model '%s': %s: %s; only the f32 view is offered", m->name, f->name, s->err);

@@ -19,6 +19,7 @@
 #define FUSE_USE_VERSION 314
 #include <fuse_lowlevel.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <sys/stat.h>
@@ -27,6 +28,8 @@
 #include "codec.h"
 
 #define QFS_MAX_VIEWS 64
+#define QFS_PARSE_SLOTS 2
+#define QFS_HF_SLOTS 2
 /* Plain blocks kept idle besides those replies hold: a reader's next FUSE
  * request usually falls in the block its last one decoded, and prefetched
  * blocks wait here for their reader (more than -o readahead's default). */
@@ -208,6 +211,12 @@ struct qfs {
     struct qfs_tokmemo *tok;
     size_t tok_bytes;
     atomic_uint_fast64_t tok_reused; /* stats: builds that reused one */
+
+    /* Header parses (GGUF, safetensors, JSON) and Hugging Face conversion
+     * setups running at a time (QFS_PARSE_SLOTS, QFS_HF_SLOTS): bounds
+     * the memory hostile headers can claim at once. An HF setup may take
+     * parse slots, never the other way round. */
+    sem_t parse_slots, hf_slots;
 };
 
 /* log.c */
