@@ -481,7 +481,12 @@ static int fill_chunk(void *arg, uint8_t *dst, size_t len, void *scratch)
 {
     (void)len;
     struct fill_arg *a = arg;
-    return qf_conv_chunk(a->e, a->chunk, a->snap->rd, a->snap->rdctx, dst, scratch, false);
+    int rc = qf_conv_chunk(a->e, a->chunk, a->snap->rd, a->snap->rdctx, dst, scratch, false);
+    /* a source rewritten in place while it was read (same inode) gives a
+     * mix of versions: never stored, not even under the old version's key */
+    if (!atomic_load(&a->snap->stale) && qfs_snap_current(a->snap))
+        return rc;
+    return -EIO;
 }
 
 static void prefetch_done(void *arg)
@@ -680,6 +685,8 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
     if (!rc)
         rc = qfs_snap_verify(q, h->snap);
     atomic_fetch_add(&q->n_reads, 1);
+    if (rc && rc != -EIO && qfs_snap_verify(q, h->snap))
+        rc = -EIO; /* the source changed under the read: that is the error, not what it read */
     if (rc) {
         atomic_fetch_add(&q->n_errors, 1);
         if (rc == -EBADMSG)
