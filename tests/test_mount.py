@@ -325,8 +325,18 @@ def test_source_changes_while_mounted(mount_factory, tmp_path):
         os.pread(fd, 65536, ti["offset"] - 100)
     assert e.value.errno == errno.EIO
     os.close(fd)
-    # a new open sees the new version, never the old bytes
-    after = gguf_reader.GGUF(read_all(view))
+    # a new open sees the new version, never the old bytes; until the
+    # kernel's (asynchronous) release of fd reaches the daemon or the
+    # rescan shows the changed model (settle, 1 s), opens get EIO
+    deadline = time.time() + 10
+    while True:
+        try:
+            data = read_all(view)
+            break
+        except OSError as e:
+            assert e.errno == errno.EIO and time.time() < deadline, e
+            time.sleep(0.1)
+    after = gguf_reader.GGUF(data)
     q = after.tensor_bytes("blk.0.attn_q.weight")
     block = struct.pack("<e", 0.5 / 127) + bytes([127]) * 32
     assert q == block * (len(q) // 34)
