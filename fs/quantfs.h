@@ -10,7 +10,7 @@
  * version of that file (its fingerprint); when the file changes a new
  * snapshot replaces it and readers still holding the old one get EIO. The
  * GGUF of a Hugging Face model (QFS_F_HFGGUF) is made from several files:
- * its snapshot pins each of them (in_path/in_st/in_fd) and is replaced when
+ * its snapshot records each one's identity (in[], struct qfs_src) and is replaced when
  * any one changes.
  */
 #ifndef QUANTFS_FS_H
