@@ -12,9 +12,10 @@ meson compile -C build >/dev/null
 shared=$(cd "${QUANTFS_SHARED:-$root/../shared}" && pwd)
 work=$(mktemp -d /tmp/quantfs-demo.XXXXXX)
 mkdir -p "$work/models/stories260K" "$work/mnt"
-ln -s "$shared/models/stories260K/gguf/stories260K.gguf" "$work/models/stories260K/"
-cp "$shared/models/README.md" "$work/models/stories260K/"
-ln -s "$shared/models/stories260K/hf" "$work/models/stories260K-hf"   # the same model as safetensors
+# copies, not symlinks: quantfs serves no link that leads outside the source
+# root unless told to (-o follow_symlinks), and says so when it mounts
+cp "$shared/models/stories260K/gguf/stories260K.gguf" "$shared/models/README.md" "$work/models/stories260K/"
+cp -r "$shared/models/stories260K/hf" "$work/models/stories260K-hf"   # the same model as safetensors
 ./build/fs/quantfs "$work/models" "$work/mnt" -o cache_size=64M
 [ "${KEEP:-0}" = 1 ] || trap 'fusermount3 -u "$work/mnt"' EXIT
 set -x
@@ -29,6 +30,7 @@ ls -l "$work/mnt/stories260K-hf/q4_k_m"   # the GGUF llama.cpp's converter + lla
 python3 -c 'import json,sys; c=json.load(open(sys.argv[1])); q=c["quantization_config"]; print("int4 config.json:", c["torch_dtype"], q["quant_method"], q["format"], {k: g["weights"]["strategy"] for k, g in q["config_groups"].items()})' "$work/mnt/stories260K-hf/int4/config.json"
 ./build/check/quantfs-check "$work/mnt/stories260K"   # every view vs f32: forward pass, KL, top-1
 cat "$work/mnt/.quantfs/stats"
+cat "$work/mnt/.quantfs/log"   # what the daemon said (refusals, checks, changes)
 set +x
 if [ -d tests/node/node_modules/node-llama-cpp ]; then
     echo "llama.cpp reading the q4_k_m view through the mount:"

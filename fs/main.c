@@ -385,6 +385,7 @@ int main(int argc, char *argv[])
     pthread_mutex_init(&q.tok_mu, NULL);
     pthread_mutex_init(&q.fd_mu, NULL);
     pthread_mutex_init(&q.io_mu, NULL);
+    pthread_mutex_init(&q.log_mu, NULL);
     sem_init(&q.parse_slots, 0, QFS_PARSE_SLOTS);
     sem_init(&q.hf_slots, 0, QFS_HF_SLOTS);
     pthread_cond_init(&q.io_cv, NULL);
@@ -506,6 +507,7 @@ int main(int argc, char *argv[])
         goto out;
     }
     q.foreground = co.foreground;
+    q.log_terminal = true; /* until fuse_daemonize: the first scan's refusals reach the terminal */
     { /* a source at or under the mount point (or the reverse) would read itself */
         size_t ls = strlen(q.source), lm = strlen(q.mountpoint);
         if ((!strncmp(q.source, q.mountpoint, lm) && (q.source[lm] == '/' || !q.source[lm] || lm == 1)) ||
@@ -551,6 +553,7 @@ int main(int argc, char *argv[])
     if (!co.foreground)
         openlog("quantfs", LOG_PID, LOG_DAEMON);
     fuse_daemonize(co.foreground);
+    qfs_log_detached(&q);
 
     /* threads only after fuse_daemonize: fork() would not carry them over */
     struct qc_opts copts = {.mem_budget = q.cache_size,
@@ -605,6 +608,7 @@ out_session:
 out:
     qfs_free_models(&q);
     qfs_tokmemo_free(&q);
+    qfs_log_free(&q);
     free(q.source);
     free(q.mountpoint);
     free(q.views_opt);

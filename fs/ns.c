@@ -15,36 +15,6 @@
 
 #include "quantfs.h"
 
-void qfs_log(struct qfs *q, int prio, const char *fmt, ...)
-{
-    /* one whole line per message (one write, so concurrent messages do
-     * not interleave), control characters escaped: names in messages come
-     * from source files and must not forge log lines or drive a terminal */
-    char msg[1024], out[4096];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    const char *pre = !q->foreground ? "" : prio <= LOG_ERR ? "quantfs: error: " : prio == LOG_WARNING ? "quantfs: warning: "
-                                                                                                        : "quantfs: ";
-    size_t n = (size_t)snprintf(out, sizeof out, "%s", pre);
-    for (const unsigned char *c = (const unsigned char *)msg; *c && n + 6 < sizeof out; c++) {
-        if (*c < 0x20 || *c == 0x7f)
-            n += (size_t)snprintf(out + n, sizeof out - n, "\\x%02x", *c);
-        else
-            out[n++] = (char)*c;
-    }
-    if (!q->foreground) {
-        out[n] = 0;
-        syslog(prio, "%s", out);
-        return;
-    }
-    out[n++] = '\n';
-    if (write(STDERR_FILENO, out, n) < 0) {
-        /* nowhere left to say it */
-    }
-}
-
 static bool has_suffix(const char *s, const char *suf)
 {
     size_t n = strlen(s), k = strlen(suf);
@@ -153,7 +123,7 @@ static bool path_allowed(struct qfs *q, const char *p)
     char *r = realpath(p, NULL);
     bool ok = r && inside_root(q, r);
     if (r && !ok)
-        qfs_log(q, LOG_NOTICE, "not serving %s: it resolves to %s, outside the source root (-o follow_symlinks)", p, r);
+        qfs_log(q, LOG_WARNING, "not serving %s: it resolves to %s, outside the source root (-o follow_symlinks serves it)", p, r);
     free(r);
     return ok;
 }

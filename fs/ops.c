@@ -22,8 +22,8 @@ int qfs_decode_ino(struct qfs *q, fuse_ino_t ino, struct qfs_ino *o)
     *o = (struct qfs_ino){0};
     if (ino == QFS_INO_ROOT)
         return 0;
-    if (ino == QFS_INO_META || ino == QFS_INO_STATS) {
-        o->kind = ino == QFS_INO_META ? 1 : 2;
+    if (ino == QFS_INO_META || ino == QFS_INO_STATS || ino == QFS_INO_LOG) {
+        o->kind = ino == QFS_INO_META ? 1 : ino == QFS_INO_STATS ? 2 : 7;
         return 0;
     }
     uint64_t m = ino >> INO_MODEL_SHIFT, v = (ino >> INO_VIEW_SHIFT) & INO_VIEW_MASK, f = ino & INO_FILE_MASK;
@@ -168,6 +168,14 @@ static void file_attr(fuse_ino_t ino, const struct stat *src, uint64_t size, str
     st->st_atim = src->st_atim;
 }
 
+/* The generated text files: stats, MODEL/.check.json, .quantfs/log. */
+static bool is_text(const struct qfs_ino *d) { return d->kind == 2 || d->kind == 6 || d->kind == 7; }
+
+static char *text_of(struct qfs *q, const struct qfs_ino *d)
+{
+    return d->kind == 2 ? stats_json(q) : d->kind == 7 ? qfs_log_text(q) : qfs_check_text(q, d->m);
+}
+
 /* Attributes of any inode; for files this builds the layout (header only). */
 static int get_attr(struct qfs *q, fuse_ino_t ino, struct stat *st)
 {
@@ -175,10 +183,15 @@ static int get_attr(struct qfs *q, fuse_ino_t ino, struct stat *st)
     int rc = qfs_decode_ino(q, ino, &d);
     if (rc)
         return rc;
-    if (d.kind == 2 || d.kind == 6) {
+    if (is_text(&d)) {
         dir_attr(q, ino, &d, st);
-        char *js = d.kind == 2 ? stats_json(q) : qfs_check_text(q, d.m);
+        char *js = text_of(q, &d);
         st->st_mode = S_IFREG | 0444;
+        if (d.kind == 7) { /* the daemon's log names sources other users may not see: its own */
+            st->st_mode = S_IFREG | 0440;
+            st->st_uid = geteuid();
+            st->st_gid = getegid();
+        }
         st->st_nlink = 1;
         st->st_size = js ? (off_t)strlen(js) : 0;
         free(js);
@@ -234,8 +247,8 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
         }
         break;
     case 1:
-        if (!strcmp(name, "stats")) {
-            reply_entry(req, q, QFS_INO_STATS);
+        if (!strcmp(name, "stats") || !strcmp(name, "log")) {
+            reply_entry(req, q, name[0] == 's' ? QFS_INO_STATS : QFS_INO_LOG);
             return;
         }
         break;
@@ -282,7 +295,7 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
     int rc = get_attr(q, ino, &st);
     /* a known inode whose source vanished: an I/O error on that file, not
      * "no such file" (lookups of the name do say ENOENT) */
-    if (rc == -ENOENT && ino > QFS_INO_STATS)
+    if (rc == -ENOENT && ino > QFS_INO_LOG)
         rc = -EIO;
     if (rc)
         fuse_reply_err(req, -rc);
@@ -336,7 +349,10 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, s
             if (!atomic_load(&q->models[i]->gone))
                 rc |= dirbuf_add(req, &b, q->models[i]->name, qfs_ino_make(i, -1, -1), S_IFDIR);
         break;
-    case 1: rc |= dirbuf_add(req, &b, "stats", QFS_INO_STATS, S_IFREG); break;
+    case 1:
+        rc |= dirbuf_add(req, &b, "log", QFS_INO_LOG, S_IFREG);
+        rc |= dirbuf_add(req, &b, "stats", QFS_INO_STATS, S_IFREG);
+        break;
     case 3:
         qfs_check_start(q, d.m);
         if (q->check)
@@ -371,9 +387,9 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, s
 struct handle {
     struct handle *prev, *next; /* qfs.handles: freed at teardown if the
                                    kernel never sent their RELEASE */
-    struct qfs_snap *snap; /* NULL for the stats file */
+    struct qfs_snap *snap; /* NULL for the text files */
     struct qf_layout *layout;
-    char *text;            /* stats file contents */
+    char *text;            /* a text file's contents at open */
     size_t text_len;
     _Atomic uint64_t next_off; /* end of the previous read: sequential detection */
     size_t view;
@@ -421,7 +437,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     }
     struct qfs_ino d;
     int rc = qfs_decode_ino(q, ino, &d);
-    if (rc || (d.kind != 5 && d.kind != 2 && d.kind != 6)) {
+    if (rc || (d.kind != 5 && !is_text(&d))) {
         fuse_reply_err(req, rc ? -rc : EISDIR);
         return;
     }
@@ -430,8 +446,8 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         fuse_reply_err(req, ENOMEM);
         return;
     }
-    if (d.kind == 2 || d.kind == 6) {
-        h->text = d.kind == 2 ? stats_json(q) : qfs_check_text(q, d.m);
+    if (is_text(&d)) {
+        h->text = text_of(q, &d);
         h->text_len = h->text ? strlen(h->text) : 0;
         fi->direct_io = 1; /* contents change between opens */
         handle_link(q, h);

@@ -29,6 +29,8 @@
 
 #define QFS_MAX_VIEWS 64
 #define QFS_PARSE_SLOTS 2
+/* lines MOUNT/.quantfs/log keeps */
+#define QFS_LOG_LINES 500
 #define QFS_HF_SLOTS 2
 /* Plain blocks kept idle besides those replies hold: a reader's next FUSE
  * request usually falls in the block its last one decoded, and prefetched
@@ -217,10 +219,25 @@ struct qfs {
      * the memory hostile headers can claim at once. An HF setup may take
      * parse slots, never the other way round. */
     sem_t parse_slots, hf_slots;
+
+    /* Messages (log.c): the last QFS_LOG_LINES lines, oldest overwritten,
+     * for MOUNT/.quantfs/log; log_terminal: also to stderr until the
+     * daemon detaches (the first scan's refusals reach whoever mounted). */
+    pthread_mutex_t log_mu;
+    char *log_ring[QFS_LOG_LINES];
+    size_t log_next;
+    uint64_t log_dropped;
+    bool log_terminal;
 };
 
-/* log.c */
+/* log.c — qfs_log: one line (control characters escaped) into the ring,
+ * to syslog unless -f, to stderr with -f or before qfs_log_detached.
+ * Any thread. qfs_log_text: the ring, oldest line first (malloc'd, NULL
+ * on ENOMEM). qfs_log_free: at teardown, single-threaded. */
 void qfs_log(struct qfs *q, int prio, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void qfs_log_detached(struct qfs *q);
+char *qfs_log_text(struct qfs *q);
+void qfs_log_free(struct qfs *q);
 
 /* src.c — sources. qfs_src_open: opens path (qfs_open_source) into s.
  * qfs_src_pread (a qf_pread_fn on a struct qfs_src): exactly len bytes,
@@ -296,7 +313,7 @@ bool qfs_watch_stop(struct qfs *q);
 
 /* Inode numbers are computed, not allocated:
  *   1                                root
- *   2, 3                             /.quantfs, /.quantfs/stats
+ *   2, 3, 4                          /.quantfs, /.quantfs/stats, /.quantfs/log
  *   (m+1) << 36                      model directory m
  *   (m+1) << 36 | (v+1) << 28        view v of model m
  *   ... | (f+1)                      file f of that view
@@ -306,13 +323,15 @@ bool qfs_watch_stop(struct qfs *q);
 #define QFS_INO_ROOT 1
 #define QFS_INO_META 2
 #define QFS_INO_STATS 3
+#define QFS_INO_LOG 4
 /* model slots per mount lifetime (each add or change takes one); inode
  * numbers have room for 2^27 - 1 */
 #define QFS_MODEL_SLOTS 65536u
 #define QFS_MAX_FILES ((1u << 28) - 1)
 
 struct qfs_ino {
-    int kind; /* 0 root, 1 meta dir, 2 stats, 3 model, 4 view, 5 file */
+    int kind; /* 0 root, 1 meta dir, 2 stats, 3 model, 4 view, 5 file,
+               * 6 MODEL/.check.json, 7 .quantfs/log */
     size_t m, v, f;
 };
 

@@ -406,6 +406,7 @@ static void test_dequantize_roundtrip(void **state)
 
 int main(void)
 {
+    require_shared();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_kernels_vs_ggml_edge_cases),
         cmocka_unit_test(test_dequantize_roundtrip),

@@ -222,3 +222,50 @@ def test_log_lines_are_whole_and_escaped(mount_factory, tmp_path):
     out = m.output()
     assert "\x1b" not in out and not any(l.startswith("quantfs: error: forged") for l in out.splitlines()), out
     assert "evil\\x0aquantfs: error: forged\\x1b[31m" in out, out
+
+
+def test_refusals_at_mount_reach_the_terminal_and_the_log_file(tmp_path):
+    """Started in the background (no -f), the daemon says on its stderr,
+    before it detaches, what the first scan refused or found nothing in;
+    MOUNT/.quantfs/log keeps those lines and later ones."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    shutil.copyfile(STORIES_GGUF, outside / "x.gguf")
+    src = tmp_path / "src"
+    (src / "linked").mkdir(parents=True)
+    os.symlink(outside / "x.gguf", src / "linked" / "x.gguf")
+    (src / "broken").mkdir()
+    (src / "broken" / "b.gguf").write_bytes(b"GGUF\x03\x00\x00\x00" + b"\xff" * 40)
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    r = subprocess.run([QUANTFS, str(src), str(mnt)], capture_output=True, text=True, timeout=60)
+    try:
+        assert r.returncode == 0, r.stderr
+        assert os.path.ismount(mnt)
+        assert "warning: not serving %s" % (src / "linked" / "x.gguf") in r.stderr, r.stderr
+        assert "follow_symlinks" in r.stderr
+        assert sorted(os.listdir(mnt / ".quantfs")) == ["log", "stats"]
+        # headers are parsed on first use: the malformed file's refusal
+        # (only its f32 view, and why) reaches the log file then
+        assert os.listdir(mnt / "broken") == ["f32"]
+        log = read_all(mnt / ".quantfs" / "log").decode()
+        assert "not serving %s" % (src / "linked" / "x.gguf") in log
+        assert "b.gguf" in log and "serving 1 model(s)" in log, log
+        assert os.stat(mnt / ".quantfs" / "log").st_mode & 0o777 == 0o440
+        # later messages (a model added while mounted) reach the file too
+        (src / "late").mkdir()
+        shutil.copyfile(STORIES_GGUF, src / "late" / "late.gguf")
+        deadline = time.time() + 30
+        while "model 'late' appeared" not in read_all(mnt / ".quantfs" / "log").decode():
+            assert time.time() < deadline, read_all(mnt / ".quantfs" / "log").decode()
+            time.sleep(0.2)
+    finally:
+        subprocess.run(["fusermount3", "-u", str(mnt)])
+    # an empty source says so
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    r = subprocess.run([QUANTFS, str(empty), str(mnt)], capture_output=True, text=True, timeout=60)
+    try:
+        assert r.returncode == 0 and "warning: no models found in %s" % empty in r.stderr, r.stderr
+    finally:
+        subprocess.run(["fusermount3", "-u", str(mnt)])

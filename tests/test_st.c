@@ -148,6 +148,7 @@ static void test_llama3_rope_factors(void **state)
 
 int main(void)
 {
+    require_shared();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_real_file),
         cmocka_unit_test(test_llama3_rope_factors),
