@@ -587,9 +587,10 @@ int main(int argc, char *argv[])
     ret = ret == 0 || ret == SIGTERM || ret == SIGINT || ret == SIGHUP ? 0 : 1;
 
 out_unmount:
+    /* checkers are killed before the unmount (their mmaps would take
+     * SIGBUS), joined after it and before the models they name are freed */
+    qfs_check_kill(&q);
     fuse_session_unmount(q.se);
-    /* after the unmount (a checker's pending request to us is aborted, not
-     * waited for), before the models it reads are freed */
     qfs_check_stop(&q);
     /* a source call still blocked (a dead NFS server) would touch a model
      * after it is freed, and cannot be cancelled: leave without freeing */

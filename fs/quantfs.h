@@ -298,6 +298,10 @@ bool qfs_file_in_view(struct qfs *q, size_t mi, size_t fi, size_t v);
 /* checkrun.c */
 void qfs_check_start(struct qfs *q, size_t mi);
 char *qfs_check_text(struct qfs *q, size_t mi); /* malloc'd */
+/* qfs_check_kill: no new checks, running checkers SIGKILLed (before the
+ * unmount); qfs_check_stop: also joins their threads (after it). Main
+ * thread, at teardown. */
+void qfs_check_kill(struct qfs *q);
 void qfs_check_stop(struct qfs *q);
 
 /* watch.c */

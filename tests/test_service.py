@@ -72,10 +72,15 @@ def test_refusals_before_mounting(tmp_path):
 
 
 def test_sigterm_with_checks_in_flight(tmp_path):
+    import numpy as np
+    from gguf_writer import llama_kvs, write_gguf
     src = tmp_path / "src"
+    # 32 MB of random weights: the checker faults view pages in through its
+    # mmap the whole time it runs, so SIGTERM finds it waiting on the mount
+    w = np.random.default_rng(7).standard_normal(4096 * 2048, dtype=np.float32).tobytes()
     for i in range(3):
         (src / ("m%d" % i)).mkdir(parents=True)
-        shutil.copyfile(STORIES_GGUF, src / ("m%d" % i) / "m.gguf")
+        write_gguf(src / ("m%d" % i) / "m.gguf", llama_kvs(4096), [("blk.0.ffn_up.weight", [4096, 2048], 0, w)])
     mnt = tmp_path / "mnt"
     mnt.mkdir()
     p = subprocess.Popen([QUANTFS, str(src), str(mnt), "-f", "-o", "check,check_jobs=1"], stdout=subprocess.PIPE,
@@ -86,7 +91,17 @@ def test_sigterm_with_checks_in_flight(tmp_path):
             time.sleep(0.02)
         for i in range(3):  # a lookup starts each model's check; one runs, two wait for the slot
             os.stat(mnt / ("m%d" % i))
-        time.sleep(0.3)
+        # SIGTERM while a checker is reading views through the mount
+        import json
+        deadline = time.time() + 30
+        while True:
+            kids = subprocess.run(["pgrep", "-P", str(p.pid)], capture_output=True, text=True).stdout.split()
+            with open(mnt / ".quantfs" / "stats") as f:
+                reads = json.load(f)["reads"]
+            if kids and reads >= 50:
+                break
+            assert time.time() < deadline, "no checker started"
+            time.sleep(0.01)
         p.send_signal(signal.SIGTERM)
         out = p.communicate(timeout=60)[0]
         assert p.returncode == 0, out
