@@ -338,6 +338,16 @@ uint64_t qf_conv_nchunks(const struct qf_extent *e);
 void qf_conv_chunk_range(const struct qf_extent *e, uint64_t c, uint64_t *off, uint64_t *len);
 uint64_t qf_conv_chunk_at(const struct qf_extent *e, uint64_t rel);
 
+/* The identity of chunk c of a CONV extent: every extent field its output
+ * bytes depend on (source offset and type, destination kind, chunk size
+ * and index, element count, row length, group, validation) and
+ * QF_CODEC_VERSION. Within one source version, equal ids mean equal bytes:
+ * a cache key is the source version's identity plus this. (layout.c
+ * asserts the extent's size, so a new field cannot be added without being
+ * placed here or declared irrelevant.) */
+#define QF_CHUNK_ID_WORDS 11
+void qf_conv_chunk_id(const struct qf_extent *e, uint64_t c, uint64_t id[QF_CHUNK_ID_WORDS]);
+
 /* Produce chunk c of a CONV extent into dst (capacity >= its length):
  * pread the source elements, convert to f32, quantize. scratch holds
  * QF_CONV_SCRATCH_BYTES; chunks larger than QF_CHUNK_ELEMS (fp8 bands of

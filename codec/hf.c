@@ -690,18 +690,43 @@ static void write_tokens(struct buf *b, const struct vocab *v)
         put_u32(b, (uint32_t)v->type[i]);
 }
 
-/* The added tokens of tokenizer.json by id (NULL where none). */
-static json_t **added_by_id(json_t *tj, size_t n)
+/* The added tokens of tokenizer.json with ids below n, sorted by id; of
+ * two with one id the later wins (as a dict built from the list would).
+ * O(added tokens), whatever the ids: a table indexed by id would cost
+ * O(largest id) for every stat of the view. */
+struct added {
+    size_t id, seq;
+    json_t *tok;
+};
+
+static int cmp_added(const void *a, const void *b)
 {
-    json_t **a = calloc(n ? n : 1, sizeof *a);
-    size_t i;
+    const struct added *x = a, *y = b;
+    return x->id != y->id ? (x->id < y->id ? -1 : 1) : (x->seq < y->seq ? -1 : x->seq > y->seq);
+}
+
+static struct added *added_sorted(json_t *tj, size_t n, size_t *count)
+{
+    json_t *arr = json_object_get(tj, "added_tokens");
+    size_t cap = json_array_size(arr), k = 0, i;
+    struct added *a = malloc((cap ? cap : 1) * sizeof *a);
     json_t *at;
-    json_array_foreach(json_object_get(tj, "added_tokens"), i, at)
+    if (!a)
+        return NULL;
+    json_array_foreach(arr, i, at)
     {
         json_t *id = json_object_get(at, "id");
-        if (a && json_is_integer(id) && json_integer_value(id) >= 0 && (size_t)json_integer_value(id) < n)
-            a[json_integer_value(id)] = at;
+        if (json_is_integer(id) && json_integer_value(id) >= 0 && (uint64_t)json_integer_value(id) < n)
+            a[k] = (struct added){(size_t)json_integer_value(id), i, at}, k++;
     }
+    qsort(a, k, sizeof *a, cmp_added);
+    size_t o = 0;
+    for (size_t r = 0; r < k; r++) { /* keep the last of each id */
+        if (o && a[o - 1].id == a[r].id)
+            o--;
+        a[o++] = a[r];
+    }
+    *count = o;
     return a;
 }
 
@@ -790,7 +815,8 @@ static int vocab_llama_hf(json_t *tj, json_t *tc, struct vocab *v, char *err, si
 {
     size_t nb;
     json_t *vj = model_vocab(tj, &nb);
-    json_t **added = added_by_id(tj, 1u << 24);
+    size_t n_sorted = 0;
+    struct added *added = added_sorted(tj, 1u << 24, &n_sorted);
     const char **byid = calloc(nb ? nb : 1, sizeof *byid);
     int rc = added && byid ? 0 : -ENOMEM;
     const char *k;
@@ -804,10 +830,10 @@ static int vocab_llama_hf(json_t *tj, json_t *tc, struct vocab *v, char *err, si
         }
         byid[id] = k;
     }
-    size_t n_added = 0;
-    for (size_t id = nb; !rc && id < (1u << 24); id++)
-        if (added[id])
-            n_added++;
+    size_t first = 0; /* the added tokens past the base vocabulary, in id order */
+    while (added && first < n_sorted && added[first].id < nb)
+        first++;
+    size_t n_added = added ? n_sorted - first : 0;
     if (!rc)
         rc = vocab_alloc(v, nb + n_added, true);
     for (size_t i = 0; !rc && i < nb; i++) {
@@ -820,10 +846,8 @@ static int vocab_llama_hf(json_t *tj, json_t *tc, struct vocab *v, char *err, si
         v->type[i] = is_byte_token(byid[i]) ? TT_BYTE : is_named_special(tc, byid[i]) ? TT_CONTROL : TT_NORMAL;
     }
     size_t o = nb;
-    for (size_t id = nb; !rc && id < (1u << 24) && o < v->n; id++) {
-        if (!added[id])
-            continue;
-        const char *c = json_string_value(json_object_get(added[id], "content"));
+    for (size_t a = first; !rc && a < n_sorted && o < v->n; a++) {
+        const char *c = json_string_value(json_object_get(added[a].tok, "content"));
         rc = c ? vocab_set(v, o, c, strlen(c)) : qf_fail(err, errlen, -EINVAL, "tokenizer.json: added token without content");
         v->score[o] = -1000.0f;
         v->type[o] = is_named_special(tc, c) ? TT_CONTROL : TT_USER;
@@ -842,7 +866,8 @@ static int vocab_gpt2(json_t *tj, long long vocab_size, struct vocab *v, char *e
     size_t n = vocab_size > 0 ? (size_t)vocab_size : nb;
     if (n > (1u << 24))
         return qf_fail(err, errlen, -EINVAL, "vocab_size %zu is too large", n);
-    json_t **added = added_by_id(tj, n);
+    size_t n_sorted = 0;
+    struct added *added = added_sorted(tj, n, &n_sorted);
     int rc = added ? vocab_alloc(v, n, false) : -ENOMEM;
     for (size_t i = 0; !rc && i < n; i++) {
         rc = vocab_pad(v, i);
@@ -862,15 +887,14 @@ static int vocab_gpt2(json_t *tj, long long vocab_size, struct vocab *v, char *e
         rc = vocab_set(v, (size_t)id, k, strlen(k));
         v->type[id] = TT_NORMAL;
     }
-    for (size_t id = 0; !rc && id < n; id++) {
-        if (!added[id])
-            continue;
-        const char *c = json_string_value(json_object_get(added[id], "content"));
+    for (size_t a = 0; !rc && a < n_sorted; a++) {
+        size_t id = added[a].id;
+        const char *c = json_string_value(json_object_get(added[a].tok, "content"));
         if (!c) {
             rc = qf_fail(err, errlen, -EINVAL, "tokenizer.json: added token %zu without content", id);
             break;
         }
-        if (json_is_true(json_object_get(added[id], "special")) || looks_special(c)) {
+        if (json_is_true(json_object_get(added[a].tok, "special")) || looks_special(c)) {
             v->type[id] = TT_CONTROL;
             rc = vocab_set(v, id, c, strlen(c));
         } else {

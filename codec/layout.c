@@ -96,6 +96,20 @@ size_t qf_layout_find(const struct qf_layout *l, uint64_t off)
     return lo;
 }
 
+/* Every field of struct qf_extent, and whether a chunk's bytes depend on it.
+ * Adding a field changes this size: decide, then update both. */
+_Static_assert(sizeof(struct qf_extent) == 80, "a new qf_extent field: add it to qf_conv_chunk_id if bytes depend on it");
+
+void qf_conv_chunk_id(const struct qf_extent *e, uint64_t c, uint64_t id[QF_CHUNK_ID_WORDS])
+{
+    /* off, len: where the bytes land in the file, not what they are;
+     * kind: always CONV here; mem: MEM extents only */
+    uint64_t v[QF_CHUNK_ID_WORDS] = {QF_CODEC_VERSION, e->src_off,   e->src_type, e->dst_type,
+                                     e->chunk_elems,   c,            e->n_elems,  e->row_len,
+                                     e->group,         e->validate,  QF_CHUNK_ELEMS};
+    memcpy(id, v, sizeof v);
+}
+
 uint64_t qf_conv_nchunks(const struct qf_extent *e) { return (e->n_elems + e->chunk_elems - 1) / e->chunk_elems; }
 
 /* Output bytes produced by the first n source elements of a CONV extent

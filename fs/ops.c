@@ -512,19 +512,19 @@ static void prefetch_done(void *arg)
     free(a);
 }
 
-/* The cache key of a chunk: the source version (inode, size, mtime and a
- * hash of its header; not st_dev, which differs between machines sharing a
- * cache_dir), where the tensor lies, both types, the chunk and the codec
- * version. Views that share a tensor type share blocks. */
-/* A block's identity: the source version (inode, size, mtime and ctime: a
- * rewrite in place that restores size and mtime, as cp -p or rsync
- * --inplace -t do, still moves ctime), its header, what is converted how. */
+/* The cache key of a chunk: the source version (inode, size, mtime and
+ * ctime: a rewrite in place that restores size and mtime, as cp -p or
+ * rsync --inplace -t do, still moves ctime; not st_dev, which differs
+ * between machines sharing a cache_dir), a hash of its header, and codec's
+ * identity of the chunk (what is converted how). Views that share a tensor
+ * type share blocks. */
 static struct qc_key chunk_key(const struct qfs_snap *s, const struct qf_extent *e, uint64_t c)
 {
-    uint64_t k[15] = {(uint64_t)s->st.st_ino, (uint64_t)s->st.st_size, (uint64_t)s->st.st_mtim.tv_sec,
-                      (uint64_t)s->st.st_mtim.tv_nsec, s->hdr_hash, e->src_off, e->src_type, e->dst_type, c,
-                      QF_CODEC_VERSION, e->row_len, e->group, e->n_elems, (uint64_t)s->st.st_ctim.tv_sec,
-                      (uint64_t)s->st.st_ctim.tv_nsec};
+    uint64_t k[7 + QF_CHUNK_ID_WORDS] = {(uint64_t)s->st.st_ino,         (uint64_t)s->st.st_size,
+                                         (uint64_t)s->st.st_mtim.tv_sec, (uint64_t)s->st.st_mtim.tv_nsec,
+                                         (uint64_t)s->st.st_ctim.tv_sec, (uint64_t)s->st.st_ctim.tv_nsec,
+                                         s->hdr_hash};
+    qf_conv_chunk_id(e, c, k + 7);
     return qc_key_make(k, sizeof k);
 }
 
