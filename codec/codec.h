@@ -444,6 +444,15 @@ char *qf_st_config_json(const char *src_json, size_t len, const struct qf_view *
 char *qf_st_index_json(const char *src_json, size_t len, const struct qf_view *v, const struct qf_st *const *shards,
                        const char *const *names, size_t n_shards, char *err, size_t errlen);
 
+/* Checks the JSON documents of a safetensors directory, under codec's
+ * limits (size <= QF_JSON_MAX_BYTES, qf_json_check, JSON_REJECT_DUPLICATES).
+ * qf_st_json_object: the text is one JSON object (config.json).
+ * qf_st_index_check: model.safetensors.index.json has a weight_map object
+ * whose every value names a shard for which have(arg, name) is true.
+ * Return 0, or -EINVAL/-E2BIG with err saying what is wrong or missing. */
+int qf_st_json_object(const char *text, size_t len, const char *what, char *err, size_t errlen);
+int qf_st_index_check(const char *text, size_t len, bool (*have)(void *arg, const char *shard), void *arg, char *err,
+                      size_t errlen);
 
 /* ------------------------------------------------ Hugging Face -> GGUF */
 
@@ -457,6 +466,10 @@ char *qf_st_index_json(const char *src_json, size_t len, const struct qf_view *v
  * llama-quantize run on its F32 file. */
 #define QF_HF_NOUT 4 /* converter outtypes: f32, f16, bf16, q8_0 */
 #define QF_HF_ARCHS "LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM and Qwen3ForCausalLM"
+/* config.json's architectures[0] (a Hugging Face model's class) into arch
+ * ("" when it names none), under codec's JSON limits. 0, or -EINVAL/-E2BIG
+ * with err. */
+int qf_hf_config_arch(const char *text, size_t len, char *arch, size_t archlen, char *err, size_t errlen);
 /* Whether config.json's architectures[0] is one qf_hf_build converts. */
 bool qf_hf_arch_supported(const char *hf_arch);
 

@@ -141,8 +141,6 @@ static bool has_suffix(const char *s, const char *suf)
 
 /* ------------------------------------------------------- architectures */
 
-enum arch { A_LLAMA, A_QWEN2, A_QWEN3 };
-
 enum rope_kind { ROPE_NONE, ROPE_LINEAR, ROPE_YARN, ROPE_LLAMA3 };
 struct rope {
     enum rope_kind kind;
@@ -174,18 +172,48 @@ void qf_hf_rope_llama3(double theta, long long hd, double factor, double low, do
         }
     }
 }
-static const struct {
-    const char *hf;
-    enum arch a;
-    const char *gguf;
-    double eps, theta; /* transformers' config defaults */
-    long long ctx;
-} archs[] = {
-    {"LlamaForCausalLM", A_LLAMA, "llama", 1e-6, 10000.0, 2048},
-    {"MistralForCausalLM", A_LLAMA, "llama", 1e-6, 10000.0, 4096 * 32},
-    {"Qwen2ForCausalLM", A_QWEN2, "qwen2", 1e-6, 10000.0, 32768},
-    {"Qwen3ForCausalLM", A_QWEN3, "qwen3", 1e-6, 10000.0, 32768},
+/* One row per converter class (convert_hf_to_gguf.py registers one class
+ * per architecture: conversion/llama.py, qwen.py): everything that makes
+ * its GGUF differ from the others'. Adding an architecture is adding a row
+ * (and, where it needs one, a new field here) with its reference files
+ * (HACKING.md). The tensor names all rows share: qf_hf_map_name. */
+struct hf_arch {
+    const char *hf;        /* config.json architectures[0] */
+    const char *gguf;      /* general.architecture, the KV prefix */
+    double eps, theta;     /* transformers' config defaults */
+    long long ctx;         /* max_position_embeddings default */
+    long long head_dim;    /* head_dim when config.json has none; 0: hidden_size / heads */
+    bool head_kvs_always;  /* attention.key/value_length even without head_dim in config.json
+                            * (transformers fills it in for this class) */
+    bool permute_qk;       /* LlamaModel.permute: q/k rows reordered per head (head_dim even) */
+    bool rope_llama3;      /* rope_type llama3 becomes a generated rope_freqs tensor */
+    bool vocab_size_kvs;   /* writes ARCH.vocab_size and ARCH.rope.dimension_count */
+    bool spm_vocab;        /* SentencePiece / LlamaHfVocab tokenizers, add_space_prefix */
 };
+
+static const struct hf_arch archs[] = {
+    {.hf = "LlamaForCausalLM", .gguf = "llama", .eps = 1e-6, .theta = 10000.0, .ctx = 2048, .head_kvs_always = true,
+     .permute_qk = true, .rope_llama3 = true, .vocab_size_kvs = true, .spm_vocab = true},
+    {.hf = "MistralForCausalLM", .gguf = "llama", .eps = 1e-6, .theta = 10000.0, .ctx = 4096 * 32,
+     .head_kvs_always = true, .permute_qk = true, .rope_llama3 = true, .vocab_size_kvs = true, .spm_vocab = true},
+    {.hf = "Qwen2ForCausalLM", .gguf = "qwen2", .eps = 1e-6, .theta = 10000.0, .ctx = 32768},
+    {.hf = "Qwen3ForCausalLM", .gguf = "qwen3", .eps = 1e-6, .theta = 10000.0, .ctx = 32768, .head_dim = 128,
+     .head_kvs_always = true},
+};
+
+int qf_hf_config_arch(const char *text, size_t len, char *arch, size_t archlen, char *err, size_t errlen)
+{
+    if (len > QF_JSON_MAX_BYTES)
+        return qf_fail(err, errlen, -E2BIG, "config.json: %zu bytes exceeds quantfs' limit of %llu MiB", len,
+                       (unsigned long long)(QF_JSON_MAX_BYTES >> 20));
+    json_t *j = load(text, len, "config.json", JSON_DECODE_INT_AS_REAL, err, errlen);
+    if (!j)
+        return -EINVAL;
+    const char *a = json_string_value(json_array_get(json_object_get(j, "architectures"), 0));
+    snprintf(arch, archlen, "%s", a ? a : "");
+    json_decref(j);
+    return 0;
+}
 
 bool qf_hf_arch_supported(const char *hf_arch)
 {
@@ -1043,8 +1071,8 @@ int qf_hf_build(const struct qf_hf_input *in, struct qf_hf **out, char *err, siz
                      hfarch ? hfarch : "(none in config.json)", QF_HF_ARCHS);
         goto out;
     }
-    enum arch a = archs[ai].a;
-    const char *an = archs[ai].gguf;
+    const struct hf_arch *a = &archs[ai];
+    const char *an = a->gguf;
     long long L, ctx = archs[ai].ctx, H, F, nh, nkv, V = -1, hd;
     double theta = archs[ai].theta, eps = archs[ai].eps;
     if (!jint(cfg, "num_hidden_layers", &L) || !jint(cfg, "hidden_size", &H) ||
@@ -1091,7 +1119,7 @@ int qf_hf_build(const struct qf_hf_input *in, struct qf_hf **out, char *err, siz
         } else if (!strcmp(rt, "su") || !strcmp(rt, "longrope")) {
             rc = qf_fail(err, errlen, -ENOTSUP, "config.json: rope scaling '%s' needs factor tensors quantfs does not make", rt);
             goto out;
-        } else if (!strcasecmp(rt, "llama3") && a == A_LLAMA) {
+        } else if (!strcasecmp(rt, "llama3") && a->rope_llama3) {
             rope.kind = ROPE_LLAMA3;
             if (!has_factor)
                 rope.factor = 8.0;
@@ -1105,8 +1133,8 @@ int qf_hf_build(const struct qf_hf_input *in, struct qf_hf **out, char *err, siz
     }
     bool head_dim_given = jint(cfg, "head_dim", &hd);
     if (!head_dim_given)
-        hd = a == A_QWEN3 ? 128 : H / nh; /* Qwen3Config's default is 128 */
-    if (hd <= 0 || nh % nkv || (a == A_LLAMA && (hd % 2)) || hd > 65536) {
+        hd = a->head_dim ? a->head_dim : H / nh; /* (Qwen3Config's default is 128) */
+    if (hd <= 0 || nh % nkv || (a->permute_qk && (hd % 2)) || hd > 65536) {
         rc = qf_fail(err, errlen, -ENOTSUP, "config.json: head_dim %lld with %lld/%lld heads", hd, nh, nkv);
         goto out;
     }
@@ -1158,13 +1186,13 @@ int qf_hf_build(const struct qf_hf_input *in, struct qf_hf **out, char *err, siz
     kv_f32(b, AK("attention.layer_norm_rms_epsilon"), (float)eps);
     /* transformers fills head_dim for Llama, Mistral and Qwen3 configs, not
      * for Qwen2's: the converter writes key/value_length when it is there */
-    if (a != A_QWEN2 || head_dim_given) {
+    if (a->head_kvs_always || head_dim_given) {
         kv_u32(b, AK("attention.key_length"), (uint32_t)hd);
         kv_u32(b, AK("attention.value_length"), (uint32_t)hd);
     }
     size_t ftype_at = b->len + 8 + strlen("general.file_type") + 4; /* where its value goes */
     kv_u32(b, "general.file_type", 0);
-    if (a == A_LLAMA) {
+    if (a->vocab_size_kvs) {
         if (V < 0) {
             rc = qf_fail(err, errlen, -ENOTSUP, "config.json: no vocab_size");
             goto out;
@@ -1188,12 +1216,12 @@ int qf_hf_build(const struct qf_hf_input *in, struct qf_hf **out, char *err, siz
                          !byte_fallback;
         const char *dec = tj ? json_string_value(json_object_get(json_object_get(tj, "decoder"), "type")) : NULL;
         struct special sp;
-        if (a == A_LLAMA && tc) {
+        if (a->spm_vocab && tc) {
             json_t *aps = json_object_get(tc, "add_prefix_space");
             if (json_is_boolean(aps))
                 kv_bool(b, "tokenizer.ggml.add_space_prefix", json_is_true(aps));
         }
-        bool llama_hf = a == A_LLAMA && tj && str_eq(tm, "BPE") && byte_fallback && str_eq(dec, "Sequence") &&
+        bool llama_hf = a->spm_vocab && tj && str_eq(tm, "BPE") && byte_fallback && str_eq(dec, "Sequence") &&
                         !is_llama3;
         if (in->spm || llama_hf) { /* SentencePiece, or the converter's LlamaHfVocab */
             rc = in->spm ? vocab_spm(in->spm, in->spm_len, tc, V, &voc, err, errlen)
@@ -1298,7 +1326,7 @@ int qf_hf_build(const struct qf_hf_input *in, struct qf_hf **out, char *err, siz
             o->shard = (uint32_t)s;
             o->src_type = qt;
             o->src_off = t->offset;
-            if (a == A_LLAMA) {
+            if (a->permute_qk) {
                 bool q = strstr(t->name, "q_proj.") != NULL, kk = strstr(t->name, "k_proj.") != NULL;
                 if (q || kk) {
                     uint64_t heads = (uint64_t)(q ? nh : nkv), rows = o->n_dims == 2 ? o->ne[1] : o->ne[0];

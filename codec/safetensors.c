@@ -566,3 +566,51 @@ char *qf_st_index_json(const char *src, size_t len, const struct qf_view *v, con
     json_object_set_new(c, "weight_map", map);
     return dump(c, err, errlen);
 }
+
+/* The scanner's view of a directory's JSON: bounded like every parse. */
+static json_t *load_object(const char *text, size_t len, const char *what, char *err, size_t errlen)
+{
+    if (len > QF_JSON_MAX_BYTES) {
+        qf_fail(err, errlen, -E2BIG, "%s: %zu bytes exceeds quantfs' limit of %llu MiB for a JSON file", what, len,
+                (unsigned long long)(QF_JSON_MAX_BYTES >> 20));
+        return NULL;
+    }
+    if (qf_json_check(text, len, what, QF_JSON_MAX_VALUES, QF_JSON_MAX_CONTAINERS, err, errlen))
+        return NULL;
+    json_error_t je;
+    json_t *j = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
+    if (!json_is_object(j)) {
+        qf_fail(err, errlen, -EINVAL, "%s: not a JSON object (%s)", what, j ? "wrong type" : je.text);
+        json_decref(j);
+        return NULL;
+    }
+    return j;
+}
+
+int qf_st_json_object(const char *text, size_t len, const char *what, char *err, size_t errlen)
+{
+    json_t *j = load_object(text, len, what, err, errlen);
+    json_decref(j);
+    return j ? 0 : -EINVAL;
+}
+
+int qf_st_index_check(const char *text, size_t len, bool (*have)(void *arg, const char *shard), void *arg, char *err,
+                      size_t errlen)
+{
+    json_t *j = load_object(text, len, "model.safetensors.index.json", err, errlen);
+    if (!j)
+        return -EINVAL;
+    json_t *map = json_object_get(j, "weight_map"), *v;
+    const char *k;
+    int rc = json_is_object(map) ? 0 : qf_fail(err, errlen, -EINVAL, "no weight_map object");
+    json_object_foreach(map, k, v)
+    {
+        if (!json_is_string(v) || !have(arg, json_string_value(v))) {
+            rc = qf_fail(err, errlen, -EINVAL, "tensor '%s' is in shard '%s', which is missing", k,
+                         json_is_string(v) ? json_string_value(v) : "(not a name)");
+            break;
+        }
+    }
+    json_decref(j);
+    return rc;
+}

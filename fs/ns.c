@@ -11,7 +11,6 @@
 #include <sys/statfs.h>
 #include <syslog.h>
 #include <unistd.h>
-#include <jansson.h>
 
 #include "quantfs.h"
 
@@ -59,6 +58,37 @@ static int add_file(struct qfs_model *m, size_t *cap, const char *name, const ch
 }
 
 
+/* A JSON file of a model directory, whole, for codec's bounded parsers:
+ * opened as every source is (symlink policy, regular files only), at most
+ * QF_JSON_MAX_BYTES, its identity in *st. */
+static int read_json(struct qfs *q, const char *path, char **text, size_t *len, struct stat *st)
+{
+    *text = NULL;
+    int fd = qfs_open_source(q, path, st);
+    if (fd < 0)
+        return fd;
+    int rc = 0;
+    if ((uint64_t)st->st_size > QF_JSON_MAX_BYTES)
+        rc = -EFBIG;
+    else if (!(*text = malloc((size_t)st->st_size + 1)))
+        rc = -ENOMEM;
+    size_t got = 0;
+    while (!rc && got < (size_t)st->st_size) {
+        ssize_t r = pread(fd, *text + got, (size_t)st->st_size - got, (off_t)got);
+        rc = r < 0 ? (errno == EINTR ? 0 : -errno) : r == 0 ? -EIO : 0;
+        got += r > 0 ? (size_t)r : 0;
+    }
+    close(fd);
+    if (rc) {
+        free(*text);
+        *text = NULL;
+        return rc;
+    }
+    (*text)[got] = 0;
+    *len = got;
+    return 0;
+}
+
 /* A Hugging Face model directory (safetensors + config.json) also gets
  * MODEL.gguf, the converter's file, where llama.cpp's converter handles its
  * architecture; a vocab-only GGUF beside it is its tokenizer, not a model. */
@@ -77,18 +107,41 @@ static int add_hf_gguf(struct qfs *q, struct qfs_model *m, size_t *cap, const ch
             m->formats |= QF_FMT_GGUF;
     if (!config || !(m->formats & QF_FMT_SAFETENSORS))
         return 0;
-    char *cp, *name;
+    /* architectures[0] of config.json, through codec's bounded parser,
+     * once per version of the file: a rescan reuses the live model's */
+    char *cp, *name, *text = NULL;
     if (asprintf(&cp, "%s/config.json", path) < 0)
         return -ENOMEM;
-    json_error_t je;
-    json_t *j = json_load_file(cp, 0, &je);
+    struct stat cst;
+    size_t len = 0;
+    int live = qfs_find_model(q, m->name);
+    const struct qfs_model *lm = live >= 0 ? q->models[live] : NULL;
+    bool reused = stat(cp, &cst) == 0 && lm && lm->config_known && qfs_same_file(&cst, &lm->config_st);
+    if (reused) { /* said already what it holds */
+        m->config_st = lm->config_st;
+        snprintf(m->hf_arch, sizeof m->hf_arch, "%s", lm->hf_arch);
+        m->config_known = true;
+    } else {
+        char err[256] = "";
+        int rc = read_json(q, cp, &text, &len, &cst);
+        if (!rc)
+            rc = qf_hf_config_arch(text, len, m->hf_arch, sizeof m->hf_arch, err, sizeof err);
+        free(text);
+        if (rc) {
+            qfs_log(q, LOG_WARNING, "model '%s': config.json: %s; no GGUF views", m->name,
+                    err[0] ? err : strerror(-rc));
+            m->hf_arch[0] = 0;
+        } else {
+            m->config_st = cst;
+            m->config_known = true;
+        }
+    }
     free(cp);
-    const char *arch = json_string_value(json_array_get(json_object_get(j, "architectures"), 0));
+    const char *arch = m->hf_arch[0] ? m->hf_arch : NULL;
     bool supported = qf_hf_arch_supported(arch);
-    if (!supported)
+    if (!supported && m->config_known && !reused)
         qfs_log(q, LOG_INFO, "model '%s': architecture %s has no GGUF views (quantfs converts %s)", m->name,
                 arch ? arch : "(none in config.json)", QF_HF_ARCHS);
-    json_decref(j);
     if (!supported || asprintf(&name, "%s.gguf", m->name) < 0)
         return 0;
     for (size_t i = 0; i < m->n_files; i++)
@@ -306,7 +359,20 @@ static uint64_t model_sig(const struct qfs_model *m)
 /* Whether a model has what its format needs: a safetensors directory its
  * config.json and, with an index, every shard the index names. Why not, in
  * why. (A GGUF or a shard cut short is found by its parser instead.) */
-static bool model_complete(const struct qfs_model *m, char *why, size_t n)
+struct shard_ctx {
+    const struct qfs_model *m;
+};
+
+static bool have_shard(void *arg, const char *shard)
+{
+    const struct qfs_model *m = ((struct shard_ctx *)arg)->m;
+    for (size_t i = 0; i < m->n_files; i++)
+        if (m->files[i].kind == QFS_F_ST && !strcmp(m->files[i].name, shard))
+            return true;
+    return false;
+}
+
+static bool model_complete(struct qfs *q, const struct qfs_model *m, char *why, size_t n)
 {
     if (!m->dir || !(m->formats & QF_FMT_SAFETENSORS))
         return true;
@@ -326,26 +392,17 @@ static bool model_complete(const struct qfs_model *m, char *why, size_t n)
     }
     if (!index)
         return true;
-    json_t *j = json_load_file(index->path, 0, NULL);
-    json_t *wm = json_object_get(j, "weight_map");
-    const char *k;
-    json_t *v;
-    bool ok = json_is_object(wm);
-    json_object_foreach(wm, k, v) {
-        const char *shard = json_string_value(v);
-        bool have = false;
-        for (size_t i = 0; shard && i < m->n_files && !have; i++)
-            have = m->files[i].kind == QFS_F_ST && !strcmp(m->files[i].name, shard);
-        if (!have) {
-            snprintf(why, n, "shard %s of its index is missing", shard ? shard : "(not a name)");
-            ok = false;
-            break;
-        }
-    }
-    if (!json_is_object(wm) && why[0] == 0)
-        snprintf(why, n, "%s is not a safetensors index (yet)", index->name);
-    json_decref(j);
-    return ok;
+    char *text = NULL, err[256] = "";
+    size_t len = 0;
+    struct stat ist;
+    struct shard_ctx sc = {m};
+    int rc = read_json(q, index->path, &text, &len, &ist);
+    if (!rc)
+        rc = qf_st_index_check(text, len, have_shard, &sc, err, sizeof err);
+    free(text);
+    if (rc)
+        snprintf(why, n, "%s: %s", index->name, err[0] ? err : strerror(-rc));
+    return !rc;
 }
 
 /* Makes m visible: indices (inode numbers) are its slot, never reused. */
@@ -447,7 +504,7 @@ int qfs_scan(struct qfs *q)
         if (name_taken(names, i, m->name) || qfs_find_model(q, m->name) >= 0) {
             qfs_log(q, LOG_WARNING, "two sources for model '%s' (a directory and a loose file); ignoring %s",
                     m->name, names[i]);
-        } else if (!model_complete(m, why, sizeof why)) {
+        } else if (!model_complete(q, m, why, sizeof why)) {
             qfs_log(q, LOG_INFO, "model '%s' not shown yet: %s", m->name, why);
         } else if (!publish(q, m)) {
             continue;
@@ -518,7 +575,7 @@ unsigned qfs_rescan(struct qfs *q)
             }
             if (p < q->n_pending) {
                 struct qfs_pending *pe = &q->pending[p];
-                bool complete = model_complete(m, why, sizeof why);
+                bool complete = model_complete(q, m, why, sizeof why);
                 if (pe->sig == sig && complete && now - pe->seen >= q->settle_ms) {
                     if (live >= 0)
                         qfs_model_gone(q, (size_t)live);
@@ -604,34 +661,12 @@ static void load_json_text(struct qfs_model *m, struct qfs_file *f, struct qfs_s
     }
     s->text[size] = 0;
     s->text_len = size;
-    if (qf_json_check(s->text, size, f->name, QF_JSON_MAX_VALUES, QF_JSON_MAX_CONTAINERS, s->err, sizeof s->err))
-        return;
-    json_error_t je;
-    json_t *j = json_loadb(s->text, size, JSON_REJECT_DUPLICATES, &je);
-    if (!json_is_object(j)) {
-        snprintf(s->err, sizeof s->err, "not a JSON object (%s)", j ? "wrong type" : je.text);
-        json_decref(j);
-        return;
+    if (f->kind == QFS_F_INDEX) {
+        struct shard_ctx sc = {m};
+        qf_st_index_check(s->text, size, have_shard, &sc, s->err, sizeof s->err);
+    } else {
+        qf_st_json_object(s->text, size, f->name, s->err, sizeof s->err);
     }
-    json_t *map = json_object_get(j, "weight_map");
-    if (f->kind == QFS_F_INDEX && !json_is_object(map))
-        snprintf(s->err, sizeof s->err, "no weight_map object");
-    const char *k;
-    json_t *v;
-    if (f->kind == QFS_F_INDEX && json_is_object(map)) {
-        json_object_foreach(map, k, v)
-        {
-            bool found = false;
-            for (size_t i = 0; json_is_string(v) && i < m->n_files && !found; i++)
-                found = m->files[i].kind == QFS_F_ST && !strcmp(m->files[i].name, json_string_value(v));
-            if (!found) {
-                snprintf(s->err, sizeof s->err, "tensor '%s' is in shard '%s', which is missing", k,
-                         json_is_string(v) ? json_string_value(v) : "?");
-                break;
-            }
-        }
-    }
-    json_decref(j);
 }
 
 /* Part of every cache key of the file: with inode, size and mtime it tells
@@ -889,7 +924,7 @@ static void hf_load(struct qfs *q, struct qfs_model *m, struct qfs_snap *s)
         if (m->files[i].kind != QFS_F_CONFIG && m->files[i].kind != QFS_F_INDEX)
             continue;
         int e2;
-        struct qfs_snap *js = qfs_snap_get(q, m, &m->files[i], &e2);
+        struct qfs_snap *js = qfs_snap_peek(q, m, &m->files[i], &e2);
         if (!js || js->err[0]) {
             s->quiet = true;
             rc = snap_err(s, -EINVAL, "%s is refused", m->files[i].name);
@@ -1055,6 +1090,25 @@ struct qfs_snap *qfs_snap_get(struct qfs *q, struct qfs_model *m, struct qfs_fil
     return s;
 }
 
+/* Lookups, getattr, readdir and xattrs describe; they do not verify: the
+ * snapshot a file has (one version of it, immutable) answers them without
+ * a stat of any source. Changes reach them through the watcher (inotify,
+ * polling, rescans: a changed model reappears under new inodes) and
+ * through opens and reads, which verify their inputs (qfs_snap_get,
+ * qfs_snap_verify) and retire a snapshot whose source changed. */
+struct qfs_snap *qfs_snap_peek(struct qfs *q, struct qfs_model *m, struct qfs_file *f, int *err)
+{
+    pthread_mutex_lock(&f->mu);
+    struct qfs_snap *s = f->snap;
+    if (s && !atomic_load(&s->stale)) {
+        atomic_fetch_add(&s->refs, 1);
+        pthread_mutex_unlock(&f->mu);
+        return s;
+    }
+    pthread_mutex_unlock(&f->mu);
+    return qfs_snap_get(q, m, f, err);
+}
+
 bool qfs_same_file(const struct stat *a, const struct stat *b) { return same_file(a, b); }
 
 void qfs_snap_retire(struct qfs *q, struct qfs_snap *s)
@@ -1102,7 +1156,7 @@ static int generated_json(struct qfs *q, struct qfs_snap *s, size_t v, struct qf
     for (size_t i = 0; i < m->n_files && !rc; i++) {
         if (m->files[i].kind != QFS_F_ST)
             continue;
-        struct qfs_snap *sh = qfs_snap_get(q, m, &m->files[i], &rc);
+        struct qfs_snap *sh = qfs_snap_peek(q, m, &m->files[i], &rc);
         if (!sh)
             break;
         held[n] = sh;
@@ -1209,7 +1263,7 @@ bool qfs_view_available(struct qfs *q, size_t mi, size_t v)
         if (!view_converts(m, m->files[i].kind, vw))
             continue;
         int err;
-        struct qfs_snap *s = qfs_snap_get(q, m, &m->files[i], &err);
+        struct qfs_snap *s = qfs_snap_peek(q, m, &m->files[i], &err);
         struct qf_layout *l;
         int k = m->files[i].kind;
         bool ok = s && !s->err[0] && ((k != QFS_F_GGUF && k != QFS_F_HFGGUF) || !qfs_snap_layout(q, s, v, &l));
@@ -1233,7 +1287,7 @@ bool qfs_file_in_view(struct qfs *q, size_t mi, size_t fi, size_t v)
             return false;
         int err;
         struct qf_layout *l;
-        struct qfs_snap *s = qfs_snap_get(q, m, f, &err);
+        struct qfs_snap *s = qfs_snap_peek(q, m, f, &err);
         bool ok = s && !s->err[0] && !qfs_snap_layout(q, s, v, &l);
         qfs_snap_put(s);
         return ok;

@@ -202,7 +202,7 @@ static int get_attr(struct qfs *q, fuse_ino_t ino, struct stat *st)
         return 0;
     }
     struct qfs_model *m = q->models[d.m];
-    struct qfs_snap *s = qfs_snap_get(q, m, &m->files[d.f], &rc);
+    struct qfs_snap *s = qfs_snap_peek(q, m, &m->files[d.f], &rc);
     if (!s)
         return rc;
     struct qf_layout *l;
@@ -780,7 +780,7 @@ static int cache_fraction(struct qfs *q, const struct qfs_ino *d, char *buf, siz
     struct qfs_model *m = q->models[d->m];
     struct qfs_file *f = &m->files[d->f];
     int rc;
-    struct qfs_snap *s = qfs_snap_get(q, m, f, &rc);
+    struct qfs_snap *s = qfs_snap_peek(q, m, f, &rc);
     if (!s)
         return rc;
     struct qf_layout *l = NULL;

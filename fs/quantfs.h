@@ -121,6 +121,12 @@ struct qfs_model {
     atomic_uint stuck; /* source calls timed out and not yet returned */
     struct qfs_file *files;
     size_t n_files;
+    /* config.json's architectures[0] ("" if none or refused), read at the
+     * scan through codec's bounded parser; a rescan that sees the same
+     * config.json (config_st) reuses it */
+    char hf_arch[128];
+    struct stat config_st;
+    bool config_known;
     /* -o check (checkrun.c), guarded by qfs.check_mu */
     int check_state;  /* 0 not started, 1 running, 2 done */
     char *check_json; /* the published .check.json */
@@ -278,6 +284,10 @@ void qfs_tokmemo_free(struct qfs *q);
 /* Current snapshot of a file (re-parsed if the source changed), with a
  * reference; NULL with errno-style *err if the source is gone. */
 struct qfs_snap *qfs_snap_get(struct qfs *q, struct qfs_model *m, struct qfs_file *f, int *err);
+/* The snapshot the file has, unverified (no stat of any source): what
+ * lookup, getattr, readdir and xattrs describe; qfs_snap_get when it has
+ * none or it is stale. Opens verify (qfs_snap_get), reads too. */
+struct qfs_snap *qfs_snap_peek(struct qfs *q, struct qfs_model *m, struct qfs_file *f, int *err);
 void qfs_snap_put(struct qfs_snap *s);
 /* Layout of file f in view v for this snapshot (built on first use). */
 int qfs_snap_layout(struct qfs *q, struct qfs_snap *s, size_t v, struct qf_layout **out);
