@@ -105,4 +105,10 @@ void ck_ref_free(struct ck_ref *r);
 void ck_check_view(const struct ck_ref *ref, const struct ck_opts *o, const char *view, const char *path,
                    struct ck_result *res, void (*progress)(void *arg, int layer), void *arg);
 
+/* quantfs-check --tree SRC (tree.c): prints the models, views and files
+ * (with sizes) a mount of SRC would show, and why absent views are absent,
+ * from codec's source kinds alone. views: -o views style list, or NULL.
+ * Returns the exit status (0, or 2 when SRC cannot be read). */
+int ck_tree(const char *src, const char *views);
+
 #endif

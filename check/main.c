@@ -122,6 +122,8 @@ static void usage(FILE *f)
                "  --threshold-sqnr=DB   minimum worst-tensor SQNR (non-llama models)\n"
                "  --threads=N           views checked in parallel (default: CPUs)\n"
                "  --json                one JSON object per view, one per line\n"
+               "  --tree                for each source directory PATH: the models, views and files (with\n"
+               "                        sizes) a mount of it would show, and why a view is absent\n"
                "  --plan=VIEW           for each GGUF source PATH: the type every tensor gets in VIEW\n"
                "                        and why (llama-quantize's rules), without converting anything\n"
                "  -q, --quiet           no progress, no table: exit status only (and --json)\n"
@@ -332,7 +334,8 @@ static int plan(const char *path, const char *ref_opt, const char *views, char *
 
 int main(int argc, char **argv)
 {
-    enum { O_REF = 256, O_VIEWS, O_TOKENS, O_PROMPT, O_SAMPLE, O_T1, O_KL, O_SQNR, O_THREADS, O_JSON, O_DUMP, O_PLAN };
+    enum { O_REF = 256, O_VIEWS, O_TOKENS, O_PROMPT, O_SAMPLE, O_T1, O_KL, O_SQNR, O_THREADS, O_JSON, O_DUMP, O_PLAN,
+           O_TREE };
     static const struct option lo[] = {
         {"ref", required_argument, 0, O_REF},
         {"views", required_argument, 0, O_VIEWS},
@@ -346,6 +349,7 @@ int main(int argc, char **argv)
         {"json", no_argument, 0, O_JSON},
         {"dump-reference", required_argument, 0, O_DUMP},
         {"plan", required_argument, 0, O_PLAN},
+        {"tree", no_argument, 0, O_TREE},
         {"quiet", no_argument, 0, 'q'},
         {"help", no_argument, 0, 'h'},
         {"version", no_argument, 0, 'V'},
@@ -353,7 +357,7 @@ int main(int argc, char **argv)
     };
     struct ck_opts o = {.n_tokens = 64, .n_sample = 24, .top1_override = -1, .kl_override = -1, .sqnr_override = -1};
     const char *ref_opt = NULL, *views = NULL, *dump = NULL, *plan_view = NULL;
-    bool json = false, quiet = false;
+    bool json = false, quiet = false, tree = false;
     long threads = sysconf(_SC_NPROCESSORS_ONLN);
     int c;
     char *end;
@@ -389,6 +393,7 @@ int main(int argc, char **argv)
         case O_JSON: json = true; break;
         case O_DUMP: dump = optarg; break;
         case O_PLAN: plan_view = optarg; break;
+        case O_TREE: tree = true; break;
         case 'q': quiet = true; break;
         case 'h': usage(stdout); return 0;
         case 'V': printf("quantfs-check %s (codec %u)\n", QUANTFS_VERSION, QF_CODEC_VERSION); return 0;
@@ -401,6 +406,12 @@ int main(int argc, char **argv)
     }
     if (plan_view)
         return print_plan(plan_view, argv + optind, argc - optind, json);
+    if (tree) {
+        int st = 0;
+        for (int a = optind; a < argc && !st; a++)
+            st = ck_tree(argv[a], views);
+        return st;
+    }
     int status = 0;
     for (int a = optind; a < argc; a++) {
         char ref[PATH_MAX + 8], model[PATH_MAX];

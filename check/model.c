@@ -91,144 +91,49 @@ const struct ck_tensor *ck_find(const struct ck_model *m, const char *name)
 
 /* ------------------------------------------------------------------ GGUF */
 
-struct kvr {
-    const uint8_t *p, *end;
-};
-
-static bool kv_take(struct kvr *r, void *dst, uint64_t n)
+/* The metadata the forward pass needs, from codec's parse of the header
+ * (numbers as parsed; token strings and scores read through codec). */
+static int gguf_meta(struct ck_model *m, const struct qf_gguf *g, struct mapped *f)
 {
-    if ((uint64_t)(r->end - r->p) < n)
-        return false;
-    if (dst)
-        memcpy(dst, r->p, n);
-    r->p += n;
-    return true;
-}
-
-static const uint64_t gt_size[13] = {1, 1, 2, 2, 4, 4, 4, 1, 0, 0, 8, 8, 8};
-
-static bool kv_skip(struct kvr *r, uint32_t t)
-{
-    uint64_t n;
-    if (t == 8)
-        return kv_take(r, &n, 8) && kv_take(r, NULL, n);
-    if (t == 9) {
-        uint32_t et;
-        if (!kv_take(r, &et, 4) || !kv_take(r, &n, 8) || et > 12 || et == 9)
-            return false;
-        for (uint64_t i = 0; i < n; i++)
-            if (!kv_skip(r, et))
-                return false;
-        return true;
-    }
-    return t <= 12 && kv_take(r, NULL, gt_size[t]);
-}
-
-static double kv_num(struct kvr *r, uint32_t t, bool *ok)
-{
-    uint8_t b[8] = {0};
-    *ok = t <= 12 && t != 8 && t != 9 && kv_take(r, b, gt_size[t]);
-    if (!*ok)
-        return 0;
-    uint32_t u32;
-    uint64_t u64;
-    float f;
-    double d;
-    switch (t) {
-    case 0: return b[0];
-    case 1: return (int8_t)b[0];
-    case 2: return (uint16_t)(b[0] | b[1] << 8);
-    case 3: return (int16_t)(b[0] | b[1] << 8);
-    case 4: memcpy(&u32, b, 4); return u32;
-    case 5: memcpy(&u32, b, 4); return (int32_t)u32;
-    case 6: memcpy(&f, b, 4); return f;
-    case 7: return b[0];
-    case 10: memcpy(&u64, b, 8); return (double)u64;
-    case 11: memcpy(&u64, b, 8); return (double)(int64_t)u64;
-    case 12: memcpy(&d, b, 8); return d;
-    }
-    return 0;
-}
-
-static int gguf_meta(struct ck_model *m, const struct qf_gguf *g, const struct mapped *f)
-{
-    struct kvr r = {f->p + g->kv_begin, f->p + g->kv_end};
-    char arch_key[96];
-    for (uint64_t i = 0; i < g->n_kv; i++) {
-        uint64_t klen;
-        uint32_t t;
-        if (!kv_take(&r, &klen, 8) || (uint64_t)(r.end - r.p) < klen)
-            return -EINVAL;
-        char key[128] = "";
-        if (klen < sizeof key)
-            memcpy(key, r.p, klen);
-        r.p += klen;
-        if (!kv_take(&r, &t, 4))
-            return -EINVAL;
-        const char *k = key;
-        size_t al = strlen(m->arch);
-        bool is_arch = al && !strncmp(k, m->arch, al) && k[al] == '.';
-        const char *sub = is_arch ? k + al + 1 : "";
-        bool ok = true;
-        if (!strcmp(k, "general.architecture") && t == 8) {
-            uint64_t n;
-            if (!kv_take(&r, &n, 8) || (uint64_t)(r.end - r.p) < n)
-                return -EINVAL;
-            snprintf(m->arch, sizeof m->arch, "%.*s", (int)(n < 63 ? n : 63), (const char *)r.p);
-            r.p += n;
+    const struct qf_gguf_kv *a = qf_gguf_find_kv(g, "general.architecture");
+    if (a && a->type == QF_GT_STRING && a->sval)
+        snprintf(m->arch, sizeof m->arch, "%s", a->sval);
+    static const char *const subs[] = {"embedding_length", "block_count", "attention.head_count",
+                                       "attention.head_count_kv", "feed_forward_length",
+                                       "attention.layer_norm_rms_epsilon", "rope.freq_base"};
+    for (size_t i = 0; m->arch[0] && i < sizeof subs / sizeof *subs; i++) {
+        char key[160];
+        snprintf(key, sizeof key, "%s.%s", m->arch, subs[i]);
+        const struct qf_gguf_kv *kv = qf_gguf_find_kv(g, key);
+        if (!kv || kv->type == QF_GT_STRING || kv->type == QF_GT_ARRAY)
             continue;
+        double v = qf_gguf_kv_number(kv);
+        switch (i) {
+        case 0: m->n_embd = (int)v; break;
+        case 1: m->n_layer = (int)v; break;
+        case 2: m->n_head = (int)v; break;
+        case 3: m->n_head_kv = (int)v; break;
+        case 4: m->n_ff = (int)v; break;
+        case 5: m->eps = (float)v; break;
+        default: m->rope_base = (float)v; break;
         }
-        if (is_arch && t != 8 && t != 9) {
-            double v = kv_num(&r, t, &ok);
-            if (!strcmp(sub, "embedding_length"))
-                m->n_embd = (int)v;
-            else if (!strcmp(sub, "block_count"))
-                m->n_layer = (int)v;
-            else if (!strcmp(sub, "attention.head_count"))
-                m->n_head = (int)v;
-            else if (!strcmp(sub, "attention.head_count_kv"))
-                m->n_head_kv = (int)v;
-            else if (!strcmp(sub, "feed_forward_length"))
-                m->n_ff = (int)v;
-            else if (!strcmp(sub, "attention.layer_norm_rms_epsilon"))
-                m->eps = (float)v;
-            else if (!strcmp(sub, "rope.freq_base"))
-                m->rope_base = (float)v;
-        } else if (!strcmp(k, "tokenizer.ggml.bos_token_id") || !strcmp(k, "tokenizer.ggml.eos_token_id")) {
-            double v = kv_num(&r, t, &ok);
-            *(k[15] == 'b' ? &m->bos : &m->eos) = (int)v;
-        } else if ((!strcmp(k, "tokenizer.ggml.tokens") || !strcmp(k, "tokenizer.ggml.scores")) && t == 9) {
-            uint32_t et;
-            uint64_t n;
-            if (!kv_take(&r, &et, 4) || !kv_take(&r, &n, 8) || n > (1u << 24))
-                return -EINVAL;
-            bool toks = k[15] == 't';
-            if (toks && et == 8) {
-                m->vocab = calloc(n, sizeof *m->vocab);
-                m->n_tok = (int)n;
-                for (uint64_t j = 0; m->vocab && j < n; j++) {
-                    uint64_t sl;
-                    if (!kv_take(&r, &sl, 8) || (uint64_t)(r.end - r.p) < sl || !(m->vocab[j] = strndup((const char *)r.p, sl)))
-                        return -EINVAL;
-                    r.p += sl;
-                }
-            } else if (!toks && et == 6) {
-                m->scores = calloc(n ? n : 1, sizeof *m->scores);
-                if (!m->scores || !kv_take(&r, m->scores, 4 * n))
-                    return -EINVAL;
-            } else {
-                for (uint64_t j = 0; j < n; j++)
-                    if (!kv_skip(&r, et))
-                        return -EINVAL;
-            }
-        } else {
-            ok = kv_skip(&r, t);
-        }
-        if (!ok)
-            return -EINVAL;
-        (void)arch_key;
     }
-    if (m->scores && m->vocab && m->n_tok <= 0)
+    for (int b = 0; b < 2; b++) {
+        const struct qf_gguf_kv *kv = qf_gguf_find_kv(g, b ? "tokenizer.ggml.eos_token_id" : "tokenizer.ggml.bos_token_id");
+        if (kv && kv->type != QF_GT_STRING && kv->type != QF_GT_ARRAY)
+            *(b ? &m->eos : &m->bos) = (int)qf_gguf_kv_number(kv);
+    }
+    const struct qf_gguf_kv *tk = qf_gguf_find_kv(g, "tokenizer.ggml.tokens");
+    const struct qf_gguf_kv *sc = qf_gguf_find_kv(g, "tokenizer.ggml.scores");
+    uint64_t n = 0, ns = 0;
+    if (tk && tk->arr_type == QF_GT_STRING) {
+        if (tk->arr_n > (1u << 24) || qf_gguf_kv_strings(tk, map_pread, f, &m->vocab, &n))
+            return -EINVAL;
+        m->n_tok = (int)n;
+    }
+    if (sc && sc->arr_type == QF_GT_F32 && (sc->arr_n > (1u << 24) || qf_gguf_kv_f32s(sc, map_pread, f, &m->scores, &ns)))
+        return -EINVAL;
+    if (m->scores && m->vocab && (m->n_tok <= 0 || ns < (uint64_t)m->n_tok))
         return -EINVAL;
     return 0;
 }

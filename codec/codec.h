@@ -1,7 +1,9 @@
 /* codec.h — the public API of quantfs' codec module.
  *
- * codec/ is FUSE-free; its libraries are libc, libm and jansson (safetensors
- * headers, config and tokenizer JSON): tensor types and their quantization
+ * codec/ is FUSE-free; its libraries are libc, libm, jansson (safetensors
+ * headers, config and tokenizer JSON) and SLEEF (powf_u10, to match torch's
+ * float results in llama3 rope factors): the source kinds (what a model's
+ * files are and what each view shows), tensor types and their quantization
  * kernels (byte-exact with ggml's reference quantizer), the GGUF parser and
  * llama-quantize's plan, the safetensors views, the Hugging Face -> GGUF
  * conversion (llama.cpp's converter), and the "layout" that describes a
@@ -234,6 +236,14 @@ struct qf_gguf {
 
 /* The pair with this key, or NULL. */
 const struct qf_gguf_kv *qf_gguf_find_kv(const struct qf_gguf *g, const char *key);
+/* A numeric pair's value (integers, bool, F32, F64). */
+double qf_gguf_kv_number(const struct qf_gguf_kv *kv);
+/* The elements of an array pair, read from the file again through rd (the
+ * parser kept only their count): strings (each malloc'd, NUL-terminated,
+ * in a malloc'd array) or F32 values. 0, -EINVAL if the pair is not an
+ * array of that type, or -errno. */
+int qf_gguf_kv_strings(const struct qf_gguf_kv *kv, qf_pread_fn rd, void *ctx, char ***out, uint64_t *n);
+int qf_gguf_kv_f32s(const struct qf_gguf_kv *kv, qf_pread_fn rd, void *ctx, float **out, uint64_t *n);
 
 /* Parse a GGUF v2/v3 little-endian header. Validates every count, length,
  * shape and offset against file_size and against overflow. */
@@ -574,5 +584,117 @@ int qf_self_test(FILE *out);
 /* The inputs and hash the self-test uses, for the golden generator. */
 void qf_selftest_input(float *x, size_t n, uint64_t seed);
 uint64_t qf_selftest_hash(uint32_t type);
+
+/* ---------------------------------------------------- models (model.c) */
+
+/* A model is one directory of source files or one loose file. What each
+ * file is, and what every view does with it, is decided by a table of
+ * source kinds, one row per role a file can have; callers (the daemon,
+ * quantfs-check --tree) never branch on a kind, they call its row:
+ *   derived   made from other files of the model, not one source file
+ *   claim     the file names it recognises (first row that claims wins)
+ *   converts  whether view v makes new bytes of such a file (else it is
+ *             passed through, as in f32)
+ *   shows     whether view v holds such a file at all (NULL: always)
+ *   open      parse a file of this kind under codec's limits (NULL: none)
+ *   layout    the file in view v, from what open returned (or qf_hf_build)
+ *   header    how many leading bytes of such a file identify its version
+ *             (hashed into cache keys)
+ *   close     free what open returned
+ * Adding a kind of source is adding a role and its row (HACKING.md). */
+enum qf_role {
+    QF_ROLE_PASS,   /* passed through unchanged in every view */
+    QF_ROLE_GGUF,   /* a GGUF file: converted per GGUF view */
+    QF_ROLE_ST,     /* a safetensors file: converted per safetensors view */
+    QF_ROLE_CONFIG, /* config.json beside safetensors: rewritten per view */
+    QF_ROLE_INDEX,  /* model.safetensors.index.json: rewritten per view */
+    QF_ROLE_HFGGUF, /* MODEL.gguf of a Hugging Face checkpoint (no such
+                     * source file): llama.cpp's converter's output */
+    QF_ROLE_N
+};
+
+struct qf_source_kind {
+    const char *name;   /* "gguf", "safetensors", "hf-gguf", ... */
+    const char *what;   /* one line, for --tree and the manual */
+    unsigned format;    /* QF_FMT_* a model with such a file has */
+    bool derived;       /* no source file of its own: made from the model's
+                         * other files (its path is the model directory) */
+    int (*claim)(const char *name, bool in_dir); /* a QF_ROLE_*, or -1 */
+    bool (*converts)(unsigned formats, const struct qf_view *v);
+    bool (*shows)(unsigned formats, const struct qf_view *v);
+    int (*open)(qf_pread_fn rd, void *ctx, uint64_t size, void **out, char *err, size_t errlen);
+    int (*layout)(const void *parsed, const struct qf_view *v, struct qf_layout **out, char *err, size_t errlen);
+    uint64_t (*header)(const void *parsed);
+    void (*close)(void *parsed);
+};
+
+/* The row of a role (the pass-through row for anything else). */
+const struct qf_source_kind *qf_source_kind(int role);
+
+/* A model's files by name, sorted, as a scan found them; qf_model_claim
+ * sets each role and the model's formats. hf_arch: config.json's
+ * architectures[0] (qf_hf_config_arch; NULL or "" if none): where it is
+ * one the converter handles, *extra receives the name of the file the
+ * hf-gguf row adds (MODEL.gguf, malloc'd; NULL if none or the directory
+ * has a file of that name). Returns 0 or -ENOMEM. */
+struct qf_model_file {
+    const char *name;
+    int role;
+};
+struct qf_model_files {
+    const char *name; /* the model's */
+    bool dir;         /* a directory, not one loose file */
+    struct qf_model_file *f;
+    size_t n;
+    unsigned formats;
+};
+int qf_model_claim(struct qf_model_files *m, const char *hf_arch, char **extra);
+/* The row's converts and shows for a model of formats. */
+bool qf_model_converts(unsigned formats, int role, const struct qf_view *v);
+bool qf_model_shows(unsigned formats, int role, const struct qf_view *v);
+
+/* The hf-gguf kind's open (hfdir.c): reads a Hugging Face model
+ * directory's inputs through io — config.json (required),
+ * tokenizer.json, tokenizer_config.json, tokenizer.model,
+ * chat_template.jinja, added_tokens.json (each optional, read whole,
+ * bounded by QF_JSON_MAX_BYTES / QF_TOKENIZER_MAX_BYTES), the headers of
+ * the files m gives role QF_ROLE_ST (in m's order, parsed under codec's
+ * limits) and a "*vocab.gguf" beside them (the converter's vocab-only GGUF:
+ * its tokenizer KVs are used verbatim) — and builds the converter's GGUF.
+ * The daemon passes its descriptor pool, tools plain files.
+ * Ownership: out->hf and out->shard_ctx (for qf_hf_reader.ctx: the reader
+ * context io->open gave each parsed shard, in order) are the caller's.
+ * Threads: io's callbacks run on the calling thread. Returns 0, or -errno
+ * with err (-ENOTSUP: an architecture or tokenizer the converter path does
+ * not handle). */
+#define QF_HF_TEXTS 6
+struct qf_dir_io {
+    void *ctx;
+    /* Opens file name of the model directory: its reader, the reader's
+     * context and size; -ENOENT if there is none. */
+    int (*open)(void *ctx, const char *name, qf_pread_fn *rd, void **rdctx, uint64_t *size);
+    /* The file behind rdctx was read whole: it may be closed (optional). */
+    void (*done)(void *ctx, void *rdctx);
+    /* Around each header parse (optional): the daemon bounds how many run. */
+    void (*parse_begin)(void *ctx);
+    void (*parse_end)(void *ctx);
+    /* A tokenizer memo (optional, both or neither), keyed by the texts read
+     * (config.json, tokenizer.json, tokenizer_config.json, tokenizer.model,
+     * chat_template.jinja; NULL where absent): tok_find gives the tokenizer
+     * KVs built before from the same texts (malloc'd, the callee's copy),
+     * tok_add offers a built model's (qf_hf_tokenizer_kvs). */
+    bool (*tok_find)(void *ctx, const char *const *texts, const size_t *lens, uint8_t **kvs, size_t *len,
+                     uint64_t *n_kv);
+    void (*tok_add)(void *ctx, const char *const *texts, const size_t *lens, const struct qf_hf *hf);
+};
+struct qf_hf_dir {
+    struct qf_hf *hf;
+    void **shard_ctx;
+    bool shard_refused;    /* a shard's header was refused (its own open says why) */
+    bool tokenizer_reused; /* tok_find answered */
+    bool tokenizer_parsed; /* tokenizer.json was parsed (a large JSON tree was freed) */
+};
+int qf_hf_open_dir(const struct qf_dir_io *io, const struct qf_model_files *m, struct qf_hf_dir *out, char *err,
+                   size_t errlen);
 
 #endif

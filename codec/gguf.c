@@ -503,3 +503,88 @@ out:
     free(r);
     return rc;
 }
+
+/* The pair's bytes again (the parser validated them): the key, its type,
+ * the element type and count, then the elements. */
+static int array_start(const struct qf_gguf_kv *kv, qf_pread_fn rd, void *ctx, uint32_t want, uint8_t **buf,
+                       size_t *pos, size_t *len)
+{
+    if (kv->type != QF_GT_ARRAY || kv->arr_type != want || kv->end < kv->begin || kv->end - kv->begin > SIZE_MAX / 2)
+        return -EINVAL;
+    *len = (size_t)(kv->end - kv->begin);
+    if (!(*buf = malloc(*len ? *len : 1)))
+        return -ENOMEM;
+    int rc = rd(ctx, *buf, *len, kv->begin);
+    uint64_t klen = *len >= 8 ? qf_get64(*buf) : UINT64_MAX;
+    if (!rc && (klen > *len - 8 || *len - 8 - klen < 16))
+        rc = -EINVAL;
+    if (rc) {
+        free(*buf);
+        return rc;
+    }
+    *pos = 8 + (size_t)klen + 16;
+    return 0;
+}
+
+int qf_gguf_kv_strings(const struct qf_gguf_kv *kv, qf_pread_fn rd, void *ctx, char ***out, uint64_t *n)
+{
+    uint8_t *b;
+    size_t pos, len;
+    int rc = array_start(kv, rd, ctx, QF_GT_STRING, &b, &pos, &len);
+    if (rc)
+        return rc;
+    char **v = calloc(kv->arr_n ? kv->arr_n : 1, sizeof *v);
+    rc = v ? 0 : -ENOMEM;
+    for (uint64_t i = 0; !rc && i < kv->arr_n; i++) {
+        uint64_t sl = len - pos >= 8 ? qf_get64(b + pos) : UINT64_MAX;
+        if (sl > len - pos - 8)
+            rc = -EINVAL;
+        else if (!(v[i] = strndup((const char *)b + pos + 8, (size_t)sl)))
+            rc = -ENOMEM;
+        else
+            pos += 8 + (size_t)sl;
+    }
+    free(b);
+    if (rc) {
+        for (uint64_t i = 0; v && i < kv->arr_n; i++)
+            free(v[i]);
+        free(v);
+        return rc;
+    }
+    *out = v, *n = kv->arr_n;
+    return 0;
+}
+
+int qf_gguf_kv_f32s(const struct qf_gguf_kv *kv, qf_pread_fn rd, void *ctx, float **out, uint64_t *n)
+{
+    uint8_t *b;
+    size_t pos, len;
+    int rc = array_start(kv, rd, ctx, QF_GT_F32, &b, &pos, &len);
+    if (rc)
+        return rc;
+    if ((len - pos) / 4 < kv->arr_n) {
+        free(b);
+        return -EINVAL;
+    }
+    float *v = malloc(kv->arr_n ? kv->arr_n * 4 : 4);
+    if (v)
+        memcpy(v, b + pos, (size_t)kv->arr_n * 4);
+    free(b);
+    if (!v)
+        return -ENOMEM;
+    *out = v, *n = kv->arr_n;
+    return 0;
+}
+
+double qf_gguf_kv_number(const struct qf_gguf_kv *kv)
+{
+    switch (kv->type) {
+    case QF_GT_F32:
+    case QF_GT_F64: return kv->f;
+    case QF_GT_I8:
+    case QF_GT_I16:
+    case QF_GT_I32:
+    case QF_GT_I64: return (double)(int64_t)kv->u;
+    default: return (double)kv->u;
+    }
+}

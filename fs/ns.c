@@ -14,6 +14,9 @@
 
 #include "quantfs.h"
 
+/* Whether a file of this role is made from other files of its model. */
+static bool derived(int role) { return qf_source_kind(role)->derived; }
+
 static bool has_suffix(const char *s, const char *suf)
 {
     size_t n = strlen(s), k = strlen(suf);
@@ -25,7 +28,8 @@ static int cmp_file(const void *a, const void *b)
     return strcmp(((const struct qfs_file *)a)->name, ((const struct qfs_file *)b)->name);
 }
 
-static int add_file(struct qfs_model *m, size_t *cap, const char *name, const char *path)
+/* Appends a file (its role decided later, by classify). */
+static int add_file(struct qfs_model *m, size_t *cap, const char *name, const char *path, int role)
 {
     if (m->n_files == *cap) {
         size_t nc = *cap ? *cap * 2 : 8;
@@ -36,12 +40,7 @@ static int add_file(struct qfs_model *m, size_t *cap, const char *name, const ch
         *cap = nc;
     }
     struct qfs_file *f = &m->files[m->n_files];
-    int kind = has_suffix(name, ".gguf")                ? QFS_F_GGUF
-               : has_suffix(name, ".safetensors")       ? QFS_F_ST
-               : !strcmp(name, "config.json")           ? QFS_F_CONFIG
-               : has_suffix(name, ".safetensors.index.json") ? QFS_F_INDEX
-                                                        : QFS_F_PASS;
-    *f = (struct qfs_file){.name = strdup(name), .path = strdup(path), .kind = kind};
+    *f = (struct qfs_file){.name = strdup(name), .path = strdup(path), .kind = role};
     if (!f->name || !f->path) {
         free(f->name);
         free(f->path);
@@ -50,13 +49,8 @@ static int add_file(struct qfs_model *m, size_t *cap, const char *name, const ch
     pthread_mutex_init(&f->mu, NULL);
     atomic_init(&f->open_count, 0);
     m->n_files++;
-    if (kind == QFS_F_GGUF)
-        m->formats |= QF_FMT_GGUF;
-    if (kind == QFS_F_ST)
-        m->formats |= QF_FMT_SAFETENSORS;
     return 0;
 }
-
 
 /* A JSON file of a model directory, whole, for codec's bounded parsers:
  * opened as every source is (symlink policy, regular files only), at most
@@ -89,29 +83,13 @@ static int read_json(struct qfs *q, const char *path, char **text, size_t *len, 
     return 0;
 }
 
-/* A Hugging Face model directory (safetensors + config.json) also gets
- * MODEL.gguf, the converter's file, where llama.cpp's converter handles its
- * architecture; a vocab-only GGUF beside it is its tokenizer, not a model. */
-static int add_hf_gguf(struct qfs *q, struct qfs_model *m, size_t *cap, const char *path)
+/* config.json's architectures[0] into m->hf_arch, through codec's bounded
+ * parser, once per version of the file: a rescan reuses the live model's. */
+static void config_arch(struct qfs *q, struct qfs_model *m, const char *path)
 {
-    bool config = false;
-    for (size_t i = 0; i < m->n_files; i++) {
-        config |= m->files[i].kind == QFS_F_CONFIG;
-        if (m->files[i].kind == QFS_F_GGUF && (m->formats & QF_FMT_SAFETENSORS) &&
-            has_suffix(m->files[i].name, "vocab.gguf"))
-            m->files[i].kind = QFS_F_PASS;
-    }
-    m->formats &= ~(unsigned)QF_FMT_GGUF;
-    for (size_t i = 0; i < m->n_files; i++)
-        if (m->files[i].kind == QFS_F_GGUF)
-            m->formats |= QF_FMT_GGUF;
-    if (!config || !(m->formats & QF_FMT_SAFETENSORS))
-        return 0;
-    /* architectures[0] of config.json, through codec's bounded parser,
-     * once per version of the file: a rescan reuses the live model's */
-    char *cp, *name, *text = NULL;
+    char *cp, *text = NULL;
     if (asprintf(&cp, "%s/config.json", path) < 0)
-        return -ENOMEM;
+        return;
     struct stat cst;
     size_t len = 0;
     int live = qfs_find_model(q, m->name);
@@ -137,24 +115,41 @@ static int add_hf_gguf(struct qfs *q, struct qfs_model *m, size_t *cap, const ch
         }
     }
     free(cp);
-    const char *arch = m->hf_arch[0] ? m->hf_arch : NULL;
-    bool supported = qf_hf_arch_supported(arch);
-    if (!supported && m->config_known && !reused)
+    if (m->config_known && !reused && !qf_hf_arch_supported(m->hf_arch))
         qfs_log(q, LOG_INFO, "model '%s': architecture %s has no GGUF views (quantfs converts %s)", m->name,
-                arch ? arch : "(none in config.json)", QF_HF_ARCHS);
-    if (!supported || asprintf(&name, "%s.gguf", m->name) < 0)
-        return 0;
+                m->hf_arch[0] ? m->hf_arch : "(none in config.json)", QF_HF_ARCHS);
+}
+
+/* What each file is and which formats the model has: codec's source kinds
+ * decide (qf_model_claim); a Hugging Face checkpoint the converter handles
+ * also gets MODEL.gguf. path: the model directory, NULL for a loose file. */
+static int classify(struct qfs *q, struct qfs_model *m, size_t *cap, const char *path)
+{
+    struct qf_model_files d = {.name = m->name, .dir = path != NULL, .n = m->n_files};
+    d.f = calloc(m->n_files ? m->n_files : 1, sizeof *d.f);
+    if (!d.f)
+        return -ENOMEM;
     for (size_t i = 0; i < m->n_files; i++)
-        if (!strcmp(m->files[i].name, name)) { /* the directory has its own */
-            free(name);
-            return 0;
-        }
-    int rc = add_file(m, cap, name, path);
-    free(name);
-    if (!rc) {
-        m->files[m->n_files - 1].kind = QFS_F_HFGGUF;
-        m->formats |= QF_FMT_GGUF;
+        d.f[i].name = m->files[i].name;
+    char *extra = NULL;
+    int rc = qf_model_claim(&d, NULL, &extra);
+    bool config = false;
+    for (size_t i = 0; i < d.n; i++)
+        config |= d.f[i].role == QF_ROLE_CONFIG;
+    if (!rc && path && config && (d.formats & QF_FMT_SAFETENSORS)) {
+        config_arch(q, m, path);
+        rc = qf_model_claim(&d, m->hf_arch, &extra);
     }
+    for (size_t i = 0; !rc && i < d.n; i++)
+        m->files[i].kind = d.f[i].role;
+    m->formats = rc ? 0 : d.formats;
+    free(d.f);
+    if (!rc && extra) {
+        rc = add_file(m, cap, extra, path, QF_ROLE_HFGGUF);
+        if (rc)
+            m->formats = 0;
+    }
+    free(extra);
     return rc;
 }
 
@@ -231,13 +226,13 @@ static int scan_model_dir(struct qfs *q, struct qfs_model *m, const char *path)
             if (m->n_files >= QFS_MAX_FILES)
                 qfs_log(q, LOG_WARNING, "%s: more than %u files, ignoring %s", path, QFS_MAX_FILES, de->d_name);
             else
-                rc = add_file(m, &cap, de->d_name, p);
+                rc = add_file(m, &cap, de->d_name, p, QF_ROLE_PASS);
         }
         free(p);
     }
     closedir(d);
     if (!rc)
-        rc = add_hf_gguf(q, m, &cap, path);
+        rc = classify(q, m, &cap, path);
     if (m->n_files)
         qsort(m->files, m->n_files, sizeof *m->files, cmp_file);
     return rc;
@@ -324,7 +319,9 @@ static int model_build(struct qfs *q, const char *name, struct qfs_model **out)
         } else if (S_ISREG(st.st_mode) && (has_suffix(name, ".gguf") || has_suffix(name, ".safetensors"))) {
             size_t fcap = 0;
             m->name = strndup(name, strlen(name) - strlen(strrchr(name, '.')));
-            rc = m->name ? add_file(m, &fcap, name, p) : -ENOMEM;
+            rc = m->name ? add_file(m, &fcap, name, p, QF_ROLE_PASS) : -ENOMEM;
+            if (!rc)
+                rc = classify(q, m, &fcap, NULL);
         }
     }
     if (m && !rc && m->formats)
@@ -348,7 +345,7 @@ static uint64_t model_sig(const struct qfs_model *m)
         const struct qfs_file *f = &m->files[i];
         struct stat st;
         uint64_t k[7] = {h, qc_hash64(f->name, strlen(f->name)), 0, 0, 0, 0, 0};
-        if (f->kind != QFS_F_HFGGUF && stat(f->path, &st) == 0)
+        if (!derived(f->kind) && stat(f->path, &st) == 0)
             k[2] = (uint64_t)st.st_size, k[3] = (uint64_t)st.st_mtim.tv_sec, k[4] = (uint64_t)st.st_mtim.tv_nsec,
             k[5] = (uint64_t)st.st_ctim.tv_sec, k[6] = (uint64_t)st.st_ctim.tv_nsec;
         h = qc_hash64(k, sizeof k);
@@ -367,7 +364,7 @@ static bool have_shard(void *arg, const char *shard)
 {
     const struct qfs_model *m = ((struct shard_ctx *)arg)->m;
     for (size_t i = 0; i < m->n_files; i++)
-        if (m->files[i].kind == QFS_F_ST && !strcmp(m->files[i].name, shard))
+        if (m->files[i].kind == QF_ROLE_ST && !strcmp(m->files[i].name, shard))
             return true;
     return false;
 }
@@ -379,9 +376,9 @@ static bool model_complete(struct qfs *q, const struct qfs_model *m, char *why, 
     bool config = false, tokenizer = false;
     const struct qfs_file *index = NULL;
     for (size_t i = 0; i < m->n_files; i++) {
-        config |= m->files[i].kind == QFS_F_CONFIG;
+        config |= m->files[i].kind == QF_ROLE_CONFIG;
         tokenizer |= !strncmp(m->files[i].name, "tokenizer", 9);
-        if (m->files[i].kind == QFS_F_INDEX)
+        if (m->files[i].kind == QF_ROLE_INDEX)
             index = &m->files[i];
     }
     /* bare safetensors files are a model too; a Hugging Face checkpoint
@@ -631,11 +628,11 @@ void qfs_snap_put(struct qfs_snap *s)
         return;
     for (size_t v = 0; v < QFS_MAX_VIEWS; v++)
         qf_layout_free(s->layouts[v]);
-    qf_gguf_free(s->gguf);
-    qf_st_free(s->sth);
+    const struct qf_source_kind *k = qf_source_kind(s->file->kind);
+    if (s->parsed && k->close)
+        k->close(s->parsed);
     free(s->text);
     qfs_src_close(&s->src);
-    qf_hf_free(s->hf);
     for (size_t i = 0; i < s->n_in; i++)
         qfs_src_close(&s->in[i]);
     free(s->in);
@@ -661,7 +658,7 @@ static void load_json_text(struct qfs_model *m, struct qfs_file *f, struct qfs_s
     }
     s->text[size] = 0;
     s->text_len = size;
-    if (f->kind == QFS_F_INDEX) {
+    if (f->kind == QF_ROLE_INDEX) {
         struct shard_ctx sc = {m};
         qf_st_index_check(s->text, size, have_shard, &sc, s->err, sizeof s->err);
     } else {
@@ -675,7 +672,8 @@ static void load_json_text(struct qfs_model *m, struct qfs_file *f, struct qfs_s
  * daemons sharing a cache_dir share entries. */
 static uint64_t header_hash(struct qfs_snap *s)
 {
-    uint64_t n = s->gguf ? s->gguf->data_begin : s->sth ? s->sth->data_begin : 0;
+    const struct qf_source_kind *k = qf_source_kind(s->file->kind);
+    uint64_t n = s->parsed && k->header ? k->header(s->parsed) : 0;
     if (n > (64u << 20)) /* huge vocabularies: the first 64 MiB and the size */
         n = 64u << 20;
     uint8_t *buf = n ? malloc(n) : NULL;
@@ -698,43 +696,6 @@ static void slot_take(sem_t *s)
 
 /* ------------------------------------------------ Hugging Face -> GGUF */
 
-/* Records input path (opened, fstat'ed) in s; keep_open: a shard the
- * reader preads, else the file is read whole into *text (bounded) and its
- * descriptor closed (its identity is kept: a change replaces s). */
-static int hf_input(struct qfs *q, struct qfs_model *m, struct qfs_snap *s, const char *path, bool keep_open,
-                    char **text, size_t *len, size_t max)
-{
-    struct qfs_src *in = &s->in[s->n_in];
-    int rc = qfs_src_open(q, m, in, path);
-    if (rc)
-        return rc;
-    s->n_in++;
-    if (keep_open)
-        return 0;
-    size_t size = (size_t)in->st.st_size;
-    if ((uint64_t)in->st.st_size > max) {
-        rc = -EFBIG;
-    } else {
-        *text = malloc(size + 1);
-        rc = !*text ? -ENOMEM : qfs_src_pread(in, *text, size, 0);
-        if (!rc) {
-            (*text)[size] = 0;
-            *len = size;
-        }
-    }
-    qfs_src_idle(in);
-    return rc;
-}
-
-static int snap_err(struct qfs_snap *s, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int snap_err(struct qfs_snap *s, int rc, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(s->err, sizeof s->err, fmt, ap);
-    va_end(ap);
-    return rc;
-}
 
 /* ------------------------------------------------------ tokenizer memo */
 
@@ -749,7 +710,7 @@ struct qfs_tokmemo {
 
 /* The key of the tokenizer KVs of inputs txt[0..4] (config.json and the four
  * tokenizer files, NULL where absent); false if config.json is not JSON. */
-static bool tok_key(char *const *txt, const size_t *tlen, struct qc_key *key)
+static bool tok_key(const char *const *txt, const size_t *tlen, struct qc_key *key)
 {
     struct {
         uint64_t h[4], len[4];
@@ -827,155 +788,127 @@ void qfs_tokmemo_free(struct qfs *q)
     q->tok_bytes = 0;
 }
 
+/* The hf-gguf kind reads the model's files through the descriptor pool:
+ * every input is recorded in s->in (its identity: a change of any retires
+ * the snapshot), files read whole are closed, shards stay for qf_hf_pread. */
+struct hf_io {
+    struct qfs *q;
+    struct qfs_model *m;
+    struct qfs_snap *s;
+    size_t cap;
+};
+
+static int hf_io_open(void *ctx, const char *name, qf_pread_fn *rd, void **rdctx, uint64_t *size)
+{
+    struct hf_io *io = ctx;
+    if (io->s->n_in == io->cap)
+        return -EMFILE;
+    char *p;
+    if (asprintf(&p, "%s/%s", io->m->dir, name) < 0)
+        return -ENOMEM;
+    struct qfs_src *in = &io->s->in[io->s->n_in];
+    int rc = qfs_src_open(io->q, io->m, in, p);
+    free(p);
+    if (rc)
+        return rc;
+    io->s->n_in++;
+    *rd = qfs_src_pread, *rdctx = in, *size = (uint64_t)in->st.st_size;
+    return 0;
+}
+
+static void hf_io_done(void *ctx, void *rdctx)
+{
+    (void)ctx;
+    qfs_src_idle(rdctx);
+}
+
+static void hf_io_parse_begin(void *ctx) { slot_take(&((struct hf_io *)ctx)->q->parse_slots); }
+static void hf_io_parse_end(void *ctx) { sem_post(&((struct hf_io *)ctx)->q->parse_slots); }
+
+static bool hf_io_tok_find(void *ctx, const char *const *txt, const size_t *tlen, uint8_t **kvs, size_t *len,
+                           uint64_t *n_kv)
+{
+    struct qc_key key;
+    if (!tok_key(txt, tlen, &key) || !tok_find(((struct hf_io *)ctx)->q, key, kvs, len, n_kv))
+        return false;
+    atomic_fetch_add(&((struct hf_io *)ctx)->q->tok_reused, 1);
+    return true;
+}
+
+static void hf_io_tok_add(void *ctx, const char *const *txt, const size_t *tlen, const struct qf_hf *hf)
+{
+    struct qc_key key;
+    if (tok_key(txt, tlen, &key))
+        tok_add(((struct hf_io *)ctx)->q, key, hf);
+}
+
 static void hf_load(struct qfs *q, struct qfs_model *m, struct qfs_snap *s)
 {
-    size_t cap = m->n_files + 8;
-    s->in = calloc(cap, sizeof *s->in);
-    s->in_ctx = calloc(cap, sizeof *s->in_ctx);
-    struct qf_st **sh = calloc(cap, sizeof *sh);
-    char *txt[6] = {0};
-    size_t tlen[6] = {0};
-    static const char *const names[6] = {"config.json", "tokenizer.json", "tokenizer_config.json",
-                                         "tokenizer.model", "chat_template.jinja", "added_tokens.json"};
-    struct qf_hf_input in = {.name = m->name};
-    size_t n_sh = 0;
-    uint8_t *vkv = NULL;
-    char *p = NULL;
-    int rc = s->in && s->in_ctx && sh ? 0 : -ENOMEM;
-    for (size_t i = 0; i < 6 && !rc; i++) {
-        if (asprintf(&p, "%s/%s", m->dir, names[i]) < 0) {
-            rc = -ENOMEM;
-            break;
-        }
-        int r = hf_input(q, m, s, p, false, &txt[i], &tlen[i], i == 1 || i == 3 ? QF_TOKENIZER_MAX_BYTES : QF_JSON_MAX_BYTES);
-        free(p);
-        if (r == -ENOENT && i > 0)
-            continue;
-        if (r)
-            rc = snap_err(s, r, "%s: %s", names[i], strerror(-r));
+    struct hf_io io = {q, m, s, m->n_files + QF_HF_TEXTS + 2};
+    struct qf_model_files d = {.name = m->name, .dir = true, .n = m->n_files, .formats = m->formats};
+    s->in = calloc(io.cap, sizeof *s->in);
+    d.f = calloc(m->n_files + 1, sizeof *d.f);
+    if (!s->in || !d.f) {
+        snprintf(s->err, sizeof s->err, "%s", strerror(ENOMEM));
+        free(d.f);
+        return;
     }
-    in.config = txt[0], in.config_len = tlen[0];
-    in.tokenizer = txt[1], in.tokenizer_len = tlen[1];
-    in.tokenizer_config = txt[2], in.tokenizer_config_len = tlen[2];
-    in.spm = (const uint8_t *)txt[3], in.spm_len = tlen[3];
-    in.chat_template_jinja = txt[4];
-    in.has_added_tokens_json = txt[5] != NULL;
-    struct qc_key tkey;
-    bool memo = !rc && !txt[5] && tok_key(txt, tlen, &tkey), memo_hit = false;
-    for (size_t i = 0; i < m->n_files && !rc; i++) {
-        struct qfs_file *f = &m->files[i];
-        if (f->kind != QFS_F_ST && !(f->kind == QFS_F_PASS && has_suffix(f->name, "vocab.gguf")))
-            continue;
-        size_t at = s->n_in;
-        int r = hf_input(q, m, s, f->path, true, NULL, NULL, 0);
-        if (r) {
-            rc = snap_err(s, r, "%s: %s", f->name, strerror(-r));
-            break;
-        }
-        char e[200] = "";
-        uint64_t size = (uint64_t)s->in[at].st.st_size;
-        if (f->kind == QFS_F_ST) {
-            s->in_ctx[n_sh] = &s->in[at];
-            slot_take(&q->parse_slots);
-            r = qf_st_parse(qfs_src_pread, &s->in[at], size, &sh[n_sh], e, sizeof e);
-            sem_post(&q->parse_slots);
-            n_sh += !r;
-            s->quiet |= r != 0; /* the shard's own snapshot logs why */
-        } else { /* a vocab-only GGUF: its tokenizer.* KVs, verbatim */
-            struct qf_gguf *g = NULL;
-            slot_take(&q->parse_slots);
-            r = qf_gguf_parse(qfs_src_pread, &s->in[at], size, &g, e, sizeof e);
-            sem_post(&q->parse_slots);
-            if (!r && g->n_tensors) {
-                r = -EINVAL;
-                snprintf(e, sizeof e, "has tensors: not a vocab-only GGUF");
-            }
-            uint64_t b = 0, n = 0, end = 0;
-            for (uint64_t k = 0; !r && k < g->n_kv; k++) {
-                if (strncmp(g->kvs[k].key, "tokenizer.", 10))
-                    continue;
-                if (n && g->kvs[k].begin != end) {
-                    r = -EINVAL;
-                    snprintf(e, sizeof e, "its tokenizer.* KVs are not together");
-                    break;
-                }
-                if (!n)
-                    b = g->kvs[k].begin;
-                end = g->kvs[k].end;
-                n++;
-            }
-            if (!r && n && end - b <= (256u << 20) && (vkv = malloc(end - b)) &&
-                !qfs_src_pread(&s->in[at], vkv, end - b, b)) {
-                in.vocab_kvs = vkv, in.vocab_kvs_len = end - b, in.vocab_n_kv = n;
-            } else if (!r) {
-                r = -EINVAL;
-                snprintf(e, sizeof e, "no tokenizer KVs");
-            }
-            qf_gguf_free(g);
-            qfs_src_idle(&s->in[at]);
-        }
-        if (r)
-            rc = snap_err(s, r, "%s: %s", f->name, e);
-    }
-    if (!rc && !n_sh)
-        rc = snap_err(s, -ENOENT, "no safetensors file");
+    for (size_t i = 0; i < m->n_files; i++)
+        d.f[i] = (struct qf_model_file){m->files[i].name, m->files[i].kind};
+    const struct qf_dir_io dio = {.ctx = &io,
+                                  .open = hf_io_open,
+                                  .done = hf_io_done,
+                                  .parse_begin = hf_io_parse_begin,
+                                  .parse_end = hf_io_parse_end,
+                                  .tok_find = hf_io_tok_find,
+                                  .tok_add = hf_io_tok_add};
+    struct qf_hf_dir out;
+    int rc = qf_hf_open_dir(&dio, &d, &out, s->err, sizeof s->err);
+    free(d.f);
+    s->quiet |= out.shard_refused; /* the shard's own snapshot logs why */
+    if (out.tokenizer_parsed)
+        malloc_trim(0); /* tokenizer.json's JSON tree is gone: give its pages back (~20 MB for 150k tokens) */
     /* a config.json or index that is itself refused has said why already */
-    for (size_t i = 0; i < m->n_files && !rc; i++) {
-        if (m->files[i].kind != QFS_F_CONFIG && m->files[i].kind != QFS_F_INDEX)
+    for (size_t i = 0; i < m->n_files; i++) {
+        if (m->files[i].kind != QF_ROLE_CONFIG && m->files[i].kind != QF_ROLE_INDEX)
             continue;
         int e2;
         struct qfs_snap *js = qfs_snap_peek(q, m, &m->files[i], &e2);
-        if (!js || js->err[0]) {
-            s->quiet = true;
-            rc = snap_err(s, -EINVAL, "%s is refused", m->files[i].name);
-        }
+        bool refused = !js || js->err[0];
         qfs_snap_put(js);
-    }
-    memo = memo && !in.vocab_kvs; /* a vocab-only sidecar is the source, not the files */
-    if (!rc && memo && tok_find(q, tkey, &vkv, &in.vocab_kvs_len, &in.vocab_n_kv)) {
-        /* the same tokenizer inputs were converted already: their KVs */
-        in.vocab_kvs = vkv;
-        in.tokenizer = NULL, in.tokenizer_config = NULL, in.spm = NULL, in.chat_template_jinja = NULL;
-        memo_hit = true;
-        atomic_fetch_add(&q->tok_reused, 1);
-    }
-    if (!rc) {
-        in.shards = (const struct qf_st *const *)sh;
-        in.n_shards = n_sh;
-        rc = qf_hf_build(&in, &s->hf, s->err, sizeof s->err);
-    }
-    if (!rc && memo && !memo_hit)
-        tok_add(q, tkey, s->hf);
-    if (!memo_hit && in.tokenizer)
-        malloc_trim(0); /* tokenizer.json's JSON tree is gone: give its pages back (~20 MB for 150k tokens) */
-    if (!rc) {
-        s->hfr = (struct qf_hf_reader){.hf = s->hf, .rd = qfs_src_pread, .ctx = s->in_ctx};
-        s->rd = qf_hf_pread;
-        s->rdctx = &s->hfr;
-        s->st = s->in[0].st; /* config.json: times and mode of the file */
-        uint64_t h = qc_hash64(s->hf->hdr, s->hf->hdr_len);
-        for (size_t i = 0; i < s->n_in; i++) {
-            const struct stat *st = &s->in[i].st;
-            uint64_t k[7] = {(uint64_t)st->st_ino, (uint64_t)st->st_size, (uint64_t)st->st_mtim.tv_sec,
-                             (uint64_t)st->st_mtim.tv_nsec, (uint64_t)st->st_ctim.tv_sec,
-                             (uint64_t)st->st_ctim.tv_nsec, h};
-            h = qc_hash64(k, sizeof k);
+        if (refused) {
+            s->quiet = true;
+            snprintf(s->err, sizeof s->err, "%s is refused", m->files[i].name);
+            if (!rc) {
+                qf_hf_free(out.hf);
+                free(out.shard_ctx);
+                rc = -EINVAL;
+            }
+            break;
         }
-        s->hdr_hash = h;
-    } else if (!s->err[0]) {
-        snprintf(s->err, sizeof s->err, "%s", strerror(-rc));
     }
-    for (size_t i = 0; i < n_sh; i++)
-        qf_st_free(sh[i]);
-    free(sh);
-    free(vkv);
-    for (size_t i = 0; i < 6; i++)
-        free(txt[i]);
+    if (rc)
+        return;
+    s->parsed = out.hf;
+    s->in_ctx = out.shard_ctx;
+    s->hfr = (struct qf_hf_reader){.hf = out.hf, .rd = qfs_src_pread, .ctx = s->in_ctx};
+    s->rd = qf_hf_pread;
+    s->rdctx = &s->hfr;
+    s->st = s->in[0].st; /* config.json: times and mode of the file */
+    uint64_t h = qc_hash64(out.hf->hdr, out.hf->hdr_len);
+    for (size_t i = 0; i < s->n_in; i++) {
+        const struct stat *st = &s->in[i].st;
+        uint64_t k[7] = {(uint64_t)st->st_ino,         (uint64_t)st->st_size,         (uint64_t)st->st_mtim.tv_sec,
+                         (uint64_t)st->st_mtim.tv_nsec, (uint64_t)st->st_ctim.tv_sec, (uint64_t)st->st_ctim.tv_nsec,
+                         h};
+        h = qc_hash64(k, sizeof k);
+    }
+    s->hdr_hash = h;
 }
 
 bool qfs_snap_current(const struct qfs_snap *s)
 {
-    if (s->file->kind != QFS_F_HFGGUF)
+    if (!derived(s->file->kind))
         return qfs_src_current(&s->src);
     /* every file read; an optional one (tokenizer.model, ...) that was
      * absent and appears later is not noticed until another input changes */
@@ -1001,7 +934,7 @@ static struct qfs_snap *snap_load(struct qfs *q, struct qfs_model *m, struct qfs
     s->rd = qfs_src_pread;
     s->rdctx = &s->src;
     s->src.fd = -1;
-    if (f->kind == QFS_F_HFGGUF) {
+    if (derived(f->kind)) { /* the one derived kind: the converter's GGUF */
         slot_take(&q->hf_slots); /* then parse slots inside: never the other way */
         hf_load(q, m, s);
         sem_post(&q->hf_slots);
@@ -1024,15 +957,12 @@ static struct qfs_snap *snap_load(struct qfs *q, struct qfs_model *m, struct qfs
     }
     s->st = s->src.st;
     uint64_t size = (uint64_t)s->st.st_size;
-    if (f->kind == QFS_F_GGUF) {
+    const struct qf_source_kind *k = qf_source_kind(f->kind);
+    if (k->open) { /* parsed under codec's limits, a few at a time */
         slot_take(&q->parse_slots);
-        qf_gguf_parse(qfs_src_pread, &s->src, size, &s->gguf, s->err, sizeof s->err);
+        k->open(qfs_src_pread, &s->src, size, &s->parsed, s->err, sizeof s->err);
         sem_post(&q->parse_slots);
-    } else if (f->kind == QFS_F_ST) {
-        slot_take(&q->parse_slots);
-        qf_st_parse(qfs_src_pread, &s->src, size, &s->sth, s->err, sizeof s->err);
-        sem_post(&q->parse_slots);
-    } else if ((f->kind == QFS_F_CONFIG || f->kind == QFS_F_INDEX) && (m->formats & QF_FMT_SAFETENSORS)) {
+    } else if ((f->kind == QF_ROLE_CONFIG || f->kind == QF_ROLE_INDEX) && (m->formats & QF_FMT_SAFETENSORS)) {
         slot_take(&q->parse_slots);
         load_json_text(m, f, s);
         sem_post(&q->parse_slots);
@@ -1059,7 +989,7 @@ struct qfs_snap *qfs_snap_get(struct qfs *q, struct qfs_model *m, struct qfs_fil
         s = NULL;
     } else if (s && (atomic_load(&m->gone) || atomic_load(&f->open_count)) &&
                (atomic_load(&s->stale) ||
-                (f->kind == QFS_F_HFGGUF ? !qfs_snap_current(s) : !same_file(&st, &s->st)))) {
+                (derived(f->kind) ? !qfs_snap_current(s) : !same_file(&st, &s->st)))) {
         /* Changed while open (or in a model a rescan replaced): the inode
          * keeps the old version, whose size the kernel holds handles to
          * (a new size would end their reads early, cleanly). Its reads
@@ -1070,7 +1000,7 @@ struct qfs_snap *qfs_snap_get(struct qfs *q, struct qfs_model *m, struct qfs_fil
         pthread_mutex_unlock(&f->mu);
         return s;
     } else if (!s || atomic_load(&s->stale) ||
-               (f->kind == QFS_F_HFGGUF ? !qfs_snap_current(s) : !same_file(&st, &s->st))) {
+               (derived(f->kind) ? !qfs_snap_current(s) : !same_file(&st, &s->st))) {
         s = snap_load(q, m, f, err);
     } else {
         atomic_fetch_add(&s->refs, 1);
@@ -1130,7 +1060,7 @@ int qfs_snap_verify(struct qfs *q, struct qfs_snap *s)
      * its mtime or ctime, a replace its inode) */
     if (atomic_load(&s->stale))
         return -EIO;
-    if (s->file->kind != QFS_F_HFGGUF) {
+    if (!derived(s->file->kind)) {
         struct stat st;
         int rc = qfs_src_stat(q, s->src.m, s->src.path, &st);
         if (rc == -ETIMEDOUT)
@@ -1154,23 +1084,23 @@ static int generated_json(struct qfs *q, struct qfs_snap *s, size_t v, struct qf
     size_t n = 0;
     int rc = shards && names && held ? 0 : -ENOMEM;
     for (size_t i = 0; i < m->n_files && !rc; i++) {
-        if (m->files[i].kind != QFS_F_ST)
+        if (m->files[i].kind != QF_ROLE_ST)
             continue;
         struct qfs_snap *sh = qfs_snap_peek(q, m, &m->files[i], &rc);
         if (!sh)
             break;
         held[n] = sh;
-        if (!sh->sth) {
+        if (!sh->parsed) {
             rc = -ENOENT;
             n++;
             break;
         }
-        shards[n] = sh->sth;
+        shards[n] = sh->parsed;
         names[n++] = m->files[i].name;
     }
     char err[256] = "", *text = NULL;
     if (!rc) {
-        text = s->file->kind == QFS_F_CONFIG
+        text = s->file->kind == QF_ROLE_CONFIG
                    ? qf_st_config_json(s->text, s->text_len, qf_view_resolve(&q->views[v], QF_FMT_SAFETENSORS), shards, n, err, sizeof err)
                    : qf_st_index_json(s->text, s->text_len, qf_view_resolve(&q->views[v], QF_FMT_SAFETENSORS), shards, names, n, err, sizeof err);
         rc = text ? qf_layout_text(text, strlen(text), out) : -EINVAL;
@@ -1190,22 +1120,6 @@ static int generated_json(struct qfs *q, struct qfs_snap *s, size_t v, struct qf
 /* Whether file kind k is converted by view vw in model m. */
 /* The converter's GGUF of a Hugging Face model is in every GGUF view but
  * the safetensors ones that are only aliases for GGUF (int8, int4). */
-static bool hf_in_view(const struct qf_view *vw)
-{
-    return qf_view_reachable(vw, QF_FMT_GGUF) &&
-           !(qf_view_listed(vw, QF_FMT_SAFETENSORS) && !qf_view_listed(vw, QF_FMT_GGUF));
-}
-
-static bool view_converts(const struct qfs_model *m, int k, const struct qf_view *vw)
-{
-    if (k == QFS_F_HFGGUF)
-        return hf_in_view(vw);
-    if (k == QFS_F_GGUF)
-        return qf_view_reachable(vw, QF_FMT_GGUF);
-    return (k == QFS_F_ST || k == QFS_F_CONFIG || k == QFS_F_INDEX) && (m->formats & QF_FMT_SAFETENSORS) &&
-           qf_view_reachable(vw, QF_FMT_SAFETENSORS);
-}
-
 int qfs_snap_layout(struct qfs *q, struct qfs_snap *s, size_t v, struct qf_layout **out)
 {
     int rc = 0;
@@ -1215,22 +1129,17 @@ int qfs_snap_layout(struct qfs *q, struct qfs_snap *s, size_t v, struct qf_layou
     pthread_mutex_lock(&s->mu);
     if (!s->layouts[v] && !s->layout_rc[v]) {
         char err[256] = "";
-        if (kind == QFS_F_HFGGUF) {
-            rc = s->err[0] || !view_converts(m, kind, vw)
-                     ? -ENOENT
-                     : qf_layout_hf(s->hf, qf_view_resolve(vw, QF_FMT_GGUF), &s->layouts[v], err, sizeof err);
-        } else if (!view_converts(m, kind, vw) || !strcmp(vw->name, "f32")) {
-            rc = qf_layout_passthrough((uint64_t)s->st.st_size, &s->layouts[v]);
-        } else if (s->err[0]) {
+        const struct qf_source_kind *k = qf_source_kind(kind);
+        if (!qf_model_shows(m->formats, kind, vw))
             rc = -ENOENT;
-        } else if (kind == QFS_F_GGUF) {
-            rc = qf_layout_gguf(s->gguf, qf_view_resolve(vw, QF_FMT_GGUF), &s->layouts[v], err, sizeof err);
-        } else if (kind == QFS_F_ST) {
-            rc = qf_layout_safetensors(s->sth, qf_view_resolve(vw, QF_FMT_SAFETENSORS), &s->layouts[v], err,
-                                       sizeof err);
-        } else {
+        else if (!qf_model_converts(m->formats, kind, vw))
+            rc = qf_layout_passthrough((uint64_t)s->st.st_size, &s->layouts[v]);
+        else if (s->err[0])
+            rc = -ENOENT;
+        else if (k->layout)
+            rc = k->layout(s->parsed, vw, &s->layouts[v], err, sizeof err);
+        else
             rc = generated_json(q, s, v, &s->layouts[v]);
-        }
         /* a refusal is a property of this version of the file: remembered,
          * and logged once per distinct reason (a refused architecture
          * refuses every view alike) */
@@ -1260,16 +1169,16 @@ bool qfs_view_available(struct qfs *q, size_t mi, size_t v)
     /* every file this view converts must have parsed, and its layout must
      * build (llama-quantize may refuse the file for this type) */
     for (size_t i = 0; i < m->n_files; i++) {
-        if (!view_converts(m, m->files[i].kind, vw))
+        int k = m->files[i].kind;
+        if (!qf_model_converts(m->formats, k, vw))
             continue;
         int err;
         struct qfs_snap *s = qfs_snap_peek(q, m, &m->files[i], &err);
         struct qf_layout *l;
-        int k = m->files[i].kind;
-        bool ok = s && !s->err[0] && ((k != QFS_F_GGUF && k != QFS_F_HFGGUF) || !qfs_snap_layout(q, s, v, &l));
+        bool ok = s && !s->err[0] && (qf_source_kind(k)->format != QF_FMT_GGUF || !qfs_snap_layout(q, s, v, &l));
         qfs_snap_put(s);
         /* a view the safetensors files have stays when the GGUF is refused */
-        if (!ok && !(k == QFS_F_HFGGUF && (m->formats & QF_FMT_SAFETENSORS) &&
+        if (!ok && !(k == QF_ROLE_HFGGUF && (m->formats & QF_FMT_SAFETENSORS) &&
                      qf_view_reachable(vw, QF_FMT_SAFETENSORS)))
             return false;
     }
@@ -1281,24 +1190,15 @@ bool qfs_file_in_view(struct qfs *q, size_t mi, size_t fi, size_t v)
     struct qfs_model *m = q->models[mi];
     struct qfs_file *f = &m->files[fi];
     const struct qf_view *vw = &q->views[v];
-    switch (f->kind) {
-    case QFS_F_HFGGUF: {
-        if (!hf_in_view(vw))
-            return false;
-        int err;
-        struct qf_layout *l;
-        struct qfs_snap *s = qfs_snap_peek(q, m, f, &err);
-        bool ok = s && !s->err[0] && !qfs_snap_layout(q, s, v, &l);
-        qfs_snap_put(s);
-        return ok;
-    }
-    case QFS_F_ST:
-    case QFS_F_CONFIG:
-    case QFS_F_INDEX:
-        /* a GGUF-only view of a Hugging Face model holds its GGUF */
-        return !(m->formats & QF_FMT_SAFETENSORS) || qf_view_reachable(vw, QF_FMT_SAFETENSORS) ||
-               !strcmp(vw->name, "f32");
-    default:
+    if (!qf_model_shows(m->formats, f->kind, vw))
+        return false;
+    if (!derived(f->kind))
         return true;
-    }
+    /* a file made from other files (MODEL.gguf): shown where it builds */
+    int err;
+    struct qf_layout *l;
+    struct qfs_snap *s = qfs_snap_peek(q, m, f, &err);
+    bool ok = s && !s->err[0] && !qfs_snap_layout(q, s, v, &l);
+    qfs_snap_put(s);
+    return ok;
 }

@@ -785,7 +785,7 @@ static int cache_fraction(struct qfs *q, const struct qfs_ino *d, char *buf, siz
         return rc;
     struct qf_layout *l = NULL;
     struct frac_ctx c = {q, s, 0, 0};
-    if ((f->kind == QFS_F_GGUF || f->kind == QFS_F_ST) && !s->err[0] && !(rc = qfs_snap_layout(q, s, d->v, &l)))
+    if (qf_source_kind(f->kind)->open && !s->err[0] && !(rc = qfs_snap_layout(q, s, d->v, &l)))
         qf_layout_walk(l, 0, l->size, frac_piece, &c);
     qfs_snap_put(s);
     if (rc)

@@ -9,7 +9,7 @@
  * source file's bytes lives in a snapshot (struct qfs_snap) tied to one
  * version of that file (its fingerprint); when the file changes a new
  * snapshot replaces it and readers still holding the old one get EIO. The
- * GGUF of a Hugging Face model (QFS_F_HFGGUF) is made from several files:
+ * GGUF of a Hugging Face model (QF_ROLE_HFGGUF) is made from several files:
  * its snapshot records each one's identity (in[], struct qfs_src) and is replaced when
  * any one changes.
  */
@@ -54,21 +54,20 @@ struct qfs_src {
 struct qfs_snap {
     atomic_uint refs;
     struct qfs_file *file;
-    struct stat st;        /* fingerprint: dev, ino, size, mtime, ctime (QFS_F_HFGGUF: config.json's) */
+    struct stat st;        /* fingerprint: dev, ino, size, mtime, ctime (QF_ROLE_HFGGUF: config.json's) */
     uint64_t hdr_hash;     /* xxh3-64 of the header (GGUF/safetensors): part of cache keys */
-    struct qfs_src src;    /* the source (not for QFS_F_HFGGUF) */
-    struct qf_gguf *gguf;  /* QFS_F_GGUF, parsed */
-    struct qf_st *sth;     /* QFS_F_ST, parsed header */
-    char *text;            /* QFS_F_CONFIG / INDEX: the source JSON */
+    struct qfs_src src;    /* the source (not for QF_ROLE_HFGGUF) */
+    void *parsed;          /* what the kind's open returned (QF_ROLE_HFGGUF: the
+                            * qf_hf): its row's layout reads it, close frees it */
+    char *text;            /* QF_ROLE_CONFIG / INDEX: the source JSON */
     size_t text_len;
     char err[256];         /* why views other than f32 are not offered */
     /* how conversions read the source: qfs_src_pread on &src, or for
-     * QFS_F_HFGGUF qf_hf_pread over the shards */
+     * QF_ROLE_HFGGUF qf_hf_pread over the shards */
     qf_pread_fn rd;
     void *rdctx;
-    /* QFS_F_HFGGUF: the converter's file, built from the model's inputs
+    /* QF_ROLE_HFGGUF: the converter's file, built from the model's inputs
      * (config, tokenizer files, shards), each pinned at the version read */
-    struct qf_hf *hf;
     size_t n_in;
     struct qfs_src *in;    /* every input; files read whole are closed (fd -1) */
     void **in_ctx;         /* shard i's &in[...], for the reader */
@@ -82,20 +81,10 @@ struct qfs_snap {
     bool fresh[QFS_MAX_VIEWS]; /* not yet opened: next open drops kernel page cache */
 };
 
-enum {
-    QFS_F_PASS,   /* passed through unchanged */
-    QFS_F_GGUF,   /* converted per GGUF view */
-    QFS_F_ST,     /* safetensors shard, converted per view */
-    QFS_F_CONFIG, /* config.json: rewritten per safetensors view */
-    QFS_F_INDEX,  /* model.safetensors.index.json: rewritten per view */
-    QFS_F_HFGGUF, /* MODEL.gguf of a Hugging Face model: what llama.cpp's
-                   * converter (and llama-quantize) would write; path is the
-                   * model directory */
-};
 
 struct qfs_file {
     char *name;       /* name inside the view directory */
-    char *path;       /* absolute source path (QFS_F_HFGGUF: the model directory) */
+    char *path;       /* absolute source path (QF_ROLE_HFGGUF: the model directory) */
     int kind;         /* QFS_F_*: how views present it */
     size_t model_idx, idx; /* position in the namespace (inode numbers) */
     atomic_uint open_count; /* open handles: the watcher polls these files */

@@ -91,7 +91,7 @@ static void handle_event(struct qfs *q, const struct inotify_event *ev, uint64_t
         if (q->wds[i].model >= 0) {
             struct qfs_model *m = q->models[q->wds[i].model];
             for (size_t k = 0; k < m->n_files; k++)
-                if (!strcmp(m->files[k].name, ev->name) || m->files[k].kind == QFS_F_HFGGUF)
+                if (!strcmp(m->files[k].name, ev->name) || qf_source_kind(m->files[k].kind)->derived)
                     check_file(q, &m->files[k]);
         } else {
             for (size_t k = 0; k < q->n_models; k++)

@@ -1,0 +1,417 @@
+/* tree.c — quantfs-check --tree SRC: the tree a mount of SRC would show,
+ * from codec's source kinds alone (no FUSE, no daemon): every model, its
+ * views, each view's files with their exact sizes, and why a view is
+ * absent. The daemon serves the same rows (fs/ns.c); tests compare the two. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "codec.h"
+
+/* a file of the model directory, read with pread */
+struct tfile {
+    int fd;
+    uint64_t size;
+};
+
+static int fd_pread(void *ctx, void *buf, size_t len, uint64_t off)
+{
+    struct tfile *f = ctx;
+    size_t got = 0;
+    while (got < len) {
+        ssize_t r = pread(f->fd, (char *)buf + got, len - got, (off_t)(off + got));
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return r < 0 ? -errno : -EIO;
+        got += (size_t)r;
+    }
+    return 0;
+}
+
+struct tmodel {
+    char *name, *dir; /* dir: the model directory, or the source root for a loose file */
+    struct qf_model_files d;
+    char **paths;          /* source path per file (NULL: derived) */
+    struct tfile *files;   /* open descriptors (-1 until opened) */
+    void **parsed;         /* per file: what its row's open returned */
+    char **why;            /* per file: why its open failed */
+    char *config_text, *index_text;
+    size_t config_len, index_len;
+    struct qf_hf_dir hf;   /* the derived file's build */
+    char hf_err[256];
+    int hf_rc;
+    /* for qf_dir_io: files opened by name */
+    struct tfile extra[QF_HF_TEXTS + 64];
+    size_t n_extra;
+};
+
+static int open_file(const char *path, struct tfile *f)
+{
+    f->fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    struct stat st;
+    if (f->fd < 0)
+        return -errno;
+    if (fstat(f->fd, &st) || !S_ISREG(st.st_mode)) {
+        close(f->fd);
+        f->fd = -1;
+        return -EINVAL;
+    }
+    f->size = (uint64_t)st.st_size;
+    return 0;
+}
+
+static int io_open(void *ctx, const char *name, qf_pread_fn *rd, void **rdctx, uint64_t *size)
+{
+    struct tmodel *m = ctx;
+    if (m->n_extra == sizeof m->extra / sizeof *m->extra)
+        return -EMFILE;
+    char p[8192];
+    snprintf(p, sizeof p, "%s/%s", m->dir, name);
+    struct tfile *f = &m->extra[m->n_extra];
+    int rc = open_file(p, f);
+    if (rc)
+        return rc;
+    m->n_extra++;
+    *rd = fd_pread, *rdctx = f, *size = f->size;
+    return 0;
+}
+
+static int read_text(const char *path, char **text, size_t *len)
+{
+    struct tfile f;
+    int rc = open_file(path, &f);
+    if (rc)
+        return rc;
+    if (f.size > QF_JSON_MAX_BYTES)
+        rc = -EFBIG;
+    else if (!(*text = malloc(f.size + 1)))
+        rc = -ENOMEM;
+    else if (!(rc = fd_pread(&f, *text, f.size, 0)))
+        (*text)[f.size] = 0, *len = f.size;
+    close(f.fd);
+    return rc;
+}
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+static bool has_suffix(const char *s, const char *suf)
+{
+    size_t n = strlen(s), k = strlen(suf);
+    return n > k && !strcmp(s + n - k, suf);
+}
+
+static void model_free(struct tmodel *m)
+{
+    for (size_t i = 0; i < m->d.n; i++) {
+        const struct qf_source_kind *k = qf_source_kind(m->d.f[i].role);
+        if (m->parsed[i] && k->close && !k->derived)
+            k->close(m->parsed[i]);
+        if (m->files[i].fd >= 0)
+            close(m->files[i].fd);
+        free(m->paths[i]);
+        free(m->why[i]);
+        free((char *)m->d.f[i].name);
+    }
+    qf_hf_free(m->hf.hf);
+    free(m->hf.shard_ctx);
+    for (size_t i = 0; i < m->n_extra; i++)
+        close(m->extra[i].fd);
+    free(m->d.f);
+    free(m->paths);
+    free(m->files);
+    free(m->parsed);
+    free(m->why);
+    free(m->config_text);
+    free(m->index_text);
+    free(m->name);
+    free(m->dir);
+}
+
+/* The regular files of a model (sorted), classified by codec's rows. */
+static int model_load(const char *root, const char *entry, struct tmodel *m)
+{
+    char p[4096];
+    snprintf(p, sizeof p, "%s/%s", root, entry);
+    struct stat st;
+    if (stat(p, &st))
+        return -errno;
+    char **names = NULL;
+    size_t n = 0;
+    if (S_ISDIR(st.st_mode)) {
+        DIR *d = opendir(p);
+        struct dirent *de;
+        while (d && (de = readdir(d))) {
+            char fp[4096 + 256];
+            snprintf(fp, sizeof fp, "%s/%s", p, de->d_name);
+            struct stat fs;
+            if (de->d_name[0] == '.' || stat(fp, &fs) || !S_ISREG(fs.st_mode))
+                continue;
+            char **nn = realloc(names, (n + 1) * sizeof *names);
+            if (!nn)
+                break;
+            names = nn;
+            names[n++] = strdup(de->d_name);
+        }
+        if (d)
+            closedir(d);
+        m->name = strdup(entry);
+        m->dir = strdup(p);
+        m->d.dir = true;
+    } else if (S_ISREG(st.st_mode) && (has_suffix(entry, ".gguf") || has_suffix(entry, ".safetensors"))) {
+        names = malloc(sizeof *names);
+        names[n++] = strdup(entry);
+        m->name = strndup(entry, strlen(entry) - strlen(strrchr(entry, '.')));
+        m->dir = strdup(root);
+    } else {
+        return -ENOENT;
+    }
+    if (n)
+        qsort(names, n, sizeof *names, cmp_str);
+    m->d.name = m->name;
+    m->d.n = n;
+    m->d.f = calloc(n + 1, sizeof *m->d.f);
+    for (size_t i = 0; i < n; i++)
+        m->d.f[i].name = names[i];
+    free(names);
+    char *extra = NULL, arch[128] = "";
+    if (qf_model_claim(&m->d, NULL, &extra))
+        return -ENOMEM;
+    bool config = false;
+    for (size_t i = 0; i < m->d.n; i++)
+        config |= m->d.f[i].role == QF_ROLE_CONFIG;
+    if (m->d.dir && config && (m->d.formats & QF_FMT_SAFETENSORS)) {
+        char cp[4096 + 16], *text = NULL, err[256];
+        size_t len = 0;
+        snprintf(cp, sizeof cp, "%s/config.json", m->dir);
+        if (!read_text(cp, &text, &len))
+            qf_hf_config_arch(text, len, arch, sizeof arch, err, sizeof err);
+        free(text);
+        if (qf_model_claim(&m->d, arch, &extra))
+            return -ENOMEM;
+    }
+    if (extra) { /* the derived file: sorted in among the others */
+        struct qf_model_file *nf = realloc(m->d.f, (m->d.n + 1) * sizeof *nf);
+        if (!nf)
+            return -ENOMEM;
+        m->d.f = nf;
+        size_t at = 0;
+        while (at < m->d.n && strcmp(m->d.f[at].name, extra) < 0)
+            at++;
+        memmove(&m->d.f[at + 1], &m->d.f[at], (m->d.n - at) * sizeof *nf);
+        m->d.f[at] = (struct qf_model_file){extra, QF_ROLE_HFGGUF};
+        m->d.n++;
+    }
+    m->paths = calloc(m->d.n + 1, sizeof *m->paths);
+    m->files = calloc(m->d.n + 1, sizeof *m->files);
+    m->parsed = calloc(m->d.n + 1, sizeof *m->parsed);
+    m->why = calloc(m->d.n + 1, sizeof *m->why);
+    if (!m->paths || !m->files || !m->parsed || !m->why)
+        return -ENOMEM;
+    for (size_t i = 0; i < m->d.n; i++) {
+        m->files[i].fd = -1;
+        const struct qf_source_kind *k = qf_source_kind(m->d.f[i].role);
+        if (k->derived)
+            continue;
+        char fp[8192];
+        snprintf(fp, sizeof fp, "%s/%s", m->dir, m->d.f[i].name);
+        m->paths[i] = strdup(fp);
+        char err[256] = "";
+        int rc = open_file(fp, &m->files[i]);
+        if (!rc && k->open)
+            rc = k->open(fd_pread, &m->files[i], m->files[i].size, &m->parsed[i], err, sizeof err);
+        if (!rc && m->d.f[i].role == QF_ROLE_CONFIG && (m->d.formats & QF_FMT_SAFETENSORS) &&
+            !(rc = read_text(fp, &m->config_text, &m->config_len)))
+            rc = qf_st_json_object(m->config_text, m->config_len, m->d.f[i].name, err, sizeof err);
+        if (!rc && m->d.f[i].role == QF_ROLE_INDEX && (m->d.formats & QF_FMT_SAFETENSORS))
+            rc = read_text(fp, &m->index_text, &m->index_len);
+        if (rc)
+            m->why[i] = strdup(err[0] ? err : strerror(-rc));
+    }
+    for (size_t i = 0; i < m->d.n; i++) {
+        if (!qf_source_kind(m->d.f[i].role)->derived)
+            continue;
+        const struct qf_dir_io io = {.ctx = m, .open = io_open};
+        m->hf_rc = qf_hf_open_dir(&io, &m->d, &m->hf, m->hf_err, sizeof m->hf_err);
+        for (size_t k = 0; k < m->d.n && !m->hf_rc; k++) /* a refused config or index refuses it too */
+            if ((m->d.f[k].role == QF_ROLE_CONFIG || m->d.f[k].role == QF_ROLE_INDEX) && m->why[k])
+                m->hf_rc = -EINVAL, snprintf(m->hf_err, sizeof m->hf_err, "%s is refused", m->d.f[k].name);
+        if (m->hf_rc)
+            m->why[i] = strdup(m->hf_err);
+        else
+            m->parsed[i] = m->hf.hf;
+    }
+    return 0;
+}
+
+/* The generated config.json / index of a safetensors view: its size. */
+static int generated_size(struct tmodel *m, size_t fi, const struct qf_view *v, uint64_t *size, char *err,
+                          size_t errlen)
+{
+    const struct qf_st **sh = calloc(m->d.n + 1, sizeof *sh);
+    const char **names = calloc(m->d.n + 1, sizeof *names);
+    size_t n = 0;
+    int rc = sh && names ? 0 : -ENOMEM;
+    for (size_t i = 0; i < m->d.n && !rc; i++) {
+        if (m->d.f[i].role != QF_ROLE_ST)
+            continue;
+        if (!m->parsed[i])
+            rc = -ENOENT;
+        sh[n] = m->parsed[i];
+        names[n++] = m->d.f[i].name;
+    }
+    char *text = NULL;
+    const struct qf_view *sv = qf_view_resolve(v, QF_FMT_SAFETENSORS);
+    if (!rc)
+        text = m->d.f[fi].role == QF_ROLE_CONFIG
+                   ? qf_st_config_json(m->config_text, m->config_len, sv, sh, n, err, errlen)
+                   : qf_st_index_json(m->index_text, m->index_len, sv, sh, names, n, err, errlen);
+    if (!rc && !text)
+        rc = -EINVAL;
+    if (text)
+        *size = strlen(text);
+    free(text);
+    free(sh);
+    free(names);
+    return rc;
+}
+
+/* A file's size in view v, or why it has none (-ENOENT: not in this view). */
+static int file_size(struct tmodel *m, size_t i, const struct qf_view *v, uint64_t *size, char *err, size_t errlen)
+{
+    int role = m->d.f[i].role;
+    const struct qf_source_kind *k = qf_source_kind(role);
+    if (!qf_model_shows(m->d.formats, role, v))
+        return -ENOENT;
+    if (!qf_model_converts(m->d.formats, role, v)) {
+        *size = m->files[i].size;
+        return 0;
+    }
+    if (m->why[i]) {
+        snprintf(err, errlen, "%s: %s", m->d.f[i].name, m->why[i]);
+        return -EINVAL;
+    }
+    if (!k->layout)
+        return generated_size(m, i, v, size, err, errlen);
+    struct qf_layout *l = NULL;
+    char e[256] = "";
+    int rc = k->layout(m->parsed[i], v, &l, e, sizeof e);
+    if (rc) {
+        snprintf(err, errlen, "%s: %s", m->d.f[i].name, e[0] ? e : strerror(-rc));
+        return rc;
+    }
+    *size = l->size;
+    qf_layout_free(l);
+    return 0;
+}
+
+static void print_model(struct tmodel *m, uint64_t view_mask)
+{
+    size_t nv;
+    const struct qf_view *views = qf_views(&nv);
+    printf("%s/\n", m->name);
+    for (size_t v = 0; v < nv; v++) {
+        const struct qf_view *vw = &views[v];
+        if (!(view_mask & (1ull << v)) || !qf_view_listed(vw, m->d.formats))
+            continue;
+        /* as the daemon (qfs_view_available): every file the view converts
+         * must have opened, and a GGUF one's layout must build; a refused
+         * MODEL.gguf leaves the views the safetensors files have */
+        char why[512] = "";
+        bool ok = true;
+        for (size_t i = 0; ok && i < m->d.n; i++) {
+            int role = m->d.f[i].role;
+            const struct qf_source_kind *k = qf_source_kind(role);
+            if (!qf_model_converts(m->d.formats, role, vw))
+                continue;
+            uint64_t size;
+            char err[400] = "";
+            bool fine = !m->why[i] && (k->format != QF_FMT_GGUF || !file_size(m, i, vw, &size, err, sizeof err));
+            if (m->why[i])
+                snprintf(err, sizeof err, "%s: %s", m->d.f[i].name, m->why[i]);
+            if (!fine && !(k->derived && (m->d.formats & QF_FMT_SAFETENSORS) && qf_view_reachable(vw, QF_FMT_SAFETENSORS))) {
+                ok = false;
+                snprintf(why, sizeof why, "%s", err);
+            }
+        }
+        if (!ok) {
+            printf("  %s/  (absent: %s)\n", vw->name, why);
+            continue;
+        }
+        printf("  %s/\n", vw->name);
+        for (size_t i = 0; i < m->d.n; i++) {
+            int role = m->d.f[i].role;
+            uint64_t size = 0;
+            char err[400] = "";
+            if (!qf_model_shows(m->d.formats, role, vw))
+                continue;
+            int rc = file_size(m, i, vw, &size, err, sizeof err);
+            if (rc && qf_source_kind(role)->derived) /* shown where it builds */
+                continue;
+            if (rc)
+                printf("    %-40s %12s  (%s)\n", m->d.f[i].name, "?", err);
+            else
+                printf("    %-40s %12llu\n", m->d.f[i].name, (unsigned long long)size);
+        }
+    }
+}
+
+int ck_tree(const char *src, const char *views_opt)
+{
+    size_t nv;
+    qf_views(&nv);
+    uint64_t mask = nv >= 64 ? ~0ull : (1ull << nv) - 1;
+    if (views_opt) {
+        mask = 0;
+        char *list = strdup(views_opt), *save = NULL;
+        for (char *t = strtok_r(list, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+            int i = qf_view_index(t);
+            if (i < 0) {
+                fprintf(stderr, "quantfs-check: --views: unknown view '%s'\n", t);
+                free(list);
+                return 2;
+            }
+            mask |= 1ull << i;
+        }
+        free(list);
+    }
+    DIR *d = opendir(src);
+    if (!d) {
+        fprintf(stderr, "quantfs-check: %s: %s\n", src, strerror(errno));
+        return 2;
+    }
+    char **names = NULL;
+    size_t n = 0;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        if (de->d_name[0] == '.')
+            continue;
+        char **nn = realloc(names, (n + 1) * sizeof *names);
+        if (!nn)
+            break;
+        names = nn;
+        names[n++] = strdup(de->d_name);
+    }
+    closedir(d);
+    if (n)
+        qsort(names, n, sizeof *names, cmp_str);
+    int status = 0;
+    for (size_t i = 0; i < n; i++) {
+        struct tmodel m = {0};
+        int rc = model_load(src, names[i], &m);
+        if (!rc && m.d.formats)
+            print_model(&m, mask);
+        else if (rc && rc != -ENOENT)
+            status = 2, fprintf(stderr, "quantfs-check: %s/%s: %s\n", src, names[i], strerror(-rc));
+        model_free(&m);
+        free(names[i]);
+    }
+    free(names);
+    return status;
+}

@@ -1,0 +1,205 @@
+/* model.c — the source kinds: what a model's files are and what each view
+ * shows, one row per kind of source (codec.h "models"). The shape is
+ * squashfuse's decompressor table or fuse-overlayfs's struct data_source:
+ * callers never branch on a kind, they call its row. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "codec.h"
+#include "quant_impl.h"
+
+static bool has_suffix(const char *s, const char *suf)
+{
+    size_t n = strlen(s), k = strlen(suf);
+    return n > k && !strcmp(s + n - k, suf);
+}
+
+/* ----------------------------------------------------------------- gguf */
+
+static int gguf_claim(const char *name, bool dir)
+{
+    (void)dir;
+    return has_suffix(name, ".gguf") ? QF_ROLE_GGUF : -1;
+}
+
+/* f32 is the source as it is, for every kind with a source file */
+static bool gguf_converts(unsigned formats, const struct qf_view *v)
+{
+    (void)formats;
+    return qf_view_reachable(v, QF_FMT_GGUF) && strcmp(v->name, "f32");
+}
+
+static uint64_t gguf_header(const void *p) { return ((const struct qf_gguf *)p)->data_begin; }
+
+static int gguf_open(qf_pread_fn rd, void *ctx, uint64_t size, void **out, char *err, size_t errlen)
+{
+    return qf_gguf_parse(rd, ctx, size, (struct qf_gguf **)out, err, errlen);
+}
+
+static int gguf_layout(const void *p, const struct qf_view *v, struct qf_layout **out, char *err, size_t errlen)
+{
+    return qf_layout_gguf(p, qf_view_resolve(v, QF_FMT_GGUF), out, err, errlen);
+}
+
+static void gguf_close(void *p) { qf_gguf_free(p); }
+
+/* ---------------------------------------------------------- safetensors */
+
+static int st_claim(const char *name, bool dir)
+{
+    if (has_suffix(name, ".safetensors"))
+        return QF_ROLE_ST;
+    if (!dir)
+        return -1;
+    if (!strcmp(name, "config.json"))
+        return QF_ROLE_CONFIG;
+    if (has_suffix(name, ".safetensors.index.json"))
+        return QF_ROLE_INDEX;
+    return -1;
+}
+
+static bool st_converts(unsigned formats, const struct qf_view *v)
+{
+    return (formats & QF_FMT_SAFETENSORS) && qf_view_reachable(v, QF_FMT_SAFETENSORS) && strcmp(v->name, "f32");
+}
+
+static uint64_t st_header(const void *p) { return ((const struct qf_st *)p)->data_begin; }
+
+static bool st_shows(unsigned formats, const struct qf_view *v)
+{
+    /* a GGUF-only view of a Hugging Face model holds its GGUF alone */
+    return !(formats & QF_FMT_SAFETENSORS) || qf_view_reachable(v, QF_FMT_SAFETENSORS) || !strcmp(v->name, "f32");
+}
+
+static int st_open(qf_pread_fn rd, void *ctx, uint64_t size, void **out, char *err, size_t errlen)
+{
+    return qf_st_parse(rd, ctx, size, (struct qf_st **)out, err, errlen);
+}
+
+static int st_layout(const void *p, const struct qf_view *v, struct qf_layout **out, char *err, size_t errlen)
+{
+    return qf_layout_safetensors(p, qf_view_resolve(v, QF_FMT_SAFETENSORS), out, err, errlen);
+}
+
+static void st_close(void *p) { qf_st_free(p); }
+
+/* ------------------------------------------------- Hugging Face -> GGUF */
+
+static bool hf_converts(unsigned formats, const struct qf_view *v)
+{
+    (void)formats;
+    /* every GGUF view (f32 is the converter's --outtype f32), except one that is a safetensors view only
+     * (int8, int4, fp8 stay safetensors) */
+    return qf_view_reachable(v, QF_FMT_GGUF) &&
+           !(qf_view_listed(v, QF_FMT_SAFETENSORS) && !qf_view_listed(v, QF_FMT_GGUF));
+}
+
+static int hf_layout(const void *p, const struct qf_view *v, struct qf_layout **out, char *err, size_t errlen)
+{
+    return qf_layout_hf(p, qf_view_resolve(v, QF_FMT_GGUF), out, err, errlen);
+}
+
+static void hf_close(void *p) { qf_hf_free(p); }
+
+/* ---------------------------------------------------------------- table */
+
+static const struct qf_source_kind kinds[QF_ROLE_N] = {
+    [QF_ROLE_PASS] = {.name = "pass", .what = "passed through unchanged in every view"},
+    [QF_ROLE_GGUF] = {.name = "gguf",
+                      .what = "a GGUF file: llama-quantize per GGUF view",
+                      .format = QF_FMT_GGUF,
+                      .claim = gguf_claim,
+                      .converts = gguf_converts,
+                      .open = gguf_open,
+                      .layout = gguf_layout,
+                      .header = gguf_header,
+                      .close = gguf_close},
+    [QF_ROLE_ST] = {.name = "safetensors",
+                    .what = "a safetensors file: converted per safetensors view",
+                    .format = QF_FMT_SAFETENSORS,
+                    .claim = st_claim,
+                    .converts = st_converts,
+                    .shows = st_shows,
+                    .open = st_open,
+                    .layout = st_layout,
+                    .header = st_header,
+                    .close = st_close},
+    [QF_ROLE_CONFIG] = {.name = "config",
+                        .what = "config.json of safetensors: rewritten per safetensors view",
+                        .converts = st_converts,
+                        .shows = st_shows},
+    [QF_ROLE_INDEX] = {.name = "index",
+                       .what = "model.safetensors.index.json: rewritten per safetensors view",
+                       .converts = st_converts,
+                       .shows = st_shows},
+    [QF_ROLE_HFGGUF] = {.name = "hf-gguf",
+                        .what = "MODEL.gguf of a Hugging Face checkpoint: the converter's file, llama-quantize per GGUF view",
+                        .format = QF_FMT_GGUF,
+                        .derived = true,
+                        .converts = hf_converts,
+                        .shows = hf_converts,
+                        .layout = hf_layout,
+                        .close = hf_close},
+};
+
+const struct qf_source_kind *qf_source_kind(int role)
+{
+    return role >= 0 && role < QF_ROLE_N ? &kinds[role] : &kinds[QF_ROLE_PASS];
+}
+
+int qf_model_claim(struct qf_model_files *m, const char *hf_arch, char **extra)
+{
+    *extra = NULL;
+    m->formats = 0;
+    bool st = false, config = false;
+    for (size_t i = 0; i < m->n; i++) /* safetensors first: it decides what a vocab-only GGUF is */
+        st |= m->dir ? has_suffix(m->f[i].name, ".safetensors") : false;
+    for (size_t i = 0; i < m->n; i++) {
+        struct qf_model_file *f = &m->f[i];
+        f->role = QF_ROLE_PASS;
+        for (int r = 0; r < QF_ROLE_N; r++) {
+            int got = kinds[r].claim ? kinds[r].claim(f->name, m->dir) : -1;
+            if (got >= 0) {
+                f->role = got;
+                break;
+            }
+        }
+        /* the converter's vocab-only GGUF beside safetensors is an input of
+         * the HF kind (its tokenizer), not a model */
+        if (f->role == QF_ROLE_GGUF && st && has_suffix(f->name, "vocab.gguf"))
+            f->role = QF_ROLE_PASS;
+        m->formats |= qf_source_kind(f->role)->format;
+        config |= f->role == QF_ROLE_CONFIG;
+    }
+    if (!m->dir || !st || !config || !qf_hf_arch_supported(hf_arch))
+        return 0;
+    /* a Hugging Face checkpoint llama.cpp's converter handles: MODEL.gguf,
+     * unless the directory has a file of that name */
+    size_t nl = strlen(m->name);
+    char *name = malloc(nl + 6);
+    if (!name)
+        return -ENOMEM;
+    memcpy(name, m->name, nl);
+    memcpy(name + nl, ".gguf", 6);
+    for (size_t i = 0; i < m->n; i++)
+        if (!strcmp(m->f[i].name, name)) {
+            free(name);
+            return 0;
+        }
+    *extra = name;
+    m->formats |= QF_FMT_GGUF;
+    return 0;
+}
+
+bool qf_model_converts(unsigned formats, int role, const struct qf_view *v)
+{
+    const struct qf_source_kind *k = qf_source_kind(role);
+    return k->converts && k->converts(formats, v);
+}
+
+bool qf_model_shows(unsigned formats, int role, const struct qf_view *v)
+{
+    const struct qf_source_kind *k = qf_source_kind(role);
+    return !k->shows || k->shows(formats, v);
+}
