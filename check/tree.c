@@ -107,6 +107,37 @@ static bool has_suffix(const char *s, const char *suf)
     return n > k && !strcmp(s + n - k, suf);
 }
 
+/* The entries of directory path not starting with '.', sorted (with
+ * regular_only, only regular files, links followed). */
+static int list_dir(const char *path, bool regular_only, char ***out, size_t *count)
+{
+    DIR *d = opendir(path);
+    if (!d)
+        return -errno;
+    char **names = NULL;
+    size_t n = 0;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        char fp[4096 + 256];
+        struct stat fs;
+        snprintf(fp, sizeof fp, "%s/%s", path, de->d_name);
+        if (de->d_name[0] == '.' || (regular_only && (stat(fp, &fs) || !S_ISREG(fs.st_mode))))
+            continue;
+        char **nn = realloc(names, (n + 1) * sizeof *names);
+        if (!nn || !(nn[n] = strdup(de->d_name))) {
+            names = nn ? nn : names;
+            break;
+        }
+        names = nn;
+        n++;
+    }
+    closedir(d);
+    if (n)
+        qsort(names, n, sizeof *names, cmp_str);
+    *out = names, *count = n;
+    return 0;
+}
+
 static void model_free(struct tmodel *m)
 {
     for (size_t i = 0; i < m->d.n; i++) {
@@ -145,22 +176,7 @@ static int model_load(const char *root, const char *entry, struct tmodel *m)
     char **names = NULL;
     size_t n = 0;
     if (S_ISDIR(st.st_mode)) {
-        DIR *d = opendir(p);
-        struct dirent *de;
-        while (d && (de = readdir(d))) {
-            char fp[4096 + 256];
-            snprintf(fp, sizeof fp, "%s/%s", p, de->d_name);
-            struct stat fs;
-            if (de->d_name[0] == '.' || stat(fp, &fs) || !S_ISREG(fs.st_mode))
-                continue;
-            char **nn = realloc(names, (n + 1) * sizeof *names);
-            if (!nn)
-                break;
-            names = nn;
-            names[n++] = strdup(de->d_name);
-        }
-        if (d)
-            closedir(d);
+        list_dir(p, true, &names, &n);
         m->name = strdup(entry);
         m->dir = strdup(p);
         m->d.dir = true;
@@ -172,8 +188,6 @@ static int model_load(const char *root, const char *entry, struct tmodel *m)
     } else {
         return -ENOENT;
     }
-    if (n)
-        qsort(names, n, sizeof *names, cmp_str);
     m->d.name = m->name;
     m->d.n = n;
     m->d.f = calloc(n + 1, sizeof *m->d.f);
@@ -381,30 +395,17 @@ int ck_tree(const char *src, const char *views_opt)
         }
         free(list);
     }
-    DIR *d = opendir(src);
-    if (!d) {
-        fprintf(stderr, "quantfs-check: %s: %s\n", src, strerror(errno));
-        return 2;
-    }
     char **names = NULL;
     size_t n = 0;
-    struct dirent *de;
-    while ((de = readdir(d))) {
-        if (de->d_name[0] == '.')
-            continue;
-        char **nn = realloc(names, (n + 1) * sizeof *names);
-        if (!nn)
-            break;
-        names = nn;
-        names[n++] = strdup(de->d_name);
+    int rc = list_dir(src, false, &names, &n);
+    if (rc) {
+        fprintf(stderr, "quantfs-check: %s: %s\n", src, strerror(-rc));
+        return 2;
     }
-    closedir(d);
-    if (n)
-        qsort(names, n, sizeof *names, cmp_str);
     int status = 0;
     for (size_t i = 0; i < n; i++) {
         struct tmodel m = {0};
-        int rc = model_load(src, names[i], &m);
+        rc = model_load(src, names[i], &m);
         if (!rc && m.d.formats)
             print_model(&m, mask);
         else if (rc && rc != -ENOENT)

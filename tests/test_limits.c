@@ -256,6 +256,18 @@ static void test_st_values_and_depth(void **state)
     free(b.p);
 }
 
+static bool have_none(void *arg, const char *shard)
+{
+    (void)arg, (void)shard;
+    return false;
+}
+
+static bool have_all(void *arg, const char *shard)
+{
+    (void)arg, (void)shard;
+    return true;
+}
+
 static void test_json_check_counts(void **state)
 {
     (void)state;
@@ -273,6 +285,36 @@ static void test_json_check_counts(void **state)
     assert_int_equal(qf_json_check(deep, QF_JSON_MAX_DEPTH * 2, "d", 1000, 1000, err, sizeof err), 0);
     deep[QF_JSON_MAX_DEPTH] = '[';
     expect_msg(qf_json_check(deep, QF_JSON_MAX_DEPTH * 2, "d", 1000, 1000, err, sizeof err), err, "nested deeper");
+}
+
+/* The scanner's config.json and index go through the same bounds: the
+ * issue's 62 MB config.json of 31 M values is refused by its value count
+ * before jansson builds anything (it took the daemon to 2.18 GB). */
+static void test_scanner_json(void **state)
+{
+    (void)state;
+    char err[256], arch[64];
+    const char *ok = "{\"architectures\": [\"Qwen3ForCausalLM\"], \"hidden_size\": 8}";
+    assert_int_equal(qf_hf_config_arch(ok, strlen(ok), arch, sizeof arch, err, sizeof err), 0);
+    assert_string_equal(arch, "Qwen3ForCausalLM");
+    assert_int_equal(qf_hf_config_arch("{}", 2, arch, sizeof arch, err, sizeof err), 0);
+    assert_string_equal(arch, "");
+    expect_msg(qf_hf_config_arch("[1]", 3, arch, sizeof arch, err, sizeof err), err, "not a JSON object");
+    size_t n = QF_JSON_MAX_VALUES + 1, len = 16 + 2 * n;
+    char *big = malloc(len);
+    assert_non_null(big);
+    size_t k = (size_t)sprintf(big, "{\"pad\": [");
+    for (size_t i = 0; i < n; i++)
+        big[k++] = '0', big[k++] = ',';
+    big[k - 1] = ']';
+    big[k++] = '}';
+    expect_msg(qf_hf_config_arch(big, k, arch, sizeof arch, err, sizeof err), err, "JSON values");
+    free(big);
+    expect_msg(qf_hf_config_arch("{}", QF_JSON_MAX_BYTES + 1, arch, sizeof arch, err, sizeof err), err, "limit");
+    const char *idx = "{\"weight_map\": {\"a.weight\": \"x.safetensors\"}}";
+    expect_msg(qf_st_index_check(idx, strlen(idx), have_none, NULL, err, sizeof err), err, "'x.safetensors', which is missing");
+    assert_int_equal(qf_st_index_check(idx, strlen(idx), have_all, NULL, err, sizeof err), 0);
+    expect_msg(qf_st_index_check("{}", 2, have_all, NULL, err, sizeof err), err, "no weight_map");
 }
 
 static const struct qf_view *view(const char *name)
@@ -364,7 +406,7 @@ int main(void)
         cmocka_unit_test(test_gguf_element_count),  cmocka_unit_test(test_st_tensor_count),
         cmocka_unit_test(test_st_header_size),      cmocka_unit_test(test_st_values_and_depth),
         cmocka_unit_test(test_json_check_counts),   cmocka_unit_test(test_row_width),
-        cmocka_unit_test(test_st_name_length),
+        cmocka_unit_test(test_st_name_length),      cmocka_unit_test(test_scanner_json),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,7 +1,8 @@
 /* A Hugging Face directory made GGUF: config.json, tokenizer.json,
  * tokenizer_config.json and tokenizer.model (the input's four parts, split
  * at "\n--8<--\n"), over one fixed safetensors header; then the converter's
- * F32 file read through qf_hf_pread and a mix view's layout. */
+ * F32 file read through qf_hf_pread and a mix view's layout; the config
+ * part also as the scanner reads config.json and an index. */
 #include <stdlib.h>
 
 #include "fuzz.h"
@@ -17,6 +18,12 @@ static int zeros(void *ctx, void *buf, size_t len, uint64_t off)
     (void)off;
     memset(buf, 0, len);
     return 0;
+}
+
+static bool any_shard(void *arg, const char *name)
+{
+    (void)arg;
+    return name[0] != 'x';
 }
 
 static int make(const void *hf, const struct qf_view *v, struct qf_layout **l, char *err, size_t n)
@@ -69,6 +76,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         fz_each_view(QF_FMT_GGUF, make, hf, qf_hf_pread, &rd);
         qf_hf_free(hf);
     }
+    /* the scanner's reads of config.json and an index (the same part) */
+    char arch[128];
+    qf_hf_config_arch(part[0], plen[0], arch, sizeof arch, err, sizeof err);
+    qf_st_index_check(part[0], plen[0], any_shard, NULL, err, sizeof err);
     qf_st_free(st);
     free(copy);
     return 0;
