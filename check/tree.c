@@ -325,50 +325,47 @@ static int file_size(struct tmodel *m, size_t i, const struct qf_view *v, uint64
     return 0;
 }
 
+static bool probe_opened(void *ctx, size_t i)
+{
+    struct tmodel *m = ctx;
+    return !m->why[i];
+}
+
+static bool probe_layout(void *ctx, size_t i, const struct qf_view *v)
+{
+    uint64_t size;
+    char err[400];
+    return !file_size(ctx, i, v, &size, err, sizeof err);
+}
+
+/* codec's view rules over what this model's files gave (the daemon asks
+ * the same rules about its snapshots) */
 static void print_model(struct tmodel *m, uint64_t view_mask)
 {
     size_t nv;
     const struct qf_view *views = qf_views(&nv);
+    const struct qf_model_probe p = {m, probe_opened, probe_layout};
     printf("%s/\n", m->name);
     for (size_t v = 0; v < nv; v++) {
         const struct qf_view *vw = &views[v];
         if (!(view_mask & (1ull << v)) || !qf_view_listed(vw, m->d.formats))
             continue;
-        /* as the daemon (qfs_view_available): every file the view converts
-         * must have opened, and a GGUF one's layout must build; a refused
-         * MODEL.gguf leaves the views the safetensors files have */
-        char why[512] = "";
-        bool ok = true;
-        for (size_t i = 0; ok && i < m->d.n; i++) {
-            int role = m->d.f[i].role;
-            const struct qf_source_kind *k = qf_source_kind(role);
-            if (!qf_model_converts(m->d.formats, role, vw))
-                continue;
+        size_t b;
+        if (!qf_model_view_exists(&m->d, vw, &p, &b)) {
             uint64_t size;
             char err[400] = "";
-            bool fine = !m->why[i] && (k->format != QF_FMT_GGUF || !file_size(m, i, vw, &size, err, sizeof err));
-            if (m->why[i])
-                snprintf(err, sizeof err, "%s: %s", m->d.f[i].name, m->why[i]);
-            if (!fine && !(k->derived && (m->d.formats & QF_FMT_SAFETENSORS) && qf_view_reachable(vw, QF_FMT_SAFETENSORS))) {
-                ok = false;
-                snprintf(why, sizeof why, "%s", err);
-            }
-        }
-        if (!ok) {
-            printf("  %s/  (absent: %s)\n", vw->name, why);
+            if (b < m->d.n && !file_size(m, b, vw, &size, err, sizeof err))
+                snprintf(err, sizeof err, "%s", m->d.f[b].name);
+            printf("  %s/  (absent: %s)\n", vw->name, err);
             continue;
         }
         printf("  %s/\n", vw->name);
         for (size_t i = 0; i < m->d.n; i++) {
-            int role = m->d.f[i].role;
             uint64_t size = 0;
             char err[400] = "";
-            if (!qf_model_shows(m->d.formats, role, vw))
+            if (!qf_model_file_in_view(&m->d, i, vw, &p))
                 continue;
-            int rc = file_size(m, i, vw, &size, err, sizeof err);
-            if (rc && qf_source_kind(role)->derived) /* shown where it builds */
-                continue;
-            if (rc)
+            if (file_size(m, i, vw, &size, err, sizeof err))
                 printf("    %-40s %12s  (%s)\n", m->d.f[i].name, "?", err);
             else
                 printf("    %-40s %12llu\n", m->d.f[i].name, (unsigned long long)size);

@@ -653,6 +653,26 @@ int qf_model_claim(struct qf_model_files *m, const char *hf_arch, char **extra);
 bool qf_model_converts(unsigned formats, int role, const struct qf_view *v);
 bool qf_model_shows(unsigned formats, int role, const struct qf_view *v);
 
+/* Which views a model has and which files each holds, over what the caller
+ * knows of its files (the daemon: its snapshots; --tree: plain opens):
+ * opened(ctx, i): file i opened (parsed, for a row with open, or was read
+ * and checked); layout_ok(ctx, i, v): its layout in v builds.
+ * qf_model_view_exists: v is reachable for the model's formats (f32 always
+ * is) and every file v converts opened, a GGUF-format one's layout built;
+ * a refused derived GGUF leaves the views the safetensors files have.
+ * *blocker (may be NULL): the file that keeps v absent, SIZE_MAX if none.
+ * qf_model_file_in_view: the row shows file i in v and, for a derived
+ * file, its layout builds. */
+struct qf_model_probe {
+    void *ctx;
+    bool (*opened)(void *ctx, size_t i);
+    bool (*layout_ok)(void *ctx, size_t i, const struct qf_view *v);
+};
+bool qf_model_view_exists(const struct qf_model_files *m, const struct qf_view *v, const struct qf_model_probe *p,
+                          size_t *blocker);
+bool qf_model_file_in_view(const struct qf_model_files *m, size_t i, const struct qf_view *v,
+                           const struct qf_model_probe *p);
+
 /* The hf-gguf kind's open (hfdir.c): reads a Hugging Face model
  * directory's inputs through io — config.json (required),
  * tokenizer.json, tokenizer_config.json, tokenizer.model,

@@ -3,6 +3,7 @@
  * squashfuse's decompressor table or fuse-overlayfs's struct data_source:
  * callers never branch on a kind, they call its row. */
 #include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -202,4 +203,38 @@ bool qf_model_shows(unsigned formats, int role, const struct qf_view *v)
 {
     const struct qf_source_kind *k = qf_source_kind(role);
     return !k->shows || k->shows(formats, v);
+}
+
+bool qf_model_view_exists(const struct qf_model_files *m, const struct qf_view *v, const struct qf_model_probe *p,
+                          size_t *blocker)
+{
+    if (blocker)
+        *blocker = SIZE_MAX;
+    if (!qf_view_reachable(v, m->formats))
+        return false;
+    if (!strcmp(v->name, "f32")) /* the sources as they are */
+        return true;
+    for (size_t i = 0; i < m->n; i++) {
+        int role = m->f[i].role;
+        const struct qf_source_kind *k = qf_source_kind(role);
+        if (!qf_model_converts(m->formats, role, v))
+            continue;
+        /* llama-quantize may refuse a file for one type: the layout says */
+        bool ok = p->opened(p->ctx, i) && (k->format != QF_FMT_GGUF || p->layout_ok(p->ctx, i, v));
+        if (!ok && !(k->derived && (m->formats & QF_FMT_SAFETENSORS) && qf_view_reachable(v, QF_FMT_SAFETENSORS))) {
+            if (blocker)
+                *blocker = i;
+            return false;
+        }
+    }
+    return true;
+}
+
+bool qf_model_file_in_view(const struct qf_model_files *m, size_t i, const struct qf_view *v,
+                           const struct qf_model_probe *p)
+{
+    int role = m->f[i].role;
+    if (!qf_model_shows(m->formats, role, v))
+        return false;
+    return !qf_source_kind(role)->derived || (p->opened(p->ctx, i) && p->layout_ok(p->ctx, i, v));
 }

@@ -251,6 +251,7 @@ static void free_model(struct qfs_model *m)
         free(f->path);
     }
     free(m->files);
+    free(m->desc.f);
     free(m->name);
     free(m->dir);
 }
@@ -296,6 +297,18 @@ static bool on_remote_fs(const char *path)
     }
 }
 
+/* m->desc: the model as codec's view rules see it (its files in their
+ * final order; names are the files'). */
+static int describe(struct qfs_model *m)
+{
+    m->desc = (struct qf_model_files){.name = m->name, .dir = m->dir != NULL, .n = m->n_files, .formats = m->formats};
+    if (!(m->desc.f = calloc(m->n_files ? m->n_files : 1, sizeof *m->desc.f)))
+        return -ENOMEM;
+    for (size_t i = 0; i < m->n_files; i++)
+        m->desc.f[i] = (struct qf_model_file){m->files[i].name, m->files[i].kind};
+    return 0;
+}
+
 /* The model a source-root entry makes (*out NULL if none: not a model
  * directory or file, or hidden). */
 static int model_build(struct qfs *q, const char *name, struct qfs_model **out)
@@ -324,8 +337,10 @@ static int model_build(struct qfs *q, const char *name, struct qfs_model **out)
                 rc = classify(q, m, &fcap, NULL);
         }
     }
-    if (m && !rc && m->formats)
+    if (m && !rc && m->formats) {
         m->remote = on_remote_fs(p);
+        rc = describe(m);
+    }
     free(p);
     if (m && (rc || !m->formats)) {
         free_model(m);
@@ -1158,47 +1173,46 @@ int qfs_snap_layout(struct qfs *q, struct qfs_snap *s, size_t v, struct qf_layou
     return rc;
 }
 
+/* What the daemon knows of a model's files, for codec's view rules: each
+ * file's snapshot (unverified, as every lookup) and its layouts. */
+struct probe {
+    struct qfs *q;
+    struct qfs_model *m;
+};
+
+static bool probe_opened(void *ctx, size_t i)
+{
+    struct probe *p = ctx;
+    int err;
+    struct qfs_snap *s = qfs_snap_peek(p->q, p->m, &p->m->files[i], &err);
+    bool ok = s && !s->err[0];
+    qfs_snap_put(s);
+    return ok;
+}
+
+static bool probe_layout(void *ctx, size_t i, const struct qf_view *v)
+{
+    struct probe *p = ctx;
+    int err;
+    struct qf_layout *l;
+    struct qfs_snap *s = qfs_snap_peek(p->q, p->m, &p->m->files[i], &err);
+    bool ok = s && !qfs_snap_layout(p->q, s, (size_t)(v - p->q->views), &l);
+    qfs_snap_put(s);
+    return ok;
+}
+
 bool qfs_view_available(struct qfs *q, size_t mi, size_t v)
 {
     struct qfs_model *m = q->models[mi];
-    const struct qf_view *vw = &q->views[v];
-    if (!(q->view_mask & (1ull << v)) || !qf_view_reachable(vw, m->formats))
-        return false;
-    if (!strcmp(vw->name, "f32"))
-        return true;
-    /* every file this view converts must have parsed, and its layout must
-     * build (llama-quantize may refuse the file for this type) */
-    for (size_t i = 0; i < m->n_files; i++) {
-        int k = m->files[i].kind;
-        if (!qf_model_converts(m->formats, k, vw))
-            continue;
-        int err;
-        struct qfs_snap *s = qfs_snap_peek(q, m, &m->files[i], &err);
-        struct qf_layout *l;
-        bool ok = s && !s->err[0] && (qf_source_kind(k)->format != QF_FMT_GGUF || !qfs_snap_layout(q, s, v, &l));
-        qfs_snap_put(s);
-        /* a view the safetensors files have stays when the GGUF is refused */
-        if (!ok && !(k == QF_ROLE_HFGGUF && (m->formats & QF_FMT_SAFETENSORS) &&
-                     qf_view_reachable(vw, QF_FMT_SAFETENSORS)))
-            return false;
-    }
-    return true;
+    struct probe pr = {q, m};
+    const struct qf_model_probe p = {&pr, probe_opened, probe_layout};
+    return (q->view_mask & (1ull << v)) && qf_model_view_exists(&m->desc, &q->views[v], &p, NULL);
 }
 
 bool qfs_file_in_view(struct qfs *q, size_t mi, size_t fi, size_t v)
 {
     struct qfs_model *m = q->models[mi];
-    struct qfs_file *f = &m->files[fi];
-    const struct qf_view *vw = &q->views[v];
-    if (!qf_model_shows(m->formats, f->kind, vw))
-        return false;
-    if (!derived(f->kind))
-        return true;
-    /* a file made from other files (MODEL.gguf): shown where it builds */
-    int err;
-    struct qf_layout *l;
-    struct qfs_snap *s = qfs_snap_peek(q, m, f, &err);
-    bool ok = s && !s->err[0] && !qfs_snap_layout(q, s, v, &l);
-    qfs_snap_put(s);
-    return ok;
+    struct probe pr = {q, m};
+    const struct qf_model_probe p = {&pr, probe_opened, probe_layout};
+    return qf_model_file_in_view(&m->desc, fi, &q->views[v], &p);
 }

@@ -12,6 +12,13 @@
  * GGUF of a Hugging Face model (QF_ROLE_HFGGUF) is made from several files:
  * its snapshot records each one's identity (in[], struct qfs_src) and is replaced when
  * any one changes.
+ *
+ * What a file is and what each view does with it is codec's (its source
+ * kinds, codec.h "models"): fs keeps each file's role and calls its row.
+ * Lookups, getattr, readdir and xattrs answer from the snapshot a file has
+ * (qfs_snap_peek: no stat of a source); opens and reads verify the inputs
+ * they touch (qfs_snap_get, qfs_snap_verify), and the watcher notices the
+ * rest.
  */
 #ifndef QUANTFS_FS_H
 #define QUANTFS_FS_H
@@ -110,6 +117,7 @@ struct qfs_model {
     atomic_uint stuck; /* source calls timed out and not yet returned */
     struct qfs_file *files;
     size_t n_files;
+    struct qf_model_files desc; /* names and roles, for codec's view rules */
     /* config.json's architectures[0] ("" if none or refused), read at the
      * scan through codec's bounded parser; a rescan that sees the same
      * config.json (config_st) reuses it */
