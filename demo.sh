@@ -16,6 +16,8 @@ mkdir -p "$work/models/stories260K" "$work/mnt"
 # root unless told to (-o follow_symlinks), and says so when it mounts
 cp "$shared/models/stories260K/gguf/stories260K.gguf" "$shared/models/README.md" "$work/models/stories260K/"
 cp -r "$shared/models/stories260K/hf" "$work/models/stories260K-hf"   # the same model as safetensors
+# what a mount will show, from the sources alone (no FUSE)
+./build/check/quantfs-check --tree "$work/models" --views=f32,q4_k_m,int4
 ./build/fs/quantfs "$work/models" "$work/mnt" -o cache_size=64M
 [ "${KEEP:-0}" = 1 ] || trap 'fusermount3 -u "$work/mnt"' EXIT
 set -x

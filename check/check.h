@@ -16,6 +16,7 @@
 
 struct ck_tensor {
     char *name;       /* GGUF name, or the safetensors base name (".weight" for quantized layouts) */
+    char *gname;      /* safetensors: the converter's GGUF name (qf_hf_map_name), or NULL */
     uint64_t rows, cols; /* a matrix of rows x cols (row-major); 1-D: rows = 1 */
     float *data;      /* dequantized */
     const char *kind; /* stored type, e.g. "q4_K", "F16", "int4" */

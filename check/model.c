@@ -77,14 +77,18 @@ static int add_tensor(struct ck_model *m, const char *name, uint64_t rows, uint6
     if (!nt)
         return -ENOMEM;
     m->t = nt;
-    m->t[m->nt++] = (struct ck_tensor){strdup(name), rows, cols, data, kind};
-    return m->t[m->nt - 1].name ? 0 : -ENOMEM;
+    /* a checkpoint's tensors also answer to the converter's GGUF names, so
+     * the forward pass finds every layer's roles under one naming */
+    char gn[128];
+    bool mapped = !m->gguf && qf_hf_map_name(name, gn, sizeof gn) == 0;
+    m->t[m->nt++] = (struct ck_tensor){strdup(name), mapped ? strdup(gn) : NULL, rows, cols, data, kind};
+    return m->t[m->nt - 1].name && (!mapped || m->t[m->nt - 1].gname) ? 0 : -ENOMEM;
 }
 
 const struct ck_tensor *ck_find(const struct ck_model *m, const char *name)
 {
     for (size_t i = 0; i < m->nt; i++)
-        if (!strcmp(m->t[i].name, name))
+        if (!strcmp(m->t[i].name, name) || (m->t[i].gname && !strcmp(m->t[i].gname, name)))
             return &m->t[i];
     return NULL;
 }
@@ -512,17 +516,13 @@ static int llama_shape(struct ck_model *m, char *err, size_t errlen)
  * 5 attn out, 6 ffn norm, 7 gate, 8 up, 9 down; 10 output norm, 11 output. */
 static const char *tname_llama(const struct ck_model *m, int layer, int role, char *buf, size_t len)
 {
+    (void)m; /* a checkpoint's tensors answer to these names too (add_tensor) */
     static const char *gg[] = {"token_embd.weight", "attn_norm", "attn_q", "attn_k", "attn_v", "attn_output",
                                "ffn_norm", "ffn_gate", "ffn_up", "ffn_down", "output_norm.weight", "output.weight"};
-    static const char *hf[] = {"model.embed_tokens.weight",  "input_layernorm", "self_attn.q_proj",
-                               "self_attn.k_proj",           "self_attn.v_proj", "self_attn.o_proj",
-                               "post_attention_layernorm",   "mlp.gate_proj",   "mlp.up_proj",
-                               "mlp.down_proj",              "model.norm.weight", "lm_head.weight"};
-    const char **tab = m->gguf ? gg : hf;
     if (role == 0 || role >= 10)
-        snprintf(buf, len, "%s", tab[role]);
+        snprintf(buf, len, "%s", gg[role]);
     else
-        snprintf(buf, len, m->gguf ? "blk.%d.%s.weight" : "model.layers.%d.%s.weight", layer, tab[role]);
+        snprintf(buf, len, "blk.%d.%s.weight", layer, gg[role]);
     return buf;
 }
 
@@ -535,6 +535,7 @@ void ck_free(struct ck_model *m)
 {
     for (size_t i = 0; i < m->nt; i++) {
         free(m->t[i].name);
+        free(m->t[i].gname);
         free(m->t[i].data);
     }
     free(m->t);
