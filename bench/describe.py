@@ -8,9 +8,11 @@
    vocabulary (stories260K's safetensors; its header is built from
    config.json, tokenizer.json and the safetensors header), from a fresh
    mount, and of the same view of its F32 GGUF file: ratio HF / GGUF.
-2. stat(2) calls the daemon makes while a client stats one view file of
-   that model 200 times (attribute cache off: -o timeout=0), counted with
-   strace attached to the daemon; per client stat.
+2. stat(2)/fstat(2) calls the daemon makes while a client stats one view
+   file of that model 200 times (attribute and entry caches off:
+   -o timeout=0, so each stat also looks up the model and view
+   directories), counted with strace attached to the daemon; per client
+   stat.
 3. Peak RSS of the daemon (VmHWM) after mounting a store whose model has a
    62 MB config.json (the issue's case: 31 M array values) and listing it,
    and whether the model still lists its views."""
@@ -67,14 +69,14 @@ def stat_calls(quantfs, src, path, n=200):
     full = os.path.join(mnt, path)
     os.stat(full)  # built once
     out = os.path.join(tempfile.mkdtemp(), "strace.txt")
-    tr = subprocess.Popen(["strace", "-f", "-c", "-o", out, "-e", "trace=%stat", "-p", str(p.pid)],
-                          stderr=subprocess.DEVNULL)
+    tr = subprocess.Popen(["strace", "-f", "-c", "-o", out, "-e", "trace=%stat,%fstat", "-p", str(p.pid)],
+                          stderr=subprocess.PIPE)
     time.sleep(0.5)  # attached
     for _ in range(n):
         os.stat(full)
     time.sleep(0.2)
     tr.terminate()
-    tr.wait()
+    tr.communicate()
     stop(p, mnt)
     calls = 0
     with open(out) as f:
