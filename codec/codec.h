@@ -291,7 +291,24 @@ enum qf_st_kind {
     QF_ST_I4_SCALE,       /* its scales, bf16 [out, in / group] */
     QF_ST_FP8,            /* float8 e4m3fn, scaled per 128x128 block */
     QF_ST_FP8_SCALE_INV,  /* its inverse scales, f32 [ceil(out/128), ceil(in/128)] */
+    QF_ST_KIND_END
 };
+
+/* The row kinds' table (stquant.c), one row per kind, as the type table is
+ * for qf_types: what the layout needs to cut and size a row-wise extent,
+ * and its converter. qf_row_kind: the row of dst_type, or NULL when
+ * dst_type is a tensor type (qf_type_get). */
+struct qf_row_kind {
+    uint32_t kind;    /* enum qf_st_kind */
+    const char *name; /* "int8", "int8 scales", ... */
+    /* output bytes of rows rows of row_len values (group: int4 group size) */
+    uint64_t (*bytes)(uint64_t rows, uint64_t row_len, uint32_t group);
+    /* rows x row_len floats to this kind's bytes; -EINVAL for a group that
+     * does not divide the row. For the fp8 kinds, rows is a multiple of 128
+     * except at the end of the tensor. */
+    int (*quantize)(const float *x, size_t rows, size_t row_len, uint32_t group, uint8_t *out);
+};
+const struct qf_row_kind *qf_row_kind(uint32_t dst_type);
 
 /* What a GGUF view does with one source tensor, and why: the answer to
  * "which type does tensor X get in view V". */

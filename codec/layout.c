@@ -116,16 +116,10 @@ uint64_t qf_conv_nchunks(const struct qf_extent *e) { return (e->n_elems + e->ch
  * (n a whole number of chunks, or the whole extent). */
 static uint64_t out_bytes(const struct qf_extent *e, uint64_t n)
 {
-    uint64_t rows = e->row_len ? n / e->row_len : 0;
-    switch (e->dst_type) {
-    case QF_ST_I8: return rows * ((e->row_len + 3) / 4) * 4;
-    case QF_ST_FP8: return n;
-    case QF_ST_I8_SCALE: return rows * 2;
-    case QF_ST_I4: return rows * ((e->row_len + 7) / 8) * 4;
-    case QF_ST_I4_SCALE: return rows * (e->row_len / e->group) * 2;
-    case QF_ST_FP8_SCALE_INV: return (rows + 127) / 128 * ((e->row_len + 127) / 128) * 4;
-    default: return qf_type_bytes(e->dst_type, n);
-    }
+    const struct qf_row_kind *rk = qf_row_kind(e->dst_type);
+    if (!rk)
+        return qf_type_bytes(e->dst_type, n);
+    return rk->bytes(e->row_len ? n / e->row_len : 0, e->row_len, e->group);
 }
 
 static uint64_t chunk_elems(const struct qf_extent *e, uint64_t c)
@@ -178,8 +172,9 @@ int qf_conv_chunk(const struct qf_extent *e, uint64_t c, qf_pread_fn rd, void *r
     if (!rc && e->validate && !qf_finite(QF_F32, f, (size_t)n))
         rc = -EBADMSG;
     if (!rc) {
-        if (e->dst_type >= QF_ST_I8)
-            rc = qf_st_quantize_rows(e->dst_type, f, (size_t)(n / e->row_len), (size_t)e->row_len, e->group, dst);
+        const struct qf_row_kind *rk = qf_row_kind(e->dst_type);
+        if (rk)
+            rc = rk->quantize(f, (size_t)(n / e->row_len), (size_t)e->row_len, e->group, dst);
         else
             rc = qf_quantize_opt(e->dst_type, f, dst, (size_t)n, scalar_only);
     }

@@ -163,19 +163,82 @@ static void fp8_rows(const float *x, size_t rows, size_t n, uint8_t *q, uint8_t 
     }
 }
 
+static int q_i8(const float *x, size_t rows, size_t n, uint32_t g, uint8_t *out)
+{
+    (void)g;
+    int8_rows(x, rows, n, out, NULL);
+    return 0;
+}
+
+static int q_i8_scale(const float *x, size_t rows, size_t n, uint32_t g, uint8_t *out)
+{
+    (void)g;
+    int8_rows(x, rows, n, NULL, out);
+    return 0;
+}
+
+static int q_i4(const float *x, size_t rows, size_t n, uint32_t g, uint8_t *out)
+{
+    if (!g || n % g)
+        return -EINVAL;
+    int4_rows(x, rows, n, g, out, NULL);
+    return 0;
+}
+
+static int q_i4_scale(const float *x, size_t rows, size_t n, uint32_t g, uint8_t *out)
+{
+    if (!g || n % g)
+        return -EINVAL;
+    int4_rows(x, rows, n, g, NULL, out);
+    return 0;
+}
+
+static int q_fp8(const float *x, size_t rows, size_t n, uint32_t g, uint8_t *out)
+{
+    (void)g;
+    fp8_rows(x, rows, n, out, NULL);
+    return 0;
+}
+
+static int q_fp8_scale(const float *x, size_t rows, size_t n, uint32_t g, uint8_t *out)
+{
+    (void)g;
+    fp8_rows(x, rows, n, NULL, out);
+    return 0;
+}
+
+/* int32 words of packed values, bf16 scales, e4m3 bytes, f32 per 128x128 */
+static uint64_t b_i8(uint64_t rows, uint64_t n, uint32_t g) { return (void)g, rows * ((n + 3) / 4) * 4; }
+static uint64_t b_i8_scale(uint64_t rows, uint64_t n, uint32_t g) { return (void)g, (void)n, rows * 2; }
+static uint64_t b_i4(uint64_t rows, uint64_t n, uint32_t g) { return (void)g, rows * ((n + 7) / 8) * 4; }
+static uint64_t b_i4_scale(uint64_t rows, uint64_t n, uint32_t g) { return g ? rows * (n / g) * 2 : 0; }
+static uint64_t b_fp8(uint64_t rows, uint64_t n, uint32_t g) { return (void)g, rows * n; }
+static uint64_t b_fp8_scale(uint64_t rows, uint64_t n, uint32_t g)
+{
+    (void)g;
+    return (rows + 127) / 128 * ((n + 127) / 128) * 4;
+}
+
+static const struct qf_row_kind row_kinds[] = {
+    {QF_ST_I8, "int8", b_i8, q_i8},
+    {QF_ST_I8_SCALE, "int8 scales", b_i8_scale, q_i8_scale},
+    {QF_ST_I4, "int4", b_i4, q_i4},
+    {QF_ST_I4_SCALE, "int4 scales", b_i4_scale, q_i4_scale},
+    {QF_ST_FP8, "fp8", b_fp8, q_fp8},
+    {QF_ST_FP8_SCALE_INV, "fp8 inverse scales", b_fp8_scale, q_fp8_scale},
+};
+_Static_assert(sizeof row_kinds / sizeof *row_kinds == QF_ST_KIND_END - QF_ST_I8, "a row for every row kind");
+
+const struct qf_row_kind *qf_row_kind(uint32_t dst_type)
+{
+    for (size_t i = 0; i < sizeof row_kinds / sizeof *row_kinds; i++)
+        if (row_kinds[i].kind == dst_type)
+            return &row_kinds[i];
+    return NULL;
+}
+
 int qf_st_quantize_rows(uint32_t kind, const float *x, size_t rows, size_t n, uint32_t group, uint8_t *out)
 {
-    switch (kind) {
-    case QF_ST_I8: int8_rows(x, rows, n, out, NULL); return 0;
-    case QF_ST_I8_SCALE: int8_rows(x, rows, n, NULL, out); return 0;
-    case QF_ST_I4:
-    case QF_ST_I4_SCALE:
-        if (!group || n % group)
-            return -EINVAL;
-        int4_rows(x, rows, n, group, kind == QF_ST_I4 ? out : NULL, kind == QF_ST_I4 ? NULL : out);
-        return 0;
-    case QF_ST_FP8: fp8_rows(x, rows, n, out, NULL); return 0;
-    case QF_ST_FP8_SCALE_INV: fp8_rows(x, rows, n, NULL, out); return 0;
-    default: return -EINVAL;
-    }
+    const struct qf_row_kind *k = qf_row_kind(kind);
+    return k ? k->quantize(x, rows, n, group, out) : -EINVAL;
 }
