@@ -511,6 +511,8 @@ struct qf_hf_input {
     const uint8_t *spm; /* tokenizer.model (SentencePiece protobuf), or NULL */
     size_t spm_len;
     const char *chat_template_jinja; /* chat_template.jinja, or NULL */
+    const char *generation_config;   /* generation_config.json (general.sampling.*), or NULL */
+    size_t generation_config_len;
     bool has_added_tokens_json;      /* refused unless vocab_kvs is given */
     /* the tokenizer.* KV pairs of a vocab-only GGUF the converter wrote
      * (raw bytes, vocab_n_kv pairs), used verbatim instead of the above */
@@ -693,7 +695,8 @@ bool qf_model_file_in_view(const struct qf_model_files *m, size_t i, const struc
 /* The hf-gguf kind's open (hfdir.c): reads a Hugging Face model
  * directory's inputs through io — config.json (required),
  * tokenizer.json, tokenizer_config.json, tokenizer.model,
- * chat_template.jinja, added_tokens.json (each optional, read whole,
+ * chat_template.jinja, added_tokens.json, generation_config.json (each
+ * optional, read whole,
  * bounded by QF_JSON_MAX_BYTES / QF_TOKENIZER_MAX_BYTES), the headers of
  * the files m gives role QF_ROLE_ST (in m's order, parsed under codec's
  * limits) and a "*vocab.gguf" beside them (the converter's vocab-only GGUF:
@@ -704,7 +707,7 @@ bool qf_model_file_in_view(const struct qf_model_files *m, size_t i, const struc
  * Threads: io's callbacks run on the calling thread. Returns 0, or -errno
  * with err (-ENOTSUP: an architecture or tokenizer the converter path does
  * not handle). */
-#define QF_HF_TEXTS 6
+#define QF_HF_TEXTS 7
 struct qf_dir_io {
     void *ctx;
     /* Opens file name of the model directory: its reader, the reader's

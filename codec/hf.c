@@ -97,6 +97,12 @@ static void kv_str(struct buf *b, const char *k, const char *v)
     put_str(b, v, strlen(v));
 }
 
+static void kv_i32(struct buf *b, const char *k, int32_t v)
+{
+    key(b, k, QF_GT_I32);
+    put_u32(b, (uint32_t)v);
+}
+
 /* ------------------------------------------------------- JSON helpers */
 
 /* tokenizer_config.json has integers past 2^63 (model_max_length 1e30):
@@ -213,6 +219,82 @@ int qf_hf_config_arch(const char *text, size_t len, char *arch, size_t archlen, 
     snprintf(arch, archlen, "%s", a ? a : "");
     json_decref(j);
     return 0;
+}
+
+/* general.sampling.* from generation_config.json, as gguf-py writes them
+ * (metadata.py:77-89 reads, :609-634 writes): this fixed order, each only
+ * when present and not null, before general.name. A file that is not JSON
+ * is ignored (Metadata.load_generation_config returns {}), a falsy value is
+ * too (`if gen_config:`); where the converter's struct.pack or .get would
+ * raise (a float for an integer key, a string for a number, an array
+ * instead of an object) quantfs refuses rather than write something. */
+static int write_sampling(struct buf *b, const char *text, size_t len, char *err, size_t errlen)
+{
+    static const struct {
+        const char *kv, *json;
+        char t; /* 's' string, 'i' int32, 'f' float32 */
+    } keys[] = {{"sequence", "sequence", 's'},
+                {"top_k", "top_k", 'i'},
+                {"top_p", "top_p", 'f'},
+                {"min_p", "min_p", 'f'},
+                {"xtc_probability", "xtc_probability", 'f'},
+                {"xtc_threshold", "xtc_threshold", 'f'},
+                {"temp", "temperature", 'f'},
+                {"penalty_last_n", "penalty_last_n", 'i'},
+                {"penalty_repeat", "penalty_repeat", 'f'},
+                {"mirostat", "mirostat", 'i'},
+                {"mirostat_tau", "mirostat_tau", 'f'},
+                {"mirostat_eta", "mirostat_eta", 'f'}};
+    if (!text)
+        return 0;
+    if (qf_json_check(text, len, "generation_config.json", QF_JSON_MAX_VALUES, QF_JSON_MAX_CONTAINERS, err, errlen))
+        return -EINVAL;
+    json_error_t je;
+    json_t *g = json_loadb(text, len, JSON_DECODE_ANY, &je);
+    if (!g)
+        return 0; /* not JSON: the converter ignores the file */
+    int rc = 0;
+    if (!json_is_object(g)) {
+        bool truthy = (json_is_array(g) && json_array_size(g)) || json_is_true(g) ||
+                      (json_is_string(g) && json_string_length(g)) || (json_is_number(g) && json_number_value(g) != 0);
+        if (truthy)
+            rc = qf_fail(err, errlen, -ENOTSUP, "generation_config.json is not a JSON object (the converter fails)");
+        json_decref(g);
+        return rc;
+    }
+    for (size_t i = 0; !rc && i < sizeof keys / sizeof *keys; i++) {
+        json_t *v = json_object_get(g, keys[i].json);
+        if (!strcmp(keys[i].json, "penalty_repeat") && !v) /* .get("penalty_repeat", .get("repetition_penalty")) */
+            v = json_object_get(g, "repetition_penalty");
+        if (!v || json_is_null(v))
+            continue;
+        char k[64];
+        snprintf(k, sizeof k, "general.sampling.%s", keys[i].kv);
+        if (keys[i].t == 's') {
+            if (json_is_string(v) && json_string_length(v))
+                kv_str(b, k, json_string_value(v));
+            else if (!json_is_string(v) && !json_is_false(v) && !(json_is_number(v) && json_number_value(v) == 0) &&
+                     !(json_is_array(v) && !json_array_size(v)) && !(json_is_object(v) && !json_object_size(v)))
+                rc = qf_fail(err, errlen, -ENOTSUP, "generation_config.json: %s is not a string", keys[i].json);
+        } else if (keys[i].t == 'i') {
+            long long x = json_is_boolean(v) ? json_is_true(v) : json_integer_value(v);
+            if ((!json_is_integer(v) && !json_is_boolean(v)) || x < INT32_MIN || x > INT32_MAX)
+                rc = qf_fail(err, errlen, -ENOTSUP, "generation_config.json: %s is not a 32-bit integer", keys[i].json);
+            else
+                kv_i32(b, k, (int32_t)x);
+        } else {
+            /* Python float (a double) to float32, as struct.pack('f') */
+            double x = json_is_boolean(v) ? (double)json_is_true(v)
+                       : json_is_integer(v) ? (double)json_integer_value(v)
+                                            : json_real_value(v);
+            if (!json_is_number(v) && !json_is_boolean(v))
+                rc = qf_fail(err, errlen, -ENOTSUP, "generation_config.json: %s is not a number", keys[i].json);
+            else
+                kv_f32(b, k, (float)x);
+        }
+    }
+    json_decref(g);
+    return rc;
 }
 
 bool qf_hf_arch_supported(const char *hf_arch)
@@ -1159,6 +1241,8 @@ int qf_hf_build(const struct qf_hf_input *in, struct qf_hf **out, char *err, siz
     struct buf *b = &kv;
     kv_str(b, "general.architecture", an);
     kv_str(b, "general.type", "model");
+    if ((rc = write_sampling(b, in->generation_config, in->generation_config_len, err, errlen)))
+        goto out;
     kv_str(b, "general.name", in->name);
     char k[96];
 #define AK(s) (snprintf(k, sizeof k, "%s." s, an), k)

@@ -91,8 +91,10 @@ static int vocab_only(const struct qf_dir_io *io, qf_pread_fn rd, void *ctx, uin
 int qf_hf_open_dir(const struct qf_dir_io *io, const struct qf_model_files *m, struct qf_hf_dir *out, char *err,
                    size_t errlen)
 {
-    static const char *const names[QF_HF_TEXTS] = {"config.json",     "tokenizer.json",      "tokenizer_config.json",
-                                                   "tokenizer.model", "chat_template.jinja", "added_tokens.json"};
+    static const char *const names[QF_HF_TEXTS] = {"config.json",       "tokenizer.json",
+                                                   "tokenizer_config.json", "tokenizer.model",
+                                                   "chat_template.jinja",   "added_tokens.json",
+                                                   "generation_config.json"};
     *out = (struct qf_hf_dir){0};
     char *txt[QF_HF_TEXTS] = {0};
     size_t tlen[QF_HF_TEXTS] = {0};
@@ -116,6 +118,7 @@ int qf_hf_open_dir(const struct qf_dir_io *io, const struct qf_model_files *m, s
     in.spm = (const uint8_t *)txt[3], in.spm_len = tlen[3];
     in.chat_template_jinja = txt[4];
     in.has_added_tokens_json = txt[5] != NULL;
+    in.generation_config = txt[6], in.generation_config_len = tlen[6];
     /* shards in file-name order (m->f is sorted), and a vocab-only GGUF */
     for (size_t i = 0; i < m->n && !rc; i++) {
         const char *name = m->f[i].name;
