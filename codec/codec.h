@@ -492,7 +492,7 @@ int qf_st_index_check(const char *text, size_t len, bool (*have)(void *arg, cons
  * are the converter's --outtype files, every other GGUF view is
  * llama-quantize run on its F32 file. */
 #define QF_HF_NOUT 4 /* converter outtypes: f32, f16, bf16, q8_0 */
-#define QF_HF_ARCHS "LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM and Qwen3ForCausalLM"
+#define QF_HF_ARCHS "LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM and SmolLM3ForCausalLM"
 /* config.json's architectures[0] (a Hugging Face model's class) into arch
  * ("" when it names none), under codec's JSON limits. 0, or -EINVAL/-E2BIG
  * with err. */

@@ -205,6 +205,11 @@ static const struct hf_arch archs[] = {
     {.hf = "Qwen2ForCausalLM", .gguf = "qwen2", .eps = 1e-6, .theta = 10000.0, .ctx = 32768},
     {.hf = "Qwen3ForCausalLM", .gguf = "qwen3", .eps = 1e-6, .theta = 10000.0, .ctx = 32768, .head_dim = 128,
      .head_kvs_always = true},
+    /* SmolLM3Model(LlamaModel), conversion/llama.py: Llama's file under
+     * another name (no_rope_layers are not written: llama.cpp's smollm3
+     * graph skips rope every 4th layer by itself) */
+    {.hf = "SmolLM3ForCausalLM", .gguf = "smollm3", .eps = 1e-6, .theta = 2000000.0, .ctx = 32768,
+     .head_kvs_always = false, .permute_qk = true, .rope_llama3 = true, .vocab_size_kvs = true, .spm_vocab = true},
 };
 
 int qf_hf_config_arch(const char *text, size_t len, char *arch, size_t archlen, char *err, size_t errlen)
