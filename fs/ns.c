@@ -105,8 +105,8 @@ static void config_arch(struct qfs *q, struct qfs_model *m, const char *path)
         if (!rc)
             rc = qf_hf_config_arch(text, len, m->hf_arch, sizeof m->hf_arch, err, sizeof err);
         free(text);
-        if (rc) {
-            qfs_log(q, LOG_WARNING, "model '%s': config.json: %s; no GGUF views", m->name,
+        if (rc) { /* info: it may be a copy in progress; its use warns (load_json_text) */
+            qfs_log(q, LOG_INFO, "model '%s': config.json: %s; no GGUF views", m->name,
                     err[0] ? err : strerror(-rc));
             m->hf_arch[0] = 0;
         } else {
