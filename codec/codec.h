@@ -492,7 +492,9 @@ int qf_st_index_check(const char *text, size_t len, bool (*have)(void *arg, cons
  * are the converter's --outtype files, every other GGUF view is
  * llama-quantize run on its F32 file. */
 #define QF_HF_NOUT 4 /* converter outtypes: f32, f16, bf16, q8_0 */
-#define QF_HF_ARCHS "LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM and SmolLM3ForCausalLM"
+#define QF_HF_ARCHS                                                                                          \
+    "LlamaForCausalLM, MistralForCausalLM, MixtralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM and "          \
+    "SmolLM3ForCausalLM"
 /* config.json's architectures[0] (a Hugging Face model's class) into arch
  * ("" when it names none), under codec's JSON limits. 0, or -EINVAL/-E2BIG
  * with err. */
@@ -532,6 +534,12 @@ struct qf_hf_tensor {
     uint64_t src_off;         /* absolute offset of the data in its shard */
     uint32_t perm_heads;      /* llama q/k: rows permuted in this many heads, 0: none */
     float *gen;               /* a generated tensor's values (rope_freqs), owned; NULL: from a shard */
+    /* a stack of experts (MoE): n_parts source matrices of nelems /
+     * n_parts elements, expert-major; part_shard/part_off replace
+     * shard/src_off (owned; NULL when not stacked) */
+    uint32_t n_parts;
+    uint32_t *part_shard;
+    uint64_t *part_off;
 };
 
 struct qf_hf {

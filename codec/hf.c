@@ -6,6 +6,7 @@
  * offsets. Sources: ../shared/docs/hf-to-gguf.md, which cites the
  * converter's files (conversion/base.py, conversion/llama.py,
  * conversion/qwen.py, gguf-py/gguf/vocab.py, gguf_writer.py). */
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -195,6 +196,11 @@ struct hf_arch {
     bool rope_llama3;      /* rope_type llama3 becomes a generated rope_freqs tensor */
     bool vocab_size_kvs;   /* writes ARCH.vocab_size and ARCH.rope.dimension_count */
     bool spm_vocab;        /* SentencePiece / LlamaHfVocab tokenizers, add_space_prefix */
+    /* MoE experts stacked into 3-D tensors: source names
+     * model.layers.L.<experts>E.<part>.weight, stacked per layer once all
+     * 3 x n_expert have arrived, in parts order, as ffn_<gguf>_exps */
+    const char *experts;
+    const char *parts[3], *parts_gguf[3];
 };
 
 static const struct hf_arch archs[] = {
@@ -208,6 +214,10 @@ static const struct hf_arch archs[] = {
     /* SmolLM3Model(LlamaModel), conversion/llama.py: Llama's file under
      * another name (no_rope_layers are not written: llama.cpp's smollm3
      * graph skips rope every 4th layer by itself) */
+    /* LlamaModel with block_sparse_moe (conversion/llama.py:266-294) */
+    {.hf = "MixtralForCausalLM", .gguf = "llama", .eps = 1e-5, .theta = 1e6, .ctx = 4096 * 32,
+     .head_kvs_always = false, .permute_qk = true, .rope_llama3 = true, .vocab_size_kvs = true, .spm_vocab = true,
+     .experts = "block_sparse_moe.experts.", .parts = {"w1", "w2", "w3"}, .parts_gguf = {"gate", "down", "up"}},
     {.hf = "SmolLM3ForCausalLM", .gguf = "smollm3", .eps = 1e-6, .theta = 2000000.0, .ctx = 32768,
      .head_kvs_always = false, .permute_qk = true, .rope_llama3 = true, .vocab_size_kvs = true, .spm_vocab = true},
 };
@@ -326,7 +336,7 @@ int qf_hf_map_name(const char *hf, char *out, size_t n)
         {"self_attn.v_proj", "attn_v"},       {"self_attn.o_proj", "attn_output"},
         {"self_attn.q_norm", "attn_q_norm"},  {"self_attn.k_norm", "attn_k_norm"},
         {"mlp.gate_proj", "ffn_gate"},        {"mlp.up_proj", "ffn_up"},
-        {"mlp.down_proj", "ffn_down"},
+        {"mlp.down_proj", "ffn_down"},        {"block_sparse_moe.gate", "ffn_gate_inp"},
     };
     unsigned layer;
     int used = 0;
@@ -1133,6 +1143,74 @@ static int mem_pread(void *ctx, void *buf, size_t len, uint64_t off)
     return 0;
 }
 
+/* ---------------------------------------------------- MoE experts */
+
+/* One expert matrix held back until its layer is complete. */
+struct expert_src {
+    bool have;
+    uint32_t shard, dtype;
+    uint64_t off, rows, cols;
+};
+
+/* model.layers.L.<experts>E.<part>.weight: layer, expert and part index. */
+static bool expert_name(const struct hf_arch *a, const char *name, unsigned *layer, unsigned *expert, int *part)
+{
+    int used = 0;
+    if (!a->experts || sscanf(name, "model.layers.%u.%n", layer, &used) != 1 || !used)
+        return false;
+    const char *p = name + used;
+    size_t el = strlen(a->experts);
+    if (strncmp(p, a->experts, el))
+        return false;
+    p += el;
+    if (!isdigit((unsigned char)*p))
+        return false;
+    char *end;
+    unsigned long e = strtoul(p, &end, 10);
+    if (*end != '.' || e > UINT32_MAX)
+        return false;
+    p = end + 1;
+    for (int k = 0; k < 3; k++) {
+        size_t pl = strlen(a->parts[k]);
+        if (!strncmp(p, a->parts[k], pl) && !strcmp(p + pl, ".weight")) {
+            *expert = (unsigned)e, *part = k;
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Appends the layer's three stacked tensors (experts 0..n-1 along a new
+ * outer dimension, in parts order), as the converter's torch.stack does. */
+static int stack_experts(const struct hf_arch *a, struct qf_hf *hf, unsigned layer, struct expert_src *ex,
+                         unsigned n_expert, char *err, size_t errlen)
+{
+    for (int k = 0; k < 3; k++) {
+        const struct expert_src *e0 = &ex[(size_t)k * n_expert];
+        struct qf_hf_tensor *o = &hf->t[hf->n_tensors];
+        *o = (struct qf_hf_tensor){.n_dims = 3, .src_type = e0->dtype, .n_parts = n_expert};
+        snprintf(o->name, sizeof o->name, "blk.%u.ffn_%s_exps.weight", layer, a->parts_gguf[k]);
+        o->ne[0] = e0->cols, o->ne[1] = e0->rows, o->ne[2] = n_expert, o->ne[3] = 1;
+        o->nelems = e0->rows * e0->cols * n_expert;
+        o->part_shard = malloc(n_expert * sizeof *o->part_shard);
+        o->part_off = malloc(n_expert * sizeof *o->part_off);
+        if (!o->part_shard || !o->part_off) {
+            free(o->part_shard);
+            free(o->part_off);
+            return -ENOMEM;
+        }
+        hf->n_tensors++; /* owns the arrays from here */
+        for (unsigned x = 0; x < n_expert; x++) {
+            const struct expert_src *e = &e0[x];
+            if (e->rows != e0->rows || e->cols != e0->cols || e->dtype != e0->dtype)
+                return qf_fail(err, errlen, -ENOTSUP, "layer %u: experts of %s differ in shape or dtype (torch.stack fails)",
+                               layer, a->parts[k]);
+            o->part_shard[x] = e->shard, o->part_off[x] = e->off;
+        }
+    }
+    return 0;
+}
+
 int qf_hf_build(const struct qf_hf_input *in, struct qf_hf **out, char *err, size_t errlen)
 {
     *out = NULL;
@@ -1143,6 +1221,9 @@ int qf_hf_build(const struct qf_hf_input *in, struct qf_hf **out, char *err, siz
     struct qf_hf *hf = calloc(1, sizeof *hf);
     struct vocab voc = {0};
     struct buf kv = {0};
+    struct expert_src **experts = NULL; /* per layer, while held back */
+    unsigned *expert_seen = NULL;
+    long long L = 0;
     if (!hf) {
         rc = -ENOMEM;
         goto out;
@@ -1160,7 +1241,7 @@ int qf_hf_build(const struct qf_hf_input *in, struct qf_hf **out, char *err, siz
     }
     const struct hf_arch *a = &archs[ai];
     const char *an = a->gguf;
-    long long L, ctx = archs[ai].ctx, H, F, nh, nkv, V = -1, hd;
+    long long ctx = archs[ai].ctx, H, F, nh, nkv, V = -1, hd;
     double theta = archs[ai].theta, eps = archs[ai].eps;
     if (!jint(cfg, "num_hidden_layers", &L) || !jint(cfg, "hidden_size", &H) ||
         !jint(cfg, "intermediate_size", &F) || !jint(cfg, "num_attention_heads", &nh) || L <= 0 || H <= 0 ||
@@ -1273,6 +1354,17 @@ int qf_hf_build(const struct qf_hf_input *in, struct qf_hf **out, char *err, siz
     }
     kv_f32(b, AK("rope.freq_base"), (float)theta);
     kv_f32(b, AK("attention.layer_norm_rms_epsilon"), (float)eps);
+    long long n_expert = 0, n_used = 0; /* T14, T15: the first key present */
+    if (jint(cfg, "num_local_experts", &n_expert) || jint(cfg, "num_experts", &n_expert) ||
+        jint(cfg, "n_routed_experts", &n_expert))
+        kv_u32(b, AK("expert_count"), (uint32_t)n_expert);
+    if (jint(cfg, "num_experts_per_tok", &n_used) || jint(cfg, "num_experts_per_token", &n_used) ||
+        jint(cfg, "top_k_experts", &n_used))
+        kv_u32(b, AK("expert_used_count"), (uint32_t)n_used);
+    if (a->experts && (n_expert <= 0 || n_expert > 1024)) {
+        rc = qf_fail(err, errlen, -ENOTSUP, "config.json: num_local_experts %lld is not in 1..1024", n_expert);
+        goto out;
+    }
     /* transformers fills head_dim for Llama, Mistral and Qwen3 configs, not
      * for Qwen2's: the converter writes key/value_length when it is there */
     if (a->head_kvs_always || head_dim_given) {
@@ -1374,6 +1466,11 @@ int qf_hf_build(const struct qf_hf_input *in, struct qf_hf **out, char *err, siz
         }
         qf_hf_rope_llama3(theta, hd, rope.factor, rope.low, rope.high, rope.orig_ctx, o->gen);
     }
+    if (a->experts && (!(experts = calloc((size_t)L, sizeof *experts)) ||
+                       !(expert_seen = calloc((size_t)L, sizeof *expert_seen)))) {
+        rc = -ENOMEM;
+        goto out;
+    }
     for (size_t s = 0; s < in->n_shards && !rc; s++) {
         const struct qf_st *st = in->shards[s];
         const struct qf_st_tensor **srt = malloc((st->n_tensors ? st->n_tensors : 1) * sizeof *srt);
@@ -1392,6 +1489,30 @@ int qf_hf_build(const struct qf_hf_input *in, struct qf_hf **out, char *err, siz
         for (size_t i = 0; i < st->n_tensors && !rc; i++) {
             const struct qf_st_tensor *t = srt[i];
             struct qf_hf_tensor *o = &hf->t[hf->n_tensors];
+            unsigned el, ee;
+            int ep;
+            if (expert_name(a, t->name, &el, &ee, &ep)) { /* held back until its layer is complete */
+                uint32_t dt = t->dtype == QF_STD_F32 ? QF_F32 : t->dtype == QF_STD_F16 ? QF_F16
+                                                              : t->dtype == QF_STD_BF16 ? QF_BF16 : UINT32_MAX;
+                if (el >= (unsigned)L || ee >= (unsigned)n_expert || t->n_dims != 2 || dt == UINT32_MAX) {
+                    rc = qf_fail(err, errlen, -ENOTSUP, "tensor '%s': not an F32/F16/BF16 matrix of a layer and expert "
+                                 "the config has", t->name);
+                    break;
+                }
+                if (!experts[el] && !(experts[el] = calloc(3 * (size_t)n_expert, sizeof **experts))) {
+                    rc = -ENOMEM;
+                    break;
+                }
+                struct expert_src *x = &experts[el][(size_t)ep * (size_t)n_expert + ee];
+                *x = (struct expert_src){true, (uint32_t)s, dt, t->offset, t->shape[0], t->shape[1]};
+                if (++expert_seen[el] == 3 * (unsigned)n_expert) {
+                    rc = stack_experts(a, hf, el, experts[el], (unsigned)n_expert, err, errlen);
+                    expert_seen[el] = 0;
+                    free(experts[el]);
+                    experts[el] = NULL;
+                }
+                continue;
+            }
             int m = qf_hf_map_name(t->name, o->name, sizeof o->name);
             if (m == 1)
                 continue;
@@ -1431,6 +1552,10 @@ int qf_hf_build(const struct qf_hf_input *in, struct qf_hf **out, char *err, siz
         }
         free(srt);
     }
+    for (long long l = 0; !rc && experts && l < L; l++)
+        if (expert_seen[l]) /* the converter's ValueError("Unprocessed experts") */
+            rc = qf_fail(err, errlen, -ENOTSUP, "layer %lld has %u of its %u expert matrices", l, expert_seen[l],
+                         3 * (unsigned)n_expert);
     if (rc)
         goto out;
 
@@ -1453,7 +1578,8 @@ int qf_hf_build(const struct qf_hf_input *in, struct qf_hf **out, char *err, siz
             /* conversion/base.py: vectors, norms and non-weights stay F32;
              * Q8_0 of a row 32 does not divide falls back to F16 */
             uint32_t ty = outs[ot];
-            if (t->n_dims <= 1 || has_suffix(t->name, "_norm.weight") || !has_suffix(t->name, ".weight"))
+            if (t->n_dims <= 1 || has_suffix(t->name, "_norm.weight") || !has_suffix(t->name, ".weight") ||
+                strstr(t->name, ".ffn_gate_inp.")) /* base.py's always-F32 list (routers) */
                 ty = QF_F32;
             if (ty == QF_Q8_0 && t->ne[0] % 32)
                 ty = QF_F16;
@@ -1506,6 +1632,10 @@ int qf_hf_build(const struct qf_hf_input *in, struct qf_hf **out, char *err, siz
     if (!rc)
         rc = qf_gguf_parse(mem_pread, hf, hf->size[0], &hf->f32, err, errlen);
 out:
+    for (long long l = 0; experts && l < L; l++)
+        free(experts[l]);
+    free(experts);
+    free(expert_seen);
     vocab_free(&voc);
     free(kv.p);
     json_decref(cfg);
@@ -1567,8 +1697,11 @@ void qf_hf_free(struct qf_hf *hf)
         free(hf->type[i]);
         free(hf->off[i]);
     }
-    for (size_t i = 0; hf->t && i < hf->n_tensors; i++)
+    for (size_t i = 0; hf->t && i < hf->n_tensors; i++) {
         free(hf->t[i].gen);
+        free(hf->t[i].part_shard);
+        free(hf->t[i].part_off);
+    }
     free(hf->t);
     qf_gguf_free(hf->f32);
     free(hf);
@@ -1644,7 +1777,14 @@ int qf_hf_pread(void *vctx, void *buf, size_t len, uint64_t off)
         size_t es = t->src_type == QF_F32 ? 4 : 2;
         uint8_t raw[16384 * 4];
         float f[16384];
-        if (t->n_dims == 1 && t->perm_heads) { /* permuted vector: element by element */
+        if (t->n_parts) { /* stacked experts: expert-major, each its own source matrix */
+            uint64_t per = t->nelems / t->n_parts, x = e / per, within = e % per;
+            if (seg > per - within)
+                seg = per - within;
+            int rc = rd->rd(rd->ctx[t->part_shard[x]], raw, (size_t)(seg * es), t->part_off[x] + within * es);
+            if (rc)
+                return rc;
+        } else if (t->n_dims == 1 && t->perm_heads) { /* permuted vector: element by element */
             for (uint64_t k = 0; k < seg; k++) {
                 int rc = rd->rd(rd->ctx[t->shard], raw + k * es, es, t->src_off + src_row(t, c + k) * es);
                 if (rc)

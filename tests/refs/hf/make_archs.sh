@@ -2,7 +2,8 @@
 # Regenerates tests/refs/hf/archs.json: llama.cpp v0.5.0's converter
 # (--outtype f32, f16, bf16, q8_0) and llama-quantize (every mix and --pure
 # type, 2 threads) on stories260K's checkpoint with each config.json change
-# of arch_inputs.json, recorded by record.py. Needs torch and transformers
+# of arch_inputs.json (or the checkpoint its maker script writes), recorded
+# by record.py. Needs torch and transformers
 # (the device machine) and a llama-quantize built from the same bundle
 # (cmake -DGGML_NATIVE=OFF -DLLAMA_CURL=OFF, target llama-quantize).
 # Not run by the tests.
@@ -17,6 +18,11 @@ python3 - "$here/arch_inputs.json" "$stories" "$work/models" <<'PY'
 import json, os, shutil, sys
 inputs, stories, work = json.load(open(sys.argv[1])), sys.argv[2], sys.argv[3]
 for name, ch in inputs.items():
+    if "maker" in ch:  # its own checkpoint (mkmoe.py: Mixtral experts)
+        import subprocess
+        subprocess.run([sys.executable, os.path.join(os.path.dirname(sys.argv[1]), ch["maker"]), stories,
+                        os.path.join(work, name)], check=True)
+        continue
     shutil.copytree(stories, os.path.join(work, name))
     cfg = json.load(open(os.path.join(stories, "config.json")))
     cfg.update(ch["set"])
