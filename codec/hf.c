@@ -201,6 +201,7 @@ struct hf_arch {
      * 3 x n_expert have arrived, in parts order, as ffn_<gguf>_exps */
     const char *experts;
     const char *parts[3], *parts_gguf[3];
+    bool moe_ff_kvs;       /* Qwen2MoeModel: expert_(shared_)feed_forward_length after file_type */
 };
 
 static const struct hf_arch archs[] = {
@@ -218,6 +219,11 @@ static const struct hf_arch archs[] = {
     {.hf = "MixtralForCausalLM", .gguf = "llama", .eps = 1e-5, .theta = 1e6, .ctx = 4096 * 32,
      .head_kvs_always = false, .permute_qk = true, .rope_llama3 = true, .vocab_size_kvs = true, .spm_vocab = true,
      .experts = "block_sparse_moe.experts.", .parts = {"w1", "w2", "w3"}, .parts_gguf = {"gate", "down", "up"}},
+    /* Qwen3MoeModel(Qwen2MoeModel), conversion/qwen.py:76-156, 258-274 */
+    /* (transformers 5.17's Qwen3MoeConfig has no head_dim default, unlike Qwen3Config) */
+    {.hf = "Qwen3MoeForCausalLM", .gguf = "qwen3moe", .eps = 1e-6, .theta = 10000.0, .ctx = 32768,
+     .experts = "mlp.experts.", .parts = {"down_proj", "gate_proj", "up_proj"},
+     .parts_gguf = {"down", "gate", "up"}, .moe_ff_kvs = true},
     {.hf = "SmolLM3ForCausalLM", .gguf = "smollm3", .eps = 1e-6, .theta = 2000000.0, .ctx = 32768,
      .head_kvs_always = false, .permute_qk = true, .rope_llama3 = true, .vocab_size_kvs = true, .spm_vocab = true},
 };
@@ -337,6 +343,7 @@ int qf_hf_map_name(const char *hf, char *out, size_t n)
         {"self_attn.q_norm", "attn_q_norm"},  {"self_attn.k_norm", "attn_k_norm"},
         {"mlp.gate_proj", "ffn_gate"},        {"mlp.up_proj", "ffn_up"},
         {"mlp.down_proj", "ffn_down"},        {"block_sparse_moe.gate", "ffn_gate_inp"},
+        {"mlp.gate", "ffn_gate_inp"},
     };
     unsigned layer;
     int used = 0;
@@ -1381,6 +1388,11 @@ int qf_hf_build(const struct qf_hf_input *in, struct qf_hf **out, char *err, siz
         kv_u32(b, AK("vocab_size"), (uint32_t)V);
         kv_u32(b, AK("rope.dimension_count"), (uint32_t)hd);
     }
+    long long moe_ff;
+    if (a->moe_ff_kvs && jint(cfg, "moe_intermediate_size", &moe_ff))
+        kv_u32(b, AK("expert_feed_forward_length"), (uint32_t)moe_ff);
+    if (a->moe_ff_kvs && jint(cfg, "shared_expert_intermediate_size", &moe_ff))
+        kv_u32(b, AK("expert_shared_feed_forward_length"), (uint32_t)moe_ff);
 #undef AK
     kv_u32(b, "general.quantization_version", 2);
 

