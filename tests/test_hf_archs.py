@@ -67,12 +67,13 @@ def test_views_equal_llama_cpp_output(mount_factory, tmp_path, name):
     assert len(got) == 3 and all("error" not in g for g in got), got
 
 
-def test_gguf_sources_of_the_architecture(mount_factory, tmp_path):
-    """The converter's F32 file as a GGUF source (its bytes checked against
-    the record): every llama-quantize mix of it, byte for byte."""
+@pytest.mark.parametrize("name", ["smollm3s", "mixtrals", "qwen3moes"])
+def test_gguf_sources_of_the_architecture(mount_factory, tmp_path, name):
+    """The converter's F32 file as a GGUF source (the f32 view, which the
+    test above holds equal to it): every llama-quantize mix of it, byte for
+    byte — 3-D expert tensors and the MoE rules included."""
     src, gsrc = tmp_path / "src", tmp_path / "gsrc"
     src.mkdir()
-    name = "smollm3s"
     make(src, name)
     m = mount_factory(src)
     (gsrc / name).mkdir(parents=True)
