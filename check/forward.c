@@ -455,10 +455,14 @@ void ck_ref_free(struct ck_ref *r)
 /* SQNR of view tensor b against reference tensor a. perm_heads: b is a in
  * llama.cpp's adjacent-pairs q/k row order (the converter's permutation of
  * rotate-half rows, in this many heads), 0: the same row order. */
-static bool compare_tensor(const struct ck_tensor *a, const struct ck_tensor *b, uint64_t perm_heads,
-                           struct ck_result *res)
+/* a against b's elements from b_off on (an expert's slice of a stacked
+ * tensor), a's values + shift (Gemma's norms as the converter writes them) */
+static bool compare_slice(const struct ck_tensor *a, const struct ck_tensor *b, bool slice, uint64_t b_off,
+                          float shift, uint64_t perm_heads, struct ck_result *res)
 {
-    if (!b || b->rows * b->cols != a->rows * a->cols || (perm_heads && (b->rows != a->rows || a->rows % (2 * perm_heads)))) {
+    uint64_t na = a->rows * a->cols;
+    if (!b || (slice ? b->rows * b->cols < b_off + na : b->rows * b->cols != na) ||
+        (perm_heads && (b->rows != a->rows || a->rows % (2 * perm_heads)))) {
         res->loads = false;
         snprintf(res->why, sizeof res->why, "tensor %s %s", a->name, b ? "has another shape" : "is missing");
         return false;
@@ -472,6 +476,7 @@ static bool compare_tensor(const struct ck_tensor *a, const struct ck_tensor *b,
             /* so reference row h*hd + w is view row h*hd + 2*(w % (hd/2)) + w / (hd/2) */
             kb = (h * hd + 2 * (w % (hd / 2)) + w / (hd / 2)) * a->cols + c;
         }
+        kb += b_off;
         if (!isfinite(a->data[k])) /* the source's own inf/NaN: nothing to compare */
             continue;
         if (!isfinite(b->data[kb])) {
@@ -479,7 +484,7 @@ static bool compare_tensor(const struct ck_tensor *a, const struct ck_tensor *b,
             snprintf(res->why, sizeof res->why, "tensor %s has non-finite values where FP32 is finite", a->name);
             return false;
         }
-        double x = a->data[k], e = (double)b->data[kb] - x;
+        double x = (double)a->data[k] + shift, e = (double)b->data[kb] - x;
         sig += x * x;
         noise += e * e;
     }
@@ -489,6 +494,12 @@ static bool compare_tensor(const struct ck_tensor *a, const struct ck_tensor *b,
         snprintf(res->sqnr_worst, sizeof res->sqnr_worst, "%s (%s)", b->name, b->kind);
     }
     return true;
+}
+
+static bool compare_tensor(const struct ck_tensor *a, const struct ck_tensor *b, uint64_t perm_heads,
+                           struct ck_result *res)
+{
+    return compare_slice(a, b, false, 0, 0, perm_heads, res);
 }
 
 static void check_tensors(const struct ck_ref *ref, const struct ck_model *m, struct ck_result *res)
@@ -516,13 +527,17 @@ static void check_tensors(const struct ck_ref *ref, const struct ck_model *m, st
     }
     if (!ref->m.gguf && m->gguf) {
         /* a GGUF view of a Hugging Face model the forward pass does not
-         * cover (Qwen, head_dim != hidden/heads): tensor by tensor under
-         * the converter's names, llama q/k rows in llama.cpp's order */
+         * cover (Qwen, Gemma, Phi-3, MoE, head_dim != hidden/heads): tensor
+         * by tensor under the converter's names, llama q/k rows in
+         * llama.cpp's order, each expert against its slice of the stacked
+         * tensor, Gemma's norms + 1 */
         bool permuted = !strcmp(m->arch, "llama") && ref->m.neox_rope;
         for (size_t i = 0; i < ref->m.nt; i++) {
             const struct ck_tensor *a = &ref->m.t[i];
             char gn[128];
-            int mr = qf_hf_map_name(a->name, gn, sizeof gn);
+            uint32_t expert;
+            float shift;
+            int mr = qf_hf_locate(ref->m.arch, a->name, gn, sizeof gn, &expert, &shift);
             if (mr == 1)
                 continue;
             if (mr < 0) {
@@ -535,7 +550,8 @@ static void check_tensors(const struct ck_ref *ref, const struct ck_model *m, st
                 heads = (uint64_t)ref->m.n_head;
             else if (permuted && strstr(gn, ".attn_k.weight"))
                 heads = (uint64_t)ref->m.n_head_kv;
-            if (!compare_tensor(a, ck_find(m, gn), heads, res))
+            uint64_t off = expert == UINT32_MAX ? 0 : (uint64_t)expert * a->rows * a->cols;
+            if (!compare_slice(a, ck_find(m, gn), expert != UINT32_MAX, off, shift, heads, res))
                 return;
         }
         return;

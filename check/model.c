@@ -80,7 +80,7 @@ static int add_tensor(struct ck_model *m, const char *name, uint64_t rows, uint6
     /* a checkpoint's tensors also answer to the converter's GGUF names, so
      * the forward pass finds every layer's roles under one naming */
     char gn[128];
-    bool mapped = !m->gguf && qf_hf_map_name(name, gn, sizeof gn) == 0;
+    bool mapped = !m->gguf && qf_hf_map_name(m->arch, name, gn, sizeof gn) == 0;
     m->t[m->nt++] = (struct ck_tensor){strdup(name), mapped ? strdup(gn) : NULL, rows, cols, data, kind};
     return m->t[m->nt - 1].name && (!mapped || m->t[m->nt - 1].gname) ? 0 : -ENOMEM;
 }
@@ -408,11 +408,11 @@ static int load_st(const char *path, bool is_dir, struct ck_model *m, char *err,
         else
             m->file_bytes += mp[i].size;
     }
+    if (!rc)
+        hf_config(m, dir); /* first: the architecture names the tensors */
     for (size_t s = 0; s < nn && !rc; s++)
         for (size_t i = 0; i < sh[s]->n_tensors && !rc; i++)
             rc = st_tensor(m, sh, mp, nn, s, &sh[s]->tensors[i], err, errlen);
-    if (!rc)
-        hf_config(m, dir);
     for (size_t i = 0; i < nn; i++) {
         qf_st_free(sh[i]);
         unmap(&mp[i]);

@@ -456,7 +456,7 @@ enum qf_st_action {
 };
 enum qf_st_action qf_st_plan(const struct qf_view *v, const struct qf_st_tensor *t, uint32_t *float_dtype);
 /* Whether a tensor is a Linear weight of an attention/MLP block (2-D float
- * "*.weight", not an embedding, norm or lm_head). */
+ * "*.weight", not an embedding, norm, lm_head or MoE router). */
 bool qf_st_is_linear_weight(const struct qf_st_tensor *t);
 
 /* Layout of one safetensors file in a view. */
@@ -483,9 +483,8 @@ int qf_st_index_check(const char *text, size_t len, bool (*have)(void *arg, cons
 
 /* ------------------------------------------------ Hugging Face -> GGUF */
 
-/* A Hugging Face checkpoint (LlamaForCausalLM, MistralForCausalLM,
- * Qwen2ForCausalLM, Qwen3ForCausalLM; F32/F16/BF16 safetensors, one file or
- * shards) as the GGUF file llama.cpp v0.5.0's convert_hf_to_gguf.py writes
+/* A Hugging Face checkpoint (one of QF_HF_ARCHS; F32/F16/BF16
+ * safetensors, one file or shards) as the GGUF file llama.cpp v0.5.0's convert_hf_to_gguf.py writes
  * (hf.c). Built from config.json, the tokenizer files and the safetensors
  * headers alone; tensor data is read through qf_hf_pread. Every view of
  * such a model derives from the converter's F32 file: f32/fp16/bf16/q8_0
@@ -494,7 +493,8 @@ int qf_st_index_check(const char *text, size_t len, bool (*have)(void *arg, cons
 #define QF_HF_NOUT 4 /* converter outtypes: f32, f16, bf16, q8_0 */
 #define QF_HF_ARCHS                                                                                          \
     "LlamaForCausalLM, MistralForCausalLM, MixtralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, "             \
-    "Qwen3MoeForCausalLM and SmolLM3ForCausalLM"
+    "Qwen3MoeForCausalLM, SmolLM3ForCausalLM, Gemma2ForCausalLM, Gemma3ForCausalLM, "                           \
+    "Gemma3ForConditionalGeneration (its text model) and Phi3ForCausalLM"
 /* config.json's architectures[0] (a Hugging Face model's class) into arch
  * ("" when it names none), under codec's JSON limits. 0, or -EINVAL/-E2BIG
  * with err. */
@@ -533,6 +533,7 @@ struct qf_hf_tensor {
     uint32_t shard, src_type; /* source shard index and QF_F32/F16/BF16 */
     uint64_t src_off;         /* absolute offset of the data in its shard */
     uint32_t perm_heads;      /* llama q/k: rows permuted in this many heads, 0: none */
+    bool norm_shift;          /* Gemma: values + 1 (rounded to fp16 for an fp16 source) */
     float *gen;               /* a generated tensor's values (rope_freqs), owned; NULL: from a shard */
     /* a stack of experts (MoE): n_parts source matrices of nelems /
      * n_parts elements, expert-major; part_shard/part_off replace
@@ -575,10 +576,18 @@ int qf_hf_tokenizer_sig(const char *config, size_t len, char *out, size_t n);
  * of hf's own bytes: valid while hf lives), for qf_hf_input.vocab_kvs. */
 void qf_hf_tokenizer_kvs(const struct qf_hf *hf, const uint8_t **p, size_t *len, uint64_t *n_kv);
 
-/* HF tensor name -> the converter's GGUF name (gguf-py tensor_mapping.py for
- * the architectures above): 0 mapped into out, 1 dropped by the converter
- * (rotary inv_freq), -1 unknown. */
-int qf_hf_map_name(const char *hf, char *out, size_t n);
+/* HF tensor name -> the converter's GGUF name for the checkpoint class
+ * hf_arch (gguf-py tensor_mapping.py maps per architecture: Gemma's
+ * post_attention_layernorm is post_attention_norm, Llama's ffn_norm; NULL
+ * or an unknown class: Llama's): 0 mapped into out, 1 dropped by the
+ * converter (rotary inv_freq, a multimodal checkpoint's other towers,
+ * Gemma 2's lm_head), -1 unknown. Experts are stacked, not mapped. */
+int qf_hf_map_name(const char *hf_arch, const char *hf, char *out, size_t n);
+/* Where the converter's GGUF holds checkpoint tensor hf: like
+ * qf_hf_map_name, and an MoE expert's matrix as slice *expert of the
+ * stacked tensor named out (else *expert = UINT32_MAX), with *shift added
+ * to every value (Gemma's norms: 1, else 0). For checkers. */
+int qf_hf_locate(const char *hf_arch, const char *hf, char *out, size_t n, uint32_t *expert, float *shift);
 
 /* The rope_freqs.weight values the converter generates for a Llama/Mistral
  * config with llama3 rope scaling (head_dim / 2 floats), bit-exact with its

@@ -7,6 +7,7 @@
  * converter's files (conversion/base.py, conversion/llama.py,
  * conversion/qwen.py, gguf-py/gguf/vocab.py, gguf_writer.py). */
 #include <ctype.h>
+#include <math.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -179,54 +180,159 @@ void qf_hf_rope_llama3(double theta, long long hd, double factor, double low, do
         }
     }
 }
+/* Phi-3's long-context rope (conversion/phi.py generate_extra_tensors):
+ * with a non-empty long_factor, the {arch}.rope.scaling.attn_factor KV
+ * (computed in double, rounded once) and the long and short factors
+ * (n_rot / 2 floats each, JSON -> double -> float) into out[0], out[1]
+ * (malloc'd). Refuses what the converter raises on. */
+static int phi3_rope_factors(json_t *rp, long long ctx, long long orig, long long n_rot, struct buf *b,
+                             const char *an, float *out[2], char *err, size_t errlen)
+{
+    json_t *f[2] = {json_object_get(rp, "long_factor"), json_object_get(rp, "short_factor")};
+    if (!json_array_size(f[0]))
+        return 0;
+    const char *rt = json_string_value(json_object_get(rp, "rope_type"));
+    if (!rt)
+        rt = json_string_value(json_object_get(rp, "type"));
+    if (!rt || !*rt)
+        return qf_fail(err, errlen, -ENOTSUP, "config.json: long_factor without a rope type (the converter's KeyError)");
+    double scale = (double)ctx / (double)orig, af = 1.0;
+    if (!strcasecmp(rt, "su") || !strcasecmp(rt, "longrope")) {
+        if (scale > 1.0)
+            af = sqrt(1 + log(scale) / log((double)orig));
+    } else if (!strcasecmp(rt, "yarn")) {
+        if (scale > 1.0)
+            af = 0.1 * log(scale) + 1.0;
+    } else {
+        return qf_fail(err, errlen, -ENOTSUP, "config.json: rope type '%s' with long_factor (the converter's NotImplementedError)", rt);
+    }
+    char k[96];
+    snprintf(k, sizeof k, "%s.rope.scaling.attn_factor", an);
+    kv_f32(b, k, (float)af);
+    if (!json_is_array(f[1]) || json_array_size(f[0]) != json_array_size(f[1]) || n_rot % 2 ||
+        (long long)json_array_size(f[0]) != n_rot / 2)
+        return qf_fail(err, errlen, -ENOTSUP, "config.json: rope long and short factors must be %lld values each", n_rot / 2);
+    for (int i = 0; i < 2; i++) {
+        size_t n = json_array_size(f[i]);
+        if (!(out[i] = malloc(n * sizeof *out[i])))
+            return -ENOMEM;
+        for (size_t j = 0; j < n; j++) {
+            json_t *x = json_array_get(f[i], j);
+            if (!json_is_number(x))
+                return qf_fail(err, errlen, -ENOTSUP, "config.json: a rope factor is not a number");
+            out[i][j] = (float)json_number_value(x);
+        }
+    }
+    return 0;
+}
+
 /* One row per converter class (convert_hf_to_gguf.py registers one class
  * per architecture: conversion/llama.py, qwen.py): everything that makes
  * its GGUF differ from the others'. Adding an architecture is adding a row
  * (and, where it needs one, a new field here) with its reference files
  * (HACKING.md). The tensor names all rows share: qf_hf_map_name. */
+/* The hyper-parameter KVs of a row: TextModel.set_gguf_parameters (T of
+ * ../shared/docs/architectures.md), or a class's own list */
+enum hf_kvs { KVS_TEXT, KVS_GEMMA2, KVS_PHI3 };
+/* Its set_vocab: LlamaModel's (SentencePiece, LlamaHfVocab or BPE, with
+ * add_space_prefix from tokenizer_config), the base BPE one (Qwen), Gemma's
+ * (SentencePiece, then add_space_prefix false; Gemma 2 has no BPE path),
+ * Phi3MiniModel's own SentencePiece routine */
+enum hf_vocab { VOCAB_LLAMA, VOCAB_BPE, VOCAB_GEMMA, VOCAB_GEMMA_SPM_ONLY, VOCAB_PHI3 };
+
 struct hf_arch {
     const char *hf;        /* config.json architectures[0] */
     const char *gguf;      /* general.architecture, the KV prefix */
-    double eps, theta;     /* transformers' config defaults */
-    long long ctx;         /* max_position_embeddings default */
+    /* transformers' config defaults (the converter reads config.json
+     * through AutoConfig, which fills them in) */
+    double eps, theta;
+    long long ctx;         /* max_position_embeddings */
     long long head_dim;    /* head_dim when config.json has none; 0: hidden_size / heads */
+    long long kv_heads;    /* num_key_value_heads; 0: num_attention_heads */
+    long long vocab;       /* vocab_size */
     bool head_kvs_always;  /* attention.key/value_length even without head_dim in config.json
                             * (transformers fills it in for this class) */
     bool permute_qk;       /* LlamaModel.permute: q/k rows reordered per head (head_dim even) */
     bool rope_llama3;      /* rope_type llama3 becomes a generated rope_freqs tensor */
     bool vocab_size_kvs;   /* writes ARCH.vocab_size and ARCH.rope.dimension_count */
-    bool spm_vocab;        /* SentencePiece / LlamaHfVocab tokenizers, add_space_prefix */
+    enum hf_vocab vocab_kind;
+    enum hf_kvs kvs;
     /* MoE experts stacked into 3-D tensors: source names
      * model.layers.L.<experts>E.<part>.weight, stacked per layer once all
      * 3 x n_expert have arrived, in parts order, as ffn_<gguf>_exps */
     const char *experts;
     const char *parts[3], *parts_gguf[3];
     bool moe_ff_kvs;       /* Qwen2MoeModel: expert_(shared_)feed_forward_length after file_type */
+    /* Gemma: every tensor whose name ends in norm.weight gets + 1 (in the
+     * source dtype for fp16: conversion/gemma.py modify_tensors) */
+    bool norm_shift;
+    bool drop_lm_head;     /* Gemma2Model.filter_tensors */
+    /* Gemma3Model.set_gguf_parameters: its re-written keys (defaults
+     * above), then final_logit_softcapping and sliding_window appended */
+    bool gemma3_kvs;
+    bool rope_swa;         /* rope.freq_base_swa: the config's sliding_attention rope_theta */
+    double theta_swa;      /* its transformers default (rope_local_base_freq) */
+    const char *const (*names)[2]; /* per-architecture block names, before the shared table:
+                                    * tensor_mapping.py maps by the arch's own tensor list */
 };
 
+static const char *const gemma_names[][2] = {{"post_attention_layernorm", "post_attention_norm"},
+                                             {"pre_feedforward_layernorm", "ffn_norm"},
+                                             {"post_feedforward_layernorm", "post_ffw_norm"},
+                                             {NULL, NULL}};
+/* Phi-3's fused projections stay fused (rows q, k, v; gate, up) */
+static const char *const phi3_names[][2] = {{"self_attn.qkv_proj", "attn_qkv"},
+                                            {"mlp.gate_up_proj", "ffn_up"},
+                                            {NULL, NULL}};
+
 static const struct hf_arch archs[] = {
-    {.hf = "LlamaForCausalLM", .gguf = "llama", .eps = 1e-6, .theta = 10000.0, .ctx = 2048, .head_kvs_always = true,
-     .permute_qk = true, .rope_llama3 = true, .vocab_size_kvs = true, .spm_vocab = true},
-    {.hf = "MistralForCausalLM", .gguf = "llama", .eps = 1e-6, .theta = 10000.0, .ctx = 4096 * 32,
-     .head_kvs_always = true, .permute_qk = true, .rope_llama3 = true, .vocab_size_kvs = true, .spm_vocab = true},
-    {.hf = "Qwen2ForCausalLM", .gguf = "qwen2", .eps = 1e-6, .theta = 10000.0, .ctx = 32768},
+    {.hf = "LlamaForCausalLM", .gguf = "llama", .eps = 1e-6, .theta = 10000.0, .ctx = 2048, .vocab = 32000,
+     .head_kvs_always = true, .permute_qk = true, .rope_llama3 = true, .vocab_size_kvs = true},
+    {.hf = "MistralForCausalLM", .gguf = "llama", .eps = 1e-6, .theta = 10000.0, .ctx = 4096 * 32, .vocab = 32000,
+     .head_kvs_always = true, .permute_qk = true, .rope_llama3 = true, .vocab_size_kvs = true},
+    {.hf = "Qwen2ForCausalLM", .gguf = "qwen2", .eps = 1e-6, .theta = 10000.0, .ctx = 32768, .vocab = 151936,
+     .vocab_kind = VOCAB_BPE},
     {.hf = "Qwen3ForCausalLM", .gguf = "qwen3", .eps = 1e-6, .theta = 10000.0, .ctx = 32768, .head_dim = 128,
-     .head_kvs_always = true},
-    /* SmolLM3Model(LlamaModel), conversion/llama.py: Llama's file under
-     * another name (no_rope_layers are not written: llama.cpp's smollm3
-     * graph skips rope every 4th layer by itself) */
+     .vocab = 151936, .head_kvs_always = true, .vocab_kind = VOCAB_BPE},
     /* LlamaModel with block_sparse_moe (conversion/llama.py:266-294) */
-    {.hf = "MixtralForCausalLM", .gguf = "llama", .eps = 1e-5, .theta = 1e6, .ctx = 4096 * 32,
-     .head_kvs_always = false, .permute_qk = true, .rope_llama3 = true, .vocab_size_kvs = true, .spm_vocab = true,
+    {.hf = "MixtralForCausalLM", .gguf = "llama", .eps = 1e-5, .theta = 1e6, .ctx = 4096 * 32, .vocab = 32000,
+     .head_kvs_always = false, .permute_qk = true, .rope_llama3 = true, .vocab_size_kvs = true,
      .experts = "block_sparse_moe.experts.", .parts = {"w1", "w2", "w3"}, .parts_gguf = {"gate", "down", "up"}},
     /* Qwen3MoeModel(Qwen2MoeModel), conversion/qwen.py:76-156, 258-274 */
     /* (transformers 5.17's Qwen3MoeConfig has no head_dim default, unlike Qwen3Config) */
-    {.hf = "Qwen3MoeForCausalLM", .gguf = "qwen3moe", .eps = 1e-6, .theta = 10000.0, .ctx = 32768,
-     .experts = "mlp.experts.", .parts = {"down_proj", "gate_proj", "up_proj"},
+    {.hf = "Qwen3MoeForCausalLM", .gguf = "qwen3moe", .eps = 1e-6, .theta = 10000.0, .ctx = 32768, .vocab = 151936,
+     .vocab_kind = VOCAB_BPE, .experts = "mlp.experts.", .parts = {"down_proj", "gate_proj", "up_proj"},
      .parts_gguf = {"down", "gate", "up"}, .moe_ff_kvs = true},
-    {.hf = "SmolLM3ForCausalLM", .gguf = "smollm3", .eps = 1e-6, .theta = 2000000.0, .ctx = 32768,
-     .head_kvs_always = false, .permute_qk = true, .rope_llama3 = true, .vocab_size_kvs = true, .spm_vocab = true},
+    /* SmolLM3Model(LlamaModel), conversion/llama.py: Llama's file under
+     * another name (no_rope_layers are not written: llama.cpp's smollm3
+     * graph skips rope every 4th layer by itself) */
+    {.hf = "SmolLM3ForCausalLM", .gguf = "smollm3", .eps = 1e-6, .theta = 2000000.0, .ctx = 32768, .vocab = 128256,
+     .head_kvs_always = false, .permute_qk = true, .rope_llama3 = true, .vocab_size_kvs = true},
+    /* Gemma2Model, conversion/gemma.py:73-122 (Gemma2Config's defaults) */
+    {.hf = "Gemma2ForCausalLM", .gguf = "gemma2", .eps = 1e-6, .theta = 10000.0, .ctx = 8192, .head_dim = 256,
+     .kv_heads = 4, .vocab = 256000, .vocab_kind = VOCAB_GEMMA_SPM_ONLY, .kvs = KVS_GEMMA2, .norm_shift = true,
+     .drop_lm_head = true, .names = gemma_names},
+    /* Gemma3Model, conversion/gemma.py:125-180, for the text model alone
+     * and for the text part of the multimodal checkpoint (Gemma3TextConfig's
+     * defaults: rope_parameters full_attention / sliding_attention) */
+    {.hf = "Gemma3ForCausalLM", .gguf = "gemma3", .eps = 1e-6, .theta = 1e6, .ctx = 131072, .head_dim = 256,
+     .kv_heads = 4, .vocab = 262208, .head_kvs_always = true, .vocab_kind = VOCAB_GEMMA, .norm_shift = true,
+     .gemma3_kvs = true, .rope_swa = true, .theta_swa = 10000.0, .names = gemma_names},
+    {.hf = "Gemma3ForConditionalGeneration", .gguf = "gemma3", .eps = 1e-6, .theta = 1e6, .ctx = 131072,
+     .head_dim = 256, .kv_heads = 4, .vocab = 262208, .head_kvs_always = true, .vocab_kind = VOCAB_GEMMA,
+     .norm_shift = true, .gemma3_kvs = true, .rope_swa = true, .theta_swa = 10000.0, .names = gemma_names},
+    /* Phi3MiniModel, conversion/phi.py:39-211 (Phi3Config's defaults) */
+    {.hf = "Phi3ForCausalLM", .gguf = "phi3", .eps = 1e-5, .theta = 10000.0, .ctx = 4096, .vocab = 32064,
+     .vocab_kind = VOCAB_PHI3, .kvs = KVS_PHI3, .names = phi3_names},
 };
+
+static const struct hf_arch *arch_row(const char *hf_arch)
+{
+    for (size_t i = 0; hf_arch && i < sizeof archs / sizeof *archs; i++)
+        if (!strcmp(archs[i].hf, hf_arch))
+            return &archs[i];
+    return NULL;
+}
 
 int qf_hf_config_arch(const char *text, size_t len, char *arch, size_t archlen, char *err, size_t errlen)
 {
@@ -318,16 +424,55 @@ static int write_sampling(struct buf *b, const char *text, size_t len, char *err
     return rc;
 }
 
-bool qf_hf_arch_supported(const char *hf_arch)
+bool qf_hf_arch_supported(const char *hf_arch) { return arch_row(hf_arch) != NULL; }
+
+/* TextModel.filter_tensors (conversion/base.py): a multimodal checkpoint's
+ * other towers are skipped; ModelBase's: "language_model." is deleted */
+static bool multimodal_name(const char *n)
 {
-    for (size_t i = 0; hf_arch && i < sizeof archs / sizeof *archs; i++)
-        if (!strcmp(archs[i].hf, hf_arch))
+    static const char *const pre[] = {"mlp", "vit.", "vpm.", "siglip2.", "conformer.", "merger.", "resampler.",
+                                      "sound_encoder.", "sound_projection.", "speech_embeddings."};
+    static const char *const has[] = {"visual.", "vision.", "audio.", "talker.", "vision_", "audio_", "token2wav.",
+                                      "code2wav.", "projector.", "pre_mm_projector_norm", "image_newline",
+                                      "view_seperator", "patch_embed", "patch_embedding", "patch_merger.",
+                                      "patch_merge_mlp.", "model.connector."};
+    for (size_t i = 0; i < sizeof pre / sizeof *pre; i++)
+        if (!strncmp(n, pre[i], strlen(pre[i])))
+            return true;
+    for (size_t i = 0; i < sizeof has / sizeof *has; i++)
+        if (strstr(n, has[i]))
             return true;
     return false;
 }
 
-int qf_hf_map_name(const char *hf, char *out, size_t n)
+/* name without every "language_model." into out; false if it does not fit */
+static bool strip_lm(const char *name, char *out, size_t n)
 {
+    static const char lm[] = "language_model.";
+    size_t o = 0;
+    for (const char *p = name; *p;) {
+        if (!strncmp(p, lm, sizeof lm - 1)) {
+            p += sizeof lm - 1;
+            continue;
+        }
+        if (o + 1 >= n)
+            return false;
+        out[o++] = *p++;
+    }
+    out[o] = 0;
+    return true;
+}
+
+int qf_hf_map_name(const char *hf_arch, const char *hf_name, char *out, size_t n)
+{
+    const struct hf_arch *a = arch_row(hf_arch);
+    char hf[256];
+    if (multimodal_name(hf_name))
+        return 1;
+    if (!strip_lm(hf_name, hf, sizeof hf))
+        return -1;
+    if (a && a->drop_lm_head && !strcmp(hf, "lm_head.weight"))
+        return 1;
     static const char *const top[][2] = {{"model.embed_tokens.weight", "token_embd.weight"},
                                          {"model.norm.weight", "output_norm.weight"},
                                          {"lm_head.weight", "output.weight"}};
@@ -343,7 +488,7 @@ int qf_hf_map_name(const char *hf, char *out, size_t n)
         {"self_attn.q_norm", "attn_q_norm"},  {"self_attn.k_norm", "attn_k_norm"},
         {"mlp.gate_proj", "ffn_gate"},        {"mlp.up_proj", "ffn_up"},
         {"mlp.down_proj", "ffn_down"},        {"block_sparse_moe.gate", "ffn_gate_inp"},
-        {"mlp.gate", "ffn_gate_inp"},
+        {"mlp.gate", "ffn_gate_inp"},         {NULL, NULL},
     };
     unsigned layer;
     int used = 0;
@@ -355,12 +500,36 @@ int qf_hf_map_name(const char *hf, char *out, size_t n)
     const char *dot = strrchr(rest, '.');
     if (!dot || (strcmp(dot, ".weight") && strcmp(dot, ".bias")))
         return -1;
-    for (size_t i = 0; i < sizeof blk / sizeof *blk; i++)
-        if (strlen(blk[i][0]) == (size_t)(dot - rest) && !strncmp(rest, blk[i][0], (size_t)(dot - rest))) {
-            snprintf(out, n, "blk.%u.%s%s", layer, blk[i][1], dot);
-            return 0;
-        }
+    const char *const (*tables[2])[2] = {a ? a->names : NULL, blk};
+    for (int k = 0; k < 2; k++)
+        for (size_t i = 0; tables[k] && tables[k][i][0]; i++)
+            if (strlen(tables[k][i][0]) == (size_t)(dot - rest) &&
+                !strncmp(rest, tables[k][i][0], (size_t)(dot - rest))) {
+                snprintf(out, n, "blk.%u.%s%s", layer, tables[k][i][1], dot);
+                return 0;
+            }
     return -1;
+}
+
+static bool expert_name(const struct hf_arch *a, const char *name, unsigned *layer, unsigned *expert, int *part);
+
+int qf_hf_locate(const char *hf_arch, const char *hf_name, char *out, size_t n, uint32_t *expert, float *shift)
+{
+    const struct hf_arch *a = arch_row(hf_arch);
+    char nm[256];
+    unsigned layer, e;
+    int part;
+    *expert = UINT32_MAX;
+    *shift = 0;
+    if (a && !multimodal_name(hf_name) && strip_lm(hf_name, nm, sizeof nm) && expert_name(a, nm, &layer, &e, &part)) {
+        snprintf(out, n, "blk.%u.ffn_%s_exps.weight", layer, a->parts_gguf[part]);
+        *expert = e;
+        return 0;
+    }
+    int rc = qf_hf_map_name(hf_arch, hf_name, out, n);
+    if (!rc && a && a->norm_shift && strip_lm(hf_name, nm, sizeof nm) && has_suffix(nm, "norm.weight"))
+        *shift = 1.0f;
+    return rc;
 }
 
 /* ------------------------------------------------------- tokenizer */
@@ -863,8 +1032,51 @@ static struct added *added_sorted(json_t *tj, size_t n, size_t *count)
 }
 
 /* Path 1: tokenizer.model (conversion/base.py _create_vocab_sentencepiece) */
-static int vocab_spm(const uint8_t *spm, size_t spm_len, json_t *tc, long long vocab_size, struct vocab *v,
-                     char *err, size_t errlen)
+/* added tokens as Phi3MiniModel.set_vocab applies them: USER_DEFINED (or
+ * CONTROL when special), score -1000, the text as it is; an id past the
+ * table is the converter's IndexError */
+static int phi3_added(struct vocab *v, json_t *arr_or_obj, bool obj, char *err, size_t errlen)
+{
+    const char *k;
+    json_t *e;
+    size_t i;
+    int rc = 0;
+    if (obj) {
+        json_object_foreach(arr_or_obj, k, e)
+        {
+            char *endp;
+            long id = strtol(k, &endp, 10);
+            const char *content = json_string_value(json_object_get(e, "content"));
+            if (*endp || id < 0 || (size_t)id >= v->n || !content)
+                return qf_fail(err, errlen, -ENOTSUP, "added token %s is outside the %zu-token vocabulary", k, v->n);
+            v->type[id] = json_is_true(json_object_get(e, "special")) ? TT_CONTROL : TT_USER;
+            v->score[id] = -1000.0f;
+            if ((rc = vocab_set(v, (size_t)id, content, strlen(content))))
+                return rc;
+        }
+        return 0;
+    }
+    json_array_foreach(arr_or_obj, i, e)
+    {
+        json_t *idj = json_object_get(e, "id");
+        const char *content = json_string_value(json_object_get(e, "content"));
+        if (!json_is_integer(idj) || json_integer_value(idj) < 0 || (size_t)json_integer_value(idj) >= v->n || !content)
+            return qf_fail(err, errlen, -ENOTSUP, "tokenizer.json: added token %zu is outside the %zu-token vocabulary",
+                           i, v->n);
+        size_t id = (size_t)json_integer_value(idj);
+        v->type[id] = json_is_true(json_object_get(e, "special")) ? TT_CONTROL : TT_USER;
+        v->score[id] = -1000.0f;
+        if ((rc = vocab_set(v, id, content, strlen(content))))
+            return rc;
+    }
+    return 0;
+}
+
+/* _create_vocab_sentencepiece (conversion/base.py), or with phi3 the
+ * routine of Phi3MiniModel.set_vocab (conversion/phi.py:44-146): a table
+ * of vocab_size entries, pieces in it, then the added tokens */
+static int vocab_spm(const uint8_t *spm, size_t spm_len, json_t *tc, json_t *tj, long long vocab_size, bool phi3,
+                     struct vocab *v, char *err, size_t errlen)
 {
     struct piece *ps = NULL;
     size_t np = 0;
@@ -872,6 +1084,11 @@ static int vocab_spm(const uint8_t *spm, size_t spm_len, json_t *tc, long long v
     if (rc)
         return rc;
     size_t n = vocab_size > 0 ? (size_t)vocab_size : np;
+    if (phi3 && np > n) {
+        rc = qf_fail(err, errlen, -ENOTSUP, "tokenizer.model has %zu pieces, more than vocab_size %zu (the converter's "
+                     "IndexError)", np, n);
+        goto out;
+    }
     if ((rc = vocab_alloc(v, n, true)))
         goto out;
     for (size_t i = 0; i < n && !rc; i++) {
@@ -885,8 +1102,15 @@ static int vocab_spm(const uint8_t *spm, size_t spm_len, json_t *tc, long long v
         /* IsUnknown / IsControl / IsUnused / IsByte, else NORMAL */
         v->type[i] = ps[i].type >= 2 && ps[i].type <= 6 && ps[i].type != 4 ? (int32_t)ps[i].type : TT_NORMAL;
     }
+    if (rc)
+        goto out;
     /* added_tokens.json is not read: quantfs refuses models that have one
      * (qf_hf_build), tokenizer_config's added_tokens_decoder is */
+    if (phi3) {
+        if (!(rc = phi3_added(v, json_object_get(tc, "added_tokens_decoder"), true, err, errlen)))
+            rc = phi3_added(v, json_object_get(tj, "added_tokens"), false, err, errlen);
+        goto out;
+    }
     const char *k;
     json_t *e;
     json_object_foreach(json_object_get(tc, "added_tokens_decoder"), k, e)
@@ -1222,7 +1446,8 @@ int qf_hf_build(const struct qf_hf_input *in, struct qf_hf **out, char *err, siz
 {
     *out = NULL;
     int rc = 0;
-    json_t *cfg = load(in->config, in->config_len, "config.json", 0, err, errlen), *tj = NULL, *tc = NULL;
+    json_t *cfg = load(in->config, in->config_len, "config.json", 0, err, errlen), *tj = NULL, *tc = NULL, *hp = NULL;
+    float *phi_factors[2] = {NULL, NULL}; /* Phi-3's rope factors, until their tensors own them */
     if (!cfg)
         return -EINVAL;
     struct qf_hf *hf = calloc(1, sizeof *hf);
@@ -1237,47 +1462,62 @@ int qf_hf_build(const struct qf_hf_input *in, struct qf_hf **out, char *err, siz
     }
     json_t *archs_j = json_object_get(cfg, "architectures");
     const char *hfarch = json_string_value(json_array_get(archs_j, 0));
-    int ai = -1;
-    for (size_t i = 0; hfarch && i < sizeof archs / sizeof *archs; i++)
-        if (!strcmp(archs[i].hf, hfarch))
-            ai = (int)i;
-    if (ai < 0) {
+    const struct hf_arch *a = arch_row(hfarch);
+    if (!a) {
         rc = qf_fail(err, errlen, -ENOTSUP, "architecture %s: quantfs builds GGUF views of %s only",
                      hfarch ? hfarch : "(none in config.json)", QF_HF_ARCHS);
         goto out;
     }
-    const struct hf_arch *a = &archs[ai];
+    /* TextModel: text_config's keys over the root's (a multimodal
+     * checkpoint's language model); SpecialVocab still reads the root */
+    json_t *tcfg = json_object_get(cfg, "text_config");
+    if (json_is_object(tcfg)) {
+        if (!(hp = json_copy(cfg)) || json_object_update(hp, tcfg)) {
+            rc = -ENOMEM;
+            goto out;
+        }
+    } else {
+        hp = json_incref(cfg);
+    }
     const char *an = a->gguf;
-    long long ctx = archs[ai].ctx, H, F, nh, nkv, V = -1, hd;
-    double theta = archs[ai].theta, eps = archs[ai].eps;
-    if (!jint(cfg, "num_hidden_layers", &L) || !jint(cfg, "hidden_size", &H) ||
-        !jint(cfg, "intermediate_size", &F) || !jint(cfg, "num_attention_heads", &nh) || L <= 0 || H <= 0 ||
+    long long ctx = a->ctx, H, F, nh, nkv, V = a->vocab, hd;
+    double theta = a->theta, eps = a->eps, theta_swa = a->theta_swa;
+    if (!jint(hp, "num_hidden_layers", &L) || !jint(hp, "hidden_size", &H) ||
+        !jint(hp, "intermediate_size", &F) || !jint(hp, "num_attention_heads", &nh) || L <= 0 || H <= 0 ||
         F <= 0 || nh <= 0 || L > 4096) {
         rc = qf_fail(err, errlen, -ENOTSUP, "config.json: needs num_hidden_layers, hidden_size, intermediate_size, "
                                          "num_attention_heads");
         goto out;
     }
-    if (!jint(cfg, "num_key_value_heads", &nkv) || nkv <= 0)
-        nkv = nh;
-    jint(cfg, "max_position_embeddings", &ctx);
-    jint(cfg, "vocab_size", &V);
-    jnum(cfg, "rms_norm_eps", &eps);
-    jnum(cfg, "rope_theta", &theta);
-    json_t *rp = json_object_get(cfg, "rope_parameters");
+    if (!jint(hp, "num_key_value_heads", &nkv) || nkv <= 0)
+        nkv = a->kv_heads ? a->kv_heads : nh;
+    jint(hp, "max_position_embeddings", &ctx);
+    jint(hp, "vocab_size", &V);
+    jnum(hp, "rms_norm_eps", &eps);
+    jnum(hp, "rope_theta", &theta);
+    jnum(hp, "rope_local_base_freq", &theta_swa);
+    json_t *rp = json_object_get(hp, "rope_parameters");
     if (!json_is_object(rp))
-        rp = json_object_get(cfg, "rope_scaling");
+        rp = json_object_get(hp, "rope_scaling");
+    /* transformers 5 configs of models with sliding layers: one set of
+     * parameters per layer kind; T reads full_attention's */
+    json_t *rp_swa = json_object_get(rp, "sliding_attention");
+    if (json_is_object(json_object_get(rp, "full_attention")))
+        rp = json_object_get(rp, "full_attention");
+    jnum(rp_swa, "rope_theta", &theta_swa);
     /* RoPE scaling as conversion/base.py set_gguf_parameters maps it: linear
      * and yarn become KVs, llama3 a generated rope_freqs tensor (Llama and
-     * Mistral only), dynamic and unknown types nothing at all */
+     * Mistral only), dynamic and unknown types nothing at all; Phi-3 reads
+     * longrope itself */
     struct rope rope = {.orig_ctx = -1};
-    if (json_is_object(rp)) {
+    if (json_is_object(rp) && a->kvs == KVS_TEXT) {
         jnum(rp, "rope_theta", &theta);
         const char *rt = json_string_value(json_object_get(rp, "rope_type"));
         if (!rt)
             rt = json_string_value(json_object_get(rp, "type"));
         bool has_factor = jnum(rp, "factor", &rope.factor);
         if (!jint(rp, "original_max_position_embeddings", &rope.orig_ctx))
-            jint(cfg, "original_max_position_embeddings", &rope.orig_ctx);
+            jint(hp, "original_max_position_embeddings", &rope.orig_ctx);
         if (!rt) {
         } else if (!strcmp(rt, "linear") && has_factor) {
             rope.kind = ROPE_LINEAR;
@@ -1306,7 +1546,8 @@ int qf_hf_build(const struct qf_hf_input *in, struct qf_hf **out, char *err, siz
                 rope.orig_ctx = 8192;
         }
     }
-    bool head_dim_given = jint(cfg, "head_dim", &hd);
+    jnum(rp, "rope_theta", &theta); /* (Phi-3, Gemma 2: rope_parameters as transformers 5 writes them) */
+    bool head_dim_given = jint(hp, "head_dim", &hd);
     if (!head_dim_given)
         hd = a->head_dim ? a->head_dim : H / nh; /* (Qwen3Config's default is 128) */
     if (hd <= 0 || nh % nkv || (a->permute_qk && (hd % 2)) || hd > 65536) {
@@ -1332,67 +1573,151 @@ int qf_hf_build(const struct qf_hf_input *in, struct qf_hf **out, char *err, siz
 
     /* ---- KVs, in the converter's order ---- */
     struct buf *b = &kv;
+    char k[96];
+#define AK(s) (snprintf(k, sizeof k, "%s." s, an), k)
     kv_str(b, "general.architecture", an);
+    long long n_rot = hd;
+    if (a->kvs == KVS_PHI3) {
+        /* generate_extra_tensors runs before the metadata: attn_factor is
+         * the file's second key (conversion/phi.py:175-211) */
+        double prf = 1.0;
+        if (!jnum(rp, "partial_rotary_factor", &prf))
+            jnum(hp, "partial_rotary_factor", &prf);
+        n_rot = (long long)(prf * (double)H) / nh;
+        if (!jint(rp, "original_max_position_embeddings", &rope.orig_ctx) &&
+            !jint(hp, "original_max_position_embeddings", &rope.orig_ctx))
+            rope.orig_ctx = 4096; /* Phi3Config's default */
+        if (!jint(hp, "n_positions", &ctx))
+            jint(hp, "max_position_embeddings", &ctx);
+        if ((rc = phi3_rope_factors(rp, ctx, rope.orig_ctx, n_rot, b, an, phi_factors, err, errlen)))
+            goto out;
+    }
     kv_str(b, "general.type", "model");
     if ((rc = write_sampling(b, in->generation_config, in->generation_config_len, err, errlen)))
         goto out;
     kv_str(b, "general.name", in->name);
-    char k[96];
-#define AK(s) (snprintf(k, sizeof k, "%s." s, an), k)
-    kv_u32(b, AK("block_count"), (uint32_t)L);
-    kv_u32(b, AK("context_length"), (uint32_t)ctx);
-    kv_u32(b, AK("embedding_length"), (uint32_t)H);
-    kv_u32(b, AK("feed_forward_length"), (uint32_t)F);
-    kv_u32(b, AK("attention.head_count"), (uint32_t)nh);
-    kv_u32(b, AK("attention.head_count_kv"), (uint32_t)nkv);
-    if (rope.kind == ROPE_LINEAR || rope.kind == ROPE_YARN) {
-        kv_str(b, AK("rope.scaling.type"), rope.kind == ROPE_LINEAR ? "linear" : "yarn");
-        kv_f32(b, AK("rope.scaling.factor"), (float)rope.factor);
-    }
-    if (rope.kind == ROPE_YARN) {
-        static const char *const yk[4] = {"yarn_ext_factor", "yarn_attn_factor", "yarn_beta_fast", "yarn_beta_slow"};
-        kv_u32(b, AK("rope.scaling.original_context_length"), (uint32_t)rope.orig_ctx);
-        for (int i = 0; i < 4; i++) {
-            char yn[64];
-            snprintf(yn, sizeof yn, "rope.scaling.%s", yk[i]);
-            if (rope.has[i])
-                kv_f32(b, (snprintf(k, sizeof k, "%s.%s", an, yn), k), (float)rope.yarn[i]);
-        }
-    }
-    kv_f32(b, AK("rope.freq_base"), (float)theta);
-    kv_f32(b, AK("attention.layer_norm_rms_epsilon"), (float)eps);
-    long long n_expert = 0, n_used = 0; /* T14, T15: the first key present */
-    if (jint(cfg, "num_local_experts", &n_expert) || jint(cfg, "num_experts", &n_expert) ||
-        jint(cfg, "n_routed_experts", &n_expert))
-        kv_u32(b, AK("expert_count"), (uint32_t)n_expert);
-    if (jint(cfg, "num_experts_per_tok", &n_used) || jint(cfg, "num_experts_per_token", &n_used) ||
-        jint(cfg, "top_k_experts", &n_used))
-        kv_u32(b, AK("expert_used_count"), (uint32_t)n_used);
-    if (a->experts && (n_expert <= 0 || n_expert > 1024)) {
-        rc = qf_fail(err, errlen, -ENOTSUP, "config.json: num_local_experts %lld is not in 1..1024", n_expert);
-        goto out;
-    }
-    /* transformers fills head_dim for Llama, Mistral and Qwen3 configs, not
-     * for Qwen2's: the converter writes key/value_length when it is there */
-    if (a->head_kvs_always || head_dim_given) {
-        kv_u32(b, AK("attention.key_length"), (uint32_t)hd);
-        kv_u32(b, AK("attention.value_length"), (uint32_t)hd);
-    }
-    size_t ftype_at = b->len + 8 + strlen("general.file_type") + 4; /* where its value goes */
-    kv_u32(b, "general.file_type", 0);
-    if (a->vocab_size_kvs) {
-        if (V < 0) {
-            rc = qf_fail(err, errlen, -ENOTSUP, "config.json: no vocab_size");
+    long long n_expert = 0, n_used = 0;
+    size_t ftype_at;
+    if (a->kvs == KVS_GEMMA2) { /* Gemma2Model.set_gguf_parameters: its own list, no T */
+        double softcap[2] = {50.0, 30.0};
+        long long swa = 4096;
+        static const char *const sk[2] = {"attn_logit_softcapping", "final_logit_softcapping"};
+        for (int i = 0; i < 2; i++)
+            if (json_object_get(hp, sk[i]) && !jnum(hp, sk[i], &softcap[i])) {
+                rc = qf_fail(err, errlen, -ENOTSUP, "config.json: %s is not a number (the converter fails)", sk[i]);
+                goto out;
+            }
+        if (json_object_get(hp, "sliding_window") && !jint(hp, "sliding_window", &swa)) {
+            rc = qf_fail(err, errlen, -ENOTSUP, "config.json: sliding_window is not an integer (the converter fails)");
             goto out;
         }
-        kv_u32(b, AK("vocab_size"), (uint32_t)V);
-        kv_u32(b, AK("rope.dimension_count"), (uint32_t)hd);
+        kv_u32(b, AK("context_length"), (uint32_t)ctx);
+        kv_u32(b, AK("embedding_length"), (uint32_t)H);
+        kv_u32(b, AK("block_count"), (uint32_t)L);
+        kv_u32(b, AK("feed_forward_length"), (uint32_t)F);
+        kv_u32(b, AK("attention.head_count"), (uint32_t)nh);
+        kv_u32(b, AK("attention.head_count_kv"), (uint32_t)nkv);
+        kv_f32(b, AK("attention.layer_norm_rms_epsilon"), (float)eps);
+        kv_u32(b, AK("attention.key_length"), (uint32_t)hd);
+        kv_u32(b, AK("attention.value_length"), (uint32_t)hd);
+        ftype_at = b->len + 8 + strlen("general.file_type") + 4; /* where its value goes */
+        kv_u32(b, "general.file_type", 0);
+        kv_f32(b, AK("attn_logit_softcapping"), (float)softcap[0]);
+        kv_f32(b, AK("final_logit_softcapping"), (float)softcap[1]);
+        kv_u32(b, AK("attention.sliding_window"), (uint32_t)swa);
+    } else if (a->kvs == KVS_PHI3) { /* Phi3MiniModel.set_gguf_parameters, no T */
+        long long swa = 0; /* null: 0 (Phi-4) */
+        json_t *sw = json_object_get(hp, "sliding_window");
+        if (sw && !json_is_null(sw) && !jint(hp, "sliding_window", &swa)) {
+            rc = qf_fail(err, errlen, -ENOTSUP, "config.json: sliding_window is not an integer (the converter fails)");
+            goto out;
+        }
+        kv_u32(b, AK("context_length"), (uint32_t)ctx);
+        kv_u32(b, AK("rope.scaling.original_context_length"), (uint32_t)rope.orig_ctx);
+        kv_u32(b, AK("embedding_length"), (uint32_t)H);
+        kv_u32(b, AK("feed_forward_length"), (uint32_t)F);
+        kv_u32(b, AK("block_count"), (uint32_t)L);
+        kv_u32(b, AK("attention.head_count"), (uint32_t)nh);
+        kv_u32(b, AK("attention.head_count_kv"), (uint32_t)nkv);
+        kv_f32(b, AK("attention.layer_norm_rms_epsilon"), (float)eps);
+        kv_u32(b, AK("rope.dimension_count"), (uint32_t)n_rot);
+        kv_f32(b, AK("rope.freq_base"), (float)theta);
+        ftype_at = b->len + 8 + strlen("general.file_type") + 4;
+        kv_u32(b, "general.file_type", 0);
+        kv_u32(b, AK("attention.sliding_window"), (uint32_t)swa);
+    } else { /* T: TextModel.set_gguf_parameters (conversion/base.py:1392-1504) */
+        kv_u32(b, AK("block_count"), (uint32_t)L);
+        kv_u32(b, AK("context_length"), (uint32_t)ctx);
+        kv_u32(b, AK("embedding_length"), (uint32_t)H);
+        kv_u32(b, AK("feed_forward_length"), (uint32_t)F);
+        kv_u32(b, AK("attention.head_count"), (uint32_t)nh);
+        kv_u32(b, AK("attention.head_count_kv"), (uint32_t)nkv);
+        if (rope.kind == ROPE_LINEAR || rope.kind == ROPE_YARN) {
+            kv_str(b, AK("rope.scaling.type"), rope.kind == ROPE_LINEAR ? "linear" : "yarn");
+            kv_f32(b, AK("rope.scaling.factor"), (float)rope.factor);
+        }
+        if (rope.kind == ROPE_YARN) {
+            static const char *const yk[4] = {"yarn_ext_factor", "yarn_attn_factor", "yarn_beta_fast", "yarn_beta_slow"};
+            kv_u32(b, AK("rope.scaling.original_context_length"), (uint32_t)rope.orig_ctx);
+            for (int i = 0; i < 4; i++) {
+                char yn[64];
+                snprintf(yn, sizeof yn, "rope.scaling.%s", yk[i]);
+                if (rope.has[i])
+                    kv_f32(b, (snprintf(k, sizeof k, "%s.%s", an, yn), k), (float)rope.yarn[i]);
+            }
+        }
+        kv_f32(b, AK("rope.freq_base"), (float)theta);
+        if (a->rope_swa)
+            kv_f32(b, AK("rope.freq_base_swa"), (float)theta_swa);
+        kv_f32(b, AK("attention.layer_norm_rms_epsilon"), (float)eps);
+        /* T14, T15: the first key present */
+        if (jint(hp, "num_local_experts", &n_expert) || jint(hp, "num_experts", &n_expert) ||
+            jint(hp, "n_routed_experts", &n_expert))
+            kv_u32(b, AK("expert_count"), (uint32_t)n_expert);
+        if (jint(hp, "num_experts_per_tok", &n_used) || jint(hp, "num_experts_per_token", &n_used) ||
+            jint(hp, "top_k_experts", &n_used))
+            kv_u32(b, AK("expert_used_count"), (uint32_t)n_used);
+        if (a->experts && (n_expert <= 0 || n_expert > 1024)) {
+            rc = qf_fail(err, errlen, -ENOTSUP, "config.json: num_local_experts %lld is not in 1..1024", n_expert);
+            goto out;
+        }
+        /* transformers fills head_dim for Llama, Mistral and Qwen3 configs, not
+         * for Qwen2's: the converter writes key/value_length when it is there */
+        if (a->head_kvs_always || head_dim_given) {
+            kv_u32(b, AK("attention.key_length"), (uint32_t)hd);
+            kv_u32(b, AK("attention.value_length"), (uint32_t)hd);
+        }
+        ftype_at = b->len + 8 + strlen("general.file_type") + 4; /* where its value goes */
+        kv_u32(b, "general.file_type", 0);
+        if (a->vocab_size_kvs) {
+            kv_u32(b, AK("vocab_size"), (uint32_t)V);
+            kv_u32(b, AK("rope.dimension_count"), (uint32_t)hd);
+        }
+        long long moe_ff;
+        if (a->moe_ff_kvs && jint(hp, "moe_intermediate_size", &moe_ff))
+            kv_u32(b, AK("expert_feed_forward_length"), (uint32_t)moe_ff);
+        if (a->moe_ff_kvs && jint(hp, "shared_expert_intermediate_size", &moe_ff))
+            kv_u32(b, AK("expert_shared_feed_forward_length"), (uint32_t)moe_ff);
+        if (a->gemma3_kvs) { /* Gemma3Model's additions; its re-writes keep T's places */
+            double fsc = 0;
+            long long pat = 0, swa = 4096;
+            json_t *asc = json_object_get(hp, "attn_logit_softcapping");
+            if (asc && !json_is_null(asc)) { /* its assert */
+                rc = qf_fail(err, errlen, -ENOTSUP, "config.json: Gemma 3 has no attn_logit_softcapping (the converter's assertion)");
+                goto out;
+            }
+            if (jnum(hp, "final_logit_softcapping", &fsc) && fsc != 0)
+                kv_f32(b, AK("final_logit_softcapping"), (float)fsc);
+            if (!jint(hp, "sliding_window_pattern", &pat) || pat != 1) {
+                json_t *sw = json_object_get(hp, "sliding_window");
+                if (sw && !jint(hp, "sliding_window", &swa)) {
+                    rc = qf_fail(err, errlen, -ENOTSUP, "config.json: sliding_window is not an integer (the converter fails)");
+                    goto out;
+                }
+                kv_u32(b, AK("attention.sliding_window"), (uint32_t)swa);
+            }
+        }
     }
-    long long moe_ff;
-    if (a->moe_ff_kvs && jint(cfg, "moe_intermediate_size", &moe_ff))
-        kv_u32(b, AK("expert_feed_forward_length"), (uint32_t)moe_ff);
-    if (a->moe_ff_kvs && jint(cfg, "shared_expert_intermediate_size", &moe_ff))
-        kv_u32(b, AK("expert_shared_feed_forward_length"), (uint32_t)moe_ff);
 #undef AK
     kv_u32(b, "general.quantization_version", 2);
 
@@ -1409,16 +1734,48 @@ int qf_hf_build(const struct qf_hf_input *in, struct qf_hf **out, char *err, siz
                          !byte_fallback;
         const char *dec = tj ? json_string_value(json_object_get(json_object_get(tj, "decoder"), "type")) : NULL;
         struct special sp;
-        if (a->spm_vocab && tc) {
-            json_t *aps = json_object_get(tc, "add_prefix_space");
-            if (json_is_boolean(aps))
-                kv_bool(b, "tokenizer.ggml.add_space_prefix", json_is_true(aps));
+        enum { P_NONE, P_SPM, P_LLAMA_HF, P_PHI3, P_BPE } path = P_NONE;
+        const char *why = "no tokenizer quantfs can convert (tokenizer.model, or a BPE tokenizer.json); place the "
+                          "converter's vocab-only GGUF beside the model";
+        bool bpe = tj && str_eq(tm, "BPE") && !byte_fallback;
+        switch (a->vocab_kind) {
+        case VOCAB_LLAMA: /* LlamaModel.set_vocab: SentencePiece, LlamaHfVocab, BPE */
+            if (tc) {
+                json_t *aps = json_object_get(tc, "add_prefix_space");
+                if (json_is_boolean(aps))
+                    kv_bool(b, "tokenizer.ggml.add_space_prefix", json_is_true(aps));
+            }
+            path = in->spm ? P_SPM
+                 : tj && str_eq(tm, "BPE") && byte_fallback && str_eq(dec, "Sequence") && !is_llama3 ? P_LLAMA_HF
+                 : bpe ? P_BPE : P_NONE;
+            break;
+        case VOCAB_BPE: /* Qwen2Model: SentencePiece if there is one, else BPE */
+            path = in->spm ? P_SPM : bpe ? P_BPE : P_NONE;
+            break;
+        case VOCAB_GEMMA:
+            path = in->spm ? P_SPM : bpe ? P_BPE : P_NONE;
+            break;
+        case VOCAB_GEMMA_SPM_ONLY:
+            path = in->spm ? P_SPM : P_NONE;
+            why = "Gemma 2 needs tokenizer.model (the converter's FileNotFoundError)";
+            break;
+        case VOCAB_PHI3: { /* Phi3MiniModel.set_vocab */
+            json_t *cls = tc ? json_object_get(tc, "tokenizer_class") : NULL;
+            if (tc && !cls)
+                why = "tokenizer_config.json has no tokenizer_class (the converter's KeyError)";
+            else if (str_eq(json_string_value(cls), "GPT2Tokenizer"))
+                path = bpe ? P_BPE : P_NONE;
+            else if (in->spm)
+                path = P_PHI3;
+            else
+                why = "Phi-3 needs tokenizer.model unless its tokenizer_class is GPT2Tokenizer (the converter's ValueError)";
+            break;
         }
-        bool llama_hf = a->spm_vocab && tj && str_eq(tm, "BPE") && byte_fallback && str_eq(dec, "Sequence") &&
-                        !is_llama3;
-        if (in->spm || llama_hf) { /* SentencePiece, or the converter's LlamaHfVocab */
-            rc = in->spm ? vocab_spm(in->spm, in->spm_len, tc, V, &voc, err, errlen)
-                         : vocab_llama_hf(tj, tc, &voc, err, errlen);
+        }
+        if (path == P_SPM || path == P_LLAMA_HF || path == P_PHI3) {
+            rc = path == P_LLAMA_HF ? vocab_llama_hf(tj, tc, &voc, err, errlen)
+                                    : vocab_spm(in->spm, in->spm_len, tc, path == P_PHI3 ? tj : NULL, V,
+                                                path == P_PHI3, &voc, err, errlen);
             if (rc)
                 goto out;
             kv_str(b, "tokenizer.ggml.model", "llama");
@@ -1426,7 +1783,9 @@ int qf_hf_build(const struct qf_hf_input *in, struct qf_hf **out, char *err, siz
             write_tokens(b, &voc);
             special_load(&sp, tj, tc, cfg, (long long)voc.n, in->chat_template_jinja);
             special_write(b, &sp);
-        } else if (tj && str_eq(tm, "BPE") && !byte_fallback) {
+            if (a->vocab_kind == VOCAB_GEMMA || a->vocab_kind == VOCAB_GEMMA_SPM_ONLY)
+                kv_bool(b, "tokenizer.ggml.add_space_prefix", false);
+        } else if (path == P_BPE) {
             special_load(&sp, tj, tc, cfg, -1, in->chat_template_jinja);
             const char *pre = bpe_pre(tj, &sp);
             if (!pre) {
@@ -1444,9 +1803,7 @@ int qf_hf_build(const struct qf_hf_input *in, struct qf_hf **out, char *err, siz
                 goto out;
             special_write(b, &sp);
         } else {
-            rc = qf_fail(err, errlen, -ENOTSUP,
-                      "no tokenizer quantfs can convert (tokenizer.model, or a BPE tokenizer.json); place the "
-                      "converter's vocab-only GGUF beside the model");
+            rc = qf_fail(err, errlen, -ENOTSUP, "%s", why);
             goto out;
         }
     }
@@ -1456,7 +1813,7 @@ int qf_hf_build(const struct qf_hf_input *in, struct qf_hf **out, char *err, siz
     }
 
     /* ---- tensors: shards in name order, names sorted in each ---- */
-    size_t cap = 1;
+    size_t cap = 3;
     for (size_t s = 0; s < in->n_shards; s++)
         cap += in->shards[s]->n_tensors;
     hf->t = calloc(cap, sizeof *hf->t);
@@ -1477,6 +1834,17 @@ int qf_hf_build(const struct qf_hf_input *in, struct qf_hf **out, char *err, siz
             goto out;
         }
         qf_hf_rope_llama3(theta, hd, rope.factor, rope.low, rope.high, rope.orig_ctx, o->gen);
+    }
+    for (int i = 0; i < 2 && phi_factors[i]; i++) { /* generated first, long then short */
+        struct qf_hf_tensor *o = &hf->t[hf->n_tensors++];
+        snprintf(o->name, sizeof o->name, i ? "rope_factors_short.weight" : "rope_factors_long.weight");
+        o->n_dims = 1;
+        for (int d = 0; d < QF_GGUF_MAX_DIMS; d++)
+            o->ne[d] = 1;
+        o->ne[0] = o->nelems = (uint64_t)n_rot / 2;
+        o->src_type = QF_F32;
+        o->gen = phi_factors[i];
+        phi_factors[i] = NULL;
     }
     if (a->experts && (!(experts = calloc((size_t)L, sizeof *experts)) ||
                        !(expert_seen = calloc((size_t)L, sizeof *expert_seen)))) {
@@ -1503,7 +1871,12 @@ int qf_hf_build(const struct qf_hf_input *in, struct qf_hf **out, char *err, siz
             struct qf_hf_tensor *o = &hf->t[hf->n_tensors];
             unsigned el, ee;
             int ep;
-            if (expert_name(a, t->name, &el, &ee, &ep)) { /* held back until its layer is complete */
+            char nm[256]; /* without "language_model." (ModelBase.filter_tensors) */
+            if (!strip_lm(t->name, nm, sizeof nm)) {
+                rc = qf_fail(err, errlen, -ENOTSUP, "tensor name '%.64s...' is too long", t->name);
+                break;
+            }
+            if (expert_name(a, nm, &el, &ee, &ep)) { /* held back until its layer is complete */
                 uint32_t dt = t->dtype == QF_STD_F32 ? QF_F32 : t->dtype == QF_STD_F16 ? QF_F16
                                                               : t->dtype == QF_STD_BF16 ? QF_BF16 : UINT32_MAX;
                 if (el >= (unsigned)L || ee >= (unsigned)n_expert || t->n_dims != 2 || dt == UINT32_MAX) {
@@ -1525,7 +1898,7 @@ int qf_hf_build(const struct qf_hf_input *in, struct qf_hf **out, char *err, siz
                 }
                 continue;
             }
-            int m = qf_hf_map_name(t->name, o->name, sizeof o->name);
+            int m = qf_hf_map_name(a->hf, nm, o->name, sizeof o->name);
             if (m == 1)
                 continue;
             if (m < 0) {
@@ -1548,6 +1921,13 @@ int qf_hf_build(const struct qf_hf_input *in, struct qf_hf **out, char *err, siz
             o->shard = (uint32_t)s;
             o->src_type = qt;
             o->src_off = t->offset;
+            o->norm_shift = a->norm_shift && has_suffix(nm, "norm.weight");
+            /* Gemma3Model: token_embd cut to the vocabulary's length */
+            if (a->gemma3_kvs && in->spm && !strcmp(o->name, "token_embd.weight") && o->n_dims == 2 &&
+                o->ne[1] > (uint64_t)V) {
+                o->ne[1] = (uint64_t)V;
+                o->nelems = o->ne[0] * o->ne[1];
+            }
             if (a->permute_qk) {
                 bool q = strstr(t->name, "q_proj.") != NULL, kk = strstr(t->name, "k_proj.") != NULL;
                 if (q || kk) {
@@ -1651,8 +2031,11 @@ out:
     vocab_free(&voc);
     free(kv.p);
     json_decref(cfg);
+    json_decref(hp);
     json_decref(tj);
     json_decref(tc);
+    free(phi_factors[0]);
+    free(phi_factors[1]);
     if (rc) {
         qf_hf_free(hf);
         return rc;
@@ -1808,6 +2191,9 @@ int qf_hf_pread(void *vctx, void *buf, size_t len, uint64_t off)
                 return rc;
         }
         qf_to_f32(t->src_type, raw, f, (size_t)seg);
+        if (t->norm_shift) /* Gemma's + 1, in the source dtype: an fp16 sum is rounded to fp16 */
+            for (uint64_t k = 0; k < seg; k++)
+                f[k] = t->src_type == QF_F16 ? qf_f16_to_f32(qf_f32_to_f16(f[k] + 1.0f)) : f[k] + 1.0f;
         size_t skip = (size_t)(in % 4), n = (size_t)(seg * 4) - skip;
         if (n > len)
             n = len;

@@ -22,7 +22,7 @@
  *
  * Only the architectures whose hyper-parameter loading is reproduced are
  * accepted (llama — which covers Mistral and Mixtral GGUFs —, qwen2,
- * qwen3, qwen3moe, smollm3); any other is refused with a reason, never guessed.
+ * qwen3, qwen3moe, smollm3, gemma2, gemma3, phi3); any other is refused with a reason, never guessed.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -53,6 +53,9 @@ static const struct arch_rule {
     {"qwen3", S70_NONE, false},
     {"smollm3", S70_NONE, false},       /* src/models/smollm3.cpp:3 (no 70B class) */
     {"qwen3moe", S70_NONE, false},      /* src/models/qwen3moe.cpp:3 */
+    {"gemma2", S70_NONE, false},        /* src/models/gemma2.cpp (sizes by layer count, none 70B) */
+    {"gemma3", S70_NONE, false},        /* src/models/gemma3.cpp */
+    {"phi3", S70_NONE, false},          /* src/models/phi3.cpp */
 };
 
 struct hparams {
@@ -135,7 +138,7 @@ static int load_hparams(const struct qf_gguf *g, struct hparams *hp, struct plan
             hp->arch = &arch_rules[i];
     if (!hp->arch) {
         snprintf(e->buf, e->len,
-                 "architecture '%.64s': quantfs reproduces llama-quantize for llama, qwen2, qwen3, qwen3moe and smollm3 only", a->sval);
+                 "architecture '%.64s': quantfs reproduces llama-quantize for llama, qwen2, qwen3, qwen3moe, smollm3, gemma2, gemma3 and phi3 only", a->sval);
         return -ENOTSUP;
     }
     const char *an = hp->arch->name;

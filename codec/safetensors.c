@@ -219,10 +219,22 @@ out:
 
 static bool contains(const char *s, const char *w) { return strstr(s, w) != NULL; }
 
+static bool ends(const char *s, size_t n, const char *suf)
+{
+    size_t k = strlen(suf);
+    return n >= k && !strcmp(s + n - k, suf);
+}
+
 bool qf_st_is_linear_weight(const struct qf_st_tensor *t)
 {
     size_t n = strlen(t->name);
-    return t->n_dims == 2 && dtypes[t->dtype].qf != UINT32_MAX && n > 7 && !strcmp(t->name + n - 7, ".weight") &&
+    /* MoE routers stay in float: transformers 5 holds them as plain
+     * parameters (its FP8 and compressed-tensors loaders only replace
+     * Linear modules: a quantized router is an unexpected key), vLLM builds
+     * them without a quant config */
+    bool router = ends(t->name, n, ".mlp.gate.weight") || ends(t->name, n, ".block_sparse_moe.gate.weight") ||
+                  ends(t->name, n, ".shared_expert_gate.weight");
+    return t->n_dims == 2 && dtypes[t->dtype].qf != UINT32_MAX && ends(t->name, n, ".weight") && !router &&
            t->shape[0] && t->shape[1] && !contains(t->name, "embed") && !contains(t->name, "norm") &&
            !contains(t->name, "lm_head") && !contains(t->name, ".wte.") && !contains(t->name, ".wpe.");
 }

@@ -2,13 +2,16 @@
 v0.5.0's converter and llama-quantize run on the same checkpoint
 (refs/hf/arch_inputs.json: stories260K's checkpoint with config.json
 changed; refs/hf/make_archs.sh): every GGUF view, KVs and tensors byte for
-byte, naming metadata aside, and llama.cpp loads the q4_k_m view."""
+byte, naming metadata aside, and llama.cpp loads and runs every GGUF view;
+GGUF sources of them, tokenization, refusals and quantfs-check's mapping."""
 import hashlib
 import json
+import lzma
 import os
 import shutil
 import subprocess
 
+import numpy as np
 import pytest
 
 from conftest import ALL_VIEWS, SHARED
@@ -56,18 +59,18 @@ def test_views_equal_llama_cpp_output(mount_factory, tmp_path, name):
         if d:
             bad[v] = d
     assert not bad, bad
-    # llama.cpp loads and runs the views (with its own graph for the
-    # architecture: smollm3's skips rope every 4th layer)
+    # llama.cpp loads and runs every GGUF view (with its own graph for the
+    # architecture: smollm3's skips rope every 4th layer, gemma's soft-caps)
     need(have_node(), "node-llama-cpp")
-    paths = [m.path(name, v, name + ".gguf") for v in ("f32", "q8_0", "q4_k_m")]
+    paths = [m.path(name, v, name + ".gguf") for v in ALL_VIEWS]
     r = subprocess.run(["node", os.path.join(NODE_DIR, "generate.mjs")] + paths, capture_output=True, text=True,
                        timeout=600, cwd=NODE_DIR, env=dict(os.environ, GEN_TOKENS="4"))
     assert r.returncode == 0, r.stderr
     got = [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
-    assert len(got) == 3 and all("error" not in g for g in got), got
+    assert len(got) == len(paths) and all("error" not in g for g in got), got
 
 
-@pytest.mark.parametrize("name", ["smollm3s", "mixtrals", "qwen3moes"])
+@pytest.mark.parametrize("name", ["smollm3s", "mixtrals", "qwen3moes", "gemma2s", "gemma3s", "phi3s"])
 def test_gguf_sources_of_the_architecture(mount_factory, tmp_path, name):
     """The converter's F32 file as a GGUF source (the f32 view, which the
     test above holds equal to it): every llama-quantize mix of it, byte for
@@ -87,3 +90,110 @@ def test_gguf_sources_of_the_architecture(mount_factory, tmp_path, name):
         if d:
             bad[v] = d
     assert not bad, bad
+
+
+@pytest.mark.parametrize("name", ["gemma2s", "gemma3s", "gemma3cg", "phi3s", "phi3d"])
+def test_tokenization_equals_the_converters(mount_factory, tmp_path, name):
+    """llama.cpp tokenizes test_hf's 40 strings the same with the views as
+    with the converter's own vocab-only GGUF of the checkpoint
+    (refs/hf/NAME.vocab.gguf.xz, made on the device): Gemma's and Phi-3's
+    SentencePiece vocabularies, Phi-3's added tokens, add_space_prefix."""
+    from test_hf import TEXTS, tokenize
+    need(have_node(), "node-llama-cpp")
+    src = tmp_path / "src"
+    src.mkdir()
+    make(src, name)
+    m = mount_factory(src)
+    ref = tmp_path / (name + ".vocab.gguf")
+    ref.write_bytes(lzma.decompress(open(os.path.join(REFS, name + ".vocab.gguf.xz"), "rb").read()))
+    views = [m.path(name, v, name + ".gguf") for v in ("f32", "q4_k_m")]
+    toks = tokenize([str(ref)] + views, tmp_path)
+    want = toks[str(ref)]
+    assert len(want) == len(TEXTS) and any(len(t) > 3 for t in want)
+    for v in views:
+        for text, a, b in zip(TEXTS, toks[v], want):
+            assert a == b, (name, v, text, a, b)
+
+
+def test_what_the_converter_refuses_is_refused(mount_factory, tmp_path):
+    """Where convert_hf_to_gguf.py raises on a checkpoint of these
+    architectures, the GGUF views are absent and the log says why; the
+    safetensors views stay."""
+    src = tmp_path / "src"
+    src.mkdir()
+    cases = {
+        # Gemma2Model.set_vocab: _set_vocab_sentencepiece's FileNotFoundError
+        "nospm": ("gemma2s", lambda d, c: os.unlink(d / "tokenizer.model"), r"Gemma 2 needs tokenizer.model"),
+        # Phi3MiniModel.set_vocab: tokenizer_config_json['tokenizer_class'] (KeyError)
+        "nocls": ("phi3d", lambda d, c: (d / "tokenizer_config.json").write_text(json.dumps(
+            {k: v for k, v in json.loads((d / "tokenizer_config.json").read_text()).items() if k != "tokenizer_class"})),
+            r"no tokenizer_class"),
+        # Gemma3Model: assert hparams.get("attn_logit_softcapping") is None
+        "softcap": ("gemma3s", lambda d, c: c.update(attn_logit_softcapping=50.0), r"no attn_logit_softcapping"),
+        # Phi3MiniModel.generate_extra_tensors: factors of rope_dims / 2 values (ValueError)
+        "shortf": ("phi3s", lambda d, c: c["rope_scaling"].update(long_factor=[1.0, 2.0]),
+                   r"rope long and short factors must be 8 values"),
+    }
+    for new, (base, change, _) in cases.items():
+        make(src, base)
+        os.rename(src / base, src / new)
+        cfg = json.loads((src / new / "config.json").read_text())
+        change(src / new, cfg)
+        (src / new / "config.json").write_text(json.dumps(cfg))
+    m = mount_factory(src)
+    for new, (_, _, why) in cases.items():
+        views = sorted(os.listdir(m.path(new)))
+        assert "bf16" in views and "q4_k_m" not in views, (new, views)
+        assert not os.path.exists(m.path(new, "f32", new + ".gguf")), new
+        m.expect_log(r"model '%s': no GGUF views: .*%s" % (new, why))
+
+
+@pytest.mark.parametrize("name,view", [("mixtrals", "q8_0"), ("qwen3moes", "q4_k_m")])
+def test_check_maps_experts_and_sees_them_swapped(mount_factory, tmp_path, name, view):
+    """quantfs-check compares each expert of the checkpoint with its slice
+    of the stacked GGUF tensor: the view passes, and the same file with two
+    experts of one layer swapped fails on that tensor."""
+    from test_check import run as check
+    import gguf_reader
+    src = tmp_path / "src"
+    src.mkdir()
+    make(src, name)
+    m = mount_factory(src)
+    data = open(m.path(name, view, name + ".gguf"), "rb").read()
+    (tmp_path / "ok.gguf").write_bytes(data)
+    r = check("--json", "--ref", str(src / name), str(tmp_path / "ok.gguf"), check_rc=0)
+    assert json.loads(r.stdout.splitlines()[0])["pass"], r.stdout
+    t = gguf_reader.GGUF(data).tensors["blk.0.ffn_up_exps.weight"]
+    per = t["nbytes"] // t["dims"][2]
+    a, b = t["offset"], t["offset"] + per
+    bad = bytearray(data)
+    bad[a:a + per], bad[b:b + per] = data[b:b + per], data[a:a + per]
+    (tmp_path / "swapped.gguf").write_bytes(bytes(bad))
+    r = check("--json", "--ref", str(src / name), str(tmp_path / "swapped.gguf"), check_rc=1)
+    d = json.loads(r.stdout.splitlines()[0])
+    assert not d["pass"] and "blk.0.ffn_up_exps" in d["sqnr_worst_tensor"], d
+
+
+def test_check_applies_gemmas_norm_shift(mount_factory, tmp_path):
+    """Gemma's norms are stored + 1 in the GGUF: the check adds it to the
+    checkpoint's values, so the f32 file is exact, and a file whose norm
+    lacks the shift fails on that norm."""
+    from test_check import run as check
+    import gguf_reader
+    name = "gemma2s"
+    src = tmp_path / "src"
+    src.mkdir()
+    make(src, name)
+    m = mount_factory(src)
+    data = open(m.path(name, "f32", name + ".gguf"), "rb").read()
+    (tmp_path / "ok.gguf").write_bytes(data)
+    d = json.loads(check("--json", "--ref", str(src / name), str(tmp_path / "ok.gguf"), check_rc=0).stdout.splitlines()[0])
+    assert d["pass"] and d["sqnr_min_db"] >= 60, d  # the converter rounds fp16 + 1 to fp16; the check adds exactly
+    t = gguf_reader.GGUF(data).tensors["blk.1.post_ffw_norm.weight"]
+    bad = bytearray(data)
+    vals = np.frombuffer(data[t["offset"]:t["offset"] + t["nbytes"]], dtype="<f4") - 1
+    bad[t["offset"]:t["offset"] + t["nbytes"]] = vals.astype("<f4").tobytes()
+    (tmp_path / "noshift.gguf").write_bytes(bytes(bad))
+    d = json.loads(check("--json", "--ref", str(src / name), str(tmp_path / "noshift.gguf"),
+                         check_rc=1).stdout.splitlines()[0])
+    assert not d["pass"] and "blk.1.post_ffw_norm" in d["sqnr_worst_tensor"], d
