@@ -6,8 +6,9 @@
  * files are and what each view shows), tensor types and their quantization
  * kernels (byte-exact with ggml's reference quantizer), the GGUF parser and
  * llama-quantize's plan, the safetensors views, the Hugging Face -> GGUF
- * conversion (llama.cpp's converter), and the "layout" that describes a
- * view file as a list of extents. Every function that can fail returns 0 or -errno and, when
+ * conversion (llama.cpp's converter), the "layout" that describes a
+ * view file as a list of extents, and the JSON documents quantfs writes
+ * (reports). Every function that can fail returns 0 or -errno and, when
  * given an error buffer, writes one human-readable line into it.
  *
  * Formats are described in codec/FORMATS.md.
@@ -753,5 +754,43 @@ struct qf_hf_dir {
 };
 int qf_hf_open_dir(const struct qf_dir_io *io, const struct qf_model_files *m, struct qf_hf_dir *out, char *err,
                    size_t errlen);
+
+/* ------------------------------------------------------------ reports */
+
+/* The JSON documents quantfs writes for its users (report.c): the daemon's
+ * statistics (MOUNT/.quantfs/stats) and a model's check report
+ * (MOUNT/MODEL/.check.json). Every JSON document quantfs reads or writes
+ * goes through codec: fs/ links no JSON library.
+ *
+ * A qf_jdoc is an object built by dotted paths ("memory.hits" creates the
+ * member object "memory"); setters never fail visibly: an allocation
+ * failure makes qf_jdoc_dump return NULL. qf_jdoc_dump writes it with two
+ * spaces of indent and sorted keys (stable bytes), frees d and returns a
+ * malloc'd string (no trailing newline). One thread per document. */
+struct qf_jdoc;
+struct qf_jdoc *qf_jdoc_new(void);
+void qf_jdoc_int(struct qf_jdoc *d, const char *path, long long v);
+void qf_jdoc_num(struct qf_jdoc *d, const char *path, double v);
+void qf_jdoc_bool(struct qf_jdoc *d, const char *path, bool v);
+void qf_jdoc_str(struct qf_jdoc *d, const char *path, const char *s); /* NULL: null */
+char *qf_jdoc_dump(struct qf_jdoc *d);
+
+/* A check report assembled from quantfs-check --json lines: {model,
+ * status "done" | "error", exit_status, pass, views: [each line's object],
+ * failed: [views that did not pass], error?}. qf_check_report_line takes
+ * one line (bounded by codec's JSON limits): 0 the view passed, 1 it
+ * failed (*view, *reason: its strings, valid until the report is
+ * finished; either may be NULL), -EINVAL not an object (ignored), -ENOMEM.
+ * qf_check_report_finish(r, exit status of the checker or -1 if it did not
+ * run, error text or NULL) returns the document (malloc'd; NULL on
+ * allocation failure) and frees r. qf_check_report_status is {model,
+ * status} alone ("running"). */
+struct qf_check_report;
+struct qf_check_report *qf_check_report_new(const char *model);
+int qf_check_report_line(struct qf_check_report *r, const char *line, size_t len, const char **view,
+                         const char **reason);
+size_t qf_check_report_views(const struct qf_check_report *r);
+char *qf_check_report_finish(struct qf_check_report *r, int exit_status, const char *error);
+char *qf_check_report_status(const char *model, const char *status);
 
 #endif

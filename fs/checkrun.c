@@ -6,7 +6,6 @@
  * the FUSE path. Its JSON lines are collected into one document; failed
  * views are logged as warnings and listed under "failed". */
 #include <errno.h>
-#include <jansson.h>
 #include <limits.h>
 #include <signal.h>
 #include <spawn.h>
@@ -47,13 +46,11 @@ struct job {
     size_t m;
 };
 
-static void set_result(struct qfs *q, struct qfs_model *m, json_t *doc)
+static void set_result(struct qfs *q, struct qfs_model *m, char *doc)
 {
-    char *s = json_dumps(doc, JSON_INDENT(2) | JSON_SORT_KEYS);
-    json_decref(doc);
     pthread_mutex_lock(&q->check_mu);
     free(m->check_json);
-    m->check_json = s;
+    m->check_json = doc;
     m->check_state = 2;
     pthread_mutex_unlock(&q->check_mu);
 }
@@ -92,11 +89,9 @@ static void run_check(struct qfs *q, struct qfs_model *m)
     snprintf(target, sizeof target, "%s/%s", q->mountpoint, m->name);
     char *argv[] = {bin, "--json", "-q", target, NULL};
     int pfd[2];
-    json_t *doc = json_pack("{s:s,s:s}", "model", m->name, "status", "done");
-    json_t *views = json_array(), *failed = json_array();
-    if (pipe2(pfd, O_CLOEXEC)) {
-        json_object_set_new(doc, "status", json_string("error"));
-        set_result(q, m, doc);
+    struct qf_check_report *r = qf_check_report_new(m->name);
+    if (!r || pipe2(pfd, O_CLOEXEC)) {
+        set_result(q, m, qf_check_report_finish(r, -1, NULL));
         return;
     }
     posix_spawn_file_actions_t fa;
@@ -109,9 +104,7 @@ static void run_check(struct qfs *q, struct qfs_model *m)
     if (rc) {
         close(pfd[0]);
         qfs_log(q, LOG_ERR, "check of model '%s': cannot run %s: %s", m->name, bin, strerror(rc));
-        json_object_set_new(doc, "status", json_string("error"));
-        json_object_set_new(doc, "error", json_string(strerror(rc)));
-        set_result(q, m, doc);
+        set_result(q, m, qf_check_report_finish(r, -1, strerror(rc)));
         return;
     }
     pthread_mutex_lock(&q->check_mu);
@@ -122,19 +115,12 @@ static void run_check(struct qfs *q, struct qfs_model *m)
     FILE *f = fdopen(pfd[0], "r");
     char *line = NULL;
     size_t cap = 0;
-    while (f && getline(&line, &cap, f) > 0) {
-        json_t *v = json_loads(line, 0, NULL);
-        if (!json_is_object(v)) {
-            json_decref(v);
-            continue;
-        }
-        if (!json_is_true(json_object_get(v, "pass"))) {
-            const char *reason = json_string_value(json_object_get(v, "reason"));
-            qfs_log(q, LOG_WARNING, "check of model '%s': view %s FAILED (%s)", m->name,
-                    json_string_value(json_object_get(v, "view")), reason ? reason : "?");
-            json_array_append(failed, json_object_get(v, "view"));
-        }
-        json_array_append_new(views, v);
+    ssize_t n;
+    while (f && (n = getline(&line, &cap, f)) > 0) {
+        const char *view, *reason;
+        if (qf_check_report_line(r, line, (size_t)n, &view, &reason) == 1)
+            qfs_log(q, LOG_WARNING, "check of model '%s': view %s FAILED (%s)", m->name, view ? view : "?",
+                    reason ? reason : "?");
     }
     free(line);
     if (f)
@@ -145,18 +131,11 @@ static void run_check(struct qfs *q, struct qfs_model *m)
     m->check_pid = 0;
     pthread_mutex_unlock(&q->check_mu);
     int code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-    json_object_set_new(doc, "exit_status", json_integer(code));
-    json_object_set_new(doc, "pass", json_boolean(code == 0));
-    json_object_set_new(doc, "views", views);
-    json_object_set_new(doc, "failed", failed);
-    if (code >= 2)
-        json_object_set_new(doc, "status", json_string("error"));
     if (code == 0)
-        qfs_log(q, LOG_INFO, "check of model '%s': all %zu view(s) pass", m->name, json_array_size(views));
+        qfs_log(q, LOG_INFO, "check of model '%s': all %zu view(s) pass", m->name, qf_check_report_views(r));
     else if (code >= 2)
         qfs_log(q, LOG_ERR, "check of model '%s': quantfs-check exited with %d", m->name, code);
-    set_result(q, m, doc);
-    return;
+    set_result(q, m, qf_check_report_finish(r, code, NULL));
 }
 
 void qfs_check_start(struct qfs *q, size_t mi)
@@ -189,11 +168,8 @@ char *qfs_check_text(struct qfs *q, size_t mi)
     pthread_mutex_lock(&q->check_mu);
     char *s = m->check_json ? strdup(m->check_json) : NULL;
     pthread_mutex_unlock(&q->check_mu);
-    if (!s) {
-        json_t *d = json_pack("{s:s,s:s}", "model", m->name, "status", "running");
-        s = json_dumps(d, JSON_INDENT(2) | JSON_SORT_KEYS);
-        json_decref(d);
-    }
+    if (!s)
+        s = qf_check_report_status(m->name, "running");
     size_t n = s ? strlen(s) : 0;
     char *o = s ? realloc(s, n + 2) : NULL;
     if (o)

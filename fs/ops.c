@@ -1,6 +1,5 @@
 /* ops.c — FUSE low-level operations: one reply per request, read-only. */
 #include <errno.h>
-#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,52 +53,64 @@ int qfs_decode_ino(struct qfs *q, fuse_ino_t ino, struct qfs_ino *o)
 
 /* --------------------------------------------------------------- stats */
 
-static json_t *tier_json(const struct qc_tier_stats *t)
+static void tier(struct qf_jdoc *d, const char *n, const struct qc_tier_stats *t)
 {
-    return json_pack("{s:I,s:I,s:I,s:I,s:I,s:f,s:I,s:I,s:I,s:I}", "hits", (json_int_t)t->hits, "misses",
-                     (json_int_t)t->misses, "bytes_in", (json_int_t)t->bytes_in, "bytes_stored",
-                     (json_int_t)t->stored_in, "bytes_out", (json_int_t)t->bytes_out, "compression_ratio",
-                     t->stored_in ? (double)t->bytes_in / (double)t->stored_in : 0.0, "evictions",
-                     (json_int_t)t->evictions, "checksum_failures", (json_int_t)t->checksum_failures, "bytes",
-                     (json_int_t)t->bytes, "entries", (json_int_t)t->entries);
+    char k[64];
+#define T(key) (snprintf(k, sizeof k, "%s." key, n), k)
+    qf_jdoc_int(d, T("hits"), (long long)t->hits);
+    qf_jdoc_int(d, T("misses"), (long long)t->misses);
+    qf_jdoc_int(d, T("bytes_in"), (long long)t->bytes_in);
+    qf_jdoc_int(d, T("bytes_stored"), (long long)t->stored_in);
+    qf_jdoc_int(d, T("bytes_out"), (long long)t->bytes_out);
+    qf_jdoc_num(d, T("compression_ratio"), t->stored_in ? (double)t->bytes_in / (double)t->stored_in : 0.0);
+    qf_jdoc_int(d, T("evictions"), (long long)t->evictions);
+    qf_jdoc_int(d, T("checksum_failures"), (long long)t->checksum_failures);
+    qf_jdoc_int(d, T("bytes"), (long long)t->bytes);
+    qf_jdoc_int(d, T("entries"), (long long)t->entries);
+#undef T
 }
 
 static char *stats_json(struct qfs *q)
 {
     struct qc_stats s;
     qc_stats_get(q->cache, &s);
-    json_t *mem = tier_json(&s.mem), *disk = tier_json(&s.disk);
-    json_object_set_new(mem, "budget", json_integer((json_int_t)q->cache_size));
-    json_object_set_new(disk, "enabled", json_boolean(q->cache_dir != NULL));
-    json_object_set_new(disk, "dir", q->cache_dir ? json_string(q->cache_dir) : json_null());
-    json_object_set_new(disk, "storing", json_boolean(s.disk_storing));
-    json_object_set_new(disk, "store_errors", json_integer((json_int_t)s.store_errors));
-    json_t *transient = json_integer((json_int_t)s.bytes_transient);
-    json_t *j = json_pack("{s:o,s:o,s:{s:I,s:I,s:I,s:I},s:I,s:I,s:f,s:f,s:I,s:I,s:I,s:I,s:I,s:s,s:I}", "memory",
-                          mem, "disk", disk, "hot", "hits", (json_int_t)s.hot_hits, "waits", (json_int_t)s.waits,
-                          "bytes", (json_int_t)s.hot_bytes, "blocks", (json_int_t)s.hot_blocks, "blocks_computed",
-                          (json_int_t)s.computed, "bytes_quantized", (json_int_t)s.bytes_filled,
-                          "quantize_seconds", (double)s.fill_ns / 1e9, "compress_seconds",
-                          (double)s.compress_ns / 1e9, "prefetched", (json_int_t)s.prefetched, "fill_errors",
-                          (json_int_t)s.fill_errors, "errors", (json_int_t)atomic_load(&q->n_errors), "reads",
-                          (json_int_t)atomic_load(&q->n_reads), "bytes_read", (json_int_t)atomic_load(&q->bytes_read),
-                          "source", q->source, "models", (json_int_t)q->n_models);
-    if (!j) {
-        json_decref(transient);
+    struct qf_jdoc *d = qf_jdoc_new();
+    if (!d)
         return NULL;
-    }
-    json_object_set_new(j, "bytes_transient", transient);
-    json_object_set_new(j, "blocks_transient", json_integer((json_int_t)s.computed_transient));
-    json_object_set_new(j, "hf_tokenizers_reused", json_integer((json_int_t)atomic_load(&q->tok_reused)));
+    tier(d, "memory", &s.mem);
+    tier(d, "disk", &s.disk);
+    qf_jdoc_int(d, "memory.budget", (long long)q->cache_size);
+    qf_jdoc_bool(d, "disk.enabled", q->cache_dir != NULL);
+    qf_jdoc_str(d, "disk.dir", q->cache_dir);
+    qf_jdoc_bool(d, "disk.storing", s.disk_storing);
+    qf_jdoc_int(d, "disk.store_errors", (long long)s.store_errors);
+    qf_jdoc_int(d, "hot.hits", (long long)s.hot_hits);
+    qf_jdoc_int(d, "hot.waits", (long long)s.waits);
+    qf_jdoc_int(d, "hot.bytes", (long long)s.hot_bytes);
+    qf_jdoc_int(d, "hot.blocks", (long long)s.hot_blocks);
+    qf_jdoc_int(d, "blocks_computed", (long long)s.computed);
+    qf_jdoc_int(d, "bytes_quantized", (long long)s.bytes_filled);
+    qf_jdoc_num(d, "quantize_seconds", (double)s.fill_ns / 1e9);
+    qf_jdoc_num(d, "compress_seconds", (double)s.compress_ns / 1e9);
+    qf_jdoc_int(d, "prefetched", (long long)s.prefetched);
+    qf_jdoc_int(d, "fill_errors", (long long)s.fill_errors);
+    qf_jdoc_int(d, "errors", (long long)atomic_load(&q->n_errors));
+    qf_jdoc_int(d, "reads", (long long)atomic_load(&q->n_reads));
+    qf_jdoc_int(d, "bytes_read", (long long)atomic_load(&q->bytes_read));
+    qf_jdoc_str(d, "source", q->source);
+    qf_jdoc_int(d, "models", (long long)q->n_models);
+    qf_jdoc_int(d, "bytes_transient", (long long)s.bytes_transient);
+    qf_jdoc_int(d, "blocks_transient", (long long)s.computed_transient);
+    qf_jdoc_int(d, "hf_tokenizers_reused", (long long)atomic_load(&q->tok_reused));
     pthread_mutex_lock(&q->fd_mu);
-    json_t *fds = json_pack("{s:I,s:I,s:I,s:I}", "open", (json_int_t)q->n_fds, "max", (json_int_t)q->max_fds,
-                            "reopens", (json_int_t)q->fd_reopens, "evictions", (json_int_t)q->fd_evictions);
+    qf_jdoc_int(d, "source_fds.open", (long long)q->n_fds);
+    qf_jdoc_int(d, "source_fds.max", (long long)q->max_fds);
+    qf_jdoc_int(d, "source_fds.reopens", (long long)q->fd_reopens);
+    qf_jdoc_int(d, "source_fds.evictions", (long long)q->fd_evictions);
     pthread_mutex_unlock(&q->fd_mu);
-    json_object_set_new(j, "source_fds", fds);
-    json_object_set_new(j, "source_timeouts", json_integer((json_int_t)atomic_load(&q->io_timeouts)));
-    json_object_set_new(j, "source_calls_blocked", json_integer((json_int_t)atomic_load(&q->io_stuck)));
-    char *out = json_dumps(j, JSON_INDENT(2) | JSON_SORT_KEYS);
-    json_decref(j);
+    qf_jdoc_int(d, "source_timeouts", (long long)atomic_load(&q->io_timeouts));
+    qf_jdoc_int(d, "source_calls_blocked", (long long)atomic_load(&q->io_stuck));
+    char *out = qf_jdoc_dump(d);
     if (out) { /* a trailing newline, as text files have */
         size_t n = strlen(out);
         char *o2 = realloc(out, n + 2);

@@ -211,7 +211,7 @@ struct qfs {
 
     /* Tokenizer KVs of HF models already built, by a hash of what they
      * depend on (ns.c): a store of fine-tunes sharing a 150k-token
-     * tokenizer.json parses it once (~0.25 s each with jansson). */
+     * tokenizer.json parses it once (~0.25 s each). */
     pthread_mutex_t tok_mu;
     struct qfs_tokmemo *tok;
     size_t tok_bytes;

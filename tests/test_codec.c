@@ -404,6 +404,41 @@ static void test_dequantize_roundtrip(void **state)
     free(x), free(y), free(z), free(q), free(q2);
 }
 
+/* The documents codec writes for fs: dotted paths nest, keys sort, a check
+ * report keeps every line's object and names the failed views. */
+static void test_reports(void **state)
+{
+    (void)state;
+    struct qf_jdoc *d = qf_jdoc_new();
+    qf_jdoc_int(d, "b.y", 2);
+    qf_jdoc_str(d, "b.x", NULL);
+    qf_jdoc_bool(d, "a", true);
+    char *s = qf_jdoc_dump(d);
+    assert_string_equal(s, "{\n  \"a\": true,\n  \"b\": {\n    \"x\": null,\n    \"y\": 2\n  }\n}");
+    free(s);
+    struct qf_check_report *r = qf_check_report_new("m\"1");
+    const char *view, *reason;
+    static const char ok[] = "{\"view\":\"q8_0\",\"pass\":true}\n", bad[] = "{\"view\":\"q2_k\",\"pass\":false,\"reason\":\"kl\"}";
+    assert_int_equal(qf_check_report_line(r, ok, strlen(ok), &view, &reason), 0);
+    assert_int_equal(qf_check_report_line(r, bad, strlen(bad), &view, &reason), 1);
+    assert_string_equal(view, "q2_k");
+    assert_string_equal(reason, "kl");
+    assert_int_equal(qf_check_report_line(r, "progress 3/4", 12, &view, &reason), -EINVAL);
+    assert_int_equal(qf_check_report_line(r, "{\"a\":1,\"a\":2}", 13, &view, &reason), -EINVAL); /* duplicate key */
+    assert_int_equal(qf_check_report_views(r), 2);
+    s = qf_check_report_finish(r, 1, NULL);
+    assert_non_null(strstr(s, "\"model\": \"m\\\"1\""));
+    assert_non_null(strstr(s, "\"failed\": [\n    \"q2_k\"\n  ]"));
+    assert_non_null(strstr(s, "\"status\": \"done\""));
+    assert_non_null(strstr(s, "\"pass\": false"));
+    free(s);
+    s = qf_check_report_finish(qf_check_report_new("m"), -1, "No such file");
+    assert_non_null(strstr(s, "\"status\": \"error\""));
+    assert_non_null(strstr(s, "\"error\": \"No such file\""));
+    assert_null(strstr(s, "views"));
+    free(s);
+}
+
 int main(void)
 {
     require_shared();
@@ -418,6 +453,7 @@ int main(void)
         cmocka_unit_test(test_finite_check),
         cmocka_unit_test(test_self_test),
         cmocka_unit_test(test_bad_arguments),
+        cmocka_unit_test(test_reports),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
