@@ -44,9 +44,7 @@ struct tmodel {
     char **why;            /* per file: why its open failed */
     char *config_text, *index_text;
     size_t config_len, index_len;
-    struct qf_hf_dir hf;   /* the derived file's build */
-    char hf_err[256];
-    int hf_rc;
+    struct qf_hf_dir *builds; /* per file: a derived file's build */
     /* for qf_dir_io: files opened by name */
     struct tfile extra[QF_HF_TEXTS + 64];
     size_t n_extra;
@@ -150,8 +148,11 @@ static void model_free(struct tmodel *m)
         free(m->why[i]);
         free((char *)m->d.f[i].name);
     }
-    qf_hf_free(m->hf.hf);
-    free(m->hf.shard_ctx);
+    for (size_t i = 0; m->builds && i < m->d.n; i++) {
+        qf_hf_free(m->builds[i].hf);
+        free(m->builds[i].shard_ctx);
+    }
+    free(m->builds);
     for (size_t i = 0; i < m->n_extra; i++)
         close(m->extra[i].fd);
     free(m->d.f);
@@ -177,6 +178,28 @@ static int model_load(const char *root, const char *entry, struct tmodel *m)
     size_t n = 0;
     if (S_ISDIR(st.st_mode)) {
         list_dir(p, true, &names, &n);
+        /* adapters/NAME/{adapter_config.json,adapter_model.safetensors}, as the daemon scans them */
+        char ap[4096 + 16], **ads = NULL;
+        size_t na = 0;
+        snprintf(ap, sizeof ap, "%s/adapters", p);
+        list_dir(ap, false, &ads, &na);
+        for (size_t a = 0; a < na; a++) {
+            static const char *const in[] = {"adapter_config.json", "adapter_model.safetensors"};
+            for (int k = 0; k < 2; k++) {
+                char fp[8192 + 64];
+                struct stat fs;
+                snprintf(fp, sizeof fp, "%s/%s/%s", ap, ads[a], in[k]);
+                char **nn = stat(fp, &fs) || !S_ISREG(fs.st_mode) ? NULL : realloc(names, (n + 1) * sizeof *names);
+                if (nn && asprintf(&nn[n], "adapters/%s/%s", ads[a], in[k]) >= 0)
+                    n++;
+                if (nn)
+                    names = nn;
+            }
+            free(ads[a]);
+        }
+        free(ads);
+        if (n)
+            qsort(names, n, sizeof *names, cmp_str);
         m->name = strdup(entry);
         m->dir = strdup(p);
         m->d.dir = true;
@@ -221,12 +244,24 @@ static int model_load(const char *root, const char *entry, struct tmodel *m)
         memmove(&m->d.f[at + 1], &m->d.f[at], (m->d.n - at) * sizeof *nf);
         m->d.f[at] = (struct qf_model_file){extra, QF_ROLE_HFGGUF};
         m->d.n++;
+        char **ads = NULL; /* its adapters' NAME.gguf, at the end (the daemon's order) */
+        size_t na = 0;
+        if (qf_model_adapters(&m->d, &ads, &na))
+            return -ENOMEM;
+        struct qf_model_file *nf2 = realloc(m->d.f, (m->d.n + na + 1) * sizeof *nf2);
+        if (!nf2)
+            return -ENOMEM;
+        m->d.f = nf2;
+        for (size_t a = 0; a < na; a++)
+            m->d.f[m->d.n++] = (struct qf_model_file){ads[a], QF_ROLE_LORA};
+        free(ads);
     }
     m->paths = calloc(m->d.n + 1, sizeof *m->paths);
     m->files = calloc(m->d.n + 1, sizeof *m->files);
     m->parsed = calloc(m->d.n + 1, sizeof *m->parsed);
     m->why = calloc(m->d.n + 1, sizeof *m->why);
-    if (!m->paths || !m->files || !m->parsed || !m->why)
+    m->builds = calloc(m->d.n + 1, sizeof *m->builds);
+    if (!m->paths || !m->files || !m->parsed || !m->why || !m->builds)
         return -ENOMEM;
     for (size_t i = 0; i < m->d.n; i++) {
         m->files[i].fd = -1;
@@ -252,14 +287,15 @@ static int model_load(const char *root, const char *entry, struct tmodel *m)
         if (!qf_source_kind(m->d.f[i].role)->derived)
             continue;
         const struct qf_dir_io io = {.ctx = m, .open = io_open};
-        m->hf_rc = qf_hf_open_dir(&io, &m->d, &m->hf, m->hf_err, sizeof m->hf_err);
-        for (size_t k = 0; k < m->d.n && !m->hf_rc; k++) /* a refused config or index refuses it too */
+        char err[256] = "";
+        int rc = qf_source_kind(m->d.f[i].role)->open_dir(&io, &m->d, m->d.f[i].name, &m->builds[i], err, sizeof err);
+        for (size_t k = 0; k < m->d.n && !rc; k++) /* a refused config or index refuses it too */
             if ((m->d.f[k].role == QF_ROLE_CONFIG || m->d.f[k].role == QF_ROLE_INDEX) && m->why[k])
-                m->hf_rc = -EINVAL, snprintf(m->hf_err, sizeof m->hf_err, "%s is refused", m->d.f[k].name);
-        if (m->hf_rc)
-            m->why[i] = strdup(m->hf_err);
+                rc = -EINVAL, snprintf(err, sizeof err, "%s is refused", m->d.f[k].name);
+        if (rc)
+            m->why[i] = strdup(err);
         else
-            m->parsed[i] = m->hf.hf;
+            m->parsed[i] = m->builds[i].hf;
     }
     return 0;
 }

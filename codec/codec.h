@@ -142,7 +142,8 @@ int qf_quantize_opt(uint32_t type, const float *src, void *dst, size_t n, bool s
 
 /* ------------------------------------------------------------------ views */
 
-enum qf_format { QF_FMT_GGUF = 1u << 0, QF_FMT_SAFETENSORS = 1u << 1 };
+/* QF_FMT_LORA: a Hugging Face model with PEFT adapters (adapters/NAME/): its lora view */
+enum qf_format { QF_FMT_GGUF = 1u << 0, QF_FMT_SAFETENSORS = 1u << 1, QF_FMT_LORA = 1u << 2 };
 
 /* llama.cpp's enum llama_ftype values quantfs offers (general.file_type). */
 enum qf_ftype {
@@ -500,6 +501,11 @@ int qf_st_index_check(const char *text, size_t len, bool (*have)(void *arg, cons
  * ("" when it names none), under codec's JSON limits. 0, or -EINVAL/-E2BIG
  * with err. */
 int qf_hf_config_arch(const char *text, size_t len, char *arch, size_t archlen, char *err, size_t errlen);
+/* A string member of a small JSON document (config.json's "_name_or_path",
+ * adapter_config.json's "base_model_name_or_path") into out ("" when absent
+ * or not a string), under codec's JSON limits. 0 or -EINVAL/-E2BIG with err. */
+int qf_json_string_member(const char *text, size_t len, const char *what, const char *member, char *out,
+                          size_t outlen, char *err, size_t errlen);
 /* Whether config.json's architectures[0] is one qf_hf_build converts. */
 bool qf_hf_arch_supported(const char *hf_arch);
 
@@ -564,6 +570,28 @@ struct qf_hf {
  * converter refuses or quantfs does not do), with the reason in err. */
 int qf_hf_build(const struct qf_hf_input *in, struct qf_hf **out, char *err, size_t errlen);
 void qf_hf_free(struct qf_hf *hf);
+
+/* A PEFT LoRA adapter (adapter_config.json, adapter_model.safetensors) of
+ * a base checkpoint, as the GGUF adapter llama.cpp v0.5.0's
+ * convert_lora_to_gguf.py --base BASE --outtype f32 writes: KVs
+ * general.architecture, general.type "adapter", adapter.type "lora",
+ * general.name, adapter.lora.alpha; each pair as <GGUF name>.lora_a
+ * [in, r] and .lora_b [r, out] in F32, in name order, lora_b's rows in
+ * llama.cpp's q/k order for Llama-arch bases. Its data is read through
+ * qf_hf_pread (shard 0: the adapter file); only size[0]/type[0]/off[0]
+ * (the F32 file) are meaningful. Refused (-ENOTSUP, with the reason):
+ * what the converter refuses (DoRA, biases, modules_to_save, a missing
+ * half, no lora_alpha) and what it would convert with the wrong scale
+ * (use_rslora, alpha_pattern); adapters of MoE experts. */
+struct qf_lora_input {
+    const char *name; /* general.name */
+    const char *base_config;
+    size_t base_config_len;
+    const char *adapter_config;
+    size_t adapter_config_len;
+    const struct qf_st *weights; /* adapter_model.safetensors' parsed header */
+};
+int qf_hf_build_lora(const struct qf_lora_input *in, struct qf_hf **out, char *err, size_t errlen);
 
 /* What a model's tokenizer.* KVs depend on besides the tokenizer files
  * (tokenizer.json, tokenizer_config.json, tokenizer.model,
@@ -647,15 +675,22 @@ enum qf_role {
     QF_ROLE_INDEX,  /* model.safetensors.index.json: rewritten per view */
     QF_ROLE_HFGGUF, /* MODEL.gguf of a Hugging Face checkpoint (no such
                      * source file): llama.cpp's converter's output */
+    QF_ROLE_LORA_IN, /* adapters/NAME/adapter_config.json or adapter_model.safetensors */
+    QF_ROLE_LORA,   /* NAME.gguf in the lora view: convert_lora_to_gguf.py's
+                     * output for adapters/NAME/ (no such source file) */
     QF_ROLE_N
 };
 
+struct qf_dir_io;
+struct qf_hf_dir;
+struct qf_model_files;
 struct qf_source_kind {
     const char *name;   /* "gguf", "safetensors", "hf-gguf", ... */
     const char *what;   /* one line, for --tree and the manual */
     unsigned format;    /* QF_FMT_* a model with such a file has */
     bool derived;       /* no source file of its own: made from the model's
                          * other files (its path is the model directory) */
+    bool optional;      /* one that cannot be built leaves its view (others stay) */
     int (*claim)(const char *name, bool in_dir); /* a QF_ROLE_*, or -1 */
     bool (*converts)(unsigned formats, const struct qf_view *v);
     bool (*shows)(unsigned formats, const struct qf_view *v);
@@ -663,6 +698,10 @@ struct qf_source_kind {
     int (*layout)(const void *parsed, const struct qf_view *v, struct qf_layout **out, char *err, size_t errlen);
     uint64_t (*header)(const void *parsed);
     void (*close)(void *parsed);
+    /* a derived row's open: the file (name) from the model directory's
+     * other files, through io (qf_hf_open_dir's contract) */
+    int (*open_dir)(const struct qf_dir_io *io, const struct qf_model_files *m, const char *name,
+                    struct qf_hf_dir *out, char *err, size_t errlen);
 };
 
 /* The row of a role (the pass-through row for anything else). */
@@ -686,6 +725,12 @@ struct qf_model_files {
     unsigned formats;
 };
 int qf_model_claim(struct qf_model_files *m, const char *hf_arch, char **extra);
+/* After qf_model_claim gave a Hugging Face checkpoint its MODEL.gguf: the
+ * names of the lora view's files, one per adapters/NAME/ holding both
+ * adapter_config.json and adapter_model.safetensors ("NAME.gguf", a
+ * malloc'd array of malloc'd strings, *n of them; the model's formats gain
+ * QF_FMT_LORA when there is one). Returns 0 or -ENOMEM. */
+int qf_model_adapters(struct qf_model_files *m, char ***names, size_t *n);
 /* The row's converts and shows for a model of formats. */
 bool qf_model_converts(unsigned formats, int role, const struct qf_view *v);
 bool qf_model_shows(unsigned formats, int role, const struct qf_view *v);
@@ -754,6 +799,12 @@ struct qf_hf_dir {
 };
 int qf_hf_open_dir(const struct qf_dir_io *io, const struct qf_model_files *m, struct qf_hf_dir *out, char *err,
                    size_t errlen);
+/* The lora kind's open: config.json and adapters/ADAPTER/adapter_config.json
+ * read whole, adapters/ADAPTER/adapter_model.safetensors' header parsed,
+ * then qf_hf_build_lora (general.name: ADAPTER). out->shard_ctx[0] is the
+ * adapter file's reader context. Same contract as qf_hf_open_dir. */
+int qf_lora_open_dir(const struct qf_dir_io *io, const char *adapter, struct qf_hf_dir *out, char *err,
+                     size_t errlen);
 
 /* ------------------------------------------------------------ reports */
 

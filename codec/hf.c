@@ -334,6 +334,20 @@ static const struct hf_arch *arch_row(const char *hf_arch)
     return NULL;
 }
 
+/* TextModel's hparams: text_config's keys over the root's (a multimodal
+ * checkpoint's language model); a new reference, NULL on ENOMEM */
+static json_t *hparams(json_t *cfg)
+{
+    json_t *tcfg = json_object_get(cfg, "text_config"), *hp;
+    if (!json_is_object(tcfg))
+        return json_incref(cfg);
+    if ((hp = json_copy(cfg)) && json_object_update(hp, tcfg)) {
+        json_decref(hp);
+        hp = NULL;
+    }
+    return hp;
+}
+
 int qf_hf_config_arch(const char *text, size_t len, char *arch, size_t archlen, char *err, size_t errlen)
 {
     if (len > QF_JSON_MAX_BYTES)
@@ -344,6 +358,21 @@ int qf_hf_config_arch(const char *text, size_t len, char *arch, size_t archlen, 
         return -EINVAL;
     const char *a = json_string_value(json_array_get(json_object_get(j, "architectures"), 0));
     snprintf(arch, archlen, "%s", a ? a : "");
+    json_decref(j);
+    return 0;
+}
+
+int qf_json_string_member(const char *text, size_t len, const char *what, const char *member, char *out,
+                          size_t outlen, char *err, size_t errlen)
+{
+    if (len > QF_JSON_MAX_BYTES)
+        return qf_fail(err, errlen, -E2BIG, "%s: %zu bytes exceeds quantfs' limit of %llu MiB", what, len,
+                       (unsigned long long)(QF_JSON_MAX_BYTES >> 20));
+    json_t *j = load(text, len, what, 0, err, errlen);
+    if (!j)
+        return -EINVAL;
+    const char *s = json_string_value(json_object_get(j, member));
+    snprintf(out, outlen, "%s", s ? s : "");
     json_decref(j);
     return 0;
 }
@@ -1442,6 +1471,87 @@ static int stack_experts(const struct hf_arch *a, struct qf_hf *hf, unsigned lay
     return 0;
 }
 
+/* The file's header after its KVs (kv; the general.file_type value at
+ * ftype_at in kv, 0: none): tensor infos, types and offsets for every
+ * converter outtype, the f32 header bytes, and that header parsed. */
+static int finish_header(struct qf_hf *hf, const struct buf *kv, size_t ftype_at, char *err, size_t errlen)
+{
+    int rc = 0;
+    static const uint32_t outs[QF_HF_NOUT] = {QF_F32, QF_F16, QF_BF16, QF_Q8_0};
+    /* Types and offsets for every outtype; header bytes for f32 only: the
+     * others differ from it in the file_type value and the tensor types
+     * and offsets (same lengths), and are written by qf_layout_hf when a
+     * view needs them (a 150k-token header is ~5 MB). */
+    for (int ot = 0; ot < QF_HF_NOUT && !rc; ot++) {
+        hf->type[ot] = calloc(hf->n_tensors ? hf->n_tensors : 1, sizeof *hf->type[ot]);
+        hf->off[ot] = calloc(hf->n_tensors ? hf->n_tensors : 1, sizeof *hf->off[ot]);
+        if (!hf->type[ot] || !hf->off[ot]) {
+            rc = -ENOMEM;
+            break;
+        }
+        uint64_t off = 0;
+        for (size_t i = 0; i < hf->n_tensors; i++) {
+            const struct qf_hf_tensor *t = &hf->t[i];
+            /* conversion/base.py: vectors, norms and non-weights stay F32;
+             * Q8_0 of a row 32 does not divide falls back to F16 */
+            uint32_t ty = outs[ot];
+            if (t->n_dims <= 1 || has_suffix(t->name, "_norm.weight") || !has_suffix(t->name, ".weight") ||
+                strstr(t->name, ".ffn_gate_inp.")) /* base.py's always-F32 list (routers) */
+                ty = QF_F32;
+            if (ty == QF_Q8_0 && t->ne[0] % 32)
+                ty = QF_F16;
+            hf->type[ot][i] = ty;
+            hf->off[ot][i] = off;
+            off += (qf_type_bytes(ty, t->nelems) + ALIGN - 1) / ALIGN * ALIGN;
+        }
+        hf->size[ot] = off; /* the header length is added below */
+    }
+    if (!rc) {
+        size_t ti = 0;
+        for (size_t i = 0; i < hf->n_tensors; i++)
+            ti += 8 + strlen(hf->t[i].name) + 4 + 8 * hf->t[i].n_dims + 4 + 8;
+        struct buf h = {0};
+        if (!(h.p = malloc(h.cap = 24 + kv->len + ti + ALIGN)))
+            rc = -ENOMEM;
+        uint8_t magic[4] = {'G', 'G', 'U', 'F'};
+        put(&h, magic, 4);
+        put_u32(&h, 3);
+        put_u64(&h, hf->n_tensors);
+        put_u64(&h, kv->n_kv);
+        put(&h, kv->p, kv->len);
+        hf->ftype_at = ftype_at ? 24 + ftype_at : 0;
+        hf->ti_at = h.len;
+        for (size_t i = 0; i < hf->n_tensors; i++) {
+            const struct qf_hf_tensor *t = &hf->t[i];
+            put_str(&h, t->name, strlen(t->name));
+            put_u32(&h, t->n_dims);
+            for (uint32_t d = 0; d < t->n_dims; d++)
+                put_u64(&h, t->ne[d]);
+            put_u32(&h, hf->type[0][i]);
+            put_u64(&h, hf->off[0][i]);
+        }
+        static const uint8_t zeros[ALIGN];
+        put(&h, zeros, (ALIGN - h.len % ALIGN) % ALIGN);
+        if (rc || h.oom) {
+            free(h.p);
+            rc = -ENOMEM;
+        } else {
+            if (hf->ftype_at)
+                qf_put32(h.p + hf->ftype_at, ftypes[0]);
+            hf->hdr = h.p;
+            hf->hdr_len = h.len;
+            for (int ot = 0; ot < QF_HF_NOUT; ot++)
+                hf->size[ot] += h.len;
+        }
+    }
+    /* the F32 file parsed once: the source every llama-quantize view plans
+     * from (the parser reads the header only; data offsets are checked
+     * against the virtual file's size) */
+    if (!rc)
+        rc = qf_gguf_parse(mem_pread, hf, hf->size[0], &hf->f32, err, errlen);
+    return rc;
+}
+
 int qf_hf_build(const struct qf_hf_input *in, struct qf_hf **out, char *err, size_t errlen)
 {
     *out = NULL;
@@ -1468,16 +1578,10 @@ int qf_hf_build(const struct qf_hf_input *in, struct qf_hf **out, char *err, siz
                      hfarch ? hfarch : "(none in config.json)", QF_HF_ARCHS);
         goto out;
     }
-    /* TextModel: text_config's keys over the root's (a multimodal
-     * checkpoint's language model); SpecialVocab still reads the root */
-    json_t *tcfg = json_object_get(cfg, "text_config");
-    if (json_is_object(tcfg)) {
-        if (!(hp = json_copy(cfg)) || json_object_update(hp, tcfg)) {
-            rc = -ENOMEM;
-            goto out;
-        }
-    } else {
-        hp = json_incref(cfg);
+    /* SpecialVocab still reads the root */
+    if (!(hp = hparams(cfg))) {
+        rc = -ENOMEM;
+        goto out;
     }
     const char *an = a->gguf;
     long long ctx = a->ctx, H, F, nh, nkv, V = a->vocab, hd;
@@ -1951,78 +2055,7 @@ int qf_hf_build(const struct qf_hf_input *in, struct qf_hf **out, char *err, siz
     if (rc)
         goto out;
 
-    /* ---- one header per converter output type ---- */
-    static const uint32_t outs[QF_HF_NOUT] = {QF_F32, QF_F16, QF_BF16, QF_Q8_0};
-    /* Types and offsets for every outtype; header bytes for f32 only: the
-     * others differ from it in the file_type value and the tensor types
-     * and offsets (same lengths), and are written by qf_layout_hf when a
-     * view needs them (a 150k-token header is ~5 MB). */
-    for (int ot = 0; ot < QF_HF_NOUT && !rc; ot++) {
-        hf->type[ot] = calloc(hf->n_tensors ? hf->n_tensors : 1, sizeof *hf->type[ot]);
-        hf->off[ot] = calloc(hf->n_tensors ? hf->n_tensors : 1, sizeof *hf->off[ot]);
-        if (!hf->type[ot] || !hf->off[ot]) {
-            rc = -ENOMEM;
-            break;
-        }
-        uint64_t off = 0;
-        for (size_t i = 0; i < hf->n_tensors; i++) {
-            const struct qf_hf_tensor *t = &hf->t[i];
-            /* conversion/base.py: vectors, norms and non-weights stay F32;
-             * Q8_0 of a row 32 does not divide falls back to F16 */
-            uint32_t ty = outs[ot];
-            if (t->n_dims <= 1 || has_suffix(t->name, "_norm.weight") || !has_suffix(t->name, ".weight") ||
-                strstr(t->name, ".ffn_gate_inp.")) /* base.py's always-F32 list (routers) */
-                ty = QF_F32;
-            if (ty == QF_Q8_0 && t->ne[0] % 32)
-                ty = QF_F16;
-            hf->type[ot][i] = ty;
-            hf->off[ot][i] = off;
-            off += (qf_type_bytes(ty, t->nelems) + ALIGN - 1) / ALIGN * ALIGN;
-        }
-        hf->size[ot] = off; /* the header length is added below */
-    }
-    if (!rc) {
-        size_t ti = 0;
-        for (size_t i = 0; i < hf->n_tensors; i++)
-            ti += 8 + strlen(hf->t[i].name) + 4 + 8 * hf->t[i].n_dims + 4 + 8;
-        struct buf h = {0};
-        if (!(h.p = malloc(h.cap = 24 + kv.len + ti + ALIGN)))
-            rc = -ENOMEM;
-        uint8_t magic[4] = {'G', 'G', 'U', 'F'};
-        put(&h, magic, 4);
-        put_u32(&h, 3);
-        put_u64(&h, hf->n_tensors);
-        put_u64(&h, kv.n_kv);
-        put(&h, kv.p, kv.len);
-        hf->ftype_at = 24 + ftype_at;
-        hf->ti_at = h.len;
-        for (size_t i = 0; i < hf->n_tensors; i++) {
-            const struct qf_hf_tensor *t = &hf->t[i];
-            put_str(&h, t->name, strlen(t->name));
-            put_u32(&h, t->n_dims);
-            for (uint32_t d = 0; d < t->n_dims; d++)
-                put_u64(&h, t->ne[d]);
-            put_u32(&h, hf->type[0][i]);
-            put_u64(&h, hf->off[0][i]);
-        }
-        static const uint8_t zeros[ALIGN];
-        put(&h, zeros, (ALIGN - h.len % ALIGN) % ALIGN);
-        if (rc || h.oom) {
-            free(h.p);
-            rc = -ENOMEM;
-        } else {
-            qf_put32(h.p + hf->ftype_at, ftypes[0]);
-            hf->hdr = h.p;
-            hf->hdr_len = h.len;
-            for (int ot = 0; ot < QF_HF_NOUT; ot++)
-                hf->size[ot] += h.len;
-        }
-    }
-    /* the F32 file parsed once: the source every llama-quantize view plans
-     * from (the parser reads the header only; data offsets are checked
-     * against the virtual file's size) */
-    if (!rc)
-        rc = qf_gguf_parse(mem_pread, hf, hf->size[0], &hf->f32, err, errlen);
+    rc = finish_header(hf, &kv, ftype_at, err, errlen);
 out:
     for (long long l = 0; experts && l < L; l++)
         free(experts[l]);
@@ -2036,6 +2069,203 @@ out:
     json_decref(tc);
     free(phi_factors[0]);
     free(phi_factors[1]);
+    if (rc) {
+        qf_hf_free(hf);
+        return rc;
+    }
+    *out = hf;
+    return 0;
+}
+
+/* ------------------------------------------------------- adapters */
+
+/* One adapter tensor of a LoRA pair, by base name */
+struct lora_pair {
+    char base[256];
+    const struct qf_st_tensor *ab[2];
+};
+
+static uint32_t st_float(uint32_t dtype)
+{
+    return dtype == QF_STD_F32 ? QF_F32 : dtype == QF_STD_F16 ? QF_F16 : dtype == QF_STD_BF16 ? QF_BF16 : UINT32_MAX;
+}
+
+int qf_hf_build_lora(const struct qf_lora_input *in, struct qf_hf **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    int rc = 0;
+    json_t *cfg = load(in->base_config, in->base_config_len, "config.json", 0, err, errlen), *ac = NULL, *hp = NULL;
+    struct qf_hf *hf = NULL;
+    struct lora_pair *pairs = NULL;
+    const struct qf_st_tensor **srt = NULL;
+    struct buf kv = {0};
+    size_t np = 0;
+    if (!cfg)
+        return -EINVAL;
+    if (!(ac = load(in->adapter_config, in->adapter_config_len, "adapter_config.json", 0, err, errlen))) {
+        rc = -EINVAL;
+        goto out;
+    }
+    const char *hfarch = json_string_value(json_array_get(json_object_get(cfg, "architectures"), 0));
+    const struct hf_arch *a = arch_row(hfarch);
+    if (!a) {
+        rc = qf_fail(err, errlen, -ENOTSUP, "base architecture %s has no GGUF adapters (quantfs converts %s)",
+                     hfarch ? hfarch : "(none)", QF_HF_ARCHS);
+        goto out;
+    }
+    const char *pt = json_string_value(json_object_get(ac, "peft_type"));
+    if (pt && strcmp(pt, "LORA")) {
+        rc = qf_fail(err, errlen, -ENOTSUP, "adapter_config.json: peft_type %s is not LORA", pt);
+        goto out;
+    }
+    double alpha;
+    if (!jnum(ac, "lora_alpha", &alpha)) { /* the converter's KeyError */
+        rc = qf_fail(err, errlen, -ENOTSUP, "adapter_config.json has no lora_alpha");
+        goto out;
+    }
+    /* the converter reads lora_alpha alone: these would be mis-scaled in
+     * its file (llama.cpp scales every pair by alpha / rank), refused
+     * rather than served wrong */
+    if (json_is_true(json_object_get(ac, "use_rslora"))) {
+        rc = qf_fail(err, errlen, -ENOTSUP, "rsLoRA (use_rslora): convert_lora_to_gguf.py would scale it by alpha/r "
+                     "instead of alpha/sqrt(r)");
+        goto out;
+    }
+    if (json_object_size(json_object_get(ac, "alpha_pattern"))) {
+        rc = qf_fail(err, errlen, -ENOTSUP, "alpha_pattern: convert_lora_to_gguf.py would apply one lora_alpha to "
+                     "every module");
+        goto out;
+    }
+    if (!(hp = hparams(cfg))) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    long long nh = 0, nkv = 0;
+    jint(hp, "num_attention_heads", &nh);
+    if (!jint(hp, "num_key_value_heads", &nkv) || nkv <= 0)
+        nkv = a->kv_heads ? a->kv_heads : nh;
+
+    /* pairs in the order of their names (safetensors' load_file order),
+     * each lora_A before lora_B */
+    const struct qf_st *st = in->weights;
+    if (!(srt = malloc((st->n_tensors ? st->n_tensors : 1) * sizeof *srt)) ||
+        !(pairs = calloc(st->n_tensors ? st->n_tensors : 1, sizeof *pairs))) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    for (size_t i = 0; i < st->n_tensors; i++)
+        srt[i] = &st->tensors[i];
+    for (size_t i = 1; i < st->n_tensors; i++)
+        for (size_t j = i; j > 0 && strcmp(srt[j - 1]->name, srt[j]->name) > 0; j--) {
+            const struct qf_st_tensor *x = srt[j];
+            srt[j] = srt[j - 1];
+            srt[j - 1] = x;
+        }
+    static const char pfx[] = "base_model.model.";
+    for (size_t i = 0; i < st->n_tensors; i++) {
+        const char *n = srt[i]->name;
+        if (!strncmp(n, pfx, sizeof pfx - 1))
+            n += sizeof pfx - 1;
+        size_t l = strlen(n);
+        int half = l > 14 && !strcmp(n + l - 14, ".lora_A.weight") ? 0 : l > 14 && !strcmp(n + l - 14, ".lora_B.weight") ? 1 : -1;
+        if (half < 0) { /* DoRA magnitudes, biases, saved modules: the converter's sys.exit */
+            rc = qf_fail(err, errlen, -ENOTSUP, "adapter tensor '%.200s' is not a lora_A or lora_B weight (DoRA, "
+                         "biases and modules_to_save are not converted)", srt[i]->name);
+            goto out;
+        }
+        char base[256];
+        if (l - 14 + 8 > sizeof base) {
+            rc = qf_fail(err, errlen, -ENOTSUP, "adapter tensor name too long");
+            goto out;
+        }
+        memcpy(base, n, l - 14);
+        memcpy(base + l - 14, ".weight", 8);
+        size_t k = 0;
+        while (k < np && strcmp(pairs[k].base, base))
+            k++;
+        if (k == np)
+            memcpy(pairs[np++].base, base, sizeof base);
+        if (pairs[k].ab[half] || st_float(srt[i]->dtype) == UINT32_MAX || srt[i]->n_dims != 2) {
+            rc = qf_fail(err, errlen, -ENOTSUP, "adapter tensor '%.200s': a repeated, non-float or non-matrix half",
+                         srt[i]->name);
+            goto out;
+        }
+        pairs[k].ab[half] = srt[i];
+    }
+    if (!(hf = calloc(1, sizeof *hf)) || !(hf->t = calloc(2 * np + 1, sizeof *hf->t))) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    for (size_t k = 0; k < np; k++) {
+        const struct lora_pair *pr = &pairs[k];
+        char gname[64];
+        unsigned lay, e;
+        int part;
+        if (!pr->ab[0] || !pr->ab[1]) {
+            rc = qf_fail(err, errlen, -ENOTSUP, "%s: lora_A without lora_B or the reverse", pr->base);
+            goto out;
+        }
+        char nm[256];
+        if (strip_lm(pr->base, nm, sizeof nm) && expert_name(a, nm, &lay, &e, &part)) {
+            rc = qf_fail(err, errlen, -ENOTSUP, "%s: adapters of MoE experts are not converted yet", pr->base);
+            goto out;
+        }
+        int m = qf_hf_map_name(a->hf, pr->base, gname, sizeof gname);
+        if (m == 1) /* a tensor the base class drops (Gemma 2's lm_head) */
+            continue;
+        if (m < 0 || strlen(gname) + 8 > sizeof hf->t[0].name) {
+            rc = qf_fail(err, errlen, -ENOTSUP, "cannot map adapter module '%s' (as the converter)", pr->base);
+            goto out;
+        }
+        uint64_t r = pr->ab[0]->shape[0];
+        if (pr->ab[1]->shape[1] != r || !r) {
+            rc = qf_fail(err, errlen, -ENOTSUP, "%s: lora_A [%llu, ...] and lora_B [..., %llu] disagree on the rank",
+                         pr->base, (unsigned long long)r, (unsigned long long)pr->ab[1]->shape[1]);
+            goto out;
+        }
+        for (int h = 0; h < 2; h++) {
+            const struct qf_st_tensor *t = pr->ab[h];
+            struct qf_hf_tensor *o = &hf->t[hf->n_tensors++];
+            snprintf(o->name, sizeof o->name, "%s.lora_%c", gname, h ? 'b' : 'a');
+            o->n_dims = 2;
+            for (int d = 0; d < QF_GGUF_MAX_DIMS; d++)
+                o->ne[d] = 1;
+            o->ne[0] = t->shape[1], o->ne[1] = t->shape[0];
+            o->nelems = t->nelems;
+            o->src_type = st_float(t->dtype);
+            o->src_off = t->offset;
+            /* LlamaModel.permute reorders B's rows (P(BA) = (PB)A) */
+            bool q = strstr(pr->base, "q_proj.") != NULL, kk = strstr(pr->base, "k_proj.") != NULL;
+            if (h == 1 && a->permute_qk && (q || kk)) {
+                uint64_t heads = (uint64_t)(q ? nh : nkv);
+                if (!heads || o->ne[1] % (2 * heads)) {
+                    rc = qf_fail(err, errlen, -ENOTSUP, "%s: %llu rows do not split into %llu heads", pr->base,
+                                 (unsigned long long)o->ne[1], (unsigned long long)heads);
+                    goto out;
+                }
+                o->perm_heads = (uint32_t)heads;
+            }
+        }
+    }
+    /* KVs: convert_lora_to_gguf.py's LoraModel (no file_type, no tokenizer) */
+    kv_str(&kv, "general.architecture", a->gguf);
+    kv_str(&kv, "general.type", "adapter");
+    kv_str(&kv, "adapter.type", "lora");
+    kv_str(&kv, "general.name", in->name);
+    kv_f32(&kv, "adapter.lora.alpha", (float)alpha);
+    kv_u32(&kv, "general.quantization_version", 2);
+    if (kv.oom) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    rc = finish_header(hf, &kv, 0, err, errlen);
+out:
+    free(kv.p);
+    free(srt);
+    free(pairs);
+    json_decref(cfg);
+    json_decref(ac);
+    json_decref(hp);
     if (rc) {
         qf_hf_free(hf);
         return rc;

@@ -1,7 +1,8 @@
-/* hfdir.c — the hf-gguf source kind's open: gathers a Hugging Face model
- * directory's inputs (config, tokenizer files, safetensors headers, a
- * vocab-only GGUF) through the caller's file access and builds the
- * converter's GGUF (qf_hf_build). codec.h "qf_hf_open_dir". */
+/* hfdir.c — the opens of the derived kinds: hf-gguf gathers a Hugging Face
+ * model directory's inputs (config, tokenizer files, safetensors headers,
+ * a vocab-only GGUF) through the caller's file access and builds the
+ * converter's GGUF (qf_hf_build); lora builds an adapter's GGUF
+ * (qf_hf_build_lora). codec.h "qf_hf_open_dir", "qf_lora_open_dir". */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +27,18 @@ static void parse_end(const struct qf_dir_io *io)
 {
     if (io->parse_end)
         io->parse_end(io->ctx);
+}
+
+/* An open's result: on failure a reason in err and no shard contexts */
+static int finish(int rc, struct qf_hf_dir *out, char *err, size_t errlen)
+{
+    if (rc) {
+        if (!err[0])
+            snprintf(err, errlen, "%s", strerror(-rc));
+        free(out->shard_ctx);
+        out->shard_ctx = NULL;
+    }
+    return rc;
 }
 
 /* A file read whole, at most max bytes. */
@@ -175,11 +188,53 @@ int qf_hf_open_dir(const struct qf_dir_io *io, const struct qf_model_files *m, s
     free(vkv);
     for (size_t i = 0; i < QF_HF_TEXTS; i++)
         free(txt[i]);
+    return finish(rc, out, err, errlen);
+}
+
+int qf_lora_open_dir(const struct qf_dir_io *io, const char *adapter, struct qf_hf_dir *out, char *err,
+                     size_t errlen)
+{
+    memset(out, 0, sizeof *out);
+    char *cfg = NULL, *acfg = NULL, name[512];
+    size_t cl = 0, al = 0;
+    struct qf_st *st = NULL;
+    int rc = read_whole(io, "config.json", QF_JSON_MAX_BYTES, &cfg, &cl);
     if (rc) {
-        if (!err[0])
-            snprintf(err, errlen, "%s", strerror(-rc));
-        free(out->shard_ctx);
-        out->shard_ctx = NULL;
+        rc = qf_fail(err, errlen, rc, "config.json: %s", strerror(-rc));
+        goto out;
     }
-    return rc;
+    snprintf(name, sizeof name, "adapters/%s/adapter_config.json", adapter);
+    if ((rc = read_whole(io, name, QF_JSON_MAX_BYTES, &acfg, &al))) {
+        rc = qf_fail(err, errlen, rc, "%s: %s", name, strerror(-rc));
+        goto out;
+    }
+    snprintf(name, sizeof name, "adapters/%s/adapter_model.safetensors", adapter);
+    qf_pread_fn rd;
+    void *ctx;
+    uint64_t size;
+    if ((rc = io->open(io->ctx, name, &rd, &ctx, &size))) {
+        rc = qf_fail(err, errlen, rc, "%s: %s", name, strerror(-rc));
+        goto out;
+    }
+    char e[256] = "";
+    parse_begin(io);
+    rc = qf_st_parse(rd, ctx, size, &st, e, sizeof e);
+    parse_end(io);
+    if (rc) {
+        rc = qf_fail(err, errlen, rc, "%s: %s", name, e);
+        goto out;
+    }
+    if (!(out->shard_ctx = malloc(sizeof *out->shard_ctx))) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    out->shard_ctx[0] = ctx;
+    struct qf_lora_input in = {.name = adapter, .base_config = cfg, .base_config_len = cl,
+                               .adapter_config = acfg, .adapter_config_len = al, .weights = st};
+    rc = qf_hf_build_lora(&in, &out->hf, err, errlen);
+out:
+    free(cfg);
+    free(acfg);
+    qf_st_free(st);
+    return finish(rc, out, err, errlen);
 }

@@ -21,7 +21,14 @@ static bool has_suffix(const char *s, const char *suf)
 static int gguf_claim(const char *name, bool dir)
 {
     (void)dir;
-    return has_suffix(name, ".gguf") ? QF_ROLE_GGUF : -1;
+    return has_suffix(name, ".gguf") && !strchr(name, '/') ? QF_ROLE_GGUF : -1;
+}
+
+/* a model's own files stay out of the lora view, which holds adapters */
+static bool not_lora(unsigned formats, const struct qf_view *v)
+{
+    (void)formats;
+    return !(v->formats & QF_FMT_LORA);
 }
 
 /* f32 is the source as it is, for every kind with a source file */
@@ -49,6 +56,8 @@ static void gguf_close(void *p) { qf_gguf_free(p); }
 
 static int st_claim(const char *name, bool dir)
 {
+    if (strchr(name, '/')) /* a sub-directory's (adapters/): not the model's weights */
+        return -1;
     if (has_suffix(name, ".safetensors"))
         return QF_ROLE_ST;
     if (!dir)
@@ -103,15 +112,69 @@ static int hf_layout(const void *p, const struct qf_view *v, struct qf_layout **
 
 static void hf_close(void *p) { qf_hf_free(p); }
 
+static int hf_open_dir(const struct qf_dir_io *io, const struct qf_model_files *m, const char *name,
+                       struct qf_hf_dir *out, char *err, size_t errlen)
+{
+    (void)name;
+    return qf_hf_open_dir(io, m, out, err, errlen);
+}
+
+/* ------------------------------------------------------- LoRA adapters */
+
+static const char adapters_dir[] = "adapters/";
+
+static int lora_in_claim(const char *name, bool dir)
+{
+    /* adapters/NAME/adapter_config.json, adapters/NAME/adapter_model.safetensors */
+    if (!dir || strncmp(name, adapters_dir, sizeof adapters_dir - 1))
+        return -1;
+    const char *slash = strchr(name + sizeof adapters_dir - 1, '/');
+    return slash && (!strcmp(slash, "/adapter_config.json") || !strcmp(slash, "/adapter_model.safetensors"))
+               ? QF_ROLE_LORA_IN
+               : -1;
+}
+
+static bool shown_nowhere(unsigned formats, const struct qf_view *v)
+{
+    (void)formats, (void)v;
+    return false;
+}
+
+static bool lora_converts(unsigned formats, const struct qf_view *v)
+{
+    (void)formats;
+    return (v->formats & QF_FMT_LORA) != 0;
+}
+
+static int lora_layout(const void *p, const struct qf_view *v, struct qf_layout **out, char *err, size_t errlen)
+{
+    (void)v, (void)err, (void)errlen;
+    return qf_layout_passthrough(((const struct qf_hf *)p)->size[0], out);
+}
+
+static int lora_open_dir(const struct qf_dir_io *io, const struct qf_model_files *m, const char *name,
+                         struct qf_hf_dir *out, char *err, size_t errlen)
+{
+    (void)m;
+    size_t n = strlen(name);
+    if (n <= 5 || n > 200 || strcmp(name + n - 5, ".gguf"))
+        return qf_fail(err, errlen, -EINVAL, "%s: not an adapter's file name", name);
+    char adapter[256];
+    memcpy(adapter, name, n - 5);
+    adapter[n - 5] = 0;
+    return qf_lora_open_dir(io, adapter, out, err, errlen);
+}
+
 /* ---------------------------------------------------------------- table */
 
 static const struct qf_source_kind kinds[QF_ROLE_N] = {
-    [QF_ROLE_PASS] = {.name = "pass", .what = "passed through unchanged in every view"},
+    [QF_ROLE_PASS] = {.name = "pass", .what = "passed through unchanged in every view", .shows = not_lora},
     [QF_ROLE_GGUF] = {.name = "gguf",
                       .what = "a GGUF file: llama-quantize per GGUF view",
                       .format = QF_FMT_GGUF,
                       .claim = gguf_claim,
                       .converts = gguf_converts,
+                      .shows = not_lora,
                       .open = gguf_open,
                       .layout = gguf_layout,
                       .header = gguf_header,
@@ -141,7 +204,22 @@ static const struct qf_source_kind kinds[QF_ROLE_N] = {
                         .converts = hf_converts,
                         .shows = hf_converts,
                         .layout = hf_layout,
-                        .close = hf_close},
+                        .close = hf_close,
+                        .open_dir = hf_open_dir},
+    [QF_ROLE_LORA_IN] = {.name = "lora-input",
+                         .what = "adapters/NAME/: a PEFT LoRA adapter, the input of the lora view's NAME.gguf",
+                         .claim = lora_in_claim,
+                         .shows = shown_nowhere},
+    [QF_ROLE_LORA] = {.name = "lora",
+                      .what = "NAME.gguf of adapters/NAME/: convert_lora_to_gguf.py's F32 adapter",
+                      .format = QF_FMT_LORA,
+                      .derived = true,
+                      .optional = true,
+                      .converts = lora_converts,
+                      .shows = lora_converts,
+                      .layout = lora_layout,
+                      .close = hf_close,
+                      .open_dir = lora_open_dir},
 };
 
 const struct qf_source_kind *qf_source_kind(int role)
@@ -155,7 +233,7 @@ int qf_model_claim(struct qf_model_files *m, const char *hf_arch, char **extra)
     m->formats = 0;
     bool st = false, config = false;
     for (size_t i = 0; i < m->n; i++) /* safetensors first: it decides what a vocab-only GGUF is */
-        st |= m->dir ? has_suffix(m->f[i].name, ".safetensors") : false;
+        st |= m->dir ? has_suffix(m->f[i].name, ".safetensors") && !strchr(m->f[i].name, '/') : false;
     for (size_t i = 0; i < m->n; i++) {
         struct qf_model_file *f = &m->f[i];
         f->role = QF_ROLE_PASS;
@@ -193,6 +271,39 @@ int qf_model_claim(struct qf_model_files *m, const char *hf_arch, char **extra)
     return 0;
 }
 
+int qf_model_adapters(struct qf_model_files *m, char ***names, size_t *n)
+{
+    *names = NULL;
+    *n = 0;
+    for (size_t i = 0; i < m->n; i++) {
+        const char *f = m->f[i].name;
+        if (m->f[i].role != QF_ROLE_LORA_IN || !has_suffix(f, "/adapter_model.safetensors"))
+            continue;
+        size_t dl = strlen(f) - strlen("adapter_model.safetensors"); /* "adapters/NAME/" */
+        bool config = false;
+        for (size_t j = 0; j < m->n && !config; j++)
+            config = !strncmp(m->f[j].name, f, dl) && !strcmp(m->f[j].name + dl, "adapter_config.json");
+        if (!config)
+            continue;
+        char **nn = realloc(*names, (*n + 1) * sizeof *nn);
+        size_t nl = dl - (sizeof adapters_dir - 1) - 1;
+        char *s = malloc(nl + 6);
+        if (!nn || !s) {
+            free(s);
+            if (nn)
+                *names = nn;
+            return -ENOMEM;
+        }
+        *names = nn;
+        memcpy(s, f + sizeof adapters_dir - 1, nl);
+        memcpy(s + nl, ".gguf", 6);
+        (*names)[(*n)++] = s;
+    }
+    if (*n)
+        m->formats |= QF_FMT_LORA;
+    return 0;
+}
+
 bool qf_model_converts(unsigned formats, int role, const struct qf_view *v)
 {
     const struct qf_source_kind *k = qf_source_kind(role);
@@ -221,7 +332,7 @@ bool qf_model_view_exists(const struct qf_model_files *m, const struct qf_view *
             continue;
         /* llama-quantize may refuse a file for one type: the layout says */
         bool ok = p->opened(p->ctx, i) && (k->format != QF_FMT_GGUF || p->layout_ok(p->ctx, i, v));
-        if (!ok && !(k->derived && (m->formats & QF_FMT_SAFETENSORS) && qf_view_reachable(v, QF_FMT_SAFETENSORS))) {
+        if (!ok && !k->optional && !(k->derived && (m->formats & QF_FMT_SAFETENSORS) && qf_view_reachable(v, QF_FMT_SAFETENSORS))) {
             if (blocker)
                 *blocker = i;
             return false;

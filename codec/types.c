@@ -246,6 +246,8 @@ static const struct qf_view view_table[] = {
     PURE("q4_0-pure", QF_FT_Q4_0, QF_Q4_0, "llama-quantize --pure Q4_0"),
     PURE("q3_k-pure", QF_FT_Q3_K_M, QF_Q3_K, "llama-quantize --pure Q3_K"),
     PURE("q2_k-pure", QF_FT_Q2_K, QF_Q2_K, "llama-quantize --pure Q2_K"),
+    {"lora", QF_FMT_LORA, 0, NULL, QF_FT_F32, QF_F32, false,
+     "GGUF adapters of adapters/NAME/ (convert_lora_to_gguf.py --outtype f32)"},
     ALIAS("f16", G | S, "fp16", QF_FT_F16, QF_F16),
     ALIAS("q3_k", G, "q3_k_m", QF_FT_Q3_K_M, QF_Q3_K),
     ALIAS("q4_k", G, "q4_k_m", QF_FT_Q4_K_M, QF_Q4_K),

@@ -144,11 +144,28 @@ static int classify(struct qfs *q, struct qfs_model *m, size_t *cap, const char 
         m->files[i].kind = d.f[i].role;
     m->formats = rc ? 0 : d.formats;
     free(d.f);
+    char **ads = NULL;
+    size_t n_ads = 0;
     if (!rc && extra) {
         rc = add_file(m, cap, extra, path, QF_ROLE_HFGGUF);
+        /* its adapters: one NAME.gguf each in the lora view */
+        d.f = calloc(m->n_files, sizeof *d.f);
+        d.n = m->n_files;
+        for (size_t i = 0; !rc && d.f && i < m->n_files; i++)
+            d.f[i] = (struct qf_model_file){m->files[i].name, m->files[i].kind};
+        if (!rc && (!d.f || qf_model_adapters(&d, &ads, &n_ads)))
+            rc = -ENOMEM;
+        for (size_t i = 0; !rc && i < n_ads; i++)
+            rc = add_file(m, cap, ads[i], path, QF_ROLE_LORA);
+        if (!rc)
+            m->formats = d.formats;
+        free(d.f);
         if (rc)
             m->formats = 0;
     }
+    for (size_t i = 0; i < n_ads; i++)
+        free(ads[i]);
+    free(ads);
     free(extra);
     return rc;
 }
@@ -201,8 +218,171 @@ int qfs_open_source(struct qfs *q, const char *path, struct stat *st)
     return fd;
 }
 
+/* The PEFT adapters of a model: adapters/NAME/{adapter_config.json,
+ * adapter_model.safetensors} become files of the model named so (codec's
+ * lora kinds decide what they are). */
+static int scan_adapters(struct qfs *q, struct qfs_model *m, size_t *cap, const char *path)
+{
+    char *ad;
+    if (asprintf(&ad, "%s/adapters", path) < 0)
+        return -ENOMEM;
+    DIR *d = opendir(ad);
+    int rc = 0;
+    struct dirent *de;
+    while (d && !rc && (de = readdir(d))) {
+        if (de->d_name[0] == '.')
+            continue;
+        static const char *const names[] = {"adapter_config.json", "adapter_model.safetensors"};
+        for (int k = 0; k < 2 && !rc; k++) {
+            char *p, *rel;
+            if (asprintf(&p, "%s/%s/%s", ad, de->d_name, names[k]) < 0) {
+                rc = -ENOMEM;
+                break;
+            }
+            struct stat st;
+            if (stat(p, &st) == 0 && S_ISREG(st.st_mode) && path_allowed(q, p) && m->n_files < QFS_MAX_FILES) {
+                if (asprintf(&rel, "adapters/%s/%s", de->d_name, names[k]) < 0)
+                    rc = -ENOMEM;
+                else
+                    rc = add_file(m, cap, rel, p, QF_ROLE_PASS);
+                free(rel);
+            }
+            free(p);
+        }
+    }
+    if (d)
+        closedir(d);
+    free(ad);
+    /* adapters at the source root whose base this model is */
+    for (size_t i = 0; !rc && i < q->n_root_ads; i++) {
+        const struct qfs_root_adapter *ra = &q->root_ads[i];
+        if (!ra->base || strcmp(ra->base, m->name))
+            continue;
+        static const char *const names[] = {"adapter_config.json", "adapter_model.safetensors"};
+        for (int k = 0; k < 2 && !rc; k++) {
+            char *p = NULL, *rel = NULL;
+            bool dup = false;
+            if (asprintf(&rel, "adapters/%s/%s", ra->name, names[k]) < 0 || asprintf(&p, "%s/%s", ra->path, names[k]) < 0)
+                rc = -ENOMEM;
+            for (size_t f = 0; !rc && f < m->n_files && !dup; f++)
+                dup = !strcmp(m->files[f].name, rel);
+            if (!rc && dup && k == 0)
+                qfs_log(q, LOG_WARNING, "adapter '%s' at the source root: model '%s' has adapters/%s/ of its own; "
+                        "that one is used", ra->name, m->name, ra->name);
+            if (!rc && !dup && m->n_files < QFS_MAX_FILES)
+                rc = add_file(m, cap, rel, p, QF_ROLE_PASS);
+            free(p);
+            free(rel);
+        }
+    }
+    return rc;
+}
+
+/* A directory of PEFT's save_pretrained (adapter_config.json and
+ * adapter_model.safetensors, no config.json): an adapter, not a model. */
+static bool adapter_dir(const char *path)
+{
+    static const char *const need[] = {"adapter_config.json", "adapter_model.safetensors", "config.json"};
+    bool has[3];
+    for (int k = 0; k < 3; k++) {
+        char *p;
+        struct stat st;
+        if (asprintf(&p, "%s/%s", path, need[k]) < 0)
+            return false;
+        has[k] = stat(p, &st) == 0 && S_ISREG(st.st_mode);
+        free(p);
+    }
+    return has[0] && has[1] && !has[2];
+}
+
+/* A string member of a JSON file of the store, through codec's parser. */
+static bool json_member(struct qfs *q, const char *path, const char *member, char *out, size_t n)
+{
+    char *text = NULL, err[256];
+    size_t len = 0;
+    struct stat st;
+    out[0] = 0;
+    bool ok = !read_json(q, path, &text, &len, &st) &&
+              !qf_json_string_member(text, len, path, member, out, n, err, sizeof err);
+    free(text);
+    return ok;
+}
+
+static void free_root_ads(struct qfs_root_adapter *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(v[i].name);
+        free(v[i].path);
+        free(v[i].base);
+    }
+    free(v);
+}
+
+/* Pairs the adapters at the source root (names: its entries, sorted) with
+ * the model directory their base_model_name_or_path names: by directory
+ * name (its last component), else by a base's config.json _name_or_path.
+ * None or several: left unpaired, said once. */
+static void pair_root_adapters(struct qfs *q, char **names, size_t n)
+{
+    struct qfs_root_adapter *v = NULL;
+    size_t nv = 0;
+    for (size_t i = 0; i < n; i++) {
+        char *p, base[1024] = "";
+        if (asprintf(&p, "%s/%s", q->source, names[i]) < 0)
+            break;
+        struct stat st;
+        bool is = stat(p, &st) == 0 && S_ISDIR(st.st_mode) && path_allowed(q, p) && adapter_dir(p);
+        char *cp = NULL;
+        if (is && asprintf(&cp, "%s/adapter_config.json", p) >= 0)
+            json_member(q, cp, "base_model_name_or_path", base, sizeof base);
+        free(cp);
+        struct qfs_root_adapter *nv2 = is ? realloc(v, (nv + 1) * sizeof *v) : NULL;
+        if (!nv2) {
+            free(p);
+            continue;
+        }
+        v = nv2;
+        struct qfs_root_adapter *ra = &v[nv++];
+        *ra = (struct qfs_root_adapter){strdup(names[i]), p, NULL};
+        size_t bl = strlen(base);
+        while (bl && base[bl - 1] == '/')
+            base[--bl] = 0;
+        const char *last = strrchr(base, '/') ? strrchr(base, '/') + 1 : base;
+        size_t found = 0, at = 0;
+        for (int pass = 0; pass < 2 && !found && *base; pass++)
+            for (size_t k = 0; k < n; k++) {
+                char *c;
+                if (k == i || asprintf(&c, "%s/%s/config.json", q->source, names[k]) < 0)
+                    continue;
+                char nop[1024];
+                bool match = pass == 0 ? !strcmp(names[k], last) && access(c, F_OK) == 0
+                                       : json_member(q, c, "_name_or_path", nop, sizeof nop) && !strcmp(nop, base);
+                free(c);
+                if (match)
+                    found++, at = k;
+            }
+        if (found == 1)
+            ra->base = strdup(names[at]);
+        bool said = false; /* said before, about the same pairing */
+        for (size_t o = 0; o < q->n_root_ads && !said; o++)
+            said = !strcmp(q->root_ads[o].name, ra->name) &&
+                   (q->root_ads[o].base ? ra->base && !strcmp(q->root_ads[o].base, ra->base) : !ra->base);
+        if (said)
+            continue;
+        if (ra->base)
+            qfs_log(q, LOG_INFO, "adapter '%s' at the source root: its base is model '%s'", ra->name, ra->base);
+        else
+            qfs_log(q, LOG_WARNING, "adapter '%s' at the source root: base_model_name_or_path '%s' names %s model of "
+                    "the store; not offered", ra->name, base, found ? "more than one" : "no");
+    }
+    free_root_ads(q->root_ads, q->n_root_ads);
+    q->root_ads = v;
+    q->n_root_ads = nv;
+}
+
 /* Fills m with the regular files of directory path (symlinks followed
- * within the source root, dot files and sub-directories skipped). */
+ * within the source root, dot files and sub-directories skipped, but for
+ * adapters/: scan_adapters). */
 static int scan_model_dir(struct qfs *q, struct qfs_model *m, const char *path)
 {
     DIR *d = opendir(path);
@@ -231,6 +411,8 @@ static int scan_model_dir(struct qfs *q, struct qfs_model *m, const char *path)
         free(p);
     }
     closedir(d);
+    if (!rc)
+        rc = scan_adapters(q, m, &cap, path);
     if (!rc)
         rc = classify(q, m, &cap, path);
     if (m->n_files)
@@ -265,6 +447,9 @@ void qfs_free_models(struct qfs *q)
     free(q->models);
     q->models = NULL;
     q->n_models = 0;
+    free_root_ads(q->root_ads, q->n_root_ads);
+    q->root_ads = NULL;
+    q->n_root_ads = 0;
     for (size_t i = 0; i < q->n_pending; i++)
         free(q->pending[i].name);
     free(q->pending);
@@ -325,7 +510,8 @@ static int model_build(struct qfs *q, const char *name, struct qfs_model **out)
     if (m)
         pthread_mutex_init(&m->dir_mu, NULL);
     if (!rc && stat(p, &st) == 0 && path_allowed(q, p)) {
-        if (S_ISDIR(st.st_mode)) {
+        if (S_ISDIR(st.st_mode) && adapter_dir(p)) { /* an adapter (pair_root_adapters) */
+        } else if (S_ISDIR(st.st_mode)) {
             m->name = strdup(name);
             m->dir = strdup(p);
             rc = m->name && m->dir ? scan_model_dir(q, m, p) : -ENOMEM;
@@ -508,6 +694,8 @@ int qfs_scan(struct qfs *q)
     char **names;
     size_t n;
     int rc = list_root(q, &names, &n);
+    if (!rc)
+        pair_root_adapters(q, names, n);
     for (size_t i = 0; i < n && !rc; i++) {
         struct qfs_model *m;
         if ((rc = model_build(q, names[i], &m)) || !m)
@@ -539,6 +727,7 @@ unsigned qfs_rescan(struct qfs *q)
     size_t n;
     if (list_root(q, &names, &n))
         return q->settle_ms;
+    pair_root_adapters(q, names, n);
     unsigned again = 0;
     uint64_t now = qfs_now_ms();
     size_t nm = q->n_models;
@@ -818,8 +1007,11 @@ static int hf_io_open(void *ctx, const char *name, qf_pread_fn *rd, void **rdctx
     struct hf_io *io = ctx;
     if (io->s->n_in == io->cap)
         return -EMFILE;
-    char *p;
-    if (asprintf(&p, "%s/%s", io->m->dir, name) < 0)
+    char *p = NULL; /* a file of the model (an adapter at the root lies elsewhere), else by name */
+    for (size_t i = 0; i < io->m->n_files && !p; i++)
+        if (!strcmp(io->m->files[i].name, name) && !derived(io->m->files[i].kind) && !(p = strdup(io->m->files[i].path)))
+            return -ENOMEM;
+    if (!p && asprintf(&p, "%s/%s", io->m->dir, name) < 0)
         return -ENOMEM;
     struct qfs_src *in = &io->s->in[io->s->n_in];
     int rc = qfs_src_open(io->q, io->m, in, p);
@@ -878,7 +1070,7 @@ static void hf_load(struct qfs *q, struct qfs_model *m, struct qfs_snap *s)
                                   .tok_find = hf_io_tok_find,
                                   .tok_add = hf_io_tok_add};
     struct qf_hf_dir out;
-    int rc = qf_hf_open_dir(&dio, &d, &out, s->err, sizeof s->err);
+    int rc = qf_source_kind(s->file->kind)->open_dir(&dio, &d, s->file->name, &out, s->err, sizeof s->err);
     free(d.f);
     s->quiet |= out.shard_refused; /* the shard's own snapshot logs why */
     if (out.tokenizer_parsed)
@@ -949,11 +1141,13 @@ static struct qfs_snap *snap_load(struct qfs *q, struct qfs_model *m, struct qfs
     s->rd = qfs_src_pread;
     s->rdctx = &s->src;
     s->src.fd = -1;
-    if (derived(f->kind)) { /* the one derived kind: the converter's GGUF */
+    if (derived(f->kind)) { /* the converter's GGUF, an adapter's GGUF */
         slot_take(&q->hf_slots); /* then parse slots inside: never the other way */
         hf_load(q, m, s);
         sem_post(&q->hf_slots);
-        if (s->err[0] && !s->quiet)
+        if (s->err[0] && !s->quiet && qf_source_kind(f->kind)->optional)
+            qfs_log(q, LOG_WARNING, "model '%s': %s is not offered: %s", m->name, f->name, s->err);
+        else if (s->err[0] && !s->quiet)
             qfs_log(q, LOG_WARNING, "model '%s': no GGUF views: %s", m->name, s->err);
         if (!s->n_in) {
             *err = -ENOENT;

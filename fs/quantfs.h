@@ -169,6 +169,13 @@ struct qfs {
     size_t models_cap;
     struct qfs_pending *pending; /* seen, not yet settled (watcher only) */
     size_t n_pending;
+    /* PEFT adapters at the source root, each with the model directory its
+     * base_model_name_or_path names (NULL: none or several; said once);
+     * rebuilt by every scan (the scanning thread only) */
+    struct qfs_root_adapter {
+        char *name, *path, *base;
+    } *root_ads;
+    size_t n_root_ads;
     unsigned settle_ms;          /* a new model's files must hold still this long */
     unsigned rescan_ms;          /* -o rescan: periodic rescans, 0: inotify only */
 

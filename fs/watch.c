@@ -12,13 +12,16 @@
  * or a model directory, and every -o rescan seconds, runs qfs_rescan (ns.c),
  * whose added and gone models are announced to the kernel here.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <poll.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/inotify.h>
+#include <sys/stat.h>
 #include <syslog.h>
 #include <time.h>
 #include <unistd.h>
@@ -171,6 +174,32 @@ static void add_watch(struct qfs *q, const char *dir, long model)
     q->wds[q->n_wds++] = (struct qfs_wd){wd, model};
 }
 
+/* A model directory, its adapters/ and each adapters/NAME/ (an adapter
+ * that appears, changes or goes is a new version of the model). */
+static void watch_model(struct qfs *q, const struct qfs_model *m, long i)
+{
+    add_watch(q, m->dir, i);
+    char *ad;
+    if (asprintf(&ad, "%s/adapters", m->dir) < 0)
+        return;
+    DIR *d = opendir(ad);
+    if (d) {
+        add_watch(q, ad, i);
+        struct dirent *de;
+        while ((de = readdir(d))) {
+            char *sub;
+            if (de->d_name[0] == '.' || asprintf(&sub, "%s/%s", ad, de->d_name) < 0)
+                continue;
+            struct stat st;
+            if (stat(sub, &st) == 0 && S_ISDIR(st.st_mode))
+                add_watch(q, sub, i);
+            free(sub);
+        }
+        closedir(d);
+    }
+    free(ad);
+}
+
 void qfs_model_gone(struct qfs *q, size_t i)
 {
     struct qfs_model *m = q->models[i];
@@ -184,7 +213,7 @@ void qfs_model_added(struct qfs *q, size_t i)
 {
     struct qfs_model *m = q->models[i];
     if (m->dir && q->watch_ifd >= 0)
-        add_watch(q, m->dir, (long)i);
+        watch_model(q, m, (long)i);
     /* a lookup of the name before it existed may be cached as negative */
     fuse_lowlevel_notify_inval_entry(q->se, QFS_INO_ROOT, m->name, strlen(m->name));
 }
@@ -199,7 +228,7 @@ int qfs_watch_start(struct qfs *q)
         add_watch(q, q->source, -1);
         for (size_t i = 0; i < q->n_models; i++)
             if (q->models[i]->dir)
-                add_watch(q, q->models[i]->dir, (long)i);
+                watch_model(q, q->models[i], (long)i);
     }
     if (q->watch_ifd < 0 && !q->rescan_ms) {
         q->rescan_ms = 10000;

@@ -78,6 +78,15 @@ class Mount:
         """Declare a log line this test expects (it is then not a failure)."""
         self.allowed.append(re.compile(pattern))
 
+    def require_log(self, pattern, timeout=5.0):
+        """A log line this test expects, which must have been written (or be
+        within timeout seconds)."""
+        self.expect_log(pattern)
+        end = time.time() + timeout
+        while not re.search(pattern, self.output()):
+            assert time.time() < end, "no log line matches %r:\n%s" % (pattern, self.output())
+            time.sleep(0.05)
+
     def umount(self):
         if self.log.closed:  # unmounted already
             return

@@ -1,0 +1,142 @@
+"""PEFT LoRA adapters of Hugging Face models (MODEL/adapters/NAME/): the
+lora view's NAME.gguf against llama.cpp v0.5.0's convert_lora_to_gguf.py
+--outtype f32 (refs/lora/records.json, made on the device from adapters
+PEFT 0.21 wrote there: refs/lora/*/adapters/), byte for byte but for
+general.name; what the converter refuses or would mis-scale is absent with
+a log line; llama.cpp applies the file to the base's f32 view and generates
+PEFT's own greedy tokens (refs/lora/peft_tokens.json: transformers + peft,
+float32)."""
+import json
+import os
+import shutil
+import subprocess
+import time
+
+from conftest import SHARED
+from test_hf import NODE_DIR, diff, have_node, need, record
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REFS = os.path.join(HERE, "refs", "lora")
+RECORDS = json.load(open(os.path.join(REFS, "records.json")))
+PEFT = json.load(open(os.path.join(REFS, "peft_tokens.json")))
+
+
+def store(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    shutil.copytree(os.path.join(SHARED, "models", "stories260K", "hf"), src / "stories260K")
+    shutil.copytree(os.path.join(REFS, "stories260K", "adapters"), src / "stories260K" / "adapters")
+    subprocess.run(["/usr/bin/python3", os.path.join(HERE, "hfmodels.py"), str(src), "gemma2s"], check=True,
+                   capture_output=True)
+    shutil.copytree(os.path.join(REFS, "gemma2s", "adapters"), src / "gemma2s" / "adapters")
+    # a model without adapters, and an adapter directory missing its weights
+    shutil.copytree(os.path.join(SHARED, "models", "stories260K", "hf"), src / "bare")
+    (src / "bare" / "adapters" / "half").mkdir(parents=True)
+    shutil.copy(os.path.join(REFS, "stories260K", "adapters", "plain", "adapter_config.json"),
+                src / "bare" / "adapters" / "half")
+    return src
+
+
+def generate(paths, lora):
+    r = subprocess.run(["node", os.path.join(NODE_DIR, "generate.mjs")] + paths, capture_output=True, text=True,
+                       timeout=600, cwd=NODE_DIR, env=dict(os.environ, GEN_TOKENS="24", GEN_LORA=lora))
+    assert r.returncode == 0, r.stderr
+    got = [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
+    assert len(got) == len(paths) and all("error" not in g for g in got), got
+    return [g["tokens"] for g in got]
+
+
+def test_adapter_files_equal_the_converters(mount_factory, tmp_path):
+    m = mount_factory(store(tmp_path))
+    assert sorted(os.listdir(m.path("stories260K", "lora"))) == ["pattern.gguf", "plain.gguf"]
+    assert os.listdir(m.path("gemma2s", "lora")) == ["gemma.gguf"]
+    for model, name in (("stories260K", "plain"), ("stories260K", "pattern"), ("gemma2s", "gemma")):
+        d = diff(record(m.path(model, "lora", name + ".gguf")), RECORDS[name + ".lora.gguf"])
+        assert not d, (name, d)
+    # the adapters' inputs are no model files: no view shows them
+    for v in ("f32", "q8_0", "bf16"):
+        assert not any(f.startswith("adapter") for f in os.listdir(m.path("stories260K", v))), v
+    # no adapters (or none complete): no lora view
+    assert "lora" not in os.listdir(m.path("bare")) and "q4_k_m" in os.listdir(m.path("bare"))
+    # DoRA: the converter's sys.exit; rsLoRA: it would scale by alpha/r
+    m.require_log(r"model 'stories260K': dora.gguf is not offered: .*lora_magnitude_vector.*not a lora_A or lora_B")
+    m.require_log(r"model 'stories260K': rslora.gguf is not offered: rsLoRA")
+
+
+def test_llama_cpp_applies_the_adapter_as_peft(mount_factory, tmp_path):
+    need(have_node(), "node-llama-cpp")
+    m = mount_factory(store(tmp_path))
+    m.expect_log(r"is not offered")
+    base = m.path("stories260K", "f32", "stories260K.gguf")
+    for name in ("plain", "pattern"):
+        toks = generate([base], m.path("stories260K", "lora", name + ".gguf"))[0]
+        assert toks == PEFT["stories260K+" + name], name
+        assert toks != PEFT["stories260K+None"], name  # the adapter changes the model
+    # Gemma 2: llama.cpp loads the adapter onto the base's views (its greedy
+    # tokens on this random model differ from transformers' with or
+    # without an adapter, so only loading and running is asserted)
+    generate([m.path("gemma2s", v, "gemma2s.gguf") for v in ("f32", "q8_0")], m.path("gemma2s", "lora", "gemma.gguf"))
+
+
+def test_tree_shows_the_lora_view(mount_factory, tmp_path):
+    """quantfs-check --tree lists the lora view as the mount does, with the
+    mount's sizes, from the same codec rows and without FUSE."""
+    from test_check import run as check
+    src = store(tmp_path)
+    m = mount_factory(src)
+    m.expect_log(r"is not offered")
+    out = check("--tree", str(src), check_rc=0).stdout
+    lines = out.splitlines()
+    at = lines.index("stories260K/")
+    at = lines.index("  lora/", at)
+    listed = {}
+    for line in lines[at + 1:]:
+        if not line.startswith("    "):
+            break
+        listed[line.split()[0]] = int(line.split()[1])
+    want = {f: os.path.getsize(m.path("stories260K", "lora", f)) for f in os.listdir(m.path("stories260K", "lora"))}
+    assert listed == want, (listed, want)
+
+
+def test_adapters_come_and_go_with_the_live_store(mount_factory, tmp_path):
+    """An adapter copied into (or removed from) MODEL/adapters/ while
+    mounted appears (goes) without a remount: inotify watches adapters/."""
+    src = store(tmp_path)
+    shutil.rmtree(src / "stories260K" / "adapters")
+    m = mount_factory(src)
+    assert "lora" not in os.listdir(m.path("stories260K"))
+    staging = tmp_path / "staging"
+    shutil.copytree(os.path.join(REFS, "stories260K", "adapters", "plain"), staging)
+    (src / "stories260K" / "adapters").mkdir()
+    os.rename(staging, src / "stories260K" / "adapters" / "plain")  # complete at once, as a careful copy is
+    for _ in range(100):
+        if "lora" in os.listdir(m.path("stories260K")):
+            break
+        time.sleep(0.05)
+    d = diff(record(m.path("stories260K", "lora", "plain.gguf")), RECORDS["plain.lora.gguf"])
+    assert not d, d
+    # a listing while the directory is half removed may try the old version once
+    m.expect_log(r"plain.gguf is not offered: adapters/plain/adapter_\w+\.\w+: No such file")
+    shutil.rmtree(src / "stories260K" / "adapters" / "plain")
+    for _ in range(100):
+        if "lora" not in os.listdir(m.path("stories260K")):
+            break
+        time.sleep(0.05)
+    assert "lora" not in os.listdir(m.path("stories260K"))
+
+
+def test_adapters_at_the_store_root_pair_with_their_base(mount_factory, tmp_path):
+    """An adapter directory at the source root is no model: it joins the
+    model its base_model_name_or_path names (by directory name), and one
+    that names no model of the store is said and left out."""
+    src = tmp_path / "src"
+    src.mkdir()
+    shutil.copytree(os.path.join(SHARED, "models", "stories260K", "hf"), src / "stories260K")
+    shutil.copytree(os.path.join(REFS, "stories260K", "adapters", "plain"), src / "myft")
+    shutil.copytree(os.path.join(REFS, "gemma2s", "adapters", "gemma"), src / "orphan")  # base gemma2s: absent
+    m = mount_factory(src)
+    m.require_log(r"adapter 'orphan' at the source root: base_model_name_or_path '.*gemma2s' names no model")
+    assert sorted(os.listdir(m.path())) == [".quantfs", "stories260K"]
+    assert os.listdir(m.path("stories260K", "lora")) == ["myft.gguf"]
+    d = diff(record(m.path("stories260K", "lora", "myft.gguf")), RECORDS["plain.lora.gguf"])
+    assert not d, d
