@@ -495,7 +495,7 @@ int qf_st_index_check(const char *text, size_t len, bool (*have)(void *arg, cons
 #define QF_HF_NOUT 4 /* converter outtypes: f32, f16, bf16, q8_0 */
 #define QF_HF_ARCHS                                                                                          \
     "LlamaForCausalLM, MistralForCausalLM, MixtralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, "             \
-    "Qwen3MoeForCausalLM, SmolLM3ForCausalLM, Gemma2ForCausalLM, Gemma3ForCausalLM, "                           \
+    "Qwen2MoeForCausalLM, Qwen3MoeForCausalLM, SmolLM3ForCausalLM, Gemma2ForCausalLM, Gemma3ForCausalLM, "      \
     "Gemma3ForConditionalGeneration (its text model) and Phi3ForCausalLM"
 /* config.json's architectures[0] (a Hugging Face model's class) into arch
  * ("" when it names none), under codec's JSON limits. 0, or -EINVAL/-E2BIG

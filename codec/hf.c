@@ -238,7 +238,7 @@ enum hf_kvs { KVS_TEXT, KVS_GEMMA2, KVS_PHI3 };
  * add_space_prefix from tokenizer_config), the base BPE one (Qwen), Gemma's
  * (SentencePiece, then add_space_prefix false; Gemma 2 has no BPE path),
  * Phi3MiniModel's own SentencePiece routine */
-enum hf_vocab { VOCAB_LLAMA, VOCAB_BPE, VOCAB_GEMMA, VOCAB_GEMMA_SPM_ONLY, VOCAB_PHI3 };
+enum hf_vocab { VOCAB_LLAMA, VOCAB_BPE, VOCAB_GEMMA, VOCAB_GEMMA_SPM_ONLY, VOCAB_PHI3, VOCAB_GPT2 };
 
 struct hf_arch {
     const char *hf;        /* config.json architectures[0] */
@@ -280,6 +280,12 @@ static const char *const gemma_names[][2] = {{"post_attention_layernorm", "post_
                                              {"pre_feedforward_layernorm", "ffn_norm"},
                                              {"post_feedforward_layernorm", "post_ffw_norm"},
                                              {NULL, NULL}};
+/* Qwen2-MoE's shared expert and its gate */
+static const char *const qwen2moe_names[][2] = {{"mlp.shared_expert.gate_proj", "ffn_gate_shexp"},
+                                                {"mlp.shared_expert.up_proj", "ffn_up_shexp"},
+                                                {"mlp.shared_expert.down_proj", "ffn_down_shexp"},
+                                                {"mlp.shared_expert_gate", "ffn_gate_inp_shexp"},
+                                                {NULL, NULL}};
 /* Phi-3's fused projections stay fused (rows q, k, v; gate, up) */
 static const char *const phi3_names[][2] = {{"self_attn.qkv_proj", "attn_qkv"},
                                             {"mlp.gate_up_proj", "ffn_up"},
@@ -301,8 +307,13 @@ static const struct hf_arch archs[] = {
     /* Qwen3MoeModel(Qwen2MoeModel), conversion/qwen.py:76-156, 258-274 */
     /* (transformers 5.17's Qwen3MoeConfig has no head_dim default, unlike Qwen3Config) */
     {.hf = "Qwen3MoeForCausalLM", .gguf = "qwen3moe", .eps = 1e-6, .theta = 10000.0, .ctx = 32768, .vocab = 151936,
-     .vocab_kind = VOCAB_BPE, .experts = "mlp.experts.", .parts = {"down_proj", "gate_proj", "up_proj"},
+     .vocab_kind = VOCAB_GPT2, .experts = "mlp.experts.", .parts = {"down_proj", "gate_proj", "up_proj"},
      .parts_gguf = {"down", "gate", "up"}, .moe_ff_kvs = true},
+    /* Qwen2MoeModel, conversion/qwen.py:78-156: experts as Qwen3-MoE's, a
+     * shared expert with its own gate, TextModel's BPE vocabulary only */
+    {.hf = "Qwen2MoeForCausalLM", .gguf = "qwen2moe", .eps = 1e-6, .theta = 10000.0, .ctx = 32768, .vocab = 151936,
+     .vocab_kind = VOCAB_GPT2, .experts = "mlp.experts.", .parts = {"down_proj", "gate_proj", "up_proj"},
+     .parts_gguf = {"down", "gate", "up"}, .moe_ff_kvs = true, .names = qwen2moe_names},
     /* SmolLM3Model(LlamaModel), conversion/llama.py: Llama's file under
      * another name (no_rope_layers are not written: llama.cpp's smollm3
      * graph skips rope every 4th layer by itself) */
@@ -506,10 +517,8 @@ int qf_hf_map_name(const char *hf_arch, const char *hf_name, char *out, size_t n
                                          {"model.norm.weight", "output_norm.weight"},
                                          {"lm_head.weight", "output.weight"}};
     for (size_t i = 0; i < sizeof top / sizeof *top; i++)
-        if (!strcmp(hf, top[i][0])) {
-            snprintf(out, n, "%s", top[i][1]);
-            return 0;
-        }
+        if (!strcmp(hf, top[i][0]))
+            return snprintf(out, n, "%s", top[i][1]) < (int)n ? 0 : -1;
     static const char *const blk[][2] = {
         {"input_layernorm", "attn_norm"},     {"post_attention_layernorm", "ffn_norm"},
         {"self_attn.q_proj", "attn_q"},       {"self_attn.k_proj", "attn_k"},
@@ -533,10 +542,8 @@ int qf_hf_map_name(const char *hf_arch, const char *hf_name, char *out, size_t n
     for (int k = 0; k < 2; k++)
         for (size_t i = 0; tables[k] && tables[k][i][0]; i++)
             if (strlen(tables[k][i][0]) == (size_t)(dot - rest) &&
-                !strncmp(rest, tables[k][i][0], (size_t)(dot - rest))) {
-                snprintf(out, n, "blk.%u.%s%s", layer, tables[k][i][1], dot);
-                return 0;
-            }
+                !strncmp(rest, tables[k][i][0], (size_t)(dot - rest)))
+                return snprintf(out, n, "blk.%u.%s%s", layer, tables[k][i][1], dot) < (int)n ? 0 : -1;
     return -1;
 }
 
@@ -1496,7 +1503,7 @@ static int finish_header(struct qf_hf *hf, const struct buf *kv, size_t ftype_at
              * Q8_0 of a row 32 does not divide falls back to F16 */
             uint32_t ty = outs[ot];
             if (t->n_dims <= 1 || has_suffix(t->name, "_norm.weight") || !has_suffix(t->name, ".weight") ||
-                strstr(t->name, ".ffn_gate_inp.")) /* base.py's always-F32 list (routers) */
+                strstr(t->name, ".ffn_gate_inp.") || strstr(t->name, ".ffn_gate_inp_shexp.")) /* base.py's always-F32 list (routers) */
                 ty = QF_F32;
             if (ty == QF_Q8_0 && t->ne[0] % 32)
                 ty = QF_F16;
@@ -1856,6 +1863,9 @@ int qf_hf_build(const struct qf_hf_input *in, struct qf_hf **out, char *err, siz
         case VOCAB_BPE: /* Qwen2Model: SentencePiece if there is one, else BPE */
             path = in->spm ? P_SPM : bpe ? P_BPE : P_NONE;
             break;
+        case VOCAB_GPT2: /* TextModel.set_vocab: BPE alone */
+            path = bpe ? P_BPE : P_NONE;
+            break;
         case VOCAB_GEMMA:
             path = in->spm ? P_SPM : bpe ? P_BPE : P_NONE;
             break;
@@ -2198,7 +2208,7 @@ int qf_hf_build_lora(const struct qf_lora_input *in, struct qf_hf **out, char *e
     }
     for (size_t k = 0; k < np; k++) {
         const struct lora_pair *pr = &pairs[k];
-        char gname[64];
+        char gname[48]; /* + ".lora_a" fits qf_hf_tensor.name */
         unsigned lay, e;
         int part;
         if (!pr->ab[0] || !pr->ab[1]) {

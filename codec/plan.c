@@ -22,7 +22,7 @@
  *
  * Only the architectures whose hyper-parameter loading is reproduced are
  * accepted (llama — which covers Mistral and Mixtral GGUFs —, qwen2,
- * qwen3, qwen3moe, smollm3, gemma2, gemma3, phi3); any other is refused with a reason, never guessed.
+ * qwen3, qwen2moe, qwen3moe, smollm3, gemma2, gemma3, phi3); any other is refused with a reason, never guessed.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -56,6 +56,7 @@ static const struct arch_rule {
     {"gemma2", S70_NONE, false},        /* src/models/gemma2.cpp (sizes by layer count, none 70B) */
     {"gemma3", S70_NONE, false},        /* src/models/gemma3.cpp */
     {"phi3", S70_NONE, false},          /* src/models/phi3.cpp */
+    {"qwen2moe", S70_NONE, false},      /* src/models/qwen2moe.cpp */
 };
 
 struct hparams {
@@ -138,7 +139,7 @@ static int load_hparams(const struct qf_gguf *g, struct hparams *hp, struct plan
             hp->arch = &arch_rules[i];
     if (!hp->arch) {
         snprintf(e->buf, e->len,
-                 "architecture '%.64s': quantfs reproduces llama-quantize for llama, qwen2, qwen3, qwen3moe, smollm3, gemma2, gemma3 and phi3 only", a->sval);
+                 "architecture '%.64s': quantfs reproduces llama-quantize for llama, qwen2, qwen3, qwen2moe, qwen3moe, smollm3, gemma2, gemma3 and phi3 only", a->sval);
         return -ENOTSUP;
     }
     const char *an = hp->arch->name;

@@ -159,6 +159,12 @@ EXTRA = {
                   heads=4, kv=4, ffn=128, vocab=512, tied=False, shards=1, rope_theta=10000.0, ctx=4096,
                   eps=1e-5, bos=1, eos=2, fused=True, phi3=True,
                   extra_cfg={"original_max_position_embeddings": 4096, "sliding_window": None}),
+    # Qwen2-MoE: 4 experts of 64 and a shared expert of 96 with its gate, q/k/v biases, the npm Qwen
+    # tokenizer (BPE: the converter has no SentencePiece path for it), two shards
+    "qwen2moes": dict(arch="Qwen2MoeForCausalLM", model_type="qwen2_moe", tok="qwen3", dtype="BF16", hidden=64,
+                      layers=2, heads=4, kv=2, ffn=128, vocab=151936, tied=False, shards=2, rope_theta=1000000.0,
+                      ctx=32768, eps=1e-6, bos=151643, eos=151645, bias=True, experts=4, experts_used=2,
+                      moe_ffn=64, shared=96),
     # Qwen3-MoE with a small vocabulary (the SentencePiece model): its safetensors views, small
     # enough to carry to the GPU machine for transformers' own classes (not a GGUF reference)
     "qwen3moet": dict(arch="Qwen3MoeForCausalLM", model_type="qwen3_moe", tok="spm", dtype="BF16", hidden=64,
@@ -206,6 +212,12 @@ def make(name, outdir):
                 ts += [(pre + "mlp.experts.%d.gate_proj.weight" % e, w(M, H)),
                        (pre + "mlp.experts.%d.up_proj.weight" % e, w(M, H)),
                        (pre + "mlp.experts.%d.down_proj.weight" % e, w(H, M))]
+            if p.get("shared"):  # Qwen2-MoE's shared expert and its gate
+                S = p["shared"]
+                ts += [(pre + "mlp.shared_expert.gate_proj.weight", w(S, H)),
+                       (pre + "mlp.shared_expert.up_proj.weight", w(S, H)),
+                       (pre + "mlp.shared_expert.down_proj.weight", w(H, S)),
+                       (pre + "mlp.shared_expert_gate.weight", w(1, H))]
         else:
             ts += [(pre + "mlp.gate_proj.weight", w(F, H)),
                    (pre + "mlp.up_proj.weight", w(F, H)),
@@ -237,6 +249,8 @@ def make(name, outdir):
         cfg.update({"num_experts": p["experts"], "num_experts_per_tok": p["experts_used"],
                     "moe_intermediate_size": p["moe_ffn"], "norm_topk_prob": True, "decoder_sparse_step": 1,
                     "mlp_only_layers": []})
+        if p.get("shared"):
+            cfg["shared_expert_intermediate_size"] = p["shared"]
     if "rope_scaling" in p:
         cfg["rope_scaling"] = p["rope_scaling"]
     if g:

@@ -70,7 +70,7 @@ def test_views_equal_llama_cpp_output(mount_factory, tmp_path, name):
     assert len(got) == len(paths) and all("error" not in g for g in got), got
 
 
-@pytest.mark.parametrize("name", ["smollm3s", "mixtrals", "qwen3moes", "gemma2s", "gemma3s", "phi3s"])
+@pytest.mark.parametrize("name", ["smollm3s", "mixtrals", "qwen3moes", "qwen2moes", "gemma2s", "gemma3s", "phi3s"])
 def test_gguf_sources_of_the_architecture(mount_factory, tmp_path, name):
     """The converter's F32 file as a GGUF source (the f32 view, which the
     test above holds equal to it): every llama-quantize mix of it, byte for
