@@ -92,12 +92,19 @@ def test_gguf_sources_of_the_architecture(mount_factory, tmp_path, name):
     assert not bad, bad
 
 
-@pytest.mark.parametrize("name", ["gemma2s", "gemma3s", "gemma3cg", "phi3s", "phi3d"])
+# the converter's vocab-only file of each model's tokenizer: its own, or
+# (the MoE checkpoints) that of qwen3s, which has the same tokenizer files
+VOCAB_REF = {"gemma2s": "gemma2s", "gemma3s": "gemma3s", "gemma3cg": "gemma3cg", "phi3s": "phi3s", "phi3d": "phi3d",
+             "qwen3moes": "qwen3s", "qwen2moes": "qwen3s"}
+
+
+@pytest.mark.parametrize("name", sorted(VOCAB_REF))
 def test_tokenization_equals_the_converters(mount_factory, tmp_path, name):
     """llama.cpp tokenizes test_hf's 40 strings the same with the views as
     with the converter's own vocab-only GGUF of the checkpoint
     (refs/hf/NAME.vocab.gguf.xz, made on the device): Gemma's and Phi-3's
-    SentencePiece vocabularies, Phi-3's added tokens, add_space_prefix."""
+    SentencePiece vocabularies, Phi-3's added tokens, add_space_prefix, the
+    Qwen BPE of the MoE models."""
     from test_hf import TEXTS, tokenize
     need(have_node(), "node-llama-cpp")
     src = tmp_path / "src"
@@ -105,7 +112,7 @@ def test_tokenization_equals_the_converters(mount_factory, tmp_path, name):
     make(src, name)
     m = mount_factory(src)
     ref = tmp_path / (name + ".vocab.gguf")
-    ref.write_bytes(lzma.decompress(open(os.path.join(REFS, name + ".vocab.gguf.xz"), "rb").read()))
+    ref.write_bytes(lzma.decompress(open(os.path.join(REFS, VOCAB_REF[name] + ".vocab.gguf.xz"), "rb").read()))
     views = [m.path(name, v, name + ".gguf") for v in ("f32", "q4_k_m")]
     toks = tokenize([str(ref)] + views, tmp_path)
     want = toks[str(ref)]
