@@ -288,6 +288,11 @@ static int plan(const char *path, const char *ref_opt, const char *views, char *
             snprintf(p, sizeof p, "%s/%s", abs, de->d_name);
             if (de->d_name[0] == '.' || !is_dir(p) || !wanted(views, de->d_name))
                 continue;
+            /* the lora view holds a model's adapters, not the model */
+            size_t nv;
+            int vi = qf_view_index(de->d_name);
+            if (vi >= 0 && qf_views(&nv)[vi].formats == QF_FMT_LORA)
+                continue;
             struct job *nj = realloc(*jobs, (*n + 1) * sizeof **jobs);
             if (!nj)
                 break;

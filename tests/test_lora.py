@@ -61,6 +61,10 @@ def test_adapter_files_equal_the_converters(mount_factory, tmp_path):
     # DoRA: the converter's sys.exit; rsLoRA: it would scale by alpha/r
     m.require_log(r"model 'stories260K': dora.gguf is not offered: .*lora_magnitude_vector.*not a lora_A or lora_B")
     m.require_log(r"model 'stories260K': rslora.gguf is not offered: rsLoRA")
+    # quantfs-check checks the model's views and leaves its adapters alone
+    from test_check import run as check
+    r = check("--json", "-q", "--views=f32,q8_0,lora", m.path("stories260K"), check_rc=0)
+    assert sorted(json.loads(line)["view"] for line in r.stdout.splitlines()) == ["f32", "q8_0"], r.stdout
 
 
 def test_llama_cpp_applies_the_adapter_as_peft(mount_factory, tmp_path):
