@@ -530,6 +530,16 @@ struct qf_hf_input {
     uint64_t vocab_n_kv;
     const struct qf_st *const *shards; /* parsed headers, in file-name order */
     size_t n_shards;
+    /* a LoRA adapter merged in (PEFT's merge_and_unload): W + s (B A) for
+     * each pair, s = lora_alpha / r (alpha / sqrt(r) with use_rslora), r the
+     * pair's rank; NULL: none. A and B are read whole through rd. */
+    const struct qf_lora_merge {
+        const char *config; /* adapter_config.json */
+        size_t config_len;
+        const struct qf_st *weights;
+        qf_pread_fn rd;
+        void *ctx;
+    } *lora;
 };
 
 struct qf_hf_tensor {
@@ -541,6 +551,11 @@ struct qf_hf_tensor {
     uint64_t src_off;         /* absolute offset of the data in its shard */
     uint32_t perm_heads;      /* llama q/k: rows permuted in this many heads, 0: none */
     bool norm_shift;          /* Gemma: values + 1 (rounded to fp16 for an fp16 source) */
+    /* a merged LoRA pair (owned; NULL: none): row r of the source gains
+     * lora_scale * B[r] . A, A [lora_r x ne0], B [rows x lora_r], F32 */
+    float *lora_a, *lora_b;
+    uint32_t lora_r;
+    double lora_scale;
     float *gen;               /* a generated tensor's values (rope_freqs), owned; NULL: from a shard */
     /* a stack of experts (MoE): n_parts source matrices of nelems /
      * n_parts elements, expert-major; part_shard/part_off replace
@@ -678,6 +693,8 @@ enum qf_role {
     QF_ROLE_LORA_IN, /* adapters/NAME/adapter_config.json or adapter_model.safetensors */
     QF_ROLE_LORA,   /* NAME.gguf in the lora view: convert_lora_to_gguf.py's
                      * output for adapters/NAME/ (no such source file) */
+    QF_ROLE_MERGE_IN, /* a file of the base of a merged model BASE+ADAPTER: an input, shown nowhere */
+    QF_ROLE_MERGED, /* BASE+ADAPTER.gguf: the base's converter GGUF with the adapter merged in */
     QF_ROLE_N
 };
 
@@ -805,6 +822,11 @@ int qf_hf_open_dir(const struct qf_dir_io *io, const struct qf_model_files *m, s
  * adapter file's reader context. Same contract as qf_hf_open_dir. */
 int qf_lora_open_dir(const struct qf_dir_io *io, const char *adapter, struct qf_hf_dir *out, char *err,
                      size_t errlen);
+/* The merged kind's open: name "BASE+ADAPTER.gguf", m the base directory's
+ * files (any roles: they are claimed again); the converter's GGUF of the
+ * base with adapters/ADAPTER/ merged in (qf_hf_input.lora). */
+int qf_merged_open_dir(const struct qf_dir_io *io, const struct qf_model_files *m, const char *name,
+                       struct qf_hf_dir *out, char *err, size_t errlen);
 
 /* ------------------------------------------------------------ reports */
 

@@ -1559,11 +1559,109 @@ static int finish_header(struct qf_hf *hf, const struct buf *kv, size_t ftype_at
     return rc;
 }
 
+static uint32_t st_float(uint32_t dtype)
+{
+    return dtype == QF_STD_F32 ? QF_F32 : dtype == QF_STD_F16 ? QF_F16 : dtype == QF_STD_BF16 ? QF_BF16 : UINT32_MAX;
+}
+
+/* A float tensor of the adapter file, whole, as F32 (malloc'd) */
+static float *read_f32(const struct qf_lora_merge *lm, const struct qf_st_tensor *t)
+{
+    uint32_t ty = st_float(t->dtype);
+    size_t es = ty == QF_F32 ? 4 : 2;
+    void *raw = malloc(t->nelems * es + 1);
+    float *f = malloc(t->nelems * sizeof *f + 1);
+    if (!raw || !f || lm->rd(lm->ctx, raw, t->nelems * es, t->offset)) {
+        free(raw);
+        free(f);
+        return NULL;
+    }
+    qf_to_f32(ty, raw, f, t->nelems);
+    free(raw);
+    return f;
+}
+
+/* Merging adapter lm into the checkpoint's tensor named hf_name (o): the
+ * pair whose base name it is, read in, with PEFT's scale. Pairs are
+ * counted in *used; a DoRA, bias or replacement tensor refuses the whole
+ * adapter (PEFT would change more than W + sBA). */
+static int lora_attach(const struct qf_lora_merge *lm, json_t *ac, const char *hf_name, struct qf_hf_tensor *o,
+                       size_t *used, char *err, size_t errlen)
+{
+    static const char pfx[] = "base_model.model.";
+    size_t hl = strlen(hf_name);
+    if (hl < 7 || strcmp(hf_name + hl - 7, ".weight"))
+        return 0;
+    const struct qf_st_tensor *ab[2] = {NULL, NULL};
+    for (size_t i = 0; i < lm->weights->n_tensors; i++) {
+        const char *n = lm->weights->tensors[i].name;
+        if (!strncmp(n, pfx, sizeof pfx - 1))
+            n += sizeof pfx - 1;
+        if (strncmp(n, hf_name, hl - 7) || n[hl - 7] != '.')
+            continue;
+        const char *rest = n + hl - 6;
+        if (!strcmp(rest, "lora_A.weight"))
+            ab[0] = &lm->weights->tensors[i];
+        else if (!strcmp(rest, "lora_B.weight"))
+            ab[1] = &lm->weights->tensors[i];
+    }
+    if (!ab[0] && !ab[1])
+        return 0;
+    if (!ab[0] || !ab[1] || ab[0]->n_dims != 2 || ab[1]->n_dims != 2 || st_float(ab[0]->dtype) == UINT32_MAX ||
+        st_float(ab[1]->dtype) == UINT32_MAX || o->n_parts || o->n_dims != 2)
+        return qf_fail(err, errlen, -ENOTSUP, "adapter pair of %s: not two float matrices on a weight matrix", hf_name);
+    uint64_t r = ab[0]->shape[0], rows = o->ne[1], cols = o->ne[0];
+    if (!r || ab[1]->shape[1] != r || ab[0]->shape[1] != cols || ab[1]->shape[0] != rows)
+        return qf_fail(err, errlen, -ENOTSUP, "adapter pair of %s: shapes [%llu, %llu] x [%llu, %llu] do not fit "
+                       "its [%llu, %llu]", hf_name, (unsigned long long)ab[1]->shape[0],
+                       (unsigned long long)ab[1]->shape[1], (unsigned long long)ab[0]->shape[0],
+                       (unsigned long long)ab[0]->shape[1], (unsigned long long)rows, (unsigned long long)cols);
+    double alpha = 8;
+    jnum(ac, "lora_alpha", &alpha);
+    o->lora_r = (uint32_t)r;
+    o->lora_scale = json_is_true(json_object_get(ac, "use_rslora")) ? alpha / sqrt((double)r) : alpha / (double)r;
+    if (!(o->lora_a = read_f32(lm, ab[0])) || !(o->lora_b = read_f32(lm, ab[1])))
+        return -ENOMEM;
+    (*used)++;
+    return 0;
+}
+
+/* What merging an adapter needs that quantfs does not do: refused before
+ * anything is built. *pairs: its lora_A/lora_B pairs. */
+static int lora_check(const struct qf_lora_merge *lm, json_t *ac, size_t *pairs, char *err, size_t errlen)
+{
+    const char *pt = json_string_value(json_object_get(ac, "peft_type"));
+    if (pt && strcmp(pt, "LORA"))
+        return qf_fail(err, errlen, -ENOTSUP, "adapter_config.json: peft_type %s is not LORA", pt);
+    if (json_object_size(json_object_get(ac, "alpha_pattern")))
+        return qf_fail(err, errlen, -ENOTSUP, "alpha_pattern is not merged yet");
+    if (json_is_true(json_object_get(ac, "fan_in_fan_out")) || json_is_true(json_object_get(ac, "use_dora")) ||
+        json_is_true(json_object_get(ac, "lora_bias")))
+        return qf_fail(err, errlen, -ENOTSUP, "fan_in_fan_out, DoRA and lora_bias are not merged");
+    const char *init = json_string_value(json_object_get(ac, "init_lora_weights"));
+    if (init && (!strncmp(init, "pissa", 5) || !strcmp(init, "olora") || !strcmp(init, "corda") ||
+                 !strcmp(init, "lora_ga") || !strcmp(init, "loftq")))
+        return qf_fail(err, errlen, -ENOTSUP, "init_lora_weights %s changed the base: not a plain merge", init);
+    *pairs = 0;
+    for (size_t i = 0; i < lm->weights->n_tensors; i++) {
+        const char *n = lm->weights->tensors[i].name;
+        size_t l = strlen(n);
+        if (l > 14 && !strcmp(n + l - 14, ".lora_A.weight"))
+            (*pairs)++;
+        else if (!(l > 14 && !strcmp(n + l - 14, ".lora_B.weight")))
+            return qf_fail(err, errlen, -ENOTSUP, "adapter tensor '%.200s' is not a lora_A or lora_B weight (DoRA, "
+                           "biases, modules_to_save and trainable tokens are not merged)", n);
+    }
+    return 0;
+}
+
 int qf_hf_build(const struct qf_hf_input *in, struct qf_hf **out, char *err, size_t errlen)
 {
     *out = NULL;
     int rc = 0;
     json_t *cfg = load(in->config, in->config_len, "config.json", 0, err, errlen), *tj = NULL, *tc = NULL, *hp = NULL;
+    json_t *ac = NULL; /* a merged adapter's adapter_config.json */
+    size_t lora_pairs = 0, lora_used = 0;
     float *phi_factors[2] = {NULL, NULL}; /* Phi-3's rope factors, until their tensors own them */
     if (!cfg)
         return -EINVAL;
@@ -1588,6 +1686,11 @@ int qf_hf_build(const struct qf_hf_input *in, struct qf_hf **out, char *err, siz
     /* SpecialVocab still reads the root */
     if (!(hp = hparams(cfg))) {
         rc = -ENOMEM;
+        goto out;
+    }
+    if (in->lora && (!(ac = load(in->lora->config, in->lora->config_len, "adapter_config.json", 0, err, errlen)) ||
+                     (rc = lora_check(in->lora, ac, &lora_pairs, err, errlen)))) {
+        rc = rc ? rc : -EINVAL;
         goto out;
     }
     const char *an = a->gguf;
@@ -2036,6 +2139,10 @@ int qf_hf_build(const struct qf_hf_input *in, struct qf_hf **out, char *err, siz
             o->src_type = qt;
             o->src_off = t->offset;
             o->norm_shift = a->norm_shift && has_suffix(nm, "norm.weight");
+            if (in->lora && (rc = lora_attach(in->lora, ac, t->name, o, &lora_used, err, errlen))) {
+                hf->n_tensors++; /* owns what was read */
+                break;
+            }
             /* Gemma3Model: token_embd cut to the vocabulary's length */
             if (a->gemma3_kvs && in->spm && !strcmp(o->name, "token_embd.weight") && o->n_dims == 2 &&
                 o->ne[1] > (uint64_t)V) {
@@ -2058,6 +2165,9 @@ int qf_hf_build(const struct qf_hf_input *in, struct qf_hf **out, char *err, siz
         }
         free(srt);
     }
+    if (!rc && lora_used != lora_pairs)
+        rc = qf_fail(err, errlen, -ENOTSUP, "%zu of the adapter's %zu pairs are on no weight matrix of the model "
+                     "(experts, or modules it does not have)", lora_pairs - lora_used, lora_pairs);
     for (long long l = 0; !rc && experts && l < L; l++)
         if (expert_seen[l]) /* the converter's ValueError("Unprocessed experts") */
             rc = qf_fail(err, errlen, -ENOTSUP, "layer %lld has %u of its %u expert matrices", l, expert_seen[l],
@@ -2077,6 +2187,7 @@ out:
     json_decref(hp);
     json_decref(tj);
     json_decref(tc);
+    json_decref(ac);
     free(phi_factors[0]);
     free(phi_factors[1]);
     if (rc) {
@@ -2094,11 +2205,6 @@ struct lora_pair {
     char base[256];
     const struct qf_st_tensor *ab[2];
 };
-
-static uint32_t st_float(uint32_t dtype)
-{
-    return dtype == QF_STD_F32 ? QF_F32 : dtype == QF_STD_F16 ? QF_F16 : dtype == QF_STD_BF16 ? QF_BF16 : UINT32_MAX;
-}
 
 int qf_hf_build_lora(const struct qf_lora_input *in, struct qf_hf **out, char *err, size_t errlen)
 {
@@ -2334,6 +2440,8 @@ void qf_hf_free(struct qf_hf *hf)
     }
     for (size_t i = 0; hf->t && i < hf->n_tensors; i++) {
         free(hf->t[i].gen);
+        free(hf->t[i].lora_a);
+        free(hf->t[i].lora_b);
         free(hf->t[i].part_shard);
         free(hf->t[i].part_off);
     }
@@ -2431,6 +2539,17 @@ int qf_hf_pread(void *vctx, void *buf, size_t len, uint64_t off)
                 return rc;
         }
         qf_to_f32(t->src_type, raw, f, (size_t)seg);
+        if (t->lora_a) { /* merged: + s B[row] . A[:, col], row and column in the source's order */
+            uint64_t R = t->lora_r;
+            for (uint64_t k = 0; k < seg; k++) {
+                uint64_t row = rows ? sr : (c + k) / row_len, col = rows ? c + k : (c + k) % row_len;
+                const float *b = t->lora_b + row * R;
+                double d = 0;
+                for (uint64_t j = 0; j < R; j++)
+                    d += (double)b[j] * (double)t->lora_a[j * row_len + col];
+                f[k] = (float)((double)f[k] + t->lora_scale * d);
+            }
+        }
         if (t->norm_shift) /* Gemma's + 1, in the source dtype: an fp16 sum is rounded to fp16 */
             for (uint64_t k = 0; k < seg; k++)
                 f[k] = t->src_type == QF_F16 ? qf_f16_to_f32(qf_f32_to_f16(f[k] + 1.0f)) : f[k] + 1.0f;

@@ -101,8 +101,8 @@ static int vocab_only(const struct qf_dir_io *io, qf_pread_fn rd, void *ctx, uin
     return r;
 }
 
-int qf_hf_open_dir(const struct qf_dir_io *io, const struct qf_model_files *m, struct qf_hf_dir *out, char *err,
-                   size_t errlen)
+static int open_dir(const struct qf_dir_io *io, const struct qf_model_files *m, const struct qf_lora_merge *lora,
+                    struct qf_hf_dir *out, char *err, size_t errlen)
 {
     static const char *const names[QF_HF_TEXTS] = {"config.json",       "tokenizer.json",
                                                    "tokenizer_config.json", "tokenizer.model",
@@ -111,7 +111,7 @@ int qf_hf_open_dir(const struct qf_dir_io *io, const struct qf_model_files *m, s
     *out = (struct qf_hf_dir){0};
     char *txt[QF_HF_TEXTS] = {0};
     size_t tlen[QF_HF_TEXTS] = {0};
-    struct qf_hf_input in = {.name = m->name};
+    struct qf_hf_input in = {.name = m->name, .lora = lora};
     struct qf_st **sh = calloc(m->n + 1, sizeof *sh);
     out->shard_ctx = calloc(m->n + 1, sizeof *out->shard_ctx);
     uint8_t *vkv = NULL;
@@ -236,5 +236,62 @@ out:
     free(cfg);
     free(acfg);
     qf_st_free(st);
+    return finish(rc, out, err, errlen);
+}
+
+int qf_hf_open_dir(const struct qf_dir_io *io, const struct qf_model_files *m, struct qf_hf_dir *out, char *err,
+                   size_t errlen)
+{
+    return open_dir(io, m, NULL, out, err, errlen);
+}
+
+int qf_merged_open_dir(const struct qf_dir_io *io, const struct qf_model_files *m, const char *name,
+                       struct qf_hf_dir *out, char *err, size_t errlen)
+{
+    memset(out, 0, sizeof *out);
+    const char *plus = strrchr(name, '+');
+    size_t n = strlen(name);
+    if (!plus || n < 6 || strcmp(name + n - 5, ".gguf") || (size_t)(name + n - 5 - plus - 1) > 200)
+        return qf_fail(err, errlen, -EINVAL, "%s: not a merged model's file name", name);
+    char adapter[256], p[512];
+    memcpy(adapter, plus + 1, (size_t)(name + n - 5 - plus - 1));
+    adapter[name + n - 5 - plus - 1] = 0;
+    /* the base's files, as the base's own rows see them */
+    struct qf_model_files base = {.name = m->name, .dir = true, .n = m->n};
+    char *extra = NULL, *acfg = NULL;
+    size_t al = 0;
+    struct qf_st *st = NULL;
+    int rc = (base.f = malloc((m->n + 1) * sizeof *base.f)) ? 0 : -ENOMEM;
+    for (size_t i = 0; !rc && i < m->n; i++)
+        base.f[i] = (struct qf_model_file){m->f[i].name, QF_ROLE_PASS};
+    if (!rc)
+        rc = qf_model_claim(&base, NULL, &extra);
+    free(extra);
+    snprintf(p, sizeof p, "adapters/%s/adapter_config.json", adapter);
+    if (!rc && (rc = read_whole(io, p, QF_JSON_MAX_BYTES, &acfg, &al)))
+        rc = qf_fail(err, errlen, rc, "%s: %s", p, strerror(-rc));
+    snprintf(p, sizeof p, "adapters/%s/adapter_model.safetensors", adapter);
+    qf_pread_fn rd;
+    void *ctx = NULL;
+    uint64_t size;
+    if (!rc && (rc = io->open(io->ctx, p, &rd, &ctx, &size)))
+        rc = qf_fail(err, errlen, rc, "%s: %s", p, strerror(-rc));
+    char e[256] = "";
+    if (!rc) {
+        parse_begin(io);
+        rc = qf_st_parse(rd, ctx, size, &st, e, sizeof e);
+        parse_end(io);
+        if (rc)
+            rc = qf_fail(err, errlen, rc, "%s: %s", p, e);
+    }
+    if (!rc) {
+        struct qf_lora_merge lm = {.config = acfg, .config_len = al, .weights = st, .rd = rd, .ctx = ctx};
+        rc = open_dir(io, &base, &lm, out, err, errlen);
+    }
+    if (ctx && io->done) /* A and B are in memory */
+        io->done(io->ctx, ctx);
+    qf_st_free(st);
+    free(acfg);
+    free(base.f);
     return finish(rc, out, err, errlen);
 }

@@ -494,6 +494,62 @@ static int describe(struct qfs_model *m)
     return 0;
 }
 
+/* BASE+ADAPTER (no such entry in the root): the base directory's files
+ * as inputs, and the one file the merged kind derives from them; formats
+ * 0 when the base has no such complete adapter or no GGUF views. */
+static int merged_build(struct qfs *q, struct qfs_model *m, const char *name, const char *plus)
+{
+    char *base = strndup(name, (size_t)(plus - name)), *path = NULL, *want = NULL, *file = NULL;
+    int rc = base && asprintf(&path, "%s/%s", q->source, base) >= 0 && asprintf(&want, "%s.gguf", plus + 1) >= 0 &&
+                     asprintf(&file, "%s.gguf", name) >= 0
+                 ? 0
+                 : -ENOMEM;
+    struct stat st;
+    if (!rc && (stat(path, &st) || !S_ISDIR(st.st_mode) || !path_allowed(q, path) || adapter_dir(path)))
+        goto out;
+    if (!rc) {
+        m->name = base; /* scanned as the base (its root adapters, its config) */
+        base = NULL;
+        m->dir = strdup(path);
+        rc = m->dir ? scan_model_dir(q, m, path) : -ENOMEM;
+    }
+    bool has_adapter = false, has_gguf = false;
+    for (size_t i = 0; !rc && i < m->n_files; i++) {
+        has_adapter |= m->files[i].kind == QF_ROLE_LORA && !strcmp(m->files[i].name, want);
+        has_gguf |= m->files[i].kind == QF_ROLE_HFGGUF;
+    }
+    m->formats = 0;
+    if (rc || !has_adapter || !has_gguf)
+        goto out;
+    /* keep the sources, as inputs shown nowhere; the derived files go */
+    size_t k = 0, cap = m->n_files;
+    for (size_t i = 0; i < m->n_files; i++) {
+        struct qfs_file *f = &m->files[i];
+        if (derived(f->kind)) {
+            pthread_mutex_destroy(&f->mu);
+            free(f->name);
+            free(f->path);
+            continue;
+        }
+        f->kind = QF_ROLE_MERGE_IN;
+        m->files[k++] = *f;
+    }
+    m->n_files = k;
+    free(m->name);
+    if (!(m->name = strdup(name)) || (rc = add_file(m, &cap, file, path, QF_ROLE_MERGED)))
+        rc = -ENOMEM;
+    else
+        m->formats = QF_FMT_GGUF;
+    if (!rc)
+        qsort(m->files, m->n_files, sizeof *m->files, cmp_file);
+out:
+    free(base);
+    free(path);
+    free(want);
+    free(file);
+    return rc;
+}
+
 /* The model a source-root entry makes (*out NULL if none: not a model
  * directory or file, or hidden). */
 static int model_build(struct qfs *q, const char *name, struct qfs_model **out)
@@ -509,7 +565,10 @@ static int model_build(struct qfs *q, const char *name, struct qfs_model **out)
     int rc = m ? 0 : -ENOMEM;
     if (m)
         pthread_mutex_init(&m->dir_mu, NULL);
-    if (!rc && stat(p, &st) == 0 && path_allowed(q, p)) {
+    const char *plus = strrchr(name, '+');
+    if (!rc && plus && stat(p, &st) && errno == ENOENT) { /* BASE+ADAPTER: merged */
+        rc = merged_build(q, m, name, plus);
+    } else if (!rc && stat(p, &st) == 0 && path_allowed(q, p)) {
         if (S_ISDIR(st.st_mode) && adapter_dir(p)) { /* an adapter (pair_root_adapters) */
         } else if (S_ISDIR(st.st_mode)) {
             m->name = strdup(name);
@@ -667,6 +726,58 @@ static int list_root(struct qfs *q, char ***out, size_t *n)
     return rc;
 }
 
+/* BASE+ADAPTER for every adapter a model directory has (adapters/NAME/
+ * with both files, or a root adapter paired with it): the merged models,
+ * added to the root's sorted names as if they were entries. */
+static int add_merged_names(struct qfs *q, char ***names, size_t *n)
+{
+    size_t n0 = *n;
+    int rc = 0;
+    for (size_t i = 0; i < n0 && !rc; i++) {
+        char *ad;
+        if ((*names)[i][0] == '.' || strchr((*names)[i], '+') || asprintf(&ad, "%s/%s/adapters", q->source, (*names)[i]) < 0)
+            continue;
+        DIR *d = opendir(ad);
+        struct dirent *de;
+        while (d && !rc && (de = readdir(d))) {
+            char *p;
+            if (de->d_name[0] == '.' || strchr(de->d_name, '+') || asprintf(&p, "%s/%s", ad, de->d_name) < 0)
+                continue;
+            bool ok = true;
+            static const char *const need[] = {"adapter_config.json", "adapter_model.safetensors"};
+            for (int k = 0; k < 2 && ok; k++) {
+                char *f;
+                struct stat st;
+                ok = asprintf(&f, "%s/%s", p, need[k]) >= 0 && stat(f, &st) == 0 && S_ISREG(st.st_mode);
+                if (ok)
+                    free(f);
+            }
+            free(p);
+            char **nv = ok ? realloc(*names, (*n + 1) * sizeof **names) : NULL;
+            if (nv) {
+                *names = nv;
+                if (asprintf(&nv[*n], "%s+%s", (*names)[i], de->d_name) >= 0)
+                    (*n)++;
+            }
+        }
+        if (d)
+            closedir(d);
+        free(ad);
+    }
+    for (size_t i = 0; i < q->n_root_ads; i++) {
+        const struct qfs_root_adapter *ra = &q->root_ads[i];
+        char **nv = ra->base && !strchr(ra->name, '+') ? realloc(*names, (*n + 1) * sizeof **names) : NULL;
+        if (nv) {
+            *names = nv;
+            if (asprintf(&nv[*n], "%s+%s", ra->base, ra->name) >= 0)
+                (*n)++;
+        }
+    }
+    if (*n > n0)
+        qsort(*names, *n, sizeof **names, name_cmp);
+    return rc;
+}
+
 static void free_list(char **v, size_t n)
 {
     for (size_t i = 0; i < n; i++)
@@ -694,8 +805,10 @@ int qfs_scan(struct qfs *q)
     char **names;
     size_t n;
     int rc = list_root(q, &names, &n);
-    if (!rc)
+    if (!rc) {
         pair_root_adapters(q, names, n);
+        add_merged_names(q, &names, &n);
+    }
     for (size_t i = 0; i < n && !rc; i++) {
         struct qfs_model *m;
         if ((rc = model_build(q, names[i], &m)) || !m)
@@ -728,6 +841,7 @@ unsigned qfs_rescan(struct qfs *q)
     if (list_root(q, &names, &n))
         return q->settle_ms;
     pair_root_adapters(q, names, n);
+    add_merged_names(q, &names, &n);
     unsigned again = 0;
     uint64_t now = qfs_now_ms();
     size_t nm = q->n_models;

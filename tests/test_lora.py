@@ -39,7 +39,7 @@ def store(tmp_path):
 
 def generate(paths, lora):
     r = subprocess.run(["node", os.path.join(NODE_DIR, "generate.mjs")] + paths, capture_output=True, text=True,
-                       timeout=600, cwd=NODE_DIR, env=dict(os.environ, GEN_TOKENS="24", GEN_LORA=lora))
+                       timeout=600, cwd=NODE_DIR, env=dict(os.environ, GEN_TOKENS="24", GEN_LORA=lora or ""))
     assert r.returncode == 0, r.stderr
     got = [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
     assert len(got) == len(paths) and all("error" not in g for g in got), got
@@ -140,7 +140,80 @@ def test_adapters_at_the_store_root_pair_with_their_base(mount_factory, tmp_path
     shutil.copytree(os.path.join(REFS, "gemma2s", "adapters", "gemma"), src / "orphan")  # base gemma2s: absent
     m = mount_factory(src)
     m.require_log(r"adapter 'orphan' at the source root: base_model_name_or_path '.*gemma2s' names no model")
-    assert sorted(os.listdir(m.path())) == [".quantfs", "stories260K"]
+    assert sorted(os.listdir(m.path())) == [".quantfs", "stories260K", "stories260K+myft"]  # and its merge
     assert os.listdir(m.path("stories260K", "lora")) == ["myft.gguf"]
     d = diff(record(m.path("stories260K", "lora", "myft.gguf")), RECORDS["plain.lora.gguf"])
     assert not d, d
+
+
+def read_st(path):
+    """A safetensors file's F32 tensors (numpy), independent of quantfs."""
+    import struct
+    import numpy as np
+    with open(path, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        header = json.loads(f.read(n))
+        data = f.read()
+    out = {}
+    for name, t in header.items():
+        if name != "__metadata__":
+            a, b = t["data_offsets"]
+            assert t["dtype"] == "F32", name
+            out[name] = np.frombuffer(data[a:b], dtype="<f4").reshape(t["shape"]).astype(np.float64)
+    return out
+
+
+def test_merged_models_are_the_base_with_the_adapter_merged(mount_factory, tmp_path):
+    """MODEL+NAME/ is the base with the adapter merged in as PEFT's
+    merge_and_unload does (W + alpha/r B A; alpha/sqrt(r) with rsLoRA),
+    then converted: its f32 GGUF holds every merged tensor within 1e-6
+    (relative, max-norm) of that formula in float64 (q/k rows in llama.cpp's
+    order), llama.cpp generates PEFT's own greedy tokens from it, and the
+    mixes derive from it; DoRA is refused with a log line."""
+    import numpy as np
+    import gguf_reader
+    from test_check import run as check
+    src = store(tmp_path)
+    m = mount_factory(src)
+    m.expect_log(r"is not offered")
+    names = os.listdir(m.path())
+    assert {"stories260K+plain", "stories260K+pattern", "stories260K+rslora", "gemma2s+gemma"} <= set(names), names
+    assert "q4_k_m" in os.listdir(m.path("stories260K+plain")) and "int8" not in os.listdir(m.path("stories260K+plain"))
+    base = read_st(os.path.join(SHARED, "models", "stories260K", "hf", "model.safetensors"))
+    cfg = json.load(open(os.path.join(SHARED, "models", "stories260K", "hf", "config.json")))
+    gguf_names = {"q_proj": "attn_q", "k_proj": "attn_k", "v_proj": "attn_v", "o_proj": "attn_output",
+                  "gate_proj": "ffn_gate", "up_proj": "ffn_up", "down_proj": "ffn_down"}
+    for name in ("plain", "pattern", "rslora"):
+        ad = os.path.join(REFS, "stories260K", "adapters", name)
+        ac = json.load(open(os.path.join(ad, "adapter_config.json")))
+        lw = read_st(os.path.join(ad, "adapter_model.safetensors"))
+        g = gguf_reader.load(m.path("stories260K+" + name, "f32", "stories260K+%s.gguf" % name))
+        pairs = 0
+        for k, a in lw.items():
+            if not k.endswith(".lora_A.weight"):
+                continue
+            mod = k[len("base_model.model."):-len(".lora_A.weight")]
+            b = lw[k.replace("lora_A", "lora_B")]
+            r = a.shape[0]
+            s = ac["lora_alpha"] / (np.sqrt(r) if ac.get("use_rslora") else r)
+            want = base[mod + ".weight"] + s * (b @ a)
+            layer, proj = mod.split(".")[2], mod.split(".")[-1]
+            if proj in ("q_proj", "k_proj"):  # llama.cpp's row order (LlamaModel.permute)
+                heads = cfg["num_attention_heads"] if proj == "q_proj" else cfg["num_key_value_heads"]
+                want = want.reshape(heads, 2, want.shape[0] // heads // 2, -1).swapaxes(1, 2).reshape(want.shape)
+            t = "blk.%s.%s.weight" % (layer, gguf_names[proj])
+            got = np.frombuffer(g.tensor_bytes(t), dtype="<f4").reshape(want.shape)
+            assert np.abs(got - want).max() <= 1e-6 * np.abs(want).max(), (name, t)
+            pairs += 1
+        assert pairs >= 10, name
+        # an untouched tensor is the base's
+        assert g.tensor_bytes("output_norm.weight") == base["model.norm.weight"].astype("<f4").tobytes()
+    need(have_node(), "node-llama-cpp")
+    for name in ("plain", "pattern"):
+        got = generate([m.path("stories260K+" + name, "f32", "stories260K+%s.gguf" % name)], "")[0]
+        assert got == PEFT["stories260K+" + name], name
+    # quantfs-check takes it as a model: its views against its own f32
+    r = check("--json", "-q", "--views=f32,fp16", m.path("stories260K+plain"), check_rc=0)
+    assert len(r.stdout.splitlines()) == 2
+    os.listdir(m.path("stories260K+dora", "f32"))
+    m.require_log(r"model 'stories260K\+dora': no GGUF views: .*DoRA.*not merged")
