@@ -167,7 +167,16 @@ static void model_free(struct tmodel *m)
 }
 
 /* The regular files of a model (sorted), classified by codec's rows. */
-static int model_load(const char *root, const char *entry, struct tmodel *m)
+static bool is_file(const char *dir, const char *name)
+{
+    char p[16384];
+    struct stat st;
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    return stat(p, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+/* merge: the model BASE+merge (entry is BASE), as the daemon makes it */
+static int model_load(const char *root, const char *entry, const char *merge, struct tmodel *m)
 {
     char p[4096];
     snprintf(p, sizeof p, "%s/%s", root, entry);
@@ -176,7 +185,10 @@ static int model_load(const char *root, const char *entry, struct tmodel *m)
         return -errno;
     char **names = NULL;
     size_t n = 0;
-    if (S_ISDIR(st.st_mode)) {
+    if (S_ISDIR(st.st_mode) && is_file(p, "adapter_config.json") && is_file(p, "adapter_model.safetensors") &&
+        !is_file(p, "config.json")) {
+        return -ENOENT; /* an adapter, not a model */
+    } else if (S_ISDIR(st.st_mode)) {
         list_dir(p, true, &names, &n);
         /* adapters/NAME/{adapter_config.json,adapter_model.safetensors}, as the daemon scans them */
         char ap[4096 + 16], **ads = NULL;
@@ -255,6 +267,30 @@ static int model_load(const char *root, const char *entry, struct tmodel *m)
         for (size_t a = 0; a < na; a++)
             m->d.f[m->d.n++] = (struct qf_model_file){ads[a], QF_ROLE_LORA};
         free(ads);
+    }
+    if (merge) { /* the base's sources as inputs, and the merged file */
+        char *want = NULL, *file = NULL, *name = NULL;
+        bool has = false;
+        size_t k = 0;
+        if (asprintf(&want, "%s.gguf", merge) < 0 || asprintf(&name, "%s+%s", entry, merge) < 0 ||
+            asprintf(&file, "%s.gguf", name) < 0)
+            return -ENOMEM;
+        for (size_t i = 0; i < m->d.n; i++) {
+            has |= m->d.f[i].role == QF_ROLE_LORA && !strcmp(m->d.f[i].name, want);
+            if (qf_source_kind(m->d.f[i].role)->derived)
+                free((char *)m->d.f[i].name);
+            else
+                m->d.f[k++] = (struct qf_model_file){m->d.f[i].name, QF_ROLE_MERGE_IN};
+        }
+        free(want);
+        m->d.n = k;
+        m->d.f[m->d.n++] = (struct qf_model_file){file, QF_ROLE_MERGED};
+        free(m->name);
+        m->name = name;
+        m->d.name = name;
+        m->d.formats = has ? QF_FMT_GGUF : 0;
+        if (!has)
+            return -ENOENT;
     }
     m->paths = calloc(m->d.n + 1, sizeof *m->paths);
     m->files = calloc(m->d.n + 1, sizeof *m->files);
@@ -435,10 +471,38 @@ int ck_tree(const char *src, const char *views_opt)
         fprintf(stderr, "quantfs-check: %s: %s\n", src, strerror(-rc));
         return 2;
     }
+    /* BASE+NAME for every adapters/NAME/ of a model directory (adapters at
+     * the source root are not paired here) */
+    for (size_t i = 0, n0 = n; i < n0; i++) {
+        char ap[8192], **ads = NULL;
+        size_t na = 0;
+        snprintf(ap, sizeof ap, "%s/%s/adapters", src, names[i]);
+        if (strchr(names[i], '+') || list_dir(ap, false, &ads, &na))
+            continue;
+        for (size_t a = 0; a < na; a++) {
+            char ad[8192 + 256];
+            snprintf(ad, sizeof ad, "%s/%s", ap, ads[a]);
+            char **nn = is_file(ad, "adapter_config.json") && is_file(ad, "adapter_model.safetensors") && !strchr(ads[a], '+')
+                            ? realloc(names, (n + 1) * sizeof *names)
+                            : NULL;
+            if (nn && asprintf(&nn[n], "%s+%s", nn[i], ads[a]) >= 0)
+                n++;
+            if (nn)
+                names = nn;
+            free(ads[a]);
+        }
+        free(ads);
+    }
+    if (n)
+        qsort(names, n, sizeof *names, cmp_str);
     int status = 0;
     for (size_t i = 0; i < n; i++) {
         struct tmodel m = {0};
-        rc = model_load(src, names[i], &m);
+        char *plus = strrchr(names[i], '+'), base[4096];
+        snprintf(base, sizeof base, "%.*s", plus ? (int)(plus - names[i]) : 0, names[i]);
+        char full[8192];
+        snprintf(full, sizeof full, "%s/%s", src, names[i]);
+        rc = plus && access(full, F_OK) ? model_load(src, base, plus + 1, &m) : model_load(src, names[i], NULL, &m);
         if (!rc && m.d.formats)
             print_model(&m, mask);
         else if (rc && rc != -ENOENT)

@@ -2540,15 +2540,28 @@ int qf_hf_pread(void *vctx, void *buf, size_t len, uint64_t off)
         }
         qf_to_f32(t->src_type, raw, f, (size_t)seg);
         if (t->lora_a) { /* merged: + s B[row] . A[:, col], row and column in the source's order */
-            uint64_t R = t->lora_r;
-            for (uint64_t k = 0; k < seg; k++) {
+            double *d = malloc((size_t)seg * sizeof *d);
+            if (!d)
+                return -ENOMEM;
+            /* a run of one row at a time; each sum in rank order (j), so the
+             * bytes do not depend on how reads are cut */
+            for (uint64_t k = 0; k < seg;) {
                 uint64_t row = rows ? sr : (c + k) / row_len, col = rows ? c + k : (c + k) % row_len;
-                const float *b = t->lora_b + row * R;
-                double d = 0;
-                for (uint64_t j = 0; j < R; j++)
-                    d += (double)b[j] * (double)t->lora_a[j * row_len + col];
-                f[k] = (float)((double)f[k] + t->lora_scale * d);
+                uint64_t run = row_len - col < seg - k ? row_len - col : seg - k;
+                const float *b = t->lora_b + row * t->lora_r;
+                for (uint64_t x = 0; x < run; x++)
+                    d[x] = 0;
+                for (uint64_t j = 0; j < t->lora_r; j++) {
+                    const float *a = t->lora_a + j * row_len + col;
+                    double bj = b[j];
+                    for (uint64_t x = 0; x < run; x++)
+                        d[x] += bj * (double)a[x];
+                }
+                for (uint64_t x = 0; x < run; x++)
+                    f[k + x] = (float)((double)f[k + x] + t->lora_scale * d[x]);
+                k += run;
             }
+            free(d);
         }
         if (t->norm_shift) /* Gemma's + 1, in the source dtype: an fp16 sum is rounded to fp16 */
             for (uint64_t k = 0; k < seg; k++)

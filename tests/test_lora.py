@@ -100,6 +100,11 @@ def test_tree_shows_the_lora_view(mount_factory, tmp_path):
         listed[line.split()[0]] = int(line.split()[1])
     want = {f: os.path.getsize(m.path("stories260K", "lora", f)) for f in os.listdir(m.path("stories260K", "lora"))}
     assert listed == want, (listed, want)
+    # and the merged model, as a model of its own
+    at = lines.index("stories260K+plain/")
+    at = lines.index("  q4_k_m/", at)
+    name, size = lines[at + 1].split()
+    assert name == "stories260K+plain.gguf" and int(size) == os.path.getsize(m.path("stories260K+plain", "q4_k_m", name))
 
 
 def test_adapters_come_and_go_with_the_live_store(mount_factory, tmp_path):
