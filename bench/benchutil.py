@@ -30,3 +30,20 @@ def store(src, n, gguf=GGUF, name="model.gguf"):
             os.makedirs(os.path.join(src, "m%04d" % i))
             os.link(gguf, os.path.join(src, "m%04d" % i, name))
     return src
+
+
+def timed_read(path):
+    """One sequential read of path with 1 MiB reads: (seconds, bytes, sha256)."""
+    import hashlib
+    import time
+    h = hashlib.sha256()
+    n = 0
+    t = time.perf_counter()
+    with open(path, "rb", buffering=0) as f:
+        while True:
+            b = f.read(1 << 20)
+            if not b:
+                break
+            n += len(b)
+            h.update(b)
+    return time.perf_counter() - t, n, h.hexdigest()

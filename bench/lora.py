@@ -12,30 +12,17 @@ ratio = base read time / merged read time (1.0: merging is free)."""
 import json
 import os
 import sys
-import time
 
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests"))
 import hfmodels  # noqa: E402
-from benchutil import mount, umount  # noqa: E402
+from benchutil import mount, timed_read, umount  # noqa: E402
 
 PROJ = {"self_attn.q_proj": ("h", "h"), "self_attn.k_proj": ("h", "h"), "self_attn.v_proj": ("h", "h"),
         "self_attn.o_proj": ("h", "h"), "mlp.gate_proj": ("f", "h"), "mlp.up_proj": ("f", "h"),
         "mlp.down_proj": ("h", "f")}
-
-
-def read(path):
-    t = time.perf_counter()
-    n = 0
-    with open(path, "rb", buffering=0) as f:
-        while True:
-            b = f.read(1 << 20)
-            if not b:
-                break
-            n += len(b)
-    return time.perf_counter() - t, n
 
 
 def main():
@@ -73,7 +60,7 @@ def main():
         m = mount(quantfs, src)
         p = os.path.join(m, model, view, model + ".gguf")
         os.stat(p)
-        res[model] = read(p)
+        res[model] = timed_read(p)[:2]
         umount(m)
     (tb, nb), (tm, nm) = res["big"], res["big+ft"]
     print("%s, rank %d on all %d projections: base %d MB in %.2f s, merged %d MB in %.2f s; base/merged time %.2fx"

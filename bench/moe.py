@@ -27,7 +27,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests"))
 import hfmodels  # noqa: E402
-from benchutil import mount, umount  # noqa: E402
+from benchutil import mount, timed_read, umount  # noqa: E402
 
 COMMON = dict(tok="spm", dtype="BF16", hidden=1024, layers=4, heads=8, kv=4, head_dim=128, vocab=512, tied=False,
               shards=2, rope_theta=1000000.0, ctx=32768, eps=1e-6, bos=1, eos=2, qk_norm=True)
@@ -36,20 +36,6 @@ MODELS = {
                 moe_ffn=768),
     "dense": dict(COMMON, arch="Qwen3ForCausalLM", model_type="qwen3", ffn=6144),
 }
-
-
-def read(path):
-    h = hashlib.sha256()
-    n = 0
-    t = time.perf_counter()
-    with open(path, "rb", buffering=0) as f:
-        while True:
-            b = f.read(1 << 20)
-            if not b:
-                break
-            n += len(b)
-            h.update(b)
-    return time.perf_counter() - t, n, h.hexdigest()
 
 
 def main():
@@ -69,7 +55,7 @@ def main():
     for name in MODELS:
         m = mount(quantfs, src)
         os.stat(os.path.join(m, name, view, name + ".gguf"))
-        res[name] = read(os.path.join(m, name, view, name + ".gguf"))
+        res[name] = timed_read(os.path.join(m, name, view, name + ".gguf"))
         umount(m)
     (tm, nm, hm), (td, nd, _) = res["moe"], res["dense"]
     print("%s view, cold, 1 MiB reads: MoE %d MB in %.2f s (%.0f MB/s), dense %d MB in %.2f s (%.0f MB/s); "
