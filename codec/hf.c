@@ -2540,11 +2540,16 @@ int qf_hf_pread(void *vctx, void *buf, size_t len, uint64_t off)
         }
         qf_to_f32(t->src_type, raw, f, (size_t)seg);
         if (t->lora_a) { /* merged: + s B[row] . A[:, col], row and column in the source's order */
-            double *d = malloc((size_t)seg * sizeof *d);
+            float *d = malloc((size_t)seg * sizeof *d);
             if (!d)
                 return -ENOMEM;
             /* a run of one row at a time; each sum in rank order (j), so the
-             * bytes do not depend on how reads are cut */
+             * bytes do not depend on how reads are cut; float, as PEFT's own
+             * float32 matmul (the loop over columns vectorizes) */
+            const float scale = (float)t->lora_scale;
+#ifdef QF_HAVE_X86
+            const bool simd = qf_simd_available();
+#endif
             for (uint64_t k = 0; k < seg;) {
                 uint64_t row = rows ? sr : (c + k) / row_len, col = rows ? c + k : (c + k) % row_len;
                 uint64_t run = row_len - col < seg - k ? row_len - col : seg - k;
@@ -2553,12 +2558,18 @@ int qf_hf_pread(void *vctx, void *buf, size_t len, uint64_t off)
                     d[x] = 0;
                 for (uint64_t j = 0; j < t->lora_r; j++) {
                     const float *a = t->lora_a + j * row_len + col;
-                    double bj = b[j];
+                    float bj = b[j] * scale;
+#ifdef QF_HAVE_X86
+                    if (simd) {
+                        qf_axpy_avx2(d, a, bj, (size_t)run);
+                        continue;
+                    }
+#endif
                     for (uint64_t x = 0; x < run; x++)
-                        d[x] += bj * (double)a[x];
+                        d[x] += bj * a[x];
                 }
                 for (uint64_t x = 0; x < run; x++)
-                    f[k + x] = (float)((double)f[k + x] + t->lora_scale * d[x]);
+                    f[k + x] += d[x];
                 k += run;
             }
             free(d);

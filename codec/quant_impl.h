@@ -112,6 +112,8 @@ void qf_convert_bf16_avx2(const float *x, uint8_t *y, size_t n);
 void qf_dequantize_f16_avx2(const uint8_t *x, float *y, size_t n);
 void qf_dequantize_bf16_avx2(const uint8_t *x, float *y, size_t n);
 bool qf_f32_finite_avx2(const uint8_t *p, size_t n); /* qf_finite for QF_F32 */
+/* y[i] += b * x[i] (a multiply, then an add: the scalar loop's bytes) */
+void qf_axpy_avx2(float *y, const float *x, float b, size_t n);
 #define QF_DECL_AVX2(t) void qf_quantize_##t##_avx2(const float *x, uint8_t *y, size_t nb);
 QF_KERNELS(QF_DECL_AVX2)
 #endif

@@ -37,6 +37,16 @@ bool qf_simd_available(void)
     return __builtin_cpu_supports("avx2") && __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C);
 }
 
+TARGET void qf_axpy_avx2(float *y, const float *x, float b, size_t n)
+{
+    __m256 vb = _mm256_set1_ps(b);
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) /* no FMA: one rounding for the product, one for the sum */
+        _mm256_storeu_ps(y + i, _mm256_add_ps(_mm256_loadu_ps(y + i), _mm256_mul_ps(vb, _mm256_loadu_ps(x + i))));
+    for (; i < n; i++)
+        y[i] += b * x[i];
+}
+
 TARGET void qf_convert_f16_avx2(const float *x, uint8_t *y, size_t n)
 {
     size_t i = 0;

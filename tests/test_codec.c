@@ -439,6 +439,34 @@ static void test_reports(void **state)
     free(s);
 }
 
+/* The LoRA merge's y += b x: AVX2 (a multiply, then an add) and scalar
+ * give the same bits, including odd lengths and non-finite values. */
+static void test_axpy_simd_equals_scalar(void **state)
+{
+    (void)state;
+#ifdef QF_HAVE_X86
+    if (!qf_simd_available())
+        skip();
+    enum { N = 1003 };
+    float *x = malloc(N * sizeof *x), *y1 = malloc(N * sizeof *y1), *y2 = malloc(N * sizeof *y2);
+    for (uint64_t seed = 1; seed <= 4; seed++) {
+        qf_selftest_input(x, N, seed);
+        qf_selftest_input(y1, N, seed + 100);
+        memcpy(y2, y1, N * sizeof *y1);
+        if (seed == 4)
+            x[5] = NAN, x[17] = INFINITY, y1[9] = y2[9] = -INFINITY;
+        float b = seed == 3 ? 1e-30f : 0.37f * (float)seed;
+        for (size_t n = 0; n < N; n++)
+            y1[n] += b * x[n];
+        qf_axpy_avx2(y2, x, b, N);
+        assert_memory_equal(y1, y2, N * sizeof *y1);
+    }
+    free(x), free(y1), free(y2);
+#else
+    skip();
+#endif
+}
+
 int main(void)
 {
     require_shared();
@@ -454,6 +482,7 @@ int main(void)
         cmocka_unit_test(test_self_test),
         cmocka_unit_test(test_bad_arguments),
         cmocka_unit_test(test_reports),
+        cmocka_unit_test(test_axpy_simd_equals_scalar),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
