@@ -748,9 +748,12 @@ static int add_merged_names(struct qfs *q, char ***names, size_t *n)
             for (int k = 0; k < 2 && ok; k++) {
                 char *f;
                 struct stat st;
-                ok = asprintf(&f, "%s/%s", p, need[k]) >= 0 && stat(f, &st) == 0 && S_ISREG(st.st_mode);
-                if (ok)
-                    free(f);
+                if (asprintf(&f, "%s/%s", p, need[k]) < 0) {
+                    ok = false;
+                    break;
+                }
+                ok = stat(f, &st) == 0 && S_ISREG(st.st_mode);
+                free(f);
             }
             free(p);
             char **nv = ok ? realloc(*names, (*n + 1) * sizeof **names) : NULL;
