@@ -3,9 +3,12 @@
  * permutation, hyper-parameters (with the transformers defaults the
  * converter's AutoConfig lets in), tokenizer KVs from tokenizer.model,
  * tokenizer.json and tokenizer_config.json, tensor order, types and
- * offsets. Sources: ../shared/docs/hf-to-gguf.md, which cites the
- * converter's files (conversion/base.py, conversion/llama.py,
- * conversion/qwen.py, gguf-py/gguf/vocab.py, gguf_writer.py). */
+ * offsets, one row per converter class (archs[]); a PEFT LoRA adapter as
+ * convert_lora_to_gguf.py's file (qf_hf_build_lora), or merged into the
+ * checkpoint (qf_hf_input.lora). Sources: ../shared/docs/hf-to-gguf.md,
+ * architectures.md and lora.md, which cite the converter's files
+ * (conversion/, convert_lora_to_gguf.py, gguf-py/gguf/vocab.py,
+ * gguf_writer.py). */
 #include <ctype.h>
 #include <math.h>
 #include <errno.h>
@@ -93,6 +96,15 @@ static void kv_bool(struct buf *b, const char *k, bool v)
     key(b, k, QF_GT_BOOL);
     put(b, &c, 1);
 }
+/* general.file_type = 0 for now; returns where in b its value lies (the
+ * outtype's value is written there per file) */
+static size_t kv_file_type(struct buf *b)
+{
+    size_t at = b->len + 8 + strlen("general.file_type") + 4;
+    kv_u32(b, "general.file_type", 0);
+    return at;
+}
+
 static void kv_str(struct buf *b, const char *k, const char *v)
 {
     key(b, k, QF_GT_STRING);
@@ -1834,8 +1846,7 @@ int qf_hf_build(const struct qf_hf_input *in, struct qf_hf **out, char *err, siz
         kv_f32(b, AK("attention.layer_norm_rms_epsilon"), (float)eps);
         kv_u32(b, AK("attention.key_length"), (uint32_t)hd);
         kv_u32(b, AK("attention.value_length"), (uint32_t)hd);
-        ftype_at = b->len + 8 + strlen("general.file_type") + 4; /* where its value goes */
-        kv_u32(b, "general.file_type", 0);
+        ftype_at = kv_file_type(b);
         kv_f32(b, AK("attn_logit_softcapping"), (float)softcap[0]);
         kv_f32(b, AK("final_logit_softcapping"), (float)softcap[1]);
         kv_u32(b, AK("attention.sliding_window"), (uint32_t)swa);
@@ -1856,8 +1867,7 @@ int qf_hf_build(const struct qf_hf_input *in, struct qf_hf **out, char *err, siz
         kv_f32(b, AK("attention.layer_norm_rms_epsilon"), (float)eps);
         kv_u32(b, AK("rope.dimension_count"), (uint32_t)n_rot);
         kv_f32(b, AK("rope.freq_base"), (float)theta);
-        ftype_at = b->len + 8 + strlen("general.file_type") + 4;
-        kv_u32(b, "general.file_type", 0);
+        ftype_at = kv_file_type(b);
         kv_u32(b, AK("attention.sliding_window"), (uint32_t)swa);
     } else { /* T: TextModel.set_gguf_parameters (conversion/base.py:1392-1504) */
         kv_u32(b, AK("block_count"), (uint32_t)L);
@@ -1901,8 +1911,7 @@ int qf_hf_build(const struct qf_hf_input *in, struct qf_hf **out, char *err, siz
             kv_u32(b, AK("attention.key_length"), (uint32_t)hd);
             kv_u32(b, AK("attention.value_length"), (uint32_t)hd);
         }
-        ftype_at = b->len + 8 + strlen("general.file_type") + 4; /* where its value goes */
-        kv_u32(b, "general.file_type", 0);
+        ftype_at = kv_file_type(b);
         if (a->vocab_size_kvs) {
             kv_u32(b, AK("vocab_size"), (uint32_t)V);
             kv_u32(b, AK("rope.dimension_count"), (uint32_t)hd);
