@@ -123,6 +123,7 @@ struct qc_cache {
     pthread_t sweeper;
     bool sweeper_started;
     pthread_cond_t sweep_cv;
+    pthread_mutex_t sweep_mu; /* one sweep at a time: qc_sweep and the sweeper's */
     /* workers */
     struct job *queue;
     unsigned qhead, qlen, running;
@@ -896,6 +897,10 @@ void qc_flush(struct qc_cache *c)
 
 static void sweep_once(struct qc_cache *c)
 {
+    /* Two sweeps at once would each find the other's victims gone and
+     * count less than was evicted; qc_sweep's caller expects the counts
+     * of every sweep that finished when it returns. */
+    pthread_mutex_lock(&c->sweep_mu);
     pthread_mutex_lock(&c->mu);
     uint64_t in0 = c->st.disk.stored_in;
     uint64_t e0 = c->stored_entries;
@@ -909,6 +914,7 @@ static void sweep_once(struct qc_cache *c)
     c->st.disk.entries = r.entries + e;
     c->st.disk.evictions += r.evicted;
     pthread_mutex_unlock(&c->mu);
+    pthread_mutex_unlock(&c->sweep_mu);
 }
 
 void qc_sweep(struct qc_cache *c)
@@ -977,6 +983,7 @@ int qc_cache_new(const struct qc_opts *opts, struct qc_cache **out)
     pthread_cond_init(&c->work, NULL);
     pthread_cond_init(&c->idle, NULL);
     pthread_cond_init(&c->sweep_cv, NULL);
+    pthread_mutex_init(&c->sweep_mu, NULL);
     if (!c->table || !c->ftable || !c->queue || !c->scratch_pool || !c->zpool || !c->threads) {
         qc_cache_free(c);
         return -ENOMEM;
@@ -1057,6 +1064,7 @@ void qc_cache_free(struct qc_cache *c)
     pthread_cond_destroy(&c->work);
     pthread_cond_destroy(&c->idle);
     pthread_cond_destroy(&c->sweep_cv);
+    pthread_mutex_destroy(&c->sweep_mu);
     free(c->scratch_pool);
     free(c->zpool);
     free(c->queue);

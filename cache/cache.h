@@ -109,7 +109,8 @@ void qc_flush(struct qc_cache *c);
 
 /* Runs one persistent-tier sweep now (normally a background thread's job):
  * recounts the directory, deletes least recently used entries beyond the
- * budget and temp files left by crashed writers. */
+ * budget and temp files left by crashed writers. Waits for a background
+ * sweep under way, so the stats count both when it returns. */
 void qc_sweep(struct qc_cache *c);
 
 /* For tests: flips one stored byte of key's memory-tier frame and drops the

@@ -162,7 +162,7 @@ static int print_plan(const char *view, char **paths, int n, bool json)
         else
             rc = qf_gguf_parse(mpread, &fd, (uint64_t)st.st_size, &g, err, sizeof err);
         if (!rc)
-            rc = qf_layout_gguf(g, v, &l, err, sizeof err);
+            rc = qf_layout_gguf(g, v, NULL, NULL, &l, err, sizeof err);
         if (rc) {
             fprintf(stderr, "quantfs-check: %s: no %s view: %s\n", paths[a], view, err);
             status = 2;

@@ -45,6 +45,8 @@ struct tmodel {
     char *config_text, *index_text;
     size_t config_len, index_len;
     struct qf_hf_dir *builds; /* per file: a derived file's build */
+    struct qf_imatrix *im;    /* the -imat views' imatrix, NULL if none or refused */
+    struct qf_model_imatrix mi;
     /* for qf_dir_io: files opened by name */
     struct tfile extra[QF_HF_TEXTS + 64];
     size_t n_extra;
@@ -153,6 +155,7 @@ static void model_free(struct tmodel *m)
         free(m->builds[i].shard_ctx);
     }
     free(m->builds);
+    qf_imatrix_free(m->im);
     for (size_t i = 0; i < m->n_extra; i++)
         close(m->extra[i].fd);
     free(m->d.f);
@@ -316,6 +319,10 @@ static int model_load(const char *root, const char *entry, const char *merge, st
             rc = qf_st_json_object(m->config_text, m->config_len, m->d.f[i].name, err, sizeof err);
         if (!rc && m->d.f[i].role == QF_ROLE_INDEX && (m->d.formats & QF_FMT_SAFETENSORS))
             rc = read_text(fp, &m->index_text, &m->index_len);
+        if (!rc && m->d.f[i].role == QF_ROLE_IMATRIX && (int)i == qf_model_imatrix_file(&m->d)) {
+            rc = qf_imatrix_parse(fd_pread, &m->files[i], m->files[i].size, &m->im, err, sizeof err);
+            m->mi = (struct qf_model_imatrix){m->im, m->d.f[i].name};
+        }
         if (rc)
             m->why[i] = strdup(err[0] ? err : strerror(-rc));
     }
@@ -387,7 +394,7 @@ static int file_size(struct tmodel *m, size_t i, const struct qf_view *v, uint64
         return generated_size(m, i, v, size, err, errlen);
     struct qf_layout *l = NULL;
     char e[256] = "";
-    int rc = k->layout(m->parsed[i], v, &l, e, sizeof e);
+    int rc = k->layout(m->parsed[i], v, &m->mi, &l, e, sizeof e);
     if (rc) {
         snprintf(err, errlen, "%s: %s", m->d.f[i].name, e[0] ? e : strerror(-rc));
         return rc;

@@ -80,6 +80,7 @@ enum qf_type {
     QF_Q5_K = 13,
     QF_Q6_K = 14,
     QF_IQ4_NL = 20,
+    QF_IQ4_XS = 23,
     QF_BF16 = 30,
     QF_TYPE_MAX = 40 /* exclusive upper bound of ids we know about */
 };
@@ -140,16 +141,25 @@ const char *qf_simd_name(void);
  * lives in the caller: pass it to qf_quantize_opt. */
 int qf_quantize_opt(uint32_t type, const float *src, void *dst, size_t n, bool scalar_only);
 
+/* What llama-quantize runs with an importance matrix (quant_w.c): ggml's
+ * quantize_<type>(x, y, 1, n, qw) for one row of n values (whole blocks)
+ * and its imatrix slice qw (n weights). Only for types that use one
+ * (qf_type_uses_imatrix: q4_0..q5_1, q2_K..q6_K, iq4_nl, iq4_xs); -EINVAL
+ * otherwise. Without an imatrix these types run qf_quantize. */
+bool qf_type_uses_imatrix(uint32_t type);
+int qf_quantize_row_imat(uint32_t type, const float *x, size_t n, const float *qw, uint8_t *y);
+
 /* ------------------------------------------------------------------ views */
 
 /* QF_FMT_LORA: a Hugging Face model with PEFT adapters (adapters/NAME/): its lora view */
-enum qf_format { QF_FMT_GGUF = 1u << 0, QF_FMT_SAFETENSORS = 1u << 1, QF_FMT_LORA = 1u << 2 };
+/* QF_FMT_IMATRIX: a model with GGUF views and an imatrix file: its -imat views */
+enum qf_format { QF_FMT_GGUF = 1u << 0, QF_FMT_SAFETENSORS = 1u << 1, QF_FMT_LORA = 1u << 2, QF_FMT_IMATRIX = 1u << 3 };
 
 /* llama.cpp's enum llama_ftype values quantfs offers (general.file_type). */
 enum qf_ftype {
     QF_FT_F32 = 0, QF_FT_F16 = 1, QF_FT_Q4_0 = 2, QF_FT_Q4_1 = 3, QF_FT_Q8_0 = 7, QF_FT_Q5_0 = 8, QF_FT_Q5_1 = 9,
     QF_FT_Q2_K = 10, QF_FT_Q3_K_S = 11, QF_FT_Q3_K_M = 12, QF_FT_Q3_K_L = 13, QF_FT_Q4_K_S = 14, QF_FT_Q4_K_M = 15,
-    QF_FT_Q5_K_S = 16, QF_FT_Q5_K_M = 17, QF_FT_Q6_K = 18, QF_FT_BF16 = 32
+    QF_FT_Q5_K_S = 16, QF_FT_Q5_K_M = 17, QF_FT_Q6_K = 18, QF_FT_IQ4_NL = 25, QF_FT_IQ4_XS = 30, QF_FT_BF16 = 32
 };
 
 /* A view: a directory name in the mount and what it means per format.
@@ -163,6 +173,7 @@ struct qf_view {
     uint32_t ftype;         /* GGUF: enum qf_ftype */
     uint32_t gguf_type;     /* GGUF: the ftype's default tensor type */
     bool pure;              /* GGUF: llama-quantize --pure */
+    bool imat;              /* GGUF: llama-quantize --imatrix (the model's imatrix file) */
     const char *what;       /* one line for --help and the man page */
 };
 
@@ -253,6 +264,41 @@ int qf_gguf_parse(qf_pread_fn rd, void *rdctx, uint64_t file_size, struct qf_ggu
                   size_t errlen);
 void qf_gguf_free(struct qf_gguf *g);
 
+/* ---------------------------------------------------------------- imatrix */
+
+/* An importance matrix as llama-quantize --imatrix reads it (imatrix.c):
+ * the GGUF file llama-imatrix writes or the legacy .dat, normalised into
+ * the per-column weights the quantizers take. Immutable once parsed. */
+struct qf_imatrix_entry {
+    char *name;     /* the model tensor's name */
+    uint64_t n;     /* values: ne0 x n_mat (a 3-D expert tensor: one slice per expert) */
+    uint32_t n_mat; /* GGUF: counts (matrices); legacy: 1 */
+    float *w;       /* normalised weights, all finite */
+    uint64_t hash;  /* xxh3 of name and weights: the imatrix's part of chunk ids */
+};
+struct qf_imatrix {
+    size_t n;
+    struct qf_imatrix_entry *e; /* sorted by name */
+    char *dataset;              /* the first dataset named, or NULL */
+    int32_t chunks;             /* chunk count (quantize.imatrix.chunks_count when > 0) */
+    bool legacy;
+};
+/* Parse an imatrix file of size bytes. Refuses (-EBADMSG, the reason in
+ * err, as llama-quantize words it where it has words) what llama-quantize
+ * refuses: no entries, sums without counts, non-F32 data, a GGUF without
+ * the imatrix.* KVs, truncation, non-finite weights. -ENOMEM, -errno of rd. */
+int qf_imatrix_parse(qf_pread_fn rd, void *ctx, uint64_t size, struct qf_imatrix **out, char *err, size_t errlen);
+/* The entry for a tensor name, or NULL (also for m == NULL). */
+const struct qf_imatrix_entry *qf_imatrix_find(const struct qf_imatrix *m, const char *name);
+void qf_imatrix_free(struct qf_imatrix *m);
+/* A model's importance matrix, for the -imat views' layouts: parsed (NULL
+ * when the model has none or it was refused) and its file name, which
+ * llama-quantize --imatrix was given (run from the model's directory). */
+struct qf_model_imatrix {
+    const struct qf_imatrix *m;
+    const char *file;
+};
+
 /* ----------------------------------------------------------------- layout */
 
 enum qf_ext_kind {
@@ -281,6 +327,12 @@ struct qf_extent {
     /* CONV: refuse (-EBADMSG) a chunk whose source holds NaN or Inf, as
      * llama-quantize refuses such a file (GGUF views) */
     bool validate;
+    /* CONV with an importance matrix: row_len weights per matrix (imat_rows
+     * rows each: a 3-D expert tensor has one matrix per expert), owned by
+     * the qf_imatrix the layout was built from; chunks are whole rows */
+    const float *imat;
+    uint64_t imat_rows;
+    uint64_t imat_hash; /* qf_imatrix_entry.hash: stands for imat in chunk ids */
 };
 
 /* Row-wise conversions for safetensors views (dst_type of CONV extents).
@@ -323,6 +375,7 @@ struct qf_tensor_plan {
     size_t src_index;        /* index in the source's tensor list */
     bool fallback;           /* took llama-quantize's row-length fallback */
     char why[112];           /* the rule that decided, in words */
+    const struct qf_imatrix_entry *imat; /* its imatrix entry (imatrix views), or NULL */
 };
 
 /* A view file: its bytes as an ordered list of extents. For GGUF views it
@@ -344,15 +397,17 @@ struct qf_layout {
 int qf_layout_text(char *text, size_t len, struct qf_layout **out);
 /* A view file that is the source as is. */
 int qf_layout_passthrough(uint64_t size, struct qf_layout **out);
-/* A GGUF view (plan.c): the file `llama-quantize [--pure] SRC OUT FTYPE`
- * (llama.cpp v0.5.0, no imatrix) writes, from the parsed header alone:
+/* A GGUF view (plan.c): the file `llama-quantize [--pure] [--imatrix
+ * im_file] SRC OUT FTYPE` (llama.cpp v0.5.0) writes, from the parsed header
+ * alone (and, for a view with v->imat, the parsed imatrix im, whose file
+ * name as typed goes into quantize.imatrix.file; -ENOENT without one):
  * KVs in its order, tensors in its order with its per-tensor types, its
  * offsets and padding; data extents convert on read. Fails with -ENOTSUP
  * and the reason in err where llama-quantize refuses the input (unknown
  * architecture, missing hyper-parameters, a tensor it cannot requantize,
  * a split model, ...). v->formats must include QF_FMT_GGUF. */
-int qf_layout_gguf(const struct qf_gguf *g, const struct qf_view *v, struct qf_layout **out, char *err,
-                   size_t errlen);
+int qf_layout_gguf(const struct qf_gguf *g, const struct qf_view *v, const struct qf_imatrix *im, const char *im_file,
+                   struct qf_layout **out, char *err, size_t errlen);
 /* The plan entry of a GGUF view's tensor by name, or NULL. */
 const struct qf_tensor_plan *qf_layout_tensor(const struct qf_layout *l, const char *name);
 void qf_layout_free(struct qf_layout *l);
@@ -374,7 +429,7 @@ uint64_t qf_conv_chunk_at(const struct qf_extent *e, uint64_t rel);
  * a cache key is the source version's identity plus this. (layout.c
  * asserts the extent's size, so a new field cannot be added without being
  * placed here or declared irrelevant.) */
-#define QF_CHUNK_ID_WORDS 11
+#define QF_CHUNK_ID_WORDS 13
 void qf_conv_chunk_id(const struct qf_extent *e, uint64_t c, uint64_t id[QF_CHUNK_ID_WORDS]);
 
 /* Produce chunk c of a CONV extent into dst (capacity >= its length):
@@ -652,7 +707,8 @@ int qf_hf_pread(void *ctx, void *buf, size_t len, uint64_t off);
  * converter's outtypes, every other view llama-quantize's plan of hf->f32.
  * Extents' source offsets are offsets in the converter's F32 file (read
  * them with qf_hf_pread). */
-int qf_layout_hf(const struct qf_hf *hf, const struct qf_view *v, struct qf_layout **out, char *err, size_t errlen);
+int qf_layout_hf(const struct qf_hf *hf, const struct qf_view *v, const struct qf_model_imatrix *im, struct qf_layout **out,
+                 char *err, size_t errlen);
 
 /* --------------------------------------------------------------- self-test */
 
@@ -695,6 +751,7 @@ enum qf_role {
                      * output for adapters/NAME/ (no such source file) */
     QF_ROLE_MERGE_IN, /* a file of the base of a merged model BASE+ADAPTER: an input, shown nowhere */
     QF_ROLE_MERGED, /* BASE+ADAPTER.gguf: the base's converter GGUF with the adapter merged in */
+    QF_ROLE_IMATRIX, /* imatrix.gguf, imatrix.dat or *.imatrix: the input of the -imat views */
     QF_ROLE_N
 };
 
@@ -712,7 +769,8 @@ struct qf_source_kind {
     bool (*converts)(unsigned formats, const struct qf_view *v);
     bool (*shows)(unsigned formats, const struct qf_view *v);
     int (*open)(qf_pread_fn rd, void *ctx, uint64_t size, void **out, char *err, size_t errlen);
-    int (*layout)(const void *parsed, const struct qf_view *v, struct qf_layout **out, char *err, size_t errlen);
+    int (*layout)(const void *parsed, const struct qf_view *v, const struct qf_model_imatrix *im,
+                  struct qf_layout **out, char *err, size_t errlen);
     uint64_t (*header)(const void *parsed);
     void (*close)(void *parsed);
     /* a derived row's open: the file (name) from the model directory's
@@ -748,6 +806,9 @@ int qf_model_claim(struct qf_model_files *m, const char *hf_arch, char **extra);
  * malloc'd array of malloc'd strings, *n of them; the model's formats gain
  * QF_FMT_LORA when there is one). Returns 0 or -ENOMEM. */
 int qf_model_adapters(struct qf_model_files *m, char ***names, size_t *n);
+/* The index in m->f of the imatrix the -imat views use: imatrix.gguf, else
+ * imatrix.dat, else the first *.imatrix by name; -1 if none. */
+int qf_model_imatrix_file(const struct qf_model_files *m);
 /* The row's converts and shows for a model of formats. */
 bool qf_model_converts(unsigned formats, int role, const struct qf_view *v);
 bool qf_model_shows(unsigned formats, int role, const struct qf_view *v);

@@ -166,6 +166,23 @@ static void dq_iq4_nl(const uint8_t *b, float *y)
     }
 }
 
+/* IQ4_XS: 8 sub-blocks of 32 with 6-bit scales (4 low bits in scales_l,
+ * 2 high in scales_h), biased by 32 */
+static void dq_iq4_xs(const uint8_t *b, float *y)
+{
+    float d = h2f(b);
+    uint16_t scales_h = qf_get16(b + 2);
+    const uint8_t *scales_l = b + 4, *qs = b + 8;
+    for (int ib = 0; ib < 8; ib++, y += 32, qs += 16) {
+        int ls = ((scales_l[ib / 2] >> 4 * (ib % 2)) & 0xf) | (((scales_h >> 2 * ib) & 3) << 4);
+        float dl = d * (float)(ls - 32);
+        for (int j = 0; j < 16; j++) {
+            y[j] = dl * (float)qf_iq4nl_values[qs[j] & 0xF];
+            y[j + 16] = dl * (float)qf_iq4nl_values[qs[j] >> 4];
+        }
+    }
+}
+
 /* Per-type entry points of the type table: nb whole blocks. */
 #define DQ_ROWS(name, call, blck, size)                                                                              \
     void qf_dequantize_##name(const uint8_t *b, float *y, size_t nb)                                                \
@@ -184,6 +201,7 @@ DQ_ROWS(q4_K, dq_q45_K(b, y, false), 256, 144)
 DQ_ROWS(q5_K, dq_q45_K(b, y, true), 256, 176)
 DQ_ROWS(q6_K, dq_q6_K(b, y), 256, 210)
 DQ_ROWS(iq4_nl, dq_iq4_nl(b, y), 32, 18)
+DQ_ROWS(iq4_xs, dq_iq4_xs(b, y), 256, 136)
 
 void qf_dequantize_f32(const uint8_t *b, float *y, size_t n) { memcpy(y, b, n * 4); }
 void qf_dequantize_f16(const uint8_t *b, float *y, size_t n)

@@ -2601,7 +2601,7 @@ int qf_hf_pread(void *vctx, void *buf, size_t len, uint64_t off)
  * for views made by llama-quantize. */
 static int hf_outtype(const struct qf_view *v)
 {
-    if (v->pure)
+    if (v->pure || v->imat) /* llama-quantize's, not the converter's */
         return -1;
     switch (v->ftype) {
     case QF_FT_F32: return 0;
@@ -2613,11 +2613,12 @@ static int hf_outtype(const struct qf_view *v)
 }
 
 
-int qf_layout_hf(const struct qf_hf *hf, const struct qf_view *v, struct qf_layout **out, char *err, size_t errlen)
+int qf_layout_hf(const struct qf_hf *hf, const struct qf_view *v, const struct qf_model_imatrix *im, struct qf_layout **out,
+                 char *err, size_t errlen)
 {
     int ot = hf_outtype(v);
     if (ot < 0) /* llama-quantize of the converter's F32 file */
-        return qf_layout_gguf(hf->f32, v, out, err, errlen);
+        return qf_layout_gguf(hf->f32, v, im ? im->m : NULL, im ? im->file : NULL, out, err, errlen);
     if (ot == 0)
         return qf_layout_passthrough(hf->size[0], out);
     struct qf_layout *l = calloc(1, sizeof *l);

@@ -98,7 +98,7 @@ size_t qf_layout_find(const struct qf_layout *l, uint64_t off)
 
 /* Every field of struct qf_extent, and whether a chunk's bytes depend on it.
  * Adding a field changes this size: decide, then update both. */
-_Static_assert(sizeof(struct qf_extent) == 80, "a new qf_extent field: add it to qf_conv_chunk_id if bytes depend on it");
+_Static_assert(sizeof(struct qf_extent) == 104, "a new qf_extent field: add it to qf_conv_chunk_id if bytes depend on it");
 
 void qf_conv_chunk_id(const struct qf_extent *e, uint64_t c, uint64_t id[QF_CHUNK_ID_WORDS])
 {
@@ -106,7 +106,8 @@ void qf_conv_chunk_id(const struct qf_extent *e, uint64_t c, uint64_t id[QF_CHUN
      * kind: always CONV here; mem: MEM extents only */
     uint64_t v[QF_CHUNK_ID_WORDS] = {QF_CODEC_VERSION, e->src_off,   e->src_type, e->dst_type,
                                      e->chunk_elems,   c,            e->n_elems,  e->row_len,
-                                     e->group,         e->validate,  QF_CHUNK_ELEMS};
+                                     e->group,         e->validate,  QF_CHUNK_ELEMS,
+                                     e->imat_hash,     e->imat_rows}; /* imat: by its hash */
     memcpy(id, v, sizeof v);
 }
 
@@ -171,7 +172,14 @@ int qf_conv_chunk(const struct qf_extent *e, uint64_t c, qf_pread_fn rd, void *r
         rc = qf_to_f32(e->src_type, raw, f, (size_t)n);
     if (!rc && e->validate && !qf_finite(QF_F32, f, (size_t)n))
         rc = -EBADMSG;
-    if (!rc) {
+    if (!rc && e->imat) { /* whole rows, each with its matrix's weights */
+        uint64_t row0 = c * e->chunk_elems / e->row_len, rows = n / e->row_len;
+        uint64_t row_bytes = qf_type_bytes(e->dst_type, e->row_len);
+        for (uint64_t r = 0; r < rows && !rc; r++)
+            rc = qf_quantize_row_imat(e->dst_type, f + r * e->row_len, (size_t)e->row_len,
+                                      e->imat + (row0 + r) / e->imat_rows * e->row_len,
+                                      (uint8_t *)dst + r * row_bytes);
+    } else if (!rc) {
         const struct qf_row_kind *rk = qf_row_kind(e->dst_type);
         if (rk)
             rc = rk->quantize(f, (size_t)(n / e->row_len), (size_t)e->row_len, e->group, dst);

@@ -20,7 +20,8 @@ static bool has_suffix(const char *s, const char *suf)
 
 static int gguf_claim(const char *name, bool dir)
 {
-    (void)dir;
+    if (dir && !strcmp(name, "imatrix.gguf"))
+        return -1; /* the imatrix row's */
     return has_suffix(name, ".gguf") && !strchr(name, '/') ? QF_ROLE_GGUF : -1;
 }
 
@@ -35,7 +36,7 @@ static bool not_lora(unsigned formats, const struct qf_view *v)
 static bool gguf_converts(unsigned formats, const struct qf_view *v)
 {
     (void)formats;
-    return qf_view_reachable(v, QF_FMT_GGUF) && strcmp(v->name, "f32");
+    return qf_view_reachable(v, QF_FMT_GGUF | QF_FMT_IMATRIX) && strcmp(v->name, "f32");
 }
 
 static uint64_t gguf_header(const void *p) { return ((const struct qf_gguf *)p)->data_begin; }
@@ -45,9 +46,11 @@ static int gguf_open(qf_pread_fn rd, void *ctx, uint64_t size, void **out, char 
     return qf_gguf_parse(rd, ctx, size, (struct qf_gguf **)out, err, errlen);
 }
 
-static int gguf_layout(const void *p, const struct qf_view *v, struct qf_layout **out, char *err, size_t errlen)
+static int gguf_layout(const void *p, const struct qf_view *v, const struct qf_model_imatrix *im,
+                       struct qf_layout **out, char *err, size_t errlen)
 {
-    return qf_layout_gguf(p, qf_view_resolve(v, QF_FMT_GGUF), out, err, errlen);
+    return qf_layout_gguf(p, qf_view_resolve(v, QF_FMT_GGUF), im ? im->m : NULL, im ? im->file : NULL, out, err,
+                          errlen);
 }
 
 static void gguf_close(void *p) { qf_gguf_free(p); }
@@ -87,8 +90,10 @@ static int st_open(qf_pread_fn rd, void *ctx, uint64_t size, void **out, char *e
     return qf_st_parse(rd, ctx, size, (struct qf_st **)out, err, errlen);
 }
 
-static int st_layout(const void *p, const struct qf_view *v, struct qf_layout **out, char *err, size_t errlen)
+static int st_layout(const void *p, const struct qf_view *v, const struct qf_model_imatrix *im,
+                     struct qf_layout **out, char *err, size_t errlen)
 {
+    (void)im;
     return qf_layout_safetensors(p, qf_view_resolve(v, QF_FMT_SAFETENSORS), out, err, errlen);
 }
 
@@ -101,13 +106,14 @@ static bool hf_converts(unsigned formats, const struct qf_view *v)
     (void)formats;
     /* every GGUF view (f32 is the converter's --outtype f32), except one that is a safetensors view only
      * (int8, int4, fp8 stay safetensors) */
-    return qf_view_reachable(v, QF_FMT_GGUF) &&
+    return qf_view_reachable(v, QF_FMT_GGUF | QF_FMT_IMATRIX) &&
            !(qf_view_listed(v, QF_FMT_SAFETENSORS) && !qf_view_listed(v, QF_FMT_GGUF));
 }
 
-static int hf_layout(const void *p, const struct qf_view *v, struct qf_layout **out, char *err, size_t errlen)
+static int hf_layout(const void *p, const struct qf_view *v, const struct qf_model_imatrix *im,
+                     struct qf_layout **out, char *err, size_t errlen)
 {
-    return qf_layout_hf(p, qf_view_resolve(v, QF_FMT_GGUF), out, err, errlen);
+    return qf_layout_hf(p, qf_view_resolve(v, QF_FMT_GGUF), im, out, err, errlen);
 }
 
 static void hf_close(void *p) { qf_hf_free(p); }
@@ -146,9 +152,10 @@ static bool lora_converts(unsigned formats, const struct qf_view *v)
     return (v->formats & QF_FMT_LORA) != 0;
 }
 
-static int lora_layout(const void *p, const struct qf_view *v, struct qf_layout **out, char *err, size_t errlen)
+static int lora_layout(const void *p, const struct qf_view *v, const struct qf_model_imatrix *im,
+                       struct qf_layout **out, char *err, size_t errlen)
 {
-    (void)v, (void)err, (void)errlen;
+    (void)v, (void)im, (void)err, (void)errlen;
     return qf_layout_passthrough(((const struct qf_hf *)p)->size[0], out);
 }
 
@@ -163,6 +170,32 @@ static int lora_open_dir(const struct qf_dir_io *io, const struct qf_model_files
     memcpy(adapter, name, n - 5);
     adapter[n - 5] = 0;
     return qf_lora_open_dir(io, adapter, out, err, errlen);
+}
+
+/* ------------------------------------------------------------- imatrix */
+
+static int imatrix_claim(const char *name, bool dir)
+{
+    if (!dir || strchr(name, '/'))
+        return -1;
+    return !strcmp(name, "imatrix.gguf") || !strcmp(name, "imatrix.dat") || has_suffix(name, ".imatrix")
+               ? QF_ROLE_IMATRIX
+               : -1;
+}
+
+int qf_model_imatrix_file(const struct qf_model_files *m)
+{
+    int best = -1, rank = 3;
+    for (size_t i = 0; i < m->n; i++) { /* names are sorted: the first *.imatrix wins among those */
+        if (m->f[i].role != QF_ROLE_IMATRIX)
+            continue;
+        int r = !strcmp(m->f[i].name, "imatrix.gguf") ? 0 : !strcmp(m->f[i].name, "imatrix.dat") ? 1 : 2;
+        if (r < rank) {
+            rank = r;
+            best = (int)i;
+        }
+    }
+    return best;
 }
 
 /* ---------------------------------------------------------------- table */
@@ -233,6 +266,10 @@ static const struct qf_source_kind kinds[QF_ROLE_N] = {
                       .layout = lora_layout,
                       .close = hf_close,
                       .open_dir = lora_open_dir},
+    [QF_ROLE_IMATRIX] = {.name = "imatrix",
+                         .what = "an importance matrix (llama-imatrix's): llama-quantize --imatrix in the -imat views",
+                         .claim = imatrix_claim,
+                         .shows = shown_nowhere},
 };
 
 const struct qf_source_kind *qf_source_kind(int role)
@@ -264,6 +301,8 @@ int qf_model_claim(struct qf_model_files *m, const char *hf_arch, char **extra)
         m->formats |= qf_source_kind(f->role)->format;
         config |= f->role == QF_ROLE_CONFIG;
     }
+    if (qf_model_imatrix_file(m) >= 0 && (m->formats & QF_FMT_GGUF))
+        m->formats |= QF_FMT_IMATRIX;
     if (!m->dir || !st || !config || !qf_hf_arch_supported(hf_arch))
         return 0;
     /* a Hugging Face checkpoint llama.cpp's converter handles: MODEL.gguf,
@@ -280,7 +319,7 @@ int qf_model_claim(struct qf_model_files *m, const char *hf_arch, char **extra)
             return 0;
         }
     *extra = name;
-    m->formats |= QF_FMT_GGUF;
+    m->formats |= QF_FMT_GGUF | (qf_model_imatrix_file(m) >= 0 ? QF_FMT_IMATRIX : 0);
     return 0;
 }
 

@@ -301,6 +301,7 @@ static bool more_bits(int i, int n) { return i < n / 8 || i >= 7 * n / 8 || (i -
 struct state {
     const struct hparams *hp;
     uint32_t ftype;
+    bool has_imatrix; /* qs.has_imatrix: an imatrix was given (matched or not) */
     bool tied; /* no output.weight: token_embd doubles as the output */
     int n_attention_wv, i_attention_wv, i_ffn_down, i_ffn_gate, i_ffn_up;
 };
@@ -323,8 +324,8 @@ static int layer_info(const struct state *s, int counter, const char *name, int 
 
 #define WHY(...) snprintf(why, whylen, __VA_ARGS__)
 
-/* llama_tensor_get_type_impl for the K and legacy mixes, without Falcon
- * (not an accepted architecture) and without an imatrix. */
+/* llama_tensor_get_type_impl for the K, legacy and IQ4 mixes, without
+ * Falcon (not an accepted architecture). */
 static int mix_type(struct state *s, const struct qf_gguf_tensor *t, uint32_t *type, char *why, size_t whylen,
                     struct plan_err *e)
 {
@@ -332,6 +333,7 @@ static int mix_type(struct state *s, const struct qf_gguf_tensor *t, uint32_t *t
     const enum category c = category_of(t->name);
     const int n_gqa = s->hp->n_head_kv ? (int)(s->hp->n_head / s->hp->n_head_kv) : 0;
     const bool moe8 = s->hp->n_expert == 8;
+    const bool iq4 = ft == QF_FT_IQ4_NL || ft == QF_FT_IQ4_XS;
     uint32_t nt = d;
     int layer, rc;
     WHY("the mix's default type %s", tn(d));
@@ -359,6 +361,9 @@ static int mix_type(struct state *s, const struct qf_gguf_tensor *t, uint32_t *t
         } else if (ft == QF_FT_Q3_K_L) {
             nt = QF_Q5_K;
             WHY("attn_v: q3_K_L mix: q5_K");
+        } else if (iq4 && n_gqa >= 4) {
+            nt = QF_Q5_K;
+            WHY("attn_v: %s mix, n_gqa %d >= 4: q5_K", tn(d), n_gqa);
         } else if ((ft == QF_FT_Q4_K_M || ft == QF_FT_Q5_K_M) && more_bits(i, n)) {
             nt = QF_Q6_K;
             WHY("attn_v #%d of %d: use_more_bits: q6_K", i, n);
@@ -399,9 +404,15 @@ static int mix_type(struct state *s, const struct qf_gguf_tensor *t, uint32_t *t
         } else if ((ft == QF_FT_Q4_K_M || ft == QF_FT_Q5_K_M) && more_bits(layer, n)) {
             nt = QF_Q6_K;
             WHY("ffn_down layer %d of %d: use_more_bits: q6_K", layer, n);
+        } else if (iq4 && layer < n / 8 && !s->has_imatrix) {
+            nt = QF_Q5_K;
+            WHY("ffn_down layer %d of %d: %s mix without an imatrix, i < n/8: q5_K", layer, n, tn(d));
         } else if (ft == QF_FT_Q4_K_S && layer < n / 8) {
             nt = QF_Q5_K;
             WHY("ffn_down layer %d of %d: q4_K_S mix, i < n/8: q5_K", layer, n);
+        } else if ((ft == QF_FT_Q4_0 || ft == QF_FT_Q5_0) && s->has_imatrix && layer < n / 8) {
+            nt = ft == QF_FT_Q4_0 ? QF_Q4_1 : QF_Q5_1;
+            WHY("ffn_down layer %d of %d: %s mix with an imatrix, i < n/8: %s", layer, n, tn(d), tn(nt));
         } else {
             WHY("ffn_down layer %d of %d: the default type %s", layer, n, tn(d));
         }
@@ -409,7 +420,7 @@ static int mix_type(struct state *s, const struct qf_gguf_tensor *t, uint32_t *t
     } else if (c == C_ATTN_OUTPUT) {
         if (moe8) {
             if (ft == QF_FT_Q2_K || ft == QF_FT_Q3_K_S || ft == QF_FT_Q3_K_M || ft == QF_FT_Q4_K_S ||
-                ft == QF_FT_Q4_K_M) {
+                ft == QF_FT_Q4_K_M || iq4) {
                 nt = QF_Q5_K;
                 WHY("attn_output: an 8-expert model: q5_K");
             }
@@ -438,6 +449,7 @@ static uint32_t fallback(const struct qf_gguf_tensor *t, uint32_t type, char *wh
         return type;
     uint32_t fb;
     switch (type) {
+    case QF_IQ4_XS: fb = QF_IQ4_NL; break;
     case QF_Q2_K:
     case QF_Q3_K: fb = QF_Q4_0; break;
     case QF_Q4_K: fb = QF_Q5_0; break;
@@ -478,16 +490,72 @@ static bool dropped_key(const char *k)
 
 static const char k_ftype[] = "general.file_type", k_qver[] = "general.quantization_version";
 
-int qf_layout_gguf(const struct qf_gguf *g, const struct qf_view *v, struct qf_layout **out, char *err, size_t errlen)
+static uint8_t *put_kv_str(uint8_t *p, const char *key, const char *v, size_t n)
+{
+    p = put_str(p, key, strlen(key));
+    qf_put32(p, QF_GT_STRING);
+    return put_str(p + 4, v, n);
+}
+
+/* The quantize.imatrix.* KVs llama-quantize appends (tools/quantize/
+ * quantize.cpp:496-545): strings cut to 127 bytes by strncpy, counts as
+ * u32. dropped: which of them this run sets (and so moves to the end). */
+static const char k_im_file[] = "quantize.imatrix.file", k_im_dataset[] = "quantize.imatrix.dataset",
+                  k_im_entries[] = "quantize.imatrix.entries_count", k_im_chunks[] = "quantize.imatrix.chunks_count";
+
+static bool im_sets(const struct qf_imatrix *im, const char *k)
+{
+    if (!im)
+        return false;
+    return !strcmp(k, k_im_file) || !strcmp(k, k_im_entries) || (!strcmp(k, k_im_dataset) && im->dataset) ||
+           (!strcmp(k, k_im_chunks) && im->chunks > 0);
+}
+
+static uint8_t *put_imatrix_kvs(uint8_t *p, const struct qf_imatrix *im, const char *file)
+{
+    p = put_kv_str(p, k_im_file, file, strnlen(file, 127));
+    if (im->dataset)
+        p = put_kv_str(p, k_im_dataset, im->dataset, strnlen(im->dataset, 127));
+    p = put_kv_u32(p, k_im_entries, (uint32_t)im->n);
+    if (im->chunks > 0)
+        p = put_kv_u32(p, k_im_chunks, (uint32_t)im->chunks);
+    return p;
+}
+
+/* The imatrix lookup of llama_model_quantize_impl (src/llama-quant.cpp:
+ * 1242-1262) for a tensor it converts: the entry of that name if its size
+ * is ne0 x ne2; none without an entry; a refusal for another size, but
+ * for the token embeddings, which are then quantized without. */
+static int imatrix_for(const struct qf_imatrix *im, const struct qf_gguf_tensor *t,
+                       const struct qf_imatrix_entry **out, struct plan_err *e)
+{
+    *out = NULL;
+    const struct qf_imatrix_entry *ie = qf_imatrix_find(im, t->name);
+    if (!ie)
+        return 0;
+    uint64_t want = t->ne[0] * t->ne[2];
+    if (ie->n == want)
+        *out = ie;
+    else if (strcmp(t->name, "token_embd.weight") && strcmp(t->name, "per_layer_token_embd.weight"))
+        return refuse(e, "imatrix size %d is different from tensor size %d for %s", (int)ie->n, (int)want, t->name);
+    return 0;
+}
+
+int qf_layout_gguf(const struct qf_gguf *g, const struct qf_view *v, const struct qf_imatrix *im, const char *im_file,
+                   struct qf_layout **out, char *err, size_t errlen)
 {
     *out = NULL;
     struct plan_err e = {err, errlen};
     if (err && errlen)
         err[0] = 0;
-    if (!(v->formats & QF_FMT_GGUF) && !(v->alias_formats & QF_FMT_GGUF)) {
+    if (!((v->formats | v->alias_formats) & (QF_FMT_GGUF | QF_FMT_IMATRIX))) {
         snprintf(err, errlen, "view %s is not a GGUF view", v->name);
         return -EINVAL;
     }
+    if (!v->imat)
+        im = NULL;
+    else if (!im || !im_file)
+        return qf_fail(err, errlen, -ENOENT, "view %s: the model has no imatrix", v->name);
     struct hparams hp = {0};
     int rc = load_hparams(g, &hp, &e);
     if (rc)
@@ -512,7 +580,8 @@ int qf_layout_gguf(const struct qf_gguf *g, const struct qf_view *v, struct qf_l
         l->tensors = calloc(g->n_tensors ? g->n_tensors : 1, sizeof *l->tensors);
     /* header we generate: prefix, two KVs, tensor infos (each at most
      * 8 + 63 + 4 + 4 * 8 + 4 + 8 bytes) */
-    size_t mem_len = 24 + (8 + sizeof k_qver + 8) + (8 + sizeof k_ftype + 8) + (size_t)g->n_tensors * 119;
+    size_t mem_len = 24 + (8 + sizeof k_qver + 8) + (8 + sizeof k_ftype + 8) + (size_t)g->n_tensors * 119 +
+                     (im ? 4 * (8 + 40 + 4 + 8 + 127) : 0);
     uint8_t *mem = l && l->tensors && ord ? malloc(mem_len) : NULL;
     if (!mem) {
         free(ord);
@@ -525,7 +594,7 @@ int qf_layout_gguf(const struct qf_gguf *g, const struct qf_view *v, struct qf_l
     l->n_tensors = g->n_tensors;
 
     /* order and the counters' totals */
-    struct state s = {.hp = &hp, .ftype = v->ftype, .tied = true};
+    struct state s = {.hp = &hp, .ftype = v->ftype, .tied = true, .has_imatrix = im != NULL};
     for (uint64_t i = 0; i < g->n_tensors; i++) {
         const struct qf_gguf_tensor *t = &g->tensors[i];
         ord[i] = (struct sorted){t, (size_t)i, layer_of(t->name)};
@@ -565,6 +634,8 @@ int qf_layout_gguf(const struct qf_gguf *g, const struct qf_view *v, struct qf_l
             l->n_fallback += p->fallback;
             type = fb;
         }
+        if (!rc && type != t->type && im)
+            rc = imatrix_for(im, t, &p->imat, &e);
         if (!rc && type != t->type && !qf_type_get(t->type)->is_source)
             rc = qf_type_get(t->type)->blck > 1
                      ? refuse(&e, "tensor '%s': requantizing from type %s is disabled", t->name, tn(t->type))
@@ -583,7 +654,9 @@ int qf_layout_gguf(const struct qf_gguf *g, const struct qf_view *v, struct qf_l
     struct qf_layout_builder b = {l, 0};
     uint64_t n_kv = 2;
     for (uint64_t i = 0; i < g->n_kv; i++)
-        n_kv += !dropped_key(g->kvs[i].key);
+        n_kv += !dropped_key(g->kvs[i].key) && !im_sets(im, g->kvs[i].key);
+    if (im)
+        n_kv += 2 + (im->dataset != NULL) + (im->chunks > 0);
     memcpy(mem, "GGUF", 4);
     qf_put32(mem + 4, 3);
     qf_put64(mem + 8, g->n_tensors);
@@ -591,10 +664,10 @@ int qf_layout_gguf(const struct qf_gguf *g, const struct qf_view *v, struct qf_l
     rc |= qf_layout_add(&b, (struct qf_extent){.kind = QF_EXT_MEM, .len = 24, .mem = mem});
     /* the source's KV bytes, referenced in runs, minus the dropped keys */
     for (uint64_t i = 0; i < g->n_kv; i++) {
-        if (dropped_key(g->kvs[i].key))
+        if (dropped_key(g->kvs[i].key) || im_sets(im, g->kvs[i].key))
             continue;
         uint64_t j = i;
-        while (j + 1 < g->n_kv && !dropped_key(g->kvs[j + 1].key))
+        while (j + 1 < g->n_kv && !dropped_key(g->kvs[j + 1].key) && !im_sets(im, g->kvs[j + 1].key))
             j++;
         rc |= qf_layout_add(&b, (struct qf_extent){.kind = QF_EXT_SRC,
                                                    .len = g->kvs[j].end - g->kvs[i].begin,
@@ -604,6 +677,8 @@ int qf_layout_gguf(const struct qf_gguf *g, const struct qf_view *v, struct qf_l
     uint8_t *p = mem + 24, *tail = p;
     p = put_kv_u32(p, k_qver, QNT_VERSION);
     p = put_kv_u32(p, k_ftype, v->ftype);
+    if (im)
+        p = put_imatrix_kvs(p, im, im_file);
     for (size_t i = 0; i < l->n_tensors; i++) {
         const struct qf_tensor_plan *tp = &l->tensors[i];
         p = put_str(p, tp->name, strlen(tp->name));
@@ -623,14 +698,22 @@ int qf_layout_gguf(const struct qf_gguf *g, const struct qf_view *v, struct qf_l
         tp->offset = l->size;
         /* every tensor is converted, copies too: llama-quantize validates
          * every row it reads */
-        rc |= qf_layout_add(&b, (struct qf_extent){.kind = QF_EXT_CONV,
-                                                   .len = tp->nbytes,
-                                                   .src_off = t->offset,
-                                                   .src_type = t->type,
-                                                   .dst_type = tp->type,
-                                                   .n_elems = t->nelems,
-                                                   .chunk_elems = QF_CHUNK_ELEMS,
-                                                   .validate = true});
+        struct qf_extent x = {.kind = QF_EXT_CONV,
+                              .len = tp->nbytes,
+                              .src_off = t->offset,
+                              .src_type = t->type,
+                              .dst_type = tp->type,
+                              .n_elems = t->nelems,
+                              .chunk_elems = QF_CHUNK_ELEMS,
+                              .validate = true};
+        if (tp->imat && qf_type_uses_imatrix(tp->type)) { /* rows with their expert's slice */
+            x.imat = tp->imat->w;
+            x.imat_hash = tp->imat->hash;
+            x.imat_rows = t->ne[1];
+            x.row_len = t->ne[0];
+            x.chunk_elems = t->ne[0] <= QF_CHUNK_ELEMS ? QF_CHUNK_ELEMS / t->ne[0] * t->ne[0] : t->ne[0];
+        }
+        rc |= qf_layout_add(&b, x);
         rc |= qf_layout_pad(&b, OUT_ALIGN);
     }
     if (rc) {

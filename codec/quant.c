@@ -23,16 +23,6 @@
 static inline int imin(int a, int b) { return a < b ? a : b; }
 static inline int imax(int a, int b) { return a > b ? a : b; }
 
-/* Round to nearest, ties to even, by adding 1.5*2^23 (ggml's nearest_int).
- * For |f| > 2^22 the result wraps exactly as ggml's does. */
-static inline int nearest_int(float f)
-{
-    float v = f + 12582912.f;
-    int32_t i;
-    memcpy(&i, &v, sizeof i);
-    return (i & 0x007fffff) - 0x00400000;
-}
-
 /* float -> int32 truncation with x86 cvttss2si semantics: NaN and values out
  * of range give INT32_MIN. A plain C cast there is undefined behaviour; the
  * reference (compiled for x86) gets INT32_MIN, so do we, everywhere. */
@@ -159,10 +149,7 @@ void qf_quantize_q5_1_ref(const float *x, uint8_t *y, size_t nb)
 
 /* ------------------------------------------------------- k-quant helpers */
 
-/* Asymmetric (scale, min) fit of n values to [0, nmax] minimising the
- * weighted error, trying nstep+1 scale candidates around the min/max one.
- * Returns the scale; *neg_min receives -min (>= 0). */
-static float fit_scale_min(int n, int nmax, const float *x, const float *w, uint8_t *L, float *neg_min,
+float qf_fit_scale_min(int n, int nmax, const float *x, const float *w, uint8_t *L, float *neg_min,
                            uint8_t *Laux, float rmin, float rdelta, int nstep, bool use_mad)
 {
     float min = x[0], max = x[0];
@@ -187,7 +174,7 @@ static float fit_scale_min(int n, int nmax, const float *x, const float *w, uint
     float scale = 1 / iscale;
     float best_err = 0;
     for (int i = 0; i < n; ++i) {
-        int l = imax(0, imin(nmax, nearest_int(iscale * (x[i] - min))));
+        int l = imax(0, imin(nmax, qf_nearest_int(iscale * (x[i] - min))));
         L[i] = (uint8_t)l;
         float diff = scale * L[i] + min - x[i];
         diff = use_mad ? fabsf(diff) : diff * diff;
@@ -197,7 +184,7 @@ static float fit_scale_min(int n, int nmax, const float *x, const float *w, uint
         iscale = (rmin + rdelta * is + nmax) / (max - min);
         float sum_l = 0, sum_l2 = 0, sum_xl = 0;
         for (int i = 0; i < n; ++i) {
-            int l = imax(0, imin(nmax, nearest_int(iscale * (x[i] - min))));
+            int l = imax(0, imin(nmax, qf_nearest_int(iscale * (x[i] - min))));
             Laux[i] = (uint8_t)l;
             sum_l += w[i] * l;
             sum_l2 += w[i] * l * l;
@@ -248,7 +235,7 @@ static float fit_sym_descent(int n, int nmax, const float *x, int8_t *L)
     float iscale = -nmax / max;
     float sumlx = 0, suml2 = 0;
     for (int i = 0; i < n; ++i) {
-        int l = imax(-nmax, imin(nmax - 1, nearest_int(iscale * x[i])));
+        int l = imax(-nmax, imin(nmax - 1, qf_nearest_int(iscale * x[i])));
         L[i] = (int8_t)l;
         float w = x[i] * x[i];
         sumlx += w * x[i] * l;
@@ -261,7 +248,7 @@ static float fit_sym_descent(int n, int nmax, const float *x, int8_t *L)
             float slx = sumlx - w * x[i] * L[i];
             if (slx > 0) {
                 float sl2 = suml2 - w * L[i] * L[i];
-                int new_l = imax(-nmax, imin(nmax - 1, nearest_int(x[i] * sl2 / slx)));
+                int new_l = imax(-nmax, imin(nmax - 1, qf_nearest_int(x[i] * sl2 / slx)));
                 if (new_l != L[i]) {
                     slx += w * x[i] * new_l;
                     sl2 += w * new_l * new_l;
@@ -282,9 +269,7 @@ static float fit_sym_descent(int n, int nmax, const float *x, int8_t *L)
     return sumlx / suml2;
 }
 
-/* Symmetric fit to [-nmax, nmax-1] with weights x^2, trying 18 scales
- * around nmax/max (q6_K). L receives values offset by +nmax. */
-static float fit_sym_search(int n, int nmax, const float *x, int8_t *L)
+float qf_fit_sym(int n, int nmax, const float *x, int8_t *L, const float *qw)
 {
     float max = 0, amax = 0;
     for (int i = 0; i < n; ++i) {
@@ -301,9 +286,9 @@ static float fit_sym_search(int n, int nmax, const float *x, int8_t *L)
     float iscale = -nmax / max;
     float sumlx = 0, suml2 = 0;
     for (int i = 0; i < n; ++i) {
-        int l = imax(-nmax, imin(nmax - 1, nearest_int(iscale * x[i])));
+        int l = imax(-nmax, imin(nmax - 1, qf_nearest_int(iscale * x[i])));
         L[i] = (int8_t)(l + nmax);
-        float w = x[i] * x[i];
+        float w = qw ? qw[i] : x[i] * x[i];
         sumlx += w * x[i] * l;
         suml2 += w * l * l;
     }
@@ -315,14 +300,14 @@ static float fit_sym_search(int n, int nmax, const float *x, int8_t *L)
         iscale = -(nmax + 0.1f * is) / max;
         sumlx = suml2 = 0;
         for (int i = 0; i < n; ++i) {
-            int l = imax(-nmax, imin(nmax - 1, nearest_int(iscale * x[i])));
-            float w = x[i] * x[i];
+            int l = imax(-nmax, imin(nmax - 1, qf_nearest_int(iscale * x[i])));
+            float w = qw ? qw[i] : x[i] * x[i];
             sumlx += w * x[i] * l;
             suml2 += w * l * l;
         }
         if (suml2 > 0 && sumlx * sumlx > best * suml2) {
             for (int i = 0; i < n; ++i) {
-                int l = nearest_int(iscale * x[i]);
+                int l = qf_nearest_int(iscale * x[i]);
                 L[i] = (int8_t)(nmax + imax(-nmax, imin(nmax - 1, l)));
             }
             scale = sumlx / suml2;
@@ -333,7 +318,7 @@ static float fit_sym_search(int n, int nmax, const float *x, int8_t *L)
 }
 
 /* 6-bit scale/min pair j of the 12-byte q4_K/q5_K scales array. */
-static inline void scale_min_k4(int j, const uint8_t *q, uint8_t *d, uint8_t *m)
+void qf_scale_min_k4(int j, const uint8_t *q, uint8_t *d, uint8_t *m)
 {
     if (j < 4) {
         *d = q[j] & 63;
@@ -346,7 +331,7 @@ static inline void scale_min_k4(int j, const uint8_t *q, uint8_t *d, uint8_t *m)
 
 /* Pack 256 2-bit values: byte l of each 32-byte group holds values l, l+32,
  * l+64, l+96 of its 128-value half. */
-static inline void pack_2bit(const uint8_t *L, uint8_t *qs)
+void qf_pack_2bit(const uint8_t *L, uint8_t *qs)
 {
     for (int j = 0; j < 256; j += 128)
         for (int l = 0; l < 32; ++l)
@@ -369,7 +354,7 @@ void qf_q2fit16_ref(const float *x, uint8_t *L, float *scales, float *mins)
     for (int j = 0; j < 16; ++j) {
         for (int l = 0; l < 16; ++l)
             w[l] = fabsf(x[16 * j + l]);
-        scales[j] = fit_scale_min(16, 3, x + 16 * j, w, L + 16 * j, &mins[j], Laux, -0.5f, 0.1f, 15, true);
+        scales[j] = qf_fit_scale_min(16, 3, x + 16 * j, w, L + 16 * j, &mins[j], Laux, -0.5f, 0.1f, 15, true);
     }
 }
 
@@ -394,7 +379,7 @@ void qf_quantize_q2_K_with(const float *x, uint8_t *y, size_t nb, qf_q2fit_fn fi
         if (max_scale > 0) {
             float iscale = q4scale / max_scale;
             for (int j = 0; j < 16; ++j)
-                sc[j] = (uint8_t)nearest_int(iscale * scales[j]);
+                sc[j] = (uint8_t)qf_nearest_int(iscale * scales[j]);
             dh = qf_f32_to_f16(max_scale / q4scale);
         } else {
             memset(sc, 0, 16);
@@ -402,7 +387,7 @@ void qf_quantize_q2_K_with(const float *x, uint8_t *y, size_t nb, qf_q2fit_fn fi
         if (max_min > 0) {
             float iscale = q4scale / max_min;
             for (int j = 0; j < 16; ++j)
-                sc[j] |= (uint8_t)(nearest_int(iscale * mins[j]) << 4);
+                sc[j] |= (uint8_t)(qf_nearest_int(iscale * mins[j]) << 4);
             dminh = qf_f32_to_f16(max_min / q4scale);
         }
         for (int j = 0; j < 16; ++j) {
@@ -411,9 +396,9 @@ void qf_quantize_q2_K_with(const float *x, uint8_t *y, size_t nb, qf_q2fit_fn fi
                 continue;
             const float dm = qf_f16_to_f32(dminh) * (sc[j] >> 4);
             for (int ii = 0; ii < 16; ++ii)
-                L[16 * j + ii] = (uint8_t)imax(0, imin(3, nearest_int((x[16 * j + ii] + dm) / d)));
+                L[16 * j + ii] = (uint8_t)imax(0, imin(3, qf_nearest_int((x[16 * j + ii] + dm) / d)));
         }
-        pack_2bit(L, qs);
+        qf_pack_2bit(L, qs);
         qf_put16(y + 80, dh);
         qf_put16(y + 82, dminh);
     }
@@ -431,7 +416,7 @@ void qf_q3codes_ref(const float *x, const float *d, int8_t *L)
         if (!d[j])
             continue;
         for (int ii = 0; ii < 16; ++ii)
-            L[16 * j + ii] = (int8_t)(imax(-4, imin(3, nearest_int(x[16 * j + ii] / d[j]))) + 4);
+            L[16 * j + ii] = (int8_t)(imax(-4, imin(3, qf_nearest_int(x[16 * j + ii] / d[j]))) + 4);
     }
 }
 
@@ -460,7 +445,7 @@ void qf_quantize_q3_K_with(const float *x, uint8_t *y, size_t nb, qf_q6fit_fn fi
         if (max_scale) {
             float iscale = -32.f / max_scale;
             for (int j = 0; j < 16; ++j) {
-                int8_t l = (int8_t)nearest_int(iscale * scales[j]);
+                int8_t l = (int8_t)qf_nearest_int(iscale * scales[j]);
                 l = (int8_t)(imax(-32, imin(31, l)) + 32);
                 if (j < 8)
                     sc[j] = l & 0xF;
@@ -478,17 +463,22 @@ void qf_quantize_q3_K_with(const float *x, uint8_t *y, size_t nb, qf_q6fit_fn fi
             d[j] = qf_f16_to_f32(dh) * s;
         }
         codes(x, d, L);
-        /* high bit of value j goes to bit (j / 32) of hmask[j % 32] */
-        memset(hmask, 0, 32);
-        for (int g = 0; g < 8; ++g) { /* branch-free: L is 0..7 */
-            for (int k = 0; k < 32; ++k) {
-                hmask[k] |= (uint8_t)((L[32 * g + k] >> 2) << g);
-                L[32 * g + k] &= 3;
-            }
-        }
-        pack_2bit((const uint8_t *)L, qs);
+        qf_q3_pack(L, hmask, qs);
         qf_put16(y + 108, dh);
     }
+}
+
+void qf_q3_pack(int8_t *L, uint8_t *hmask, uint8_t *qs)
+{
+    /* high bit of value j goes to bit (j / 32) of hmask[j % 32] */
+    memset(hmask, 0, 32);
+    for (int g = 0; g < 8; ++g) { /* branch-free: L is 0..7 */
+        for (int k = 0; k < 32; ++k) {
+            hmask[k] |= (uint8_t)((L[32 * g + k] >> 2) << g);
+            L[32 * g + k] &= 3;
+        }
+    }
+    qf_pack_2bit((const uint8_t *)L, qs);
 }
 
 void qf_kfit8_ref(const float *x, int nmax, float rmin, int nstep, uint8_t *L, float *scales, float *mins)
@@ -502,7 +492,7 @@ void qf_kfit8_ref(const float *x, int nmax, float rmin, int nstep, uint8_t *L, f
         float av_x = sqrtf(sum_x2 / 32);
         for (int l = 0; l < 32; ++l)
             w[l] = av_x + fabsf(x[32 * j + l]);
-        scales[j] = fit_scale_min(32, nmax, x + 32 * j, w, L + 32 * j, &mins[j], Laux, rmin, 0.1f, nstep, false);
+        scales[j] = qf_fit_scale_min(32, nmax, x + 32 * j, w, L + 32 * j, &mins[j], Laux, rmin, 0.1f, nstep, false);
     }
 }
 
@@ -524,8 +514,8 @@ static void kquant_scales_mins(const float *x, uint8_t *y, uint8_t *L, int nmax,
     float inv_scale = max_scale > 0 ? 63.f / max_scale : 0.f;
     float inv_min = max_min > 0 ? 63.f / max_min : 0.f;
     for (int j = 0; j < 8; ++j) {
-        uint8_t ls = (uint8_t)nearest_int(inv_scale * scales[j]);
-        uint8_t lm = (uint8_t)nearest_int(inv_min * mins[j]);
+        uint8_t ls = (uint8_t)qf_nearest_int(inv_scale * scales[j]);
+        uint8_t lm = (uint8_t)qf_nearest_int(inv_min * mins[j]);
         ls = ls < 63 ? ls : 63;
         lm = lm < 63 ? lm : 63;
         if (j < 4) {
@@ -543,7 +533,7 @@ static void kquant_scales_mins(const float *x, uint8_t *y, uint8_t *L, int nmax,
     float d[8], dm[8];
     for (int j = 0; j < 8; ++j) {
         uint8_t s, m;
-        scale_min_k4(j, sc, &s, &m);
+        qf_scale_min_k4(j, sc, &s, &m);
         d[j] = qf_f16_to_f32(dh) * s;
         dm[j] = qf_f16_to_f32(dminh) * m;
     }
@@ -556,7 +546,7 @@ void qf_kcodes_ref(const float *x, const float *d, const float *dm, int nmax, ui
         if (!d[j])
             continue;
         for (int ii = 0; ii < 32; ++ii)
-            L[32 * j + ii] = (uint8_t)imax(0, imin(nmax, nearest_int((x[32 * j + ii] + dm[j]) / d[j])));
+            L[32 * j + ii] = (uint8_t)imax(0, imin(nmax, qf_nearest_int((x[32 * j + ii] + dm[j]) / d[j])));
     }
 }
 
@@ -595,7 +585,7 @@ void qf_quantize_q5_K_with(const float *x, uint8_t *y, size_t nb, qf_kfit8_fn fi
 void qf_q6fit16_ref(const float *x, int8_t *L, float *scales)
 {
     for (int ib = 0; ib < 16; ++ib)
-        scales[ib] = fit_sym_search(16, 32, x + 16 * ib, L + 16 * ib);
+        scales[ib] = qf_fit_sym(16, 32, x + 16 * ib, L + 16 * ib, NULL);
 }
 
 void qf_quantize_q6_K_ref(const float *x, uint8_t *y, size_t nb) { qf_quantize_q6_K_with(x, y, nb, qf_q6fit16_ref); }
@@ -605,40 +595,45 @@ void qf_quantize_q6_K_with(const float *x, uint8_t *y, size_t nb, qf_q6fit_fn fi
     int8_t L[256];
     float scales[16];
     for (size_t i = 0; i < nb; i++, x += 256, y += 210) {
-        uint8_t *ql = y, *qh = y + 128;
-        int8_t *sc = (int8_t *)(y + 192);
-        float max_scale = 0, max_abs_scale = 0;
         fit(x, L, scales);
-        for (int ib = 0; ib < 16; ++ib) {
-            float a = fabsf(scales[ib]);
-            if (a > max_abs_scale) {
-                max_abs_scale = a;
-                max_scale = scales[ib];
-            }
+        qf_q6_finish(x, L, scales, y);
+    }
+}
+
+void qf_q6_finish(const float *x, int8_t *L, const float *scales, uint8_t *y)
+{
+    uint8_t *ql = y, *qh = y + 128;
+    int8_t *sc = (int8_t *)(y + 192);
+    float max_scale = 0, max_abs_scale = 0;
+    for (int ib = 0; ib < 16; ++ib) {
+        float a = fabsf(scales[ib]);
+        if (a > max_abs_scale) {
+            max_abs_scale = a;
+            max_scale = scales[ib];
         }
-        if (max_abs_scale < GROUP_MAX_EPS) {
-            memset(y, 0, 210);
+    }
+    if (max_abs_scale < GROUP_MAX_EPS) {
+        memset(y, 0, 210);
+        return;
+    }
+    float iscale = -128.f / max_scale;
+    uint16_t dh = qf_f32_to_f16(1 / iscale);
+    qf_put16(y + 208, dh);
+    for (int ib = 0; ib < 16; ++ib)
+        sc[ib] = (int8_t)imin(127, qf_nearest_int(iscale * scales[ib]));
+    for (int j = 0; j < 16; ++j) {
+        float d = qf_f16_to_f32(dh) * sc[j];
+        if (!d)
             continue;
-        }
-        float iscale = -128.f / max_scale;
-        uint16_t dh = qf_f32_to_f16(1 / iscale);
-        qf_put16(y + 208, dh);
-        for (int ib = 0; ib < 16; ++ib)
-            sc[ib] = (int8_t)imin(127, nearest_int(iscale * scales[ib]));
-        for (int j = 0; j < 16; ++j) {
-            float d = qf_f16_to_f32(dh) * sc[j];
-            if (!d)
-                continue;
-            for (int ii = 0; ii < 16; ++ii)
-                L[16 * j + ii] = (int8_t)(imax(-32, imin(31, nearest_int(x[16 * j + ii] / d))) + 32);
-        }
-        for (int j = 0; j < 256; j += 128, ql += 64, qh += 32) {
-            for (int l = 0; l < 32; ++l) {
-                const uint8_t *u = (const uint8_t *)L + j + l;
-                ql[l] = (uint8_t)((u[0] & 0xF) | ((u[64] & 0xF) << 4));
-                ql[l + 32] = (uint8_t)((u[32] & 0xF) | ((u[96] & 0xF) << 4));
-                qh[l] = (uint8_t)((u[0] >> 4) | ((u[32] >> 4) << 2) | ((u[64] >> 4) << 4) | ((u[96] >> 4) << 6));
-            }
+        for (int ii = 0; ii < 16; ++ii)
+            L[16 * j + ii] = (int8_t)(imax(-32, imin(31, qf_nearest_int(x[16 * j + ii] / d))) + 32);
+    }
+    for (int j = 0; j < 256; j += 128, ql += 64, qh += 32) {
+        for (int l = 0; l < 32; ++l) {
+            const uint8_t *u = (const uint8_t *)L + j + l;
+            ql[l] = (uint8_t)((u[0] & 0xF) | ((u[64] & 0xF) << 4));
+            ql[l + 32] = (uint8_t)((u[32] & 0xF) | ((u[96] & 0xF) << 4));
+            qh[l] = (uint8_t)((u[0] >> 4) | ((u[32] >> 4) << 2) | ((u[64] >> 4) << 4) | ((u[96] >> 4) << 6));
         }
     }
 }
@@ -649,7 +644,7 @@ void qf_quantize_q6_K_with(const float *x, uint8_t *y, size_t nb, qf_q6fit_fn fi
  * whose rows are not a multiple of 256. */
 const int8_t qf_iq4nl_values[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
 
-static inline int iq4_index(float x)
+int qf_iq4_index(float x)
 {
     const int8_t *v = qf_iq4nl_values;
     if (x <= v[0])
@@ -667,57 +662,6 @@ static inline int iq4_index(float x)
     return x - v[hi - 1] < v[hi] - x ? hi - 1 : hi;
 }
 
-void qf_quantize_iq4_nl_ref(const float *x, uint8_t *y, size_t nb)
-{
-    const int8_t *v = qf_iq4nl_values;
-    const int ntry = 7;
-    uint8_t L[32];
-    for (size_t i = 0; i < nb; i++, x += 32, y += 18) {
-        float amax = 0, max = 0;
-        for (int j = 0; j < 32; ++j) {
-            float ax = fabsf(x[j]);
-            if (ax > amax) {
-                amax = ax;
-                max = x[j];
-            }
-        }
-        float d = 0;
-        if (amax >= GROUP_MAX_EPS) {
-            float w[32];
-            for (int j = 0; j < 32; ++j)
-                w[j] = x[j] * x[j];
-            d = -max / v[0];
-            float id = 1 / d;
-            float sumqx = 0, sumq2 = 0;
-            for (int j = 0; j < 32; ++j) {
-                float q = v[iq4_index(id * x[j])];
-                sumqx += w[j] * q * x[j];
-                sumq2 += w[j] * q * q;
-            }
-            d = sumqx / sumq2;
-            float best = d * sumqx;
-            for (int itry = -ntry; itry <= ntry; ++itry) {
-                id = (itry + v[0]) / max;
-                sumqx = sumq2 = 0;
-                for (int j = 0; j < 32; ++j) {
-                    float q = v[iq4_index(id * x[j])];
-                    sumqx += w[j] * q * x[j];
-                    sumq2 += w[j] * q * q;
-                }
-                if (sumq2 > 0 && sumqx * sumqx > best * sumq2) {
-                    d = sumqx / sumq2;
-                    best = d * sumqx;
-                }
-            }
-        }
-        qf_put16(y, qf_f32_to_f16(d));
-        float id = d ? 1 / d : 0;
-        for (int j = 0; j < 32; ++j)
-            L[j] = (uint8_t)iq4_index(id * x[j]);
-        for (int j = 0; j < 16; ++j)
-            y[2 + j] = (uint8_t)(L[j] | (L[16 + j] << 4));
-    }
-}
 
 /* ------------------------------------------------------- float targets */
 

@@ -5,6 +5,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "codec.h"
 
@@ -32,7 +33,40 @@ static inline uint32_t qf_get32(const uint8_t *p)
 }
 static inline uint64_t qf_get64(const uint8_t *p) { return qf_get32(p) | ((uint64_t)qf_get32(p + 4) << 32); }
 
+/* Round to nearest, ties to even, by adding 1.5*2^23 (ggml's nearest_int).
+ * For |f| > 2^22 the result wraps exactly as ggml's does. */
+static inline int qf_nearest_int(float f)
+{
+    float v = f + 12582912.f;
+    int32_t i;
+    memcpy(&i, &v, sizeof i);
+    return (i & 0x007fffff) - 0x00400000;
+}
+
 extern const int8_t qf_iq4nl_values[16];
+/* ggml's best_index_int8 over qf_iq4nl_values: the nearest of the 16 values */
+int qf_iq4_index(float x);
+
+/* Pieces of the k-quant reference kernels (quant.c) that the importance-
+ * weighted ones (quant_w.c) share:
+ * qf_fit_sym: ggml's make_qx_quants(n, nmax, x, L, rmse_type 1, qw), the
+ *   symmetric fit with weights qw (x^2 when NULL); L gets values + nmax.
+ * qf_pack_2bit: 256 2-bit values into q2_K/q3_K's 64 bytes.
+ * qf_scale_min_k4: 6-bit scale and min j of q4_K/q5_K's 12 bytes.
+ * qf_q3_pack: q3_K's codes (0..7) into hmask[32] and qs[64].
+ * qf_q6_finish: q6_K's block from the 16 sub-block scales and codes. */
+float qf_fit_sym(int n, int nmax, const float *x, int8_t *L, const float *qw);
+/* qf_fit_scale_min: ggml's make_qkx2_quants (the same as make_qkx3_quants
+ * for the arguments quantfs passes): an asymmetric (scale, min) fit of n
+ * values to [0, nmax] minimising the weighted error (|diff| with use_mad),
+ * trying nstep+1 scales around the min/max one. Returns the scale;
+ * *neg_min gets -min (>= 0). Laux: n bytes of scratch. */
+float qf_fit_scale_min(int n, int nmax, const float *x, const float *w, uint8_t *L, float *neg_min, uint8_t *Laux,
+                       float rmin, float rdelta, int nstep, bool use_mad);
+void qf_pack_2bit(const uint8_t *L, uint8_t *qs);
+void qf_scale_min_k4(int j, const uint8_t *q, uint8_t *d, uint8_t *m);
+void qf_q3_pack(int8_t *L, uint8_t *hmask, uint8_t *qs);
+void qf_q6_finish(const float *x, int8_t *L, const float *scales, uint8_t *y);
 
 /* Writes one formatted line into err (when given) and returns rc: the error
  * convention of every codec function (types.c). */
@@ -97,6 +131,9 @@ uint8_t qf_f32_to_e4m3(float f);
     void qf_quantize_##t##_ref(const float *x, uint8_t *y, size_t nb);                                              \
     void qf_dequantize_##t(const uint8_t *x, float *y, size_t nb);
 QF_KERNELS(QF_DECL_REF)
+/* llama-quantize's IQ4_XS without an imatrix (quant_w.c); scalar only */
+void qf_quantize_iq4_xs_ref(const float *x, uint8_t *y, size_t nb);
+void qf_dequantize_iq4_xs(const uint8_t *x, float *y, size_t nb);
 void qf_convert_f32_ref(const float *x, uint8_t *y, size_t n);
 void qf_convert_f16_ref(const float *x, uint8_t *y, size_t n);
 void qf_convert_bf16_ref(const float *x, uint8_t *y, size_t n);

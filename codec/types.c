@@ -41,7 +41,7 @@ static const struct qf_type_info type_table[QF_TYPE_MAX] = {
     [QF_IQ4_NL] = QUANT(iq4_nl, 32, 18, NULL),
     [21] = OTHER(iq3_s, 256, 110),
     [22] = OTHER(iq2_s, 256, 82),
-    [23] = OTHER(iq4_xs, 256, 136),
+    [QF_IQ4_XS] = {"iq4_xs", 256, 136, qf_quantize_iq4_xs_ref, NULL, qf_dequantize_iq4_xs, false},
     [24] = OTHER(i8, 1, 1),
     [25] = OTHER(i16, 1, 2),
     [26] = OTHER(i32, 1, 4),
@@ -212,16 +212,17 @@ const char *qf_simd_name(void) { return qf_simd_available() ? "avx2+f16c" : "sca
  * listed. For safetensors models int8, int4 and fp8 are real views. */
 #define G QF_FMT_GGUF
 #define S QF_FMT_SAFETENSORS
-#define MIX(n, ft, ty, w) {n, G, 0, NULL, ft, ty, false, w}
-#define PURE(n, ft, ty, w) {n, G, 0, NULL, ft, ty, true, w}
-#define ALIAS(n, fm, of, ft, ty) {n, 0, fm, of, ft, ty, false, NULL}
+#define MIX(n, ft, ty, w) {n, G, 0, NULL, ft, ty, false, false, w}
+#define PURE(n, ft, ty, w) {n, G, 0, NULL, ft, ty, true, false, w}
+#define IMAT(n, ft, ty, w) {n, QF_FMT_IMATRIX, 0, NULL, ft, ty, false, true, w}
+#define ALIAS(n, fm, of, ft, ty) {n, 0, fm, of, ft, ty, false, false, NULL}
 static const struct qf_view view_table[] = {
-    {"f32", G | S, 0, NULL, QF_FT_F32, QF_F32, false, "the source as is"},
-    {"fp16", G | S, 0, NULL, QF_FT_F16, QF_F16, false, "every quantizable tensor in F16"},
-    {"bf16", G | S, 0, NULL, QF_FT_BF16, QF_BF16, false, "every quantizable tensor in BF16"},
-    {"int8", S, G, "q8_0", QF_FT_Q8_0, QF_Q8_0, false, "safetensors: compressed-tensors int8 (GGUF: q8_0)"},
-    {"int4", S, G, "q4_k_m", QF_FT_Q4_K_M, QF_Q4_K, false, "safetensors: compressed-tensors int4 (GGUF: q4_k_m)"},
-    {"fp8", S, 0, NULL, QF_FT_F32, QF_F32, false, "safetensors: fine-grained FP8 (e4m3, 128x128 scales)"},
+    {"f32", G | S, 0, NULL, QF_FT_F32, QF_F32, false, false, "the source as is"},
+    {"fp16", G | S, 0, NULL, QF_FT_F16, QF_F16, false, false, "every quantizable tensor in F16"},
+    {"bf16", G | S, 0, NULL, QF_FT_BF16, QF_BF16, false, false, "every quantizable tensor in BF16"},
+    {"int8", S, G, "q8_0", QF_FT_Q8_0, QF_Q8_0, false, false, "safetensors: compressed-tensors int8 (GGUF: q8_0)"},
+    {"int4", S, G, "q4_k_m", QF_FT_Q4_K_M, QF_Q4_K, false, false, "safetensors: compressed-tensors int4 (GGUF: q4_k_m)"},
+    {"fp8", S, 0, NULL, QF_FT_F32, QF_F32, false, false, "safetensors: fine-grained FP8 (e4m3, 128x128 scales)"},
     MIX("q8_0", QF_FT_Q8_0, QF_Q8_0, "Q8_0"),
     MIX("q6_k", QF_FT_Q6_K, QF_Q6_K, "Q6_K"),
     MIX("q5_k_m", QF_FT_Q5_K_M, QF_Q5_K, "Q5_K_M: Q5_K, half of attn_v and ffn_down Q6_K"),
@@ -236,6 +237,8 @@ static const struct qf_view view_table[] = {
     MIX("q3_k_m", QF_FT_Q3_K_M, QF_Q3_K, "Q3_K_M: Q3_K, attn_v/attn_output/ffn_down Q4_K-Q5_K"),
     MIX("q3_k_s", QF_FT_Q3_K_S, QF_Q3_K, "Q3_K_S: Q3_K"),
     MIX("q2_k", QF_FT_Q2_K, QF_Q2_K, "Q2_K: Q2_K, attn_v/attn_output/ffn_down Q3_K-Q4_K"),
+    MIX("iq4_xs", QF_FT_IQ4_XS, QF_IQ4_XS, "IQ4_XS: 4.25 bpw non-linear, attn_v/first ffn_down Q5_K"),
+    MIX("iq4_nl", QF_FT_IQ4_NL, QF_IQ4_NL, "IQ4_NL: 4.5 bpw non-linear, attn_v/first ffn_down Q5_K"),
     PURE("q8_0-pure", QF_FT_Q8_0, QF_Q8_0, "llama-quantize --pure Q8_0"),
     PURE("q6_k-pure", QF_FT_Q6_K, QF_Q6_K, "llama-quantize --pure Q6_K"),
     PURE("q5_k-pure", QF_FT_Q5_K_M, QF_Q5_K, "llama-quantize --pure Q5_K"),
@@ -246,7 +249,23 @@ static const struct qf_view view_table[] = {
     PURE("q4_0-pure", QF_FT_Q4_0, QF_Q4_0, "llama-quantize --pure Q4_0"),
     PURE("q3_k-pure", QF_FT_Q3_K_M, QF_Q3_K, "llama-quantize --pure Q3_K"),
     PURE("q2_k-pure", QF_FT_Q2_K, QF_Q2_K, "llama-quantize --pure Q2_K"),
-    {"lora", QF_FMT_LORA, 0, NULL, QF_FT_F32, QF_F32, false,
+    IMAT("q8_0-imat", QF_FT_Q8_0, QF_Q8_0, "Q8_0 with the imatrix (same tensors; records it)"),
+    IMAT("q6_k-imat", QF_FT_Q6_K, QF_Q6_K, "Q6_K weighted by the model's imatrix"),
+    IMAT("q5_k_m-imat", QF_FT_Q5_K_M, QF_Q5_K, "Q5_K_M weighted by the model's imatrix"),
+    IMAT("q5_k_s-imat", QF_FT_Q5_K_S, QF_Q5_K, "Q5_K_S weighted by the model's imatrix"),
+    IMAT("q5_1-imat", QF_FT_Q5_1, QF_Q5_1, "Q5_1 weighted by the model's imatrix"),
+    IMAT("q5_0-imat", QF_FT_Q5_0, QF_Q5_0, "Q5_0 weighted by the model's imatrix (first ffn_down Q5_1)"),
+    IMAT("q4_k_m-imat", QF_FT_Q4_K_M, QF_Q4_K, "Q4_K_M weighted by the model's imatrix"),
+    IMAT("q4_k_s-imat", QF_FT_Q4_K_S, QF_Q4_K, "Q4_K_S weighted by the model's imatrix"),
+    IMAT("q4_1-imat", QF_FT_Q4_1, QF_Q4_1, "Q4_1 weighted by the model's imatrix"),
+    IMAT("q4_0-imat", QF_FT_Q4_0, QF_Q4_0, "Q4_0 weighted by the model's imatrix (first ffn_down Q4_1)"),
+    IMAT("iq4_xs-imat", QF_FT_IQ4_XS, QF_IQ4_XS, "IQ4_XS weighted by the model's imatrix"),
+    IMAT("iq4_nl-imat", QF_FT_IQ4_NL, QF_IQ4_NL, "IQ4_NL weighted by the model's imatrix"),
+    IMAT("q3_k_l-imat", QF_FT_Q3_K_L, QF_Q3_K, "Q3_K_L weighted by the model's imatrix"),
+    IMAT("q3_k_m-imat", QF_FT_Q3_K_M, QF_Q3_K, "Q3_K_M weighted by the model's imatrix"),
+    IMAT("q3_k_s-imat", QF_FT_Q3_K_S, QF_Q3_K, "Q3_K_S weighted by the model's imatrix"),
+    IMAT("q2_k-imat", QF_FT_Q2_K, QF_Q2_K, "Q2_K weighted by the model's imatrix"),
+    {"lora", QF_FMT_LORA, 0, NULL, QF_FT_F32, QF_F32, false, false,
      "GGUF adapters of adapters/NAME/ (convert_lora_to_gguf.py --outtype f32)"},
     ALIAS("f16", G | S, "fp16", QF_FT_F16, QF_F16),
     ALIAS("q3_k", G, "q3_k_m", QF_FT_Q3_K_M, QF_Q3_K),

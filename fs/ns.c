@@ -954,6 +954,7 @@ void qfs_snap_put(struct qfs_snap *s)
         k->close(s->parsed);
     free(s->text);
     qfs_src_close(&s->src);
+    qf_imatrix_free(s->imat); /* after the layouts, which point into it */
     for (size_t i = 0; i < s->n_in; i++)
         qfs_src_close(&s->in[i]);
     free(s->in);
@@ -1242,6 +1243,32 @@ bool qfs_snap_current(const struct qfs_snap *s)
     return true;
 }
 
+/* The model's imatrix, for this snapshot's -imat views: read whole and
+ * normalised now, so the views stay one version of it; a change of the
+ * file changes the model's signature, and a rescan shows new views. A
+ * refusal is said once per snapshot; the -imat views are then absent. */
+static void imatrix_load(struct qfs *q, struct qfs_model *m, struct qfs_snap *s)
+{
+    int i = (m->formats & QF_FMT_IMATRIX) ? qf_model_imatrix_file(&m->desc) : -1;
+    if (i < 0)
+        return;
+    struct qfs_file *imf = &m->files[i];
+    struct qfs_src src = {.fd = -1};
+    char err[256] = "";
+    int rc = qfs_src_open(q, m, &src, imf->path);
+    if (!rc) {
+        slot_take(&q->parse_slots);
+        rc = qf_imatrix_parse(qfs_src_pread, &src, (uint64_t)src.st.st_size, &s->imat, err, sizeof err);
+        sem_post(&q->parse_slots);
+    }
+    qfs_src_close(&src);
+    if (rc)
+        qfs_log(q, LOG_WARNING, "model '%s': %s: %s; no -imat views", m->name, imf->name,
+                err[0] ? err : strerror(-rc));
+    else
+        s->mi = (struct qf_model_imatrix){s->imat, imf->name};
+}
+
 static struct qfs_snap *snap_load(struct qfs *q, struct qfs_model *m, struct qfs_file *f, int *err)
 {
     struct qfs_snap *s = calloc(1, sizeof *s);
@@ -1271,6 +1298,8 @@ static struct qfs_snap *snap_load(struct qfs *q, struct qfs_model *m, struct qfs
             qfs_snap_put(s);
             return NULL;
         }
+        if (!s->err[0] && f->kind != QF_ROLE_LORA)
+            imatrix_load(q, m, s);
         return s;
     }
     int orc = qfs_src_open(q, m, &s->src, f->path);
@@ -1297,6 +1326,8 @@ static struct qfs_snap *snap_load(struct qfs *q, struct qfs_model *m, struct qfs
         qfs_log(q, LOG_WARNING, "model '%s': %s: %s; only the f32 view is offered", m->name, f->name, s->err);
     else
         s->hdr_hash = header_hash(s);
+    if (!s->err[0] && f->kind == QF_ROLE_GGUF)
+        imatrix_load(q, m, s);
     return s;
 }
 
@@ -1373,8 +1404,9 @@ void qfs_snap_retire(struct qfs *q, struct qfs_snap *s)
         return;
     struct qfs_file *f = s->file;
     if (atomic_load(&f->open_count))
-        qfs_log(q, LOG_ERR, "%s changed or vanished while in use; reads of its views fail with EIO until reopened",
-                f->path);
+        qfs_log(q, LOG_ERR,
+                "%s (from %s) changed or vanished while in use; reads of its views fail with EIO until reopened",
+                f->name, f->path);
     /* drop what the kernel cached of every view of this file */
     for (size_t v = 0; v < q->n_views; v++)
         qfs_queue_inval(q, qfs_ino_make(f->model_idx, (long)v, (long)f->idx));
@@ -1462,8 +1494,10 @@ int qfs_snap_layout(struct qfs *q, struct qfs_snap *s, size_t v, struct qf_layou
             rc = qf_layout_passthrough((uint64_t)s->st.st_size, &s->layouts[v]);
         else if (s->err[0])
             rc = -ENOENT;
+        else if (vw->imat && !s->mi.m) /* no imatrix, or a refused one (said at load) */
+            rc = -ENOENT;
         else if (k->layout)
-            rc = k->layout(s->parsed, vw, &s->layouts[v], err, sizeof err);
+            rc = k->layout(s->parsed, vw, &s->mi, &s->layouts[v], err, sizeof err);
         else
             rc = generated_json(q, s, v, &s->layouts[v]);
         /* a refusal is a property of this version of the file: remembered,

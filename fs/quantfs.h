@@ -34,7 +34,7 @@
 #include "cache.h"
 #include "codec.h"
 
-#define QFS_MAX_VIEWS 64
+#define QFS_MAX_VIEWS 96
 #define QFS_PARSE_SLOTS 2
 /* lines MOUNT/.quantfs/log keeps */
 #define QFS_LOG_LINES 500
@@ -80,6 +80,8 @@ struct qfs_snap {
     void **in_ctx;         /* shard i's &in[...], for the reader */
     struct qf_hf_reader hfr;
     bool quiet;            /* err is another file's refusal, logged there */
+    struct qf_imatrix *imat;   /* GGUF views: the model's imatrix, read whole at load (NULL: none, refused) */
+    struct qf_model_imatrix mi; /* it and its file name, for the -imat layouts */
     atomic_bool stale;     /* the source changed under this snapshot */
     pthread_mutex_t mu;    /* guards layouts[], layout_rc[], logged and fresh[] */
     struct qf_layout *layouts[QFS_MAX_VIEWS];

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import gguf_reader
-from conftest import ALL_VIEWS, QUANTFS, STORIES_GGUF, SHARED
+from conftest import ALL_VIEWS, IQ4_VIEWS, QUANTFS, STORIES_GGUF, SHARED
 
 CHECK = os.environ.get("QUANTFS_CHECK_BIN", os.path.join(os.path.dirname(QUANTFS), "..", "check", "quantfs-check"))
 # Greedy decoding from BOS, published with the model (../shared/models/README.md)
@@ -125,7 +125,7 @@ def test_all_views_of_a_mount(stories_mount):
     r = run("--json", stories_mount.path("stories260K"), check_rc=0)
     took = time.time() - t0
     res = results(r)
-    assert set(res) == set(ALL_VIEWS)
+    assert set(res) == set(ALL_VIEWS + IQ4_VIEWS)
     assert all(v["pass"] and v["loads"] and v["runs"] and v["positions"] == 64 for v in res.values())
     assert res["f32"]["top1"] == 1.0 and res["f32"]["kl_mean"] == 0.0
     kl = {k: v["kl_mean"] for k, v in res.items()}
@@ -151,7 +151,7 @@ def test_hf_views_and_rope_layout(stories_mount):
     res = results(run("--json", stories_mount.path("hf"), check_rc=0))
     # the safetensors views, and the GGUF-only views of the converter's file
     # checked against the HF f32 weights (q/k rows in the other rope layout)
-    assert set(res) == {"f32", "fp16", "bf16", "int8", "int4", "fp8"} | (set(ALL_VIEWS) - {"f32", "fp16", "bf16"})
+    assert set(res) == {"f32", "fp16", "bf16", "int8", "int4", "fp8"} | (set(ALL_VIEWS + IQ4_VIEWS) - {"f32", "fp16", "bf16"})
     for v in ("q8_0", "q6_k", "q4_k_m"):
         assert res[v]["kl_mean"] < res["int4"]["kl_mean"] and res[v]["top1"] >= 0.9, (v, res[v])
     assert abs(res["f32"]["ppl"] - gg["ppl"]) < 1e-3

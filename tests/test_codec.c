@@ -110,7 +110,7 @@ static void test_layout_matches_llama_quantize(void **state)
         const struct qf_view *v = &qf_views(&nv)[qf_view_index(types[k])];
         struct qf_layout *l;
         char err[256];
-        assert_int_equal(qf_layout_gguf(src.g, qf_view_resolve(v, QF_FMT_GGUF), &l, err, sizeof err), 0);
+        assert_int_equal(qf_layout_gguf(src.g, qf_view_resolve(v, QF_FMT_GGUF), NULL, NULL, &l, err, sizeof err), 0);
         snprintf(p, sizeof p, "%s/refs/mixes/stories260K.%s.gguf", shared_dir(), types[k]);
         struct tfile ref;
         assert_int_equal(tfile_open(&ref, p), 0);
@@ -133,7 +133,7 @@ static void test_layout_matches_llama_quantize(void **state)
     size_t nv;
     struct qf_layout *l;
     char err[256];
-    assert_int_equal(qf_layout_gguf(src.g, &qf_views(&nv)[qf_view_index("q4_k_m")], &l, err, sizeof err), 0);
+    assert_int_equal(qf_layout_gguf(src.g, &qf_views(&nv)[qf_view_index("q4_k_m")], NULL, NULL, &l, err, sizeof err), 0);
     const struct qf_tensor_plan *t = qf_layout_tensor(l, "blk.4.ffn_down.weight");
     assert_non_null(t);
     assert_int_equal(t->type, QF_F16);

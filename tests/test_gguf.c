@@ -337,7 +337,7 @@ static void test_unconvertible(void **state)
     const struct qf_view *q8 = &qf_views(&nv)[qf_view_index("q8_0")];
     struct qf_layout *l;
     assert_int_equal(parse_buf(&b, &g, err, sizeof err), 0);
-    assert_int_equal(qf_layout_gguf(g, q8, &l, err, sizeof err), 0);
+    assert_int_equal(qf_layout_gguf(g, q8, NULL, NULL, &l, err, sizeof err), 0);
     assert_int_equal(qf_layout_tensor(l, "ids")->type, 26);
     assert_int_equal(qf_layout_tensor(l, "kept")->type, QF_Q4_K);
     assert_int_equal(qf_layout_tensor(l, "ok.weight")->type, QF_Q8_0);
@@ -346,7 +346,7 @@ static void test_unconvertible(void **state)
     free(b.p);
     b = make_gguf(ts, 4, false);
     assert_int_equal(parse_buf(&b, &g, err, sizeof err), 0);
-    assert_int_equal(qf_layout_gguf(g, q8, &l, err, sizeof err), -ENOTSUP);
+    assert_int_equal(qf_layout_gguf(g, q8, NULL, NULL, &l, err, sizeof err), -ENOTSUP);
     assert_non_null(strstr(err, "tensor 'already.weight': requantizing from type q4_K is disabled"));
     qf_gguf_free(g);
     free(b.p);
@@ -413,7 +413,7 @@ static void test_rewrite(void **state)
             if (!qf_view_reachable(&views[v], QF_FMT_GGUF))
                 continue;
             const struct qf_view *vw = qf_view_resolve(&views[v], QF_FMT_GGUF);
-            assert_int_equal(qf_layout_gguf(g, vw, &l, err, sizeof err), 0);
+            assert_int_equal(qf_layout_gguf(g, vw, NULL, NULL, &l, err, sizeof err), 0);
             uint8_t *out = malloc(l->size);
             assert_int_equal(qf_layout_read(l, 0, l->size, out, tmem_pread, &src), 0);
             uint32_t ft = 999, qv = 999;
@@ -489,7 +489,7 @@ static void test_mutation_fuzz(void **state)
         if (qf_gguf_parse(tmem_pread, &m, b.n, &g, err, sizeof err) == 0) {
             for (size_t v = 1; v < nv; v += 3) {
                 struct qf_layout *l;
-                if (qf_layout_gguf(g, &views[v], &l, err, sizeof err))
+                if (qf_layout_gguf(g, &views[v], NULL, NULL, &l, err, sizeof err))
                     continue;
                 if (l->size < (64u << 20)) {
                     uint8_t *out = malloc(l->size + 1);

@@ -62,7 +62,8 @@ def test_views_equal_llama_cpp_output(mount_factory, tmp_path, name):
     # llama.cpp loads and runs every GGUF view (with its own graph for the
     # architecture: smollm3's skips rope every 4th layer, gemma's soft-caps)
     need(have_node(), "node-llama-cpp")
-    paths = [m.path(name, v, name + ".gguf") for v in ALL_VIEWS]
+    views = ["f32", "q8_0", "q4_k_m", "q2_k", "iq4_xs"] if os.environ.get("QUANTFS_ASAN") else ALL_VIEWS
+    paths = [m.path(name, v, name + ".gguf") for v in views]
     r = subprocess.run(["node", os.path.join(NODE_DIR, "generate.mjs")] + paths, capture_output=True, text=True,
                        timeout=600, cwd=NODE_DIR, env=dict(os.environ, GEN_TOKENS="4"))
     assert r.returncode == 0, r.stderr

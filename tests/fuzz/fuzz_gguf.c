@@ -4,7 +4,7 @@
 
 static int make(const void *g, const struct qf_view *v, struct qf_layout **l, char *err, size_t n)
 {
-    return qf_layout_gguf(g, v, l, err, n);
+    return qf_layout_gguf(g, v, NULL, NULL, l, err, n);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

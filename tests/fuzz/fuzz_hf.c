@@ -28,7 +28,7 @@ static bool any_shard(void *arg, const char *name)
 
 static int make(const void *hf, const struct qf_view *v, struct qf_layout **l, char *err, size_t n)
 {
-    return qf_layout_hf(hf, v, l, err, n);
+    return qf_layout_hf(hf, v, NULL, l, err, n);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

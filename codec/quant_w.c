@@ -1,0 +1,462 @@
+/* quant_w.c — the quantizers llama-quantize runs with an importance matrix,
+ * and the IQ4 ones it runs always.
+ *
+ * With --imatrix, ggml's quantize_<type>(src, dst, nrow, n_per_row, qw)
+ * takes another algorithm than the _ref kernels of quant.c: each value gets
+ * the weight qw[i] * sqrt(sigma2 + x[i]^2), and scales and mins come from
+ * weighted searches (make_qx_quants, make_qkx3_quants, make_qp_quants of
+ * ggml/src/ggml-quants.c, llama.cpp v0.5.0; summarised with line numbers in
+ * ../shared/docs/imatrix.md §3). IQ4_NL and IQ4_XS use one algorithm with
+ * or without weights (x^2 without). Re-implemented here, keeping the order
+ * of every float operation: a different order rounds differently. Compiled
+ * with -ffp-contract=off like quant.c.
+ *
+ * Q4_0..Q5_1 normalise by the mean square of the whole row, so these work
+ * on rows, not blocks.
+ */
+#include <errno.h>
+#include <math.h>
+#include <string.h>
+
+#include "codec.h"
+#include "quant_impl.h"
+
+#define GROUP_MAX_EPS 1e-15f
+
+static inline int imin(int a, int b) { return a < b ? a : b; }
+static inline int imax(int a, int b) { return a > b ? a : b; }
+
+/* make_qkx3_quants with weights w, rmin -0.9, rdelta 0.05, 36 steps, squared
+ * error: quant.c's make_qkx2_quants with those arguments */
+static float fit_min3(int n, int nmax, const float *x, const float *w, uint8_t *L, float *neg_min)
+{
+    uint8_t Laux[32];
+    return qf_fit_scale_min(n, nmax, x, w, L, neg_min, Laux, -0.9f, 0.05f, 36, false);
+}
+
+/* make_qp_quants: non-negative x (sub-block scales or mins) to [0, nmax]
+ * with weights w, then coordinate descent. Returns the scale. */
+static float fit_pos(int n, int nmax, const float *x, uint8_t *L, const float *w)
+{
+    float max = 0;
+    for (int i = 0; i < n; ++i)
+        max = max > x[i] ? max : x[i];
+    if (max < GROUP_MAX_EPS) {
+        memset(L, 0, (size_t)n);
+        return 0.f;
+    }
+    float iscale = nmax / max;
+    for (int i = 0; i < n; ++i)
+        L[i] = (uint8_t)qf_nearest_int(iscale * x[i]);
+    float scale = 1 / iscale;
+    float best_err = 0;
+    for (int i = 0; i < n; ++i) {
+        float diff = x[i] - scale * L[i];
+        best_err += w[i] * diff * diff;
+    }
+    for (int is = -4; is <= 4; ++is) {
+        if (is == 0)
+            continue;
+        float iscale_is = (0.1f * is + nmax) / max;
+        float scale_is = 1 / iscale_is;
+        float err = 0;
+        for (int i = 0; i < n; ++i) {
+            int l = imin(nmax, qf_nearest_int(iscale_is * x[i]));
+            float diff = x[i] - scale_is * l;
+            err += w[i] * diff * diff;
+        }
+        if (err < best_err) {
+            best_err = err;
+            iscale = iscale_is;
+        }
+    }
+    float sumlx = 0, suml2 = 0;
+    for (int i = 0; i < n; ++i) {
+        int l = imin(nmax, qf_nearest_int(iscale * x[i]));
+        L[i] = (uint8_t)l;
+        sumlx += w[i] * x[i] * l;
+        suml2 += w[i] * l * l;
+    }
+    for (int itry = 0; itry < 5; ++itry) {
+        int n_changed = 0;
+        for (int i = 0; i < n; ++i) {
+            float slx = sumlx - w[i] * x[i] * L[i];
+            float sl2 = suml2 - w[i] * L[i] * L[i];
+            if (slx > 0 && sl2 > 0) {
+                int new_l = imin(nmax, qf_nearest_int(x[i] * sl2 / slx));
+                if (new_l != L[i]) {
+                    slx += w[i] * x[i] * new_l;
+                    sl2 += w[i] * new_l * new_l;
+                    if (slx * slx * suml2 > sumlx * sumlx * sl2) {
+                        L[i] = (uint8_t)new_l;
+                        sumlx = slx;
+                        suml2 = sl2;
+                        ++n_changed;
+                    }
+                }
+            }
+        }
+        if (!n_changed)
+            break;
+    }
+    return suml2 > 0.0f ? sumlx / suml2 : 0.0f;
+}
+
+static float sum_squares(const float *x, size_t n)
+{
+    float s = 0;
+    for (size_t j = 0; j < n; ++j)
+        s += x[j] * x[j];
+    return s;
+}
+
+/* w[j] = qw[j] * sqrt(sigma2 + x[j]^2): the weight of every imatrix path;
+ * returns their sum (in index order, as ggml sums them) */
+static float weigh(const float *x, const float *qw, float sigma2, int n, float *w)
+{
+    float sum = 0;
+    for (int j = 0; j < n; ++j) {
+        w[j] = qw[j] * sqrtf(sigma2 + x[j] * x[j]);
+        sum += w[j];
+    }
+    return sum;
+}
+
+/* ------------------------------------------------------------ legacy types */
+
+/* q4_0 (nmax 8, 4 bits) and q5_0 (nmax 16, 5 bits): 32 values, fp16 d */
+static void row_q_0(const float *x, size_t n, const float *qw, uint8_t *y, int nmax)
+{
+    const float sigma2 = sum_squares(x, n) / n;
+    const size_t bsz = nmax == 8 ? 18 : 22;
+    for (size_t ib = 0; ib < n / 32; ++ib, x += 32, qw += 32, y += bsz) {
+        float w[32];
+        int8_t L[32];
+        weigh(x, qw, sigma2, 32, w);
+        qf_put16(y, qf_f32_to_f16(qf_fit_sym(32, nmax, x, L, w)));
+        uint8_t *qs = y + (nmax == 8 ? 2 : 6);
+        uint32_t qh = 0;
+        for (int j = 0; j < 16; ++j) {
+            uint8_t a = (uint8_t)L[j], b = (uint8_t)L[j + 16];
+            qs[j] = (uint8_t)((a & 0xF) | ((b & 0xF) << 4));
+            qh |= (uint32_t)((a & 0x10u) >> 4) << j;
+            qh |= (uint32_t)((b & 0x10u) >> 4) << (j + 16);
+        }
+        if (nmax == 16)
+            qf_put32(y + 2, qh);
+    }
+}
+
+/* q4_1 (nmax 15) and q5_1 (nmax 31): 32 values, fp16 d and m */
+static void row_q_1(const float *x, size_t n, const float *qw, uint8_t *y, int nmax)
+{
+    const float sigma2 = sum_squares(x, n) / n;
+    const size_t bsz = nmax == 15 ? 20 : 24;
+    for (size_t ib = 0; ib < n / 32; ++ib, x += 32, qw += 32, y += bsz) {
+        float w[32], neg_min;
+        uint8_t L[32];
+        weigh(x, qw, sigma2, 32, w);
+        float d = fit_min3(32, nmax, x, w, L, &neg_min);
+        qf_put16(y, qf_f32_to_f16(d));
+        qf_put16(y + 2, qf_f32_to_f16(-neg_min));
+        uint8_t *qs = y + (nmax == 15 ? 4 : 8);
+        uint32_t qh = 0;
+        for (int j = 0; j < 16; ++j) {
+            qs[j] = (uint8_t)((L[j] & 0xF) | ((L[j + 16] & 0xF) << 4));
+            qh |= (uint32_t)((L[j] & 0x10u) >> 4) << j;
+            qh |= (uint32_t)((L[j + 16] & 0x10u) >> 4) << (j + 16);
+        }
+        if (nmax == 31)
+            qf_put32(y + 4, qh);
+    }
+}
+
+/* ----------------------------------------------------------------- k-quants */
+
+static void block_q2_K(const float *x, const float *qw, uint8_t *y)
+{
+    uint8_t L[256], Ls[16], Lm[16];
+    float scales[16], mins[16], sw[16], w[16];
+    const float sigma2 = sum_squares(x, 256) / 256;
+    for (int j = 0; j < 16; ++j) {
+        sw[j] = weigh(x + 16 * j, qw + 16 * j, sigma2, 16, w);
+        scales[j] = fit_min3(16, 3, x + 16 * j, w, L + 16 * j, &mins[j]);
+    }
+    float dm = fit_pos(16, 15, scales, Ls, sw);
+    float mm = fit_pos(16, 15, mins, Lm, sw);
+    uint16_t dh = qf_f32_to_f16(dm), mh = qf_f32_to_f16(mm);
+    dm = qf_f16_to_f32(dh);
+    mm = qf_f16_to_f32(mh);
+    uint8_t *sc = y;
+    for (int j = 0; j < 16; ++j)
+        sc[j] = (uint8_t)(Ls[j] | (Lm[j] << 4));
+    for (int j = 0; j < 16; ++j) {
+        const float d = dm * (sc[j] & 0xF);
+        if (!d)
+            continue;
+        const float m = mm * (sc[j] >> 4);
+        for (int ii = 0; ii < 16; ++ii)
+            L[16 * j + ii] = (uint8_t)imax(0, imin(3, qf_nearest_int((x[16 * j + ii] + m) / d)));
+    }
+    qf_pack_2bit(L, y + 16);
+    qf_put16(y + 80, dh);
+    qf_put16(y + 82, mh);
+}
+
+static void block_q3_K(const float *x, const float *qw, uint8_t *y)
+{
+    int8_t L[256], Ls[16];
+    float scales[16], sw[16], w[16];
+    const float sigma2 = 2 * sum_squares(x, 256) / 256;
+    for (int j = 0; j < 16; ++j) {
+        sw[j] = weigh(x + 16 * j, qw + 16 * j, sigma2, 16, w);
+        scales[j] = qf_fit_sym(16, 4, x + 16 * j, L + 16 * j, w);
+    }
+    uint8_t *hmask = y, *qs = y + 32, *sc = y + 96;
+    memset(sc, 0, 12);
+    float d_block = qf_fit_sym(16, 32, scales, Ls, sw);
+    for (int j = 0; j < 16; ++j) {
+        int l = Ls[j];
+        if (j < 8)
+            sc[j] = (uint8_t)(l & 0xF);
+        else
+            sc[j - 8] |= (uint8_t)((l & 0xF) << 4);
+        l >>= 4;
+        sc[j % 4 + 8] |= (uint8_t)(l << (2 * (j / 4)));
+    }
+    uint16_t dh = qf_f32_to_f16(d_block);
+    for (int j = 0; j < 16; ++j) {
+        int8_t s = (int8_t)(j < 8 ? sc[j] & 0xF : sc[j - 8] >> 4);
+        s = (int8_t)((s | (((sc[8 + j % 4] >> (2 * (j / 4))) & 3) << 4)) - 32);
+        float d = qf_f16_to_f32(dh) * s;
+        if (!d)
+            continue;
+        for (int ii = 0; ii < 16; ++ii)
+            L[16 * j + ii] = (int8_t)(imax(-4, imin(3, qf_nearest_int(x[16 * j + ii] / d))) + 4);
+    }
+    qf_q3_pack(L, hmask, qs);
+    qf_put16(y + 108, dh);
+}
+
+/* q4_K (nmax 15) and q5_K (nmax 31): 8 sub-blocks of 32 */
+static void block_q45_K(const float *x, const float *qw, uint8_t *y, int nmax)
+{
+    uint8_t L[256], Ls[8], Lm[8];
+    float scales[8], mins[8], sw[8], w[32];
+    const float sigma2 = 2 * sum_squares(x, 256) / 256;
+    for (int j = 0; j < 8; ++j) {
+        sw[j] = weigh(x + 32 * j, qw + 32 * j, sigma2, 32, w);
+        scales[j] = fit_min3(32, nmax, x + 32 * j, w, L + 32 * j, &mins[j]);
+    }
+    float d_block = fit_pos(8, 63, scales, Ls, sw);
+    float m_block = fit_pos(8, 63, mins, Lm, sw);
+    uint8_t *sc = y + 4;
+    for (int j = 0; j < 8; ++j) {
+        uint8_t ls = Ls[j] < 63 ? Ls[j] : 63, lm = Lm[j] < 63 ? Lm[j] : 63; /* q4_K's are <= 63 already */
+        if (j < 4) {
+            sc[j] = ls;
+            sc[j + 4] = lm;
+        } else {
+            sc[j + 4] = (uint8_t)((ls & 0xF) | ((lm & 0xF) << 4));
+            sc[j - 4] |= (uint8_t)((ls >> 4) << 6);
+            sc[j - 0] |= (uint8_t)((lm >> 4) << 6);
+        }
+    }
+    uint16_t dh = qf_f32_to_f16(d_block), mh = qf_f32_to_f16(m_block);
+    qf_put16(y, dh);
+    qf_put16(y + 2, mh);
+    for (int j = 0; j < 8; ++j) {
+        uint8_t s, m;
+        qf_scale_min_k4(j, sc, &s, &m);
+        const float d = qf_f16_to_f32(dh) * s;
+        if (!d)
+            continue;
+        const float dm = qf_f16_to_f32(mh) * m;
+        for (int ii = 0; ii < 32; ++ii)
+            L[32 * j + ii] = (uint8_t)imax(0, imin(nmax, qf_nearest_int((x[32 * j + ii] + dm) / d)));
+    }
+    if (nmax == 15) {
+        uint8_t *q = y + 16;
+        for (int j = 0; j < 256; j += 64, q += 32)
+            for (int l = 0; l < 32; ++l)
+                q[l] = (uint8_t)(L[j + l] | (L[j + l + 32] << 4));
+        return;
+    }
+    uint8_t *qh = y + 16, *ql = y + 48;
+    memset(qh, 0, 32);
+    uint8_t m1 = 1, m2 = 2;
+    for (int n = 0; n < 256; n += 64, ql += 32) {
+        for (int j = 0; j < 32; ++j) {
+            int l1 = L[n + j], l2 = L[n + j + 32];
+            qh[j] |= (uint8_t)((l1 >> 4) * m1 | (l2 >> 4) * m2);
+            ql[j] = (uint8_t)((l1 & 15) | ((l2 & 15) << 4));
+        }
+        m1 = (uint8_t)(m1 << 2);
+        m2 = (uint8_t)(m2 << 2);
+    }
+}
+
+/* q6_K: the reference algorithm with the raw imatrix as make_qx_quants' weights */
+static void block_q6_K(const float *x, const float *qw, uint8_t *y)
+{
+    int8_t L[256];
+    float scales[16];
+    for (int ib = 0; ib < 16; ++ib)
+        scales[ib] = qf_fit_sym(16, 32, x + 16 * ib, L + 16 * ib, qw + 16 * ib);
+    qf_q6_finish(x, L, scales, y);
+}
+
+/* --------------------------------------------------------------------- iq4 */
+
+/* quantize_row_iq4_nl_impl with ntry 7 over one super-block of sbs values
+ * (32: IQ4_NL, 256: IQ4_XS with 6-bit sub-block scales); qw NULL: weights
+ * x^2. d, q4 and (IQ4_XS) scales_h/scales_l are written at y. */
+static void block_iq4(const float *x, const float *qw, uint8_t *y, int sbs)
+{
+    const int8_t *v = qf_iq4nl_values;
+    const int ntry = 7;
+    uint8_t L[256];
+    float scales[8], w[32];
+    float sigma2 = 0;
+    for (int j = 0; j < sbs; ++j)
+        sigma2 += x[j] * x[j];
+    sigma2 *= 2.f / sbs;
+    float max_scale = 0, amax_scale = 0;
+    for (int ib = 0; ib < sbs / 32; ++ib) {
+        const float *xb = x + 32 * ib;
+        uint8_t *Lb = L + 32 * ib;
+        if (qw)
+            weigh(xb, qw + 32 * ib, sigma2, 32, w);
+        else
+            for (int j = 0; j < 32; ++j)
+                w[j] = xb[j] * xb[j];
+        float amax = 0, max = 0;
+        for (int j = 0; j < 32; ++j) {
+            float ax = fabsf(xb[j]);
+            if (ax > amax) {
+                amax = ax;
+                max = xb[j];
+            }
+        }
+        if (amax < GROUP_MAX_EPS) {
+            scales[ib] = 0;
+            continue;
+        }
+        float d = -max / v[0];
+        float id = 1 / d;
+        float sumqx = 0, sumq2 = 0;
+        for (int j = 0; j < 32; ++j) {
+            int l = qf_iq4_index(id * xb[j]);
+            Lb[j] = (uint8_t)l;
+            float q = v[l];
+            sumqx += w[j] * q * xb[j];
+            sumq2 += w[j] * q * q;
+        }
+        d = sumq2 > 0 ? sumqx / sumq2 : 0.f;
+        float best = d * sumqx;
+        for (int itry = -ntry; itry <= ntry; ++itry) {
+            id = (itry + v[0]) / max;
+            sumqx = sumq2 = 0;
+            for (int j = 0; j < 32; ++j) {
+                float q = v[qf_iq4_index(id * xb[j])];
+                sumqx += w[j] * q * xb[j];
+                sumq2 += w[j] * q * q;
+            }
+            if (sumq2 > 0 && sumqx * sumqx > best * sumq2) {
+                d = sumqx / sumq2;
+                best = d * sumqx;
+            }
+        }
+        scales[ib] = d;
+        float abs_d = fabsf(d);
+        if (abs_d > amax_scale) {
+            amax_scale = abs_d;
+            max_scale = d;
+        }
+    }
+    uint8_t *q4;
+    if (sbs == 32) {
+        qf_put16(y, qf_f32_to_f16(scales[0]));
+        float id = scales[0] ? 1 / scales[0] : 0;
+        for (int j = 0; j < 32; ++j)
+            L[j] = (uint8_t)qf_iq4_index(id * x[j]);
+        q4 = y + 2;
+    } else { /* d, scales_h (u16), scales_l[4], qs[128] */
+        uint16_t scales_h = 0;
+        uint8_t *scales_l = y + 4;
+        memset(scales_l, 0, 4);
+        float d = -max_scale / 32;
+        qf_put16(y, qf_f32_to_f16(d));
+        float id = d ? 1 / d : 0.f;
+        for (int ib = 0; ib < 8; ++ib) {
+            int l = imax(-32, imin(31, qf_nearest_int(id * scales[ib])));
+            float dl = d * l;
+            float idl = dl ? 1 / dl : 0.f;
+            for (int j = 0; j < 32; ++j)
+                L[32 * ib + j] = (uint8_t)qf_iq4_index(idl * x[32 * ib + j]);
+            l += 32;
+            if (ib % 2 == 0)
+                scales_l[ib / 2] = (uint8_t)(l & 0xf);
+            else
+                scales_l[ib / 2] |= (uint8_t)((l & 0xf) << 4);
+            scales_h |= (uint16_t)((l >> 4) << 2 * (ib % 8));
+        }
+        qf_put16(y + 2, scales_h);
+        q4 = y + 8;
+    }
+    for (int i = 0; i < sbs / 32; ++i)
+        for (int j = 0; j < 16; ++j)
+            q4[16 * i + j] = (uint8_t)(L[32 * i + j] | (L[32 * i + 16 + j] << 4));
+}
+
+/* both without an imatrix: llama-quantize's quantize_iq4_nl / _xs with NULL
+ * weights (ntry 7, weights x^2) */
+void qf_quantize_iq4_nl_ref(const float *x, uint8_t *y, size_t nb)
+{
+    for (size_t i = 0; i < nb; i++)
+        block_iq4(x + 32 * i, NULL, y + 18 * i, 32);
+}
+
+void qf_quantize_iq4_xs_ref(const float *x, uint8_t *y, size_t nb)
+{
+    for (size_t i = 0; i < nb; i++)
+        block_iq4(x + 256 * i, NULL, y + 136 * i, 256);
+}
+
+/* ---------------------------------------------------------------- dispatch */
+
+bool qf_type_uses_imatrix(uint32_t type)
+{
+    switch (type) {
+    case QF_Q4_0: case QF_Q4_1: case QF_Q5_0: case QF_Q5_1: case QF_Q2_K: case QF_Q3_K: case QF_Q4_K:
+    case QF_Q5_K: case QF_Q6_K: case QF_IQ4_NL: case QF_IQ4_XS: return true;
+    default: return false;
+    }
+}
+
+int qf_quantize_row_imat(uint32_t type, const float *x, size_t n, const float *qw, uint8_t *y)
+{
+    const struct qf_type_info *ti = qf_type_get(type);
+    if (!ti || !qf_type_uses_imatrix(type) || !qw || n == 0 || n % ti->blck)
+        return -EINVAL;
+    size_t nb = n / ti->blck;
+    switch (type) {
+    case QF_Q4_0: row_q_0(x, n, qw, y, 8); break;
+    case QF_Q5_0: row_q_0(x, n, qw, y, 16); break;
+    case QF_Q4_1: row_q_1(x, n, qw, y, 15); break;
+    case QF_Q5_1: row_q_1(x, n, qw, y, 31); break;
+    default:
+        for (size_t i = 0; i < nb; i++, x += ti->blck, qw += ti->blck, y += ti->size) {
+            switch (type) {
+            case QF_Q2_K: block_q2_K(x, qw, y); break;
+            case QF_Q3_K: block_q3_K(x, qw, y); break;
+            case QF_Q4_K: block_q45_K(x, qw, y, 15); break;
+            case QF_Q5_K: block_q45_K(x, qw, y, 31); break;
+            case QF_Q6_K: block_q6_K(x, qw, y); break;
+            case QF_IQ4_NL: block_iq4(x, qw, y, 32); break;
+            default: block_iq4(x, qw, y, 256); break;
+            }
+        }
+    }
+    return 0;
+}

@@ -1,0 +1,147 @@
+"""Importance-matrix views (MODEL/<mix>-imat/) and the IQ4 views against
+llama-quantize's own output (llama.cpp v0.5.0), whole files read through
+the kernel. tests/refs/imatrix.json holds the sha256 of
+`llama-quantize [--imatrix FILE] MODEL.gguf OUT TYPE` run inside each
+model's directory (tests/refs/imatrix/make_refs.sh): stories260K with the
+imatrix llama-imatrix made from story.txt (both file formats), and
+synthetic models (../shared/refs/mixes/mkmodel_lq.py) with imatrices
+tests/mkimatrix.py writes: GGUF and legacy, entries missing and extra, no
+trailer, 3-D expert tensors with an expert that saw no rows."""
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+
+import pytest
+
+from conftest import IMAT_VIEWS, IQ4_VIEWS, LISTED_VIEWS, SHARED, STORIES_GGUF
+from test_check import CHECK
+from test_hf import NODE_DIR, have_node, need
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REFS = os.path.join(HERE, "refs", "imatrix")
+REC = json.load(open(os.path.join(HERE, "refs", "imatrix.json")))
+MKMODEL = os.path.join(SHARED, "refs", "mixes", "mkmodel_lq.py")
+ASAN = os.environ.get("QUANTFS_ASAN") == "1"
+PY = "/usr/bin/python3"
+
+
+def sha256_file(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for b in iter(lambda: f.read(1 << 20), b""):
+            h.update(b)
+    return h.hexdigest()
+
+
+def gguf_name(model):
+    return ("stories260K" if model.startswith("stories260K") else model) + ".gguf"
+
+
+@pytest.fixture(scope="module")
+def imat_src(tmp_path_factory):
+    src = tmp_path_factory.mktemp("imatsrc")
+    for model, m in REC["models"].items():
+        d = src / model
+        d.mkdir()
+        if model.startswith("stories260K"):
+            shutil.copy(STORIES_GGUF, d / gguf_name(model))
+            shutil.copy(os.path.join(REFS, "stories260K", m["imatrix"]), d / m["imatrix"])
+            continue
+        subprocess.run([PY, MKMODEL, str(d / gguf_name(model))] + m["args"] + ["--name", model], check=True)
+        subprocess.run([PY, os.path.join(HERE, "mkimatrix.py"), str(d / gguf_name(model)), str(d / m["imatrix"])] +
+                       m["imatrix_args"], check=True)
+        assert sha256_file(d / gguf_name(model)) == m["model_sha256"], "mkmodel_lq.py no longer makes the input"
+        assert sha256_file(d / m["imatrix"]) == m["imatrix_sha256"], "mkimatrix.py no longer makes the input"
+    # t1 with each broken imatrix llama-quantize refuses
+    for bad, r in REC["refused"].items():
+        d = src / ("t1-" + bad)
+        d.mkdir()
+        shutil.copy(src / "t1" / "t1.gguf", d / "t1.gguf")
+        subprocess.run([PY, os.path.join(HERE, "mkimatrix.py"), str(d / "t1.gguf"), str(d / "imatrix.gguf")] +
+                       r["imatrix_args"], check=True)
+        if "truncate" in r:
+            os.truncate(d / "imatrix.gguf", r["truncate"])
+    # and one without any
+    (src / "plain").mkdir()
+    shutil.copy(STORIES_GGUF, src / "plain" / "stories260K.gguf")
+    return src
+
+
+def test_views_equal_llama_quantize(mount_factory, imat_src):
+    m = mount_factory(imat_src)
+    bad = {}
+    for model, views in sorted(REC["views"].items()):
+        for view, want in sorted(views.items()):
+            # under ASan (a slow daemon) the 16-layer model's K views are sampled
+            if ASAN and model in ("h16", "g8t") and view not in ("q4_k_m-imat", "q2_k-imat", "iq4_xs-imat",
+                                                                  "q4_0-imat", "iq4_xs"):
+                continue
+            got = sha256_file(m.path(model, view, gguf_name(model)))
+            if got != want:
+                bad["%s/%s" % (model, view)] = got
+    assert not bad, bad
+
+
+def test_listing(mount_factory, imat_src):
+    """-imat views exist where the model has an imatrix; the IQ4 views for
+    every GGUF model. The imatrix file itself is in no view."""
+    m = mount_factory(imat_src)
+    for model in REC["views"]:
+        assert sorted(os.listdir(m.path(model))) == sorted(LISTED_VIEWS + IMAT_VIEWS), model
+        assert os.listdir(m.path(model, "q4_k_m-imat")) == [gguf_name(model)]
+    assert sorted(os.listdir(m.path("plain"))) == sorted(LISTED_VIEWS)
+    assert not os.path.exists(m.path("plain", "q4_k_m-imat"))
+    assert os.listdir(m.path("stories260K", "f32")) == ["stories260K.gguf"]
+
+
+def test_refused_imatrices_are_said_and_leave_no_view(mount_factory, imat_src):
+    """What llama-quantize refuses (a size that does not fit a tensor, a
+    non-finite weight, a GGUF imatrix without its metadata, a truncated
+    file) is one log line, in llama-quantize's words where it has them,
+    and the model's -imat views are absent; its other views stay."""
+    m = mount_factory(imat_src)
+    for bad, r in sorted(REC["refused"].items()):
+        name = "t1-" + bad
+        assert not os.path.exists(m.path(name, "q4_k_m-imat", "t1.gguf")), bad
+        assert sha256_file(m.path(name, "iq4_xs", "t1.gguf")) == REC["views"]["t1"]["iq4_xs"]
+        words = r["llama_quantize"] if bad != "trunc" else "not a readable GGUF imatrix"
+        m.require_log(r"model '%s': .*%s" % (name, words.replace("(", r"\(").replace(")", r"\)")))
+    log = m.output()
+    for bad in REC["refused"]:  # said once, not once per view
+        assert sum(("model 't1-%s'" % bad) in line for line in log.splitlines()) == 1, (bad, log)
+
+
+def test_llama_cpp_runs_the_new_views(mount_factory, imat_src):
+    need(have_node(), "node-llama-cpp")
+    m = mount_factory(imat_src)
+    views = IMAT_VIEWS + IQ4_VIEWS if not ASAN else ["q4_k_m-imat", "iq4_xs-imat", "iq4_nl"]
+    # (the synthetic models have no tokenizer: llama.cpp cannot load them)
+    paths = [m.path("stories260K", v, "stories260K.gguf") for v in views]
+    r = subprocess.run(["node", os.path.join(NODE_DIR, "generate.mjs")] + paths, capture_output=True, text=True,
+                       timeout=600, cwd=NODE_DIR, env=dict(os.environ, GEN_TOKENS="8"))
+    assert r.returncode == 0, r.stderr
+    got = {json.loads(line)["path"]: json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")}
+    for p in paths:
+        assert p in got and "error" not in got[p] and got[p]["tokens"], (p, got.get(p))
+
+
+def test_check_ranks_imat_views_no_worse_than_their_twins(mount_factory, imat_src):
+    """quantfs-check runs every -imat view; on stories260K's own text (the
+    kind the imatrix was made from) each is at least as close to the F32
+    model as its plain twin (within 5%: q5_0's are equal to 1%), and the
+    low-bit ones are closer."""
+    m = mount_factory(imat_src)
+    views = IMAT_VIEWS + [v[:-5] for v in IMAT_VIEWS] + IQ4_VIEWS
+    r = subprocess.run([CHECK, "--json", "--tokens=128", "--views=" + ",".join(["f32"] + views),
+                        m.path("stories260K")], capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stdout + r.stderr
+    res = {d["view"]: d for d in map(json.loads, r.stdout.splitlines())}
+    assert set(views) <= set(res)
+    assert all(res[v]["pass"] for v in views)
+    kl = {v: res[v]["kl_mean"] for v in views}
+    for v in IMAT_VIEWS:
+        assert kl[v] <= kl[v[:-5]] * 1.05, (v, kl[v], kl[v[:-5]])
+    for v in ("q2_k", "q3_k_m", "q4_1", "iq4_nl", "iq4_xs"):
+        assert kl[v + "-imat"] < kl[v], (v, kl[v + "-imat"], kl[v])
