@@ -6,7 +6,9 @@ model's directory (tests/refs/imatrix/make_refs.sh): stories260K with the
 imatrix llama-imatrix made from story.txt (both file formats), and
 synthetic models (../shared/refs/mixes/mkmodel_lq.py) with imatrices
 tests/mkimatrix.py writes: GGUF and legacy, entries missing and extra, no
-trailer, 3-D expert tensors with an expert that saw no rows."""
+trailer, 3-D expert tensors with an expert that saw no rows; and the
+Hugging Face checkpoint of stories260K (the converter's F32 file, then
+llama-quantize --imatrix)."""
 import hashlib
 import json
 import os
@@ -36,6 +38,8 @@ def sha256_file(path):
 
 
 def gguf_name(model):
+    if model == "stories260K-hf":
+        return model + ".gguf"  # the converter's file is named after the directory
     return ("stories260K" if model.startswith("stories260K") else model) + ".gguf"
 
 
@@ -45,6 +49,11 @@ def imat_src(tmp_path_factory):
     for model, m in REC["models"].items():
         d = src / model
         d.mkdir()
+        if m.get("hf"):
+            d.rmdir()
+            shutil.copytree(os.path.join(SHARED, "models", "stories260K", "hf"), d)
+            shutil.copy(os.path.join(REFS, "stories260K", m["imatrix"]), d / m["imatrix"])
+            continue
         if model.startswith("stories260K"):
             shutil.copy(STORIES_GGUF, d / gguf_name(model))
             shutil.copy(os.path.join(REFS, "stories260K", m["imatrix"]), d / m["imatrix"])
@@ -89,8 +98,9 @@ def test_listing(mount_factory, imat_src):
     every GGUF model. The imatrix file itself is in no view."""
     m = mount_factory(imat_src)
     for model in REC["views"]:
-        assert sorted(os.listdir(m.path(model))) == sorted(LISTED_VIEWS + IMAT_VIEWS), model
-        assert os.listdir(m.path(model, "q4_k_m-imat")) == [gguf_name(model)]
+        st = ["int8", "int4", "fp8"] if REC["models"][model].get("hf") else []  # safetensors views too
+        assert sorted(os.listdir(m.path(model))) == sorted(LISTED_VIEWS + IMAT_VIEWS + st), model
+        assert gguf_name(model) in os.listdir(m.path(model, "q4_k_m-imat"))
     assert sorted(os.listdir(m.path("plain"))) == sorted(LISTED_VIEWS)
     assert not os.path.exists(m.path("plain", "q4_k_m-imat"))
     assert os.listdir(m.path("stories260K", "f32")) == ["stories260K.gguf"]

@@ -49,3 +49,12 @@ for t in $T; do
 done
 for t in IQ4_NL IQ4_XS; do for m in stories260K h16 g8t t1 x4; do rec $m-none $m $m.gguf "" $t; done; done
 for b in badsize inf nometa trunc; do rec t1-$b t1 t1.gguf $b.gguf Q4_K_M; done
+# stories260K-hf: the Hugging Face checkpoint, through the converter's F32 file. CONVERTED: that
+# file (convert_hf_to_gguf.py --outtype f32 of ../shared's hf/ in a directory named stories260K-hf,
+# or a mount's stories260K-hf/f32/stories260K-hf.gguf, which test_hf.py holds equal to it).
+if [ -n "${CONVERTED:-}" ]; then
+  mkdir -p $W/stories260K-hf; cp "$CONVERTED" $W/stories260K-hf/stories260K-hf.gguf
+  cp $R/tests/refs/imatrix/stories260K/imatrix.gguf $W/stories260K-hf/
+  for t in $T; do rec st-hf stories260K-hf stories260K-hf.gguf imatrix.gguf $t; done
+  for t in IQ4_NL IQ4_XS; do rec st-hf-none stories260K-hf stories260K-hf.gguf "" $t; done
+fi
