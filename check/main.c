@@ -138,6 +138,52 @@ static int mpread(void *ctx, void *buf, size_t len, uint64_t off)
     return n == (ssize_t)len ? 0 : -EIO;
 }
 
+/* The imatrix a mount would use for the GGUF at path: imatrix.gguf, else
+ * imatrix.dat, else the first *.imatrix (by name) in its directory, parsed
+ * into *im with its name in name. 0 (none: *im stays NULL), or -errno with
+ * the reason in err. */
+static int side_imatrix(const char *path, struct qf_imatrix **im, char *name, size_t namelen, char *err,
+                        size_t errlen)
+{
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash)
+        *slash = 0;
+    else
+        snprintf(dir, sizeof dir, ".");
+    struct dirent **de;
+    int n = scandir(dir, &de, NULL, alphasort), best = -1, rank = 3;
+    for (int i = 0; i < n; i++) {
+        const char *f = de[i]->d_name;
+        size_t l = strlen(f);
+        int r = !strcmp(f, "imatrix.gguf") ? 0 : !strcmp(f, "imatrix.dat") ? 1
+                : l > 8 && !strcmp(f + l - 8, ".imatrix") ? 2 : 3;
+        if (r < rank)
+            rank = r, best = i;
+    }
+    int rc = 0;
+    if (best >= 0) {
+        char fp[PATH_MAX + 256];
+        snprintf(name, namelen, "%s", de[best]->d_name);
+        snprintf(fp, sizeof fp, "%s/%s", dir, name);
+        struct stat st;
+        int fd = open(fp, O_RDONLY | O_CLOEXEC);
+        rc = fd < 0 || fstat(fd, &st) ? -errno : 0;
+        if (rc)
+            snprintf(err, errlen, "%.200s: %s", name, strerror(-rc));
+        else
+            rc = qf_imatrix_parse(mpread, &fd, (uint64_t)st.st_size, im, err, errlen); /* err says why */
+        if (fd >= 0)
+            close(fd);
+    }
+    for (int i = 0; i < n; i++)
+        free(de[i]);
+    if (n >= 0)
+        free(de);
+    return rc;
+}
+
 /* --plan: the codec's description of a GGUF view, the one the daemon
  * serves: tensors in output order, type, bytes and the rule. */
 static int print_plan(const char *view, char **paths, int n, bool json)
@@ -161,8 +207,12 @@ static int print_plan(const char *view, char **paths, int n, bool json)
             snprintf(err, sizeof err, "%s", strerror(-rc));
         else
             rc = qf_gguf_parse(mpread, &fd, (uint64_t)st.st_size, &g, err, sizeof err);
+        struct qf_imatrix *im = NULL;
+        char im_name[256] = "";
+        if (!rc && v->imat)
+            rc = side_imatrix(paths[a], &im, im_name, sizeof im_name, err, sizeof err);
         if (!rc)
-            rc = qf_layout_gguf(g, v, NULL, NULL, &l, err, sizeof err);
+            rc = qf_layout_gguf(g, v, im, im_name, &l, err, sizeof err);
         if (rc) {
             fprintf(stderr, "quantfs-check: %s: no %s view: %s\n", paths[a], view, err);
             status = 2;
@@ -188,6 +238,7 @@ static int print_plan(const char *view, char **paths, int n, bool json)
                    (unsigned long long)l->size, l->n_tensors, l->n_fallback);
         qf_layout_free(l);
         qf_gguf_free(g);
+        qf_imatrix_free(im);
         if (fd >= 0)
             close(fd);
     }

@@ -636,6 +636,10 @@ int qf_layout_gguf(const struct qf_gguf *g, const struct qf_view *v, const struc
         }
         if (!rc && type != t->type && im)
             rc = imatrix_for(im, t, &p->imat, &e);
+        if (p->imat && qf_type_uses_imatrix(type)) {
+            size_t n = strlen(p->why);
+            snprintf(p->why + n, sizeof p->why - n, "; imatrix-weighted");
+        }
         if (!rc && type != t->type && !qf_type_get(t->type)->is_source)
             rc = qf_type_get(t->type)->blck > 1
                      ? refuse(&e, "tensor '%s': requantizing from type %s is disabled", t->name, tn(t->type))

@@ -155,3 +155,22 @@ def test_check_ranks_imat_views_no_worse_than_their_twins(mount_factory, imat_sr
         assert kl[v] <= kl[v[:-5]] * 1.05, (v, kl[v], kl[v[:-5]])
     for v in ("q2_k", "q3_k_m", "q4_1", "iq4_nl", "iq4_xs"):
         assert kl[v + "-imat"] < kl[v], (v, kl[v + "-imat"], kl[v])
+
+
+def test_plan_names_the_imatrix_rules(imat_src):
+    """quantfs-check --plan reads the imatrix beside the GGUF as a mount
+    would: q4_0-imat lifts the first eighth of ffn_down to Q4_1 (16 layers:
+    blk.0 and blk.1) and weights the rest; without an imatrix there is no
+    such view."""
+    def plan(view, path):
+        r = subprocess.run([CHECK, "--plan=" + view, "--json", str(path)], capture_output=True, text=True, timeout=60)
+        return r, {d["tensor"]: d for d in map(json.loads, r.stdout.splitlines())}
+    r, p = plan("q4_0-imat", imat_src / "h16" / "h16.gguf")
+    assert r.returncode == 0, r.stderr
+    assert [p["blk.%d.ffn_down.weight" % i]["type"] for i in range(3)] == ["q4_1", "q4_1", "q4_0"]
+    assert "with an imatrix" in p["blk.0.ffn_down.weight"]["why"]
+    assert p["blk.5.attn_q.weight"]["why"].endswith("imatrix-weighted")
+    r, p = plan("q4_0", imat_src / "h16" / "h16.gguf")
+    assert p["blk.0.ffn_down.weight"]["type"] == "q4_0" and "imatrix" not in p["blk.5.attn_q.weight"]["why"]
+    r, _ = plan("q4_0-imat", imat_src / "plain" / "stories260K.gguf")
+    assert r.returncode == 2 and "no imatrix" in r.stderr
