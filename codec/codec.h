@@ -145,9 +145,10 @@ int qf_quantize_opt(uint32_t type, const float *src, void *dst, size_t n, bool s
  * quantize_<type>(x, y, 1, n, qw) for one row of n values (whole blocks)
  * and its imatrix slice qw (n weights). Only for types that use one
  * (qf_type_uses_imatrix: q4_0..q5_1, q2_K..q6_K, iq4_nl, iq4_xs); -EINVAL
- * otherwise. Without an imatrix these types run qf_quantize. */
+ * otherwise. Without an imatrix these types run qf_quantize. The SIMD
+ * paths give the same bytes; scalar_only forces the reference (tests). */
 bool qf_type_uses_imatrix(uint32_t type);
-int qf_quantize_row_imat(uint32_t type, const float *x, size_t n, const float *qw, uint8_t *y);
+int qf_quantize_row_imat(uint32_t type, const float *x, size_t n, const float *qw, uint8_t *y, bool scalar_only);
 
 /* ------------------------------------------------------------------ views */
 

@@ -178,7 +178,7 @@ int qf_conv_chunk(const struct qf_extent *e, uint64_t c, qf_pread_fn rd, void *r
         for (uint64_t r = 0; r < rows && !rc; r++)
             rc = qf_quantize_row_imat(e->dst_type, f + r * e->row_len, (size_t)e->row_len,
                                       e->imat + (row0 + r) / e->imat_rows * e->row_len,
-                                      (uint8_t *)dst + r * row_bytes);
+                                      (uint8_t *)dst + r * row_bytes, scalar_only);
     } else if (!rc) {
         const struct qf_row_kind *rk = qf_row_kind(e->dst_type);
         if (rk)

@@ -151,6 +151,16 @@ void qf_dequantize_bf16_avx2(const uint8_t *x, float *y, size_t n);
 bool qf_f32_finite_avx2(const uint8_t *p, size_t n); /* qf_finite for QF_F32 */
 /* y[i] += b * x[i] (a multiply, then an add: the scalar loop's bytes) */
 void qf_axpy_avx2(float *y, const float *x, float b, size_t n);
+/* the importance-weighted fits for 8 sub-blocks of n (<= 32) values at
+ * x + stride * j, weights w + stride * j, lane-parallel: qf_fit_sym's and
+ * qf_fit_scale_min's (use_mad false) results, bit for bit */
+void qf_fit_sym8_avx2(const float *x, const float *w, int stride, int n, int nmax, int8_t *L, float *scales);
+void qf_fit_min8_avx2(const float *x, const float *w, int stride, int n, int nmax, float rmin, float rdelta,
+                      int nstep, uint8_t *L, float *scales, float *neg_mins);
+/* quant_w.c's iq4 scale search for 8 consecutive blocks of 32 with weights
+ * w (scales[k]: the block's d, 0 for an all-zero block) */
+void qf_iq4_fit8_avx2(const float *x, const float *w, float *scales);
+void qf_quantize_iq4_xs_avx2(const float *x, uint8_t *y, size_t nb);
 #define QF_DECL_AVX2(t) void qf_quantize_##t##_avx2(const float *x, uint8_t *y, size_t nb);
 QF_KERNELS(QF_DECL_AVX2)
 #endif

@@ -14,8 +14,8 @@
  * Here: f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, the source-side
  * conversions, and the sub-block searches of q2_K, q3_K, q4_K, q5_K and
  * q6_K, run lane-parallel (one sub-block per lane, each lane the scalar
- * operations in order). iq4_nl stays scalar: llama-quantize v0.5.0 picks it
- * for no tensor of any view quantfs serves (its q2_K/q3_K fallback is q4_0).
+ * operations in order); likewise the weighted fits of the imatrix kernels
+ * (quant_w.c) and the iq4_nl/iq4_xs scale search.
  */
 #include <float.h>
 #include <string.h>
@@ -285,27 +285,25 @@ TARGET static void q2fit16_avx2(const float *x, uint8_t *L, float *scales, float
 
 void qf_quantize_q2_K_avx2(const float *x, uint8_t *y, size_t nb) { qf_quantize_q2_K_with(x, y, nb, q2fit16_avx2); }
 
-/* q6_K's symmetric search (quant.c's fit_sym_search, nmax 32) for 8
- * sub-blocks of 16 at once, lane-parallel as above. */
-TARGET static void q6fit8_avx2(const float *x, int8_t *L, float *scales)
+/* ggml's make_qx_quants(n, nmax, x, L, rmse_type 1, w) (quant.c's
+ * qf_fit_sym) for 8 sub-blocks at once, lane-parallel as fit_lanes. Lt gets
+ * the codes without the +nmax offset; *tiny_out the lanes that are all
+ * (near) zero, whose L and scale the caller zeroes. */
+TARGET static void sym_lanes(const __m256 *xt, const __m256 *wt, int n, int nmax, __m256i *Lt, __m256 *scale_out,
+                             __m256 *tiny_out)
 {
     const __m256 sign = _mm256_set1_ps(-0.0f), zero = _mm256_setzero_ps();
-    const __m256i idx = _mm256_setr_epi32(0, 16, 32, 48, 64, 80, 96, 112);
-    const __m256i lo = _mm256_set1_epi32(-32), hi = _mm256_set1_epi32(31);
-    __m256 xt[16], wt[16];
-    __m256i Lt[16];
+    const __m256i lo = _mm256_set1_epi32(-nmax), hi = _mm256_set1_epi32(nmax - 1);
     __m256 amax = zero, mx = zero;
-    for (int i = 0; i < 16; i++) {
-        xt[i] = _mm256_i32gather_ps(x + i, idx, 4);
-        wt[i] = _mm256_mul_ps(xt[i], xt[i]);
+    for (int i = 0; i < n; i++) {
         __m256 ax = _mm256_andnot_ps(sign, xt[i]), gt = _mm256_cmp_ps(ax, amax, _CMP_GT_OQ);
         amax = blend(amax, ax, gt);
         mx = blend(mx, xt[i], gt);
     }
-    const __m256 tiny = _mm256_cmp_ps(amax, _mm256_set1_ps(1e-15f), _CMP_LT_OQ);
-    __m256 iscale = _mm256_div_ps(_mm256_set1_ps(-32.f), mx);
+    *tiny_out = _mm256_cmp_ps(amax, _mm256_set1_ps(1e-15f), _CMP_LT_OQ);
+    __m256 iscale = _mm256_div_ps(_mm256_set1_ps((float)-nmax), mx);
     __m256 sumlx = zero, suml2 = zero;
-    for (int i = 0; i < 16; i++) {
+    for (int i = 0; i < n; i++) {
         __m256i l = _mm256_max_epi32(lo, _mm256_min_epi32(hi, nearest_int8(_mm256_mul_ps(iscale, xt[i]))));
         Lt[i] = l;
         __m256 lf = _mm256_cvtepi32_ps(l);
@@ -318,10 +316,10 @@ TARGET static void q6fit8_avx2(const float *x, int8_t *L, float *scales)
     for (int is = -9; is <= 9; ++is) {
         if (is == 0)
             continue;
-        iscale = _mm256_div_ps(_mm256_set1_ps(-(32 + 0.1f * is)), mx);
-        __m256i La[16];
+        iscale = _mm256_div_ps(_mm256_set1_ps(-(nmax + 0.1f * is)), mx);
+        __m256i La[32];
         sumlx = suml2 = zero;
-        for (int i = 0; i < 16; i++) {
+        for (int i = 0; i < n; i++) {
             __m256i l = _mm256_max_epi32(lo, _mm256_min_epi32(hi, nearest_int8(_mm256_mul_ps(iscale, xt[i]))));
             La[i] = l;
             __m256 lf = _mm256_cvtepi32_ps(l);
@@ -334,23 +332,141 @@ TARGET static void q6fit8_avx2(const float *x, int8_t *L, float *scales)
         if (!_mm256_movemask_ps(take))
             continue;
         __m256i takei = _mm256_castps_si256(take);
-        for (int i = 0; i < 16; i++)
+        for (int i = 0; i < n; i++)
             Lt[i] = _mm256_blendv_epi8(Lt[i], La[i], takei);
         __m256 sc = _mm256_div_ps(sumlx, suml2);
         scale = blend(scale, sc, take);
         best = blend(best, _mm256_mul_ps(sc, sumlx), take);
     }
-    /* tiny sub-blocks: L = 0 (stored +32 offset: 0 means -32... as the
-     * reference: memset(L, 0) and scale 0) */
+    *scale_out = blend(scale, zero, *tiny_out);
+}
+
+/* Stores sym_lanes' codes +nmax at L + stride * lane (0 for tiny lanes, as
+ * the reference's memset). */
+TARGET static void store_sym(const __m256i *Lt, __m256 tiny, int n, int nmax, int stride, int8_t *L)
+{
     __m256i tinyi = _mm256_castps_si256(tiny);
     int32_t lt[8];
-    for (int i = 0; i < 16; i++) {
-        __m256i v = _mm256_andnot_si256(tinyi, _mm256_add_epi32(Lt[i], _mm256_set1_epi32(32)));
+    for (int i = 0; i < n; i++) {
+        __m256i v = _mm256_andnot_si256(tinyi, _mm256_add_epi32(Lt[i], _mm256_set1_epi32(nmax)));
         _mm256_storeu_si256((__m256i *)lt, v);
         for (int j = 0; j < 8; j++)
-            L[16 * j + i] = (int8_t)lt[j];
+            L[stride * j + i] = (int8_t)lt[j];
     }
-    _mm256_storeu_ps(scales, blend(scale, zero, tiny));
+}
+
+/* q6_K's symmetric search (weights x^2, nmax 32) for 8 sub-blocks of 16 */
+TARGET static void q6fit8_avx2(const float *x, int8_t *L, float *scales)
+{
+    const __m256i idx = _mm256_setr_epi32(0, 16, 32, 48, 64, 80, 96, 112);
+    __m256 xt[16], wt[16], scale, tiny;
+    __m256i Lt[16];
+    for (int i = 0; i < 16; i++) {
+        xt[i] = _mm256_i32gather_ps(x + i, idx, 4);
+        wt[i] = _mm256_mul_ps(xt[i], xt[i]);
+    }
+    sym_lanes(xt, wt, 16, 32, Lt, &scale, &tiny);
+    store_sym(Lt, tiny, 16, 32, 16, L);
+    _mm256_storeu_ps(scales, scale);
+}
+
+/* The weighted fits of the imatrix kernels (quant_w.c), 8 sub-blocks of n
+ * values at x + stride * j with weights at w + stride * j. */
+TARGET void qf_fit_sym8_avx2(const float *x, const float *w, int stride, int n, int nmax, int8_t *L, float *scales)
+{
+    const __m256i idx = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(stride));
+    __m256 xt[32] = {0}, wt[32] = {0}, scale, tiny;
+    __m256i Lt[32];
+    for (int i = 0; i < n; i++) {
+        xt[i] = _mm256_i32gather_ps(x + i, idx, 4);
+        wt[i] = _mm256_i32gather_ps(w + i, idx, 4);
+    }
+    sym_lanes(xt, wt, n, nmax, Lt, &scale, &tiny);
+    store_sym(Lt, tiny, n, nmax, stride, L);
+    _mm256_storeu_ps(scales, scale);
+}
+
+TARGET void qf_fit_min8_avx2(const float *x, const float *w, int stride, int n, int nmax, float rmin, float rdelta,
+                             int nstep, uint8_t *L, float *scales, float *neg_mins)
+{
+    const __m256i idx = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(stride));
+    __m256 xt[32] = {0}, wt[32] = {0}, scale, neg_min;
+    __m256i Lt[32];
+    for (int i = 0; i < n; i++) {
+        xt[i] = _mm256_i32gather_ps(x + i, idx, 4);
+        wt[i] = _mm256_i32gather_ps(w + i, idx, 4);
+    }
+    fit_lanes(xt, wt, n, nmax, rmin, rdelta, nstep, false, Lt, &scale, &neg_min);
+    store_L(Lt, n, stride, L);
+    _mm256_storeu_ps(scales, scale);
+    _mm256_storeu_ps(neg_mins, neg_min);
+}
+
+/* ggml's best_index_int8 over the 16 IQ4 values in 8 lanes: 0 at or below
+ * the first, 15 at or above the last (and for NaN, as the binary search
+ * ends there), else the nearer of the two values around x, the upper one
+ * on a tie. */
+TARGET static __m256i iq4_index8(__m256 x, const float *vf)
+{
+    __m256i mu = _mm256_setzero_si256();
+    for (int k = 0; k < 15; k++) /* the first index with v > x; v[0] < x here */
+        mu = _mm256_sub_epi32(mu, _mm256_castps_si256(_mm256_cmp_ps(_mm256_set1_ps(vf[k]), x, _CMP_LE_OQ)));
+    mu = _mm256_max_epi32(mu, _mm256_set1_epi32(1));
+    __m256 lo = _mm256_i32gather_ps(vf, _mm256_sub_epi32(mu, _mm256_set1_epi32(1)), 4);
+    __m256 hi = _mm256_i32gather_ps(vf, mu, 4);
+    __m256 below = _mm256_cmp_ps(_mm256_sub_ps(x, lo), _mm256_sub_ps(hi, x), _CMP_LT_OQ);
+    __m256i idx = _mm256_add_epi32(mu, _mm256_castps_si256(below)); /* mu - 1 where below */
+    __m256 first = _mm256_cmp_ps(x, _mm256_set1_ps(vf[0]), _CMP_LE_OQ);
+    __m256 last = _mm256_cmp_ps(x, _mm256_set1_ps(vf[15]), _CMP_NLT_UQ); /* >= or NaN */
+    idx = _mm256_blendv_epi8(idx, _mm256_set1_epi32(15), _mm256_castps_si256(last));
+    return _mm256_andnot_si256(_mm256_castps_si256(first), idx);
+}
+
+TARGET void qf_iq4_fit8_avx2(const float *x, const float *w, float *scales)
+{
+    float vf[16];
+    for (int k = 0; k < 16; k++)
+        vf[k] = qf_iq4nl_values[k];
+    const __m256 sign = _mm256_set1_ps(-0.0f), zero = _mm256_setzero_ps();
+    const __m256i idx = _mm256_setr_epi32(0, 32, 64, 96, 128, 160, 192, 224);
+    __m256 xt[32], wt[32], amax = zero, mx = zero;
+    for (int j = 0; j < 32; j++) {
+        xt[j] = _mm256_i32gather_ps(x + j, idx, 4);
+        wt[j] = _mm256_i32gather_ps(w + j, idx, 4);
+        __m256 ax = _mm256_andnot_ps(sign, xt[j]), gt = _mm256_cmp_ps(ax, amax, _CMP_GT_OQ);
+        amax = blend(amax, ax, gt);
+        mx = blend(mx, xt[j], gt);
+    }
+    const __m256 tiny = _mm256_cmp_ps(amax, _mm256_set1_ps(1e-15f), _CMP_LT_OQ);
+    __m256 d = _mm256_div_ps(_mm256_xor_ps(mx, sign), _mm256_set1_ps(vf[0])); /* -max / v[0] */
+    __m256 id = _mm256_div_ps(_mm256_set1_ps(1.0f), d);
+    __m256 sumqx = zero, sumq2 = zero;
+    for (int j = 0; j < 32; j++) {
+        __m256 q = _mm256_i32gather_ps(vf, iq4_index8(_mm256_mul_ps(id, xt[j]), vf), 4);
+        __m256 wq = _mm256_mul_ps(wt[j], q);
+        sumqx = _mm256_add_ps(sumqx, _mm256_mul_ps(wq, xt[j]));
+        sumq2 = _mm256_add_ps(sumq2, _mm256_mul_ps(wq, q));
+    }
+    __m256 pos = _mm256_cmp_ps(sumq2, zero, _CMP_GT_OQ);
+    d = _mm256_and_ps(pos, _mm256_div_ps(sumqx, sumq2));
+    __m256 best = _mm256_mul_ps(d, sumqx);
+    for (int itry = -7; itry <= 7; ++itry) {
+        id = _mm256_div_ps(_mm256_set1_ps((float)(itry + qf_iq4nl_values[0])), mx);
+        sumqx = sumq2 = zero;
+        for (int j = 0; j < 32; j++) {
+            __m256 q = _mm256_i32gather_ps(vf, iq4_index8(_mm256_mul_ps(id, xt[j]), vf), 4);
+            __m256 wq = _mm256_mul_ps(wt[j], q);
+            sumqx = _mm256_add_ps(sumqx, _mm256_mul_ps(wq, xt[j]));
+            sumq2 = _mm256_add_ps(sumq2, _mm256_mul_ps(wq, q));
+        }
+        __m256 take = _mm256_and_ps(_mm256_cmp_ps(sumq2, zero, _CMP_GT_OQ),
+                                    _mm256_cmp_ps(_mm256_mul_ps(sumqx, sumqx), _mm256_mul_ps(best, sumq2),
+                                                  _CMP_GT_OQ));
+        __m256 nd = _mm256_div_ps(sumqx, sumq2);
+        d = blend(d, nd, take);
+        best = blend(best, _mm256_mul_ps(nd, sumqx), take);
+    }
+    _mm256_storeu_ps(scales, blend(d, zero, tiny));
 }
 
 TARGET static void q6fit16_avx2(const float *x, int8_t *L, float *scales)

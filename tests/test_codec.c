@@ -467,6 +467,48 @@ static void test_axpy_simd_equals_scalar(void **state)
 #endif
 }
 
+/* The importance-weighted kernels: vector lanes give the reference's bytes
+ * for every type, on rows of selftest values (spikes, tiny and zero blocks)
+ * with weights spanning decades, some zero; rows of 9 blocks of 32 leave a
+ * remainder the legacy types fit one by one. (The references against
+ * llama-quantize --imatrix itself are the mount tests, test_imatrix.py.) */
+static void test_imatrix_simd_equals_scalar(void **state)
+{
+    (void)state;
+#ifdef QF_HAVE_X86
+    if (!qf_simd_available())
+        skip();
+    static const uint32_t types[] = {QF_Q4_0, QF_Q4_1, QF_Q5_0, QF_Q5_1, QF_Q2_K, QF_Q3_K,
+                                     QF_Q4_K, QF_Q5_K, QF_Q6_K, QF_IQ4_NL, QF_IQ4_XS};
+    enum { N = 1024 };
+    float *x = malloc(N * sizeof *x), *w = malloc(N * sizeof *w);
+    uint8_t *a = malloc(N * 2), *b = malloc(N * 2);
+    for (uint64_t seed = 1; seed <= 6; seed++) {
+        qf_selftest_input(x, N, seed);
+        qf_selftest_input(w, N, seed + 50);
+        for (size_t i = 0; i < N; i++)
+            w[i] = seed == 6 && i % 7 == 0 ? 0.f : expf(fminf(fmaxf(w[i] * 4, -20.f), 20.f));
+        if (seed == 5)
+            memset(x + 256, 0, 256 * sizeof *x); /* a zero super-block */
+        for (size_t t = 0; t < sizeof types / sizeof *types; t++) {
+            size_t n = types[t] <= QF_Q5_1 && seed % 2 ? 288 : N; /* 9 blocks of 32 */
+            size_t bytes = qf_type_bytes(types[t], n);
+            memset(a, 0xAA, bytes), memset(b, 0x55, bytes);
+            assert_int_equal(qf_quantize_row_imat(types[t], x, n, w, a, true), 0);
+            assert_int_equal(qf_quantize_row_imat(types[t], x, n, w, b, false), 0);
+            if (memcmp(a, b, bytes))
+                fail_msg("%s seed %llu: vector lanes differ from the reference", qf_type_get(types[t])->name,
+                         (unsigned long long)seed);
+        }
+    }
+    assert_int_equal(qf_quantize_row_imat(QF_Q8_0, x, 32, w, a, false), -EINVAL);
+    assert_int_equal(qf_quantize_row_imat(QF_Q4_K, x, 32, w, a, false), -EINVAL);
+    free(x), free(w), free(a), free(b);
+#else
+    skip();
+#endif
+}
+
 int main(void)
 {
     require_shared();
@@ -483,6 +525,7 @@ int main(void)
         cmocka_unit_test(test_bad_arguments),
         cmocka_unit_test(test_reports),
         cmocka_unit_test(test_axpy_simd_equals_scalar),
+        cmocka_unit_test(test_imatrix_simd_equals_scalar),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 
 import pytest
 
@@ -174,3 +175,34 @@ def test_plan_names_the_imatrix_rules(imat_src):
     assert p["blk.0.ffn_down.weight"]["type"] == "q4_0" and "imatrix" not in p["blk.5.attn_q.weight"]["why"]
     r, _ = plan("q4_0-imat", imat_src / "plain" / "stories260K.gguf")
     assert r.returncode == 2 and "no imatrix" in r.stderr
+
+
+def test_a_new_imatrix_is_a_new_version_of_the_views(mount_factory, tmp_path):
+    """Replacing a model's imatrix while mounted: its -imat views show the
+    new one (as llama-quantize with it would write them) without a
+    remount; removing it removes them."""
+    src = tmp_path / "src"
+    (src / "m").mkdir(parents=True)
+    shutil.copy(STORIES_GGUF, src / "m" / "stories260K.gguf")
+    shutil.copy(os.path.join(REFS, "stories260K", "imatrix.gguf"), src / "m" / "imatrix.gguf")
+    m = mount_factory(src)
+    view = m.path("m", "q4_k_m-imat", "stories260K.gguf")
+    assert sha256_file(view) == REC["views"]["stories260K"]["q4_k_m-imat"]
+    # FUSE's RELEASE comes after close() returns: the rescan may meet a
+    # handle the daemon still counts
+    m.expect_log(r"changed or vanished while in use")
+    shutil.copy(os.path.join(REFS, "stories260K", "imatrix.dat"), src / "m" / "imatrix.dat.tmp")
+    os.rename(src / "m" / "imatrix.dat.tmp", src / "m" / "imatrix.dat")
+    os.unlink(src / "m" / "imatrix.gguf")
+    want = REC["views"]["stories260K-dat"]["q4_k_m-imat"]
+    for _ in range(100):
+        if os.path.exists(view) and sha256_file(view) == want:
+            break
+        time.sleep(0.05)
+    assert sha256_file(view) == want
+    os.unlink(src / "m" / "imatrix.dat")
+    for _ in range(100):
+        if "q4_k_m-imat" not in os.listdir(m.path("m")):
+            break
+        time.sleep(0.05)
+    assert sorted(os.listdir(m.path("m"))) == sorted(LISTED_VIEWS)
