@@ -796,6 +796,8 @@ struct qf_model_file {
 struct qf_model_files {
     const char *name; /* the model's */
     bool dir;         /* a directory, not one loose file */
+    const char *imatrix_name; /* a mount's -o imatrix=NAME: that file of the directory is its
+                               * imatrix, before the default names (NULL: defaults only) */
     struct qf_model_file *f;
     size_t n;
     unsigned formats;
@@ -807,8 +809,9 @@ int qf_model_claim(struct qf_model_files *m, const char *hf_arch, char **extra);
  * malloc'd array of malloc'd strings, *n of them; the model's formats gain
  * QF_FMT_LORA when there is one). Returns 0 or -ENOMEM. */
 int qf_model_adapters(struct qf_model_files *m, char ***names, size_t *n);
-/* The index in m->f of the imatrix the -imat views use: imatrix.gguf, else
- * imatrix.dat, else the first *.imatrix by name; -1 if none. */
+/* The index in m->f of the imatrix the -imat views use: the file named
+ * m->imatrix_name, else imatrix.gguf, else imatrix.dat, else the first
+ * *.imatrix by name; -1 if none. */
 int qf_model_imatrix_file(const struct qf_model_files *m);
 /* The row's converts and shows for a model of formats. */
 bool qf_model_converts(unsigned formats, int role, const struct qf_view *v);

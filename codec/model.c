@@ -185,11 +185,15 @@ static int imatrix_claim(const char *name, bool dir)
 
 int qf_model_imatrix_file(const struct qf_model_files *m)
 {
-    int best = -1, rank = 3;
+    int best = -1, rank = 4;
     for (size_t i = 0; i < m->n; i++) { /* names are sorted: the first *.imatrix wins among those */
         if (m->f[i].role != QF_ROLE_IMATRIX)
             continue;
-        int r = !strcmp(m->f[i].name, "imatrix.gguf") ? 0 : !strcmp(m->f[i].name, "imatrix.dat") ? 1 : 2;
+        const char *f = m->f[i].name;
+        int r = m->imatrix_name && !strcmp(f, m->imatrix_name) ? 0
+                : !strcmp(f, "imatrix.gguf")                    ? 1
+                : !strcmp(f, "imatrix.dat")                     ? 2
+                                                                : 3;
         if (r < rank) {
             rank = r;
             best = (int)i;
@@ -298,6 +302,9 @@ int qf_model_claim(struct qf_model_files *m, const char *hf_arch, char **extra)
          * the HF kind (its tokenizer), not a model */
         if (f->role == QF_ROLE_GGUF && st && has_suffix(f->name, "vocab.gguf"))
             f->role = QF_ROLE_PASS;
+        /* the mount's imatrix= names another file (not in a sub-directory) */
+        if (m->dir && m->imatrix_name && !strcmp(f->name, m->imatrix_name))
+            f->role = QF_ROLE_IMATRIX;
         m->formats |= qf_source_kind(f->role)->format;
         config |= f->role == QF_ROLE_CONFIG;
     }

@@ -44,6 +44,7 @@ static const struct fuse_opt cli_opts[] = {
 #define QOPT(t, p, v) {t, offsetof(struct qfs, p), v}
 static const struct fuse_opt qfs_opts[] = {
     QOPT("views=%s", views_opt, 0),
+    QOPT("imatrix=%s", imatrix_opt, 0),
     QOPT("threads=%u", workers, 0),
     QOPT("workers=%u", workers, 0), /* the 0.1 name of threads= */
     QOPT("cache_dir=%s", cache_dir, 0),
@@ -392,6 +393,11 @@ int main(int argc, char *argv[])
     pthread_cond_init(&q.io_done_cv, NULL);
     q.watch_ifd = q.watch_efd = -1;
     q.views = qf_views(&q.n_views);
+    _Static_assert(QFS_MAX_VIEWS >= 64, "view_mask and the per-view arrays");
+    if (q.n_views > 64) { /* view_mask is 64 bits */
+        fprintf(stderr, "quantfs: %zu views: more than view_mask holds\n", q.n_views);
+        return 1;
+    }
 
     if (fuse_opt_parse(&args, &cli, cli_opts, cli_proc) || fuse_opt_parse(&args, &q, qfs_opts, NULL))
         goto out;
@@ -502,6 +508,11 @@ int main(int argc, char *argv[])
     }
     if (parse_views(&q))
         goto out;
+    if (q.imatrix_opt && (!q.imatrix_opt[0] || strchr(q.imatrix_opt, '/') || !strcmp(q.imatrix_opt, ".") ||
+                          !strcmp(q.imatrix_opt, ".."))) {
+        fprintf(stderr, "quantfs: imatrix=%s: a file name in each model directory, not a path\n", q.imatrix_opt);
+        goto out;
+    }
     if (!(q.mountpoint = realpath(co.mountpoint, NULL))) {
         fprintf(stderr, "quantfs: mount point %s: %s\n", co.mountpoint, strerror(errno));
         goto out;
@@ -613,6 +624,7 @@ out:
     free(q.source);
     free(q.mountpoint);
     free(q.views_opt);
+    free(q.imatrix_opt);
     free(q.config_path);
     free(cfg_opts);
     free(cargv);

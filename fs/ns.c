@@ -125,7 +125,7 @@ static void config_arch(struct qfs *q, struct qfs_model *m, const char *path)
  * also gets MODEL.gguf. path: the model directory, NULL for a loose file. */
 static int classify(struct qfs *q, struct qfs_model *m, size_t *cap, const char *path)
 {
-    struct qf_model_files d = {.name = m->name, .dir = path != NULL, .n = m->n_files};
+    struct qf_model_files d = {.name = m->name, .dir = path != NULL, .n = m->n_files, .imatrix_name = q->imatrix_opt};
     d.f = calloc(m->n_files ? m->n_files : 1, sizeof *d.f);
     if (!d.f)
         return -ENOMEM;

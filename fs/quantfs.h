@@ -141,6 +141,7 @@ struct qfs {
     /* options */
     char *source;          /* absolute source root */
     char *views_opt;
+    char *imatrix_opt;     /* -o imatrix=NAME: each model directory's file of that name is its imatrix */
     char *config_path;     /* -o config=, already read into the options */
     size_t cache_size;     /* memory tier budget */
     size_t hot_size;       /* idle plain blocks */

@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from conftest import IMAT_VIEWS, IQ4_VIEWS, LISTED_VIEWS, SHARED, STORIES_GGUF
+from conftest import IMAT_VIEWS, IQ4_VIEWS, LISTED_VIEWS, QUANTFS, SHARED, STORIES_GGUF
 from test_check import CHECK
 from test_hf import NODE_DIR, have_node, need
 
@@ -206,3 +206,21 @@ def test_a_new_imatrix_is_a_new_version_of_the_views(mount_factory, tmp_path):
             break
         time.sleep(0.05)
     assert sorted(os.listdir(m.path("m"))) == sorted(LISTED_VIEWS)
+
+
+def test_the_imatrix_option_names_another_file(mount_factory, tmp_path):
+    """-o imatrix=NAME: each model directory's file NAME is its imatrix
+    (here a GGUF one, which would otherwise be taken for a model file); the
+    view records that name as llama-quantize --imatrix NAME does."""
+    rec = REC["option"]
+    src = tmp_path / "src"
+    (src / "m").mkdir(parents=True)
+    shutil.copy(STORIES_GGUF, src / "m" / "stories260K.gguf")
+    shutil.copy(os.path.join(REFS, "stories260K", "imatrix.gguf"), src / "m" / rec["imatrix"])
+    m = mount_factory(src, "imatrix=" + rec["imatrix"])
+    assert sha256_file(m.path("m", rec["view"], "stories260K.gguf")) == rec["sha256"]
+    assert os.listdir(m.path("m", "f32")) == ["stories260K.gguf"]  # the imatrix is in no view
+    (tmp_path / "mnt").mkdir()
+    r = subprocess.run([QUANTFS, str(src), str(tmp_path / "mnt"), "-o", "imatrix=../x"], capture_output=True,
+                       text=True, timeout=30)
+    assert r.returncode != 0 and "a file name in each model directory" in r.stderr
