@@ -334,6 +334,7 @@ static int mix_type(struct state *s, const struct qf_gguf_tensor *t, uint32_t *t
     const int n_gqa = s->hp->n_head_kv ? (int)(s->hp->n_head / s->hp->n_head_kv) : 0;
     const bool moe8 = s->hp->n_expert == 8;
     const bool iq4 = ft == QF_FT_IQ4_NL || ft == QF_FT_IQ4_XS;
+    const bool iq3xs_s = ft == QF_FT_IQ3_XS || ft == QF_FT_IQ3_S;
     uint32_t nt = d;
     int layer, rc;
     WHY("the mix's default type %s", tn(d));
@@ -355,6 +356,12 @@ static int mix_type(struct state *s, const struct qf_gguf_tensor *t, uint32_t *t
         if (ft == QF_FT_Q2_K) {
             nt = n_gqa >= 4 ? QF_Q4_K : QF_Q3_K;
             WHY("attn_v: q2_K mix, n_gqa %d %s 4: %s", n_gqa, n_gqa >= 4 ? ">=" : "<", tn(nt));
+        } else if (iq3xs_s && n_gqa >= 4) {
+            nt = QF_Q4_K;
+            WHY("attn_v: %s mix, n_gqa %d >= 4: q4_K", ft == QF_FT_IQ3_XS ? "IQ3_XS" : "IQ3_S", n_gqa);
+        } else if (ft == QF_FT_IQ3_M) {
+            nt = QF_Q4_K;
+            WHY("attn_v: IQ3_M mix: q4_K");
         } else if (ft == QF_FT_Q3_K_M) {
             nt = i < 2 ? QF_Q5_K : QF_Q4_K;
             WHY("attn_v #%d: q3_K_M mix, %s: %s", i, i < 2 ? "one of the first 2" : "past the first 2", tn(nt));
@@ -386,6 +393,14 @@ static int mix_type(struct state *s, const struct qf_gguf_tensor *t, uint32_t *t
         if (moe8) {
             nt = QF_Q8_0;
             WHY("attn_k: an 8-expert model: q8_0");
+        } else if (ft == QF_FT_IQ3_XS) {
+            nt = QF_IQ3_XXS;
+            WHY("attn_k: IQ3_XS mix: iq3_xxs");
+        }
+    } else if (c == C_ATTN_Q) {
+        if (ft == QF_FT_IQ3_XS) {
+            nt = QF_IQ3_XXS;
+            WHY("attn_q: IQ3_XS mix: iq3_xxs");
         }
     } else if (c == C_FFN_DOWN) {
         if ((rc = layer_info(s, s->i_ffn_down, t->name, &layer, e)))
@@ -398,6 +413,9 @@ static int mix_type(struct state *s, const struct qf_gguf_tensor *t, uint32_t *t
             nt = layer < n / 16 ? QF_Q5_K : QF_Q4_K;
             WHY("ffn_down layer %d of %d: q3_K_M mix, %s: %s", layer, n, layer < n / 16 ? "i < n/16" : "i >= n/16",
                 tn(nt));
+        } else if (ft == QF_FT_IQ3_M && (layer < n / 8 || (moe8 && more_bits(layer, n)))) {
+            nt = QF_Q4_K;
+            WHY("ffn_down layer %d of %d: IQ3_M mix, %s: q4_K", layer, n, layer < n / 8 ? "i < n/8" : "8 experts, use_more_bits");
         } else if (ft == QF_FT_Q3_K_L) {
             nt = QF_Q5_K;
             WHY("ffn_down: q3_K_L mix: q5_K");
@@ -420,19 +438,25 @@ static int mix_type(struct state *s, const struct qf_gguf_tensor *t, uint32_t *t
     } else if (c == C_ATTN_OUTPUT) {
         if (moe8) {
             if (ft == QF_FT_Q2_K || ft == QF_FT_Q3_K_S || ft == QF_FT_Q3_K_M || ft == QF_FT_Q4_K_S ||
-                ft == QF_FT_Q4_K_M || iq4) {
+                ft == QF_FT_Q4_K_M || iq4 || ft == QF_FT_IQ3_XS || ft == QF_FT_IQ3_S || ft == QF_FT_IQ3_M) {
                 nt = QF_Q5_K;
                 WHY("attn_output: an 8-expert model: q5_K");
             }
-        } else if (ft == QF_FT_Q2_K || ft == QF_FT_Q3_K_M || ft == QF_FT_Q3_K_L) {
-            nt = ft == QF_FT_Q2_K ? QF_Q3_K : ft == QF_FT_Q3_K_M ? QF_Q4_K : QF_Q5_K;
-            WHY("attn_output: %s mix: %s", ft == QF_FT_Q2_K ? "q2_K" : ft == QF_FT_Q3_K_M ? "q3_K_M" : "q3_K_L",
-                tn(nt));
+        } else if (ft == QF_FT_Q2_K || ft == QF_FT_Q3_K_M || ft == QF_FT_Q3_K_L || ft == QF_FT_IQ3_M) {
+            nt = ft == QF_FT_Q2_K ? QF_Q3_K : ft == QF_FT_Q3_K_L ? QF_Q5_K : QF_Q4_K;
+            WHY("attn_output: %s mix: %s",
+                ft == QF_FT_Q2_K ? "q2_K" : ft == QF_FT_Q3_K_M ? "q3_K_M" : ft == QF_FT_IQ3_M ? "IQ3_M" : "q3_K_L", tn(nt));
         }
     } else if (c == C_FFN_GATE || c == C_FFN_UP) {
         int *ctr = c == C_FFN_GATE ? &s->i_ffn_gate : &s->i_ffn_up;
         if ((rc = layer_info(s, *ctr, t->name, &layer, e)))
             return rc;
+        int n = (int)s->hp->n_layer;
+        if (ft == QF_FT_IQ3_XS && layer >= n / 8 && layer < 7 * n / 8) {
+            nt = QF_IQ3_XXS;
+            WHY("%s layer %d of %d: IQ3_XS mix, n/8 <= i < 7n/8: iq3_xxs", c == C_FFN_GATE ? "ffn_gate" : "ffn_up",
+                layer, n);
+        }
         (*ctr)++;
     }
     *type = nt;
@@ -449,6 +473,8 @@ static uint32_t fallback(const struct qf_gguf_tensor *t, uint32_t type, char *wh
         return type;
     uint32_t fb;
     switch (type) {
+    case QF_IQ3_XXS:
+    case QF_IQ3_S:
     case QF_IQ4_XS: fb = QF_IQ4_NL; break;
     case QF_Q2_K:
     case QF_Q3_K: fb = QF_Q4_0; break;
@@ -636,6 +662,12 @@ int qf_layout_gguf(const struct qf_gguf *g, const struct qf_view *v, const struc
         }
         if (!rc && type != t->type && im)
             rc = imatrix_for(im, t, &p->imat, &e);
+        /* tensor_requires_imatrix: the lowest-bit types need one, but for
+         * the embeddings and the output */
+        if (!rc && type == QF_IQ3_XXS && !p->imat && strcmp(t->name, "token_embd.weight") &&
+            strcmp(t->name, "per_layer_token_embd.weight") && strcmp(t->name, "output.weight"))
+            rc = im ? refuse(&e, "Missing importance matrix for tensor %s in a very low-bit quantization", t->name)
+                    : refuse(&e, "this quantization requires an imatrix! (tensor %s, type iq3_xxs)", t->name);
         if (p->imat && qf_type_uses_imatrix(type)) {
             size_t n = strlen(p->why);
             snprintf(p->why + n, sizeof p->why - n, "; imatrix-weighted");

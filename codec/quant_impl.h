@@ -131,6 +131,13 @@ uint8_t qf_f32_to_e4m3(float f);
     void qf_quantize_##t##_ref(const float *x, uint8_t *y, size_t nb);                                              \
     void qf_dequantize_##t(const uint8_t *x, float *y, size_t nb);
 QF_KERNELS(QF_DECL_REF)
+/* iq3.c: IQ3_S and IQ3_XXS, without (_ref: weights x^2) and with an
+ * imatrix (qf_iq3_rows: nb super-blocks with their weights qw) */
+void qf_quantize_iq3_s_ref(const float *x, uint8_t *y, size_t nb);
+void qf_quantize_iq3_xxs_ref(const float *x, uint8_t *y, size_t nb);
+void qf_iq3_rows(uint32_t type, const float *x, const float *qw, uint8_t *y, size_t nb);
+void qf_dequantize_iq3_s(const uint8_t *x, float *y, size_t nb);
+void qf_dequantize_iq3_xxs(const uint8_t *x, float *y, size_t nb);
 /* llama-quantize's IQ4_XS without an imatrix (quant_w.c); scalar only */
 void qf_quantize_iq4_xs_ref(const float *x, uint8_t *y, size_t nb);
 void qf_dequantize_iq4_xs(const uint8_t *x, float *y, size_t nb);

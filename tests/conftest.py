@@ -26,12 +26,12 @@ ALL_VIEWS = ["f32", "fp16", "bf16", "q8_0", "q6_k", "q5_k_m", "q5_k_s", "q5_1", 
              "q4_1", "q4_0", "q3_k_l", "q3_k_m", "q3_k_s", "q2_k", "q8_0-pure", "q6_k-pure", "q5_k-pure",
              "q5_1-pure", "q5_0-pure", "q4_k-pure", "q4_1-pure", "q4_0-pure", "q3_k-pure", "q2_k-pure"]
 # listed beside them for every GGUF model (their references: tests/refs/imatrix.json)
-IQ4_VIEWS = ["iq4_xs", "iq4_nl"]
+IQ4_VIEWS = ["iq4_xs", "iq4_nl", "iq3_m", "iq3_s"]
 LISTED_VIEWS = ALL_VIEWS + IQ4_VIEWS
 # listed for a model with an imatrix file (llama-quantize --imatrix)
 IMAT_VIEWS = ["q8_0-imat", "q6_k-imat", "q5_k_m-imat", "q5_k_s-imat", "q5_1-imat", "q5_0-imat", "q4_k_m-imat",
               "q4_k_s-imat", "q4_1-imat", "q4_0-imat", "iq4_xs-imat", "iq4_nl-imat", "q3_k_l-imat", "q3_k_m-imat",
-              "q3_k_s-imat", "q2_k-imat"]
+              "q3_k_s-imat", "q2_k-imat", "iq3_m-imat", "iq3_s-imat", "iq3_xs-imat"]
 
 
 def pytest_configure(config):

@@ -79,8 +79,20 @@ def imat_src(tmp_path_factory):
     return src
 
 
-def test_views_equal_llama_quantize(mount_factory, imat_src):
+def mount_store(mount_factory, imat_src):
+    """The store mounted; what it holds on purpose that llama-quantize
+    refuses is said in the log, and expected there."""
     m = mount_factory(imat_src)
+    for model, views in REC["refused_views"].items():
+        for view in views:
+            m.expect_log(r"model '%s': .*no %s view" % (model, view))
+    for bad in REC["refused"]:
+        m.expect_log(r"model 't1-%s'" % bad)
+    return m
+
+
+def test_views_equal_llama_quantize(mount_factory, imat_src):
+    m = mount_store(mount_factory, imat_src)
     bad = {}
     for model, views in sorted(REC["views"].items()):
         for view, want in sorted(views.items()):
@@ -97,10 +109,11 @@ def test_views_equal_llama_quantize(mount_factory, imat_src):
 def test_listing(mount_factory, imat_src):
     """-imat views exist where the model has an imatrix; the IQ4 views for
     every GGUF model. The imatrix file itself is in no view."""
-    m = mount_factory(imat_src)
+    m = mount_store(mount_factory, imat_src)
     for model in REC["views"]:
         st = ["int8", "int4", "fp8"] if REC["models"][model].get("hf") else []  # safetensors views too
-        assert sorted(os.listdir(m.path(model))) == sorted(LISTED_VIEWS + IMAT_VIEWS + st), model
+        refused = list(REC["refused_views"].get(model, {}))  # llama-quantize fails part-way: no view
+        assert sorted(os.listdir(m.path(model))) == sorted(set(LISTED_VIEWS + IMAT_VIEWS + st) - set(refused)), model
         assert gguf_name(model) in os.listdir(m.path(model, "q4_k_m-imat"))
     assert sorted(os.listdir(m.path("plain"))) == sorted(LISTED_VIEWS)
     assert not os.path.exists(m.path("plain", "q4_k_m-imat"))
@@ -119,6 +132,10 @@ def test_refused_imatrices_are_said_and_leave_no_view(mount_factory, imat_src):
         assert sha256_file(m.path(name, "iq4_xs", "t1.gguf")) == REC["views"]["t1"]["iq4_xs"]
         words = r["llama_quantize"] if bad != "trunc" else "not a readable GGUF imatrix"
         m.require_log(r"model '%s': .*%s" % (name, words.replace("(", r"\(").replace(")", r"\)")))
+    for model, views in REC["refused_views"].items():  # a tensor IQ3_XXS needs has no entry
+        for view, words in views.items():
+            assert not os.path.exists(m.path(model, view))
+            m.require_log(r"model '%s': .*no %s view: .*%s" % (model, view, words))
     log = m.output()
     for bad in REC["refused"]:  # said once, not once per view
         assert sum(("model 't1-%s'" % bad) in line for line in log.splitlines()) == 1, (bad, log)
@@ -126,7 +143,7 @@ def test_refused_imatrices_are_said_and_leave_no_view(mount_factory, imat_src):
 
 def test_llama_cpp_runs_the_new_views(mount_factory, imat_src):
     need(have_node(), "node-llama-cpp")
-    m = mount_factory(imat_src)
+    m = mount_store(mount_factory, imat_src)
     views = IMAT_VIEWS + IQ4_VIEWS if not ASAN else ["q4_k_m-imat", "iq4_xs-imat", "iq4_nl"]
     # (the synthetic models have no tokenizer: llama.cpp cannot load them)
     paths = [m.path("stories260K", v, "stories260K.gguf") for v in views]
@@ -143,8 +160,8 @@ def test_check_ranks_imat_views_no_worse_than_their_twins(mount_factory, imat_sr
     kind the imatrix was made from) each is at least as close to the F32
     model as its plain twin (within 5%: q5_0's are equal to 1%), and the
     low-bit ones are closer."""
-    m = mount_factory(imat_src)
-    views = IMAT_VIEWS + [v[:-5] for v in IMAT_VIEWS] + IQ4_VIEWS
+    m = mount_store(mount_factory, imat_src)
+    views = IMAT_VIEWS + [v[:-5] for v in IMAT_VIEWS if v != "iq3_xs-imat"] + IQ4_VIEWS
     r = subprocess.run([CHECK, "--json", "--tokens=128", "--views=" + ",".join(["f32"] + views),
                         m.path("stories260K")], capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stdout + r.stderr
@@ -153,9 +170,13 @@ def test_check_ranks_imat_views_no_worse_than_their_twins(mount_factory, imat_sr
     assert all(res[v]["pass"] for v in views)
     kl = {v: res[v]["kl_mean"] for v in views}
     for v in IMAT_VIEWS:
-        assert kl[v] <= kl[v[:-5]] * 1.05, (v, kl[v], kl[v[:-5]])
+        if v != "iq3_xs-imat":  # no plain twin: IQ3_XS needs the imatrix
+            assert kl[v] <= kl[v[:-5]] * 1.05, (v, kl[v], kl[v[:-5]])
     for v in ("q2_k", "q3_k_m", "q4_1", "iq4_nl", "iq4_xs"):
         assert kl[v + "-imat"] < kl[v], (v, kl[v + "-imat"], kl[v])
+    # the IQ3 mixes sit between the 3- and 4-bit K mixes; the imatrix-only
+    # IQ3_XS mix passes too
+    assert kl["iq3_s-imat"] < kl["q3_k_s-imat"] and kl["iq3_xs-imat"] < kl["q2_k-imat"]
 
 
 def test_plan_names_the_imatrix_rules(imat_src):

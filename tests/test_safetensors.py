@@ -10,12 +10,12 @@ import struct
 import numpy as np
 import pytest
 
-from conftest import ALL_VIEWS, SHARED
+from conftest import LISTED_VIEWS, SHARED
 
 HF = os.path.join(SHARED, "models", "stories260K", "hf")
 ST_VIEWS = ["bf16", "f32", "fp16", "fp8", "int4", "int8"]
 # a llama checkpoint also lists the GGUF views of the converter's file (test_hf.py)
-HF_VIEWS = sorted(set(ST_VIEWS) | set(ALL_VIEWS))
+HF_VIEWS = sorted(set(ST_VIEWS) | set(LISTED_VIEWS))
 NP = {"F32": np.float32, "F16": np.float16, "I8": np.int8, "I32": np.int32, "I64": np.int64, "U8": np.uint8,
       "BF16": np.uint16, "F8_E4M3": np.uint8}
 

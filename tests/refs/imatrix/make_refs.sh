@@ -41,13 +41,13 @@ rec() { # CASE MODEL-DIR GGUF IMATRIX TYPE
   if [ $rc = 0 ]; then echo "$1 $5 $(sha256sum < $out | cut -c1-64) $(stat -c %s $out)"
   else echo "$1 $5 REFUSED rc=$rc partial=$([ -f $out ] && echo yes || echo no) $(grep -iE 'error|fail|missing' $O/lq.log | tail -1)"; fi
 }
-T="Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q2_K Q3_K_S Q3_K_M Q3_K_L Q4_K_S Q4_K_M Q5_K_S Q5_K_M Q6_K IQ4_NL IQ4_XS"
+T="Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q2_K Q3_K_S Q3_K_M Q3_K_L Q4_K_S Q4_K_M Q5_K_S Q5_K_M Q6_K IQ4_NL IQ4_XS IQ3_S IQ3_M IQ3_XS"
 for t in $T; do
   rec st-gguf stories260K stories260K.gguf imatrix.gguf $t; rec st-dat stories260K-dat stories260K.gguf imatrix.dat $t
   rec h16 h16 h16.gguf imatrix.gguf $t; rec g8t g8t g8t.gguf imatrix.dat $t
   rec t1 t1 t1.gguf t1.imatrix $t; rec x4 x4 x4.gguf imatrix.gguf $t
 done
-for t in IQ4_NL IQ4_XS; do for m in stories260K h16 g8t t1 x4; do rec $m-none $m $m.gguf "" $t; done; done
+for t in IQ4_NL IQ4_XS IQ3_S IQ3_M; do for m in stories260K h16 g8t t1 x4; do rec $m-none $m $m.gguf "" $t; done; done
 for b in badsize inf nometa trunc; do rec t1-$b t1 t1.gguf $b.gguf Q4_K_M; done
 # stories260K-hf: the Hugging Face checkpoint, through the converter's F32 file. CONVERTED: that
 # file (convert_hf_to_gguf.py --outtype f32 of ../shared's hf/ in a directory named stories260K-hf,
@@ -56,5 +56,5 @@ if [ -n "${CONVERTED:-}" ]; then
   mkdir -p $W/stories260K-hf; cp "$CONVERTED" $W/stories260K-hf/stories260K-hf.gguf
   cp $R/tests/refs/imatrix/stories260K/imatrix.gguf $W/stories260K-hf/
   for t in $T; do rec st-hf stories260K-hf stories260K-hf.gguf imatrix.gguf $t; done
-  for t in IQ4_NL IQ4_XS; do rec st-hf-none stories260K-hf stories260K-hf.gguf "" $t; done
+  for t in IQ4_NL IQ4_XS IQ3_S IQ3_M; do rec st-hf-none stories260K-hf stories260K-hf.gguf "" $t; done
 fi
