@@ -93,6 +93,8 @@ static void usage(const char *prog)
            "quantfs options:\n"
            "    -o source=DIR          the source root, instead of the SOURCE argument (for config files)\n"
            "    -o views=V1,V2,...     views to offer (default: all)\n"
+           "    -o imatrix=NAME        each model directory's imatrix file (default: imatrix.gguf,\n"
+           "                           imatrix.dat, *.imatrix)\n"
            "    -o cache_size=SIZE     memory tier of zstd-compressed blocks, e.g. 512M, 2G\n"
            "                           (default: 1/16 of RAM)\n"
            "    -o cache_dir=DIR       persistent tier: keep blocks across mounts, shareable (default: none)\n"
