@@ -31,7 +31,8 @@ int main(int argc, char **argv)
     printf("input %zu MiB f32, memcpy %.0f MB/s; kernels: %s\n", n * 4 >> 20, n * 4 / mcpy / 1e6, qf_simd_name());
     printf("%-7s %12s %12s %10s %12s\n", "type", "scalar MB/s", "simd MB/s", "simd/scal", "simd/memcpy");
     static const uint32_t types[] = {QF_F16, QF_BF16, QF_Q8_0, QF_Q4_0, QF_Q4_1, QF_Q5_0, QF_Q5_1,
-                                     QF_Q2_K, QF_Q3_K, QF_Q4_K, QF_Q5_K, QF_Q6_K, QF_IQ4_NL, QF_IQ4_XS};
+                                     QF_Q2_K, QF_Q3_K, QF_Q4_K, QF_Q5_K, QF_Q6_K, QF_IQ4_NL, QF_IQ4_XS,
+                                     QF_IQ3_S, QF_IQ3_XXS};
     for (size_t k = 0; k < sizeof types / sizeof *types; k++) {
         double best[2] = {1e9, 1e9};
         for (int s = 0; s < 2; s++)

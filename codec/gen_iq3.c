@@ -75,10 +75,11 @@ static void emit(FILE *f, int G, const uint16_t *kgrid, int nwant)
     fprintf(f, "};\nstatic const int32_t qf_iq3_map%d[4096] = {\n", G);
     for (int i = 0; i < 4096; i++)
         fprintf(f, "%d,%s", map[i], i % 16 == 15 ? "\n" : "");
-    fprintf(f, "};\nstatic const uint16_t qf_iq3_neigh%d[%d] = {\n", G, n_neigh);
+    /* one more 0: the vector code reads entries as 32 bits */
+    fprintf(f, "};\nstatic const uint16_t qf_iq3_neigh%d[%d] = {\n", G, n_neigh + 1);
     for (int i = 0; i < n_neigh; i++)
         fprintf(f, "%u,%s", neigh[i], i % 16 == 15 ? "\n" : "");
-    fprintf(f, "};\n");
+    fprintf(f, "0};\n");
 }
 
 int main(int argc, char **argv)

@@ -164,78 +164,24 @@ static float sigma2_of(const float *x)
     return 2 * sumx2 / 256;
 }
 
-/* IQ3_S, 110 bytes: d, qs[64] (low 8 bits of the grid indices), qh[8]
- * (their 9th bits), signs[32], scales[4] (4 bits per block) */
-static void block_iq3_s(const float *x, const float *qw, uint8_t *y)
-{
-    memset(y, 0, 110);
-    uint8_t *qs = y + 2, *qh = y + 66, *signs = y + 74, *sc = y + 106;
-    float scales[8], w[32], waux[32], xval[32], max_scale = 0;
-    int8_t L[32];
-    const float sigma2 = sigma2_of(x);
-    for (int ib = 0; ib < 8; ++ib) {
-        const float *xb = x + 32 * ib;
-        weights(xb, qw ? qw + 32 * ib : NULL, sigma2, w, waux);
-        uint8_t bsign[4];
-        for (int k = 0; k < 4; ++k) {
-            uint8_t s = 0;
-            for (int i = 0; i < 8; ++i) {
-                xval[8 * k + i] = xb[8 * k + i] >= 0 ? xb[8 * k + i] : -xb[8 * k + i];
-                if (!(xb[8 * k + i] >= 0))
-                    s |= (uint8_t)(1 << i);
-            }
-            bsign[k] = s;
-        }
-        bool zero;
-        float scale = search(&g512, false, xval, w, waux, L, &zero);
-        if (zero) { /* ggml skips the block without advancing qs and signs */
-            scales[ib] = 0;
-            continue;
-        }
-        if (scale < 0) { /* never, says ggml: the scale is stored unsigned */
-            scale = -scale;
-            for (int k = 0; k < 4; ++k)
-                bsign[k] = (uint8_t)~bsign[k];
-        }
-        for (int k = 0; k < 8; ++k) {
-            int gi = grid_index(&g512, L + 4 * k);
-            qs[k] = (uint8_t)(gi & 255);
-            qh[(ib * 8 + k) / 8] |= (uint8_t)((gi >> 8) << ((ib * 8 + k) % 8));
-        }
-        qs += 8;
-        memcpy(signs, bsign, 4);
-        signs += 4;
-        scales[ib] = scale;
-        max_scale = max_scale > scale ? max_scale : scale;
-    }
-    if (!max_scale)
-        return;
-    float d = max_scale / 31;
-    qf_put16(y, qf_f32_to_f16(d * 1.033f));
-    float id = 1 / d;
-    for (int ib = 0; ib < 8; ib += 2) {
-        int l1 = qf_nearest_int(0.5f * (id * scales[ib] - 1));
-        int l2 = qf_nearest_int(0.5f * (id * scales[ib + 1] - 1));
-        l1 = l1 < 0 ? 0 : l1 > 15 ? 15 : l1;
-        l2 = l2 < 0 ? 0 : l2 > 15 ? 15 : l2;
-        sc[ib / 2] = (uint8_t)(l1 | (l2 << 4));
-    }
-}
+/* A super-block's 8 blocks of 32, prepared: |x| (IQ3_XXS: with the sign
+ * parity fixed), weights, their roots and sign bytes; then searched, 8 at
+ * once in vector lanes where the CPU has them (quant_x86.c, the same
+ * results) or one by one. */
+struct sb {
+    float xval[8][32], w[8][32], waux[8][32], scale[8];
+    int8_t L[8][32];
+    bool zero[8];
+    uint8_t signs[8][4];
+};
 
-/* IQ3_XXS, 98 bytes: d, 64 bytes of grid indices, then per block a u32 of
- * four 7-bit sign groups (even parity: the 8th sign is implied) and a
- * 4-bit scale */
-static void block_iq3_xxs(const float *x, const float *qw, uint8_t *y)
+static void prepare(const float *x, const float *qw, bool xxs, struct sb *b)
 {
-    uint8_t q3[64] = {0};
-    uint32_t ss[8] = {0};
-    float scales[8], w[32], waux[32], xval[32], max_scale = 0;
-    int8_t L[32];
     const float sigma2 = sigma2_of(x);
     for (int ib = 0; ib < 8; ++ib) {
         const float *xb = x + 32 * ib;
-        weights(xb, qw ? qw + 32 * ib : NULL, sigma2, w, waux);
-        uint8_t bsign[4];
+        float *xval = b->xval[ib], *w = b->w[ib];
+        weights(xb, qw ? qw + 32 * ib : NULL, sigma2, w, b->waux[ib]);
         for (int k = 0; k < 4; ++k) {
             int nflip = 0;
             uint8_t s = 0;
@@ -246,7 +192,7 @@ static void block_iq3_xxs(const float *x, const float *qw, uint8_t *y)
                     s |= (uint8_t)(1 << i);
                 }
             }
-            if (nflip % 2) { /* odd: flip the value that costs least */
+            if (xxs && nflip % 2) { /* odd: flip the value that costs least */
                 int imin = 0;
                 float min = w[8 * k] * xb[8 * k] * xb[8 * k];
                 for (int i = 1; i < 8; ++i) {
@@ -259,23 +205,97 @@ static void block_iq3_xxs(const float *x, const float *qw, uint8_t *y)
                 xval[8 * k + imin] = -xval[8 * k + imin];
                 s ^= (uint8_t)(1 << imin);
             }
-            bsign[k] = s & 127;
+            b->signs[ib][k] = xxs ? s & 127 : s;
         }
-        bool zero;
-        float scale = search(&g256, true, xval, w, waux, L, &zero);
-        if (zero) {
-            scales[ib] = 0;
+    }
+}
+
+static void search_all(const struct grid *g, bool xxs, struct sb *b, bool simd)
+{
+#ifdef QF_HAVE_X86
+    if (simd) {
+        qf_iq3_search8_avx2((const int32_t *)g->pts, g->map, g->neigh, xxs, b->xval, b->w, b->waux, b->L, b->scale,
+                            b->zero);
+        for (int ib = 0; ib < 8; ++ib)
+            if (b->zero[ib]) {
+                b->scale[ib] = 0;
+                memset(b->L[ib], 0, 32);
+            }
+        return;
+    }
+#endif
+    (void)simd;
+    for (int ib = 0; ib < 8; ++ib)
+        b->scale[ib] = search(g, xxs, b->xval[ib], b->w[ib], b->waux[ib], b->L[ib], &b->zero[ib]);
+}
+
+/* IQ3_S, 110 bytes: d, qs[64] (low 8 bits of the grid indices), qh[8]
+ * (their 9th bits), signs[32], scales[4] (4 bits per block) */
+static void block_iq3_s(const float *x, const float *qw, uint8_t *y, bool simd)
+{
+    struct sb b;
+    prepare(x, qw, false, &b);
+    search_all(&g512, false, &b, simd);
+    memset(y, 0, 110);
+    uint8_t *qs = y + 2, *qh = y + 66, *signs = y + 74, *sc = y + 106;
+    float max_scale = 0;
+    for (int ib = 0; ib < 8; ++ib) {
+        float scale = b.scale[ib];
+        if (b.zero[ib]) /* ggml skips the block without advancing qs and signs */
             continue;
-        }
-        if (scale < 0) {
-            scale = -scale;
+        if (scale < 0) { /* never, says ggml: the scale is stored unsigned */
+            scale = b.scale[ib] = -scale;
             for (int k = 0; k < 4; ++k)
-                bsign[k] = (uint8_t)(~bsign[k] & 127);
+                b.signs[ib][k] = (uint8_t)~b.signs[ib][k];
+        }
+        for (int k = 0; k < 8; ++k) {
+            int gi = grid_index(&g512, b.L[ib] + 4 * k);
+            qs[k] = (uint8_t)(gi & 255);
+            qh[(ib * 8 + k) / 8] |= (uint8_t)((gi >> 8) << ((ib * 8 + k) % 8));
+        }
+        qs += 8;
+        memcpy(signs, b.signs[ib], 4);
+        signs += 4;
+        max_scale = max_scale > scale ? max_scale : scale;
+    }
+    if (!max_scale)
+        return;
+    float d = max_scale / 31;
+    qf_put16(y, qf_f32_to_f16(d * 1.033f));
+    float id = 1 / d;
+    for (int ib = 0; ib < 8; ib += 2) {
+        int l1 = qf_nearest_int(0.5f * (id * b.scale[ib] - 1));
+        int l2 = qf_nearest_int(0.5f * (id * b.scale[ib + 1] - 1));
+        l1 = l1 < 0 ? 0 : l1 > 15 ? 15 : l1;
+        l2 = l2 < 0 ? 0 : l2 > 15 ? 15 : l2;
+        sc[ib / 2] = (uint8_t)(l1 | (l2 << 4));
+    }
+}
+
+/* IQ3_XXS, 98 bytes: d, 64 bytes of grid indices, then per block a u32 of
+ * four 7-bit sign groups (even parity: the 8th sign is implied) and a
+ * 4-bit scale */
+static void block_iq3_xxs(const float *x, const float *qw, uint8_t *y, bool simd)
+{
+    struct sb b;
+    prepare(x, qw, true, &b);
+    search_all(&g256, true, &b, simd);
+    uint8_t q3[64] = {0};
+    uint32_t ss[8] = {0};
+    float max_scale = 0;
+    for (int ib = 0; ib < 8; ++ib) {
+        float scale = b.scale[ib];
+        if (b.zero[ib])
+            continue;
+        if (scale < 0) {
+            scale = b.scale[ib] = -scale;
+            for (int k = 0; k < 4; ++k)
+                b.signs[ib][k] = (uint8_t)(~b.signs[ib][k] & 127);
         }
         for (int k = 0; k < 8; ++k)
-            q3[8 * ib + k] = (uint8_t)grid_index(&g256, L + 4 * k);
-        ss[ib] = bsign[0] | ((uint32_t)bsign[1] << 7) | ((uint32_t)bsign[2] << 14) | ((uint32_t)bsign[3] << 21);
-        scales[ib] = scale;
+            q3[8 * ib + k] = (uint8_t)grid_index(&g256, b.L[ib] + 4 * k);
+        const uint8_t *bs = b.signs[ib];
+        ss[ib] = bs[0] | ((uint32_t)bs[1] << 7) | ((uint32_t)bs[2] << 14) | ((uint32_t)bs[3] << 21);
         max_scale = max_scale > scale ? max_scale : scale;
     }
     memset(y, 0, 98);
@@ -285,7 +305,7 @@ static void block_iq3_xxs(const float *x, const float *qw, uint8_t *y)
     qf_put16(y, qf_f32_to_f16(d * 1.0125f));
     float id = 1 / d;
     for (int ib = 0; ib < 8; ++ib) {
-        int l = qf_nearest_int(0.5f * (id * scales[ib] - 1));
+        int l = qf_nearest_int(0.5f * (id * b.scale[ib] - 1));
         l = l < 0 ? 0 : l > 15 ? 15 : l;
         ss[ib] |= (uint32_t)l << 28;
     }
@@ -294,27 +314,23 @@ static void block_iq3_xxs(const float *x, const float *qw, uint8_t *y)
         qf_put32(y + 66 + 4 * ib, ss[ib]);
 }
 
-void qf_quantize_iq3_s_ref(const float *x, uint8_t *y, size_t nb)
-{
-    for (size_t i = 0; i < nb; i++)
-        block_iq3_s(x + 256 * i, NULL, y + 110 * i);
-}
-
-void qf_quantize_iq3_xxs_ref(const float *x, uint8_t *y, size_t nb)
-{
-    for (size_t i = 0; i < nb; i++)
-        block_iq3_xxs(x + 256 * i, NULL, y + 98 * i);
-}
-
-void qf_iq3_rows(uint32_t type, const float *x, const float *qw, uint8_t *y, size_t nb)
+void qf_iq3_rows(uint32_t type, const float *x, const float *qw, uint8_t *y, size_t nb, bool simd)
 {
     for (size_t i = 0; i < nb; i++) {
+        const float *q = qw ? qw + 256 * i : NULL;
         if (type == QF_IQ3_S)
-            block_iq3_s(x + 256 * i, qw + 256 * i, y + 110 * i);
+            block_iq3_s(x + 256 * i, q, y + 110 * i, simd);
         else
-            block_iq3_xxs(x + 256 * i, qw + 256 * i, y + 98 * i);
+            block_iq3_xxs(x + 256 * i, q, y + 98 * i, simd);
     }
 }
+
+void qf_quantize_iq3_s_ref(const float *x, uint8_t *y, size_t nb) { qf_iq3_rows(QF_IQ3_S, x, NULL, y, nb, false); }
+void qf_quantize_iq3_xxs_ref(const float *x, uint8_t *y, size_t nb) { qf_iq3_rows(QF_IQ3_XXS, x, NULL, y, nb, false); }
+#ifdef QF_HAVE_X86
+void qf_quantize_iq3_s_avx2(const float *x, uint8_t *y, size_t nb) { qf_iq3_rows(QF_IQ3_S, x, NULL, y, nb, true); }
+void qf_quantize_iq3_xxs_avx2(const float *x, uint8_t *y, size_t nb) { qf_iq3_rows(QF_IQ3_XXS, x, NULL, y, nb, true); }
+#endif
 
 /* ------------------------------------------------------------ dequantize */
 

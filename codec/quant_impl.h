@@ -135,7 +135,15 @@ QF_KERNELS(QF_DECL_REF)
  * imatrix (qf_iq3_rows: nb super-blocks with their weights qw) */
 void qf_quantize_iq3_s_ref(const float *x, uint8_t *y, size_t nb);
 void qf_quantize_iq3_xxs_ref(const float *x, uint8_t *y, size_t nb);
-void qf_iq3_rows(uint32_t type, const float *x, const float *qw, uint8_t *y, size_t nb);
+void qf_iq3_rows(uint32_t type, const float *x, const float *qw, uint8_t *y, size_t nb, bool simd);
+/* the IQ3 scale search for the 8 blocks of a super-block in vector lanes
+ * (pts: the grid's points as 4 int8 in an int32; map, neigh: iq3_tables.h);
+ * zero[b]: the blocks the reference skips (their L and scale undefined) */
+void qf_iq3_search8_avx2(const int32_t *pts, const int32_t *map, const uint16_t *neigh, bool xxs,
+                         const float xval[8][32], const float w[8][32], const float waux[8][32], int8_t L[8][32],
+                         float *scale, bool *zero);
+void qf_quantize_iq3_s_avx2(const float *x, uint8_t *y, size_t nb);
+void qf_quantize_iq3_xxs_avx2(const float *x, uint8_t *y, size_t nb);
 void qf_dequantize_iq3_s(const uint8_t *x, float *y, size_t nb);
 void qf_dequantize_iq3_xxs(const uint8_t *x, float *y, size_t nb);
 /* llama-quantize's IQ4_XS without an imatrix (quant_w.c); scalar only */

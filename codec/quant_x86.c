@@ -469,6 +469,158 @@ TARGET void qf_iq4_fit8_avx2(const float *x, const float *w, float *scales)
     _mm256_storeu_ps(scales, blend(d, zero, tiny));
 }
 
+/* ---- IQ3: iq3.c's search() for the 8 blocks of a super-block, lane b =
+ * block b, every lane the scalar operations in order. */
+
+/* 32-bit gathers of 16-bit table entries (the tables end with a spare 0) */
+TARGET static inline __m256i gather_u16(const uint16_t *t, __m256i idx, __m256 mask)
+{
+    __m256i v = _mm256_mask_i32gather_epi32(_mm256_setzero_si256(), (const int *)t, idx, _mm256_castps_si256(mask), 2);
+    return _mm256_and_si256(v, _mm256_set1_epi32(0xffff));
+}
+
+/* coordinate i (signed byte i) of packed grid points */
+TARGET static inline __m256i coord(__m256i p, int i)
+{
+    return _mm256_srai_epi32(_mm256_slli_epi32(p, 24 - 8 * i), 24);
+}
+
+/* round_group for group k of every lane: codes into Lk[4], the grid
+ * points' packed coordinates into *pg, *on for lanes on the grid; lanes
+ * outside live are left as they are. */
+TARGET static void round8(const int32_t *pts, const int32_t *map, const uint16_t *neigh, const __m256 *x,
+                          const __m256 *waux, __m256 id, __m256 scale, __m256 live, __m256i *Lk, __m256 *on)
+{
+    const __m256i seven = _mm256_set1_epi32(7), zi = _mm256_setzero_si256();
+    __m256i l[4], u = zi;
+    for (int i = 0; i < 4; i++) {
+        __m256 t = _mm256_mul_ps(_mm256_set1_ps(0.5f), _mm256_sub_ps(_mm256_mul_ps(id, x[i]), _mm256_set1_ps(1.0f)));
+        l[i] = _mm256_max_epi32(zi, _mm256_min_epi32(seven, nearest_int8(t)));
+        u = _mm256_or_si256(u, _mm256_slli_epi32(l[i], 3 * i));
+    }
+    __m256i gi = _mm256_i32gather_epi32(map, u, 4);
+    __m256 ongrid = _mm256_castsi256_ps(_mm256_cmpgt_epi32(gi, _mm256_set1_epi32(-1)));
+    __m256 off = _mm256_andnot_ps(ongrid, live);
+    if (_mm256_movemask_ps(off)) { /* best neighbour: the first of the smallest weighted distance */
+        __m256i start = _mm256_sub_epi32(_mm256_sub_epi32(zi, gi), _mm256_set1_epi32(1));
+        __m256i cnt = gather_u16(neigh, start, off);
+        int32_t c[8];
+        _mm256_storeu_si256((__m256i *)c, cnt);
+        int most = 0;
+        for (int b = 0; b < 8; b++)
+            most = c[b] > most ? c[b] : most;
+        __m256 best = _mm256_set1_ps(FLT_MAX);
+        __m256i bestp = zi;
+        for (int j = 1; j <= most; j++) {
+            __m256 act = _mm256_and_ps(off, _mm256_castsi256_ps(_mm256_cmpgt_epi32(cnt, _mm256_set1_epi32(j - 1))));
+            __m256i cand = gather_u16(neigh, _mm256_add_epi32(start, _mm256_set1_epi32(j)), act);
+            __m256i p = _mm256_mask_i32gather_epi32(zi, pts, cand, _mm256_castps_si256(act), 4);
+            __m256 d2 = _mm256_setzero_ps();
+            for (int i = 0; i < 4; i++) {
+                __m256 diff = _mm256_sub_ps(_mm256_mul_ps(scale, _mm256_cvtepi32_ps(coord(p, i))), x[i]);
+                d2 = _mm256_add_ps(d2, _mm256_mul_ps(_mm256_mul_ps(waux[i], diff), diff));
+            }
+            /* the scalar loop holds the first candidate until one is nearer than FLT_MAX */
+            if (j == 1)
+                bestp = _mm256_blendv_epi8(bestp, p, _mm256_castps_si256(act));
+            __m256 take = _mm256_and_ps(act, _mm256_cmp_ps(d2, best, _CMP_LT_OQ));
+            best = blend(best, d2, take);
+            bestp = _mm256_blendv_epi8(bestp, p, _mm256_castps_si256(take));
+        }
+        for (int i = 0; i < 4; i++) { /* (coordinate - 1) / 2 */
+            __m256i lc = _mm256_srai_epi32(_mm256_sub_epi32(coord(bestp, i), _mm256_set1_epi32(1)), 1);
+            l[i] = _mm256_blendv_epi8(l[i], lc, _mm256_castps_si256(off));
+        }
+    }
+    __m256i livei = _mm256_castps_si256(live);
+    for (int i = 0; i < 4; i++)
+        Lk[i] = _mm256_blendv_epi8(Lk[i], l[i], livei);
+    *on = blend(*on, ongrid, live);
+}
+
+TARGET static void sums8(const __m256 *w, const __m256 *x, const __m256i *L, __m256 *sumqx, __m256 *sumq2)
+{
+    __m256 a = _mm256_setzero_ps(), b = _mm256_setzero_ps();
+    for (int i = 0; i < 32; i++) {
+        __m256 q = _mm256_cvtepi32_ps(_mm256_add_epi32(_mm256_slli_epi32(L[i], 1), _mm256_set1_epi32(1)));
+        a = _mm256_add_ps(a, _mm256_mul_ps(_mm256_mul_ps(w[i], x[i]), q));
+        b = _mm256_add_ps(b, _mm256_mul_ps(_mm256_mul_ps(w[i], q), q));
+    }
+    *sumqx = a, *sumq2 = b;
+}
+
+TARGET void qf_iq3_search8_avx2(const int32_t *pts, const int32_t *map, const uint16_t *neigh, bool xxs,
+                                const float xval[8][32], const float w[8][32], const float waux[8][32], int8_t L[8][32],
+                                float *scale_out, bool *zero_out)
+{
+    const __m256i idx = _mm256_setr_epi32(0, 32, 64, 96, 128, 160, 192, 224);
+    const __m256 zero = _mm256_setzero_ps(), all = _mm256_castsi256_ps(_mm256_set1_epi32(-1));
+    __m256 x[32], wt[32], wa[32], mx;
+    for (int i = 0; i < 32; i++) {
+        x[i] = _mm256_i32gather_ps(&xval[0][i], idx, 4);
+        wt[i] = _mm256_i32gather_ps(&w[0][i], idx, 4);
+        wa[i] = _mm256_i32gather_ps(&waux[0][i], idx, 4);
+        mx = i ? blend(x[i], mx, _mm256_cmp_ps(mx, x[i], _CMP_GT_OQ)) : x[0];
+    }
+    const __m256 skip = xxs ? _mm256_cmp_ps(mx, _mm256_set1_ps(1e-8f), _CMP_LT_OQ)
+                            : _mm256_cmp_ps(mx, zero, _CMP_EQ_OQ);
+    const __m256 live = _mm256_andnot_ps(skip, all);
+    __m256i Lb[32], La[32];
+    for (int i = 0; i < 32; i++)
+        Lb[i] = La[i] = _mm256_setzero_si256();
+    __m256 on[8], on_aux[8];
+    for (int k = 0; k < 8; k++)
+        on[k] = on_aux[k] = xxs ? all : zero;
+    __m256 best = zero, scale = _mm256_div_ps(mx, _mm256_set1_ps(15.0f));
+    const int ntrial = xxs ? 15 : 9;
+    for (int is = -ntrial; is <= ntrial; ++is) {
+        __m256 id = _mm256_div_ps(_mm256_set1_ps(15 + is * 0.2f), mx);
+        __m256 this_scale = _mm256_div_ps(_mm256_set1_ps(1.0f), id);
+        for (int k = 0; k < 8; k++)
+            round8(pts, map, neigh, x + 4 * k, wa + 4 * k, id, this_scale, live, La + 4 * k, &on_aux[k]);
+        __m256 sqx, sq2;
+        sums8(wt, x, La, &sqx, &sq2);
+        __m256 take = _mm256_and_ps(live, _mm256_and_ps(_mm256_cmp_ps(sq2, zero, _CMP_GT_OQ),
+                                                        _mm256_cmp_ps(_mm256_mul_ps(sqx, sqx),
+                                                                      _mm256_mul_ps(best, sq2), _CMP_GT_OQ)));
+        if (!_mm256_movemask_ps(take))
+            continue;
+        __m256 sc = _mm256_div_ps(sqx, sq2);
+        scale = blend(scale, sc, take);
+        best = blend(best, _mm256_mul_ps(sc, sqx), take);
+        __m256i ti = _mm256_castps_si256(take);
+        for (int i = 0; i < 32; i++)
+            Lb[i] = _mm256_blendv_epi8(Lb[i], La[i], ti);
+        for (int k = 0; k < 8; k++)
+            on[k] = blend(on[k], on_aux[k], take);
+    }
+    /* off-grid groups rounded again at the final scale */
+    __m256 anyoff = zero;
+    for (int k = 0; k < 8; k++)
+        anyoff = _mm256_or_ps(anyoff, _mm256_andnot_ps(on[k], all));
+    __m256 need = _mm256_and_ps(live, _mm256_and_ps(anyoff, _mm256_cmp_ps(scale, zero, _CMP_GT_OQ)));
+    if (_mm256_movemask_ps(need)) {
+        __m256 id = _mm256_div_ps(_mm256_set1_ps(1.0f), scale);
+        for (int k = 0; k < 8; k++) {
+            __m256 act = xxs ? _mm256_andnot_ps(on[k], need) : need, unused = zero;
+            round8(pts, map, neigh, x + 4 * k, wa + 4 * k, id, scale, act, Lb + 4 * k, &unused);
+        }
+        __m256 sqx, sq2;
+        sums8(wt, x, Lb, &sqx, &sq2);
+        scale = blend(scale, _mm256_div_ps(sqx, sq2), _mm256_and_ps(need, _mm256_cmp_ps(sq2, zero, _CMP_GT_OQ)));
+    }
+    _mm256_storeu_ps(scale_out, scale);
+    int32_t t[8];
+    for (int i = 0; i < 32; i++) {
+        _mm256_storeu_si256((__m256i *)t, Lb[i]);
+        for (int b = 0; b < 8; b++)
+            L[b][i] = (int8_t)t[b];
+    }
+    int m = _mm256_movemask_ps(skip);
+    for (int b = 0; b < 8; b++)
+        zero_out[b] = (m >> b) & 1;
+}
+
 TARGET static void q6fit16_avx2(const float *x, int8_t *L, float *scales)
 {
     q6fit8_avx2(x, L, scales);
