@@ -9,6 +9,7 @@
  * time (llama.cpp v0.5.0 ggml/src/ggml-quants.c:3703-3903); its comparator
  * is a total order, so the tables are unique.
  *   gen_iq3 OUT.h */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -75,11 +76,24 @@ static void emit(FILE *f, int G, const uint16_t *kgrid, int nwant)
     fprintf(f, "};\nstatic const int32_t qf_iq3_map%d[4096] = {\n", G);
     for (int i = 0; i < 4096; i++)
         fprintf(f, "%d,%s", map[i], i % 16 == 15 ? "\n" : "");
-    /* one more 0: the vector code reads entries as 32 bits */
-    fprintf(f, "};\nstatic const uint16_t qf_iq3_neigh%d[%d] = {\n", G, n_neigh + 1);
+    fprintf(f, "};\nstatic const uint16_t qf_iq3_neigh%d[%d] = {\n", G, n_neigh);
     for (int i = 0; i < n_neigh; i++)
         fprintf(f, "%u,%s", neigh[i], i % 16 == 15 ? "\n" : "");
-    fprintf(f, "0};\n");
+    /* the same lists for the vector code, which gathers 32-bit entries:
+     * the count, then each neighbour's four coordinates as bytes */
+    fprintf(f, "};\nstatic const int32_t qf_iq3_np%d[%d] = {\n", G, n_neigh);
+    for (int i = 0, left = 0; i < n_neigh; i++) {
+        uint32_t v = neigh[i];
+        if (!left)
+            left = neigh[i]; /* a count */
+        else {
+            const signed char *p = pts[neigh[i]];
+            v = (uint8_t)p[0] | (uint32_t)(uint8_t)p[1] << 8 | (uint32_t)(uint8_t)p[2] << 16 | (uint32_t)(uint8_t)p[3] << 24;
+            left--;
+        }
+        fprintf(f, "%d,%s", (int32_t)v, i % 8 == 7 ? "\n" : "");
+    }
+    fprintf(f, "};\n");
 }
 
 int main(int argc, char **argv)

@@ -28,10 +28,11 @@ struct grid {
     const int8_t (*pts)[4]; /* 2 * l + 1 per coordinate */
     const int32_t *map;     /* a point's index, or -(offset of its neighbour list + 1) */
     const uint16_t *neigh;  /* per list: count, then grid indices by (distance, index) */
+    const int32_t *np;      /* the same lists with each neighbour's coordinates packed (vector code) */
 };
 
-static const struct grid g256 = {qf_iq3_pts256, qf_iq3_map256, qf_iq3_neigh256};
-static const struct grid g512 = {qf_iq3_pts512, qf_iq3_map512, qf_iq3_neigh512};
+static const struct grid g256 = {qf_iq3_pts256, qf_iq3_map256, qf_iq3_neigh256, qf_iq3_np256};
+static const struct grid g512 = {qf_iq3_pts512, qf_iq3_map512, qf_iq3_neigh512, qf_iq3_np512};
 
 /* iq3_find_best_neighbour: the listed point closest to xval / scale in the
  * weighted norm (the first on a tie); its codes into L. */
@@ -214,8 +215,7 @@ static void search_all(const struct grid *g, bool xxs, struct sb *b, bool simd)
 {
 #ifdef QF_HAVE_X86
     if (simd) {
-        qf_iq3_search8_avx2((const int32_t *)g->pts, g->map, g->neigh, xxs, b->xval, b->w, b->waux, b->L, b->scale,
-                            b->zero);
+        qf_iq3_search8_avx2(g->map, g->np, xxs, b->xval, b->w, b->waux, b->L, b->scale, b->zero);
         for (int ib = 0; ib < 8; ++ib)
             if (b->zero[ib]) {
                 b->scale[ib] = 0;

@@ -137,9 +137,9 @@ void qf_quantize_iq3_s_ref(const float *x, uint8_t *y, size_t nb);
 void qf_quantize_iq3_xxs_ref(const float *x, uint8_t *y, size_t nb);
 void qf_iq3_rows(uint32_t type, const float *x, const float *qw, uint8_t *y, size_t nb, bool simd);
 /* the IQ3 scale search for the 8 blocks of a super-block in vector lanes
- * (pts: the grid's points as 4 int8 in an int32; map, neigh: iq3_tables.h);
- * zero[b]: the blocks the reference skips (their L and scale undefined) */
-void qf_iq3_search8_avx2(const int32_t *pts, const int32_t *map, const uint16_t *neigh, bool xxs,
+ * (map, np: iq3_tables.h); zero[b]: the blocks the reference skips (their
+ * L and scale undefined) */
+void qf_iq3_search8_avx2(const int32_t *map, const int32_t *np, bool xxs,
                          const float xval[8][32], const float w[8][32], const float waux[8][32], int8_t L[8][32],
                          float *scale, bool *zero);
 void qf_quantize_iq3_s_avx2(const float *x, uint8_t *y, size_t nb);

@@ -472,13 +472,6 @@ TARGET void qf_iq4_fit8_avx2(const float *x, const float *w, float *scales)
 /* ---- IQ3: iq3.c's search() for the 8 blocks of a super-block, lane b =
  * block b, every lane the scalar operations in order. */
 
-/* 32-bit gathers of 16-bit table entries (the tables end with a spare 0) */
-TARGET static inline __m256i gather_u16(const uint16_t *t, __m256i idx, __m256 mask)
-{
-    __m256i v = _mm256_mask_i32gather_epi32(_mm256_setzero_si256(), (const int *)t, idx, _mm256_castps_si256(mask), 2);
-    return _mm256_and_si256(v, _mm256_set1_epi32(0xffff));
-}
-
 /* coordinate i (signed byte i) of packed grid points */
 TARGET static inline __m256i coord(__m256i p, int i)
 {
@@ -488,7 +481,7 @@ TARGET static inline __m256i coord(__m256i p, int i)
 /* round_group for group k of every lane: codes into Lk[4], the grid
  * points' packed coordinates into *pg, *on for lanes on the grid; lanes
  * outside live are left as they are. */
-TARGET static void round8(const int32_t *pts, const int32_t *map, const uint16_t *neigh, const __m256 *x,
+TARGET static void round8(const int32_t *map, const int32_t *np, const __m256 *x,
                           const __m256 *waux, __m256 id, __m256 scale, __m256 live, __m256i *Lk, __m256 *on)
 {
     const __m256i seven = _mm256_set1_epi32(7), zi = _mm256_setzero_si256();
@@ -503,7 +496,7 @@ TARGET static void round8(const int32_t *pts, const int32_t *map, const uint16_t
     __m256 off = _mm256_andnot_ps(ongrid, live);
     if (_mm256_movemask_ps(off)) { /* best neighbour: the first of the smallest weighted distance */
         __m256i start = _mm256_sub_epi32(_mm256_sub_epi32(zi, gi), _mm256_set1_epi32(1));
-        __m256i cnt = gather_u16(neigh, start, off);
+        __m256i cnt = _mm256_mask_i32gather_epi32(zi, np, start, _mm256_castps_si256(off), 4);
         int32_t c[8];
         _mm256_storeu_si256((__m256i *)c, cnt);
         int most = 0;
@@ -513,8 +506,8 @@ TARGET static void round8(const int32_t *pts, const int32_t *map, const uint16_t
         __m256i bestp = zi;
         for (int j = 1; j <= most; j++) {
             __m256 act = _mm256_and_ps(off, _mm256_castsi256_ps(_mm256_cmpgt_epi32(cnt, _mm256_set1_epi32(j - 1))));
-            __m256i cand = gather_u16(neigh, _mm256_add_epi32(start, _mm256_set1_epi32(j)), act);
-            __m256i p = _mm256_mask_i32gather_epi32(zi, pts, cand, _mm256_castps_si256(act), 4);
+            __m256i p = _mm256_mask_i32gather_epi32(zi, np, _mm256_add_epi32(start, _mm256_set1_epi32(j)),
+                                                    _mm256_castps_si256(act), 4);
             __m256 d2 = _mm256_setzero_ps();
             for (int i = 0; i < 4; i++) {
                 __m256 diff = _mm256_sub_ps(_mm256_mul_ps(scale, _mm256_cvtepi32_ps(coord(p, i))), x[i]);
@@ -549,7 +542,7 @@ TARGET static void sums8(const __m256 *w, const __m256 *x, const __m256i *L, __m
     *sumqx = a, *sumq2 = b;
 }
 
-TARGET void qf_iq3_search8_avx2(const int32_t *pts, const int32_t *map, const uint16_t *neigh, bool xxs,
+TARGET void qf_iq3_search8_avx2(const int32_t *map, const int32_t *np, bool xxs,
                                 const float xval[8][32], const float w[8][32], const float waux[8][32], int8_t L[8][32],
                                 float *scale_out, bool *zero_out)
 {
@@ -577,7 +570,7 @@ TARGET void qf_iq3_search8_avx2(const int32_t *pts, const int32_t *map, const ui
         __m256 id = _mm256_div_ps(_mm256_set1_ps(15 + is * 0.2f), mx);
         __m256 this_scale = _mm256_div_ps(_mm256_set1_ps(1.0f), id);
         for (int k = 0; k < 8; k++)
-            round8(pts, map, neigh, x + 4 * k, wa + 4 * k, id, this_scale, live, La + 4 * k, &on_aux[k]);
+            round8(map, np, x + 4 * k, wa + 4 * k, id, this_scale, live, La + 4 * k, &on_aux[k]);
         __m256 sqx, sq2;
         sums8(wt, x, La, &sqx, &sq2);
         __m256 take = _mm256_and_ps(live, _mm256_and_ps(_mm256_cmp_ps(sq2, zero, _CMP_GT_OQ),
@@ -603,7 +596,7 @@ TARGET void qf_iq3_search8_avx2(const int32_t *pts, const int32_t *map, const ui
         __m256 id = _mm256_div_ps(_mm256_set1_ps(1.0f), scale);
         for (int k = 0; k < 8; k++) {
             __m256 act = xxs ? _mm256_andnot_ps(on[k], need) : need, unused = zero;
-            round8(pts, map, neigh, x + 4 * k, wa + 4 * k, id, scale, act, Lb + 4 * k, &unused);
+            round8(map, np, x + 4 * k, wa + 4 * k, id, scale, act, Lb + 4 * k, &unused);
         }
         __m256 sqx, sq2;
         sums8(wt, x, Lb, &sqx, &sq2);
