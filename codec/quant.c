@@ -51,19 +51,6 @@ void qf_quantize_q8_0_ref(const float *x, uint8_t *y, size_t nb)
     }
 }
 
-/* Signed value of largest magnitude (first one wins ties). */
-static inline float signed_absmax(const float *x, int n)
-{
-    float amax = 0.0f, max = 0.0f;
-    for (int j = 0; j < n; j++) {
-        if (amax < fabsf(x[j])) {
-            amax = fabsf(x[j]);
-            max = x[j];
-        }
-    }
-    return max;
-}
-
 static inline void min_max(const float *x, int n, float *mn, float *mx)
 {
     float lo = FLT_MAX, hi = -FLT_MAX;
@@ -80,7 +67,7 @@ static inline void min_max(const float *x, int n, float *mn, float *mx)
 void qf_quantize_q4_0_ref(const float *x, uint8_t *y, size_t nb)
 {
     for (size_t i = 0; i < nb; i++, x += 32, y += 18) {
-        const float d = signed_absmax(x, 32) / -8;
+        const float d = qf_signed_absmax(x, 32) / -8;
         const float id = d ? 1.0f / d : 0.0f;
         qf_put16(y, qf_f32_to_f16(d));
         for (int j = 0; j < 16; j++) {
@@ -111,7 +98,7 @@ void qf_quantize_q4_1_ref(const float *x, uint8_t *y, size_t nb)
 void qf_quantize_q5_0_ref(const float *x, uint8_t *y, size_t nb)
 {
     for (size_t i = 0; i < nb; i++, x += 32, y += 22) {
-        const float d = signed_absmax(x, 32) / -16;
+        const float d = qf_signed_absmax(x, 32) / -16;
         const float id = d ? 1.0f / d : 0.0f;
         qf_put16(y, qf_f32_to_f16(d));
         uint32_t qh = 0;
@@ -271,15 +258,8 @@ static float fit_sym_descent(int n, int nmax, const float *x, int8_t *L)
 
 float qf_fit_sym(int n, int nmax, const float *x, int8_t *L, const float *qw)
 {
-    float max = 0, amax = 0;
-    for (int i = 0; i < n; ++i) {
-        float ax = fabsf(x[i]);
-        if (ax > amax) {
-            amax = ax;
-            max = x[i];
-        }
-    }
-    if (amax < GROUP_MAX_EPS) {
+    const float max = qf_signed_absmax(x, n);
+    if (fabsf(max) < GROUP_MAX_EPS) {
         memset(L, 0, (size_t)n);
         return 0.f;
     }
@@ -604,15 +584,8 @@ void qf_q6_finish(const float *x, int8_t *L, const float *scales, uint8_t *y)
 {
     uint8_t *ql = y, *qh = y + 128;
     int8_t *sc = (int8_t *)(y + 192);
-    float max_scale = 0, max_abs_scale = 0;
-    for (int ib = 0; ib < 16; ++ib) {
-        float a = fabsf(scales[ib]);
-        if (a > max_abs_scale) {
-            max_abs_scale = a;
-            max_scale = scales[ib];
-        }
-    }
-    if (max_abs_scale < GROUP_MAX_EPS) {
+    const float max_scale = qf_signed_absmax(scales, 16);
+    if (fabsf(max_scale) < GROUP_MAX_EPS) {
         memset(y, 0, 210);
         return;
     }
@@ -639,9 +612,8 @@ void qf_q6_finish(const float *x, int8_t *L, const float *scales, uint8_t *y)
 }
 
 /* -------------------------------------------------------------------- iq4_nl
- * 32 values per block: fp16 d, then 16 bytes of 4-bit indices into a fixed
- * non-linear table. llama.cpp uses it as the fallback for q2_K/q3_K tensors
- * whose rows are not a multiple of 256. */
+ * The non-linear 4-bit table of IQ4_NL and IQ4_XS (their quantizers are in
+ * quant_w.c: llama-quantize always runs the weighted search for them). */
 const int8_t qf_iq4nl_values[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
 
 int qf_iq4_index(float x)

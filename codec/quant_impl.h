@@ -4,6 +4,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -41,6 +42,20 @@ static inline int qf_nearest_int(float f)
     int32_t i;
     memcpy(&i, &v, sizeof i);
     return (i & 0x007fffff) - 0x00400000;
+}
+
+/* The signed value of largest magnitude, the first on a tie (ggml's
+ * amax/max loops; its magnitude is theirs: a NaN is never taken). */
+static inline float qf_signed_absmax(const float *x, int n)
+{
+    float amax = 0.0f, max = 0.0f;
+    for (int j = 0; j < n; j++) {
+        if (amax < fabsf(x[j])) {
+            amax = fabsf(x[j]);
+            max = x[j];
+        }
+    }
+    return max;
 }
 
 extern const int8_t qf_iq4nl_values[16];

@@ -355,15 +355,8 @@ static float iq4_fit(const float *xb, const float *w)
 {
     const int8_t *v = qf_iq4nl_values;
     const int ntry = 7;
-    float amax = 0, max = 0;
-    for (int j = 0; j < 32; ++j) {
-        float ax = fabsf(xb[j]);
-        if (ax > amax) {
-            amax = ax;
-            max = xb[j];
-        }
-    }
-    if (amax < GROUP_MAX_EPS)
+    const float max = qf_signed_absmax(xb, 32);
+    if (fabsf(max) < GROUP_MAX_EPS)
         return 0;
     float d = -max / v[0];
     float id = 1 / d;
@@ -460,14 +453,7 @@ static void block_iq4_xs(const float *x, const float *qw, uint8_t *y, bool simd)
     uint8_t L[256];
     iq4_weights(x, qw, 256, w);
     iq4_fits(x, w, 8, simd, scales);
-    float max_scale = 0, amax_scale = 0;
-    for (int ib = 0; ib < 8; ++ib) {
-        float abs_d = fabsf(scales[ib]);
-        if (abs_d > amax_scale) {
-            amax_scale = abs_d;
-            max_scale = scales[ib];
-        }
-    }
+    const float max_scale = qf_signed_absmax(scales, 8);
     uint16_t scales_h = 0;
     uint8_t *scales_l = y + 4;
     memset(scales_l, 0, 4);

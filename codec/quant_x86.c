@@ -371,16 +371,22 @@ TARGET static void q6fit8_avx2(const float *x, int8_t *L, float *scales)
 }
 
 /* The weighted fits of the imatrix kernels (quant_w.c), 8 sub-blocks of n
- * values at x + stride * j with weights at w + stride * j. */
-TARGET void qf_fit_sym8_avx2(const float *x, const float *w, int stride, int n, int nmax, int8_t *L, float *scales)
+ * values at x + stride * j with weights at w + stride * j: element i of
+ * every sub-block into xt[i], wt[i]. */
+TARGET static void gather8(const float *x, const float *w, int stride, int n, __m256 *xt, __m256 *wt)
 {
     const __m256i idx = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(stride));
-    __m256 xt[32] = {0}, wt[32] = {0}, scale, tiny;
-    __m256i Lt[32];
     for (int i = 0; i < n; i++) {
         xt[i] = _mm256_i32gather_ps(x + i, idx, 4);
         wt[i] = _mm256_i32gather_ps(w + i, idx, 4);
     }
+}
+
+TARGET void qf_fit_sym8_avx2(const float *x, const float *w, int stride, int n, int nmax, int8_t *L, float *scales)
+{
+    __m256 xt[32] = {0}, wt[32] = {0}, scale, tiny;
+    __m256i Lt[32];
+    gather8(x, w, stride, n, xt, wt);
     sym_lanes(xt, wt, n, nmax, Lt, &scale, &tiny);
     store_sym(Lt, tiny, n, nmax, stride, L);
     _mm256_storeu_ps(scales, scale);
@@ -389,13 +395,9 @@ TARGET void qf_fit_sym8_avx2(const float *x, const float *w, int stride, int n, 
 TARGET void qf_fit_min8_avx2(const float *x, const float *w, int stride, int n, int nmax, float rmin, float rdelta,
                              int nstep, uint8_t *L, float *scales, float *neg_mins)
 {
-    const __m256i idx = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(stride));
     __m256 xt[32] = {0}, wt[32] = {0}, scale, neg_min;
     __m256i Lt[32];
-    for (int i = 0; i < n; i++) {
-        xt[i] = _mm256_i32gather_ps(x + i, idx, 4);
-        wt[i] = _mm256_i32gather_ps(w + i, idx, 4);
-    }
+    gather8(x, w, stride, n, xt, wt);
     fit_lanes(xt, wt, n, nmax, rmin, rdelta, nstep, false, Lt, &scale, &neg_min);
     store_L(Lt, n, stride, L);
     _mm256_storeu_ps(scales, scale);
