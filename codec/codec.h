@@ -589,9 +589,14 @@ struct qf_hf_input {
     uint64_t vocab_n_kv;
     const struct qf_st *const *shards; /* parsed headers, in file-name order */
     size_t n_shards;
-    /* a LoRA adapter merged in (PEFT's merge_and_unload): W + s (B A) for
-     * each pair, s = lora_alpha / r (alpha / sqrt(r) with use_rslora), r the
-     * pair's rank; NULL: none. A and B are read whole through rd. */
+    /* a LoRA adapter merged in (PEFT's merge_and_unload of the base loaded
+     * in float32): W + s (B A) for each pair, s = alpha / r (alpha / sqrt(r)
+     * with use_rslora), r the pair's rank, alpha the first alpha_pattern key
+     * matching the module (PEFT's get_pattern_key: "^(.*\.)?(KEY)$", POSIX
+     * extended syntax; a key in Python-only syntax is refused) or
+     * lora_alpha; DoRA rows scaled to their magnitude (m / ||W + s B A||);
+     * every other adapter tensor named as a base tensor (modules_to_save)
+     * replaces it. NULL: none. The adapter is read whole through rd. */
     const struct qf_lora_merge {
         const char *config; /* adapter_config.json */
         size_t config_len;
@@ -611,10 +616,15 @@ struct qf_hf_tensor {
     uint32_t perm_heads;      /* llama q/k: rows permuted in this many heads, 0: none */
     bool norm_shift;          /* Gemma: values + 1 (rounded to fp16 for an fp16 source) */
     /* a merged LoRA pair (owned; NULL: none): row r of the source gains
-     * lora_scale * B[r] . A, A [lora_r x ne0], B [rows x lora_r], F32 */
-    float *lora_a, *lora_b;
+     * lora_scale * B[r] . A, A [lora_r x ne0], B [rows x lora_r], F32;
+     * with DoRA (lora_m: the magnitude per source row) the merged row is
+     * then scaled by lora_m[r] / its L2 norm */
+    float *lora_a, *lora_b, *lora_m;
     uint32_t lora_r;
     double lora_scale;
+    /* modules_to_save: the adapter's tensor in place of the source's (F32,
+     * in the source's element order; owned; NULL: none) */
+    float *repl;
     float *gen;               /* a generated tensor's values (rope_freqs), owned; NULL: from a shard */
     /* a stack of experts (MoE): n_parts source matrices of nelems /
      * n_parts elements, expert-major; part_shard/part_off replace

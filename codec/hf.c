@@ -18,6 +18,7 @@
 #include <strings.h>
 
 #include <jansson.h>
+#include <regex.h>
 #include <sleef.h>
 
 #include "codec.h"
@@ -1593,76 +1594,160 @@ static float *read_f32(const struct qf_lora_merge *lm, const struct qf_st_tensor
     return f;
 }
 
+/* The alpha of module key (an HF weight's name without ".weight"): the
+ * first alpha_pattern key, in the file's order, that PEFT's
+ * get_pattern_key matches (re.match of "(.*\.)?(KEY)$"), else lora_alpha.
+ * Keys were checked by lora_check. */
+static double lora_alpha_of(json_t *ac, const char *key)
+{
+    double alpha = 8;
+    jnum(ac, "lora_alpha", &alpha);
+    const char *k;
+    json_t *v;
+    json_object_foreach(json_object_get(ac, "alpha_pattern"), k, v) {
+        char *re = NULL;
+        regex_t rx;
+        bool hit = false;
+        if (asprintf(&re, "^(.*\\.)?(%s)$", k) >= 0 && !regcomp(&rx, re, REG_EXTENDED | REG_NOSUB)) {
+            hit = !regexec(&rx, key, 0, NULL, 0);
+            regfree(&rx);
+        }
+        free(re);
+        if (hit)
+            return json_number_value(v);
+    }
+    return alpha;
+}
+
+/* An adapter tensor, whole, widened to F32, that must have shape [d0, d1]
+ * (d1 0: a vector of d0) */
+static int adapter_f32(const struct qf_lora_merge *lm, const struct qf_st_tensor *t, uint64_t d0, uint64_t d1,
+                       float **out, const char *what, char *err, size_t errlen)
+{
+    if (st_float(t->dtype) == UINT32_MAX || t->n_dims != (d1 ? 2u : 1u) || t->shape[0] != d0 || (d1 && t->shape[1] != d1))
+        return qf_fail(err, errlen, -ENOTSUP, "adapter tensor %.200s (%s of %llu x %llu): not a float tensor of "
+                       "that shape", t->name, what, (unsigned long long)d0, (unsigned long long)(d1 ? d1 : 1));
+    return (*out = read_f32(lm, t)) ? 0 : -ENOMEM;
+}
+
 /* Merging adapter lm into the checkpoint's tensor named hf_name (o): the
- * pair whose base name it is, read in, with PEFT's scale. Pairs are
- * counted in *used; a DoRA, bias or replacement tensor refuses the whole
- * adapter (PEFT would change more than W + sBA). */
+ * pair whose base name it is (and its DoRA magnitude), read in, with
+ * PEFT's scale, or the tensor that replaces it (modules_to_save). Pairs
+ * and replacements are counted in *used. */
 static int lora_attach(const struct qf_lora_merge *lm, json_t *ac, const char *hf_name, struct qf_hf_tensor *o,
                        size_t *used, char *err, size_t errlen)
 {
     static const char pfx[] = "base_model.model.";
     size_t hl = strlen(hf_name);
-    if (hl < 7 || strcmp(hf_name + hl - 7, ".weight"))
-        return 0;
-    const struct qf_st_tensor *ab[2] = {NULL, NULL};
+    const struct qf_st_tensor *ab[3] = {NULL, NULL, NULL}, *repl = NULL;
+    bool weight = hl > 7 && !strcmp(hf_name + hl - 7, ".weight");
     for (size_t i = 0; i < lm->weights->n_tensors; i++) {
         const char *n = lm->weights->tensors[i].name;
         if (!strncmp(n, pfx, sizeof pfx - 1))
             n += sizeof pfx - 1;
-        if (strncmp(n, hf_name, hl - 7) || n[hl - 7] != '.')
+        if (!strcmp(n, hf_name)) {
+            repl = &lm->weights->tensors[i];
+            continue;
+        }
+        if (!weight || strncmp(n, hf_name, hl - 7) || n[hl - 7] != '.')
             continue;
         const char *rest = n + hl - 6;
         if (!strcmp(rest, "lora_A.weight"))
             ab[0] = &lm->weights->tensors[i];
         else if (!strcmp(rest, "lora_B.weight"))
             ab[1] = &lm->weights->tensors[i];
+        else if (!strcmp(rest, "lora_magnitude_vector"))
+            ab[2] = &lm->weights->tensors[i];
     }
-    if (!ab[0] && !ab[1])
+    uint64_t rows = o->n_dims == 2 ? o->ne[1] : o->ne[0], cols = o->n_dims == 2 ? o->ne[0] : 1;
+    if (repl) {
+        if (ab[0] || ab[1] || o->n_parts)
+            return qf_fail(err, errlen, -ENOTSUP, "%s: both replaced (modules_to_save) and adapted", hf_name);
+        (*used)++;
+        return adapter_f32(lm, repl, o->n_dims == 2 ? rows : o->ne[0], o->n_dims == 2 ? cols : 0, &o->repl,
+                           "replacing the base's", err, errlen);
+    }
+    if (!ab[0] && !ab[1] && !ab[2])
         return 0;
-    if (!ab[0] || !ab[1] || ab[0]->n_dims != 2 || ab[1]->n_dims != 2 || st_float(ab[0]->dtype) == UINT32_MAX ||
-        st_float(ab[1]->dtype) == UINT32_MAX || o->n_parts || o->n_dims != 2)
+    if (!ab[0] || !ab[1] || ab[0]->n_dims != 2 || o->n_parts || o->n_dims != 2)
         return qf_fail(err, errlen, -ENOTSUP, "adapter pair of %s: not two float matrices on a weight matrix", hf_name);
-    uint64_t r = ab[0]->shape[0], rows = o->ne[1], cols = o->ne[0];
-    if (!r || ab[1]->shape[1] != r || ab[0]->shape[1] != cols || ab[1]->shape[0] != rows)
-        return qf_fail(err, errlen, -ENOTSUP, "adapter pair of %s: shapes [%llu, %llu] x [%llu, %llu] do not fit "
-                       "its [%llu, %llu]", hf_name, (unsigned long long)ab[1]->shape[0],
-                       (unsigned long long)ab[1]->shape[1], (unsigned long long)ab[0]->shape[0],
-                       (unsigned long long)ab[0]->shape[1], (unsigned long long)rows, (unsigned long long)cols);
-    double alpha = 8;
-    jnum(ac, "lora_alpha", &alpha);
+    bool dora = json_is_true(json_object_get(ac, "use_dora"));
+    if (dora != (ab[2] != NULL))
+        return qf_fail(err, errlen, -ENOTSUP, "adapter pair of %s: %s", hf_name,
+                       dora ? "use_dora without its lora_magnitude_vector" : "a lora_magnitude_vector without use_dora");
+    uint64_t r = ab[0]->shape[0];
+    if (!r || r > 65536)
+        return qf_fail(err, errlen, -ENOTSUP, "adapter pair of %s: rank %llu", hf_name, (unsigned long long)r);
+    char key[256];
+    snprintf(key, sizeof key, "%.*s", (int)(hl - 7), hf_name);
+    double alpha = lora_alpha_of(ac, key);
     o->lora_r = (uint32_t)r;
     o->lora_scale = json_is_true(json_object_get(ac, "use_rslora")) ? alpha / sqrt((double)r) : alpha / (double)r;
-    if (!(o->lora_a = read_f32(lm, ab[0])) || !(o->lora_b = read_f32(lm, ab[1])))
-        return -ENOMEM;
-    (*used)++;
-    return 0;
+    int rc = adapter_f32(lm, ab[0], r, cols, &o->lora_a, "lora_A", err, errlen);
+    if (!rc)
+        rc = adapter_f32(lm, ab[1], rows, r, &o->lora_b, "lora_B", err, errlen);
+    if (!rc && ab[2])
+        rc = adapter_f32(lm, ab[2], rows, 0, &o->lora_m, "DoRA magnitude", err, errlen);
+    if (!rc)
+        (*used)++;
+    return rc;
 }
 
 /* What merging an adapter needs that quantfs does not do: refused before
- * anything is built. *pairs: its lora_A/lora_B pairs. */
-static int lora_check(const struct qf_lora_merge *lm, json_t *ac, size_t *pairs, char *err, size_t errlen)
+ * anything is built. *pairs: its lora_A/lora_B pairs and replacing
+ * tensors (each must find its base tensor). */
+static int lora_check(const struct qf_lora_merge *lm, json_t *ac, const json_t *cfg, size_t *pairs, char *err,
+                      size_t errlen)
 {
     const char *pt = json_string_value(json_object_get(ac, "peft_type"));
     if (pt && strcmp(pt, "LORA"))
         return qf_fail(err, errlen, -ENOTSUP, "adapter_config.json: peft_type %s is not LORA", pt);
-    if (json_object_size(json_object_get(ac, "alpha_pattern")))
-        return qf_fail(err, errlen, -ENOTSUP, "alpha_pattern is not merged yet");
-    if (json_is_true(json_object_get(ac, "fan_in_fan_out")) || json_is_true(json_object_get(ac, "use_dora")) ||
-        json_is_true(json_object_get(ac, "lora_bias")))
-        return qf_fail(err, errlen, -ENOTSUP, "fan_in_fan_out, DoRA and lora_bias are not merged");
+    const char *k;
+    json_t *v;
+    json_object_foreach(json_object_get(ac, "alpha_pattern"), k, v) {
+        /* Python's re and POSIX ERE agree on plain names, dots, classes and
+         * alternation; escapes like \d and (?...) groups they do not */
+        bool py = !json_is_number(v) || strstr(k, "(?") || strstr(k, "*?") || strstr(k, "+?") || strstr(k, "??");
+        for (const char *c = k; *c && !py; c++)
+            py = c[0] == '\\' && isalnum((unsigned char)c[1]);
+        char *re = NULL;
+        regex_t rx;
+        int bad = py || asprintf(&re, "^(.*\\.)?(%s)$", k) < 0 || regcomp(&rx, re, REG_EXTENDED | REG_NOSUB);
+        if (re && !bad)
+            regfree(&rx);
+        free(re);
+        if (bad)
+            return qf_fail(err, errlen, -ENOTSUP, "alpha_pattern key '%.100s': not a number, or a regex quantfs does "
+                           "not read as PEFT does (Python-only syntax)", k);
+    }
+    if (json_is_true(json_object_get(ac, "fan_in_fan_out")) || json_is_true(json_object_get(ac, "lora_bias")) ||
+        json_array_size(json_object_get(ac, "target_parameters")))
+        return qf_fail(err, errlen, -ENOTSUP, "fan_in_fan_out, lora_bias and target_parameters are not merged");
     const char *init = json_string_value(json_object_get(ac, "init_lora_weights"));
     if (init && (!strncmp(init, "pissa", 5) || !strcmp(init, "olora") || !strcmp(init, "corda") ||
                  !strcmp(init, "lora_ga") || !strcmp(init, "loftq")))
         return qf_fail(err, errlen, -ENOTSUP, "init_lora_weights %s changed the base: not a plain merge", init);
+    /* a replaced embedding or lm_head would untie a tied model (PEFT then
+     * saves both; the converter's output gains output.weight) */
+    json_t *tie = json_object_get(cfg, "tie_word_embeddings");
+    bool untied = tie && json_is_false(tie);
     *pairs = 0;
     for (size_t i = 0; i < lm->weights->n_tensors; i++) {
         const char *n = lm->weights->tensors[i].name;
         size_t l = strlen(n);
         if (l > 14 && !strcmp(n + l - 14, ".lora_A.weight"))
             (*pairs)++;
-        else if (!(l > 14 && !strcmp(n + l - 14, ".lora_B.weight")))
-            return qf_fail(err, errlen, -ENOTSUP, "adapter tensor '%.200s' is not a lora_A or lora_B weight (DoRA, "
-                           "biases, modules_to_save and trainable tokens are not merged)", n);
+        else if ((l > 14 && !strcmp(n + l - 14, ".lora_B.weight")) ||
+                 (l > 22 && !strcmp(n + l - 22, ".lora_magnitude_vector")))
+            continue;
+        else if (strstr(n, "lora_embedding_") || strstr(n, "trainable_tokens") || strstr(n, ".lora_"))
+            return qf_fail(err, errlen, -ENOTSUP, "adapter tensor '%.200s': LoRA on embeddings, trainable tokens and "
+                           "LoRA biases are not merged", n);
+        else if (!untied && (strstr(n, "embed_tokens") || strstr(n, "lm_head")))
+            return qf_fail(err, errlen, -ENOTSUP, "adapter tensor '%.200s' replaces an embedding of a model with "
+                           "tied (or possibly tied) embeddings: untying is not merged", n);
+        else
+            (*pairs)++; /* modules_to_save: replaces the base tensor of its name */
     }
     return 0;
 }
@@ -1701,7 +1786,7 @@ int qf_hf_build(const struct qf_hf_input *in, struct qf_hf **out, char *err, siz
         goto out;
     }
     if (in->lora && (!(ac = load(in->lora->config, in->lora->config_len, "adapter_config.json", 0, err, errlen)) ||
-                     (rc = lora_check(in->lora, ac, &lora_pairs, err, errlen)))) {
+                     (rc = lora_check(in->lora, ac, hp, &lora_pairs, err, errlen)))) {
         rc = rc ? rc : -EINVAL;
         goto out;
     }
@@ -2175,8 +2260,8 @@ int qf_hf_build(const struct qf_hf_input *in, struct qf_hf **out, char *err, siz
         free(srt);
     }
     if (!rc && lora_used != lora_pairs)
-        rc = qf_fail(err, errlen, -ENOTSUP, "%zu of the adapter's %zu pairs are on no weight matrix of the model "
-                     "(experts, or modules it does not have)", lora_pairs - lora_used, lora_pairs);
+        rc = qf_fail(err, errlen, -ENOTSUP, "%zu of the adapter's %zu pairs and replacing tensors are on no tensor "
+                     "of the model (experts, or modules it does not have)", lora_pairs - lora_used, lora_pairs);
     for (long long l = 0; !rc && experts && l < L; l++)
         if (expert_seen[l]) /* the converter's ValueError("Unprocessed experts") */
             rc = qf_fail(err, errlen, -ENOTSUP, "layer %lld has %u of its %u expert matrices", l, expert_seen[l],
@@ -2451,6 +2536,8 @@ void qf_hf_free(struct qf_hf *hf)
         free(hf->t[i].gen);
         free(hf->t[i].lora_a);
         free(hf->t[i].lora_b);
+        free(hf->t[i].lora_m);
+        free(hf->t[i].repl);
         free(hf->t[i].part_shard);
         free(hf->t[i].part_off);
     }
@@ -2471,6 +2558,75 @@ static uint64_t src_row(const struct qf_hf_tensor *t, uint64_t r)
     uint64_t rows = t->n_dims == 2 ? t->ne[1] : t->ne[0], hd = rows / t->perm_heads;
     uint64_t h = r / hd, w = r % hd;
     return h * hd + (w % 2) * (hd / 2) + w / 2;
+}
+
+/* n values of t from source element first on (the source's row-major
+ * order), as F32: the adapter's replacement, else the shard's bytes
+ * through raw (n * 4 bytes) */
+static int src_values(const struct qf_hf_reader *rd, const struct qf_hf_tensor *t, uint64_t first, uint64_t n,
+                      float *f, uint8_t *raw)
+{
+    if (t->repl) {
+        memcpy(f, t->repl + first, (size_t)n * sizeof *f);
+        return 0;
+    }
+    size_t es = t->src_type == QF_F32 ? 4 : 2;
+    int rc = rd->rd(rd->ctx[t->shard], raw, (size_t)(n * es), t->src_off + first * es);
+    if (!rc)
+        qf_to_f32(t->src_type, raw, f, (size_t)n);
+    return rc;
+}
+
+/* f[x] += s B[row] . A[:, col + x] for x < run, d scratch of run floats:
+ * each sum in rank order (j), so the bytes do not depend on how reads are
+ * cut; in float, as PEFT's own float32 matmul (the loop over columns
+ * vectorizes) */
+static void lora_add(const struct qf_hf_tensor *t, uint64_t row, uint64_t col, uint64_t run, float *f, float *d)
+{
+    const uint64_t row_len = t->ne[0];
+    const float scale = (float)t->lora_scale;
+    const float *b = t->lora_b + row * t->lora_r;
+#ifdef QF_HAVE_X86
+    const bool simd = qf_simd_available();
+#endif
+    for (uint64_t x = 0; x < run; x++)
+        d[x] = 0;
+    for (uint64_t j = 0; j < t->lora_r; j++) {
+        const float *a = t->lora_a + j * row_len + col;
+        float bj = b[j] * scale;
+#ifdef QF_HAVE_X86
+        if (simd) {
+            qf_axpy_avx2(d, a, bj, (size_t)run);
+            continue;
+        }
+#endif
+        for (uint64_t x = 0; x < run; x++)
+            d[x] += bj * a[x];
+    }
+    for (uint64_t x = 0; x < run; x++)
+        f[x] += d[x];
+}
+
+/* DoRA's factor for source row `row`: m[row] / ||W[row] + s (B A)[row]||,
+ * the norm over the whole merged row (PEFT's get_weight_norm, then
+ * magnitude / norm in float32), its squares summed in double */
+static int dora_factor(const struct qf_hf_reader *rd, const struct qf_hf_tensor *t, uint64_t row, float *g)
+{
+    const uint64_t n = t->ne[0];
+    float *f = malloc((size_t)n * sizeof *f), *d = malloc((size_t)n * sizeof *d);
+    uint8_t *raw = malloc((size_t)n * 4);
+    int rc = f && d && raw ? src_values(rd, t, row * n, n, f, raw) : -ENOMEM;
+    if (!rc) {
+        lora_add(t, row, 0, n, f, d);
+        double ss = 0;
+        for (uint64_t x = 0; x < n; x++)
+            ss += (double)f[x] * f[x];
+        *g = t->lora_m[row] / (float)sqrt(ss);
+    }
+    free(f);
+    free(d);
+    free(raw);
+    return rc;
 }
 
 int qf_hf_pread(void *vctx, void *buf, size_t len, uint64_t off)
@@ -2536,49 +2692,36 @@ int qf_hf_pread(void *vctx, void *buf, size_t len, uint64_t off)
             int rc = rd->rd(rd->ctx[t->part_shard[x]], raw, (size_t)(seg * es), t->part_off[x] + within * es);
             if (rc)
                 return rc;
+            qf_to_f32(t->src_type, raw, f, (size_t)seg);
         } else if (t->n_dims == 1 && t->perm_heads) { /* permuted vector: element by element */
             for (uint64_t k = 0; k < seg; k++) {
-                int rc = rd->rd(rd->ctx[t->shard], raw + k * es, es, t->src_off + src_row(t, c + k) * es);
+                int rc = src_values(rd, t, src_row(t, c + k), 1, f + k, raw);
                 if (rc)
                     return rc;
             }
         } else {
-            int rc = rd->rd(rd->ctx[t->shard], raw, (size_t)(seg * es), t->src_off + (sr * row_len + sc) * es);
+            int rc = src_values(rd, t, sr * row_len + sc, seg, f, raw);
             if (rc)
                 return rc;
         }
-        qf_to_f32(t->src_type, raw, f, (size_t)seg);
         if (t->lora_a) { /* merged: + s B[row] . A[:, col], row and column in the source's order */
             float *d = malloc((size_t)seg * sizeof *d);
             if (!d)
                 return -ENOMEM;
-            /* a run of one row at a time; each sum in rank order (j), so the
-             * bytes do not depend on how reads are cut; float, as PEFT's own
-             * float32 matmul (the loop over columns vectorizes) */
-            const float scale = (float)t->lora_scale;
-#ifdef QF_HAVE_X86
-            const bool simd = qf_simd_available();
-#endif
             for (uint64_t k = 0; k < seg;) {
                 uint64_t row = rows ? sr : (c + k) / row_len, col = rows ? c + k : (c + k) % row_len;
                 uint64_t run = row_len - col < seg - k ? row_len - col : seg - k;
-                const float *b = t->lora_b + row * t->lora_r;
-                for (uint64_t x = 0; x < run; x++)
-                    d[x] = 0;
-                for (uint64_t j = 0; j < t->lora_r; j++) {
-                    const float *a = t->lora_a + j * row_len + col;
-                    float bj = b[j] * scale;
-#ifdef QF_HAVE_X86
-                    if (simd) {
-                        qf_axpy_avx2(d, a, bj, (size_t)run);
-                        continue;
+                lora_add(t, row, col, run, f + k, d);
+                if (t->lora_m) { /* DoRA: the whole row's norm */
+                    float g;
+                    int rc = dora_factor(rd, t, row, &g);
+                    if (rc) {
+                        free(d);
+                        return rc;
                     }
-#endif
                     for (uint64_t x = 0; x < run; x++)
-                        d[x] += bj * a[x];
+                        f[k + x] *= g;
                 }
-                for (uint64_t x = 0; x < run; x++)
-                    f[k + x] += d[x];
                 k += run;
             }
             free(d);
