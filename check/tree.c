@@ -70,17 +70,30 @@ static int open_file(const char *path, struct tfile *f)
 static int io_open(void *ctx, const char *name, qf_pread_fn *rd, void **rdctx, uint64_t *size)
 {
     struct tmodel *m = ctx;
-    if (m->n_extra == sizeof m->extra / sizeof *m->extra)
+    size_t slot = 0; /* a slot io_done freed, else a new one */
+    while (slot < m->n_extra && m->extra[slot].fd >= 0)
+        slot++;
+    if (slot == sizeof m->extra / sizeof *m->extra)
         return -EMFILE;
     char p[8192];
     snprintf(p, sizeof p, "%s/%s", m->dir, name);
-    struct tfile *f = &m->extra[m->n_extra];
+    struct tfile *f = &m->extra[slot];
     int rc = open_file(p, f);
     if (rc)
         return rc;
-    m->n_extra++;
+    if (slot == m->n_extra)
+        m->n_extra++;
     *rd = fd_pread, *rdctx = f, *size = f->size;
     return 0;
+}
+
+/* a file read whole (or a shard not kept): its slot is free again */
+static void io_done(void *ctx, void *rdctx)
+{
+    (void)ctx;
+    struct tfile *f = rdctx;
+    close(f->fd);
+    f->fd = -1;
 }
 
 static int read_text(const char *path, char **text, size_t *len)
@@ -157,7 +170,8 @@ static void model_free(struct tmodel *m)
     free(m->builds);
     qf_imatrix_free(m->im);
     for (size_t i = 0; i < m->n_extra; i++)
-        close(m->extra[i].fd);
+        if (m->extra[i].fd >= 0)
+            close(m->extra[i].fd);
     free(m->d.f);
     free(m->paths);
     free(m->files);
@@ -176,6 +190,13 @@ static bool is_file(const char *dir, const char *name)
     struct stat st;
     snprintf(p, sizeof p, "%s/%s", dir, name);
     return stat(p, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+static int cmp_file(const void *a, const void *b)
+{
+    const struct qf_model_file *x = a, *y = b;
+    int c = strcmp(x->name, y->name);
+    return c ? c : x->role - y->role; /* a merged shard after the base's shard of its name */
 }
 
 /* merge: the model BASE+merge (entry is BASE), as the daemon makes it */
@@ -278,20 +299,39 @@ static int model_load(const char *root, const char *entry, const char *merge, st
         if (asprintf(&want, "%s.gguf", merge) < 0 || asprintf(&name, "%s+%s", entry, merge) < 0 ||
             asprintf(&file, "%s.gguf", name) < 0)
             return -ENOMEM;
+        size_t n_st = 0;
         for (size_t i = 0; i < m->d.n; i++) {
-            has |= m->d.f[i].role == QF_ROLE_LORA && !strcmp(m->d.f[i].name, want);
-            if (qf_source_kind(m->d.f[i].role)->derived)
+            int role = m->d.f[i].role;
+            has |= role == QF_ROLE_LORA && !strcmp(m->d.f[i].name, want);
+            n_st += role == QF_ROLE_ST;
+            if (qf_source_kind(role)->derived)
                 free((char *)m->d.f[i].name);
-            else
-                m->d.f[k++] = (struct qf_model_file){m->d.f[i].name, QF_ROLE_MERGE_IN};
+            else /* passed-through files, config.json and the index keep their roles, as the daemon's */
+                m->d.f[k++] = (struct qf_model_file){m->d.f[i].name,
+                                                     role == QF_ROLE_CONFIG || role == QF_ROLE_INDEX ||
+                                                             role == QF_ROLE_ST || role == QF_ROLE_PASS
+                                                         ? role
+                                                         : QF_ROLE_MERGE_IN};
         }
         free(want);
         m->d.n = k;
+        struct qf_model_file *nf3 = realloc(m->d.f, (m->d.n + n_st + 2) * sizeof *nf3);
+        if (!nf3)
+            return -ENOMEM;
+        m->d.f = nf3;
         m->d.f[m->d.n++] = (struct qf_model_file){file, QF_ROLE_MERGED};
+        for (size_t i = 0; i < k; i++) /* each shard: an input, and its merged twin */
+            if (m->d.f[i].role == QF_ROLE_ST) {
+                m->d.f[i].role = QF_ROLE_MERGE_IN;
+                if (!(m->d.f[m->d.n].name = strdup(m->d.f[i].name)))
+                    return -ENOMEM;
+                m->d.f[m->d.n++].role = QF_ROLE_MERGED_ST;
+            }
+        qsort(m->d.f, m->d.n, sizeof *m->d.f, cmp_file);
         free(m->name);
         m->name = name;
         m->d.name = name;
-        m->d.formats = has ? QF_FMT_GGUF : 0;
+        m->d.formats = has ? QF_FMT_GGUF | (n_st ? QF_FMT_SAFETENSORS : 0) : 0;
         if (!has)
             return -ENOENT;
     }
@@ -329,7 +369,7 @@ static int model_load(const char *root, const char *entry, const char *merge, st
     for (size_t i = 0; i < m->d.n; i++) {
         if (!qf_source_kind(m->d.f[i].role)->derived)
             continue;
-        const struct qf_dir_io io = {.ctx = m, .open = io_open};
+        const struct qf_dir_io io = {.ctx = m, .open = io_open, .done = io_done};
         char err[256] = "";
         int rc = qf_source_kind(m->d.f[i].role)->open_dir(&io, &m->d, m->d.f[i].name, &m->builds[i], err, sizeof err);
         for (size_t k = 0; k < m->d.n && !rc; k++) /* a refused config or index refuses it too */
@@ -352,11 +392,12 @@ static int generated_size(struct tmodel *m, size_t fi, const struct qf_view *v, 
     size_t n = 0;
     int rc = sh && names ? 0 : -ENOMEM;
     for (size_t i = 0; i < m->d.n && !rc; i++) {
-        if (m->d.f[i].role != QF_ROLE_ST)
+        bool merged = m->d.f[i].role == QF_ROLE_MERGED_ST;
+        if (m->d.f[i].role != QF_ROLE_ST && !merged)
             continue;
         if (!m->parsed[i])
             rc = -ENOENT;
-        sh[n] = m->parsed[i];
+        sh[n] = merged && m->parsed[i] ? ((const struct qf_hf *)m->parsed[i])->st : m->parsed[i];
         names[n++] = m->d.f[i].name;
     }
     char *text = NULL;
@@ -382,7 +423,7 @@ static int file_size(struct tmodel *m, size_t i, const struct qf_view *v, uint64
     const struct qf_source_kind *k = qf_source_kind(role);
     if (!qf_model_shows(m->d.formats, role, v))
         return -ENOENT;
-    if (!qf_model_converts(m->d.formats, role, v)) {
+    if (!qf_model_converts(m->d.formats, role, v) && !k->derived) { /* a derived file's layout says */
         *size = m->files[i].size;
         return 0;
     }

@@ -632,6 +632,9 @@ struct qf_hf_tensor {
     uint32_t n_parts;
     uint32_t *part_shard;
     uint64_t *part_off;
+    /* a merged safetensors shard's tensor that no merge touched: its
+     * bytes, copied unchanged (0: written as F32) */
+    uint64_t raw_len;
 };
 
 struct qf_hf {
@@ -648,6 +651,9 @@ struct qf_hf {
     uint32_t *type[QF_HF_NOUT];
     uint64_t *off[QF_HF_NOUT];
     struct qf_gguf *f32; /* hdr parsed: what llama-quantize views plan from */
+    /* a merged safetensors shard (qf_hf_build_merged_st): hdr is its
+     * header, hdr parsed here (f32 NULL; size[0], off[0] alone are set) */
+    struct qf_st *st;
 };
 
 /* Returns 0, -ENOMEM, -EINVAL (malformed input) or -ENOTSUP (what the
@@ -676,6 +682,25 @@ struct qf_lora_input {
     const struct qf_st *weights; /* adapter_model.safetensors' parsed header */
 };
 int qf_hf_build_lora(const struct qf_lora_input *in, struct qf_hf **out, char *err, size_t errlen);
+
+/* One safetensors file of a base checkpoint with a LoRA adapter merged
+ * (qf_hf_input.lora's rules), as a safetensors file: the shard's tensors
+ * in its order, each one the merge changes (a pair, or modules_to_save)
+ * in F32 (W + s B A in float, as PEFT merges a float32-loaded base), the
+ * others' bytes unchanged in their dtype, __metadata__ kept; header
+ * compact JSON padded with spaces to 8 bytes. The adapter is checked
+ * against every shard (a pair on no tensor refuses it, -ENOTSUP), the
+ * pairs of this shard read in. Data is read through qf_hf_pread, whose
+ * ctx[0] reads this shard. Returns 0, -ENOMEM, -EINVAL or -ENOTSUP with
+ * the reason in err. */
+struct qf_merged_st_input {
+    const char *config; /* the base's config.json */
+    size_t config_len;
+    const struct qf_st *const *shards; /* every shard of the base, in file-name order */
+    size_t n_shards, shard;            /* shards[shard] is the one built */
+    const struct qf_lora_merge *lora;
+};
+int qf_hf_build_merged_st(const struct qf_merged_st_input *in, struct qf_hf **out, char *err, size_t errlen);
 
 /* What a model's tokenizer.* KVs depend on besides the tokenizer files
  * (tokenizer.json, tokenizer_config.json, tokenizer.model,
@@ -766,6 +791,8 @@ enum qf_role {
     QF_ROLE_MERGE_IN, /* a file of the base of a merged model BASE+ADAPTER: an input, shown nowhere */
     QF_ROLE_MERGED, /* BASE+ADAPTER.gguf: the base's converter GGUF with the adapter merged in */
     QF_ROLE_IMATRIX, /* imatrix.gguf, imatrix.dat or *.imatrix: the input of the -imat views */
+    QF_ROLE_MERGED_ST, /* a shard of BASE+ADAPTER, named as the base's: that shard with the
+                        * adapter merged (qf_hf_build_merged_st), converted per safetensors view */
     QF_ROLE_N
 };
 
@@ -905,6 +932,14 @@ int qf_lora_open_dir(const struct qf_dir_io *io, const char *adapter, struct qf_
  * base with adapters/ADAPTER/ merged in (qf_hf_input.lora). */
 int qf_merged_open_dir(const struct qf_dir_io *io, const struct qf_model_files *m, const char *name,
                        struct qf_hf_dir *out, char *err, size_t errlen);
+
+/* The merged-safetensors kind's open: name a shard of the base, m the
+ * merged model's files (named BASE+ADAPTER; the base's sources among
+ * them, QF_ROLE_MERGED_ST naming its shards): config.json, every shard's
+ * header and adapters/ADAPTER/ read, then qf_hf_build_merged_st;
+ * out->shard_ctx[0] reads that shard. Same contract as qf_hf_open_dir. */
+int qf_merged_st_open_dir(const struct qf_dir_io *io, const struct qf_model_files *m, const char *name,
+                          struct qf_hf_dir *out, char *err, size_t errlen);
 
 /* ------------------------------------------------------------ reports */
 

@@ -1627,15 +1627,18 @@ static int adapter_f32(const struct qf_lora_merge *lm, const struct qf_st_tensor
     if (st_float(t->dtype) == UINT32_MAX || t->n_dims != (d1 ? 2u : 1u) || t->shape[0] != d0 || (d1 && t->shape[1] != d1))
         return qf_fail(err, errlen, -ENOTSUP, "adapter tensor %.200s (%s of %llu x %llu): not a float tensor of "
                        "that shape", t->name, what, (unsigned long long)d0, (unsigned long long)(d1 ? d1 : 1));
+    if (!out) /* checked only */
+        return 0;
     return (*out = read_f32(lm, t)) ? 0 : -ENOMEM;
 }
 
 /* Merging adapter lm into the checkpoint's tensor named hf_name (o): the
  * pair whose base name it is (and its DoRA magnitude), read in, with
  * PEFT's scale, or the tensor that replaces it (modules_to_save). Pairs
- * and replacements are counted in *used. */
+ * and replacements are counted in *used. With load false, checked and
+ * counted, nothing read. */
 static int lora_attach(const struct qf_lora_merge *lm, json_t *ac, const char *hf_name, struct qf_hf_tensor *o,
-                       size_t *used, char *err, size_t errlen)
+                       bool load, size_t *used, char *err, size_t errlen)
 {
     static const char pfx[] = "base_model.model.";
     size_t hl = strlen(hf_name);
@@ -1664,8 +1667,8 @@ static int lora_attach(const struct qf_lora_merge *lm, json_t *ac, const char *h
         if (ab[0] || ab[1] || o->n_parts)
             return qf_fail(err, errlen, -ENOTSUP, "%s: both replaced (modules_to_save) and adapted", hf_name);
         (*used)++;
-        return adapter_f32(lm, repl, o->n_dims == 2 ? rows : o->ne[0], o->n_dims == 2 ? cols : 0, &o->repl,
-                           "replacing the base's", err, errlen);
+        return adapter_f32(lm, repl, o->n_dims == 2 ? rows : o->ne[0], o->n_dims == 2 ? cols : 0,
+                           load ? &o->repl : NULL, "replacing the base's", err, errlen);
     }
     if (!ab[0] && !ab[1] && !ab[2])
         return 0;
@@ -1683,11 +1686,11 @@ static int lora_attach(const struct qf_lora_merge *lm, json_t *ac, const char *h
     double alpha = lora_alpha_of(ac, key);
     o->lora_r = (uint32_t)r;
     o->lora_scale = json_is_true(json_object_get(ac, "use_rslora")) ? alpha / sqrt((double)r) : alpha / (double)r;
-    int rc = adapter_f32(lm, ab[0], r, cols, &o->lora_a, "lora_A", err, errlen);
+    int rc = adapter_f32(lm, ab[0], r, cols, load ? &o->lora_a : NULL, "lora_A", err, errlen);
     if (!rc)
-        rc = adapter_f32(lm, ab[1], rows, r, &o->lora_b, "lora_B", err, errlen);
+        rc = adapter_f32(lm, ab[1], rows, r, load ? &o->lora_b : NULL, "lora_B", err, errlen);
     if (!rc && ab[2])
-        rc = adapter_f32(lm, ab[2], rows, 0, &o->lora_m, "DoRA magnitude", err, errlen);
+        rc = adapter_f32(lm, ab[2], rows, 0, load ? &o->lora_m : NULL, "DoRA magnitude", err, errlen);
     if (!rc)
         (*used)++;
     return rc;
@@ -2233,7 +2236,7 @@ int qf_hf_build(const struct qf_hf_input *in, struct qf_hf **out, char *err, siz
             o->src_type = qt;
             o->src_off = t->offset;
             o->norm_shift = a->norm_shift && has_suffix(nm, "norm.weight");
-            if (in->lora && (rc = lora_attach(in->lora, ac, t->name, o, &lora_used, err, errlen))) {
+            if (in->lora && (rc = lora_attach(in->lora, ac, t->name, o, true, &lora_used, err, errlen))) {
                 hf->n_tensors++; /* owns what was read */
                 break;
             }
@@ -2523,6 +2526,106 @@ void qf_hf_tokenizer_kvs(const struct qf_hf *hf, const uint8_t **p, size_t *len,
     *n_kv = n;
 }
 
+/* ------------------------------------------- merged safetensors */
+
+int qf_hf_build_merged_st(const struct qf_merged_st_input *in, struct qf_hf **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    json_t *cfg = load(in->config, in->config_len, "config.json", 0, err, errlen), *hp = NULL, *ac = NULL;
+    json_t *hj = json_object();
+    struct qf_hf *hf = calloc(1, sizeof *hf);
+    const struct qf_st *me = in->shard < in->n_shards ? in->shards[in->shard] : NULL;
+    size_t pairs = 0, used = 0;
+    int rc = !cfg ? -EINVAL : !hj || !hf ? -ENOMEM : me ? 0 : -EINVAL;
+    if (!rc && !(hp = hparams(cfg)))
+        rc = -ENOMEM;
+    if (!rc && !(ac = load(in->lora->config, in->lora->config_len, "adapter_config.json", 0, err, errlen)))
+        rc = -EINVAL;
+    if (!rc)
+        rc = lora_check(in->lora, ac, hp, &pairs, err, errlen);
+    /* the whole adapter against every shard (a pair on no tensor refuses
+     * it, as for the GGUF); only this shard's tensors are read in */
+    if (!rc && !(hf->t = calloc(me->n_tensors + 1, sizeof *hf->t)))
+        rc = -ENOMEM;
+    for (size_t s = 0; !rc && s < in->n_shards; s++) {
+        const struct qf_st *st = in->shards[s];
+        for (size_t i = 0; !rc && i < st->n_tensors; i++) {
+            const struct qf_st_tensor *t = &st->tensors[i];
+            struct qf_hf_tensor tmp = {0}, *o = s == in->shard ? &hf->t[hf->n_tensors] : &tmp;
+            o->n_dims = t->n_dims;
+            for (int d = 0; d < QF_GGUF_MAX_DIMS; d++)
+                o->ne[d] = 1;
+            for (uint32_t d = 0; d < t->n_dims && d < QF_GGUF_MAX_DIMS; d++)
+                o->ne[d] = t->shape[t->n_dims - 1 - d];
+            o->nelems = t->nelems;
+            o->src_type = st_float(t->dtype);
+            o->src_off = t->offset;
+            if (o->src_type != UINT32_MAX && t->n_dims >= 1 && t->n_dims <= 2)
+                rc = lora_attach(in->lora, ac, t->name, o, s == in->shard, &used, err, errlen);
+            if (o == &tmp)
+                continue;
+            hf->n_tensors++; /* owns what was read */
+            bool merged = o->lora_a || o->repl;
+            o->raw_len = merged ? 0 : t->nbytes;
+            uint64_t at = hf->size[0], n = merged ? t->nelems * 4 : t->nbytes;
+            json_t *e = json_object(), *shape = json_array();
+            for (uint32_t d = 0; e && shape && d < t->n_dims; d++)
+                json_array_append_new(shape, json_integer((json_int_t)t->shape[d]));
+            if (!e || !shape || json_object_set_new(e, "dtype", json_string(merged ? "F32" : qf_st_dtype_name(t->dtype))) ||
+                json_object_set_new(e, "shape", shape) ||
+                json_object_set_new(e, "data_offsets", json_pack("[II]", (json_int_t)at, (json_int_t)(at + n))) ||
+                json_object_set_new(hj, t->name, e))
+                rc = -ENOMEM;
+            hf->size[0] += n;
+        }
+    }
+    if (!rc && used != pairs)
+        rc = qf_fail(err, errlen, -ENOTSUP, "%zu of the adapter's %zu pairs and replacing tensors are on no tensor "
+                     "of the model (modules it does not have)", pairs - used, pairs);
+    /* the offsets recorded so far are data-relative: the header goes first */
+    if (!rc && !(hf->off[0] = malloc((hf->n_tensors + 1) * sizeof *hf->off[0])))
+        rc = -ENOMEM;
+    for (size_t i = 0, at = 0; !rc && i < hf->n_tensors; i++) {
+        hf->off[0][i] = at;
+        at += hf->t[i].raw_len ? hf->t[i].raw_len : hf->t[i].nelems * 4;
+    }
+    char *text = NULL;
+    if (!rc && me->metadata) {
+        json_t *md = json_loads(me->metadata, 0, NULL);
+        json_t *all = json_object();
+        /* __metadata__ first, as the file had it */
+        if (!md || !all || json_object_set_new(all, "__metadata__", md) || json_object_update(all, hj))
+            rc = -ENOMEM;
+        json_decref(hj);
+        hj = all;
+    }
+    if (!rc && !(text = json_dumps(hj, JSON_COMPACT | JSON_PRESERVE_ORDER)))
+        rc = -ENOMEM;
+    if (!rc) {
+        size_t tl = strlen(text), hl = (tl + 7) / 8 * 8; /* padded with spaces, as safetensors pads */
+        if (!(hf->hdr = malloc(8 + hl))) {
+            rc = -ENOMEM;
+        } else {
+            qf_put64(hf->hdr, hl);
+            memcpy(hf->hdr + 8, text, tl);
+            memset(hf->hdr + 8 + tl, ' ', hl - tl);
+            hf->hdr_len = 8 + hl;
+            hf->size[0] += hf->hdr_len;
+            rc = qf_st_parse(mem_pread, hf, hf->size[0], &hf->st, err, errlen);
+        }
+    }
+    free(text);
+    json_decref(hj);
+    json_decref(ac);
+    json_decref(hp);
+    json_decref(cfg);
+    if (rc)
+        qf_hf_free(hf);
+    else
+        *out = hf;
+    return rc;
+}
+
 void qf_hf_free(struct qf_hf *hf)
 {
     if (!hf)
@@ -2543,6 +2646,7 @@ void qf_hf_free(struct qf_hf *hf)
     }
     free(hf->t);
     qf_gguf_free(hf->f32);
+    qf_st_free(hf->st);
     free(hf);
 }
 
@@ -2654,8 +2758,16 @@ int qf_hf_pread(void *vctx, void *buf, size_t len, uint64_t off)
                 hi = mid;
         }
         const struct qf_hf_tensor *t = &hf->t[lo];
-        uint64_t tb = hf->off[0][lo], tn = t->nelems * 4;
+        uint64_t tb = hf->off[0][lo], tn = t->raw_len ? t->raw_len : t->nelems * 4;
         uint64_t in = rel - tb;
+        if (t->raw_len && in < tn) { /* a merged shard's untouched tensor */
+            size_t n = (size_t)(tn - in) < len ? (size_t)(tn - in) : len;
+            int rc = rd->rd(rd->ctx[t->shard], out, n, t->src_off + in);
+            if (rc)
+                return rc;
+            out += n, off += n, len -= n;
+            continue;
+        }
         if (in >= tn) { /* padding */
             uint64_t end = (tn + ALIGN - 1) / ALIGN * ALIGN;
             size_t n = (size_t)(end - in) < len ? (size_t)(end - in) : len;

@@ -245,6 +245,45 @@ int qf_hf_open_dir(const struct qf_dir_io *io, const struct qf_model_files *m, s
     return open_dir(io, m, NULL, out, err, errlen);
 }
 
+/* A merged model's adapter (adapters/ADAPTER/ of the base): its config
+ * read whole and its weights' header parsed; *ctx its reader (the caller
+ * calls io->done once the pairs are read in). */
+static int open_adapter(const struct qf_dir_io *io, const char *adapter, char **acfg, size_t *al, struct qf_st **st,
+                        qf_pread_fn *rd, void **ctx, char *err, size_t errlen)
+{
+    char p[512];
+    uint64_t size;
+    snprintf(p, sizeof p, "adapters/%s/adapter_config.json", adapter);
+    int rc = read_whole(io, p, QF_JSON_MAX_BYTES, acfg, al);
+    if (rc)
+        return qf_fail(err, errlen, rc, "%s: %s", p, strerror(-rc));
+    snprintf(p, sizeof p, "adapters/%s/adapter_model.safetensors", adapter);
+    if ((rc = io->open(io->ctx, p, rd, ctx, &size)))
+        return qf_fail(err, errlen, rc, "%s: %s", p, strerror(-rc));
+    char e[256] = "";
+    parse_begin(io);
+    rc = qf_st_parse(*rd, *ctx, size, st, e, sizeof e);
+    parse_end(io);
+    return rc ? qf_fail(err, errlen, rc, "%s: %s", p, e) : 0;
+}
+
+/* The base's own files among a merged model's (its sources: the derived
+ * files, which may share their names, left out), as the base's rows
+ * claim them; base->f malloc'd. */
+static int base_files(const struct qf_model_files *m, struct qf_model_files *base)
+{
+    *base = (struct qf_model_files){.name = m->name, .dir = true};
+    if (!(base->f = malloc((m->n + 1) * sizeof *base->f)))
+        return -ENOMEM;
+    for (size_t i = 0; i < m->n; i++)
+        if (!qf_source_kind(m->f[i].role)->derived)
+            base->f[base->n++] = (struct qf_model_file){m->f[i].name, QF_ROLE_PASS};
+    char *extra = NULL;
+    int rc = qf_model_claim(base, NULL, &extra);
+    free(extra);
+    return rc;
+}
+
 int qf_merged_open_dir(const struct qf_dir_io *io, const struct qf_model_files *m, const char *name,
                        struct qf_hf_dir *out, char *err, size_t errlen)
 {
@@ -253,37 +292,18 @@ int qf_merged_open_dir(const struct qf_dir_io *io, const struct qf_model_files *
     size_t n = strlen(name);
     if (!plus || n < 6 || strcmp(name + n - 5, ".gguf") || (size_t)(name + n - 5 - plus - 1) > 200)
         return qf_fail(err, errlen, -EINVAL, "%s: not a merged model's file name", name);
-    char adapter[256], p[512];
+    char adapter[256];
     memcpy(adapter, plus + 1, (size_t)(name + n - 5 - plus - 1));
     adapter[name + n - 5 - plus - 1] = 0;
-    /* the base's files, as the base's own rows see them */
-    struct qf_model_files base = {.name = m->name, .dir = true, .n = m->n};
-    char *extra = NULL, *acfg = NULL;
+    struct qf_model_files base;
+    char *acfg = NULL;
     size_t al = 0;
     struct qf_st *st = NULL;
-    int rc = (base.f = malloc((m->n + 1) * sizeof *base.f)) ? 0 : -ENOMEM;
-    for (size_t i = 0; !rc && i < m->n; i++)
-        base.f[i] = (struct qf_model_file){m->f[i].name, QF_ROLE_PASS};
-    if (!rc)
-        rc = qf_model_claim(&base, NULL, &extra);
-    free(extra);
-    snprintf(p, sizeof p, "adapters/%s/adapter_config.json", adapter);
-    if (!rc && (rc = read_whole(io, p, QF_JSON_MAX_BYTES, &acfg, &al)))
-        rc = qf_fail(err, errlen, rc, "%s: %s", p, strerror(-rc));
-    snprintf(p, sizeof p, "adapters/%s/adapter_model.safetensors", adapter);
     qf_pread_fn rd;
     void *ctx = NULL;
-    uint64_t size;
-    if (!rc && (rc = io->open(io->ctx, p, &rd, &ctx, &size)))
-        rc = qf_fail(err, errlen, rc, "%s: %s", p, strerror(-rc));
-    char e[256] = "";
-    if (!rc) {
-        parse_begin(io);
-        rc = qf_st_parse(rd, ctx, size, &st, e, sizeof e);
-        parse_end(io);
-        if (rc)
-            rc = qf_fail(err, errlen, rc, "%s: %s", p, e);
-    }
+    int rc = base_files(m, &base);
+    if (!rc)
+        rc = open_adapter(io, adapter, &acfg, &al, &st, &rd, &ctx, err, errlen);
     if (!rc) {
         struct qf_lora_merge lm = {.config = acfg, .config_len = al, .weights = st, .rd = rd, .ctx = ctx};
         rc = open_dir(io, &base, &lm, out, err, errlen);
@@ -291,6 +311,76 @@ int qf_merged_open_dir(const struct qf_dir_io *io, const struct qf_model_files *
     if (ctx && io->done) /* A and B are in memory */
         io->done(io->ctx, ctx);
     qf_st_free(st);
+    free(acfg);
+    free(base.f);
+    return finish(rc, out, err, errlen);
+}
+
+int qf_merged_st_open_dir(const struct qf_dir_io *io, const struct qf_model_files *m, const char *name,
+                          struct qf_hf_dir *out, char *err, size_t errlen)
+{
+    memset(out, 0, sizeof *out);
+    const char *plus = m->name ? strrchr(m->name, '+') : NULL;
+    if (!plus || strlen(plus + 1) > 200)
+        return qf_fail(err, errlen, -EINVAL, "%s: not a merged model", m->name ? m->name : "(unnamed)");
+    struct qf_model_files base;
+    char *cfg = NULL, *acfg = NULL;
+    size_t cl = 0, al = 0, n_sh = 0, me = SIZE_MAX;
+    struct qf_st *ast = NULL, **sh = calloc(m->n + 1, sizeof *sh);
+    qf_pread_fn rd;
+    void *actx = NULL;
+    int rc = sh ? base_files(m, &base) : -ENOMEM;
+    if (!sh)
+        base.f = NULL;
+    if (!rc && (rc = read_whole(io, "config.json", QF_JSON_MAX_BYTES, &cfg, &cl)))
+        rc = qf_fail(err, errlen, rc, "config.json: %s", strerror(-rc));
+    if (!rc && !(out->shard_ctx = calloc(1, sizeof *out->shard_ctx)))
+        rc = -ENOMEM;
+    /* every shard's header (the adapter is checked against them all); this one stays open */
+    for (size_t i = 0; i < base.n && !rc; i++) {
+        if (base.f[i].role != QF_ROLE_ST)
+            continue;
+        qf_pread_fn srd;
+        void *ctx;
+        uint64_t size;
+        char e[200] = "";
+        if ((rc = io->open(io->ctx, base.f[i].name, &srd, &ctx, &size))) {
+            rc = qf_fail(err, errlen, rc, "%s: %s", base.f[i].name, strerror(-rc));
+            break;
+        }
+        parse_begin(io);
+        rc = qf_st_parse(srd, ctx, size, &sh[n_sh], e, sizeof e);
+        parse_end(io);
+        if (rc) {
+            out->shard_refused = true;
+            rc = qf_fail(err, errlen, rc, "%s: %s", base.f[i].name, e);
+            break;
+        }
+        if (!strcmp(base.f[i].name, name)) {
+            me = n_sh;
+            out->shard_ctx[0] = ctx;
+        } else if (io->done) {
+            io->done(io->ctx, ctx);
+        }
+        n_sh++;
+    }
+    if (!rc && me == SIZE_MAX)
+        rc = qf_fail(err, errlen, -ENOENT, "%s: not a safetensors file of the base", name);
+    if (!rc)
+        rc = open_adapter(io, plus + 1, &acfg, &al, &ast, &rd, &actx, err, errlen);
+    if (!rc) {
+        struct qf_lora_merge lm = {.config = acfg, .config_len = al, .weights = ast, .rd = rd, .ctx = actx};
+        struct qf_merged_st_input in = {.config = cfg, .config_len = cl, .shards = (const struct qf_st *const *)sh,
+                                        .n_shards = n_sh, .shard = me, .lora = &lm};
+        rc = qf_hf_build_merged_st(&in, &out->hf, err, errlen);
+    }
+    if (actx && io->done) /* the adapter's tensors are in memory */
+        io->done(io->ctx, actx);
+    for (size_t i = 0; i < n_sh; i++)
+        qf_st_free(sh[i]);
+    free(sh);
+    qf_st_free(ast);
+    free(cfg);
     free(acfg);
     free(base.f);
     return finish(rc, out, err, errlen);

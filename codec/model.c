@@ -99,6 +99,17 @@ static int st_layout(const void *p, const struct qf_view *v, const struct qf_mod
 
 static void st_close(void *p) { qf_st_free(p); }
 
+/* a merged shard: converted as a safetensors file; f32 (no conversion) is
+ * the merged file itself */
+static int merged_st_layout(const void *p, const struct qf_view *v, const struct qf_model_imatrix *im,
+                            struct qf_layout **out, char *err, size_t errlen)
+{
+    const struct qf_hf *hf = p;
+    if (!st_converts(QF_FMT_SAFETENSORS, v))
+        return qf_layout_passthrough(hf->size[0], out);
+    return st_layout(hf->st, v, im, out, err, errlen);
+}
+
 /* ------------------------------------------------- Hugging Face -> GGUF */
 
 static bool hf_converts(unsigned formats, const struct qf_view *v)
@@ -260,6 +271,16 @@ static const struct qf_source_kind kinds[QF_ROLE_N] = {
                         .layout = hf_layout,
                         .close = hf_close,
                         .open_dir = qf_merged_open_dir},
+    [QF_ROLE_MERGED_ST] = {.name = "merged-safetensors",
+                           .what = "a shard of BASE+ADAPTER: the base's shard with the adapter merged (PEFT's "
+                                   "merge_and_unload in float32), converted per safetensors view",
+                           .format = QF_FMT_SAFETENSORS,
+                           .derived = true,
+                           .converts = st_converts,
+                           .shows = st_shows,
+                           .layout = merged_st_layout,
+                           .close = hf_close,
+                           .open_dir = qf_merged_st_open_dir},
     [QF_ROLE_LORA] = {.name = "lora",
                       .what = "NAME.gguf of adapters/NAME/: convert_lora_to_gguf.py's F32 adapter",
                       .format = QF_FMT_LORA,

@@ -25,7 +25,9 @@ static bool has_suffix(const char *s, const char *suf)
 
 static int cmp_file(const void *a, const void *b)
 {
-    return strcmp(((const struct qfs_file *)a)->name, ((const struct qfs_file *)b)->name);
+    const struct qfs_file *x = a, *y = b;
+    int c = strcmp(x->name, y->name);
+    return c ? c : x->kind - y->kind; /* a merged shard after the base's shard of its name */
 }
 
 /* Appends a file (its role decided later, by classify). */
@@ -521,8 +523,11 @@ static int merged_build(struct qfs *q, struct qfs_model *m, const char *name, co
     m->formats = 0;
     if (rc || !has_adapter || !has_gguf)
         goto out;
-    /* keep the sources, as inputs shown nowhere; the derived files go */
-    size_t k = 0, cap = m->n_files;
+    /* keep the sources: tokenizer files and others passed through,
+     * config.json and the index rewritten per safetensors view as the
+     * base's, the rest as inputs shown nowhere; each shard an input with a
+     * merged twin of its name; the base's derived files go */
+    size_t k = 0, cap = m->n_files, n_st = 0;
     for (size_t i = 0; i < m->n_files; i++) {
         struct qfs_file *f = &m->files[i];
         if (derived(f->kind)) {
@@ -531,15 +536,25 @@ static int merged_build(struct qfs *q, struct qfs_model *m, const char *name, co
             free(f->path);
             continue;
         }
-        f->kind = QF_ROLE_MERGE_IN;
+        n_st += f->kind == QF_ROLE_ST;
+        if (f->kind != QF_ROLE_CONFIG && f->kind != QF_ROLE_INDEX && f->kind != QF_ROLE_ST && f->kind != QF_ROLE_PASS)
+            f->kind = QF_ROLE_MERGE_IN;
         m->files[k++] = *f;
     }
     m->n_files = k;
     free(m->name);
     if (!(m->name = strdup(name)) || (rc = add_file(m, &cap, file, path, QF_ROLE_MERGED)))
         rc = -ENOMEM;
-    else
-        m->formats = QF_FMT_GGUF;
+    for (size_t i = 0, n = m->n_files; !rc && i < n; i++) {
+        if (m->files[i].kind != QF_ROLE_ST)
+            continue;
+        m->files[i].kind = QF_ROLE_MERGE_IN;
+        char *sname = strdup(m->files[i].name);
+        rc = sname ? add_file(m, &cap, sname, path, QF_ROLE_MERGED_ST) : -ENOMEM;
+        free(sname);
+    }
+    if (!rc)
+        m->formats = QF_FMT_GGUF | (n_st ? QF_FMT_SAFETENSORS : 0);
     if (!rc)
         qsort(m->files, m->n_files, sizeof *m->files, cmp_file);
 out:
@@ -624,7 +639,8 @@ static bool have_shard(void *arg, const char *shard)
 {
     const struct qfs_model *m = ((struct shard_ctx *)arg)->m;
     for (size_t i = 0; i < m->n_files; i++)
-        if (m->files[i].kind == QF_ROLE_ST && !strcmp(m->files[i].name, shard))
+        if ((m->files[i].kind == QF_ROLE_ST || m->files[i].kind == QF_ROLE_MERGED_ST) &&
+            !strcmp(m->files[i].name, shard))
             return true;
     return false;
 }
@@ -1442,7 +1458,8 @@ static int generated_json(struct qfs *q, struct qfs_snap *s, size_t v, struct qf
     size_t n = 0;
     int rc = shards && names && held ? 0 : -ENOMEM;
     for (size_t i = 0; i < m->n_files && !rc; i++) {
-        if (m->files[i].kind != QF_ROLE_ST)
+        bool merged = m->files[i].kind == QF_ROLE_MERGED_ST;
+        if (m->files[i].kind != QF_ROLE_ST && !merged)
             continue;
         struct qfs_snap *sh = qfs_snap_peek(q, m, &m->files[i], &rc);
         if (!sh)
@@ -1453,7 +1470,7 @@ static int generated_json(struct qfs *q, struct qfs_snap *s, size_t v, struct qf
             n++;
             break;
         }
-        shards[n] = sh->parsed;
+        shards[n] = merged ? ((const struct qf_hf *)sh->parsed)->st : sh->parsed;
         names[n++] = m->files[i].name;
     }
     char err[256] = "", *text = NULL;
@@ -1490,7 +1507,7 @@ int qfs_snap_layout(struct qfs *q, struct qfs_snap *s, size_t v, struct qf_layou
         const struct qf_source_kind *k = qf_source_kind(kind);
         if (!qf_model_shows(m->formats, kind, vw))
             rc = -ENOENT;
-        else if (!qf_model_converts(m->formats, kind, vw))
+        else if (!qf_model_converts(m->formats, kind, vw) && !k->derived) /* a derived file has no size of its own */
             rc = qf_layout_passthrough((uint64_t)s->st.st_size, &s->layouts[v]);
         else if (s->err[0])
             rc = -ENOENT;

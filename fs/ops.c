@@ -790,13 +790,15 @@ static int cache_fraction(struct qfs *q, const struct qfs_ino *d, char *buf, siz
 {
     struct qfs_model *m = q->models[d->m];
     struct qfs_file *f = &m->files[d->f];
-    int rc;
+    int rc = 0;
     struct qfs_snap *s = qfs_snap_peek(q, m, f, &rc);
     if (!s)
         return rc;
+    rc = 0;
     struct qf_layout *l = NULL;
     struct frac_ctx c = {q, s, 0, 0};
-    if (qf_source_kind(f->kind)->open && !s->err[0] && !(rc = qfs_snap_layout(q, s, d->v, &l)))
+    const struct qf_source_kind *k = qf_source_kind(f->kind);
+    if ((k->open || k->derived) && !s->err[0] && !(rc = qfs_snap_layout(q, s, d->v, &l)))
         qf_layout_walk(l, 0, l->size, frac_piece, &c);
     qfs_snap_put(s);
     if (rc)

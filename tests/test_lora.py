@@ -102,10 +102,16 @@ def test_tree_shows_the_lora_view(mount_factory, tmp_path):
     want = {f: os.path.getsize(m.path("stories260K", "lora", f)) for f in os.listdir(m.path("stories260K", "lora"))}
     assert listed == want, (listed, want)
     # and the merged model, as a model of its own
-    at = lines.index("stories260K+plain/")
-    at = lines.index("  q4_k_m/", at)
-    name, size = lines[at + 1].split()
-    assert name == "stories260K+plain.gguf" and int(size) == os.path.getsize(m.path("stories260K+plain", "q4_k_m", name))
+    base = lines.index("stories260K+plain/")
+    for view in ("q4_k_m", "f32", "int8"):
+        at = lines.index("  %s/" % view, base)
+        listed = {}
+        for line in lines[at + 1:]:
+            if not line.startswith("    "):
+                break
+            listed[line.split()[0]] = int(line.split()[1])
+        d = m.path("stories260K+plain", view)
+        assert listed == {f: os.path.getsize(os.path.join(d, f)) for f in os.listdir(d)}, (view, listed)
 
 
 def test_adapters_come_and_go_with_the_live_store(mount_factory, tmp_path):
@@ -215,7 +221,7 @@ def test_merged_models_are_the_base_with_the_adapter_merged(mount_factory, tmp_p
     m.expect_log(r"is not offered")
     names = os.listdir(m.path())
     assert {"stories260K+plain", "stories260K+pattern", "stories260K+rslora", "gemma2s+gemma"} <= set(names), names
-    assert "q4_k_m" in os.listdir(m.path("stories260K+plain")) and "int8" not in os.listdir(m.path("stories260K+plain"))
+    assert {"q4_k_m", "int8", "fp8"} <= set(os.listdir(m.path("stories260K+plain")))
     base = read_st(os.path.join(SHARED, "models", "stories260K", "hf", "model.safetensors"))
     cfg = json.load(open(os.path.join(SHARED, "models", "stories260K", "hf", "config.json")))
     gguf_names = {"q_proj": "attn_q", "k_proj": "attn_k", "v_proj": "attn_v", "o_proj": "attn_output",
@@ -332,3 +338,55 @@ def test_merged_views_equal_peft_merge_and_unload(mount_factory, tmp_path):
         # order meets a near-tie within 24 tokens (qwen2s+q2: token 22); their first 16 must agree
         n = 24 if base == "stories260K" else 16
         assert generate([path], "")[0][:n] == MERGES["tokens"][model][:n], model
+
+
+def test_merged_safetensors_views_are_the_merged_checkpoints(mount_factory, tmp_path):
+    """MODEL+NAME/f32/ holds the merged checkpoint as safetensors (the base's
+    shards, every tensor a merge changed in F32, within 1e-6 of PEFT's
+    merge_and_unload); each safetensors view of MODEL+NAME (fp16, bf16,
+    int8, int4, fp8: files and generated JSON) is byte for byte that view
+    of a store holding that f32 checkpoint as a plain model."""
+    import numpy as np
+    src = merge_store(tmp_path)
+    m = mount_factory(src)
+    m.expect_log(r"is not offered")
+    copies = tmp_path / "copies"
+    copies.mkdir()
+    for model, fps in sorted(MERGES["merged"].items()):
+        base = model.split("+")[0]
+        f32 = m.path(model, "f32")
+        shards = sorted(f for f in os.listdir(f32) if f.endswith(".safetensors"))
+        assert shards == sorted(f for f in os.listdir(src / base) if f.endswith(".safetensors")), model
+        got = {}
+        for sh in shards:
+            with open(os.path.join(f32, sh), "rb") as f:
+                import struct
+                n = struct.unpack("<Q", f.read(8))[0]
+                header = json.loads(f.read(n))
+                data = f.read()
+            for name, t in header.items():
+                if name == "__metadata__":
+                    continue
+                a, b = t["data_offsets"]
+                if name in fps:
+                    assert t["dtype"] == "F32", (model, name)
+                    got[name] = np.frombuffer(data[a:b], dtype="<f4").reshape(t["shape"])
+        assert sorted(got) == sorted(fps), model
+        for name, fp in fps.items():
+            like_peft(got[name], fp, (model, name))
+        # the merged checkpoint as a plain model of another store
+        shutil.copytree(f32, copies / model, ignore=shutil.ignore_patterns("*.gguf"))
+        for f in os.listdir(src / base):
+            if f.startswith("tokenizer") and not os.path.exists(copies / model / f):
+                shutil.copy(src / base / f, copies / model / f)
+    c = mount_factory(copies)
+    for model in sorted(MERGES["merged"]):
+        for v in ("fp16", "bf16", "int8", "int4", "fp8"):
+            want = sorted(f for f in os.listdir(c.path(model, v)) if not f.endswith(".gguf"))
+            have = sorted(f for f in os.listdir(m.path(model, v)) if not f.endswith(".gguf"))
+            assert have == want, (model, v)
+            for f in want:
+                with open(m.path(model, v, f), "rb") as x, open(c.path(model, v, f), "rb") as y:
+                    assert x.read() == y.read(), (model, v, f)
+            # read, so cached (the xattr of a derived file once failed with a stray errno)
+            assert os.getxattr(m.path(model, v, want[-1]), "user.quantfs.cache") == b"1.0000", (model, v)
