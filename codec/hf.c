@@ -5,7 +5,8 @@
  * tokenizer.json and tokenizer_config.json, tensor order, types and
  * offsets, one row per converter class (archs[]); a PEFT LoRA adapter as
  * convert_lora_to_gguf.py's file (qf_hf_build_lora), or merged into the
- * checkpoint (qf_hf_input.lora). Sources: ../shared/docs/hf-to-gguf.md,
+ * checkpoint (qf_hf_input.lora; one shard of the merged checkpoint as a
+ * safetensors file: qf_hf_build_merged_st). Sources: ../shared/docs/hf-to-gguf.md,
  * architectures.md and lora.md, which cite the converter's files
  * (conversion/, convert_lora_to_gguf.py, gguf-py/gguf/vocab.py,
  * gguf_writer.py). */

@@ -2,7 +2,10 @@
  * model directory's inputs (config, tokenizer files, safetensors headers,
  * a vocab-only GGUF) through the caller's file access and builds the
  * converter's GGUF (qf_hf_build); lora builds an adapter's GGUF
- * (qf_hf_build_lora). codec.h "qf_hf_open_dir", "qf_lora_open_dir". */
+ * (qf_hf_build_lora); merged and merged-safetensors build a base with an
+ * adapter merged (qf_hf_input.lora, qf_hf_build_merged_st). codec.h
+ * "qf_hf_open_dir", "qf_lora_open_dir", "qf_merged_open_dir",
+ * "qf_merged_st_open_dir". */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>

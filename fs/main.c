@@ -45,6 +45,7 @@ static const struct fuse_opt cli_opts[] = {
 static const struct fuse_opt qfs_opts[] = {
     QOPT("views=%s", views_opt, 0),
     QOPT("imatrix=%s", imatrix_opt, 0),
+    QOPT("adapters=%s", adapters_opt, 0),
     QOPT("threads=%u", workers, 0),
     QOPT("workers=%u", workers, 0), /* the 0.1 name of threads= */
     QOPT("cache_dir=%s", cache_dir, 0),
@@ -95,6 +96,8 @@ static void usage(const char *prog)
            "    -o views=V1,V2,...     views to offer (default: all)\n"
            "    -o imatrix=NAME        each model directory's imatrix file (default: imatrix.gguf,\n"
            "                           imatrix.dat, *.imatrix)\n"
+           "    -o adapters=A=M:...    adapter directory A at the source root belongs to model M\n"
+           "                           (default: the model its base_model_name_or_path names)\n"
            "    -o cache_size=SIZE     memory tier of zstd-compressed blocks, e.g. 512M, 2G\n"
            "                           (default: 1/16 of RAM)\n"
            "    -o cache_dir=DIR       persistent tier: keep blocks across mounts, shareable (default: none)\n"
@@ -293,7 +296,7 @@ static char *load_config(const char *path)
             ok = false;
             break;
         }
-        bool views = !strcmp(k, "views");
+        bool views = !strcmp(k, "views") || !strcmp(k, "adapters"); /* lists: a, b c -> a:b:c */
         size_t need = len + 2 * strlen(k) + (v ? 2 * strlen(v) : 0) + 4;
         if (need > cap) {
             char *no = realloc(out, cap = need * 2);
@@ -515,6 +518,11 @@ int main(int argc, char *argv[])
         fprintf(stderr, "quantfs: imatrix=%s: a file name in each model directory, not a path\n", q.imatrix_opt);
         goto out;
     }
+    if (q.adapters_opt && !qfs_adapters_opt_ok(q.adapters_opt)) {
+        fprintf(stderr, "quantfs: adapters=%s: a list of ADAPTER=MODEL pairs (names at the source root) joined "
+                "by ':'\n", q.adapters_opt);
+        goto out;
+    }
     if (!(q.mountpoint = realpath(co.mountpoint, NULL))) {
         fprintf(stderr, "quantfs: mount point %s: %s\n", co.mountpoint, strerror(errno));
         goto out;
@@ -627,6 +635,7 @@ out:
     free(q.mountpoint);
     free(q.views_opt);
     free(q.imatrix_opt);
+    free(q.adapters_opt);
     free(q.config_path);
     free(cfg_opts);
     free(cargv);

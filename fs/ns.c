@@ -320,10 +320,46 @@ static void free_root_ads(struct qfs_root_adapter *v, size_t n)
     free(v);
 }
 
+static bool plain_name(const char *p, size_t n)
+{
+    return n && !memchr(p, '/', n) && !memchr(p, '=', n) && !(n == 1 && p[0] == '.') &&
+           !(n == 2 && p[0] == '.' && p[1] == '.');
+}
+
+bool qfs_adapters_opt_ok(const char *opt)
+{
+    for (const char *p = opt; *p;) {
+        size_t n = strcspn(p, ":"), a = strcspn(p, "=");
+        if (a >= n || !plain_name(p, a) || !plain_name(p + a + 1, n - a - 1))
+            return false;
+        p += n + (p[n] == ':');
+        if (!*p && p[-1] == ':')
+            return false;
+    }
+    return opt[0] != 0;
+}
+
+/* The model -o adapters= names for root adapter name (copied to base), or false */
+static bool adapters_opt_base(const struct qfs *q, const char *name, char *base, size_t n)
+{
+    size_t nl = strlen(name);
+    for (const char *p = q->adapters_opt; p && *p;) {
+        size_t l = strcspn(p, ":"), a = strcspn(p, "=");
+        if (a == nl && !strncmp(p, name, nl) && l - a - 1 < n) {
+            memcpy(base, p + a + 1, l - a - 1);
+            base[l - a - 1] = 0;
+            return true;
+        }
+        p += l + (p[l] == ':');
+    }
+    return false;
+}
+
 /* Pairs the adapters at the source root (names: its entries, sorted) with
- * the model directory their base_model_name_or_path names: by directory
- * name (its last component), else by a base's config.json _name_or_path.
- * None or several: left unpaired, said once. */
+ * the model directory -o adapters= names, else the one their
+ * base_model_name_or_path names: by directory name (its last component),
+ * else by a base's config.json _name_or_path. None or several: left
+ * unpaired, said once. */
 static void pair_root_adapters(struct qfs *q, char **names, size_t n)
 {
     struct qfs_root_adapter *v = NULL;
@@ -351,7 +387,20 @@ static void pair_root_adapters(struct qfs *q, char **names, size_t n)
             base[--bl] = 0;
         const char *last = strrchr(base, '/') ? strrchr(base, '/') + 1 : base;
         size_t found = 0, at = 0;
-        for (int pass = 0; pass < 2 && !found && *base; pass++)
+        char named[256];
+        bool by_opt = adapters_opt_base(q, names[i], named, sizeof named);
+        if (by_opt) { /* the admin's pairing: that model directory, whatever the config says */
+            for (size_t k = 0; k < n && !found; k++) {
+                char *c;
+                if (k == i || strcmp(names[k], named) || asprintf(&c, "%s/%s/config.json", q->source, names[k]) < 0)
+                    continue;
+                if (access(c, F_OK) == 0)
+                    found = 1, at = k;
+                free(c);
+            }
+            snprintf(base, sizeof base, "%s", named);
+        }
+        for (int pass = 0; pass < 2 && !found && *base && !by_opt; pass++)
             for (size_t k = 0; k < n; k++) {
                 char *c;
                 if (k == i || asprintf(&c, "%s/%s/config.json", q->source, names[k]) < 0)
@@ -372,7 +421,11 @@ static void pair_root_adapters(struct qfs *q, char **names, size_t n)
         if (said)
             continue;
         if (ra->base)
-            qfs_log(q, LOG_INFO, "adapter '%s' at the source root: its base is model '%s'", ra->name, ra->base);
+            qfs_log(q, LOG_INFO, "adapter '%s' at the source root: its base is model '%s'%s", ra->name, ra->base,
+                    by_opt ? " (-o adapters=)" : "");
+        else if (by_opt)
+            qfs_log(q, LOG_WARNING, "adapter '%s' at the source root: -o adapters= pairs it with '%s', which is no "
+                    "Hugging Face model of the store; not offered", ra->name, base);
         else
             qfs_log(q, LOG_WARNING, "adapter '%s' at the source root: base_model_name_or_path '%s' names %s model of "
                     "the store; not offered", ra->name, base, found ? "more than one" : "no");

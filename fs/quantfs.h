@@ -142,6 +142,7 @@ struct qfs {
     char *source;          /* absolute source root */
     char *views_opt;
     char *imatrix_opt;     /* -o imatrix=NAME: each model directory's file of that name is its imatrix */
+    char *adapters_opt;    /* -o adapters=NAME=BASE:...: root adapters paired by name, not by their config */
     char *config_path;     /* -o config=, already read into the options */
     size_t cache_size;     /* memory tier budget */
     size_t hot_size;       /* idle plain blocks */
@@ -278,6 +279,8 @@ void qfs_io_stop(struct qfs *q);
  * file, -EACCES outside the root. *st: its fstat. */
 int qfs_open_source(struct qfs *q, const char *path, struct stat *st);
 int qfs_scan(struct qfs *q);
+/* -o adapters=: ADAPTER=MODEL pairs joined by ':', plain names (no '/') */
+bool qfs_adapters_opt_ok(const char *opt);
 unsigned qfs_rescan(struct qfs *q);
 /* The live model named name, or -1. */
 int qfs_find_model(struct qfs *q, const char *name);

@@ -12,7 +12,7 @@ import shutil
 import subprocess
 import time
 
-from conftest import SHARED
+from conftest import QUANTFS, SHARED
 from test_hf import NODE_DIR, diff, have_node, need, record
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -390,3 +390,32 @@ def test_merged_safetensors_views_are_the_merged_checkpoints(mount_factory, tmp_
                     assert x.read() == y.read(), (model, v, f)
             # read, so cached (the xattr of a derived file once failed with a stray errno)
             assert os.getxattr(m.path(model, v, want[-1]), "user.quantfs.cache") == b"1.0000", (model, v)
+
+
+def test_adapters_option_pairs_root_adapters(mount_factory, tmp_path):
+    """-o adapters=ADAPTER=MODEL (or the config file's adapters line) pairs an
+    adapter at the source root with a model whatever its
+    base_model_name_or_path says; a pairing with no such model is said and
+    left out; a malformed list stops the mount with a message."""
+    src = tmp_path / "src"
+    src.mkdir()
+    shutil.copytree(os.path.join(SHARED, "models", "stories260K", "hf"), src / "stories260K")
+    shutil.copytree(os.path.join(SHARED, "models", "stories260K", "hf"), src / "other")
+    for name in ("ft", "lost"):
+        shutil.copytree(os.path.join(REFS, "stories260K", "adapters", "plain"), src / name)
+        ac = json.load(open(src / name / "adapter_config.json"))
+        ac["base_model_name_or_path"] = "nowhere/none"
+        json.dump(ac, open(src / name / "adapter_config.json", "w"))
+    m = mount_factory(src, "adapters=ft=other:lost=gone")
+    m.require_log(r"adapter 'lost' at the source root: -o adapters= pairs it with 'gone', which is no Hugging Face")
+    assert sorted(os.listdir(m.path())) == [".quantfs", "other", "other+ft", "stories260K"]
+    d = diff(record(m.path("other", "lora", "ft.gguf")), RECORDS["plain.lora.gguf"])
+    assert not d, d
+    conf = tmp_path / "q.conf"
+    conf.write_text("adapters = ft=stories260K, lost=other\n")
+    c = mount_factory(src, "config=%s" % conf)
+    assert sorted(os.listdir(c.path())) == [".quantfs", "other", "other+lost", "stories260K", "stories260K+ft"]
+    for bad in ("ft", "ft=", "=x", "ft=../x", "ft=a:", "a=b=c"):
+        r = subprocess.run([QUANTFS, str(src), str(tmp_path), "-o", "adapters=" + bad],
+                           capture_output=True, text=True, timeout=30)
+        assert r.returncode != 0 and "adapters=%s: a list of ADAPTER=MODEL pairs" % bad in r.stderr, (bad, r.stderr)
