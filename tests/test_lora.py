@@ -316,7 +316,8 @@ def test_merged_views_equal_peft_merge_and_unload(mount_factory, tmp_path):
     (stories260K), an untied BF16 Llama-3 and a tied BF16 Qwen2 with biases
     (refs/lora/merges.json, mkmerge.py on the device), is in the merged f32
     GGUF within 1e-6, in llama.cpp's q/k row order; llama.cpp generates
-    PEFT's own greedy tokens from the merged f32 GGUF."""
+    PEFT's own greedy tokens from the merged f32 GGUF, and from the merged
+    q8_0 GGUF for fine-tune-sized adapters."""
     import numpy as np
     import gguf_reader
     m = mount_factory(merge_store(tmp_path))
@@ -338,6 +339,12 @@ def test_merged_views_equal_peft_merge_and_unload(mount_factory, tmp_path):
         # order meets a near-tie within 24 tokens (qwen2s+q2: token 22); their first 16 must agree
         n = 24 if base == "stories260K" else 16
         assert generate([path], "")[0][:n] == MERGES["tokens"][model][:n], model
+    # fine-tune-sized adapters (plain and DoRA) keep PEFT's tokens through q8_0 too; they
+    # leave the base's own greedy tokens at token 20
+    assert MERGES["tokens"]["stories260K+gentle"][:20] == PEFT["stories260K+None"][:20] != \
+        MERGES["tokens"]["stories260K+gentle"] != PEFT["stories260K+None"]
+    for model in ("stories260K+gentle", "stories260K+gdora"):
+        assert generate([m.path(model, "q8_0", model + ".gguf")], "")[0] == MERGES["tokens"][model], model
 
 
 def test_merged_safetensors_views_are_the_merged_checkpoints(mount_factory, tmp_path):

@@ -28,19 +28,26 @@ specs = {
     "l3": ("llama3s", dict(r=4, lora_alpha=8, use_dora=True, target_modules=ALL, alpha_pattern={"down_proj": 2})),
     # a Qwen2-shaped BF16 base, tied, q/k/v biases: plain LoRA with a rank pattern
     "q2": ("qwen2s", dict(r=4, lora_alpha=16, target_modules=ALL, rank_pattern={"k_proj": 2})),
+    # fine-tune-sized deltas (PEFT's own init, then B ~ N(0, 0.01)): the model still reads well,
+    # so a quantized merged view keeps PEFT's greedy tokens; plain, and DoRA (magnitudes x U(0.95, 1.05))
+    "gentle": ("stories260K", dict(r=8, lora_alpha=16, target_modules=ALL, init_lora_weights=True)),
+    "gdora": ("stories260K", dict(r=8, lora_alpha=16, use_dora=True, target_modules=ALL, init_lora_weights=True)),
 }
 res = {"merged": {}, "tokens": {}}
 for name, (base, kw) in specs.items():
     torch.manual_seed(1000 + sum(map(ord, name)))
     bdir = os.path.join(bases, base)
     m = AutoModelForCausalLM.from_pretrained(bdir, dtype=torch.float32)
-    p = get_peft_model(m, LoraConfig(init_lora_weights=False, **kw))
+    gentle = kw.get("init_lora_weights") is True
+    p = get_peft_model(m, LoraConfig(**dict(dict(init_lora_weights=False), **kw)))
     with torch.no_grad():
         for n, t in p.named_parameters():
             if "lora_magnitude_vector" in n:
-                t.mul_(torch.empty_like(t).uniform_(0.5, 1.5))
+                t.mul_(torch.empty_like(t).uniform_(0.95, 1.05) if gentle else torch.empty_like(t).uniform_(0.5, 1.5))
             elif ".modules_to_save." in n:
                 t.add_(torch.randn_like(t) * 0.1)
+            elif gentle and "lora_B" in n:
+                t.normal_(0, 0.01)
     d = os.path.join(out, base, "adapters", name)
     p.save_pretrained(d)
     if os.path.exists(os.path.join(d, "README.md")):
