@@ -82,6 +82,7 @@ enum qf_type {
     QF_IQ3_XXS = 18,
     QF_IQ4_NL = 20,
     QF_IQ3_S = 21,
+    QF_IQ2_S = 22,
     QF_IQ4_XS = 23,
     QF_BF16 = 30,
     QF_TYPE_MAX = 40 /* exclusive upper bound of ids we know about */
@@ -162,8 +163,8 @@ enum qf_format { QF_FMT_GGUF = 1u << 0, QF_FMT_SAFETENSORS = 1u << 1, QF_FMT_LOR
 enum qf_ftype {
     QF_FT_F32 = 0, QF_FT_F16 = 1, QF_FT_Q4_0 = 2, QF_FT_Q4_1 = 3, QF_FT_Q8_0 = 7, QF_FT_Q5_0 = 8, QF_FT_Q5_1 = 9,
     QF_FT_Q2_K = 10, QF_FT_Q3_K_S = 11, QF_FT_Q3_K_M = 12, QF_FT_Q3_K_L = 13, QF_FT_Q4_K_S = 14, QF_FT_Q4_K_M = 15,
-    QF_FT_Q5_K_S = 16, QF_FT_Q5_K_M = 17, QF_FT_Q6_K = 18, QF_FT_IQ3_XS = 22, QF_FT_IQ4_NL = 25,
-    QF_FT_IQ3_S = 26, QF_FT_IQ3_M = 27, QF_FT_IQ4_XS = 30, QF_FT_BF16 = 32
+    QF_FT_Q5_K_S = 16, QF_FT_Q5_K_M = 17, QF_FT_Q6_K = 18, QF_FT_IQ3_XS = 22, QF_FT_IQ3_XXS = 23,
+    QF_FT_IQ4_NL = 25, QF_FT_IQ3_S = 26, QF_FT_IQ3_M = 27, QF_FT_IQ2_M = 29, QF_FT_IQ4_XS = 30, QF_FT_BF16 = 32
 };
 
 /* A view: a directory name in the mount and what it means per format.

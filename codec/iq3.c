@@ -14,7 +14,6 @@
  * Weights: the imatrix's qw * sqrt(sigma2 + x^2), or x^2 without one.
  * Block layouts: codec/FORMATS.md.
  */
-#include <float.h>
 #include <math.h>
 #include <stdbool.h>
 #include <string.h>
@@ -34,29 +33,6 @@ struct grid {
 static const struct grid g256 = {qf_iq3_pts256, qf_iq3_map256, qf_iq3_neigh256, qf_iq3_np256};
 static const struct grid g512 = {qf_iq3_pts512, qf_iq3_map512, qf_iq3_neigh512, qf_iq3_np512};
 
-/* iq3_find_best_neighbour: the listed point closest to xval / scale in the
- * weighted norm (the first on a tie); its codes into L. */
-static int best_neighbour(const struct grid *g, const uint16_t *nb, const float *xval, const float *w, float scale,
-                          int8_t *L)
-{
-    float best_d2 = FLT_MAX;
-    int gi = nb[1];
-    for (int j = 1; j <= nb[0]; ++j) {
-        const int8_t *pg = g->pts[nb[j]];
-        float d2 = 0;
-        for (int i = 0; i < 4; ++i) {
-            float diff = scale * pg[i] - xval[i];
-            d2 += w[i] * diff * diff;
-        }
-        if (d2 < best_d2) {
-            best_d2 = d2;
-            gi = nb[j];
-        }
-    }
-    for (int i = 0; i < 4; ++i)
-        L[i] = (int8_t)((g->pts[gi][i] - 1) / 2);
-    return gi;
-}
 
 /* Codes of group k at inverse scale id: on the grid, or its best neighbour
  * at scale (then *on = false). Returns the grid index. */
@@ -72,7 +48,7 @@ static int round_group(const struct grid *g, const float *xval, const float *wau
     int gi = g->map[u];
     *on = gi >= 0;
     if (gi < 0)
-        gi = best_neighbour(g, g->neigh - gi - 1, xval, waux, scale, L);
+        gi = qf_iq_best_neighbour(&g->pts[0][0], 4, g->neigh - gi - 1, xval, waux, scale, L);
     return gi;
 }
 

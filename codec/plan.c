@@ -335,6 +335,7 @@ static int mix_type(struct state *s, const struct qf_gguf_tensor *t, uint32_t *t
     const bool moe8 = s->hp->n_expert == 8;
     const bool iq4 = ft == QF_FT_IQ4_NL || ft == QF_FT_IQ4_XS;
     const bool iq3xs_s = ft == QF_FT_IQ3_XS || ft == QF_FT_IQ3_S;
+    const bool iq2m = ft == QF_FT_IQ2_M, low = ft == QF_FT_IQ3_XXS || iq2m; /* the lowest-bit mixes quantfs offers */
     uint32_t nt = d;
     int layer, rc;
     WHY("the mix's default type %s", tn(d));
@@ -343,6 +344,9 @@ static int mix_type(struct state *s, const struct qf_gguf_tensor *t, uint32_t *t
         if (t->ne[0] % qf_type_get(d)->blck) {
             nt = QF_Q8_0;
             WHY("%s: row of %llu is not a multiple of %s's block: q8_0", who, (unsigned long long)t->ne[0], tn(d));
+        } else if (low) {
+            nt = QF_Q5_K;
+            WHY("%s: %s mix: q5_K", who, iq2m ? "IQ2_M" : "IQ3_XXS");
         } else if (d != QF_Q8_0) {
             nt = QF_Q6_K;
             WHY("%s: q6_K in every K and legacy mix", who);
@@ -350,12 +354,40 @@ static int mix_type(struct state *s, const struct qf_gguf_tensor *t, uint32_t *t
             WHY("%s: the default type q8_0", who);
         }
     } else if (c == C_TOKEN_EMBD) {
-        WHY("token_embd (untied): the default type %s", tn(d));
+        if (low) {
+            nt = QF_IQ3_S;
+            WHY("token_embd (untied): %s mix: iq3_s", iq2m ? "IQ2_M" : "IQ3_XXS");
+        } else {
+            WHY("token_embd (untied): the default type %s", tn(d));
+        }
+    } else if (iq2m) { /* the IQ1/IQ2 mixes' own rules, every other category at the default */
+        WHY("IQ2_M mix: the default type %s", tn(d));
+        if (is_attn_v(c)) {
+            nt = n_gqa >= 4 || s->hp->n_expert >= 4 ? QF_Q4_K : QF_IQ3_S;
+            WHY("attn_v: IQ2_M mix, n_gqa %d, %u experts: %s", n_gqa, s->hp->n_expert, tn(nt));
+            s->i_attention_wv++;
+        } else if (moe8 && c == C_ATTN_K) {
+            nt = QF_Q4_K;
+            WHY("attn_k: IQ2_M mix, 8 experts: q4_K");
+        } else if (c == C_FFN_DOWN) {
+            if (s->i_ffn_down < (int)s->hp->n_layer / 8) {
+                nt = QF_IQ3_S;
+                WHY("ffn_down #%d of %u: IQ2_M mix, i < n/8: iq3_s", s->i_ffn_down, s->hp->n_layer);
+            }
+            s->i_ffn_down++;
+        } else if (c == C_ATTN_OUTPUT) {
+            nt = moe8 ? QF_Q5_K : QF_IQ3_S;
+            WHY("attn_output: IQ2_M mix%s: %s", moe8 ? ", 8 experts" : "", tn(nt));
+        }
     } else if (is_attn_v(c)) {
         int i = s->i_attention_wv, n = s->n_attention_wv;
         if (ft == QF_FT_Q2_K) {
             nt = n_gqa >= 4 ? QF_Q4_K : QF_Q3_K;
             WHY("attn_v: q2_K mix, n_gqa %d %s 4: %s", n_gqa, n_gqa >= 4 ? ">=" : "<", tn(nt));
+        } else if (ft == QF_FT_IQ3_XXS) {
+            nt = n_gqa >= 4 ? QF_Q4_K : !s->has_imatrix ? QF_IQ3_S : QF_IQ3_XXS;
+            WHY("attn_v: IQ3_XXS mix, n_gqa %d%s: %s", n_gqa, n_gqa >= 4 ? " >= 4" : !s->has_imatrix ? ", no imatrix" : "",
+                tn(nt));
         } else if (iq3xs_s && n_gqa >= 4) {
             nt = QF_Q4_K;
             WHY("attn_v: %s mix, n_gqa %d >= 4: q4_K", ft == QF_FT_IQ3_XS ? "IQ3_XS" : "IQ3_S", n_gqa);
@@ -396,11 +428,17 @@ static int mix_type(struct state *s, const struct qf_gguf_tensor *t, uint32_t *t
         } else if (ft == QF_FT_IQ3_XS) {
             nt = QF_IQ3_XXS;
             WHY("attn_k: IQ3_XS mix: iq3_xxs");
+        } else if (ft == QF_FT_IQ3_XXS) {
+            nt = QF_IQ2_S;
+            WHY("attn_k: IQ3_XXS mix: iq2_s");
         }
     } else if (c == C_ATTN_Q) {
         if (ft == QF_FT_IQ3_XS) {
             nt = QF_IQ3_XXS;
             WHY("attn_q: IQ3_XS mix: iq3_xxs");
+        } else if (ft == QF_FT_IQ3_XXS) {
+            nt = QF_IQ2_S;
+            WHY("attn_q: IQ3_XXS mix: iq2_s");
         }
     } else if (c == C_FFN_DOWN) {
         if ((rc = layer_info(s, s->i_ffn_down, t->name, &layer, e)))
@@ -409,6 +447,10 @@ static int mix_type(struct state *s, const struct qf_gguf_tensor *t, uint32_t *t
         if (ft == QF_FT_Q2_K) {
             nt = QF_Q3_K;
             WHY("ffn_down: q2_K mix: q3_K");
+        } else if (ft == QF_FT_IQ3_XXS && !s->has_imatrix) {
+            nt = layer < n / 8 ? QF_Q4_K : QF_Q3_K;
+            WHY("ffn_down layer %d of %d: IQ3_XXS mix without an imatrix, %s: %s", layer, n,
+                layer < n / 8 ? "i < n/8" : "i >= n/8", tn(nt));
         } else if (ft == QF_FT_Q3_K_M) {
             nt = layer < n / 16 ? QF_Q5_K : QF_Q4_K;
             WHY("ffn_down layer %d of %d: q3_K_M mix, %s: %s", layer, n, layer < n / 16 ? "i < n/16" : "i >= n/16",
@@ -438,10 +480,14 @@ static int mix_type(struct state *s, const struct qf_gguf_tensor *t, uint32_t *t
     } else if (c == C_ATTN_OUTPUT) {
         if (moe8) {
             if (ft == QF_FT_Q2_K || ft == QF_FT_Q3_K_S || ft == QF_FT_Q3_K_M || ft == QF_FT_Q4_K_S ||
-                ft == QF_FT_Q4_K_M || iq4 || ft == QF_FT_IQ3_XS || ft == QF_FT_IQ3_S || ft == QF_FT_IQ3_M) {
+                ft == QF_FT_Q4_K_M || iq4 || ft == QF_FT_IQ3_XS || ft == QF_FT_IQ3_XXS || ft == QF_FT_IQ3_S ||
+                ft == QF_FT_IQ3_M) {
                 nt = QF_Q5_K;
                 WHY("attn_output: an 8-expert model: q5_K");
             }
+        } else if (ft == QF_FT_IQ3_XXS) {
+            nt = QF_IQ3_S;
+            WHY("attn_output: IQ3_XXS mix: iq3_s");
         } else if (ft == QF_FT_Q2_K || ft == QF_FT_Q3_K_M || ft == QF_FT_Q3_K_L || ft == QF_FT_IQ3_M) {
             nt = ft == QF_FT_Q2_K ? QF_Q3_K : ft == QF_FT_Q3_K_L ? QF_Q5_K : QF_Q4_K;
             WHY("attn_output: %s mix: %s",
@@ -473,6 +519,7 @@ static uint32_t fallback(const struct qf_gguf_tensor *t, uint32_t type, char *wh
         return type;
     uint32_t fb;
     switch (type) {
+    case QF_IQ2_S:
     case QF_IQ3_XXS:
     case QF_IQ3_S:
     case QF_IQ4_XS: fb = QF_IQ4_NL; break;
@@ -664,10 +711,10 @@ int qf_layout_gguf(const struct qf_gguf *g, const struct qf_view *v, const struc
             rc = imatrix_for(im, t, &p->imat, &e);
         /* tensor_requires_imatrix: the lowest-bit types need one, but for
          * the embeddings and the output */
-        if (!rc && type == QF_IQ3_XXS && !p->imat && strcmp(t->name, "token_embd.weight") &&
+        if (!rc && (type == QF_IQ3_XXS || type == QF_IQ2_S) && !p->imat && strcmp(t->name, "token_embd.weight") &&
             strcmp(t->name, "per_layer_token_embd.weight") && strcmp(t->name, "output.weight"))
             rc = im ? refuse(&e, "Missing importance matrix for tensor %s in a very low-bit quantization", t->name)
-                    : refuse(&e, "this quantization requires an imatrix! (tensor %s, type iq3_xxs)", t->name);
+                    : refuse(&e, "this quantization requires an imatrix! (tensor %s, type %s)", t->name, tn(type));
         if (p->imat && qf_type_uses_imatrix(type)) {
             size_t n = strlen(p->why);
             snprintf(p->why + n, sizeof p->why - n, "; imatrix-weighted");

@@ -161,6 +161,37 @@ void qf_quantize_iq3_s_avx2(const float *x, uint8_t *y, size_t nb);
 void qf_quantize_iq3_xxs_avx2(const float *x, uint8_t *y, size_t nb);
 void qf_dequantize_iq3_s(const uint8_t *x, float *y, size_t nb);
 void qf_dequantize_iq3_xxs(const uint8_t *x, float *y, size_t nb);
+/* ggml's iq2_find_best_neighbour / iq3_find_best_neighbour: of the grid
+ * points listed in nb (a count, then indices into pts, dims coordinates
+ * each), the one closest to xval / scale in the weighted norm (the first on
+ * a tie); its codes (coordinate - 1) / 2 into L, its index returned. */
+static inline int qf_iq_best_neighbour(const int8_t *pts, int dims, const uint16_t *nb, const float *xval,
+                                       const float *w, float scale, int8_t *L)
+{
+    float best_d2 = 3.40282347e38f;
+    int gi = nb[1];
+    for (int j = 1; j <= nb[0]; ++j) {
+        const int8_t *pg = pts + dims * nb[j];
+        float d2 = 0;
+        for (int i = 0; i < dims; ++i) {
+            float diff = scale * pg[i] - xval[i];
+            d2 += w[i] * diff * diff;
+        }
+        if (d2 < best_d2) {
+            best_d2 = d2;
+            gi = nb[j];
+        }
+    }
+    for (int i = 0; i < dims; ++i)
+        L[i] = (int8_t)((pts[dims * gi + i] - 1) / 2);
+    return gi;
+}
+/* iq2.c: IQ2_S without (_ref: weights sigma2 / 4 + x^2) and with an
+ * imatrix (qf_iq2_rows: nb super-blocks with their weights qw, or NULL);
+ * scalar only (it is used for attn_q and attn_k of the IQ3_XXS mix) */
+void qf_quantize_iq2_s_ref(const float *x, uint8_t *y, size_t nb);
+void qf_iq2_rows(const float *x, const float *qw, uint8_t *y, size_t nb);
+void qf_dequantize_iq2_s(const uint8_t *x, float *y, size_t nb);
 /* llama-quantize's IQ4_XS without an imatrix (quant_w.c); scalar only */
 void qf_quantize_iq4_xs_ref(const float *x, uint8_t *y, size_t nb);
 void qf_dequantize_iq4_xs(const uint8_t *x, float *y, size_t nb);

@@ -503,7 +503,8 @@ bool qf_type_uses_imatrix(uint32_t type)
 {
     switch (type) {
     case QF_Q4_0: case QF_Q4_1: case QF_Q5_0: case QF_Q5_1: case QF_Q2_K: case QF_Q3_K: case QF_Q4_K:
-    case QF_Q5_K: case QF_Q6_K: case QF_IQ4_NL: case QF_IQ4_XS: case QF_IQ3_S: case QF_IQ3_XXS: return true;
+    case QF_Q5_K: case QF_Q6_K: case QF_IQ4_NL: case QF_IQ4_XS: case QF_IQ3_S: case QF_IQ3_XXS: case QF_IQ2_S:
+        return true;
     default: return false;
     }
 }
@@ -522,6 +523,7 @@ int qf_quantize_row_imat(uint32_t type, const float *x, size_t n, const float *q
     case QF_Q5_1: row_q_1(x, n, qw, y, 31, simd); break;
     case QF_IQ4_NL: blocks_iq4_nl(x, qw, y, nb, simd); break;
     case QF_IQ3_S: case QF_IQ3_XXS: qf_iq3_rows(type, x, qw, y, nb, simd); break;
+    case QF_IQ2_S: qf_iq2_rows(x, qw, y, nb); break;
     default:
         for (size_t i = 0; i < nb; i++, x += ti->blck, qw += ti->blck, y += ti->size) {
             switch (type) {

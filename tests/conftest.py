@@ -31,7 +31,9 @@ LISTED_VIEWS = ALL_VIEWS + IQ4_VIEWS
 # listed for a model with an imatrix file (llama-quantize --imatrix)
 IMAT_VIEWS = ["q8_0-imat", "q6_k-imat", "q5_k_m-imat", "q5_k_s-imat", "q5_1-imat", "q5_0-imat", "q4_k_m-imat",
               "q4_k_s-imat", "q4_1-imat", "q4_0-imat", "iq4_xs-imat", "iq4_nl-imat", "q3_k_l-imat", "q3_k_m-imat",
-              "q3_k_s-imat", "q2_k-imat", "iq3_m-imat", "iq3_s-imat", "iq3_xs-imat"]
+              "q3_k_s-imat", "q2_k-imat", "iq3_m-imat", "iq3_s-imat", "iq3_xs-imat", "iq3_xxs-imat", "iq2_m-imat"]
+# the mixes llama-quantize makes only with an imatrix (IQ3_XXS and IQ2_S tensors need one)
+IMAT_ONLY = ["iq3_xs-imat", "iq3_xxs-imat", "iq2_m-imat"]
 
 
 def pytest_configure(config):

@@ -41,7 +41,7 @@ rec() { # CASE MODEL-DIR GGUF IMATRIX TYPE
   if [ $rc = 0 ]; then echo "$1 $5 $(sha256sum < $out | cut -c1-64) $(stat -c %s $out)"
   else echo "$1 $5 REFUSED rc=$rc partial=$([ -f $out ] && echo yes || echo no) $(grep -iE 'error|fail|missing' $O/lq.log | tail -1)"; fi
 }
-T="Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q2_K Q3_K_S Q3_K_M Q3_K_L Q4_K_S Q4_K_M Q5_K_S Q5_K_M Q6_K IQ4_NL IQ4_XS IQ3_S IQ3_M IQ3_XS"
+T="Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q2_K Q3_K_S Q3_K_M Q3_K_L Q4_K_S Q4_K_M Q5_K_S Q5_K_M Q6_K IQ4_NL IQ4_XS IQ3_S IQ3_M IQ3_XS IQ3_XXS IQ2_M"
 for t in $T; do
   rec st-gguf stories260K stories260K.gguf imatrix.gguf $t; rec st-dat stories260K-dat stories260K.gguf imatrix.dat $t
   rec h16 h16 h16.gguf imatrix.gguf $t; rec g8t g8t g8t.gguf imatrix.dat $t
