@@ -73,6 +73,19 @@ int main(int argc, char **argv)
     fprintf(f, "};\nstatic const uint16_t qf_iq2s_neigh[%d] = {\n", n_neigh);
     for (int i = 0; i < n_neigh; i++)
         fprintf(f, "%u,%s", neigh[i], i % 16 == 15 ? "\n" : "");
+    /* the same lists for the vector code, which gathers 32-bit entries: the
+     * count, then each neighbour's grid code (eight 2-bit coordinates) */
+    fprintf(f, "};\nstatic const int32_t qf_iq2s_np[%d] = {\n", n_neigh);
+    for (int i = 0, left = 0; i < n_neigh; i++) {
+        int v = neigh[i];
+        if (!left)
+            left = neigh[i]; /* a count */
+        else {
+            v = qf_iq2s_grid1024[neigh[i]];
+            left--;
+        }
+        fprintf(f, "%d,%s", v, i % 16 == 15 ? "\n" : "");
+    }
     fprintf(f, "};\n");
     return fclose(f) ? 1 : 0;
 }

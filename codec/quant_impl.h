@@ -187,11 +187,15 @@ static inline int qf_iq_best_neighbour(const int8_t *pts, int dims, const uint16
     return gi;
 }
 /* iq2.c: IQ2_S without (_ref: weights sigma2 / 4 + x^2) and with an
- * imatrix (qf_iq2_rows: nb super-blocks with their weights qw, or NULL);
- * scalar only (it is used for attn_q and attn_k of the IQ3_XXS mix) */
+ * imatrix (qf_iq2_rows: nb super-blocks with their weights qw, or NULL) */
 void qf_quantize_iq2_s_ref(const float *x, uint8_t *y, size_t nb);
-void qf_iq2_rows(const float *x, const float *qw, uint8_t *y, size_t nb);
+void qf_iq2_rows(const float *x, const float *qw, uint8_t *y, size_t nb, bool simd);
 void qf_dequantize_iq2_s(const uint8_t *x, float *y, size_t nb);
+/* the IQ2_S scale search for 8 blocks of 16 in vector lanes (map, np:
+ * iq2_tables.h); zero[b]: the blocks the reference skips */
+void qf_iq2_search8_avx2(const int32_t *map, const int32_t *np, const float xval[8][16], const float w[8][16],
+                         const float waux[8][16], int8_t L[8][16], float *scale, bool *zero);
+void qf_quantize_iq2_s_avx2(const float *x, uint8_t *y, size_t nb);
 /* llama-quantize's IQ4_XS without an imatrix (quant_w.c); scalar only */
 void qf_quantize_iq4_xs_ref(const float *x, uint8_t *y, size_t nb);
 void qf_dequantize_iq4_xs(const uint8_t *x, float *y, size_t nb);

@@ -523,7 +523,7 @@ int qf_quantize_row_imat(uint32_t type, const float *x, size_t n, const float *q
     case QF_Q5_1: row_q_1(x, n, qw, y, 31, simd); break;
     case QF_IQ4_NL: blocks_iq4_nl(x, qw, y, nb, simd); break;
     case QF_IQ3_S: case QF_IQ3_XXS: qf_iq3_rows(type, x, qw, y, nb, simd); break;
-    case QF_IQ2_S: qf_iq2_rows(x, qw, y, nb); break;
+    case QF_IQ2_S: qf_iq2_rows(x, qw, y, nb, simd); break;
     default:
         for (size_t i = 0; i < nb; i++, x += ti->blck, qw += ti->blck, y += ti->size) {
             switch (type) {

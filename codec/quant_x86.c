@@ -475,23 +475,30 @@ TARGET void qf_iq4_fit8_avx2(const float *x, const float *w, float *scales)
  * block b, every lane the scalar operations in order. */
 
 /* coordinate i (signed byte i) of packed grid points */
-TARGET static inline __m256i coord(__m256i p, int i)
+/* Coordinate i of a neighbour entry of np: IQ3 packs the four values
+ * 2 l + 1 as bytes; IQ2_S (lbits 2) gives the grid code, eight l of 2 bits */
+TARGET static inline __m256i coord(__m256i p, int i, int lbits)
 {
+    if (lbits == 2)
+        return _mm256_add_epi32(_mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(p, 2 * i), _mm256_set1_epi32(3)), 1),
+                                _mm256_set1_epi32(1));
     return _mm256_srai_epi32(_mm256_slli_epi32(p, 24 - 8 * i), 24);
 }
 
-/* round_group for group k of every lane: codes into Lk[4], the grid
- * points' packed coordinates into *pg, *on for lanes on the grid; lanes
- * outside live are left as they are. */
-TARGET static void round8(const int32_t *map, const int32_t *np, const __m256 *x,
-                          const __m256 *waux, __m256 id, __m256 scale, __m256 live, __m256i *Lk, __m256 *on)
+/* round_group for one group of dims values of every lane (codes of lbits
+ * bits, at most lmax): codes into Lk[dims], *on for lanes on the grid;
+ * lanes outside live are left as they are. Inlined with constant shapes
+ * (IQ3: 4 values of 3 bits; IQ2_S: 8 of 2). */
+TARGET static inline __attribute__((always_inline)) void round8(const int32_t *map, const int32_t *np, const __m256 *x, const __m256 *waux,
+                                 __m256 id, __m256 scale, __m256 live, __m256i *Lk, __m256 *on, const int dims,
+                                 const int lbits, const int lmax)
 {
-    const __m256i seven = _mm256_set1_epi32(7), zi = _mm256_setzero_si256();
-    __m256i l[4], u = zi;
-    for (int i = 0; i < 4; i++) {
+    const __m256i top = _mm256_set1_epi32(lmax), zi = _mm256_setzero_si256();
+    __m256i l[8], u = zi;
+    for (int i = 0; i < dims; i++) {
         __m256 t = _mm256_mul_ps(_mm256_set1_ps(0.5f), _mm256_sub_ps(_mm256_mul_ps(id, x[i]), _mm256_set1_ps(1.0f)));
-        l[i] = _mm256_max_epi32(zi, _mm256_min_epi32(seven, nearest_int8(t)));
-        u = _mm256_or_si256(u, _mm256_slli_epi32(l[i], 3 * i));
+        l[i] = _mm256_max_epi32(zi, _mm256_min_epi32(top, nearest_int8(t)));
+        u = _mm256_or_si256(u, _mm256_slli_epi32(l[i], lbits * i));
     }
     __m256i gi = _mm256_i32gather_epi32(map, u, 4);
     __m256 ongrid = _mm256_castsi256_ps(_mm256_cmpgt_epi32(gi, _mm256_set1_epi32(-1)));
@@ -511,8 +518,8 @@ TARGET static void round8(const int32_t *map, const int32_t *np, const __m256 *x
             __m256i p = _mm256_mask_i32gather_epi32(zi, np, _mm256_add_epi32(start, _mm256_set1_epi32(j)),
                                                     _mm256_castps_si256(act), 4);
             __m256 d2 = _mm256_setzero_ps();
-            for (int i = 0; i < 4; i++) {
-                __m256 diff = _mm256_sub_ps(_mm256_mul_ps(scale, _mm256_cvtepi32_ps(coord(p, i))), x[i]);
+            for (int i = 0; i < dims; i++) {
+                __m256 diff = _mm256_sub_ps(_mm256_mul_ps(scale, _mm256_cvtepi32_ps(coord(p, i, lbits))), x[i]);
                 d2 = _mm256_add_ps(d2, _mm256_mul_ps(_mm256_mul_ps(waux[i], diff), diff));
             }
             /* the scalar loop holds the first candidate until one is nearer than FLT_MAX */
@@ -522,21 +529,22 @@ TARGET static void round8(const int32_t *map, const int32_t *np, const __m256 *x
             best = blend(best, d2, take);
             bestp = _mm256_blendv_epi8(bestp, p, _mm256_castps_si256(take));
         }
-        for (int i = 0; i < 4; i++) { /* (coordinate - 1) / 2 */
-            __m256i lc = _mm256_srai_epi32(_mm256_sub_epi32(coord(bestp, i), _mm256_set1_epi32(1)), 1);
+        for (int i = 0; i < dims; i++) { /* (coordinate - 1) / 2 */
+            __m256i lc = _mm256_srai_epi32(_mm256_sub_epi32(coord(bestp, i, lbits), _mm256_set1_epi32(1)), 1);
             l[i] = _mm256_blendv_epi8(l[i], lc, _mm256_castps_si256(off));
         }
     }
     __m256i livei = _mm256_castps_si256(live);
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < dims; i++)
         Lk[i] = _mm256_blendv_epi8(Lk[i], l[i], livei);
     *on = blend(*on, ongrid, live);
 }
 
-TARGET static void sums8(const __m256 *w, const __m256 *x, const __m256i *L, __m256 *sumqx, __m256 *sumq2)
+TARGET static inline void sums8(const __m256 *w, const __m256 *x, const __m256i *L, __m256 *sumqx, __m256 *sumq2,
+                                const int n)
 {
     __m256 a = _mm256_setzero_ps(), b = _mm256_setzero_ps();
-    for (int i = 0; i < 32; i++) {
+    for (int i = 0; i < n; i++) {
         __m256 q = _mm256_cvtepi32_ps(_mm256_add_epi32(_mm256_slli_epi32(L[i], 1), _mm256_set1_epi32(1)));
         a = _mm256_add_ps(a, _mm256_mul_ps(_mm256_mul_ps(w[i], x[i]), q));
         b = _mm256_add_ps(b, _mm256_mul_ps(_mm256_mul_ps(w[i], q), q));
@@ -544,37 +552,53 @@ TARGET static void sums8(const __m256 *w, const __m256 *x, const __m256i *L, __m
     *sumqx = a, *sumq2 = b;
 }
 
-TARGET void qf_iq3_search8_avx2(const int32_t *map, const int32_t *np, bool xxs,
-                                const float xval[8][32], const float w[8][32], const float waux[8][32], int8_t L[8][32],
-                                float *scale_out, bool *zero_out)
+/* The IQ lattice quantizers' scale search for 8 blocks in vector lanes,
+ * the same float operations as the scalar code lane by lane. A shape
+ * says which: n values per block in groups of dims codes of lbits bits
+ * (at most lmax) on the grid of map/np; 2 ntrial + 1 trial scales
+ * (base + is step) / max, starting at max / base; blocks whose max is
+ * below 1e-8 (eps) or zero skipped; groups start on the grid (on_start);
+ * afterwards the off-grid groups of the best (only_off) or all of them
+ * rounded again at its scale. zero[b]: skipped blocks (their L and scale
+ * undefined). */
+struct iq_shape {
+    int n, dims, lbits, lmax, ntrial;
+    float base, step;
+    bool eps, on_start, only_off;
+};
+
+TARGET static inline __attribute__((always_inline)) void iq_search8(const struct iq_shape sh, const int32_t *map, const int32_t *np,
+                                     const float *xval, const float *w, const float *waux, int8_t *L,
+                                     float *scale_out, bool *zero_out)
 {
-    const __m256i idx = _mm256_setr_epi32(0, 32, 64, 96, 128, 160, 192, 224);
+    const int n = sh.n, ng = sh.n / sh.dims;
+    const __m256i idx = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(n));
     const __m256 zero = _mm256_setzero_ps(), all = _mm256_castsi256_ps(_mm256_set1_epi32(-1));
-    __m256 x[32], wt[32], wa[32], mx;
-    for (int i = 0; i < 32; i++) {
-        x[i] = _mm256_i32gather_ps(&xval[0][i], idx, 4);
-        wt[i] = _mm256_i32gather_ps(&w[0][i], idx, 4);
-        wa[i] = _mm256_i32gather_ps(&waux[0][i], idx, 4);
+    __m256 x[32], wt[32], wa[32], mx = _mm256_setzero_ps();
+    for (int i = 0; i < n; i++) {
+        x[i] = _mm256_i32gather_ps(xval + i, idx, 4);
+        wt[i] = _mm256_i32gather_ps(w + i, idx, 4);
+        wa[i] = _mm256_i32gather_ps(waux + i, idx, 4);
         mx = i ? blend(x[i], mx, _mm256_cmp_ps(mx, x[i], _CMP_GT_OQ)) : x[0];
     }
-    const __m256 skip = xxs ? _mm256_cmp_ps(mx, _mm256_set1_ps(1e-8f), _CMP_LT_OQ)
-                            : _mm256_cmp_ps(mx, zero, _CMP_EQ_OQ);
+    const __m256 skip = sh.eps ? _mm256_cmp_ps(mx, _mm256_set1_ps(1e-8f), _CMP_LT_OQ)
+                               : _mm256_cmp_ps(mx, zero, _CMP_EQ_OQ);
     const __m256 live = _mm256_andnot_ps(skip, all);
     __m256i Lb[32], La[32];
-    for (int i = 0; i < 32; i++)
+    for (int i = 0; i < n; i++)
         Lb[i] = La[i] = _mm256_setzero_si256();
     __m256 on[8], on_aux[8];
-    for (int k = 0; k < 8; k++)
-        on[k] = on_aux[k] = xxs ? all : zero;
-    __m256 best = zero, scale = _mm256_div_ps(mx, _mm256_set1_ps(15.0f));
-    const int ntrial = xxs ? 15 : 9;
-    for (int is = -ntrial; is <= ntrial; ++is) {
-        __m256 id = _mm256_div_ps(_mm256_set1_ps(15 + is * 0.2f), mx);
+    for (int k = 0; k < ng; k++)
+        on[k] = on_aux[k] = sh.on_start ? all : zero;
+    __m256 best = zero, scale = _mm256_div_ps(mx, _mm256_set1_ps(sh.base));
+    for (int is = -sh.ntrial; is <= sh.ntrial; ++is) {
+        __m256 id = _mm256_div_ps(_mm256_set1_ps(sh.base + is * sh.step), mx);
         __m256 this_scale = _mm256_div_ps(_mm256_set1_ps(1.0f), id);
-        for (int k = 0; k < 8; k++)
-            round8(map, np, x + 4 * k, wa + 4 * k, id, this_scale, live, La + 4 * k, &on_aux[k]);
+        for (int k = 0; k < ng; k++)
+            round8(map, np, x + sh.dims * k, wa + sh.dims * k, id, this_scale, live, La + sh.dims * k, &on_aux[k],
+                   sh.dims, sh.lbits, sh.lmax);
         __m256 sqx, sq2;
-        sums8(wt, x, La, &sqx, &sq2);
+        sums8(wt, x, La, &sqx, &sq2, n);
         __m256 take = _mm256_and_ps(live, _mm256_and_ps(_mm256_cmp_ps(sq2, zero, _CMP_GT_OQ),
                                                         _mm256_cmp_ps(_mm256_mul_ps(sqx, sqx),
                                                                       _mm256_mul_ps(best, sq2), _CMP_GT_OQ)));
@@ -584,36 +608,56 @@ TARGET void qf_iq3_search8_avx2(const int32_t *map, const int32_t *np, bool xxs,
         scale = blend(scale, sc, take);
         best = blend(best, _mm256_mul_ps(sc, sqx), take);
         __m256i ti = _mm256_castps_si256(take);
-        for (int i = 0; i < 32; i++)
+        for (int i = 0; i < n; i++)
             Lb[i] = _mm256_blendv_epi8(Lb[i], La[i], ti);
-        for (int k = 0; k < 8; k++)
+        for (int k = 0; k < ng; k++)
             on[k] = blend(on[k], on_aux[k], take);
     }
     /* off-grid groups rounded again at the final scale */
     __m256 anyoff = zero;
-    for (int k = 0; k < 8; k++)
+    for (int k = 0; k < ng; k++)
         anyoff = _mm256_or_ps(anyoff, _mm256_andnot_ps(on[k], all));
     __m256 need = _mm256_and_ps(live, _mm256_and_ps(anyoff, _mm256_cmp_ps(scale, zero, _CMP_GT_OQ)));
     if (_mm256_movemask_ps(need)) {
         __m256 id = _mm256_div_ps(_mm256_set1_ps(1.0f), scale);
-        for (int k = 0; k < 8; k++) {
-            __m256 act = xxs ? _mm256_andnot_ps(on[k], need) : need, unused = zero;
-            round8(map, np, x + 4 * k, wa + 4 * k, id, scale, act, Lb + 4 * k, &unused);
+        for (int k = 0; k < ng; k++) {
+            __m256 act = sh.only_off ? _mm256_andnot_ps(on[k], need) : need, unused = zero;
+            round8(map, np, x + sh.dims * k, wa + sh.dims * k, id, scale, act, Lb + sh.dims * k, &unused, sh.dims,
+                   sh.lbits, sh.lmax);
         }
         __m256 sqx, sq2;
-        sums8(wt, x, Lb, &sqx, &sq2);
+        sums8(wt, x, Lb, &sqx, &sq2, n);
         scale = blend(scale, _mm256_div_ps(sqx, sq2), _mm256_and_ps(need, _mm256_cmp_ps(sq2, zero, _CMP_GT_OQ)));
     }
     _mm256_storeu_ps(scale_out, scale);
     int32_t t[8];
-    for (int i = 0; i < 32; i++) {
+    for (int i = 0; i < n; i++) {
         _mm256_storeu_si256((__m256i *)t, Lb[i]);
         for (int b = 0; b < 8; b++)
-            L[b][i] = (int8_t)t[b];
+            L[b * n + i] = (int8_t)t[b];
     }
     int m = _mm256_movemask_ps(skip);
     for (int b = 0; b < 8; b++)
         zero_out[b] = (m >> b) & 1;
+}
+
+/* IQ3_S (512-point grid, 19 trials) and IQ3_XXS (256 points, 31 trials,
+ * its parity-fixed magnitudes): blocks of 32, groups of 4 codes of 3 bits */
+TARGET void qf_iq3_search8_avx2(const int32_t *map, const int32_t *np, bool xxs,
+                                const float xval[8][32], const float w[8][32], const float waux[8][32], int8_t L[8][32],
+                                float *scale_out, bool *zero_out)
+{
+    const struct iq_shape sh = {32, 4, 3, 7, xxs ? 15 : 9, 15.0f, 0.2f, xxs, xxs, xxs};
+    iq_search8(sh, map, np, &xval[0][0], &w[0][0], &waux[0][0], &L[0][0], scale_out, zero_out);
+}
+
+/* IQ2_S: blocks of 16, groups of 8 codes of 2 bits, 19 trials around max / 5 */
+TARGET void qf_iq2_search8_avx2(const int32_t *map, const int32_t *np, const float xval[8][16],
+                                const float w[8][16], const float waux[8][16], int8_t L[8][16], float *scale_out,
+                                bool *zero_out)
+{
+    const struct iq_shape sh = {16, 8, 2, 2, 9, 5.0f, 0.1f, true, true, true};
+    iq_search8(sh, map, np, &xval[0][0], &w[0][0], &waux[0][0], &L[0][0], scale_out, zero_out);
 }
 
 TARGET static void q6fit16_avx2(const float *x, int8_t *L, float *scales)

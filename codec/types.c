@@ -41,7 +41,7 @@ static const struct qf_type_info type_table[QF_TYPE_MAX] = {
     [19] = OTHER(iq1_s, 256, 50),
     [QF_IQ4_NL] = QUANT(iq4_nl, 32, 18, SIMD(qf_quantize_iq4_nl_avx2)),
     [QF_IQ3_S] = {"iq3_s", 256, 110, qf_quantize_iq3_s_ref, SIMD(qf_quantize_iq3_s_avx2), qf_dequantize_iq3_s, false},
-    [QF_IQ2_S] = {"iq2_s", 256, 82, qf_quantize_iq2_s_ref, NULL, qf_dequantize_iq2_s, false},
+    [QF_IQ2_S] = {"iq2_s", 256, 82, qf_quantize_iq2_s_ref, SIMD(qf_quantize_iq2_s_avx2), qf_dequantize_iq2_s, false},
     [QF_IQ4_XS] = {"iq4_xs", 256, 136, qf_quantize_iq4_xs_ref, SIMD(qf_quantize_iq4_xs_avx2), qf_dequantize_iq4_xs,
                    false},
     [24] = OTHER(i8, 1, 1),

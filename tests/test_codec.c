@@ -265,7 +265,8 @@ static void test_simd_equals_scalar(void **state)
     float *x = malloc(N * sizeof *x);
     uint8_t *a = malloc(N * 4), *b = malloc(N * 4);
     static const uint32_t types[] = {QF_F16, QF_BF16, QF_Q8_0, QF_Q4_0, QF_Q4_1, QF_Q5_0, QF_Q5_1,
-                                     QF_Q2_K, QF_Q3_K, QF_Q4_K, QF_Q5_K, QF_Q6_K, QF_IQ4_NL, QF_IQ4_XS, QF_IQ3_S, QF_IQ3_XXS};
+                                     QF_Q2_K, QF_Q3_K, QF_Q4_K, QF_Q5_K, QF_Q6_K, QF_IQ4_NL, QF_IQ4_XS, QF_IQ3_S, QF_IQ3_XXS,
+                                     QF_IQ2_S};
     for (uint64_t seed = 1; seed <= 10; seed++) {
         qf_selftest_input(x, N, seed);
         if (seed == 10) /* ties of magnitude, +-0 as block minimum/maximum */
@@ -479,7 +480,7 @@ static void test_imatrix_simd_equals_scalar(void **state)
     if (!qf_simd_available())
         skip();
     static const uint32_t types[] = {QF_Q4_0, QF_Q4_1, QF_Q5_0, QF_Q5_1, QF_Q2_K, QF_Q3_K,
-                                     QF_Q4_K, QF_Q5_K, QF_Q6_K, QF_IQ4_NL, QF_IQ4_XS, QF_IQ3_S, QF_IQ3_XXS};
+                                     QF_Q4_K, QF_Q5_K, QF_Q6_K, QF_IQ4_NL, QF_IQ4_XS, QF_IQ3_S, QF_IQ3_XXS, QF_IQ2_S};
     enum { N = 1024 };
     float *x = malloc(N * sizeof *x), *w = malloc(N * sizeof *w);
     uint8_t *a = malloc(N * 2), *b = malloc(N * 2);
