@@ -1724,9 +1724,12 @@ static int lora_check(const struct qf_lora_merge *lm, json_t *ac, const json_t *
             return qf_fail(err, errlen, -ENOTSUP, "alpha_pattern key '%.100s': not a number, or a regex quantfs does "
                            "not read as PEFT does (Python-only syntax)", k);
     }
-    if (json_is_true(json_object_get(ac, "fan_in_fan_out")) || json_is_true(json_object_get(ac, "lora_bias")) ||
-        json_array_size(json_object_get(ac, "target_parameters")))
-        return qf_fail(err, errlen, -ENOTSUP, "fan_in_fan_out, lora_bias and target_parameters are not merged");
+    /* fan_in_fan_out is not looked at: it transposes Conv1D (GPT-2) deltas,
+     * and PEFT sets it back to false for nn.Linear targets, which every
+     * weight of the architectures here is (tuners/lora/model.py
+     * dispatch_default: "Setting fan_in_fan_out to False") */
+    if (json_is_true(json_object_get(ac, "lora_bias")) || json_array_size(json_object_get(ac, "target_parameters")))
+        return qf_fail(err, errlen, -ENOTSUP, "lora_bias and target_parameters are not merged");
     const char *init = json_string_value(json_object_get(ac, "init_lora_weights"));
     if (init && (!strncmp(init, "pissa", 5) || !strcmp(init, "olora") || !strcmp(init, "corda") ||
                  !strcmp(init, "lora_ga") || !strcmp(init, "loftq")))

@@ -205,7 +205,7 @@ def test_merged_models_are_the_base_with_the_adapter_merged(mount_factory, tmp_p
     import gguf_reader
     from test_check import run as check
     src = store(tmp_path)
-    for name, change in (("pissa", {"init_lora_weights": "pissa_niter_4"}),
+    for name, change in (("fifo", {"fan_in_fan_out": True}), ("pissa", {"init_lora_weights": "pissa_niter_4"}),
                          ("pyre", {"alpha_pattern": {r"layers\.\d\.q_proj": 3}}), ("emb", {})):
         d = src / "stories260K" / "adapters" / name
         shutil.copytree(src / "stories260K" / "adapters" / "plain", d)
@@ -258,6 +258,10 @@ def test_merged_models_are_the_base_with_the_adapter_merged(mount_factory, tmp_p
     # quantfs-check takes it as a model: its views against its own f32
     r = check("--json", "-q", "--views=f32,fp16", m.path("stories260K+plain"), check_rc=0)
     assert len(r.stdout.splitlines()) == 2
+    # fan_in_fan_out on nn.Linear targets: PEFT sets it back to false, so the merge is plain's
+    gp = gguf_reader.load(m.path("stories260K+plain", "f32", "stories260K+plain.gguf"))
+    gf = gguf_reader.load(m.path("stories260K+fifo", "f32", "stories260K+fifo.gguf"))
+    assert list(gp.tensors) == list(gf.tensors) and all(gp.tensor_bytes(t) == gf.tensor_bytes(t) for t in gp.tensors)
     # what PEFT's merge would not give as W + sBA, or quantfs cannot read as PEFT does: refused
     for name, why in (("pissa", r"init_lora_weights pissa_niter_4 changed the base"),
                       ("pyre", r"alpha_pattern key 'layers\\.\\d\\.q_proj'.*Python-only"),
