@@ -1,10 +1,12 @@
 #!/usr/bin/python3
 """A merged fine-tune's GGUF view vs its base's, in one run.
 
-    bench/lora.py QUANTFS WORKDIR [VIEW] [RANK]
+    bench/lora.py QUANTFS WORKDIR [VIEW] [RANK] [SHAPE]
 
-A llama-shaped BF16 checkpoint (hidden 2048, MLP 5632, 4 layers, the npm
-llama2 tokenizer; ~400 MB) and a rank-RANK (default 16) PEFT-layout adapter
+A llama-shaped BF16 checkpoint (SHAPE "small", the default: hidden 2048,
+MLP 5632, 4 layers, 16 heads, the npm llama2 tokenizer, ~400 MB; "8b":
+Llama-3-8B's layers, hidden 4096, MLP 14336, 32 heads of which 8 for k/v,
+16 of its 32 layers, ~7.5 GB) and a rank-RANK (default 16) PEFT-layout adapter
 on every projection of every layer (random A and B, written by this script),
 in MODEL/adapters/ft/. Cold sequential reads (1 MiB) of MODEL/VIEW/ and
 MODEL+ft/VIEW/ (default q4_k_m) from fresh mounts, sources in the page cache;
@@ -20,7 +22,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "tests"))
 import hfmodels  # noqa: E402
 from benchutil import mount, timed_read, umount  # noqa: E402
 
-PROJ = {"self_attn.q_proj": ("h", "h"), "self_attn.k_proj": ("h", "h"), "self_attn.v_proj": ("h", "h"),
+PROJ = {"self_attn.q_proj": ("h", "h"), "self_attn.k_proj": ("kv", "h"), "self_attn.v_proj": ("kv", "h"),
         "self_attn.o_proj": ("h", "h"), "mlp.gate_proj": ("f", "h"), "mlp.up_proj": ("f", "h"),
         "mlp.down_proj": ("h", "f")}
 
@@ -29,18 +31,20 @@ def main():
     quantfs, work = sys.argv[1], sys.argv[2]
     view = sys.argv[3] if len(sys.argv) > 3 else "q4_k_m"
     rank = int(sys.argv[4]) if len(sys.argv) > 4 else 16
+    shape = sys.argv[5] if len(sys.argv) > 5 else "small"
     src = os.path.join(work, "src")
-    H, F, L = 2048, 5632, 4
+    H, F, L, NH, KV = (4096, 14336, 16, 32, 8) if shape == "8b" else (2048, 5632, 4, 16, 16)
     if not os.path.isdir(os.path.join(src, "big")):
         hfmodels.EXTRA["big"] = dict(arch="LlamaForCausalLM", model_type="llama", tok="llama2", dtype="BF16",
-                                     hidden=H, layers=L, heads=16, kv=16, ffn=F, vocab=32000, tied=False, shards=2,
-                                     rope_theta=10000.0, ctx=4096, eps=1e-5, bos=1, eos=2)
+                                     hidden=H, layers=L, heads=NH, kv=KV, ffn=F, vocab=32000, tied=False,
+                                     shards=2 if shape != "8b" else 8, rope_theta=10000.0, ctx=4096, eps=1e-5, bos=1,
+                                     eos=2)
         hfmodels.make("big", src)
     ad = os.path.join(src, "big", "adapters", "ft")
     if not os.path.isdir(ad):
         os.makedirs(ad)
         rng = np.random.default_rng(1)
-        dims = {"h": H, "f": F}
+        dims = {"h": H, "f": F, "kv": H // NH * KV}
         ts = []
         for i in range(L):
             for p, (o, n) in PROJ.items():
