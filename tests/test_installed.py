@@ -42,9 +42,10 @@ def q8_ref():
 
 def test_the_package_installed_what_it_should():
     assert shutil.which("quantfs") == BIN and os.access("/usr/bin/quantfs-check", os.X_OK)
+    assert os.access("/usr/bin/quantfs-warm", os.X_OK)
     v = sh(BIN, "--version").stdout
     assert v.startswith("quantfs 0.1.0 (codec ") and "FUSE library version" in v, v
-    for page in ("quantfs", "quantfs-check", "quantfs.conf"):
+    for page in ("quantfs", "quantfs-check", "quantfs-warm", "quantfs.conf"):
         path = sh("man", "-w", page).stdout.strip()
         assert path.startswith("/usr/share/man/"), path
         r = sh("sh", "-c", "zcat %s | groff -man -ww -z" % path)
@@ -95,6 +96,15 @@ def test_unit_files_verify():
     assert r.returncode == 0, r.stderr
     text = open(unit).read()
     assert "ExecStart=/usr/bin/quantfs -f %f -o config=/etc/quantfs/%i.conf" in text and "User=quantfs" in text
+    # the warm-up example, installed as its comment says
+    example = "/usr/share/doc/quantfs/examples/quantfs-warm@.service"
+    assert "ExecStart=/usr/bin/quantfs-warm -q -w 120 -f /etc/quantfs/warm-%i" in open(example).read()
+    shutil.copy(example, "/etc/systemd/system/quantfs-warm@.service")
+    try:
+        r = sh("systemd-analyze", "verify", "quantfs-warm@mnt-models.service", check=False)
+        assert r.returncode == 0, r.stderr
+    finally:
+        os.unlink("/etc/systemd/system/quantfs-warm@.service")
 
 
 def test_service_user_mounts_and_sigterm_stops_cleanly(store, tmp_path):
