@@ -199,7 +199,7 @@ def test_symlinks_stay_inside_the_source_root(mount_factory, tmp_path):
 def test_man_pages_render_without_warnings():
     man = os.path.join(os.path.dirname(__file__), "..", "man")
     pages = sorted(f for f in os.listdir(man) if f.endswith((".1", ".5")))
-    assert pages == ["quantfs-check.1", "quantfs.1", "quantfs.conf.5"]
+    assert pages == ["quantfs-check.1", "quantfs-warm.1", "quantfs.1", "quantfs.conf.5"]
     for p in pages:
         r = subprocess.run(["groff", "-man", "-ww", "-z", os.path.join(man, p)], capture_output=True, text=True)
         assert r.returncode == 0 and not r.stderr, (p, r.stderr)
