@@ -259,7 +259,7 @@ static const struct qf_source_kind kinds[QF_ROLE_N] = {
                          .claim = lora_in_claim,
                          .shows = shown_nowhere},
     [QF_ROLE_MERGE_IN] = {.name = "merge-input",
-                          .what = "a file of a merged model's base: an input of BASE+ADAPTER.gguf",
+                          .what = "a file of a merged model's base: an input of BASE+ADAPTER's GGUF and merged shards",
                           .shows = shown_nowhere},
     [QF_ROLE_MERGED] = {.name = "merged",
                         .what = "BASE+ADAPTER.gguf: the base's converter GGUF with the adapter merged (PEFT's "
