@@ -51,6 +51,23 @@ static void show(struct run *r, const char *view, int layer)
     fflush(stderr);
 }
 
+/* On a terminal, each view's verdict as it finishes (the table follows at
+ * the end): a long check says what it has found so far. */
+static void finished(struct run *r, const struct ck_result *res)
+{
+    if (!r->tty || r->quiet)
+        return;
+    fprintf(stderr, "\r\033[K[%zu/%zu] %-12s %s", r->done, r->n, res->view, res->pass ? "PASS" : "FAIL");
+    if (res->loads && res->llama && res->runs)
+        fprintf(stderr, "  %.2f bits/w  top-1 %.3f  KL %.2e", res->bits_per_weight, res->top1, res->kl_mean);
+    else if (res->loads && res->sqnr_worst[0])
+        fprintf(stderr, "  %.2f bits/w  min SQNR %.1f dB", res->bits_per_weight, res->sqnr_min > 199 ? 200 : res->sqnr_min);
+    if (!res->pass && res->why[0])
+        fprintf(stderr, ": %s", res->why);
+    fputc('\n', stderr);
+    fflush(stderr);
+}
+
 static void on_layer(void *arg, int layer)
 {
     struct prog *p = arg;
@@ -72,7 +89,7 @@ static void *worker(void *arg)
         ck_check_view(r->ref, r->o, r->jobs[j].view, r->jobs[j].path, &r->jobs[j].res, on_layer, &p);
         pthread_mutex_lock(&r->mu);
         r->done++;
-        show(r, r->jobs[j].view, r->n_layer);
+        finished(r, &r->jobs[j].res);
         pthread_mutex_unlock(&r->mu);
     }
 }
@@ -122,6 +139,8 @@ static void usage(FILE *f)
                "  --threshold-sqnr=DB   minimum worst-tensor SQNR (non-llama models)\n"
                "  --threads=N           views checked in parallel (default: CPUs)\n"
                "  --json                one JSON object per view, one per line\n"
+               "  --chart=FILE.svg      draw the views: bits per weight against KL divergence to f32 and\n"
+               "                        top-1 agreement (one PATH)\n"
                "  --tree                for each source directory PATH: the models, views and files (with\n"
                "                        sizes) a mount of it would show, and why a view is absent\n"
                "  --plan=VIEW           for each GGUF source PATH: the type every tensor gets in VIEW\n"
@@ -314,6 +333,31 @@ static void print_table(struct job *jobs, size_t n, const struct ck_ref *ref, co
     }
 }
 
+static int write_chart(const char *file, const char *model, const struct job *jobs, size_t n)
+{
+    struct qf_chart_point *p = calloc(n + 1, sizeof *p);
+    for (size_t i = 0; p && i < n; i++) {
+        const struct ck_result *r = &jobs[i].res;
+        bool kl = r->loads && r->llama && r->runs;
+        p[i] = (struct qf_chart_point){.view = r->view, .bpw = r->bits_per_weight, .kl = r->kl_mean, .top1 = r->top1,
+                                       .has_kl = kl, .pass = r->pass, .why = kl || !r->why[0] ? NULL : r->why};
+    }
+    char *svg = p ? qf_check_chart_svg(model, p, n) : NULL;
+    free(p);
+    FILE *f = svg ? fopen(file, "w") : NULL;
+    int rc = f ? 0 : -1;
+    if (f && fputs(svg, f) < 0)
+        rc = -1;
+    if (f && fclose(f))
+        rc = -1;
+    if (rc) {
+        fprintf(stderr, "quantfs-check: %s: %s\n", file, svg ? strerror(errno) : "out of memory");
+        rc = -1;
+    }
+    free(svg);
+    return rc;
+}
+
 /* Resolves one PATH into a reference and a list of (view, path) jobs. */
 static int plan(const char *path, const char *ref_opt, const char *views, char *ref, size_t reflen, char *model,
                 size_t mlen, struct job **jobs, size_t *n)
@@ -391,7 +435,7 @@ static int plan(const char *path, const char *ref_opt, const char *views, char *
 int main(int argc, char **argv)
 {
     enum { O_REF = 256, O_VIEWS, O_TOKENS, O_PROMPT, O_SAMPLE, O_T1, O_KL, O_SQNR, O_THREADS, O_JSON, O_DUMP, O_PLAN,
-           O_TREE };
+           O_TREE, O_CHART };
     static const struct option lo[] = {
         {"ref", required_argument, 0, O_REF},
         {"views", required_argument, 0, O_VIEWS},
@@ -406,13 +450,14 @@ int main(int argc, char **argv)
         {"dump-reference", required_argument, 0, O_DUMP},
         {"plan", required_argument, 0, O_PLAN},
         {"tree", no_argument, 0, O_TREE},
+        {"chart", required_argument, 0, O_CHART},
         {"quiet", no_argument, 0, 'q'},
         {"help", no_argument, 0, 'h'},
         {"version", no_argument, 0, 'V'},
         {0, 0, 0, 0},
     };
     struct ck_opts o = {.n_tokens = 64, .n_sample = 24, .top1_override = -1, .kl_override = -1, .sqnr_override = -1};
-    const char *ref_opt = NULL, *views = NULL, *dump = NULL, *plan_view = NULL;
+    const char *ref_opt = NULL, *views = NULL, *dump = NULL, *plan_view = NULL, *chart = NULL;
     bool json = false, quiet = false, tree = false;
     long threads = sysconf(_SC_NPROCESSORS_ONLN);
     int c;
@@ -450,6 +495,7 @@ int main(int argc, char **argv)
         case O_DUMP: dump = optarg; break;
         case O_PLAN: plan_view = optarg; break;
         case O_TREE: tree = true; break;
+        case O_CHART: chart = optarg; break;
         case 'q': quiet = true; break;
         case 'h': usage(stdout); return 0;
         case 'V': printf("quantfs-check %s (codec %u)\n", QUANTFS_VERSION, QF_CODEC_VERSION); return 0;
@@ -458,6 +504,10 @@ int main(int argc, char **argv)
     }
     if (optind >= argc) {
         usage(stderr);
+        return 2;
+    }
+    if (chart && argc - optind != 1) {
+        fprintf(stderr, "quantfs-check: --chart draws one PATH's views\n");
         return 2;
     }
     if (plan_view)
@@ -522,6 +572,8 @@ int main(int argc, char **argv)
                 json_decref(j);
             }
         }
+        if (chart && write_chart(chart, model, jobs, n))
+            status = 2;
         if (!json && !quiet) {
             print_table(jobs, n, &r, model);
             double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;

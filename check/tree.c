@@ -42,8 +42,6 @@ struct tmodel {
     struct tfile *files;   /* open descriptors (-1 until opened) */
     void **parsed;         /* per file: what its row's open returned */
     char **why;            /* per file: why its open failed */
-    char *config_text, *index_text;
-    size_t config_len, index_len;
     struct qf_hf_dir *builds; /* per file: a derived file's build */
     struct qf_imatrix *im;    /* the -imat views' imatrix, NULL if none or refused */
     struct qf_model_imatrix mi;
@@ -177,8 +175,6 @@ static void model_free(struct tmodel *m)
     free(m->files);
     free(m->parsed);
     free(m->why);
-    free(m->config_text);
-    free(m->index_text);
     free(m->name);
     free(m->dir);
 }
@@ -353,12 +349,7 @@ static int model_load(const char *root, const char *entry, const char *merge, st
         char err[256] = "";
         int rc = open_file(fp, &m->files[i]);
         if (!rc && k->open)
-            rc = k->open(fd_pread, &m->files[i], m->files[i].size, &m->parsed[i], err, sizeof err);
-        if (!rc && m->d.f[i].role == QF_ROLE_CONFIG && (m->d.formats & QF_FMT_SAFETENSORS) &&
-            !(rc = read_text(fp, &m->config_text, &m->config_len)))
-            rc = qf_st_json_object(m->config_text, m->config_len, m->d.f[i].name, err, sizeof err);
-        if (!rc && m->d.f[i].role == QF_ROLE_INDEX && (m->d.formats & QF_FMT_SAFETENSORS))
-            rc = read_text(fp, &m->index_text, &m->index_len);
+            rc = k->open(fd_pread, &m->files[i], m->files[i].size, &m->d, &m->parsed[i], err, sizeof err);
         if (!rc && m->d.f[i].role == QF_ROLE_IMATRIX && (int)i == qf_model_imatrix_file(&m->d)) {
             rc = qf_imatrix_parse(fd_pread, &m->files[i], m->files[i].size, &m->im, err, sizeof err);
             m->mi = (struct qf_model_imatrix){m->im, m->d.f[i].name};
@@ -373,7 +364,7 @@ static int model_load(const char *root, const char *entry, const char *merge, st
         char err[256] = "";
         int rc = qf_source_kind(m->d.f[i].role)->open_dir(&io, &m->d, m->d.f[i].name, &m->builds[i], err, sizeof err);
         for (size_t k = 0; k < m->d.n && !rc; k++) /* a refused config or index refuses it too */
-            if ((m->d.f[k].role == QF_ROLE_CONFIG || m->d.f[k].role == QF_ROLE_INDEX) && m->why[k])
+            if (qf_source_kind(m->d.f[k].role)->layout_set && m->why[k])
                 rc = -EINVAL, snprintf(err, sizeof err, "%s is refused", m->d.f[k].name);
         if (rc)
             m->why[i] = strdup(err);
@@ -383,34 +374,28 @@ static int model_load(const char *root, const char *entry, const char *merge, st
     return 0;
 }
 
-/* The generated config.json / index of a safetensors view: its size. */
-static int generated_size(struct tmodel *m, size_t fi, const struct qf_view *v, uint64_t *size, char *err,
-                          size_t errlen)
+/* The generated config.json / index of a safetensors view: its row's
+ * layout_set over the model's shards, in name order. */
+static int generated_layout(struct tmodel *m, size_t fi, const struct qf_view *v, struct qf_layout **l, char *err,
+                            size_t errlen)
 {
     const struct qf_st **sh = calloc(m->d.n + 1, sizeof *sh);
     const char **names = calloc(m->d.n + 1, sizeof *names);
     size_t n = 0;
     int rc = sh && names ? 0 : -ENOMEM;
     for (size_t i = 0; i < m->d.n && !rc; i++) {
-        bool merged = m->d.f[i].role == QF_ROLE_MERGED_ST;
-        if (m->d.f[i].role != QF_ROLE_ST && !merged)
+        const struct qf_source_kind *k = qf_source_kind(m->d.f[i].role);
+        if (!k->shard)
             continue;
         if (!m->parsed[i])
             rc = -ENOENT;
-        sh[n] = merged && m->parsed[i] ? ((const struct qf_hf *)m->parsed[i])->st : m->parsed[i];
-        names[n++] = m->d.f[i].name;
+        else
+            sh[n] = k->shard(m->parsed[i]), names[n++] = m->d.f[i].name;
     }
-    char *text = NULL;
-    const struct qf_view *sv = qf_view_resolve(v, QF_FMT_SAFETENSORS);
+    if (!rc && !m->parsed[fi])
+        rc = -ENOENT;
     if (!rc)
-        text = m->d.f[fi].role == QF_ROLE_CONFIG
-                   ? qf_st_config_json(m->config_text, m->config_len, sv, sh, n, err, errlen)
-                   : qf_st_index_json(m->index_text, m->index_len, sv, sh, names, n, err, errlen);
-    if (!rc && !text)
-        rc = -EINVAL;
-    if (text)
-        *size = strlen(text);
-    free(text);
+        rc = qf_source_kind(m->d.f[fi].role)->layout_set(m->parsed[fi], v, sh, names, n, l, err, errlen);
     free(sh);
     free(names);
     return rc;
@@ -431,11 +416,11 @@ static int file_size(struct tmodel *m, size_t i, const struct qf_view *v, uint64
         snprintf(err, errlen, "%s: %s", m->d.f[i].name, m->why[i]);
         return -EINVAL;
     }
-    if (!k->layout)
-        return generated_size(m, i, v, size, err, errlen);
     struct qf_layout *l = NULL;
     char e[256] = "";
-    int rc = k->layout(m->parsed[i], v, &m->mi, &l, e, sizeof e);
+    int rc = k->layout ? k->layout(m->parsed[i], v, &m->mi, &l, e, sizeof e)
+                       : k->layout_set ? generated_layout(m, i, v, &l, e, sizeof e)
+                                       : -ENOENT;
     if (rc) {
         snprintf(err, errlen, "%s: %s", m->d.f[i].name, e[0] ? e : strerror(-rc));
         return rc;

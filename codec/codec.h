@@ -533,6 +533,14 @@ char *qf_st_config_json(const char *src_json, size_t len, const struct qf_view *
 char *qf_st_index_json(const char *src_json, size_t len, const struct qf_view *v, const struct qf_st *const *shards,
                        const char *const *names, size_t n_shards, char *err, size_t errlen);
 
+/* A safetensors model's config.json or index as its source kind opened it
+ * (model.c): the whole text, checked by the functions below. Owned by the
+ * row (its close frees it). */
+struct qf_st_json {
+    char *text;
+    size_t len;
+};
+
 /* Checks the JSON documents of a safetensors directory, under codec's
  * limits (size <= QF_JSON_MAX_BYTES, qf_json_check, JSON_REJECT_DUPLICATES).
  * qf_st_json_object: the text is one JSON object (config.json).
@@ -772,8 +780,13 @@ uint64_t qf_selftest_hash(uint32_t type);
  *   converts  whether view v makes new bytes of such a file (else it is
  *             passed through, as in f32)
  *   shows     whether view v holds such a file at all (NULL: always)
- *   open      parse a file of this kind under codec's limits (NULL: none)
+ *   open      parse a file of this kind under codec's limits (NULL: none);
+ *             m is the model it is part of (an index names its shards)
  *   layout    the file in view v, from what open returned (or qf_hf_build)
+ *   shard     a safetensors shard's header (NULL: not a shard): what a
+ *             generated config.json or index describes
+ *   layout_set a generated file's layout in a converting view v (config.json,
+ *             index): from what open returned and the model's shards
  *   header    how many leading bytes of such a file identify its version
  *             (hashed into cache keys)
  *   close     free what open returned
@@ -810,9 +823,13 @@ struct qf_source_kind {
     int (*claim)(const char *name, bool in_dir); /* a QF_ROLE_*, or -1 */
     bool (*converts)(unsigned formats, const struct qf_view *v);
     bool (*shows)(unsigned formats, const struct qf_view *v);
-    int (*open)(qf_pread_fn rd, void *ctx, uint64_t size, void **out, char *err, size_t errlen);
+    int (*open)(qf_pread_fn rd, void *ctx, uint64_t size, const struct qf_model_files *m, void **out, char *err,
+                size_t errlen);
     int (*layout)(const void *parsed, const struct qf_view *v, const struct qf_model_imatrix *im,
                   struct qf_layout **out, char *err, size_t errlen);
+    const struct qf_st *(*shard)(const void *parsed);
+    int (*layout_set)(const void *parsed, const struct qf_view *v, const struct qf_st *const *shards,
+                      const char *const *names, size_t n, struct qf_layout **out, char *err, size_t errlen);
     uint64_t (*header)(const void *parsed);
     void (*close)(void *parsed);
     /* a derived row's open: the file (name) from the model directory's
@@ -823,6 +840,9 @@ struct qf_source_kind {
 
 /* The row of a role (the pass-through row for anything else). */
 const struct qf_source_kind *qf_source_kind(int role);
+/* Whether model m (a const struct qf_model_files *) has a safetensors
+ * shard of that name (a row with a shard hook): qf_st_index_check's have. */
+bool qf_model_has_shard(void *m, const char *name);
 
 /* A model's files by name, sorted, as a scan found them; qf_model_claim
  * sets each role and the model's formats. hf_arch: config.json's
@@ -979,5 +999,24 @@ int qf_check_report_line(struct qf_check_report *r, const char *line, size_t len
 size_t qf_check_report_views(const struct qf_check_report *r);
 char *qf_check_report_finish(struct qf_check_report *r, int exit_status, const char *error);
 char *qf_check_report_status(const char *model, const char *status);
+/* The report's views as a chart (qf_check_chart_svg), from the lines taken
+ * so far; malloc'd, NULL on allocation failure. */
+char *qf_check_report_chart(const struct qf_check_report *r, const char *model);
+
+/* A check drawn as a chart (chart.c): one point per view at its bits per
+ * weight, its mean KL divergence to f32 (log scale) above, its top-1
+ * agreement below, blue if it passed, red if not, labelled with its name;
+ * a view without a KL divergence (it did not load or run, or the model is
+ * not a llama: SQNR only) is listed under the chart with why. A
+ * self-contained SVG 1.1 document (no script, no external resource), the
+ * points in the order given. Returns a malloc'd string, NULL on allocation
+ * failure. Any thread. */
+struct qf_chart_point {
+    const char *view;
+    double bpw, kl, top1;
+    bool has_kl, pass;
+    const char *why; /* not drawn: why (NULL: no KL divergence) */
+};
+char *qf_check_chart_svg(const char *model, const struct qf_chart_point *p, size_t n);
 
 #endif

@@ -41,8 +41,10 @@ static bool gguf_converts(unsigned formats, const struct qf_view *v)
 
 static uint64_t gguf_header(const void *p) { return ((const struct qf_gguf *)p)->data_begin; }
 
-static int gguf_open(qf_pread_fn rd, void *ctx, uint64_t size, void **out, char *err, size_t errlen)
+static int gguf_open(qf_pread_fn rd, void *ctx, uint64_t size, const struct qf_model_files *m, void **out, char *err,
+                     size_t errlen)
 {
+    (void)m;
     return qf_gguf_parse(rd, ctx, size, (struct qf_gguf **)out, err, errlen);
 }
 
@@ -85,8 +87,10 @@ static bool st_shows(unsigned formats, const struct qf_view *v)
     return !(formats & QF_FMT_SAFETENSORS) || qf_view_reachable(v, QF_FMT_SAFETENSORS) || !strcmp(v->name, "f32");
 }
 
-static int st_open(qf_pread_fn rd, void *ctx, uint64_t size, void **out, char *err, size_t errlen)
+static int st_open(qf_pread_fn rd, void *ctx, uint64_t size, const struct qf_model_files *m, void **out, char *err,
+                   size_t errlen)
 {
+    (void)m;
     return qf_st_parse(rd, ctx, size, (struct qf_st **)out, err, errlen);
 }
 
@@ -98,6 +102,93 @@ static int st_layout(const void *p, const struct qf_view *v, const struct qf_mod
 }
 
 static void st_close(void *p) { qf_st_free(p); }
+
+static const struct qf_st *st_shard(const void *p) { return p; }
+
+static const struct qf_st *merged_st_shard(const void *p) { return ((const struct qf_hf *)p)->st; }
+
+/* config.json and the index of a safetensors model: the text, bounded and
+ * checked once per version; each converting view rewrites it from the
+ * shards' headers. In a GGUF model they are plain files (nothing opened). */
+static int json_open(qf_pread_fn rd, void *ctx, uint64_t size, const struct qf_model_files *m, bool index,
+                     void **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    if (!(m->formats & QF_FMT_SAFETENSORS))
+        return 0;
+    if (size > QF_JSON_MAX_BYTES)
+        return qf_fail(err, errlen, -E2BIG, "%llu bytes exceeds quantfs' limit of %llu MiB for a JSON file",
+                       (unsigned long long)size, (unsigned long long)(QF_JSON_MAX_BYTES >> 20));
+    struct qf_st_json *j = calloc(1, sizeof *j);
+    if (!j || !(j->text = malloc(size + 1))) {
+        free(j);
+        return -ENOMEM;
+    }
+    j->len = size;
+    j->text[size] = 0;
+    int rc = rd(ctx, j->text, size, 0) ? qf_fail(err, errlen, -EIO, "cannot read it") : 0;
+    if (!rc && index) {
+        /* every shard it names is one of the model's (a merged model's
+         * twins stand for its base's shards) */
+        rc = qf_st_index_check(j->text, size, qf_model_has_shard, (void *)m, err, errlen);
+    } else if (!rc) {
+        rc = qf_st_json_object(j->text, size, "config.json", err, errlen);
+    }
+    if (rc) {
+        free(j->text);
+        free(j);
+        return rc;
+    }
+    *out = j;
+    return 0;
+}
+
+static int config_open(qf_pread_fn rd, void *ctx, uint64_t size, const struct qf_model_files *m, void **out,
+                       char *err, size_t errlen)
+{
+    return json_open(rd, ctx, size, m, false, out, err, errlen);
+}
+
+static int index_open(qf_pread_fn rd, void *ctx, uint64_t size, const struct qf_model_files *m, void **out,
+                      char *err, size_t errlen)
+{
+    return json_open(rd, ctx, size, m, true, out, err, errlen);
+}
+
+static void json_close(void *p)
+{
+    struct qf_st_json *j = p;
+    if (j)
+        free(j->text);
+    free(j);
+}
+
+static int text_layout(char *text, struct qf_layout **out)
+{
+    if (!text)
+        return -EINVAL;
+    int rc = qf_layout_text(text, strlen(text), out);
+    if (rc)
+        free(text);
+    return rc;
+}
+
+static int config_layout(const void *p, const struct qf_view *v, const struct qf_st *const *shards,
+                         const char *const *names, size_t n, struct qf_layout **out, char *err, size_t errlen)
+{
+    (void)names;
+    const struct qf_st_json *j = p;
+    return text_layout(qf_st_config_json(j->text, j->len, qf_view_resolve(v, QF_FMT_SAFETENSORS), shards, n, err, errlen),
+                       out);
+}
+
+static int index_layout(const void *p, const struct qf_view *v, const struct qf_st *const *shards,
+                        const char *const *names, size_t n, struct qf_layout **out, char *err, size_t errlen)
+{
+    const struct qf_st_json *j = p;
+    return text_layout(
+        qf_st_index_json(j->text, j->len, qf_view_resolve(v, QF_FMT_SAFETENSORS), shards, names, n, err, errlen), out);
+}
 
 /* a merged shard: converted as a safetensors file; f32 (no conversion) is
  * the merged file itself */
@@ -235,16 +326,23 @@ static const struct qf_source_kind kinds[QF_ROLE_N] = {
                     .shows = st_shows,
                     .open = st_open,
                     .layout = st_layout,
+                    .shard = st_shard,
                     .header = st_header,
                     .close = st_close},
     [QF_ROLE_CONFIG] = {.name = "config",
                         .what = "config.json of safetensors: rewritten per safetensors view",
                         .converts = st_converts,
-                        .shows = st_shows},
+                        .shows = st_shows,
+                        .open = config_open,
+                        .layout_set = config_layout,
+                        .close = json_close},
     [QF_ROLE_INDEX] = {.name = "index",
                        .what = "model.safetensors.index.json: rewritten per safetensors view",
                        .converts = st_converts,
-                       .shows = st_shows},
+                       .shows = st_shows,
+                       .open = index_open,
+                       .layout_set = index_layout,
+                       .close = json_close},
     [QF_ROLE_HFGGUF] = {.name = "hf-gguf",
                         .what = "MODEL.gguf of a Hugging Face checkpoint: the converter's file, llama-quantize per GGUF view",
                         .format = QF_FMT_GGUF,
@@ -279,6 +377,7 @@ static const struct qf_source_kind kinds[QF_ROLE_N] = {
                            .converts = st_converts,
                            .shows = st_shows,
                            .layout = merged_st_layout,
+                           .shard = merged_st_shard,
                            .close = hf_close,
                            .open_dir = qf_merged_st_open_dir},
     [QF_ROLE_LORA] = {.name = "lora",
@@ -296,6 +395,15 @@ static const struct qf_source_kind kinds[QF_ROLE_N] = {
                          .claim = imatrix_claim,
                          .shows = shown_nowhere},
 };
+
+bool qf_model_has_shard(void *m_, const char *name)
+{
+    const struct qf_model_files *m = m_;
+    for (size_t i = 0; i < m->n; i++)
+        if (qf_source_kind(m->f[i].role)->shard && !strcmp(m->f[i].name, name))
+            return true;
+    return false;
+}
 
 const struct qf_source_kind *qf_source_kind(int role)
 {

@@ -155,3 +155,27 @@ char *qf_check_report_status(const char *model, const char *status)
     qf_jdoc_str(d, "status", status);
     return qf_jdoc_dump(d);
 }
+
+char *qf_check_report_chart(const struct qf_check_report *r, const char *model)
+{
+    size_t n = json_array_size(r->views);
+    struct qf_chart_point *p = calloc(n + 1, sizeof *p);
+    if (!p)
+        return NULL;
+    for (size_t i = 0; i < n; i++) {
+        json_t *v = json_array_get(r->views, i), *kl = json_object_get(v, "kl_mean");
+        const char *view = json_string_value(json_object_get(v, "view"));
+        p[i] = (struct qf_chart_point){.view = view ? view : "?",
+                                       .bpw = json_number_value(json_object_get(v, "bits_per_weight")),
+                                       .kl = json_number_value(kl),
+                                       .top1 = json_number_value(json_object_get(v, "top1")),
+                                       .has_kl = json_is_number(kl),
+                                       .pass = json_is_true(json_object_get(v, "pass")),
+                                       .why = json_string_value(json_object_get(v, "reason"))};
+        if (p[i].has_kl)
+            p[i].why = NULL;
+    }
+    char *s = qf_check_chart_svg(model, p, n);
+    free(p);
+    return s;
+}

@@ -46,11 +46,13 @@ struct job {
     size_t m;
 };
 
-static void set_result(struct qfs *q, struct qfs_model *m, char *doc)
+static void set_result(struct qfs *q, struct qfs_model *m, char *doc, char *svg)
 {
     pthread_mutex_lock(&q->check_mu);
     free(m->check_json);
+    free(m->check_svg);
     m->check_json = doc;
+    m->check_svg = svg;
     m->check_state = 2;
     pthread_mutex_unlock(&q->check_mu);
 }
@@ -91,7 +93,7 @@ static void run_check(struct qfs *q, struct qfs_model *m)
     int pfd[2];
     struct qf_check_report *r = qf_check_report_new(m->name);
     if (!r || pipe2(pfd, O_CLOEXEC)) {
-        set_result(q, m, qf_check_report_finish(r, -1, NULL));
+        set_result(q, m, qf_check_report_finish(r, -1, NULL), NULL);
         return;
     }
     posix_spawn_file_actions_t fa;
@@ -104,7 +106,7 @@ static void run_check(struct qfs *q, struct qfs_model *m)
     if (rc) {
         close(pfd[0]);
         qfs_log(q, LOG_ERR, "check of model '%s': cannot run %s: %s", m->name, bin, strerror(rc));
-        set_result(q, m, qf_check_report_finish(r, -1, strerror(rc)));
+        set_result(q, m, qf_check_report_finish(r, -1, strerror(rc)), NULL);
         return;
     }
     pthread_mutex_lock(&q->check_mu);
@@ -135,7 +137,8 @@ static void run_check(struct qfs *q, struct qfs_model *m)
         qfs_log(q, LOG_INFO, "check of model '%s': all %zu view(s) pass", m->name, qf_check_report_views(r));
     else if (code >= 2)
         qfs_log(q, LOG_ERR, "check of model '%s': quantfs-check exited with %d", m->name, code);
-    set_result(q, m, qf_check_report_finish(r, code, NULL));
+    char *svg = qf_check_report_chart(r, m->name); /* before finish frees r */
+    set_result(q, m, qf_check_report_finish(r, code, NULL), svg);
 }
 
 void qfs_check_start(struct qfs *q, size_t mi)
@@ -175,6 +178,15 @@ char *qfs_check_text(struct qfs *q, size_t mi)
     if (o)
         o[n] = '\n', o[n + 1] = 0;
     return o ? o : s;
+}
+
+char *qfs_check_chart(struct qfs *q, size_t mi)
+{
+    struct qfs_model *m = q->models[mi];
+    pthread_mutex_lock(&q->check_mu);
+    char *s = m->check_svg ? strdup(m->check_svg) : NULL;
+    pthread_mutex_unlock(&q->check_mu);
+    return s ? s : qf_check_chart_svg(m->name, NULL, 0); /* running: an empty chart that says so */
 }
 
 /* Before the unmount. SIGKILL marks each checker's process group as

@@ -107,7 +107,7 @@ static void config_arch(struct qfs *q, struct qfs_model *m, const char *path)
         if (!rc)
             rc = qf_hf_config_arch(text, len, m->hf_arch, sizeof m->hf_arch, err, sizeof err);
         free(text);
-        if (rc) { /* info: it may be a copy in progress; its use warns (load_json_text) */
+        if (rc) { /* info: it may be a copy in progress; its use warns (the row's open) */
             qfs_log(q, LOG_INFO, "model '%s': config.json: %s; no GGUF views", m->name,
                     err[0] ? err : strerror(-rc));
             m->hf_arch[0] = 0;
@@ -479,6 +479,7 @@ static void free_model(struct qfs_model *m)
 {
     pthread_mutex_destroy(&m->dir_mu);
     free(m->check_json);
+    free(m->check_svg);
     for (size_t i = 0; i < m->n_files; i++) {
         struct qfs_file *f = &m->files[i];
         if (f->snap)
@@ -692,8 +693,7 @@ static bool have_shard(void *arg, const char *shard)
 {
     const struct qfs_model *m = ((struct shard_ctx *)arg)->m;
     for (size_t i = 0; i < m->n_files; i++)
-        if ((m->files[i].kind == QF_ROLE_ST || m->files[i].kind == QF_ROLE_MERGED_ST) &&
-            !strcmp(m->files[i].name, shard))
+        if (qf_source_kind(m->files[i].kind)->shard && !strcmp(m->files[i].name, shard))
             return true;
     return false;
 }
@@ -1021,7 +1021,6 @@ void qfs_snap_put(struct qfs_snap *s)
     const struct qf_source_kind *k = qf_source_kind(s->file->kind);
     if (s->parsed && k->close)
         k->close(s->parsed);
-    free(s->text);
     qfs_src_close(&s->src);
     qf_imatrix_free(s->imat); /* after the layouts, which point into it */
     for (size_t i = 0; i < s->n_in; i++)
@@ -1030,31 +1029,6 @@ void qfs_snap_put(struct qfs_snap *s)
     free(s->in_ctx);
     pthread_mutex_destroy(&s->mu);
     free(s);
-}
-
-/* config.json / index: keep the text (bounded); an index must name only
- * shards that exist in the model directory. */
-static void load_json_text(struct qfs_model *m, struct qfs_file *f, struct qfs_snap *s)
-{
-    uint64_t size = (uint64_t)s->st.st_size;
-    if (size > QF_JSON_MAX_BYTES) {
-        snprintf(s->err, sizeof s->err, "%llu bytes exceeds quantfs' limit of %llu MiB for a JSON file",
-                 (unsigned long long)size, (unsigned long long)(QF_JSON_MAX_BYTES >> 20));
-        return;
-    }
-    s->text = malloc(size + 1);
-    if (!s->text || qfs_src_pread(&s->src, s->text, size, 0)) {
-        snprintf(s->err, sizeof s->err, "cannot read it");
-        return;
-    }
-    s->text[size] = 0;
-    s->text_len = size;
-    if (f->kind == QF_ROLE_INDEX) {
-        struct shard_ctx sc = {m};
-        qf_st_index_check(s->text, size, have_shard, &sc, s->err, sizeof s->err);
-    } else {
-        qf_st_json_object(s->text, size, f->name, s->err, sizeof s->err);
-    }
 }
 
 /* Part of every cache key of the file: with inode, size and mtime it tells
@@ -1264,7 +1238,7 @@ static void hf_load(struct qfs *q, struct qfs_model *m, struct qfs_snap *s)
         malloc_trim(0); /* tokenizer.json's JSON tree is gone: give its pages back (~20 MB for 150k tokens) */
     /* a config.json or index that is itself refused has said why already */
     for (size_t i = 0; i < m->n_files; i++) {
-        if (m->files[i].kind != QF_ROLE_CONFIG && m->files[i].kind != QF_ROLE_INDEX)
+        if (!qf_source_kind(m->files[i].kind)->layout_set)
             continue;
         int e2;
         struct qfs_snap *js = qfs_snap_peek(q, m, &m->files[i], &e2);
@@ -1384,11 +1358,7 @@ static struct qfs_snap *snap_load(struct qfs *q, struct qfs_model *m, struct qfs
     const struct qf_source_kind *k = qf_source_kind(f->kind);
     if (k->open) { /* parsed under codec's limits, a few at a time */
         slot_take(&q->parse_slots);
-        k->open(qfs_src_pread, &s->src, size, &s->parsed, s->err, sizeof s->err);
-        sem_post(&q->parse_slots);
-    } else if ((f->kind == QF_ROLE_CONFIG || f->kind == QF_ROLE_INDEX) && (m->formats & QF_FMT_SAFETENSORS)) {
-        slot_take(&q->parse_slots);
-        load_json_text(m, f, s);
+        k->open(qfs_src_pread, &s->src, size, &m->desc, &s->parsed, s->err, sizeof s->err);
         sem_post(&q->parse_slots);
     }
     if (s->err[0])
@@ -1501,8 +1471,10 @@ int qfs_snap_verify(struct qfs *q, struct qfs_snap *s)
     return -EIO;
 }
 
-/* config.json / index of a safetensors view, from all shards' headers. */
-static int generated_json(struct qfs *q, struct qfs_snap *s, size_t v, struct qf_layout **out)
+/* config.json / index of a safetensors view: its row's layout_set over
+ * all shards' headers, in name order. */
+static int generated_layout(struct qfs *q, struct qfs_snap *s, size_t v, struct qf_layout **out, char *err,
+                            size_t errlen)
 {
     struct qfs_model *m = q->models[s->file->model_idx];
     const struct qf_st **shards = calloc(m->n_files + 1, sizeof *shards);
@@ -1511,8 +1483,8 @@ static int generated_json(struct qfs *q, struct qfs_snap *s, size_t v, struct qf
     size_t n = 0;
     int rc = shards && names && held ? 0 : -ENOMEM;
     for (size_t i = 0; i < m->n_files && !rc; i++) {
-        bool merged = m->files[i].kind == QF_ROLE_MERGED_ST;
-        if (m->files[i].kind != QF_ROLE_ST && !merged)
+        const struct qf_source_kind *k = qf_source_kind(m->files[i].kind);
+        if (!k->shard)
             continue;
         struct qfs_snap *sh = qfs_snap_peek(q, m, &m->files[i], &rc);
         if (!sh)
@@ -1523,20 +1495,11 @@ static int generated_json(struct qfs *q, struct qfs_snap *s, size_t v, struct qf
             n++;
             break;
         }
-        shards[n] = merged ? ((const struct qf_hf *)sh->parsed)->st : sh->parsed;
+        shards[n] = k->shard(sh->parsed);
         names[n++] = m->files[i].name;
     }
-    char err[256] = "", *text = NULL;
-    if (!rc) {
-        text = s->file->kind == QF_ROLE_CONFIG
-                   ? qf_st_config_json(s->text, s->text_len, qf_view_resolve(&q->views[v], QF_FMT_SAFETENSORS), shards, n, err, sizeof err)
-                   : qf_st_index_json(s->text, s->text_len, qf_view_resolve(&q->views[v], QF_FMT_SAFETENSORS), shards, names, n, err, sizeof err);
-        rc = text ? qf_layout_text(text, strlen(text), out) : -EINVAL;
-        if (!text)
-            qfs_log(q, LOG_ERR, "%s: view %s: %s", s->file->path, q->views[v].name, err);
-        else if (rc)
-            free(text);
-    }
+    if (!rc)
+        rc = qf_source_kind(s->file->kind)->layout_set(s->parsed, &q->views[v], shards, names, n, out, err, errlen);
     for (size_t i = 0; i < n; i++)
         qfs_snap_put(held[i]);
     free(shards);
@@ -1568,8 +1531,10 @@ int qfs_snap_layout(struct qfs *q, struct qfs_snap *s, size_t v, struct qf_layou
             rc = -ENOENT;
         else if (k->layout)
             rc = k->layout(s->parsed, vw, &s->mi, &s->layouts[v], err, sizeof err);
+        else if (k->layout_set && s->parsed)
+            rc = generated_layout(q, s, v, &s->layouts[v], err, sizeof err);
         else
-            rc = generated_json(q, s, v, &s->layouts[v]);
+            rc = -ENOENT;
         /* a refusal is a property of this version of the file: remembered,
          * and logged once per distinct reason (a refused architecture
          * refuses every view alike) */

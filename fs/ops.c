@@ -16,13 +16,59 @@
 
 static struct qfs *ctx(fuse_req_t req) { return fuse_req_userdata(req); }
 
+/* ------------------------------------------------------ .quantfs/models
+ * One entry per model and view a llama.cpp client can load, named
+ * MODEL:VIEW, a symbolic link to ../../MODEL/VIEW: the shape of
+ * llama-server's --models-dir (router mode; common/preset.cpp
+ * load_from_models_dir, v0.5.0): each sub-directory is one model whose
+ * first non-mmproj .gguf (or its -00001-of- shard) is loaded, named as the
+ * directory. Links, not directories, so the kernel never sees two names for
+ * one directory inode; the listing is the live namespace's. */
+
+/* Whether view v of model m holds a GGUF model file (not an adapter). */
+static bool router_has(struct qfs *q, size_t m, size_t v)
+{
+    const struct qfs_model *md = q->models[m];
+    if (atomic_load(&md->gone) || (q->views[v].formats & QF_FMT_LORA) ||
+        !qf_view_listed(&q->views[v], md->formats) || !qfs_view_available(q, m, v))
+        return false;
+    for (size_t i = 0; i < md->n_files; i++)
+        if (qf_source_kind(md->files[i].kind)->format == QF_FMT_GGUF && qfs_file_in_view(q, m, i, v))
+            return true;
+    return false;
+}
+
+/* MODEL:VIEW -> model and view (the view is after the last ':', as view
+ * names have none and model names may). */
+static bool router_parse(struct qfs *q, const char *name, size_t *m, size_t *v)
+{
+    const char *colon = strrchr(name, ':');
+    if (!colon || colon == name || (size_t)(colon - name) >= 4096)
+        return false;
+    char model[4096];
+    memcpy(model, name, (size_t)(colon - name));
+    model[colon - name] = 0;
+    int mi = qfs_find_model(q, model), vi = qf_view_index(colon + 1);
+    if (mi < 0 || vi < 0 || (size_t)vi >= q->n_views || strcmp(q->views[vi].name, colon + 1))
+        return false; /* an alias (int4) resolves, but only the listed name is an entry */
+    *m = (size_t)mi;
+    *v = (size_t)vi;
+    return router_has(q, *m, *v);
+}
+
+static char *router_target(struct qfs *q, size_t m, size_t v)
+{
+    char *t = NULL;
+    return asprintf(&t, "../../%s/%s", q->models[m]->name, q->views[v].name) < 0 ? NULL : t;
+}
+
 int qfs_decode_ino(struct qfs *q, fuse_ino_t ino, struct qfs_ino *o)
 {
     *o = (struct qfs_ino){0};
     if (ino == QFS_INO_ROOT)
         return 0;
-    if (ino == QFS_INO_META || ino == QFS_INO_STATS || ino == QFS_INO_LOG) {
-        o->kind = ino == QFS_INO_META ? 1 : ino == QFS_INO_STATS ? 2 : 7;
+    if (ino >= QFS_INO_META && ino <= QFS_INO_MODELS) {
+        o->kind = ino == QFS_INO_META ? 1 : ino == QFS_INO_STATS ? 2 : ino == QFS_INO_LOG ? 7 : 8;
         return 0;
     }
     uint64_t m = ino >> INO_MODEL_SHIFT, v = (ino >> INO_VIEW_SHIFT) & INO_VIEW_MASK, f = ino & INO_FILE_MASK;
@@ -30,8 +76,8 @@ int qfs_decode_ino(struct qfs *q, fuse_ino_t ino, struct qfs_ino *o)
         return -ENOENT;
     o->m = m - 1;
     if (!v) {
-        if (f == INO_FILE_MASK && q->check) { /* MODEL/.check.json */
-            o->kind = 6;
+        if ((f == INO_FILE_MASK || f == INO_FILE_MASK - 1) && q->check) { /* MODEL/.check.json, .check.svg */
+            o->kind = f == INO_FILE_MASK ? 6 : 10;
             return 0;
         }
         o->kind = f ? -1 : 3;
@@ -40,6 +86,10 @@ int qfs_decode_ino(struct qfs *q, fuse_ino_t ino, struct qfs_ino *o)
     if (v > q->n_views || !qfs_view_available(q, o->m, v - 1))
         return -ENOENT;
     o->v = v - 1;
+    if (f == INO_FILE_MASK) {
+        o->kind = 9;
+        return router_has(q, o->m, o->v) ? 0 : -ENOENT;
+    }
     if (!f) {
         o->kind = 4;
         return 0;
@@ -179,12 +229,22 @@ static void file_attr(fuse_ino_t ino, const struct stat *src, uint64_t size, str
     st->st_atim = src->st_atim;
 }
 
-/* The generated text files: stats, MODEL/.check.json, .quantfs/log. */
-static bool is_text(const struct qfs_ino *d) { return d->kind == 2 || d->kind == 6 || d->kind == 7; }
+/* The generated text files: stats, MODEL/.check.json, .quantfs/log,
+ * MODEL/.check.svg. */
+static bool is_text(const struct qfs_ino *d) { return d->kind == 2 || d->kind == 6 || d->kind == 7 || d->kind == 10; }
 
 static char *text_of(struct qfs *q, const struct qfs_ino *d)
 {
-    return d->kind == 2 ? stats_json(q) : d->kind == 7 ? qfs_log_text(q) : qfs_check_text(q, d->m);
+    return d->kind == 2    ? stats_json(q)
+           : d->kind == 7  ? qfs_log_text(q)
+           : d->kind == 10 ? qfs_check_chart(q, d->m)
+                           : qfs_check_text(q, d->m);
+}
+
+/* Whether an inode of this kind belongs to a model (d->m is one). */
+static bool of_model(const struct qfs_ino *d)
+{
+    return (d->kind >= 3 && d->kind <= 6) || d->kind == 9 || d->kind == 10;
 }
 
 /* Attributes of any inode; for files this builds the layout (header only). */
@@ -207,6 +267,16 @@ static int get_attr(struct qfs *q, fuse_ino_t ino, struct stat *st)
         st->st_size = js ? (off_t)strlen(js) : 0;
         free(js);
         return 0;
+    }
+    if (d.kind == 9) { /* a link: the model directory's owner and times */
+        struct qfs_ino md = {.kind = 3, .m = d.m};
+        dir_attr(q, ino, &md, st);
+        char *t = router_target(q, d.m, d.v);
+        st->st_mode = S_IFLNK | 0777;
+        st->st_nlink = 1;
+        st->st_size = t ? (off_t)strlen(t) : 0;
+        free(t);
+        return t ? 0 : -ENOMEM;
     }
     if (d.kind != 5) {
         dir_attr(q, ino, &d, st);
@@ -240,7 +310,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
     struct qfs_ino d;
     /* a model that left the source: nothing new is found in it (open
      * files keep working through their inodes) */
-    if (qfs_decode_ino(q, parent, &d) || (d.kind >= 3 && atomic_load(&q->models[d.m]->gone))) {
+    if (qfs_decode_ino(q, parent, &d) || (of_model(&d) && atomic_load(&q->models[d.m]->gone))) {
         fuse_reply_err(req, ENOENT);
         return;
     }
@@ -258,14 +328,22 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
         }
         break;
     case 1:
-        if (!strcmp(name, "stats") || !strcmp(name, "log")) {
-            reply_entry(req, q, name[0] == 's' ? QFS_INO_STATS : QFS_INO_LOG);
+        if (!strcmp(name, "stats") || !strcmp(name, "log") || !strcmp(name, "models")) {
+            reply_entry(req, q, name[0] == 's' ? QFS_INO_STATS : name[0] == 'l' ? QFS_INO_LOG : QFS_INO_MODELS);
             return;
         }
         break;
+    case 8: {
+        size_t m, v;
+        if (router_parse(q, name, &m, &v)) {
+            reply_entry(req, q, qfs_ino_make(m, (long)v, INO_FILE_MASK - 1));
+            return;
+        }
+        break;
+    }
     case 3: {
-        if (q->check && !strcmp(name, ".check.json")) {
-            reply_entry(req, q, qfs_ino_make(d.m, -1, INO_FILE_MASK - 1));
+        if (q->check && (!strcmp(name, ".check.json") || !strcmp(name, ".check.svg"))) {
+            reply_entry(req, q, qfs_ino_make(d.m, -1, INO_FILE_MASK - (name[7] == 'j' ? 1 : 2)));
             return;
         }
         int v = qf_view_index(name);
@@ -298,6 +376,21 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
     fuse_reply_err(req, ENOENT);
 }
 
+static void op_readlink(fuse_req_t req, fuse_ino_t ino)
+{
+    struct qfs *q = ctx(req);
+    struct qfs_ino d;
+    int rc = qfs_decode_ino(q, ino, &d);
+    if (!rc && d.kind != 9)
+        rc = -EINVAL;
+    char *t = rc ? NULL : router_target(q, d.m, d.v);
+    if (t)
+        fuse_reply_readlink(req, t);
+    else
+        fuse_reply_err(req, rc ? -rc : ENOMEM);
+    free(t);
+}
+
 static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
     (void)fi;
@@ -306,7 +399,7 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
     int rc = get_attr(q, ino, &st);
     /* a known inode whose source vanished: an I/O error on that file, not
      * "no such file" (lookups of the name do say ENOENT) */
-    if (rc == -ENOENT && ino > QFS_INO_LOG)
+    if (rc == -ENOENT && ino > QFS_INO_MODELS)
         rc = -EIO;
     if (rc)
         fuse_reply_err(req, -rc);
@@ -362,12 +455,27 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, s
         break;
     case 1:
         rc |= dirbuf_add(req, &b, "log", QFS_INO_LOG, S_IFREG);
+        rc |= dirbuf_add(req, &b, "models", QFS_INO_MODELS, S_IFDIR);
         rc |= dirbuf_add(req, &b, "stats", QFS_INO_STATS, S_IFREG);
+        break;
+    case 8:
+        for (size_t i = 0, n = q->n_models; i < n && !rc; i++)
+            for (size_t v = 0; v < q->n_views && !rc; v++) {
+                if (!router_has(q, i, v))
+                    continue;
+                char *nm = NULL;
+                rc |= asprintf(&nm, "%s:%s", q->models[i]->name, q->views[v].name) < 0
+                          ? -ENOMEM
+                          : dirbuf_add(req, &b, nm, qfs_ino_make(i, (long)v, INO_FILE_MASK - 1), S_IFLNK);
+                free(nm);
+            }
         break;
     case 3:
         qfs_check_start(q, d.m);
-        if (q->check)
+        if (q->check) {
             rc |= dirbuf_add(req, &b, ".check.json", qfs_ino_make(d.m, -1, INO_FILE_MASK - 1), S_IFREG);
+            rc |= dirbuf_add(req, &b, ".check.svg", qfs_ino_make(d.m, -1, INO_FILE_MASK - 2), S_IFREG);
+        }
         for (size_t v = 0; v < q->n_views && !rc; v++)
             if (qf_view_listed(&q->views[v], q->models[d.m]->formats) && qfs_view_available(q, d.m, v))
                 rc |= dirbuf_add(req, &b, q->views[v].name, qfs_ino_make(d.m, (long)v, -1), S_IFDIR);
@@ -913,6 +1021,7 @@ static void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *n)
 const struct fuse_lowlevel_ops qfs_ops = {
     .lookup = op_lookup,
     .getattr = op_getattr,
+    .readlink = op_readlink,
     .readdir = op_readdir,
     .open = op_open,
     .read = op_read,

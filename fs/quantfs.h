@@ -66,8 +66,6 @@ struct qfs_snap {
     struct qfs_src src;    /* the source (not for QF_ROLE_HFGGUF) */
     void *parsed;          /* what the kind's open returned (QF_ROLE_HFGGUF: the
                             * qf_hf): its row's layout reads it, close frees it */
-    char *text;            /* QF_ROLE_CONFIG / INDEX: the source JSON */
-    size_t text_len;
     char err[256];         /* why views other than f32 are not offered */
     /* how conversions read the source: qfs_src_pread on &src, or for
      * QF_ROLE_HFGGUF qf_hf_pread over the shards */
@@ -129,6 +127,7 @@ struct qfs_model {
     /* -o check (checkrun.c), guarded by qfs.check_mu */
     int check_state;  /* 0 not started, 1 running, 2 done */
     char *check_json; /* the published .check.json */
+    char *check_svg;  /* and its chart, .check.svg */
     pid_t check_pid;
     pthread_t check_thread;
     bool check_joinable;
@@ -318,6 +317,7 @@ bool qfs_file_in_view(struct qfs *q, size_t mi, size_t fi, size_t v);
 /* checkrun.c */
 void qfs_check_start(struct qfs *q, size_t mi);
 char *qfs_check_text(struct qfs *q, size_t mi); /* malloc'd */
+char *qfs_check_chart(struct qfs *q, size_t mi); /* .check.svg, malloc'd (NULL: no memory) */
 /* qfs_check_kill: no new checks, running checkers SIGKILLed (before the
  * unmount); qfs_check_stop: also joins their threads (after it). Main
  * thread, at teardown. */
@@ -337,25 +337,30 @@ bool qfs_watch_stop(struct qfs *q);
 
 /* Inode numbers are computed, not allocated:
  *   1                                root
- *   2, 3, 4                          /.quantfs, /.quantfs/stats, /.quantfs/log
+ *   2, 3, 4, 5                       /.quantfs, /.quantfs/stats, /.quantfs/log,
+ *                                    /.quantfs/models
  *   (m+1) << 36                      model directory m
  *   (m+1) << 36 | (v+1) << 28        view v of model m
  *   ... | (f+1)                      file f of that view
+ *   ... | 2^28-1                     .quantfs/models/MODEL:VIEW, the link to it
+ *   (m+1) << 36 | 2^28-1, | 2^28-2   MODEL/.check.json, MODEL/.check.svg
  * so every (model, view, file) keeps its number for the life of the mount
- * and no table grows with lookups. Limits: 2^27 models, 255 views, 2^28-1
+ * and no table grows with lookups. Limits: 2^27 models, 255 views, 2^28-2
  * files per model. */
 #define QFS_INO_ROOT 1
 #define QFS_INO_META 2
 #define QFS_INO_STATS 3
 #define QFS_INO_LOG 4
+#define QFS_INO_MODELS 5
 /* model slots per mount lifetime (each add or change takes one); inode
  * numbers have room for 2^27 - 1 */
 #define QFS_MODEL_SLOTS 65536u
-#define QFS_MAX_FILES ((1u << 28) - 1)
+#define QFS_MAX_FILES ((1u << 28) - 2)
 
 struct qfs_ino {
     int kind; /* 0 root, 1 meta dir, 2 stats, 3 model, 4 view, 5 file,
-               * 6 MODEL/.check.json, 7 .quantfs/log */
+               * 6 MODEL/.check.json, 7 .quantfs/log, 8 .quantfs/models,
+               * 9 a link in it (m, v), 10 MODEL/.check.svg */
     size_t m, v, f;
 };
 

@@ -200,6 +200,18 @@ static void watch_model(struct qfs *q, const struct qfs_model *m, long i)
     free(ad);
 }
 
+/* .quantfs/models/NAME:VIEW of every view: the kernel may hold them (and
+ * negative lookups of a name that comes back) */
+static void inval_links(struct qfs *q, const struct qfs_model *m)
+{
+    for (size_t v = 0; v < q->n_views; v++) {
+        char nm[4200];
+        int n = snprintf(nm, sizeof nm, "%s:%s", m->name, q->views[v].name);
+        if (n > 0 && (size_t)n < sizeof nm)
+            fuse_lowlevel_notify_inval_entry(q->se, QFS_INO_MODELS, nm, (size_t)n);
+    }
+}
+
 void qfs_model_gone(struct qfs *q, size_t i)
 {
     struct qfs_model *m = q->models[i];
@@ -207,6 +219,7 @@ void qfs_model_gone(struct qfs *q, size_t i)
     qfs_log(q, LOG_INFO, "model '%s' left the source", m->name);
     /* from the watcher thread, never inside a request: safe to notify */
     fuse_lowlevel_notify_inval_entry(q->se, QFS_INO_ROOT, m->name, strlen(m->name));
+    inval_links(q, m);
 }
 
 void qfs_model_added(struct qfs *q, size_t i)
@@ -216,6 +229,7 @@ void qfs_model_added(struct qfs *q, size_t i)
         watch_model(q, m, (long)i);
     /* a lookup of the name before it existed may be cached as negative */
     fuse_lowlevel_notify_inval_entry(q->se, QFS_INO_ROOT, m->name, strlen(m->name));
+    inval_links(q, m);
 }
 
 int qfs_watch_start(struct qfs *q)
