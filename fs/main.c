@@ -354,6 +354,42 @@ static const char *config_arg(int argc, char **argv, char *buf, size_t n)
     return found;
 }
 
+/* One line after the first scan: how many models the mount serves and how
+ * many it hid, by reason (each was said above, and is in .quantfs/log). */
+static void mount_summary(struct qfs *q, const struct qfs_tally *t, const char *mnt)
+{
+    char hid[512] = "";
+    size_t n = 0;
+    unsigned total = 0;
+    const struct {
+        unsigned count;
+        const char *what;
+    } r[] = {{t->outside, "outside the source root (symlinks)"},
+             {t->unreadable, "unreadable"},
+             {t->incomplete, "incomplete (shown once complete)"},
+             {t->duplicate, "a second source for one name"},
+             {t->over_limit, "past the model limit"}};
+    for (size_t i = 0; i < sizeof r / sizeof *r; i++) {
+        if (!r[i].count)
+            continue;
+        total += r[i].count;
+        int k = snprintf(hid + n, sizeof hid - n, "%s%u %s", n ? ", " : "", r[i].count, r[i].what);
+        n += k > 0 && (size_t)k < sizeof hid - n ? (size_t)k : 0;
+    }
+    char gg[96] = "";
+    if (t->no_gguf)
+        snprintf(gg, sizeof gg, " (%u without GGUF views: architecture)", t->no_gguf);
+    if (!q->n_models)
+        qfs_log(q, LOG_WARNING, "no models found in %s%s%s%s%s%s", q->source, total ? "; hid " : "", hid,
+                total ? "; details above and in " : "", total ? (mnt ? mnt : "MOUNT") : "",
+                total ? "/.quantfs/log" : "");
+    else if (total)
+        qfs_log(q, LOG_NOTICE, "serving %zu model(s)%s from %s; hid %u: %s; details above and in %s/.quantfs/log",
+                (size_t)q->n_models, gg, q->source, total, hid, mnt ? mnt : "MOUNT");
+    else
+        qfs_log(q, LOG_NOTICE, "serving %zu model(s)%s from %s", (size_t)q->n_models, gg, q->source);
+}
+
 int main(int argc, char *argv[])
 {
     for (int i = 1; i < argc; i++) {
@@ -549,13 +585,13 @@ int main(int argc, char *argv[])
         setrlimit(RLIMIT_NOFILE, &rl);
     }
 
-    rc = qfs_scan(&q);
+    struct qfs_tally tally;
+    rc = qfs_scan(&q, &tally);
     if (rc) {
         fprintf(stderr, "quantfs: scanning %s: %s\n", q.source, strerror(-rc));
         goto out;
     }
-    if (!q.n_models)
-        qfs_log(&q, LOG_WARNING, "no models found in %s", q.source);
+    mount_summary(&q, &tally, co.mountpoint);
 
     char *fsn = fsname_opt(q.source);
     if (!fsn || fuse_opt_add_arg(&args, fsn) || fuse_opt_add_arg(&args, "-osubtype=quantfs,ro,default_permissions")) {
@@ -589,7 +625,7 @@ int main(int argc, char *argv[])
         qfs_log(&q, LOG_ERR, "starting worker threads: %s", strerror(-rc));
         goto out_unmount;
     }
-    qfs_log(&q, LOG_INFO, "serving %zu model(s) from %s (kernels: %s)", q.n_models, q.source, qf_simd_name());
+    qfs_log(&q, LOG_INFO, "mounted %s at %s (kernels: %s)", q.source, co.mountpoint, qf_simd_name());
 
     if (co.singlethread) {
         ret = fuse_session_loop(q.se);

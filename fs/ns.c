@@ -189,8 +189,11 @@ static bool path_allowed(struct qfs *q, const char *p)
         return true;
     char *r = realpath(p, NULL);
     bool ok = r && inside_root(q, r);
-    if (r && !ok)
+    if (r && !ok) {
         qfs_log(q, LOG_WARNING, "not serving %s: it resolves to %s, outside the source root (-o follow_symlinks serves it)", p, r);
+        if (q->tally)
+            q->tally->outside++;
+    }
     free(r);
     return ok;
 }
@@ -443,6 +446,8 @@ static int scan_model_dir(struct qfs *q, struct qfs_model *m, const char *path)
     DIR *d = opendir(path);
     if (!d) {
         qfs_log(q, LOG_WARNING, "skipping %s: %s", path, strerror(errno));
+        if (q->tally)
+            q->tally->unreadable++;
         return 0;
     }
     size_t cap = 0;
@@ -738,6 +743,8 @@ static int publish(struct qfs *q, struct qfs_model *m)
     if (i >= q->models_cap) {
         qfs_log(q, LOG_WARNING, "model '%s' not shown: %zu models were published in this mount's life (the "
                 "limit; remount to start over)", m->name, i);
+        if (q->tally)
+            q->tally->over_limit++;
         return -ENOSPC;
     }
     for (size_t k = 0; k < m->n_files; k++) {
@@ -869,11 +876,14 @@ static bool name_taken(char **names, size_t i, const char *model)
     return false;
 }
 
-int qfs_scan(struct qfs *q)
+int qfs_scan(struct qfs *q, struct qfs_tally *t)
 {
     q->models_cap = QFS_MODEL_SLOTS;
     if (!(q->models = calloc(q->models_cap, sizeof *q->models)))
         return -ENOMEM;
+    struct qfs_tally none;
+    q->tally = t ? t : &none;
+    *q->tally = (struct qfs_tally){0};
     char **names;
     size_t n;
     int rc = list_root(q, &names, &n);
@@ -889,15 +899,19 @@ int qfs_scan(struct qfs *q)
         if (name_taken(names, i, m->name) || qfs_find_model(q, m->name) >= 0) {
             qfs_log(q, LOG_WARNING, "two sources for model '%s' (a directory and a loose file); ignoring %s",
                     m->name, names[i]);
+            q->tally->duplicate++;
         } else if (!model_complete(q, m, why, sizeof why)) {
             qfs_log(q, LOG_INFO, "model '%s' not shown yet: %s", m->name, why);
+            q->tally->incomplete++;
         } else if (!publish(q, m)) {
+            q->tally->no_gguf += m->config_known && !qf_hf_arch_supported(m->hf_arch);
             continue;
         }
         free_model(m);
         free(m);
     }
     free_list(names, n);
+    q->tally = NULL;
     return rc;
 }
 

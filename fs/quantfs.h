@@ -136,6 +136,16 @@ struct qfs_model {
 struct handle;
 struct iojob;
 
+/* What the first scan hid, and why: the mount's summary line (qfs_scan). */
+struct qfs_tally {
+    unsigned outside;    /* symlinks leading outside the source root */
+    unsigned unreadable; /* model directories it could not list */
+    unsigned incomplete; /* models still being copied (shown once complete) */
+    unsigned duplicate;  /* a second source for one model name */
+    unsigned over_limit; /* past the mount's model slots */
+    unsigned no_gguf;    /* served, but an architecture without GGUF views */
+};
+
 struct qfs {
     /* options */
     char *source;          /* absolute source root */
@@ -241,6 +251,7 @@ struct qfs {
     size_t log_next;
     uint64_t log_dropped;
     bool log_terminal;
+    struct qfs_tally *tally; /* set during qfs_scan only (the main thread, before FUSE starts) */
 };
 
 /* log.c — qfs_log: one line (control characters escaped) into the ring,
@@ -277,7 +288,7 @@ void qfs_io_stop(struct qfs *q);
  * -o follow_symlinks. The descriptor, or -errno: -EINVAL not a regular
  * file, -EACCES outside the root. *st: its fstat. */
 int qfs_open_source(struct qfs *q, const char *path, struct stat *st);
-int qfs_scan(struct qfs *q);
+int qfs_scan(struct qfs *q, struct qfs_tally *t); /* t: what it hid (filled, may be NULL) */
 /* -o adapters=: ADAPTER=MODEL pairs joined by ':', plain names (no '/') */
 bool qfs_adapters_opt_ok(const char *opt);
 unsigned qfs_rescan(struct qfs *q);

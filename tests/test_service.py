@@ -1,6 +1,7 @@
 """Running as a service, from the source tree: options from a config file,
 --help and --version, refusals before mounting, and SIGTERM (what systemd
 sends) with checks in flight: unmounted, threads joined, exit 0."""
+import json
 import os
 import shutil
 import signal
@@ -251,6 +252,12 @@ def test_refusals_at_mount_reach_the_terminal_and_the_log_file(tmp_path):
     os.symlink(outside / "x.gguf", src / "linked" / "x.gguf")
     (src / "broken").mkdir()
     (src / "broken" / "b.gguf").write_bytes(b"GGUF\x03\x00\x00\x00" + b"\xff" * 40)
+    # a checkpoint still being copied: its index names a shard not there yet
+    (src / "partial").mkdir()
+    (src / "partial" / "config.json").write_text("{}")
+    (src / "partial" / "model.safetensors.index.json").write_text(json.dumps(
+        {"weight_map": {"a.weight": "model-00001-of-00002.safetensors", "b.weight": "model-00002-of-00002.safetensors"}}))
+    (src / "partial" / "model-00001-of-00002.safetensors").write_bytes(b"\0" * 16)
     mnt = tmp_path / "mnt"
     mnt.mkdir()
     r = subprocess.run([QUANTFS, str(src), str(mnt)], capture_output=True, text=True, timeout=60)
@@ -259,7 +266,10 @@ def test_refusals_at_mount_reach_the_terminal_and_the_log_file(tmp_path):
         assert os.path.ismount(mnt)
         assert "warning: not serving %s" % (src / "linked" / "x.gguf") in r.stderr, r.stderr
         assert "follow_symlinks" in r.stderr
-        assert sorted(os.listdir(mnt / ".quantfs")) == ["log", "stats"]
+        # one line counts what it serves and what it hid, by reason
+        assert ("quantfs: serving 1 model(s) from %s; hid 2: 1 outside the source root (symlinks), 1 incomplete "
+                "(shown once complete); details above and in %s/.quantfs/log" % (src, mnt)) in r.stderr, r.stderr
+        assert sorted(os.listdir(mnt / ".quantfs")) == ["log", "models", "stats"]
         # headers are parsed on first use: the malformed file's refusal
         # (only its f32 view, and why) reaches the log file then
         assert os.listdir(mnt / "broken") == ["f32"]
