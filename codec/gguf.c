@@ -438,7 +438,7 @@ int qf_gguf_parse(qf_pread_fn rd, void *rdctx, uint64_t file_size, struct qf_ggu
     }
     if ((rc = ru32(r, &g->version, "version")))
         goto out;
-    if (g->version == 1 || g->version > 3) {
+    if (g->version == 0 || g->version == 1 || g->version > 3) { /* ggml: "bad GGUF version: 0" */
         rc = fail(r, -EINVAL, (g->version & 0xffff) == 0 ? "GGUF version %u: big-endian files are not supported"
                                                            : "GGUF version %u is not supported (2 and 3 are)",
                   g->version);
@@ -460,10 +460,11 @@ int qf_gguf_parse(qf_pread_fn rd, void *rdctx, uint64_t file_size, struct qf_ggu
     }
     if ((rc = parse_kvs(r, g)) || (rc = parse_tensors(r, g)))
         goto out;
-    uint64_t a = g->alignment;
+    uint64_t a = g->alignment, expect = 0;
     g->data_begin = (r->pos + a - 1) / a * a;
     for (uint64_t i = 0; i < g->n_tensors; i++) {
         struct qf_gguf_tensor *t = &g->tensors[i];
+
         if (t->offset % a) {
             rc = fail(r, -EINVAL, "tensor '%s': offset %llu is not aligned to %u", t->name,
                       (unsigned long long)t->offset, g->alignment);
@@ -476,6 +477,21 @@ int qf_gguf_parse(qf_pread_fn rd, void *rdctx, uint64_t file_size, struct qf_ggu
                       (unsigned long long)file_size);
             goto out;
         }
+        /* ggml's loader takes only tensors packed in order, each at the
+         * padded end of the one before (gguf.cpp: "has offset ..., expected
+         * ..."): overlapping, out-of-order or gapped data is refused as it
+         * refuses it */
+        if (t->offset != expect) {
+            rc = fail(r, -EINVAL, "tensor '%s' has offset %llu, expected %llu (tensors must follow each other in "
+                      "order, as ggml's loader requires)", t->name, (unsigned long long)t->offset,
+                      (unsigned long long)expect);
+            goto out;
+        }
+        if (t->nbytes > UINT64_MAX - a - expect) {
+            rc = fail(r, -EINVAL, "tensor '%s': size overflows", t->name);
+            goto out;
+        }
+        expect += (t->nbytes + a - 1) / a * a;
         t->offset += g->data_begin;
     }
     /* Names must be unique: a loader would silently pick one. */

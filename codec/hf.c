@@ -40,7 +40,7 @@ struct buf {
 
 static void put(struct buf *b, const void *src, size_t n)
 {
-    if (b->oom)
+    if (b->oom || !n) /* an empty string may have no bytes at all (src NULL) */
         return;
     if (b->len + n > b->cap) {
         size_t nc = b->cap ? b->cap : 4096;
@@ -754,6 +754,11 @@ static int spm_parse(const uint8_t *p, size_t n, struct piece **out, size_t *cou
                 } else if (pb_skip(p, end, &i, (unsigned)(t2 & 7))) {
                     goto bad;
                 }
+            }
+            if (!pc.len) { /* sentencepiece's own loader: "piece must not be empty." */
+                free(ps);
+                return qf_fail(err, errlen, -EINVAL, "tokenizer.model: piece %zu is empty (sentencepiece refuses it)",
+                               k);
             }
             if (k == cap) {
                 cap = cap ? cap * 2 : 1024;

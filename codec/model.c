@@ -518,8 +518,10 @@ bool qf_model_view_exists(const struct qf_model_files *m, const struct qf_view *
         const struct qf_source_kind *k = qf_source_kind(role);
         if (!qf_model_converts(m->formats, role, v))
             continue;
-        /* llama-quantize may refuse a file for one type: the layout says */
-        bool ok = p->opened(p->ctx, i) && (k->format != QF_FMT_GGUF || p->layout_ok(p->ctx, i, v));
+        /* llama-quantize may refuse a file for one type, a safetensors
+         * view a tensor (rows too long for int8): the layout says */
+        bool ok = p->opened(p->ctx, i) && (!(k->format & (QF_FMT_GGUF | QF_FMT_SAFETENSORS)) ||
+                                           p->layout_ok(p->ctx, i, v));
         if (!ok && !k->optional && !(k->derived && (m->formats & QF_FMT_SAFETENSORS) && qf_view_reachable(v, QF_FMT_SAFETENSORS))) {
             if (blocker)
                 *blocker = i;

@@ -353,15 +353,16 @@ static size_t expand(const struct qf_view *v, const struct qf_st_tensor *t, stru
     return 0;
 }
 
-/* The rewritten __metadata__: the source's, plus "format": "pt", which
- * transformers requires. */
+/* The rewritten __metadata__: the source's, with "format": "pt", which
+ * transformers requires to load the file as PyTorch weights (a source's
+ * "tf" or "flax" would send it down another loader; the tensors quantfs
+ * writes are PyTorch's). */
 static json_t *out_metadata(const struct qf_st *st)
 {
     json_t *m = st->metadata ? json_loads(st->metadata, 0, NULL) : NULL;
     if (!m)
         m = json_object();
-    if (!json_object_get(m, "format"))
-        json_object_set_new(m, "format", json_string("pt"));
+    json_object_set_new(m, "format", json_string("pt"));
     return m;
 }
 

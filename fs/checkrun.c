@@ -41,11 +41,6 @@ static void find_checker(char *buf, size_t len)
     snprintf(buf, len, "quantfs-check");
 }
 
-struct job {
-    struct qfs *q;
-    size_t m;
-};
-
 static void set_result(struct qfs *q, struct qfs_model *m, char *doc, char *svg)
 {
     pthread_mutex_lock(&q->check_mu);
@@ -59,27 +54,29 @@ static void set_result(struct qfs *q, struct qfs_model *m, char *doc, char *svg)
 
 static void run_check(struct qfs *q, struct qfs_model *m);
 
-static void *run(void *arg)
+/* A checker worker: at most check_jobs of them, started as checks are
+ * queued, each running one model's check at a time (its forward passes
+ * take CPU and memory of their own); threads do not grow with the models
+ * looked up. */
+static void *worker(void *arg)
 {
-    struct job *j = arg;
-    struct qfs *q = j->q;
-    struct qfs_model *m = q->models[j->m];
-    free(j);
-    /* at most check_jobs checkers at a time (each runs a forward pass of
-     * every view: CPU and memory of its own) */
+    struct qfs *q = arg;
     pthread_mutex_lock(&q->check_mu);
-    while (q->check_running >= q->check_jobs && !q->check_stopping)
-        pthread_cond_wait(&q->check_cv, &q->check_mu);
-    bool stopping = q->check_stopping;
-    if (!stopping)
-        q->check_running++;
-    pthread_mutex_unlock(&q->check_mu);
-    if (stopping)
-        return NULL;
-    run_check(q, m);
-    pthread_mutex_lock(&q->check_mu);
-    q->check_running--;
-    pthread_cond_broadcast(&q->check_cv);
+    for (;;) {
+        while (q->check_qhead == q->check_qlen && !q->check_stopping) {
+            q->check_idle++;
+            pthread_cond_wait(&q->check_cv, &q->check_mu);
+            q->check_idle--;
+        }
+        if (q->check_stopping)
+            break;
+        size_t mi = q->check_queue[q->check_qhead++];
+        if (q->check_qhead == q->check_qlen)
+            q->check_qhead = q->check_qlen = 0;
+        pthread_mutex_unlock(&q->check_mu);
+        run_check(q, q->models[mi]);
+        pthread_mutex_lock(&q->check_mu);
+    }
     pthread_mutex_unlock(&q->check_mu);
     return NULL;
 }
@@ -147,21 +144,31 @@ void qfs_check_start(struct qfs *q, size_t mi)
         return;
     struct qfs_model *m = q->models[mi];
     pthread_mutex_lock(&q->check_mu);
-    bool start = m->check_state == 0;
-    if (start)
-        m->check_state = 1;
-    pthread_mutex_unlock(&q->check_mu);
-    if (!start)
+    if (m->check_state != 0 || q->check_stopping) {
+        pthread_mutex_unlock(&q->check_mu);
         return;
-    struct job *j = malloc(sizeof *j);
-    pthread_mutex_lock(&q->check_mu);
-    /* joined by qfs_check_stop: a checker must not outlive the models */
-    if (!j || q->check_stopping || (*j = (struct job){q, mi}, pthread_create(&m->check_thread, NULL, run, j))) {
-        free(j);
-        m->check_state = 0;
-    } else {
-        m->check_joinable = true;
     }
+    if (q->check_qlen == q->check_qcap) {
+        size_t nc = q->check_qcap ? q->check_qcap * 2 : 64;
+        size_t *nq = realloc(q->check_queue, nc * sizeof *nq);
+        if (!nq) {
+            pthread_mutex_unlock(&q->check_mu);
+            return; /* not started: the next lookup tries again */
+        }
+        q->check_queue = nq;
+        q->check_qcap = nc;
+    }
+    q->check_queue[q->check_qlen++] = mi;
+    m->check_state = 1;
+    /* a worker more while every one is busy, up to check_jobs */
+    if (!q->check_idle && q->check_nworkers < q->check_jobs && q->check_nworkers < QFS_MAX_CHECK_JOBS &&
+        !pthread_create(&q->check_workers[q->check_nworkers], NULL, worker, q))
+        q->check_nworkers++;
+    if (!q->check_nworkers) { /* no thread to run it: not started after all */
+        q->check_qlen--;
+        m->check_state = 0;
+    }
+    pthread_cond_signal(&q->check_cv);
     pthread_mutex_unlock(&q->check_mu);
 }
 
@@ -211,10 +218,13 @@ void qfs_check_kill(struct qfs *q)
 void qfs_check_stop(struct qfs *q)
 {
     qfs_check_kill(q);
-    for (size_t i = 0; i < q->n_models; i++) {
-        if (q->models[i]->check_joinable) {
-            pthread_join(q->models[i]->check_thread, NULL);
-            q->models[i]->check_joinable = false;
-        }
-    }
+    pthread_mutex_lock(&q->check_mu);
+    unsigned n = q->check_nworkers;
+    q->check_nworkers = 0;
+    pthread_mutex_unlock(&q->check_mu);
+    for (unsigned i = 0; i < n; i++)
+        pthread_join(q->check_workers[i], NULL);
+    free(q->check_queue);
+    q->check_queue = NULL;
+    q->check_qhead = q->check_qlen = q->check_qcap = 0;
 }

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <signal.h>
 #include <limits.h>
+#include <math.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,8 +23,56 @@ struct cli {
     char *cache_size;
     char *cache_dir_size;
     char *hot_size;
+    char *num[12];    /* the numeric options as given: num_opts[] checks them */
     int show_help, show_version, self_test;
 };
+
+/* Numeric options: whole numbers in a range (a value out of range, signed,
+ * or with anything after the digits is refused: fuse_opt's %u would take
+ * "-1" as 4294967295 and "1e9" as 1). timeout is a decimal. */
+static const struct num_opt {
+    const char *name;
+    size_t off; /* in struct qfs: an unsigned, or the double timeout */
+    double lo, hi;
+    const char *unit;
+} num_opts[] = {
+    {"threads", offsetof(struct qfs, workers), 1, 1024, ""},
+    {"workers", offsetof(struct qfs, workers), 1, 1024, ""},
+    {"check_jobs", offsetof(struct qfs, check_jobs), 1, 64, ""},
+    {"max_fds", offsetof(struct qfs, max_fds), 4, 1048576, ""},
+    {"source_timeout", offsetof(struct qfs, source_timeout_s), 0, 86400, " seconds"},
+    {"readahead", offsetof(struct qfs, readahead_mb), 0, 4096, " MB"},
+    {"check_interval", offsetof(struct qfs, check_ms), 10, 3600000, " ms"},
+    {"rescan", offsetof(struct qfs, rescan_ms), 0, 86400, " seconds"},
+    {"settle", offsetof(struct qfs, settle_ms), 0, 3600000, " ms"},
+    {"read_ahead_kb", offsetof(struct qfs, read_ahead_kb), 0, 1048576, " KiB"},
+    {"timeout", offsetof(struct qfs, timeout), 0, 86400, " seconds"},
+};
+_Static_assert(sizeof num_opts / sizeof *num_opts <= sizeof ((struct cli *)0)->num / sizeof(char *), "cli.num");
+
+static int parse_num_opts(const struct cli *c, struct qfs *q)
+{
+    for (size_t i = 0; i < sizeof num_opts / sizeof *num_opts; i++) {
+        const struct num_opt *o = &num_opts[i];
+        const char *v = c->num[i];
+        if (!v)
+            continue;
+        bool dbl = o->off == offsetof(struct qfs, timeout);
+        char *end = NULL;
+        errno = 0;
+        double d = v[0] >= '0' && v[0] <= '9' ? (dbl ? strtod(v, &end) : (double)strtoull(v, &end, 10)) : -1;
+        if (!end || *end || errno || !isfinite(d) || d < o->lo || d > o->hi) {
+            fprintf(stderr, "quantfs: %s=%s: a %s from %.0f to %.0f%s\n", o->name, v, dbl ? "number" : "whole number",
+                    o->lo, o->hi, o->unit);
+            return -1;
+        }
+        if (dbl)
+            *(double *)((char *)q + o->off) = d;
+        else
+            *(unsigned *)((char *)q + o->off) = (unsigned)d;
+    }
+    return 0;
+}
 
 #define OPT(t, p, v) {t, offsetof(struct cli, p), v}
 static const struct fuse_opt cli_opts[] = {
@@ -31,6 +80,17 @@ static const struct fuse_opt cli_opts[] = {
     OPT("cache_size=%s", cache_size, 0),
     OPT("cache_dir_size=%s", cache_dir_size, 0),
     OPT("hot_size=%s", hot_size, 0),
+    OPT("threads=%s", num[0], 0),
+    OPT("workers=%s", num[1], 0), /* the 0.1 name of threads= */
+    OPT("check_jobs=%s", num[2], 0),
+    OPT("max_fds=%s", num[3], 0),
+    OPT("source_timeout=%s", num[4], 0),
+    OPT("readahead=%s", num[5], 0),
+    OPT("check_interval=%s", num[6], 0),
+    OPT("rescan=%s", num[7], 0), /* seconds here; ms after parsing */
+    OPT("settle=%s", num[8], 0),
+    OPT("read_ahead_kb=%s", num[9], 0),
+    OPT("timeout=%s", num[10], 0),
     OPT("--self-test", self_test, 1),
     FUSE_OPT_KEY("-h", 'h'),
     FUSE_OPT_KEY("--help", 'h'),
@@ -46,19 +106,11 @@ static const struct fuse_opt qfs_opts[] = {
     QOPT("views=%s", views_opt, 0),
     QOPT("imatrix=%s", imatrix_opt, 0),
     QOPT("adapters=%s", adapters_opt, 0),
-    QOPT("threads=%u", workers, 0),
-    QOPT("workers=%u", workers, 0), /* the 0.1 name of threads= */
     QOPT("cache_dir=%s", cache_dir, 0),
     QOPT("check", check, 1),
+    QOPT("splice", splice, 1),
+    QOPT("no_splice", splice, 0),
     QOPT("follow_symlinks", follow_symlinks, 1),
-    QOPT("max_fds=%u", max_fds, 0),
-    QOPT("source_timeout=%u", source_timeout_s, 0),
-    QOPT("check_jobs=%u", check_jobs, 0),
-    QOPT("readahead=%u", readahead_mb, 0),
-    QOPT("timeout=%lf", timeout, 0),
-    QOPT("check_interval=%u", check_ms, 0),
-    QOPT("rescan=%u", rescan_ms, 0), /* seconds here; ms after parsing */
-    QOPT("settle=%u", settle_ms, 0),
     QOPT("config=%s", config_path, 0), /* read before parsing: load_config */
     FUSE_OPT_END,
 };
@@ -113,6 +165,10 @@ static void usage(const char *prog)
            "                           its model's reads with EIO (default 30; 0: wait forever)\n"
            "    -o threads=N           conversion and read-ahead threads (default: CPUs)\n"
            "    -o readahead=MB        convert this far ahead of sequential readers (default 16)\n"
+           "    -o read_ahead_kb=KB    the kernel's readahead for the mount, set by root only\n"
+           "                           (default 7936; 0: the kernel's 128)\n"
+           "    -o splice, -o no_splice  splice a local source's unchanged bytes into replies, or copy\n"
+           "                           them and check the source after (default: splice)\n"
            "    -o timeout=SECONDS     kernel attribute cache timeout (default 1)\n"
            "    -o check_interval=MS   how often open sources are checked for changes (default 1000)\n"
            "    -o rescan=SECONDS      also rescan the source root this often, for sources inotify\n"
@@ -141,6 +197,8 @@ static size_t parse_size(const char *s)
 {
     char *end;
     errno = 0;
+    if (*s < '0' || *s > '9') /* strtoull would take "-1" as 2^64-1 */
+        return 0;
     unsigned long long v = strtoull(s, &end, 10);
     if (errno || end == s)
         return 0;
@@ -416,7 +474,7 @@ int main(int argc, char *argv[])
 
     struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
     struct cli cli = {0};
-    struct qfs q = {.readahead_mb = 16, .timeout = 1.0, .check_ms = 1000, .settle_ms = 1000, .check_jobs = 1,
+    struct qfs q = {.splice = 1, .read_ahead_kb = 7936, .readahead_mb = 16, .timeout = 1.0, .check_ms = 1000, .settle_ms = 1000, .check_jobs = 1,
                     .max_fds = 1024, .source_timeout_s = 30};
     struct fuse_cmdline_opts co = {0};
     int ret = 1, rc;
@@ -440,16 +498,9 @@ int main(int argc, char *argv[])
         return 1;
     }
 
-    if (fuse_opt_parse(&args, &cli, cli_opts, cli_proc) || fuse_opt_parse(&args, &q, qfs_opts, NULL))
+    if (fuse_opt_parse(&args, &cli, cli_opts, cli_proc) || fuse_opt_parse(&args, &q, qfs_opts, NULL) ||
+        parse_num_opts(&cli, &q))
         goto out;
-    if (!q.check_ms)
-        q.check_ms = 1000;
-    if (!q.check_jobs)
-        q.check_jobs = 1;
-    if (q.rescan_ms > 86400) {
-        fprintf(stderr, "quantfs: rescan=%u: at most 86400 seconds\n", q.rescan_ms);
-        goto out;
-    }
     q.rescan_ms *= 1000;
     /* descriptors: the pool leaves half the limit to FUSE, the cache
      * directory, inotify and the checker pipes */
@@ -467,10 +518,6 @@ int main(int argc, char *argv[])
     }
     if (q.max_fds < 4)
         q.max_fds = 4;
-    if (q.source_timeout_s > 86400) {
-        fprintf(stderr, "quantfs: source_timeout=%u: at most 86400 seconds\n", q.source_timeout_s);
-        goto out;
-    }
     if (cli.self_test) {
         ret = qf_self_test(stdout) ? 1 : 0;
         goto out;
@@ -515,6 +562,12 @@ int main(int argc, char *argv[])
         fprintf(stderr, "quantfs: cache_size=%s is not a size (e.g. 512M, 2G)\n", cli.cache_size);
         goto out;
     }
+    size_t ram = pages > 0 && psz > 0 ? (size_t)pages * (size_t)psz : SIZE_MAX;
+    if (q.cache_size > ram) {
+        fprintf(stderr, "quantfs: cache_size=%s is more than this machine's memory (%zu MiB)\n", cli.cache_size,
+                ram >> 20);
+        goto out;
+    }
     if (cli.cache_dir_size && !(q.cache_dir_size = parse_size(cli.cache_dir_size))) {
         fprintf(stderr, "quantfs: cache_dir_size=%s is not a size (e.g. 10G)\n", cli.cache_dir_size);
         goto out;
@@ -522,6 +575,11 @@ int main(int argc, char *argv[])
     q.hot_size = QFS_HOT_BYTES;
     if (cli.hot_size && !(q.hot_size = parse_size(cli.hot_size)) && strcmp(cli.hot_size, "0")) {
         fprintf(stderr, "quantfs: hot_size=%s is not a size (e.g. 64M)\n", cli.hot_size);
+        goto out;
+    }
+    if (q.hot_size > ram) {
+        fprintf(stderr, "quantfs: hot_size=%s is more than this machine's memory (%zu MiB)\n", cli.hot_size,
+                ram >> 20);
         goto out;
     }
     if (q.cache_dir) { /* fail before mounting, with the reason */
@@ -680,6 +738,8 @@ out:
     free(cli.cache_size);
     free(cli.cache_dir_size);
     free(cli.hot_size);
+    for (size_t i = 0; i < sizeof cli.num / sizeof *cli.num; i++)
+        free(cli.num[i]);
     free(q.cache_dir);
     free(co.mountpoint);
     fuse_opt_free_args(&args);

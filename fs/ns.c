@@ -624,6 +624,56 @@ out:
     return rc;
 }
 
+/* What a file or directory reached through a symlink may be served as:
+ * never more open than where it really lives. A class (owner, group,
+ * others) keeps its read (and for a directory search) bits only if it can
+ * search every directory between the source root and the real location:
+ * ln -s ../private/notes.txt SRC/evil/loot must not make a 0700 private/
+ * readable to everyone under allow_other. 0777 where no link leads
+ * elsewhere (the served directories are then the real ones). */
+static unsigned reach_mask(const struct qfs *q, const char *path, const struct stat *self)
+{
+    char *real = realpath(path, NULL);
+    if (!real)
+        return 0; /* cannot tell: nobody */
+    size_t n = strlen(q->source);
+    bool linked = strcmp(real, path) != 0;
+    unsigned mask = 0777;
+    /* walk up from the real parent to the source root (to / for a target
+     * outside it, served with -o follow_symlinks) */
+    size_t stop = !strncmp(real, q->source, n) && (real[n] == '/' || !real[n]) ? n : 0;
+    char *slash;
+    while (linked && (slash = strrchr(real, '/')) && (size_t)(slash - real) >= stop) {
+        *slash = 0;
+        struct stat d;
+        if (stat(real[0] ? real : "/", &d)) {
+            mask = 0;
+            break;
+        }
+        bool ox = d.st_mode & S_IXOTH;
+        bool gx = ox || ((d.st_mode & S_IXGRP) && d.st_gid == self->st_gid);
+        bool ux = ox || ((d.st_mode & S_IXUSR) && d.st_uid == self->st_uid) ||
+                  ((d.st_mode & S_IXGRP) && d.st_gid == self->st_gid);
+        mask &= (ux ? 0700u : 0u) | (gx ? 0070u : 0u) | (ox ? 0007u : 0u);
+        if ((size_t)(slash - real) == stop)
+            break;
+    }
+    free(real);
+    return mask;
+}
+
+static void set_reach(const struct qfs *q, struct qfs_model *m)
+{
+    struct stat st;
+    m->dir_reach = !m->dir ? 0777 : stat(m->dir, &st) ? 0 : reach_mask(q, m->dir, &st);
+    for (size_t i = 0; i < m->n_files; i++) {
+        struct qfs_file *f = &m->files[i];
+        f->reach = qf_source_kind(f->kind)->derived ? m->dir_reach
+                   : stat(f->path, &st)              ? 0
+                                                     : reach_mask(q, f->path, &st) & m->dir_reach;
+    }
+}
+
 /* The model a source-root entry makes (*out NULL if none: not a model
  * directory or file, or hidden). */
 static int model_build(struct qfs *q, const char *name, struct qfs_model **out)
@@ -658,6 +708,7 @@ static int model_build(struct qfs *q, const char *name, struct qfs_model **out)
     }
     if (m && !rc && m->formats) {
         m->remote = on_remote_fs(p);
+        set_reach(q, m);
         rc = describe(m);
     }
     free(p);
@@ -992,7 +1043,9 @@ unsigned qfs_rescan(struct qfs *q)
                         pe->sig = sig;
                         pe->seen = now;
                     }
-                    again = q->settle_ms;
+                    /* look again: with settle=0 too (a first sighting is
+                     * never shown at once; two scans must agree) */
+                    again = q->settle_ms ? q->settle_ms : 50;
                 }
             }
         }

@@ -14,7 +14,15 @@
 #define INO_VIEW_MASK 0xffu
 #define INO_FILE_MASK ((1u << 28) - 1)
 
-static struct qfs *ctx(fuse_req_t req) { return fuse_req_userdata(req); }
+static void set_read_ahead(struct qfs *q);
+
+static struct qfs *ctx(fuse_req_t req)
+{
+    struct qfs *q = fuse_req_userdata(req);
+    if (atomic_load_explicit(&q->ra_pending, memory_order_relaxed) && atomic_exchange(&q->ra_pending, false))
+        set_read_ahead(q);
+    return q;
+}
 
 /* ------------------------------------------------------ .quantfs/models
  * One entry per model and view a llama.cpp client can load, named
@@ -204,7 +212,7 @@ static void dir_attr(struct qfs *q, fuse_ino_t ino, const struct qfs_ino *d, str
             st->st_mode = S_IFDIR | 0500;
     }
     if (known) {
-        st->st_mode = S_IFDIR | (src.st_mode & 0555);
+        st->st_mode = S_IFDIR | (src.st_mode & 0555 & (m ? m->dir_reach : 0777));
         st->st_uid = src.st_uid;
         st->st_gid = src.st_gid;
         st->st_mtim = src.st_mtim;
@@ -213,11 +221,11 @@ static void dir_attr(struct qfs *q, fuse_ino_t ino, const struct qfs_ino *d, str
     }
 }
 
-static void file_attr(fuse_ino_t ino, const struct stat *src, uint64_t size, struct stat *st)
+static void file_attr(fuse_ino_t ino, const struct stat *src, unsigned reach, uint64_t size, struct stat *st)
 {
     memset(st, 0, sizeof *st);
     st->st_ino = ino;
-    st->st_mode = S_IFREG | (src->st_mode & 0444);
+    st->st_mode = S_IFREG | (src->st_mode & 0444 & reach);
     st->st_nlink = 1;
     st->st_uid = src->st_uid;
     st->st_gid = src->st_gid;
@@ -289,7 +297,7 @@ static int get_attr(struct qfs *q, fuse_ino_t ino, struct stat *st)
     struct qf_layout *l;
     rc = qfs_snap_layout(q, s, d.v, &l);
     if (!rc)
-        file_attr(ino, &s->st, l->size, st);
+        file_attr(ino, &s->st, m->files[d.f].reach, l->size, st);
     qfs_snap_put(s);
     return rc;
 }
@@ -654,7 +662,11 @@ static struct qc_key chunk_key(const struct qfs_snap *s, const struct qf_extent 
 struct reply {
     struct qfs_snap *snap; /* keeps the layout's header bytes alive */
     struct iovec *iov;
+    int *fd;               /* per iov: the source descriptor its bytes are
+                            * spliced from (iov_base is then the offset), or -1 */
     size_t n, cap;
+    int src_fd;            /* held (qfs_src_take_local) while >= 0 */
+    size_t fd_bytes;
     struct qc_block **held;
     size_t nheld, heldcap;
     uint8_t *srcbuf; /* sized for the whole request */
@@ -663,19 +675,25 @@ struct reply {
 
 static const uint8_t zero_page[1 << 16];
 
-static int add_iov(struct reply *r, const void *p, size_t len)
+static int add_buf(struct reply *r, const void *p, size_t len, int fd)
 {
     if (r->n == r->cap) {
         size_t nc = r->cap ? r->cap * 2 : 16;
         struct iovec *ni = realloc(r->iov, nc * sizeof *ni);
-        if (!ni)
+        if (ni)
+            r->iov = ni;
+        int *nf = ni ? realloc(r->fd, nc * sizeof *nf) : NULL;
+        if (!nf)
             return -ENOMEM;
-        r->iov = ni;
+        r->fd = nf;
         r->cap = nc;
     }
+    r->fd[r->n] = fd;
     r->iov[r->n++] = (struct iovec){(void *)p, len};
     return 0;
 }
+
+static int add_iov(struct reply *r, const void *p, size_t len) { return add_buf(r, p, len, -1); }
 
 static int hold(struct reply *r, struct qc_block *b)
 {
@@ -693,12 +711,15 @@ static int hold(struct reply *r, struct qc_block *b)
 
 static void reply_free(struct qfs *q, struct reply *r)
 {
-    qfs_snap_put(r->snap);
     for (size_t i = 0; i < r->nheld; i++)
         qc_release(q->cache, r->held[i]);
+    if (r->src_fd >= 0)
+        qfs_src_give(&r->snap->src);
     free(r->held);
     free(r->iov);
+    free(r->fd);
     free(r->srcbuf);
+    qfs_snap_put(r->snap);
 }
 
 struct gather_ctx {
@@ -730,6 +751,18 @@ static int gather_piece(void *arg, const struct qf_piece *p)
             rc = add_iov(r, zero_page, (size_t)(p->len - k < sizeof zero_page ? p->len - k : sizeof zero_page));
         return rc;
     case QF_EXT_SRC:
+        /* bytes of a local source as they are: spliced from its page
+         * cache into the reply (no copy through this process) */
+        if (g->q->splice && g->snap->rd == qfs_src_pread && r->src_fd != -2) {
+            if (r->src_fd < 0 && (r->src_fd = qfs_src_take_local(&g->snap->src)) == -EAGAIN)
+                r->src_fd = -2; /* timed: read it below */
+            else if (r->src_fd < 0)
+                return r->src_fd = -1, -EIO;
+            if (r->src_fd >= 0) {
+                r->fd_bytes += (size_t)p->len;
+                return add_buf(r, (void *)(uintptr_t)(e->src_off + p->rel), (size_t)p->len, r->src_fd);
+            }
+        }
         if (!r->srcbuf && !(r->srcbuf = malloc(g->total)))
             return -ENOMEM;
         rc = g->snap->rd(g->snap->rdctx, r->srcbuf + r->srcused, (size_t)p->len, e->src_off + p->rel);
@@ -781,6 +814,31 @@ static void schedule_readahead(struct qfs *q, struct handle *h, uint64_t off)
     qf_layout_walk(h->layout, off, (uint64_t)q->readahead_mb << 20, readahead_piece, &c);
 }
 
+/* The reply: by writev when it is all memory; spliced when source bytes
+ * are in it (libfuse moves memory pieces into its pipe with write(), the
+ * source's by splice(2)). */
+static void send_reply(fuse_req_t req, struct reply *r)
+{
+    if (!r->fd_bytes) {
+        fuse_reply_iov(req, r->iov, (int)r->n);
+        return;
+    }
+    struct fuse_bufvec *bv = malloc(sizeof *bv + r->n * sizeof(struct fuse_buf));
+    if (!bv) {
+        fuse_reply_err(req, ENOMEM);
+        return;
+    }
+    *bv = (struct fuse_bufvec){.count = r->n};
+    for (size_t i = 0; i < r->n; i++)
+        bv->buf[i] = r->fd[i] >= 0 ? (struct fuse_buf){.size = r->iov[i].iov_len,
+                                                        .flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK | FUSE_BUF_FD_RETRY,
+                                                        .fd = r->fd[i],
+                                                        .pos = (off_t)(uintptr_t)r->iov[i].iov_base}
+                                   : (struct fuse_buf){.size = r->iov[i].iov_len, .mem = r->iov[i].iov_base, .fd = -1};
+    fuse_reply_data(req, bv, 0);
+    free(bv);
+}
+
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
 {
     (void)ino;
@@ -809,7 +867,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
     }
     if (size > fsize - (uint64_t)off)
         size = (size_t)(fsize - (uint64_t)off);
-    struct reply r = {.snap = h->snap};
+    struct reply r = {.snap = h->snap, .src_fd = -1};
     atomic_fetch_add(&h->snap->refs, 1);
     int rc = qfs_snap_verify(q, h->snap);
     if (!rc) {
@@ -838,7 +896,23 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
     uint64_t end = (uint64_t)off + size;
     if (atomic_exchange(&h->next_off, end) == (uint64_t)off && q->readahead_mb)
         schedule_readahead(q, h, end);
-    fuse_reply_iov(req, r.iov, (int)r.n);
+    size_t view = h->view; /* h may be freed once the reply is sent; r holds the snapshot */
+    send_reply(req, &r);
+    /* spliced bytes are read from the source as the reply is sent, after
+     * the checks above: a source rewritten in place in that window (the
+     * descriptor's size or mtime moved; not ctime, which an unlink or a
+     * rename after the read moves too) is found here, too late to refuse
+     * this read but said, and every later one gets EIO (-o no_splice reads
+     * before it checks) */
+    struct stat now;
+    const struct stat *was = &r.snap->src.st;
+    if (r.fd_bytes &&
+        (fstat(r.src_fd, &now) || now.st_size != was->st_size || now.st_mtim.tv_sec != was->st_mtim.tv_sec ||
+         now.st_mtim.tv_nsec != was->st_mtim.tv_nsec) &&
+        qfs_snap_verify(q, r.snap))
+        qfs_log(q, LOG_ERR, "%s changed while a read of it (view %s, at %lld) was being sent: that read may hold "
+                "bytes of two versions; the file now fails with EIO until reopened", r.snap->file->path,
+                q->views[view].name, (long long)off);
     reply_free(q, &r);
 }
 
@@ -1018,7 +1092,76 @@ static void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *n)
     fuse_reply_err(req, EROFS);
 }
 
+/* The kernel's readahead for this mount: its backing device's
+ * read_ahead_kb (128 by default, so every buffered or mmap read of a view
+ * arrives as 128 KiB requests; 1 MiB requests, several in flight, read the
+ * f32 view ~2x faster: bench/RESULTS.md). Only root may write it, and only
+ * after INIT (whose reply would lower it again): the first request after
+ * INIT does it. The device is the mount's, from /proc/self/mountinfo. */
+static void set_read_ahead(struct qfs *q)
+{
+    FILE *f = fopen("/proc/self/mountinfo", "re");
+    char *line = NULL, dev[32] = "";
+    size_t cap = 0;
+    while (f && getline(&line, &cap, f) > 0 && !dev[0]) {
+        /* ID PARENT MAJ:MIN ROOT MOUNTPOINT ... - FSTYPE ...; octal escapes in paths */
+        char d[32], mp[4096];
+        if (sscanf(line, "%*s %*s %31s %*s %4095s", d, mp) != 2 || !strstr(line, " - fuse.quantfs "))
+            continue;
+        char un[4096];
+        size_t k = 0;
+        for (const char *p = mp; *p && k < sizeof un - 1; p++) {
+            if (p[0] == '\\' && p[1] >= '0' && p[1] <= '3' && p[2] >= '0' && p[2] <= '7' && p[3] >= '0' && p[3] <= '7') {
+                un[k++] = (char)((p[1] - '0') * 64 + (p[2] - '0') * 8 + (p[3] - '0'));
+                p += 3;
+            } else {
+                un[k++] = *p;
+            }
+        }
+        un[k] = 0;
+        if (!strcmp(un, q->mountpoint))
+            snprintf(dev, sizeof dev, "%s", d);
+    }
+    free(line);
+    if (f)
+        fclose(f);
+    char path[96];
+    snprintf(path, sizeof path, "/sys/class/bdi/%s/read_ahead_kb", dev);
+    FILE *w = dev[0] ? fopen(path, "we") : NULL;
+    bool ok = w && fprintf(w, "%u\n", q->read_ahead_kb) > 0;
+    if (w && fclose(w))
+        ok = false;
+    if (ok)
+        qfs_log(q, LOG_INFO, "kernel readahead for the mount: %u KiB (%s)", q->read_ahead_kb, path);
+    else
+        qfs_log(q, LOG_INFO, "kernel readahead for the mount stays at the default (128 KiB: reads arrive in 128 KiB "
+                "requests): %s needs root (quantfs@.service sets it; -o read_ahead_kb=0 to leave it)",
+                dev[0] ? path : "/sys/class/bdi/<the mount's device>/read_ahead_kb");
+}
+
+/* Splice the source's bytes into replies where the kernel can (-o splice);
+ * the mount's readahead at the first request after INIT. */
+static void op_init(void *userdata, struct fuse_conn_info *conn)
+{
+    struct qfs *q = userdata;
+    if (q->read_ahead_kb)
+        atomic_store(&q->ra_pending, true);
+    if (q->splice && (conn->capable & FUSE_CAP_SPLICE_WRITE)) {
+        conn->want |= FUSE_CAP_SPLICE_WRITE;
+        /* a reply goes through one pipe: libfuse wants room for the data
+         * plus a page per buffer and two more (its heuristic), within an
+         * unprivileged pipe's 1 MiB (fs.pipe-max-size), else it copies the
+         * reply through a fresh buffer (6x slower, measured). Requests of
+         * at most 248 pages (max_pages follows max_write) leave room for
+         * a few buffers. */
+        if (conn->max_write > (1u << 20) - (32u << 10))
+            conn->max_write = (1u << 20) - (32u << 10);
+    } else
+        q->splice = 0;
+}
+
 const struct fuse_lowlevel_ops qfs_ops = {
+    .init = op_init,
     .lookup = op_lookup,
     .getattr = op_getattr,
     .readlink = op_readlink,

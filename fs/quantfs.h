@@ -95,6 +95,8 @@ struct qfs_file {
     int kind;         /* QFS_F_*: how views present it */
     size_t model_idx, idx; /* position in the namespace (inode numbers) */
     atomic_uint open_count; /* open handles: the watcher polls these files */
+    unsigned reach;   /* the permission bits its real location grants (0777: no
+                       * symlink leads elsewhere); served modes are masked by it */
     pthread_mutex_t mu;
     struct qfs_snap *snap; /* current snapshot, NULL until first use */
 };
@@ -112,6 +114,7 @@ struct qfs_model {
     unsigned formats; /* QF_FMT_* of its convertible files */
     bool remote;      /* on a network or FUSE filesystem: source calls are timed (src.c) */
     struct stat dir_st;  /* dir's last stat (its mode while a stat times out), guarded by dir_mu */
+    unsigned dir_reach;  /* as qfs_file.reach, for the directory (0777 for a loose file) */
     bool dir_known;
     pthread_mutex_t dir_mu;
     atomic_uint stuck; /* source calls timed out and not yet returned */
@@ -129,12 +132,12 @@ struct qfs_model {
     char *check_json; /* the published .check.json */
     char *check_svg;  /* and its chart, .check.svg */
     pid_t check_pid;
-    pthread_t check_thread;
-    bool check_joinable;
 };
 
 struct handle;
 struct iojob;
+
+#define QFS_MAX_CHECK_JOBS 64 /* -o check_jobs' limit: checker workers */
 
 /* What the first scan hid, and why: the mount's summary line (qfs_scan). */
 struct qfs_tally {
@@ -162,11 +165,17 @@ struct qfs {
     bool foreground;
     int follow_symlinks;   /* -o follow_symlinks: sources may resolve outside the root */
     int check;             /* -o check: run quantfs-check per model */
+    int splice;            /* -o splice: source bytes spliced into replies */
+    unsigned read_ahead_kb; /* -o read_ahead_kb: the kernel's readahead for the mount */
+    atomic_bool ra_pending; /* set it at the first request after INIT (ops.c) */
     char *mountpoint;      /* absolute */
     pthread_mutex_t check_mu;
-    pthread_cond_t check_cv;   /* a checker slot freed, or stopping */
+    pthread_cond_t check_cv;   /* a check queued, or stopping */
     unsigned check_jobs;       /* -o check_jobs: checkers at a time (default 1) */
-    unsigned check_running;
+    size_t *check_queue;       /* models waiting for a checker: [qhead, qlen) */
+    size_t check_qhead, check_qlen, check_qcap;
+    pthread_t check_workers[QFS_MAX_CHECK_JOBS];
+    unsigned check_nworkers, check_idle;
     bool check_stopping;
     double timeout;        /* attr/entry cache timeout, seconds */
 
@@ -275,6 +284,11 @@ int qfs_src_open(struct qfs *q, struct qfs_model *m, struct qfs_src *s, const ch
 int qfs_src_pread(void *ctx, void *buf, size_t len, uint64_t off);
 int qfs_src_stat(struct qfs *q, struct qfs_model *m, const char *path, struct stat *st);
 bool qfs_src_current(const struct qfs_src *s);
+/* The descriptor of a local source (not a timed, network one: -EAGAIN),
+ * held open (never evicted) until qfs_src_give: for splicing its bytes
+ * into a reply. -EIO if it was replaced. */
+int qfs_src_take_local(struct qfs_src *s);
+void qfs_src_give(struct qfs_src *s);
 /* Closes the descriptor now, keeping the identity (a file read whole). */
 void qfs_src_idle(struct qfs_src *s);
 /* Closes and forgets s (a no-op on one whose open failed or never ran). */
@@ -338,7 +352,7 @@ void qfs_check_stop(struct qfs *q);
 /* watch.c */
 struct qfs_wd {
     int wd;
-    long model; /* -1: the source root (loose files) */
+    long model; /* -1: the source root (loose files), -2: a root directory that is no model yet */
 };
 void qfs_queue_inval(struct qfs *q, fuse_ino_t ino);
 int qfs_watch_start(struct qfs *q);

@@ -458,6 +458,15 @@ int qfs_src_pread(void *ctx, void *buf, size_t len, uint64_t off)
     return rc == -ETIMEDOUT ? -EIO : rc;
 }
 
+int qfs_src_take_local(struct qfs_src *s)
+{
+    if (is_timed(s->q, s->m))
+        return -EAGAIN; /* a network source: reads are timed, never spliced */
+    return src_take(s);
+}
+
+void qfs_src_give(struct qfs_src *s) { src_give(s); }
+
 bool qfs_src_current(const struct qfs_src *s)
 {
     struct stat st;

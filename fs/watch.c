@@ -96,10 +96,21 @@ static void handle_event(struct qfs *q, const struct inotify_event *ev, uint64_t
             for (size_t k = 0; k < m->n_files; k++)
                 if (!strcmp(m->files[k].name, ev->name) || qf_source_kind(m->files[k].kind)->derived)
                     check_file(q, &m->files[k]);
-        } else {
+        } else if (q->wds[i].model == -1) {
             for (size_t k = 0; k < q->n_models; k++)
                 if (!q->models[k]->dir && !strcmp(q->models[k]->files[0].name, ev->name))
                     check_file(q, &q->models[k]->files[0]);
+            /* a directory made in the root (mkdir, then a copy or a
+             * download into it, as git clone and downloaders do): watched
+             * from now on, so what arrives in it starts a rescan */
+            if ((ev->mask & IN_ISDIR) && (ev->mask & (IN_CREATE | IN_MOVED_TO)) && ev->name[0] != '.') {
+                char *sub;
+                if (asprintf(&sub, "%s/%s", q->source, ev->name) >= 0) {
+                    add_watch(q, sub, -2); /* moves q->wds: this loop ends here */
+                    free(sub);
+                }
+                return;
+            }
         }
     }
 }
@@ -232,6 +243,28 @@ void qfs_model_added(struct qfs *q, size_t i)
     inval_links(q, m);
 }
 
+/* The root's directories that are no model yet (empty, being filled, or
+ * incomplete at mount time): watched, so that their files arriving start a
+ * rescan (-2: no model's). */
+static void watch_candidates(struct qfs *q)
+{
+    DIR *d = opendir(q->source);
+    struct dirent *de;
+    while (d && (de = readdir(d))) {
+        if (de->d_name[0] == '.' || qfs_find_model(q, de->d_name) >= 0)
+            continue;
+        char *sub;
+        struct stat st;
+        if (asprintf(&sub, "%s/%s", q->source, de->d_name) < 0)
+            break;
+        if (!stat(sub, &st) && S_ISDIR(st.st_mode))
+            add_watch(q, sub, -2);
+        free(sub);
+    }
+    if (d)
+        closedir(d);
+}
+
 int qfs_watch_start(struct qfs *q)
 {
     q->watch_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -243,6 +276,7 @@ int qfs_watch_start(struct qfs *q)
         for (size_t i = 0; i < q->n_models; i++)
             if (q->models[i]->dir)
                 watch_model(q, q->models[i], (long)i);
+        watch_candidates(q);
     }
     if (q->watch_ifd < 0 && !q->rescan_ms) {
         q->rescan_ms = 10000;

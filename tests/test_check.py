@@ -269,3 +269,31 @@ def test_non_llama_checkpoint_sqnr_ordering(mount_factory, tmp_path):
     s = {k: v["sqnr_min_db"] for k, v in res.items()}
     assert s["f32"] == 200 and s["fp16"] > s["bf16"] > s["int8"] > s["int4"]
     assert s["int8"] > s["fp8"] > s["int4"]
+
+
+def test_daemon_checks_queue_on_a_few_threads(mount_factory, tmp_path):
+    """-o check with many models looked up at once: the checks wait in a
+    queue for check_jobs workers; the daemon's threads do not grow with the
+    models (they did: one waiting thread per model), and every check ends."""
+    src = tmp_path / "src"
+    for i in range(24):
+        (src / ("m%02d" % i)).mkdir(parents=True)
+        shutil.copy(STORIES_GGUF, src / ("m%02d" % i) / "stories260K.gguf")
+    m = mount_factory(src, "check", "check_jobs=2", "views=f32,q8_0")
+    m.expect_log(r"check of model")
+
+    def threads():
+        return len(os.listdir("/proc/%d/task" % m.proc.pid))
+
+    os.listdir(m.mnt)
+    base = threads()
+    for i in range(24):
+        os.listdir(m.path("m%02d" % i))  # each lookup queues its model's check
+    assert threads() <= base + 2 + 2, (base, threads())  # 2 checkers (+ slack for FUSE's own)
+    deadline = time.time() + 240
+    for i in range(24):
+        while json.load(open(m.path("m%02d" % i, ".check.json")))["status"] == "running":
+            assert time.time() < deadline, i
+            time.sleep(0.2)
+        d = json.load(open(m.path("m%02d" % i, ".check.json")))
+        assert d["status"] == "done" and d["pass"], d

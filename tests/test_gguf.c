@@ -193,6 +193,9 @@ static void test_header_errors(void **state)
     b.p[4] = 1;
     expect_reject(&b, "version 1");
     FRESH();
+    b.p[4] = 0; /* ggml: "bad GGUF version: 0" */
+    expect_reject(&b, "version 0");
+    FRESH();
     memcpy(b.p + 4, "\0\0\0\3", 4);
     expect_reject(&b, "big-endian");
     FRESH();
@@ -254,7 +257,26 @@ static void test_header_errors(void **state)
         off = UINT64_MAX - 31;
         memcpy(b.p + at + 24, &off, 8);
         expect_reject(&b, "beyond the end");
+        FRESH();
+        off = 32; /* aligned, inside the file, but not where ggml expects the first tensor */
+        memcpy(b.p + at + 24, &off, 8);
+        expect_reject(&b, "expected 0");
     }
+    free(b.p);
+    {
+        /* the second tensor over the first (overlap), then before it (out of order) */
+        struct tspec two[] = {{"tensor_aaa", 1, {64, 1, 1, 1}, QF_F32}, {"tensor_bbb", 1, {64, 1, 1, 1}, QF_F32}};
+        b = make_gguf(two, 2, false);
+        size_t at = tinfo(&b, "tensor_bbb"); /* 1 dimension: n_dims 4, dims 8, type 4, then the offset */
+        uint64_t off = 0;
+        memcpy(b.p + at + 16, &off, 8);
+        expect_reject(&b, "tensor 'tensor_bbb' has offset 0, expected 256");
+        off = 256; /* swapped: the first tensor's data after the second's */
+        memcpy(b.p + tinfo(&b, "tensor_aaa") + 16, &off, 8);
+        expect_reject(&b, "tensor 'tensor_aaa' has offset 256, expected 0");
+        free(b.p);
+    }
+    b = make_gguf(basic, 4, true);
     free(b.p);
     {
         struct tspec dup[] = {{"same", 1, {32, 1, 1, 1}, QF_F32}, {"same", 1, {32, 1, 1, 1}, QF_F32}};

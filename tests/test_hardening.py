@@ -560,3 +560,74 @@ def test_every_write_path_is_erofs_for_root_and_for_others(mount_factory, tmp_pa
     finally:
         for d, mode in saved:
             os.chmod(d, mode)
+
+
+# ------------------------------------------------------------ symlinks
+
+READ_AS = r'''
+import json, os, sys
+out = {}
+for p in sys.argv[1:]:
+    try:
+        with open(p, "rb") as f:
+            f.read(16)
+        out[p] = "ok"
+    except OSError as e:
+        out[p] = __import__("errno").errorcode[e.errno]
+print(json.dumps(out))
+'''
+
+
+def test_a_link_is_never_more_open_than_its_target(mount_factory, tmp_path):
+    """A symlink inside the source root to a file under a private (0700)
+    directory is served no more open than the file is where it lives: under
+    allow_other another user cannot read it (nor a linked GGUF's converted
+    views, nor a model directory that is itself a link into private/), while
+    the daemon's own user can, and a link to a public file stays public."""
+    need_root()
+    src = tmp_path / "src"
+    model_dir(src, "evil")
+    (src / "private").mkdir()
+    (src / "private" / "notes.txt").write_text("secret\n")
+    shutil.copyfile(STORIES_GGUF, src / "private" / "secret.gguf")
+    os.makedirs(src / "private" / "inner")
+    shutil.copyfile(STORIES_GGUF, src / "private" / "inner" / "inner.gguf")
+    for p in (src / "private" / "notes.txt", src / "private" / "secret.gguf", src / "private" / "inner" / "inner.gguf"):
+        os.chmod(p, 0o644)
+    os.chmod(src / "private" / "inner", 0o755)
+    os.chmod(src / "private", 0o700)
+    (src / "pub").mkdir()
+    (src / "pub" / "readme.txt").write_text("public\n")
+    os.chmod(src / "pub" / "readme.txt", 0o644)
+    os.symlink("../private/notes.txt", src / "evil" / "loot")
+    os.symlink("../pub/readme.txt", src / "evil" / "readme")
+    model_dir(src, "evil2")
+    os.symlink("../private/secret.gguf", src / "evil2" / "x.gguf")
+    os.symlink("private/inner", src / "evil3")  # a model directory that is a link into private/
+    for d in (src, src / "evil", src / "evil2", src / "pub"):
+        os.chmod(d, 0o755)
+    saved = [(d, os.stat(d).st_mode & 0o777) for d in (tmp_path, tmp_path.parent, tmp_path.parent.parent)]
+    for d, mode in saved:
+        os.chmod(d, mode | 0o011)
+    try:
+        m = mount_factory(src, "allow_other", "views=f32,q8_0")
+        paths = {"loot": m.path("evil", "f32", "loot"), "x": m.path("evil2", "q8_0", "x.gguf"),
+                 "x32": m.path("evil2", "f32", "x.gguf"), "inner": m.path("evil3", "q8_0", "inner.gguf"),
+                 "readme": m.path("evil", "f32", "readme")}
+        for k in ("loot", "x", "x32"):
+            assert os.stat(paths[k]).st_mode & 0o777 == 0o400, (k, oct(os.stat(paths[k]).st_mode))
+        assert os.stat(m.path("evil3")).st_mode & 0o777 == 0o500
+        assert os.stat(paths["readme"]).st_mode & 0o777 == 0o444
+        assert os.stat(m.path("evil", "f32", "stories260K.gguf")).st_mode & 0o444 == 0o444
+        r = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "/usr/bin/python3",
+                            "-c", READ_AS, *paths.values()], capture_output=True, text=True, timeout=60)
+        got = json.loads(r.stdout)
+        assert got == {paths["loot"]: "EACCES", paths["x"]: "EACCES", paths["x32"]: "EACCES",
+                       paths["inner"]: "EACCES", paths["readme"]: "ok"}, got
+        r = subprocess.run(["/usr/bin/python3", "-c", READ_AS, *paths.values()], capture_output=True, text=True,
+                           timeout=60)
+        assert set(json.loads(r.stdout).values()) == {"ok"}, r.stdout
+    finally:
+        for d, mode in saved:
+            os.chmod(d, mode)
+

@@ -248,13 +248,16 @@ def test_refusals_and_the_vocab_only_sidecar(mount_factory, hf_src, tmp_path):
     shutil.copytree(hf_src / "spmllama", src / "badspm")
     spm = (src / "badspm" / "tokenizer.model").read_bytes()
     (src / "badspm" / "tokenizer.model").write_bytes(spm[:len(spm) // 2 + 3])
+    shutil.copytree(hf_src / "spmllama", src / "emptypiece")
+    (src / "emptypiece" / "tokenizer.model").write_bytes(empty_piece(spm, 300))
     m = mount_factory(src)
+    m.expect_log(r"model 'emptypiece': no GGUF views: tokenizer.model: piece 300 is empty")
     m.expect_log(r"model 'oddpre': no GGUF views: BPE pre-tokenizer was not recognized")
     m.expect_log(r"model 'addtok': no GGUF views: added_tokens.json is not supported")
     m.expect_log(r"model 'rope': no GGUF views: config.json: rope scaling 'longrope' needs factor tensors")
     m.expect_log(r"model 'yarnctx': no GGUF views: config.json: yarn rope scaling without original_max_position")
     m.expect_log(r"model 'badspm': no GGUF views: tokenizer.model: malformed SentencePiece model")
-    for name in ("addtok", "rope", "badspm", "yarnctx"):
+    for name in ("addtok", "rope", "badspm", "yarnctx", "emptypiece"):
         assert sorted(os.listdir(m.path(name))) == ["bf16", "f32", "fp16", "fp8", "int4", "int8"], name
         assert len([l for l in m.output().splitlines() if "model '%s'" % name in l]) == 1
     assert sorted(os.listdir(m.path("gpt2ish"))) == ["bf16", "f32", "fp16", "fp8", "int4", "int8"]
@@ -268,6 +271,58 @@ def test_refusals_and_the_vocab_only_sidecar(mount_factory, hf_src, tmp_path):
     log = m.output()
     assert len([l for l in log.splitlines() if "model 'gpt2ish'" in l and "has no GGUF views" in l]) == 1, log
     assert len([l for l in log.splitlines() if "model 'oddpre'" in l]) == 1, log
+
+
+def varint(b, i):
+    v = shift = 0
+    while True:
+        v |= (b[i] & 0x7f) << shift
+        shift += 7
+        i += 1
+        if not b[i - 1] & 0x80:
+            return v, i
+
+
+def enc_varint(v):
+    out = bytearray()
+    while True:
+        out.append((v & 0x7f) | (0x80 if v > 0x7f else 0))
+        v >>= 7
+        if not v:
+            return bytes(out)
+
+
+def fields(b):
+    """The protobuf fields of message b: (field number, its whole bytes, the
+    payload of a length-delimited one or None)."""
+    i = 0
+    while i < len(b):
+        tag, j = varint(b, i)
+        body = None
+        if tag & 7 == 0:
+            _, j = varint(b, j)
+        elif tag & 7 == 5:
+            j += 4
+        else:
+            assert tag & 7 == 2, tag
+            ln, j = varint(b, j)
+            body, j = b[j:j + ln], j + ln
+        yield tag >> 3, b[i:j], body
+        i = j
+
+
+def empty_piece(spm, k):
+    """tokenizer.model (a SentencePiece ModelProto) with piece k's string
+    emptied (field 1 of the k-th pieces message; the rest as it was)."""
+    out, n = bytearray(), 0
+    for num, whole, body in fields(spm):
+        if num == 1:
+            if n == k:  # the piece: its string field empty, the others kept
+                body = b"\x0a\x00" + b"".join(w for f, w, _ in fields(body) if f != 1)
+                whole = enc_varint((1 << 3) | 2) + enc_varint(len(body)) + body
+            n += 1
+        out += whole
+    return bytes(out)
 
 
 def test_stat_builds_headers_only(hf_mount):

@@ -169,3 +169,20 @@ def test_a_source_replaced_by_a_fifo_hangs_nothing(mount_factory, tmp_path):
     assert not t.is_alive(), "a read of a view whose source is a FIFO hung"
     assert isinstance(result["a"], int)  # an error (ENOENT once the rescan dropped it, or EIO), not bytes
     assert open(m.path("b", "f32", "m.gguf"), "rb").read() == open(STORIES_GGUF, "rb").read()
+
+
+@pytest.mark.parametrize("settle", ["settle=100", "settle=0"])
+def test_a_directory_made_empty_then_filled_appears(mount_factory, tmp_path, settle):
+    """mkdir first, files later (git clone, downloaders): the model appears
+    once its files are there, with settle=0 too; so does one made empty
+    before the mount."""
+    src = tmp_path / "src"
+    (src / "early").mkdir(parents=True)
+    m = mount_factory(src, settle)
+    m.expect_log(r"no models found")
+    (src / "late").mkdir()
+    time.sleep(0.5)  # the rescan for the mkdir sees an empty directory
+    shutil.copyfile(STORIES_GGUF, src / "late" / "stories260K.gguf")
+    shutil.copyfile(STORIES_GGUF, src / "early" / "stories260K.gguf")
+    assert wait_for(lambda: listing(m) == ["early", "late"], 5.0) is not None, listing(m)
+    assert "q8_0" in os.listdir(m.path("late"))

@@ -396,3 +396,42 @@ def test_f16_and_bf16_sources(mount_factory, tmp_path):
     _, o = read_st(m.path("half", "int8", "model.safetensors"))
     deq, s = dequant("int8", o, "model.layers.0.mlp.up_proj.")
     assert np.all(np.abs(bf16_to_f32(bf) - deq) <= s / 2 * (1 + 1e-6))
+
+
+def test_views_say_format_pt(mount_factory, tmp_path):
+    """A source whose __metadata__ says "tf" (or has other keys): every
+    converted view says "format": "pt", as transformers needs to load it as
+    the PyTorch weights it is, and keeps the other keys; f32 is the source."""
+    src = tmp_path / "src" / "tfmeta"
+    src.mkdir(parents=True)
+    a = np.linspace(-1, 1, 256 * 4, dtype=np.float32).reshape(4, 256)
+    write_st(src / "model.safetensors", {"model.layers.0.mlp.up_proj.weight": ("F32", a)},
+             metadata={"format": "tf", "note": "kept"})
+    (src / "config.json").write_text('{"model_type": "llama"}')
+    m = mount_factory(src.parent)
+    for v in ("fp16", "bf16", "int8", "int4", "fp8"):
+        meta, _ = read_st(m.path("tfmeta", v, "model.safetensors"))
+        assert meta == {"format": "pt", "note": "kept"}, (v, meta)
+    meta, _ = read_st(m.path("tfmeta", "f32", "model.safetensors"))
+    assert meta == {"format": "tf", "note": "kept"}
+
+
+def test_rows_over_the_limit_leave_the_quantized_views_out(mount_factory, tmp_path):
+    """A Linear weight whose rows exceed the row-wise quantizers' limit
+    (131,072 values): int8, int4 and fp8 are absent, each with one log line
+    saying why; fp16 and bf16 are there."""
+    src = tmp_path / "src" / "wide"
+    src.mkdir(parents=True)
+    a = np.zeros((2, 131200), np.float32)
+    write_st(src / "model.safetensors", {"model.layers.0.mlp.up_proj.weight": ("F32", a)},
+             metadata={"format": "pt"})
+    (src / "config.json").write_text('{"model_type": "llama"}')
+    m = mount_factory(src.parent)
+    m.expect_log(r"rows of 131200 values exceed quantfs' limit of 131072")
+    assert sorted(os.listdir(m.path("wide"))) == ["bf16", "f32", "fp16"]
+    for v in ("int8", "int4", "fp8"):
+        assert not os.path.exists(m.path("wide", v)), v
+    assert read_st(m.path("wide", "fp16", "model.safetensors"))[1]["model.layers.0.mlp.up_proj.weight"][0] == "F16"
+    log = m.output()
+    for v in ("int8", "int4", "fp8"):
+        assert len([l for l in log.splitlines() if "exceed quantfs' limit" in l and " for %s" % v in l]) == 1, log

@@ -72,6 +72,35 @@ def test_refusals_before_mounting(tmp_path):
     assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1, r.stderr
 
 
+BAD_VALUES = ["check_jobs=-1", "check_jobs=0", "threads=1e9", "threads=0", "threads=+4", "threads= 4", "workers=-2",
+              "timeout=nan", "timeout=inf", "timeout=-1", "timeout=1e9", "readahead=-5", "readahead=99999",
+              "settle=-1", "settle=1h", "max_fds=0", "max_fds=2", "rescan=-1", "rescan=86401", "source_timeout=99999",
+              "check_interval=0", "read_ahead_kb=2000000", "cache_size=-1", "cache_size=0", "cache_size=100T",
+              "cache_size=1X", "hot_size=-1", "hot_size=1T", "cache_dir_size=-1", "cache_dir_size=0"]
+
+
+def test_option_values_out_of_range_are_refused(tmp_path):
+    """Every numeric option has a range: a value outside it, signed, or with
+    anything after the number stops the mount with one line naming it
+    (fuse_opt's %u took "-1" as 4294967295 and "1e9" as 1)."""
+    (tmp_path / "src").mkdir()
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    for o in BAD_VALUES:
+        r = run(str(tmp_path / "src"), str(mnt), "-o", o)
+        lines = r.stderr.strip().splitlines()
+        assert r.returncode == 1 and len(lines) == 1 and lines[0].startswith("quantfs: " + o), (o, r.stderr)
+        assert not os.path.ismount(mnt), o
+    # and in range, in a config file too: the mount comes up
+    conf = tmp_path / "ok.conf"
+    conf.write_text("threads = 3\ntimeout = 0.5\ncheck_jobs = 2\nsettle = 0\nread_ahead_kb = 0\n")
+    r = run(str(tmp_path / "src"), str(mnt), "-o", "config=%s" % conf)
+    try:
+        assert r.returncode == 0 and os.path.ismount(mnt), r.stderr
+    finally:
+        subprocess.run(["fusermount3", "-u", str(mnt)])
+
+
 def test_sigterm_with_checks_in_flight(tmp_path):
     import numpy as np
     from gguf_writer import llama_kvs, write_gguf

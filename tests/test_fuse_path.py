@@ -1,0 +1,86 @@
+"""The read path (issue 22): source bytes spliced into replies, and the
+kernel's readahead for the mount. Spliced or copied, every byte of the f32
+view and of a passed-through file is the source's, at any offset and size
+(reads that start in the view's header and end in spliced tensor data, and
+the reverse); the mount's read_ahead_kb is set after the first request
+(root only), left alone with read_ahead_kb=0, and a value out of range is
+refused. Speed is bench/fuse_path.py's, not a test's."""
+import os
+import random
+import shutil
+import stat
+import subprocess
+
+import pytest
+
+from conftest import QUANTFS, STORIES_GGUF, read_all
+
+HF = os.path.join(os.path.dirname(STORIES_GGUF), "..", "hf")
+
+
+@pytest.fixture
+def src(tmp_path):
+    s = tmp_path / "src"
+    (s / "m").mkdir(parents=True)
+    shutil.copy(STORIES_GGUF, s / "m" / "stories260K.gguf")
+    shutil.copytree(HF, s / "hfm")
+    return s
+
+
+def bdi_read_ahead(path):
+    dev = os.stat(path).st_dev
+    with open("/sys/class/bdi/%d:%d/read_ahead_kb" % (os.major(dev), os.minor(dev))) as f:
+        return int(f.read())
+
+
+def check_bytes(m, src):
+    ref = read_all(src / "m" / "stories260K.gguf")
+    rng = random.Random(7)
+    path = m.path("m", "f32", "stories260K.gguf")
+    assert read_all(path) == ref
+    with open(path, "rb", buffering=0) as f:
+        for _ in range(300):
+            os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)  # each read from the daemon
+            off = rng.randrange(0, len(ref))
+            n = rng.choice([1, 7, 4096, 65536, 131072 + 5, 1 << 20])
+            f.seek(off)
+            assert f.read(n) == ref[off:off + n], (off, n)
+    # a Hugging Face model's f32 view: its shard and config passed through
+    for name in ("model.safetensors", "tokenizer.json", "config.json"):
+        assert read_all(m.path("hfm", "f32", name)) == read_all(src / "hfm" / name), name
+
+
+@pytest.mark.parametrize("opts", [(), ("no_splice",), ("read_ahead_kb=0",)])
+def test_every_byte_is_the_sources(mount_factory, src, opts):
+    m = mount_factory(src, *opts)
+    check_bytes(m, src)
+    st = m.stats()
+    assert st["reads"] > 0 and st["errors"] == 0, st
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root may set a mount's read_ahead_kb")
+def test_the_mounts_readahead(mount_factory, src, tmp_path):
+    m = mount_factory(src, "read_ahead_kb=3968")
+    os.listdir(m.mnt)  # the first request after INIT sets it
+    assert bdi_read_ahead(m.mnt) == 3968
+    assert "kernel readahead for the mount: 3968 KiB" in m.output()
+    m2 = mount_factory(src, "read_ahead_kb=0")
+    os.listdir(m2.mnt)
+    read_all(m2.path("m", "f32", "stories260K.gguf"))
+    assert bdi_read_ahead(m2.mnt) != 3968
+    assert "kernel readahead" not in m2.output()
+    # the default
+    m3 = mount_factory(src)
+    os.listdir(m3.mnt)
+    assert bdi_read_ahead(m3.mnt) == 7936
+
+
+def test_out_of_range_is_refused(tmp_path, src):
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    for v in ("2000000", "-1"):
+        r = subprocess.run([QUANTFS, str(src), str(mnt), "-o", "read_ahead_kb=" + v], capture_output=True,
+                           text=True, timeout=30)
+        assert r.returncode == 1 and "read_ahead_kb" in r.stderr, (v, r.stderr)
+        assert not os.path.ismount(mnt)
+    assert stat.S_ISDIR(os.stat(mnt).st_mode)
