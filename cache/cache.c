@@ -1074,6 +1074,8 @@ void qc_cache_free(struct qc_cache *c)
     free(c);
 }
 
+int qc_dir_owned(const char *dir, char *bad, size_t badlen) { return qs_check_owner(dir, bad, badlen); }
+
 int qc_dir_check(const char *dir)
 {
     struct qs_store *s = NULL;

@@ -71,6 +71,10 @@ void qc_cache_free(struct qc_cache *c);
 /* Creates dir's layout if needed and checks it can be written, without
  * starting anything (for option checking before a daemon forks). */
 int qc_dir_check(const char *dir);
+/* qs_check_owner (store.h): every directory of dir's layout belongs to the
+ * calling user and is not writable by group or others; else -EPERM (or
+ * another -errno) with the path in bad. */
+int qc_dir_owned(const char *dir, char *bad, size_t badlen);
 
 /* Returns the block for key: from a tier, or computed with fill(arg, ...)
  * if no tier has it (then stored in the tiers). On success *out holds a

@@ -119,6 +119,32 @@ fail:
     return rc;
 }
 
+int qs_check_owner(const char *dir, char *bad, size_t badlen)
+{
+    uid_t me = geteuid();
+    for (int i = -2; i < 256; i++) {
+        char p[4096];
+        if (i == -2)
+            snprintf(p, sizeof p, "%s/qfs1", dir);
+        else if (i == -1)
+            snprintf(p, sizeof p, "%s/qfs1/tmp", dir);
+        else
+            snprintf(p, sizeof p, "%s/qfs1/%02x", dir, (unsigned)i);
+        struct stat st;
+        if (lstat(p, &st)) {
+            if (errno == ENOENT)
+                continue; /* made later, by this user */
+            snprintf(bad, badlen, "%s", p);
+            return -errno;
+        }
+        if (!S_ISDIR(st.st_mode) || st.st_uid != me || (st.st_mode & 0022)) {
+            snprintf(bad, badlen, "%s", p);
+            return -EPERM;
+        }
+    }
+    return 0;
+}
+
 void qs_close(struct qs_store *s)
 {
     if (!s)

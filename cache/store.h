@@ -25,6 +25,12 @@ struct qs_store;
  * that it can be written. */
 int qs_open(const char *dir, struct qs_store **out);
 void qs_close(struct qs_store *s);
+/* Whether every directory of dir's layout (qfs1, its tmp and its 256
+ * fan-out directories) is a real directory of the calling user that no
+ * group or other user may write: whoever can write one can plant entries
+ * (checksummed, not authenticated) that a later mount serves. 0, or
+ * -EPERM with the first offending path in bad. */
+int qs_check_owner(const char *dir, char *bad, size_t badlen);
 
 /* Reads key's entry. 0: *f filled (caller frees f->data); -ENOENT: no
  * entry; -EBADMSG: the entry did not verify (bad magic, header checksum,

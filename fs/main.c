@@ -600,6 +600,16 @@ int main(int argc, char *argv[])
                     "group or others\n", q.cache_dir, (unsigned)geteuid());
             goto out;
         }
+        char bad[4096] = "";
+        if ((rc = qc_dir_owned(q.cache_dir, bad, sizeof bad))) { /* and so must every directory in it */
+            if (rc == -EPERM)
+                fprintf(stderr, "quantfs: cache_dir %s: %s is not a directory of the daemon's user (uid %u) closed "
+                        "to group and others writing: entries planted there would be served\n", q.cache_dir, bad,
+                        (unsigned)geteuid());
+            else
+                fprintf(stderr, "quantfs: cache_dir %s: %s: %s\n", q.cache_dir, bad, strerror(-rc));
+            goto out;
+        }
     }
     if (!q.workers) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);

@@ -289,7 +289,9 @@ def test_daemon_checks_queue_on_a_few_threads(mount_factory, tmp_path):
     base = threads()
     for i in range(24):
         os.listdir(m.path("m%02d" % i))  # each lookup queues its model's check
-    assert threads() <= base + 2 + 2, (base, threads())  # 2 checkers (+ slack for FUSE's own)
+    # 2 checkers, and at most libfuse's 10 session threads more (the
+    # checkers' reads of the views keep them busy); one per model before
+    assert threads() <= base + 2 + 10, (base, threads())
     deadline = time.time() + 240
     for i in range(24):
         while json.load(open(m.path("m%02d" % i, ".check.json")))["status"] == "running":

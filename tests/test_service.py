@@ -251,6 +251,29 @@ def test_cache_dir_must_be_the_daemons_own(tmp_path):
         r = run(str(src), str(mnt), "-o", "cache_dir=%s" % c)
         assert r.returncode == 1 and "must belong to the daemon's user" in r.stderr, (mode, owner, r.stderr)
         assert len(r.stderr.strip().splitlines()) == 1 and not os.path.ismount(mnt)
+    # and so must every directory in it: a fan-out directory another user
+    # may write, or owns, or a link in its place, would let entries in
+    for how in ("writable", "owner", "link"):
+        c = tmp_path / ("sub-" + how)
+        c.mkdir(mode=0o700)
+        os.chmod(c, 0o700)
+        r = run(str(src), str(mnt), "-o", "cache_dir=%s" % c, "-o", "settle=0")  # a first mount makes the layout
+        assert r.returncode == 0, r.stderr
+        subprocess.run(["fusermount3", "-u", str(mnt)], check=True)
+        sub = c / "qfs1" / "3a"
+        if how == "writable":
+            os.chmod(sub, 0o777)
+        elif how == "owner":
+            if os.geteuid() != 0:
+                continue
+            shutil.chown(sub, "nobody")
+        else:
+            os.rmdir(sub)
+            (tmp_path / "elsewhere").mkdir(exist_ok=True)
+            os.symlink(tmp_path / "elsewhere", sub)
+        r = run(str(src), str(mnt), "-o", "cache_dir=%s" % c)
+        assert r.returncode == 1 and "%s is not a directory of the daemon's user" % sub in r.stderr, (how, r.stderr)
+        assert len(r.stderr.strip().splitlines()) == 1 and not os.path.ismount(mnt)
 
 
 def test_log_lines_are_whole_and_escaped(mount_factory, tmp_path):
