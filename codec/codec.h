@@ -528,18 +528,23 @@ int qf_layout_safetensors(const struct qf_st *st, const struct qf_view *v, struc
 /* config.json and model.safetensors.index.json of a view, rewritten from the
  * source text and all shards' headers (shards[i] is file names[i]). Returns
  * a malloc'd NUL-terminated string (stable bytes), or NULL with err set. */
-char *qf_st_config_json(const char *src_json, size_t len, const struct qf_view *v, const struct qf_st *const *shards,
+struct qf_st_json;
+char *qf_st_config_json(const struct qf_st_json *src, const struct qf_view *v, const struct qf_st *const *shards,
                         size_t n_shards, char *err, size_t errlen);
-char *qf_st_index_json(const char *src_json, size_t len, const struct qf_view *v, const struct qf_st *const *shards,
+char *qf_st_index_json(const struct qf_st_json *src, const struct qf_view *v, const struct qf_st *const *shards,
                        const char *const *names, size_t n_shards, char *err, size_t errlen);
 
 /* A safetensors model's config.json or index as its source kind opened it
- * (model.c): the whole text, checked by the functions below. Owned by the
- * row (its close frees it). */
+ * (model.c): parsed once per version under the limits below (root: a
+ * json_t, codec's), each view's rewrite a copy of it. qf_st_json_open
+ * loads text (an index also checked with have, as qf_st_index_check);
+ * qf_st_json_free releases root. */
 struct qf_st_json {
-    char *text;
-    size_t len;
+    void *root;
 };
+int qf_st_json_open(const char *text, size_t len, bool index, bool (*have)(void *arg, const char *shard), void *arg,
+                    struct qf_st_json *out, char *err, size_t errlen);
+void qf_st_json_free(struct qf_st_json *j);
 
 /* Checks the JSON documents of a safetensors directory, under codec's
  * limits (size <= QF_JSON_MAX_BYTES, qf_json_check, JSON_REJECT_DUPLICATES).

@@ -119,23 +119,17 @@ static int json_open(qf_pread_fn rd, void *ctx, uint64_t size, const struct qf_m
     if (size > QF_JSON_MAX_BYTES)
         return qf_fail(err, errlen, -E2BIG, "%llu bytes exceeds quantfs' limit of %llu MiB for a JSON file",
                        (unsigned long long)size, (unsigned long long)(QF_JSON_MAX_BYTES >> 20));
+    char *text = malloc(size + 1);
     struct qf_st_json *j = calloc(1, sizeof *j);
-    if (!j || !(j->text = malloc(size + 1))) {
-        free(j);
-        return -ENOMEM;
-    }
-    j->len = size;
-    j->text[size] = 0;
-    int rc = rd(ctx, j->text, size, 0) ? qf_fail(err, errlen, -EIO, "cannot read it") : 0;
-    if (!rc && index) {
-        /* every shard it names is one of the model's (a merged model's
-         * twins stand for its base's shards) */
-        rc = qf_st_index_check(j->text, size, qf_model_has_shard, (void *)m, err, errlen);
-    } else if (!rc) {
-        rc = qf_st_json_object(j->text, size, "config.json", err, errlen);
-    }
+    int rc = text && j ? 0 : -ENOMEM;
+    if (!rc && rd(ctx, text, size, 0))
+        rc = qf_fail(err, errlen, -EIO, "cannot read it");
+    /* an index: every shard it names is one of the model's (a merged
+     * model's twins stand for its base's shards) */
+    if (!rc)
+        rc = qf_st_json_open(text, size, index, qf_model_has_shard, (void *)m, j, err, errlen);
+    free(text); /* parsed: the tree is what the views rewrite */
     if (rc) {
-        free(j->text);
         free(j);
         return rc;
     }
@@ -157,10 +151,8 @@ static int index_open(qf_pread_fn rd, void *ctx, uint64_t size, const struct qf_
 
 static void json_close(void *p)
 {
-    struct qf_st_json *j = p;
-    if (j)
-        free(j->text);
-    free(j);
+    qf_st_json_free(p);
+    free(p);
 }
 
 static int text_layout(char *text, struct qf_layout **out)
@@ -178,8 +170,7 @@ static int config_layout(const void *p, const struct qf_view *v, const struct qf
 {
     (void)names;
     const struct qf_st_json *j = p;
-    return text_layout(qf_st_config_json(j->text, j->len, qf_view_resolve(v, QF_FMT_SAFETENSORS), shards, n, err, errlen),
-                       out);
+    return text_layout(qf_st_config_json(j, qf_view_resolve(v, QF_FMT_SAFETENSORS), shards, n, err, errlen), out);
 }
 
 static int index_layout(const void *p, const struct qf_view *v, const struct qf_st *const *shards,
@@ -187,7 +178,7 @@ static int index_layout(const void *p, const struct qf_view *v, const struct qf_
 {
     const struct qf_st_json *j = p;
     return text_layout(
-        qf_st_index_json(j->text, j->len, qf_view_resolve(v, QF_FMT_SAFETENSORS), shards, names, n, err, errlen), out);
+        qf_st_index_json(j, qf_view_resolve(v, QF_FMT_SAFETENSORS), shards, names, n, err, errlen), out);
 }
 
 /* a merged shard: converted as a safetensors file; f32 (no conversion) is

@@ -481,16 +481,12 @@ static json_t *weights_args(int bits, const char *strategy, int group)
                      "actorder", "observer", "minmax", "observer_kwargs", "block_structure");
 }
 
-char *qf_st_config_json(const char *src, size_t len, const struct qf_view *v, const struct qf_st *const *shards,
+char *qf_st_config_json(const struct qf_st_json *src, const struct qf_view *v, const struct qf_st *const *shards,
                         size_t n_shards, char *err, size_t errlen)
 {
-    if (qf_json_check(src, len, "source JSON", QF_JSON_MAX_VALUES, QF_JSON_MAX_CONTAINERS, err, errlen))
-        return NULL;
-    json_error_t je;
-    json_t *c = json_loadb(src, len, JSON_REJECT_DUPLICATES, &je);
-    if (!json_is_object(c)) {
-        json_decref(c);
-        qf_fail(err, errlen, -EINVAL, "config.json: %s", c ? "not a JSON object" : je.text);
+    json_t *c = json_deep_copy(src->root); /* parsed once, at open: this view's copy */
+    if (!c) {
+        qf_fail(err, errlen, -ENOMEM, "out of memory");
         return NULL;
     }
     bool i8 = !strcmp(v->name, "int8"), i4 = !strcmp(v->name, "int4"), f8 = !strcmp(v->name, "fp8");
@@ -542,19 +538,15 @@ char *qf_st_config_json(const char *src, size_t len, const struct qf_view *v, co
     return dump(c, err, errlen);
 }
 
-char *qf_st_index_json(const char *src, size_t len, const struct qf_view *v, const struct qf_st *const *shards,
+char *qf_st_index_json(const struct qf_st_json *src, const struct qf_view *v, const struct qf_st *const *shards,
                        const char *const *names, size_t n_shards, char *err, size_t errlen)
 {
     for (size_t i = 0; i < n_shards; i++)
         if (check_rows(shards[i], v, err, errlen))
             return NULL;
-    if (qf_json_check(src, len, "source JSON", QF_JSON_MAX_VALUES, QF_JSON_MAX_CONTAINERS, err, errlen))
-        return NULL;
-    json_error_t je;
-    json_t *c = json_loadb(src, len, JSON_REJECT_DUPLICATES, &je);
-    if (!json_is_object(c)) {
-        json_decref(c);
-        qf_fail(err, errlen, -EINVAL, "index: %s", c ? "not a JSON object" : je.text);
+    json_t *c = json_deep_copy(src->root);
+    if (!c) {
+        qf_fail(err, errlen, -ENOMEM, "out of memory");
         return NULL;
     }
     json_t *meta = json_object_get(c, "metadata");
@@ -607,12 +599,8 @@ int qf_st_json_object(const char *text, size_t len, const char *what, char *err,
     return j ? 0 : -EINVAL;
 }
 
-int qf_st_index_check(const char *text, size_t len, bool (*have)(void *arg, const char *shard), void *arg, char *err,
-                      size_t errlen)
+static int index_check(json_t *j, bool (*have)(void *arg, const char *shard), void *arg, char *err, size_t errlen)
 {
-    json_t *j = load_object(text, len, "model.safetensors.index.json", err, errlen);
-    if (!j)
-        return -EINVAL;
     json_t *map = json_object_get(j, "weight_map"), *v;
     const char *k;
     int rc = json_is_object(map) ? 0 : qf_fail(err, errlen, -EINVAL, "no weight_map object");
@@ -624,6 +612,37 @@ int qf_st_index_check(const char *text, size_t len, bool (*have)(void *arg, cons
             break;
         }
     }
+    return rc;
+}
+
+int qf_st_index_check(const char *text, size_t len, bool (*have)(void *arg, const char *shard), void *arg, char *err,
+                      size_t errlen)
+{
+    json_t *j = load_object(text, len, "model.safetensors.index.json", err, errlen);
+    if (!j)
+        return -EINVAL;
+    int rc = index_check(j, have, arg, err, errlen);
     json_decref(j);
     return rc;
+}
+
+int qf_st_json_open(const char *text, size_t len, bool index, bool (*have)(void *arg, const char *shard), void *arg,
+                    struct qf_st_json *out, char *err, size_t errlen)
+{
+    out->root = NULL;
+    json_t *j = load_object(text, len, index ? "model.safetensors.index.json" : "config.json", err, errlen);
+    if (!j)
+        return -EINVAL;
+    int rc = index ? index_check(j, have, arg, err, errlen) : 0;
+    if (rc)
+        json_decref(j);
+    else
+        out->root = j;
+    return rc;
+}
+
+void qf_st_json_free(struct qf_st_json *j)
+{
+    if (j)
+        json_decref(j->root);
 }
