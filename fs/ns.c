@@ -631,19 +631,25 @@ out:
  * ln -s ../private/notes.txt SRC/evil/loot must not make a 0700 private/
  * readable to everyone under allow_other. 0777 where no link leads
  * elsewhere (the served directories are then the real ones). */
-static unsigned reach_mask(const struct qfs *q, const char *path, const struct stat *self)
+static unsigned reach_mask(const struct qfs *q, const char *path)
 {
     char *real = realpath(path, NULL);
-    if (!real)
+    struct stat self;
+    if (!real || (strcmp(real, path) && stat(real, &self))) {
+        free(real);
         return 0; /* cannot tell: nobody */
+    }
+    if (!strcmp(real, path)) { /* no link on the way: the served directories are the real ones */
+        free(real);
+        return 0777;
+    }
     size_t n = strlen(q->source);
-    bool linked = strcmp(real, path) != 0;
     unsigned mask = 0777;
     /* walk up from the real parent to the source root (to / for a target
      * outside it, served with -o follow_symlinks) */
     size_t stop = !strncmp(real, q->source, n) && (real[n] == '/' || !real[n]) ? n : 0;
     char *slash;
-    while (linked && (slash = strrchr(real, '/')) && (size_t)(slash - real) >= stop) {
+    while ((slash = strrchr(real, '/')) && (size_t)(slash - real) >= stop) {
         *slash = 0;
         struct stat d;
         if (stat(real[0] ? real : "/", &d)) {
@@ -651,9 +657,9 @@ static unsigned reach_mask(const struct qfs *q, const char *path, const struct s
             break;
         }
         bool ox = d.st_mode & S_IXOTH;
-        bool gx = ox || ((d.st_mode & S_IXGRP) && d.st_gid == self->st_gid);
-        bool ux = ox || ((d.st_mode & S_IXUSR) && d.st_uid == self->st_uid) ||
-                  ((d.st_mode & S_IXGRP) && d.st_gid == self->st_gid);
+        bool gx = ox || ((d.st_mode & S_IXGRP) && d.st_gid == self.st_gid);
+        bool ux = ox || ((d.st_mode & S_IXUSR) && d.st_uid == self.st_uid) ||
+                  ((d.st_mode & S_IXGRP) && d.st_gid == self.st_gid);
         mask &= (ux ? 0700u : 0u) | (gx ? 0070u : 0u) | (ox ? 0007u : 0u);
         if ((size_t)(slash - real) == stop)
             break;
@@ -664,13 +670,10 @@ static unsigned reach_mask(const struct qfs *q, const char *path, const struct s
 
 static void set_reach(const struct qfs *q, struct qfs_model *m)
 {
-    struct stat st;
-    m->dir_reach = !m->dir ? 0777 : stat(m->dir, &st) ? 0 : reach_mask(q, m->dir, &st);
+    m->dir_reach = m->dir ? reach_mask(q, m->dir) : 0777;
     for (size_t i = 0; i < m->n_files; i++) {
         struct qfs_file *f = &m->files[i];
-        f->reach = qf_source_kind(f->kind)->derived ? m->dir_reach
-                   : stat(f->path, &st)              ? 0
-                                                     : reach_mask(q, f->path, &st) & m->dir_reach;
+        f->reach = m->dir_reach & (qf_source_kind(f->kind)->derived ? 0777 : reach_mask(q, f->path));
     }
 }
 
@@ -741,19 +744,6 @@ static uint64_t model_sig(const struct qfs_model *m)
 /* Whether a model has what its format needs: a safetensors directory its
  * config.json and, with an index, every shard the index names. Why not, in
  * why. (A GGUF or a shard cut short is found by its parser instead.) */
-struct shard_ctx {
-    const struct qfs_model *m;
-};
-
-static bool have_shard(void *arg, const char *shard)
-{
-    const struct qfs_model *m = ((struct shard_ctx *)arg)->m;
-    for (size_t i = 0; i < m->n_files; i++)
-        if (qf_source_kind(m->files[i].kind)->shard && !strcmp(m->files[i].name, shard))
-            return true;
-    return false;
-}
-
 static bool model_complete(struct qfs *q, const struct qfs_model *m, char *why, size_t n)
 {
     if (!m->dir || !(m->formats & QF_FMT_SAFETENSORS))
@@ -777,10 +767,9 @@ static bool model_complete(struct qfs *q, const struct qfs_model *m, char *why, 
     char *text = NULL, err[256] = "";
     size_t len = 0;
     struct stat ist;
-    struct shard_ctx sc = {m};
     int rc = read_json(q, index->path, &text, &len, &ist);
     if (!rc)
-        rc = qf_st_index_check(text, len, have_shard, &sc, err, sizeof err);
+        rc = qf_st_index_check(text, len, qf_model_has_shard, (void *)&m->desc, err, sizeof err);
     free(text);
     if (rc)
         snprintf(why, n, "%s: %s", index->name, err[0] ? err : strerror(-rc));
