@@ -38,6 +38,23 @@ enum { JOB_FILL, JOB_STORE };
 #define QC_SAMPLE (64u << 10) /* bytes compressed to decide */
 #define QC_RETRY_SEC 60 /* a failed persistent store is retried after this */
 
+/* A persistent tier: a directory of entries (store.c). */
+struct dtier {
+    struct qs_store *store; /* NULL: none */
+    const char *dir;
+    const char *what;       /* its option's name, for messages */
+    bool ro;                /* read only here: never written or swept */
+    uint64_t budget;
+    bool storing;           /* false after a failed store, until retry_at */
+    time_t retry_at;
+    int logged_errno;       /* last store error logged (log once per kind) */
+    uint64_t stored_entries; /* entries this daemon wrote, ever */
+    struct qc_tier_stats *st;
+    pthread_t sweeper;
+    bool sweeper_started;
+    struct qc_cache *c;
+};
+
 struct qc_block {
     struct qc_key key;
     size_t len;
@@ -47,6 +64,7 @@ struct qc_block {
     int err;
     bool in_table;
     bool transient; /* QC_TRANSIENT: never in the memory or disk tier */
+    bool meta;      /* QC_META: counted apart */
     struct qc_block *hnext;               /* hash chain */
     struct qc_block *lru_prev, *lru_next; /* idle READY blocks only */
 };
@@ -113,15 +131,8 @@ struct qc_cache {
     size_t fbytes;
     struct region *cur, *spare_rg; /* region being filled; empty ones kept */
     unsigned nspare_rg;
-    /* disk tier */
-    struct qs_store *store;
-    uint64_t dir_budget;
-    bool storing;      /* false after a failed store, until retry_at */
-    time_t retry_at;
-    int logged_errno;  /* last store error logged (log once per kind) */
-    uint64_t stored_entries; /* entries this daemon wrote, ever */
-    pthread_t sweeper;
-    bool sweeper_started;
+    /* disk tiers: [0] cache_dir (node-local), [1] the shared tier */
+    struct dtier disk[2];
     pthread_cond_t sweep_cv;
     pthread_mutex_t sweep_mu; /* one sweep at a time: qc_sweep and the sweeper's */
     /* workers */
@@ -153,6 +164,28 @@ struct qc_key qc_key_make(const void *data, size_t len)
 }
 
 uint64_t qc_hash64(const void *data, size_t len) { return XXH3_64bits(data, len); }
+
+/* struct qc_hasher is XXH3_state_t (opaque without XXH_STATIC_LINKING_ONLY). */
+struct qc_hasher *qc_hasher_new(void)
+{
+    XXH3_state_t *st = XXH3_createState();
+    if (st)
+        XXH3_128bits_reset(st);
+    return (struct qc_hasher *)st;
+}
+
+void qc_hasher_update(struct qc_hasher *h, const void *data, size_t len)
+{
+    XXH3_128bits_update((XXH3_state_t *)h, data, len);
+}
+
+struct qc_key qc_hasher_digest(const struct qc_hasher *h)
+{
+    XXH128_hash_t d = XXH3_128bits_digest((const XXH3_state_t *)h);
+    return (struct qc_key){d.low64, d.high64};
+}
+
+void qc_hasher_free(struct qc_hasher *h) { XXH3_freeState((XXH3_state_t *)h); }
 
 static void cache_log(struct qc_cache *c, int prio, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static void cache_log(struct qc_cache *c, int prio, const char *fmt, ...)
@@ -199,6 +232,10 @@ static void unlink_table(struct qc_cache *c, struct qc_block *b)
     b->in_table = false;
 }
 
+/* What an idle block costs the hot budget: its bytes and its bookkeeping
+ * (a 16-byte QC_META block is mostly bookkeeping). */
+static size_t hcost(const struct qc_block *b) { return b->len + sizeof *b + 16; }
+
 static void lru_remove(struct qc_cache *c, struct qc_block *b)
 {
     if (!b->lru_next)
@@ -206,7 +243,7 @@ static void lru_remove(struct qc_cache *c, struct qc_block *b)
     b->lru_prev->lru_next = b->lru_next;
     b->lru_next->lru_prev = b->lru_prev;
     b->lru_prev = b->lru_next = NULL;
-    c->idle_bytes -= b->len;
+    c->idle_bytes -= hcost(b);
 }
 
 static void destroy(struct qc_cache *c, struct qc_block *b)
@@ -261,7 +298,7 @@ static void put_locked(struct qc_cache *c, struct qc_block *b)
         b->lru_prev = &c->lru;
         c->lru.lru_next->lru_prev = b;
         c->lru.lru_next = b;
-        c->idle_bytes += b->len;
+        c->idle_bytes += hcost(b);
         evict_hot(c);
     } else {
         unlink_table(c, b);
@@ -562,56 +599,58 @@ static int encode(struct qc_cache *c, struct zctx *z, const uint8_t *src, size_t
 
 /* ----------------------------------------------------------- disk tier */
 
-static bool may_store(struct qc_cache *c)
+static bool may_store(struct qc_cache *c, struct dtier *d)
 {
-    if (!c->store)
+    if (!d->store || d->ro)
         return false;
     pthread_mutex_lock(&c->mu);
-    if (!c->storing && time(NULL) >= c->retry_at)
-        c->storing = true;
-    bool ok = c->storing;
+    if (!d->storing && time(NULL) >= d->retry_at)
+        d->storing = true;
+    bool ok = d->storing;
     pthread_mutex_unlock(&c->mu);
     return ok;
 }
 
-static void disk_save(struct qc_cache *c, struct qc_key k, const struct qs_frame *f)
+static void disk_save(struct qc_cache *c, struct dtier *d, struct qc_key k, const struct qs_frame *f)
 {
-    int rc = qs_save(c->store, k, f);
+    int rc = qs_save(d->store, k, f);
     pthread_mutex_lock(&c->mu);
     if (!rc) {
-        c->st.disk.bytes_in += f->plain_len;
-        c->st.disk.stored_in += f->stored_len;
-        c->st.disk.bytes += f->stored_len + 64;
-        c->st.disk.entries++;
-        c->stored_entries++;
-        c->logged_errno = 0;
-        if (c->st.disk.bytes > c->dir_budget)
-            pthread_cond_signal(&c->sweep_cv);
+        d->st->bytes_in += f->plain_len;
+        d->st->stored_in += f->stored_len;
+        d->st->bytes += f->stored_len + 64;
+        d->st->entries++;
+        d->stored_entries++;
+        d->logged_errno = 0;
+        if (d->st->bytes > d->budget)
+            pthread_cond_broadcast(&c->sweep_cv);
         pthread_mutex_unlock(&c->mu);
         return;
     }
     c->st.store_errors++;
-    c->storing = false;
-    c->retry_at = time(NULL) + QC_RETRY_SEC;
-    bool say = c->logged_errno != rc;
-    c->logged_errno = rc;
+    d->storing = false;
+    d->retry_at = time(NULL) + QC_RETRY_SEC;
+    bool say = d->logged_errno != rc;
+    d->logged_errno = rc;
     pthread_mutex_unlock(&c->mu);
     if (say)
-        cache_log(c, LOG_WARNING, "cache_dir %s: cannot store blocks (%s); serving without storing, retrying every %d s",
-             c->o.dir, strerror(-rc), QC_RETRY_SEC);
+        cache_log(c, LOG_WARNING, "%s %s: cannot store blocks (%s); serving without storing, retrying every %d s",
+                  d->what, d->dir, strerror(-rc), QC_RETRY_SEC);
 }
 
-/* Stores a filled block in the memory and disk tiers. */
+/* Stores a filled block in the memory tier, cache_dir and the shared tier
+ * (where this daemon may write it). */
 static void store_block(struct qc_cache *c, const struct qc_block *b)
 {
-    bool disk = may_store(c);
-    if (!c->o.mem_budget && !disk)
+    bool disk[2] = {may_store(c, &c->disk[0]), may_store(c, &c->disk[1])};
+    if (!c->o.mem_budget && !disk[0] && !disk[1])
         return;
     struct qs_frame f;
     struct zctx *z = ztake(c);
     if (z && !encode(c, z, b->data, b->len, &f)) { /* else out of memory: just not cached */
-        if (disk)
-            disk_save(c, b->key, &f);
+        for (unsigned i = 0; i < 2; i++)
+            if (disk[i])
+                disk_save(c, &c->disk[i], b->key, &f);
         if (c->o.mem_budget)
             finsert(c, b->key, &f);
     }
@@ -642,7 +681,7 @@ static bool from_memory(struct qc_cache *c, struct qc_block *b)
     pthread_mutex_lock(&c->mu);
     struct frame *f = flookup(c, b->key);
     if (!f) {
-        c->st.mem.misses++;
+        c->st.mem.misses += !b->meta;
         pthread_mutex_unlock(&c->mu);
         return false;
     }
@@ -651,11 +690,13 @@ static bool from_memory(struct qc_cache *c, struct qc_block *b)
     pthread_mutex_unlock(&c->mu);
     int rc = decode(c, &f->f, b->data, b->len);
     pthread_mutex_lock(&c->mu);
-    if (!rc) {
+    if (!rc && b->meta) {
+        c->st.meta_hits++;
+    } else if (!rc) {
         c->st.mem.hits++;
         c->st.mem.bytes_out += b->len;
     } else {
-        c->st.mem.misses++;
+        c->st.mem.misses += !b->meta;
         if (rc == -EBADMSG) {
             c->st.mem.checksum_failures++;
             fremove(c, f);
@@ -669,37 +710,54 @@ static bool from_memory(struct qc_cache *c, struct qc_block *b)
     return !rc;
 }
 
-static bool from_disk(struct qc_cache *c, struct qc_block *b)
+/* A hit is promoted to memory and, if copy_to may be written, stored
+ * there as it was read. */
+static bool from_dtier(struct qc_cache *c, struct dtier *d, struct qc_block *b, struct dtier *copy_to)
 {
-    if (!c->store)
+    if (!d->store)
         return false;
     struct qs_frame f;
-    int rc = qs_load(c->store, b->key, b->len, &f);
+    int rc = qs_load(d->store, b->key, b->len, &f);
     if (!rc && (rc = decode(c, &f, b->data, b->len))) {
         if (rc == -EBADMSG)
-            qs_remove(c->store, b->key);
+            qs_remove(d->store, b->key);
         free(f.data);
     }
     pthread_mutex_lock(&c->mu);
-    if (!rc) {
-        c->st.disk.hits++;
-        c->st.disk.bytes_out += b->len;
+    if (!rc && b->meta) {
+        c->st.meta_hits++;
+    } else if (!rc) {
+        d->st->hits++;
+        d->st->bytes_out += b->len;
     } else {
-        c->st.disk.misses++;
-        if (rc != -ENOENT && rc != -ENOMEM)
-            c->st.disk.checksum_failures++;
+        d->st->misses += !b->meta;
+        if (rc == -EBADMSG)
+            d->st->checksum_failures++;
+        else if (rc != -ENOENT && rc != -ENOMEM)
+            d->st->read_errors++;
     }
     pthread_mutex_unlock(&c->mu);
-    if (rc && rc != -ENOENT && rc != -ENOMEM)
-        cache_log(c, LOG_WARNING, "cache_dir %s: entry %016llx%016llx is unusable (%s); deleted and recomputed", c->o.dir,
-             (unsigned long long)b->key.hi, (unsigned long long)b->key.lo,
-             rc == -EBADMSG ? "corrupt or truncated" : strerror(-rc));
+    if (rc == -EBADMSG)
+        cache_log(c, LOG_WARNING, "%s %s: entry %016llx%016llx is corrupt or truncated; deleted and recomputed",
+                  d->what, d->dir, (unsigned long long)b->key.hi, (unsigned long long)b->key.lo);
+    else if (rc && rc != -ENOENT && rc != -ENOMEM) /* a peer's eviction on a network filesystem: ESTALE */
+        cache_log(c, LOG_INFO, "%s %s: entry %016llx%016llx unreadable (%s); recomputed", d->what, d->dir,
+                  (unsigned long long)b->key.hi, (unsigned long long)b->key.lo, strerror(-rc));
     if (rc)
         return false;
     if (c->o.mem_budget)
         finsert(c, b->key, &f); /* promote: the next miss in memory is not a disk read */
+    if (copy_to && may_store(c, copy_to))
+        disk_save(c, copy_to, b->key, &f);
     free(f.data);
     return true;
+}
+
+/* cache_dir, then the shared tier; a shared hit is copied to cache_dir
+ * (node-local: the next read of it does not cross the network). */
+static bool from_disk(struct qc_cache *c, struct qc_block *b)
+{
+    return from_dtier(c, &c->disk[0], b, NULL) || from_dtier(c, &c->disk[1], b, &c->disk[0]);
 }
 
 static bool enqueue_locked(struct qc_cache *c, struct job j)
@@ -720,6 +778,10 @@ static int produce(struct qc_cache *c, struct qc_block *b, qc_fill_fn fill, void
         publish(c, b, 0);
         return 0;
     }
+    if (!fill) { /* a lookup only */
+        publish(c, b, -ENOENT);
+        return -ENOENT;
+    }
     void *scratch = scratch_take(c);
     uint64_t t0 = now_ns();
     int rc = (c->o.scratch_size && !scratch) ? -ENOMEM : fill(arg, b->data, b->len, scratch);
@@ -728,6 +790,9 @@ static int produce(struct qc_cache *c, struct qc_block *b, qc_fill_fn fill, void
     pthread_mutex_lock(&c->mu);
     if (rc) {
         c->st.fill_errors++;
+    } else if (b->meta) {
+        c->st.meta_computed++;
+        c->st.meta_ns += dt;
     } else {
         c->st.computed++;
         c->st.bytes_filled += b->len;
@@ -741,7 +806,7 @@ static int produce(struct qc_cache *c, struct qc_block *b, qc_fill_fn fill, void
     }
     pthread_mutex_unlock(&c->mu);
     publish(c, b, rc);
-    if (rc || b->transient || (!c->o.mem_budget && !c->store))
+    if (rc || b->transient || (!c->o.mem_budget && !c->disk[0].store && !c->disk[1].store))
         return rc;
     if (!worker) {
         pthread_mutex_lock(&c->mu);
@@ -793,6 +858,10 @@ int qc_getf(struct qc_cache *c, struct qc_key key, size_t len, unsigned flags, q
         pthread_mutex_unlock(&c->mu);
         return rc;
     }
+    if (b && !fill) { /* QUEUED, and a lookup only: the queue will produce it */
+        pthread_mutex_unlock(&c->mu);
+        return -ENOENT;
+    }
     if (b) { /* QUEUED: claim it instead of waiting behind the queue */
         b->refs++;
         b->state = FILLING;
@@ -802,6 +871,7 @@ int qc_getf(struct qc_cache *c, struct qc_key key, size_t len, unsigned flags, q
     }
     if (flags & QC_TRANSIENT)
         b->transient = true;
+    b->meta = flags & QC_META;
     pthread_mutex_unlock(&c->mu);
     int rc = produce(c, b, fill, arg, false);
     if (rc) {
@@ -839,6 +909,7 @@ int qc_prefetchf(struct qc_cache *c, struct qc_key key, size_t len, unsigned fla
         return 0;
     }
     b->transient = flags & QC_TRANSIENT;
+    b->meta = flags & QC_META;
     enqueue_locked(c, (struct job){JOB_FILL, b, fill, arg, done});
     pthread_mutex_unlock(&c->mu);
     return 1;
@@ -895,43 +966,46 @@ void qc_flush(struct qc_cache *c)
 
 /* ---------------------------------------------------------------- sweep */
 
-static void sweep_once(struct qc_cache *c)
+static void sweep_once(struct qc_cache *c, struct dtier *d)
 {
     /* Two sweeps at once would each find the other's victims gone and
      * count less than was evicted; qc_sweep's caller expects the counts
      * of every sweep that finished when it returns. */
     pthread_mutex_lock(&c->sweep_mu);
     pthread_mutex_lock(&c->mu);
-    uint64_t in0 = c->st.disk.stored_in;
-    uint64_t e0 = c->stored_entries;
+    uint64_t in0 = d->st->stored_in;
+    uint64_t e0 = d->stored_entries;
     pthread_mutex_unlock(&c->mu);
     struct qs_sweep_result r;
-    qs_sweep(c->store, c->dir_budget, &r);
+    qs_sweep(d->store, d->budget, &r);
     pthread_mutex_lock(&c->mu);
     /* what this daemon stored during the scan, which may have missed it */
-    uint64_t e = c->stored_entries - e0;
-    c->st.disk.bytes = r.bytes + (c->st.disk.stored_in - in0) + 64 * e;
-    c->st.disk.entries = r.entries + e;
-    c->st.disk.evictions += r.evicted;
+    uint64_t e = d->stored_entries - e0;
+    d->st->bytes = r.bytes + (d->st->stored_in - in0) + 64 * e;
+    d->st->entries = r.entries + e;
+    d->st->evictions += r.evicted;
     pthread_mutex_unlock(&c->mu);
     pthread_mutex_unlock(&c->sweep_mu);
 }
 
 void qc_sweep(struct qc_cache *c)
 {
-    if (c->store)
-        sweep_once(c);
+    for (unsigned i = 0; i < 2; i++)
+        if (c->disk[i].store && !c->disk[i].ro)
+            sweep_once(c, &c->disk[i]);
 }
 
-/* Recounts the directory at start, every sweep_ms (other daemons may share
- * it) and whenever this daemon's writes push it over budget. */
+/* Recounts a writable tier's directory at start, every sweep_ms (other
+ * daemons may share it) and whenever this daemon's writes push it over
+ * budget. A read-only shared tier is its writers' to sweep. */
 static void *sweeper(void *p)
 {
-    struct qc_cache *c = p;
+    struct dtier *d = p;
+    struct qc_cache *c = d->c;
     pthread_mutex_lock(&c->mu);
     while (!c->stop) {
         pthread_mutex_unlock(&c->mu);
-        sweep_once(c);
+        sweep_once(c, d);
         pthread_mutex_lock(&c->mu);
         struct timespec until;
         clock_gettime(CLOCK_REALTIME, &until);
@@ -941,7 +1015,7 @@ static void *sweeper(void *p)
             until.tv_sec++;
             until.tv_nsec -= 1000000000;
         }
-        while (!c->stop && c->st.disk.bytes <= c->dir_budget)
+        while (!c->stop && d->st->bytes <= d->budget)
             if (pthread_cond_timedwait(&c->sweep_cv, &c->mu, &until) == ETIMEDOUT)
                 break;
     }
@@ -976,7 +1050,6 @@ int qc_cache_new(const struct qc_opts *opts, struct qc_cache **out)
     c->threads = calloc(c->o.workers ? c->o.workers : 1, sizeof *c->threads);
     c->lru.lru_next = c->lru.lru_prev = &c->lru;
     c->flru.next = c->flru.prev = &c->flru;
-    c->storing = true;
     c->st.disk_storing = 1;
     pthread_mutex_init(&c->mu, NULL);
     pthread_cond_init(&c->filled, NULL);
@@ -989,19 +1062,30 @@ int qc_cache_new(const struct qc_opts *opts, struct qc_cache **out)
         return -ENOMEM;
     }
     int rc;
-    if (opts->dir) {
-        if ((rc = qs_open(opts->dir, &c->store))) {
+    const char *dirs[2] = {opts->dir, opts->shared_dir};
+    const uint64_t budgets[2] = {opts->dir_budget, opts->shared_budget};
+    for (unsigned i = 0; i < 2; i++) {
+        struct dtier *d = &c->disk[i];
+        *d = (struct dtier){.what = i ? "shared_cache" : "cache_dir", .ro = i && opts->shared_ro, .storing = true,
+                            .st = i ? &c->st.shared : &c->st.disk, .c = c};
+        if (!dirs[i])
+            continue;
+        /* a reader-only shared tier is not created or written here */
+        if ((rc = d->ro ? qs_open_ro(dirs[i], &d->store) : qs_open(dirs[i], &d->store))) {
             qc_cache_free(c);
             return rc;
         }
-        c->o.dir = opts->dir;
-        c->dir_budget = opts->dir_budget ? opts->dir_budget : qs_default_budget(c->store);
-        if ((rc = pthread_create(&c->sweeper, NULL, sweeper, c))) {
+        d->dir = dirs[i];
+        d->budget = budgets[i] ? budgets[i] : qs_default_budget(d->store);
+        if (d->ro)
+            continue;
+        if ((rc = pthread_create(&d->sweeper, NULL, sweeper, d))) {
             qc_cache_free(c);
             return -rc;
         }
-        c->sweeper_started = true;
+        d->sweeper_started = true;
     }
+    c->o.dir = opts->dir;
     for (unsigned i = 0; i < c->o.workers; i++) {
         if ((rc = pthread_create(&c->threads[i], NULL, worker, c))) {
             qc_cache_free(c);
@@ -1024,8 +1108,9 @@ void qc_cache_free(struct qc_cache *c)
     pthread_mutex_unlock(&c->mu);
     for (unsigned i = 0; i < c->nthreads; i++)
         pthread_join(c->threads[i], NULL);
-    if (c->sweeper_started)
-        pthread_join(c->sweeper, NULL);
+    for (unsigned i = 0; i < 2; i++)
+        if (c->disk[i].sweeper_started)
+            pthread_join(c->disk[i].sweeper, NULL);
     if (c->table) {
         for (size_t i = 0; i < c->nbuckets; i++) {
             for (struct qc_block *b = c->table[i], *n; b; b = n) {
@@ -1058,7 +1143,8 @@ void qc_cache_free(struct qc_cache *c)
         zfree(c->zpool[i]);
     for (unsigned i = 0; i < c->nspare; i++)
         free(c->spare[i].p);
-    qs_close(c->store);
+    for (unsigned i = 0; i < 2; i++)
+        qs_close(c->disk[i].store);
     pthread_mutex_destroy(&c->mu);
     pthread_cond_destroy(&c->filled);
     pthread_cond_destroy(&c->work);
@@ -1076,11 +1162,31 @@ void qc_cache_free(struct qc_cache *c)
 
 int qc_dir_owned(const char *dir, char *bad, size_t badlen) { return qs_check_owner(dir, bad, badlen); }
 
+int qc_dir_readable(const char *dir)
+{
+    struct qs_store *s;
+    int rc = qs_open_ro(dir, &s);
+    if (!rc)
+        qs_close(s);
+    return rc;
+}
+
 int qc_dir_check(const char *dir)
 {
     struct qs_store *s = NULL;
     int rc = qs_open(dir, &s);
     qs_close(s);
+    return rc;
+}
+
+int qc_peek(struct qc_cache *c, struct qc_key key, void *dst, size_t len)
+{
+    pthread_mutex_lock(&c->mu);
+    struct qc_block *b = lookup(c, key);
+    int rc = b && b->state == READY && b->len == len ? 0 : -ENOENT;
+    if (!rc)
+        memcpy(dst, b->data, len);
+    pthread_mutex_unlock(&c->mu);
     return rc;
 }
 
@@ -1090,7 +1196,9 @@ int qc_cached(struct qc_cache *c, struct qc_key key)
     struct qc_block *b = lookup(c, key);
     int in = (b && b->state == READY) || flookup(c, key);
     pthread_mutex_unlock(&c->mu);
-    return in || (c->store && qs_exists(c->store, key));
+    for (unsigned i = 0; i < 2 && !in; i++)
+        in = c->disk[i].store && qs_exists(c->disk[i].store, key);
+    return in;
 }
 
 int qc_debug_corrupt(struct qc_cache *c, struct qc_key key)
@@ -1117,13 +1225,14 @@ int qc_debug_corrupt(struct qc_cache *c, struct qc_key key)
 
 int qc_entry_path(struct qc_cache *c, struct qc_key key, char *buf, size_t len)
 {
-    return c->store ? qs_path(c->store, key, buf, len) : -ENOENT;
+    return c->disk[0].store ? qs_path(c->disk[0].store, key, buf, len) : -ENOENT;
 }
 
 void qc_stats_get(struct qc_cache *c, struct qc_stats *s)
 {
     pthread_mutex_lock(&c->mu);
     *s = c->st;
-    s->disk_storing = c->store ? c->storing : 0;
+    s->disk_storing = c->disk[0].store ? c->disk[0].storing : 0;
+    s->shared_storing = c->disk[1].store && !c->disk[1].ro ? c->disk[1].storing : 0;
     pthread_mutex_unlock(&c->mu);
 }

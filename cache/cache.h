@@ -40,6 +40,14 @@ struct qc_key {
 struct qc_key qc_key_make(const void *data, size_t len);
 /* xxh3-64, for callers that fingerprint source headers. */
 uint64_t qc_hash64(const void *data, size_t len);
+/* Streaming xxh3-128 (what qc_key_make computes over the concatenation of
+ * the updates), for content hashes of source bytes read in pieces. Not
+ * thread-safe; new returns NULL when out of memory. */
+struct qc_hasher;
+struct qc_hasher *qc_hasher_new(void);
+void qc_hasher_update(struct qc_hasher *h, const void *data, size_t len);
+struct qc_key qc_hasher_digest(const struct qc_hasher *h);
+void qc_hasher_free(struct qc_hasher *h);
 
 struct qc_opts {
     size_t mem_budget;   /* bytes of frames in the memory tier (0: no memory tier) */
@@ -49,6 +57,13 @@ struct qc_opts {
     unsigned queue_max;  /* pending jobs (0: 256) */
     const char *dir;     /* persistent tier directory (created if missing), NULL: none */
     uint64_t dir_budget; /* bytes on disk (0: 16 GiB, at most 1/4 of the filesystem) */
+    /* A second persistent tier that several daemons share (a network
+     * filesystem): looked up after dir, its hits copied into dir; written
+     * unless shared_ro, and then swept within shared_budget (0: as
+     * dir_budget). shared_ro: it must exist already; never written. */
+    const char *shared_dir;
+    uint64_t shared_budget;
+    int shared_ro;
     int level;           /* zstd level (0: 1) */
     unsigned sweep_ms;   /* persistent-tier sweep interval (0: 60 s) */
     /* Messages for the operator (prio is a syslog level); NULL: silent. */
@@ -75,11 +90,15 @@ int qc_dir_check(const char *dir);
  * calling user and is not writable by group or others; else -EPERM (or
  * another -errno) with the path in bad. */
 int qc_dir_owned(const char *dir, char *bad, size_t badlen);
+/* Whether dir holds a store this user can read (a read-only shared tier):
+ * 0, or -errno (-ENOENT: no writer created it yet). */
+int qc_dir_readable(const char *dir);
 
 /* Returns the block for key: from a tier, or computed with fill(arg, ...)
  * if no tier has it (then stored in the tiers). On success *out holds a
  * reference: read qc_block_data() then call qc_release(). A failed fill is
- * not cached: every waiter gets its error and the next qc_get tries again. */
+ * not cached: every waiter gets its error and the next qc_get tries again.
+ * fill NULL: a lookup, -ENOENT where no tier has the block. */
 int qc_get(struct qc_cache *c, struct qc_key key, size_t len, qc_fill_fn fill, void *arg, struct qc_block **out);
 /* Flags for qc_getf/qc_prefetchf. QC_TRANSIENT: the block is cheaper to
  * compute than to store (an f16/bf16 conversion runs at ~20 GB/s; a frame
@@ -87,7 +106,10 @@ int qc_get(struct qc_cache *c, struct qc_key key, size_t len, qc_fill_fn fill, v
  * at ~1 GB/s on a VM): it is single-flight and kept in the hot tier like
  * any block, but never looked up in or stored to the memory and disk tiers.
  * qc_get is qc_getf with no flags. */
-enum { QC_TRANSIENT = 1 };
+/* QC_META: a small block that names others (the content hash of a source
+ * range): kept in every tier, but counted in meta_hits/meta_computed, not
+ * in the tiers' hits and misses or computed. */
+enum { QC_TRANSIENT = 1, QC_META = 2 };
 int qc_getf(struct qc_cache *c, struct qc_key key, size_t len, unsigned flags, qc_fill_fn fill, void *arg,
             struct qc_block **out);
 const uint8_t *qc_block_data(const struct qc_block *b);
@@ -104,6 +126,11 @@ int qc_prefetch(struct qc_cache *c, struct qc_key key, size_t len, qc_fill_fn fi
                 void (*done)(void *arg));
 int qc_prefetchf(struct qc_cache *c, struct qc_key key, size_t len, unsigned flags, qc_fill_fn fill, void *arg,
                  void (*done)(void *arg));
+
+/* Copies key's block into dst (len bytes) if the hot tier holds it ready:
+ * 0, else -ENOENT. Never blocks on work or I/O (for small QC_META blocks
+ * on a reader's read-ahead path). */
+int qc_peek(struct qc_cache *c, struct qc_key key, void *dst, size_t len);
 
 /* 1 if a tier holds key now (a disk entry counts if its file exists), else 0. */
 int qc_cached(struct qc_cache *c, struct qc_key key);
@@ -130,16 +157,19 @@ struct qc_tier_stats {
     uint64_t stored_in;  /* their stored (compressed) size */
     uint64_t bytes_out;  /* plain bytes served from the tier */
     uint64_t evictions;
-    uint64_t checksum_failures; /* bad checksum, header or length, unreadable */
+    uint64_t checksum_failures; /* bad checksum, header or length: deleted */
+    uint64_t read_errors;       /* disk: unreadable now (I/O error, ESTALE): left */
     uint64_t bytes, entries;    /* held now (disk: as of the last sweep, plus writes since) */
 };
 
 struct qc_stats {
-    struct qc_tier_stats mem, disk;
+    struct qc_tier_stats mem, disk, shared;
     uint64_t hot_hits;    /* qc_get found the plain block ready */
     uint64_t waits;       /* qc_get waited for another thread's work */
     uint64_t computed;    /* blocks produced by fill */
     uint64_t computed_transient; /* of which QC_TRANSIENT */
+    uint64_t meta_computed, meta_hits; /* QC_META blocks filled, found in a tier */
+    uint64_t meta_ns;                  /* time spent filling them (not in fill_ns) */
     uint64_t prefetched;  /* blocks produced by workers */
     uint64_t fill_errors;
     uint64_t bytes_filled;    /* plain bytes produced by fill */
@@ -149,6 +179,7 @@ struct qc_stats {
     uint64_t store_errors;    /* persistent writes that failed */
     uint64_t hot_bytes, hot_blocks;
     int disk_storing;         /* 0 while stores are suspended (full disk) */
+    int shared_storing;       /* the same for the shared tier (0: read only or none) */
 };
 void qc_stats_get(struct qc_cache *c, struct qc_stats *s);
 

@@ -119,6 +119,27 @@ fail:
     return rc;
 }
 
+int qs_open_ro(const char *dir, struct qs_store **out)
+{
+    struct qs_store *s = calloc(1, sizeof *s);
+    if (!s)
+        return -ENOMEM;
+    size_t n = strlen(dir) + 16;
+    int rc = -ENOMEM;
+    if (!(s->root = malloc(n)))
+        goto fail;
+    snprintf(s->root, n, "%s/qfs1", dir);
+    if (access(s->root, R_OK | X_OK)) {
+        rc = -errno;
+        goto fail;
+    }
+    *out = s;
+    return 0;
+fail:
+    qs_close(s);
+    return rc;
+}
+
 int qs_check_owner(const char *dir, char *bad, size_t badlen)
 {
     uid_t me = geteuid();
@@ -232,7 +253,12 @@ bad:
     free(f->data);
     f->data = NULL;
     close(fd);
-    unlink(path);
+    /* Only an entry that did not verify is deleted. An I/O error is the
+     * read's, not the entry's: on a network filesystem another node's
+     * sweep may have removed it under us (ESTALE, ENOENT), and a peer may
+     * hold a good copy by now. */
+    if (rc == -EBADMSG)
+        unlink(path);
     return rc;
 }
 
@@ -247,6 +273,47 @@ int qs_exists(struct qs_store *s, struct qc_key key)
 {
     char path[4096];
     return !qs_path(s, key, path, sizeof path) && !access(path, F_OK);
+}
+
+/* For a filesystem without hard links: copy the finished temp file to a
+ * name created with O_EXCL (atomic on NFSv3+ and in SFTP's open). A reader
+ * that meets the entry half-copied refuses it by its size or checksum. */
+static int publish_excl(const char *tmp, const char *path)
+{
+    int in = open(tmp, O_RDONLY | O_CLOEXEC);
+    if (in < 0)
+        return -errno;
+    int out = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (out < 0) {
+        int e = errno;
+        close(in);
+        return e == EEXIST ? 0 : -e;
+    }
+    int rc = 0;
+    uint8_t buf[1 << 16];
+    for (;;) {
+        ssize_t r = read(in, buf, sizeof buf);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0) {
+            rc = r < 0 ? -errno : 0;
+            break;
+        }
+        for (ssize_t done = 0; done < r && !rc;) {
+            ssize_t w = write(out, buf + done, (size_t)(r - done));
+            if (w < 0 && errno != EINTR)
+                rc = -errno;
+            done += w > 0 ? w : 0;
+        }
+        if (rc)
+            break;
+    }
+    close(in);
+    if (close(out) && !rc)
+        rc = -errno;
+    if (rc)
+        unlink(path);
+    return rc;
 }
 
 int qs_save(struct qs_store *s, struct qc_key key, const struct qs_frame *f)
@@ -284,10 +351,19 @@ int qs_save(struct qs_store *s, struct qc_key key, const struct qs_frame *f)
         rc = -errno;
     if (close(fd) && !rc) /* NFS reports write errors (ENOSPC, EDQUOT) at close */
         rc = -errno;
-    if (!rc && rename(tmp, path))
-        rc = -errno;
-    if (rc)
+    if (rc) {
         unlink(tmp);
+        return rc;
+    }
+    /* Published once under its final name, never renamed over: link()
+     * fails with EEXIST when a writer (this daemon or another node's) got
+     * there first, with the same bytes, and a live entry that other nodes
+     * may be reading is never replaced (a rename over it gives their open
+     * handles ESTALE on NFS). link() is atomic on local filesystems and on
+     * NFS; sshfs maps it to hardlink@openssh.com. */
+    if (link(tmp, path) && errno != EEXIST)
+        rc = (errno == EPERM || errno == ENOSYS || errno == EOPNOTSUPP) ? publish_excl(tmp, path) : -errno;
+    unlink(tmp);
     return rc;
 }
 

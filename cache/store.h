@@ -24,6 +24,9 @@ struct qs_store;
 /* Creates dir (and its fan-out and tmp directories) if needed and checks
  * that it can be written. */
 int qs_open(const char *dir, struct qs_store **out);
+/* Opens an existing store to read only (a shared tier other daemons
+ * write): -ENOENT until a writer has created its layout. */
+int qs_open_ro(const char *dir, struct qs_store **out);
 void qs_close(struct qs_store *s);
 /* Whether every directory of dir's layout (qfs1, its tmp and its 256
  * fan-out directories) is a real directory of the calling user that no
@@ -32,14 +35,21 @@ void qs_close(struct qs_store *s);
  * -EPERM with the first offending path in bad. */
 int qs_check_owner(const char *dir, char *bad, size_t badlen);
 
-/* Reads key's entry. 0: *f filled (caller frees f->data); -ENOENT: no
- * entry; -EBADMSG: the entry did not verify (bad magic, header checksum,
- * key, length, or file size) and was deleted; other -errno: unreadable
- * (deleted too). Payload checksums are the caller's (it decodes). A hit
- * refreshes the entry's mtime, the sweep's LRU clock. */
+/* Reads key's entry (read(2), never mmap: a peer deleting it must not
+ * SIGBUS us). 0: *f filled (caller frees f->data); -ENOENT: no entry;
+ * -EBADMSG: the entry did not verify (bad magic, header checksum, key,
+ * length, or file size) and was deleted; other -errno: unreadable now (an
+ * I/O error, ESTALE after a peer's eviction), left alone. Payload checksums
+ * are the caller's (it decodes). A hit refreshes the entry's mtime, the
+ * sweep's LRU clock. No file locks anywhere: they silently succeed for
+ * everyone on some network filesystems. */
 int qs_load(struct qs_store *s, struct qc_key key, uint64_t plain_len, struct qs_frame *f);
-/* Writes key's entry atomically (temp file + rename). -ENOSPC/-EDQUOT on a
- * full disk; nothing partial is ever visible under the entry's name. */
+/* Writes key's entry: a temp file, published under the entry's name by
+ * link() (EEXIST: a peer published the same bytes first: success), or by
+ * an O_EXCL copy where the filesystem has no hard links. A live entry is
+ * never replaced. -ENOSPC/-EDQUOT on a full disk; nothing partial is
+ * visible under the entry's name (but in the O_EXCL fallback, where a
+ * reader refuses it by its size). */
 int qs_save(struct qs_store *s, struct qc_key key, const struct qs_frame *f);
 /* Deletes key's entry (after its payload failed to verify). */
 void qs_remove(struct qs_store *s, struct qc_key key);

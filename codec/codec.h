@@ -427,15 +427,20 @@ uint64_t qf_conv_nchunks(const struct qf_extent *e);
 void qf_conv_chunk_range(const struct qf_extent *e, uint64_t c, uint64_t *off, uint64_t *len);
 uint64_t qf_conv_chunk_at(const struct qf_extent *e, uint64_t rel);
 
-/* The identity of chunk c of a CONV extent: every extent field its output
- * bytes depend on (source offset and type, destination kind, chunk size
- * and index, element count, row length, group, validation) and
- * QF_CODEC_VERSION. Within one source version, equal ids mean equal bytes:
- * a cache key is the source version's identity plus this. (layout.c
- * asserts the extent's size, so a new field cannot be added without being
- * placed here or declared irrelevant.) */
-#define QF_CHUNK_ID_WORDS 13
+/* The identity of chunk c of a CONV extent's conversion: every extent
+ * field its output bytes depend on besides its input bytes (source type,
+ * destination kind, chunk size and index, element count, row length,
+ * group, validation, imatrix) and QF_CODEC_VERSION. Equal ids over equal
+ * input bytes (qf_conv_chunk_src) mean equal output bytes: a cache key is
+ * the input's identity (its place in a source version, or its content)
+ * plus this. (layout.c asserts the extent's size, so a new field cannot be
+ * added without being placed here or declared irrelevant.) */
+#define QF_CHUNK_ID_WORDS 12
 void qf_conv_chunk_id(const struct qf_extent *e, uint64_t c, uint64_t id[QF_CHUNK_ID_WORDS]);
+/* The source bytes chunk c of a CONV extent is made from: [*off, *off +
+ * *len) of what the layout's reader reads. qf_conv_chunk reads exactly
+ * this range, in one call of rd, and nothing else. */
+void qf_conv_chunk_src(const struct qf_extent *e, uint64_t c, uint64_t *off, uint64_t *len);
 
 /* Produce chunk c of a CONV extent into dst (capacity >= its length):
  * pread the source elements, convert to f32, quantize. scratch holds

@@ -103,12 +103,22 @@ _Static_assert(sizeof(struct qf_extent) == 104, "a new qf_extent field: add it t
 void qf_conv_chunk_id(const struct qf_extent *e, uint64_t c, uint64_t id[QF_CHUNK_ID_WORDS])
 {
     /* off, len: where the bytes land in the file, not what they are;
-     * kind: always CONV here; mem: MEM extents only */
-    uint64_t v[QF_CHUNK_ID_WORDS] = {QF_CODEC_VERSION, e->src_off,   e->src_type, e->dst_type,
-                                     e->chunk_elems,   c,            e->n_elems,  e->row_len,
-                                     e->group,         e->validate,  QF_CHUNK_ELEMS,
-                                     e->imat_hash,     e->imat_rows}; /* imat: by its hash */
+     * src_off: where they come from (qf_conv_chunk_src: the caller names
+     * the input by its place or its content); kind: always CONV here; mem:
+     * MEM extents only */
+    uint64_t v[QF_CHUNK_ID_WORDS] = {QF_CODEC_VERSION, e->src_type,   e->dst_type, e->chunk_elems,
+                                     c,                e->n_elems,    e->row_len,  e->group,
+                                     e->validate,      QF_CHUNK_ELEMS, e->imat_hash,
+                                     e->imat_rows}; /* imat: by its hash */
     memcpy(id, v, sizeof v);
+}
+
+static uint64_t chunk_elems(const struct qf_extent *e, uint64_t c);
+
+void qf_conv_chunk_src(const struct qf_extent *e, uint64_t c, uint64_t *off, uint64_t *len)
+{
+    *off = e->src_off + qf_type_bytes(e->src_type, c * e->chunk_elems);
+    *len = qf_type_bytes(e->src_type, chunk_elems(e, c));
 }
 
 uint64_t qf_conv_nchunks(const struct qf_extent *e) { return (e->n_elems + e->chunk_elems - 1) / e->chunk_elems; }
@@ -157,10 +167,12 @@ int qf_conv_chunk(const struct qf_extent *e, uint64_t c, qf_pread_fn rd, void *r
         scratch = own;
     }
     float *f = scratch;
-    uint64_t src_first = qf_type_bytes(e->src_type, c * e->chunk_elems), src_len = qf_type_bytes(e->src_type, n);
-    /* f32 sources are read straight into the float buffer. */
+    uint64_t src_at, src_len;
+    qf_conv_chunk_src(e, c, &src_at, &src_len);
+    /* f32 sources are read straight into the float buffer; one read of the
+     * whole input (qf_conv_chunk_src promises no other) */
     void *raw = e->src_type == QF_F32 ? (void *)f : (void *)(f + n);
-    int rc = rd(rdctx, e->src_type == e->dst_type ? dst : raw, (size_t)src_len, e->src_off + src_first);
+    int rc = rd(rdctx, e->src_type == e->dst_type ? dst : raw, (size_t)src_len, src_at);
     if (!rc && e->src_type == e->dst_type) {
         /* a tensor llama-quantize copies: only checked */
         if (e->validate && !qf_finite(e->src_type, dst, (size_t)n))

@@ -22,6 +22,7 @@ struct cli {
     int n_args;       /* SOURCE and MOUNTPOINT arguments seen */
     char *cache_size;
     char *cache_dir_size;
+    char *shared_cache_size;
     char *hot_size;
     char *num[12];    /* the numeric options as given: num_opts[] checks them */
     int show_help, show_version, self_test;
@@ -79,6 +80,7 @@ static const struct fuse_opt cli_opts[] = {
     OPT("source=%s", source_opt, 0),
     OPT("cache_size=%s", cache_size, 0),
     OPT("cache_dir_size=%s", cache_dir_size, 0),
+    OPT("shared_cache_size=%s", shared_cache_size, 0),
     OPT("hot_size=%s", hot_size, 0),
     OPT("threads=%s", num[0], 0),
     OPT("workers=%s", num[1], 0), /* the 0.1 name of threads= */
@@ -107,6 +109,8 @@ static const struct fuse_opt qfs_opts[] = {
     QOPT("imatrix=%s", imatrix_opt, 0),
     QOPT("adapters=%s", adapters_opt, 0),
     QOPT("cache_dir=%s", cache_dir, 0),
+    QOPT("shared_cache=%s", shared_cache, 0),
+    QOPT("shared_cache_ro", shared_cache_ro, 1),
     QOPT("check", check, 1),
     QOPT("splice", splice, 1),
     QOPT("no_splice", splice, 0),
@@ -154,6 +158,9 @@ static void usage(const char *prog)
            "                           (default: 1/16 of RAM)\n"
            "    -o cache_dir=DIR       persistent tier: keep blocks across mounts, shareable (default: none)\n"
            "    -o cache_dir_size=SIZE its budget on disk (default: 1/4 of its filesystem, max 16G)\n"
+           "    -o shared_cache=DIR    a second persistent tier that a fleet shares (network filesystem)\n"
+           "    -o shared_cache_size=SIZE  its budget (default: as cache_dir's)\n"
+           "    -o shared_cache_ro     read the shared tier, never write it (one writer, many readers)\n"
            "    -o hot_size=SIZE       idle uncompressed blocks kept (default 64M)\n"
            "    -o check               run quantfs-check on each model on first access (default: off);\n"
            "                           results in MOUNT/MODEL/.check.json\n"
@@ -448,6 +455,47 @@ static void mount_summary(struct qfs *q, const struct qfs_tally *t, const char *
         qfs_log(q, LOG_NOTICE, "serving %zu model(s)%s from %s", (size_t)q->n_models, gg, q->source);
 }
 
+/* A persistent tier's directory, checked before mounting, with the reason.
+ * Its entries are checksummed, not authenticated: whoever can write the
+ * directory decides what the views serve, so a tier this daemon writes must
+ * be its user's, every directory of it closed to group and others writing;
+ * a shared tier read only here (its writers' user owns it) must exist and
+ * be closed to group and others writing. *dir becomes absolute. */
+static int check_tier(const char *opt, char **dir, bool ro)
+{
+    int rc = ro ? qc_dir_readable(*dir) : qc_dir_check(*dir);
+    if (rc) {
+        fprintf(stderr, "quantfs: %s %s: %s%s\n", opt, *dir, strerror(-rc),
+                ro && rc == -ENOENT ? " (a read-only shared tier is created by a daemon that writes it)" : "");
+        return -1;
+    }
+    char *abs = realpath(*dir, NULL);
+    if (abs) {
+        free(*dir);
+        *dir = abs;
+    }
+    struct stat cst;
+    if (stat(*dir, &cst) || (!ro && cst.st_uid != geteuid()) || (cst.st_mode & 0022)) {
+        if (ro)
+            fprintf(stderr, "quantfs: %s %s must not be writable by group or others\n", opt, *dir);
+        else
+            fprintf(stderr, "quantfs: %s %s must belong to the daemon's user (uid %u) and not be writable by "
+                    "group or others\n", opt, *dir, (unsigned)geteuid());
+        return -1;
+    }
+    char bad[4096] = "";
+    if (!ro && (rc = qc_dir_owned(*dir, bad, sizeof bad))) { /* and so must every directory in it */
+        if (rc == -EPERM)
+            fprintf(stderr, "quantfs: %s %s: %s is not a directory of the daemon's user (uid %u) closed "
+                    "to group and others writing: entries planted there would be served\n", opt, *dir, bad,
+                    (unsigned)geteuid());
+        else
+            fprintf(stderr, "quantfs: %s %s: %s: %s\n", opt, *dir, bad, strerror(-rc));
+        return -1;
+    }
+    return 0;
+}
+
 int main(int argc, char *argv[])
 {
     for (int i = 1; i < argc; i++) {
@@ -582,34 +630,16 @@ int main(int argc, char *argv[])
                 ram >> 20);
         goto out;
     }
-    if (q.cache_dir) { /* fail before mounting, with the reason */
-        if ((rc = qc_dir_check(q.cache_dir))) {
-            fprintf(stderr, "quantfs: cache_dir %s: %s\n", q.cache_dir, strerror(-rc));
-            goto out;
-        }
-        char *abs = realpath(q.cache_dir, NULL);
-        if (abs) {
-            free(q.cache_dir);
-            q.cache_dir = abs;
-        }
-        /* its entries are checksummed, not authenticated: whoever can write
-         * the directory decides what the views serve */
-        struct stat cst;
-        if (stat(q.cache_dir, &cst) || cst.st_uid != geteuid() || (cst.st_mode & 0022)) {
-            fprintf(stderr, "quantfs: cache_dir %s must belong to the daemon's user (uid %u) and not be writable by "
-                    "group or others\n", q.cache_dir, (unsigned)geteuid());
-            goto out;
-        }
-        char bad[4096] = "";
-        if ((rc = qc_dir_owned(q.cache_dir, bad, sizeof bad))) { /* and so must every directory in it */
-            if (rc == -EPERM)
-                fprintf(stderr, "quantfs: cache_dir %s: %s is not a directory of the daemon's user (uid %u) closed "
-                        "to group and others writing: entries planted there would be served\n", q.cache_dir, bad,
-                        (unsigned)geteuid());
-            else
-                fprintf(stderr, "quantfs: cache_dir %s: %s: %s\n", q.cache_dir, bad, strerror(-rc));
-            goto out;
-        }
+    if (cli.shared_cache_size && !(q.shared_cache_size = parse_size(cli.shared_cache_size))) {
+        fprintf(stderr, "quantfs: shared_cache_size=%s is not a size (e.g. 1T)\n", cli.shared_cache_size);
+        goto out;
+    }
+    if ((q.cache_dir && check_tier("cache_dir", &q.cache_dir, false)) ||
+        (q.shared_cache && check_tier("shared_cache", &q.shared_cache, q.shared_cache_ro)))
+        goto out;
+    if (q.shared_cache_ro && !q.shared_cache) {
+        fprintf(stderr, "quantfs: shared_cache_ro needs shared_cache=DIR\n");
+        goto out;
     }
     if (!q.workers) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -687,6 +717,9 @@ int main(int argc, char *argv[])
                             .scratch_size = QF_CONV_SCRATCH_BYTES,
                             .dir = q.cache_dir,
                             .dir_budget = q.cache_dir_size,
+                            .shared_dir = q.shared_cache,
+                            .shared_budget = q.shared_cache_size,
+                            .shared_ro = q.shared_cache_ro,
                             .log = cache_log,
                             .log_arg = &q};
     if ((rc = qc_cache_new(&copts, &q.cache)) || (rc = qfs_watch_start(&q))) {
@@ -747,10 +780,12 @@ out:
     free(cli.source_opt);
     free(cli.cache_size);
     free(cli.cache_dir_size);
+    free(cli.shared_cache_size);
     free(cli.hot_size);
     for (size_t i = 0; i < sizeof cli.num / sizeof *cli.num; i++)
         free(cli.num[i]);
     free(q.cache_dir);
+    free(q.shared_cache);
     free(co.mountpoint);
     fuse_opt_free_args(&args);
     return ret;

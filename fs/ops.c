@@ -123,6 +123,7 @@ static void tier(struct qf_jdoc *d, const char *n, const struct qc_tier_stats *t
     qf_jdoc_num(d, T("compression_ratio"), t->stored_in ? (double)t->bytes_in / (double)t->stored_in : 0.0);
     qf_jdoc_int(d, T("evictions"), (long long)t->evictions);
     qf_jdoc_int(d, T("checksum_failures"), (long long)t->checksum_failures);
+    qf_jdoc_int(d, T("read_errors"), (long long)t->read_errors);
     qf_jdoc_int(d, T("bytes"), (long long)t->bytes);
     qf_jdoc_int(d, T("entries"), (long long)t->entries);
 #undef T
@@ -137,6 +138,11 @@ static char *stats_json(struct qfs *q)
         return NULL;
     tier(d, "memory", &s.mem);
     tier(d, "disk", &s.disk);
+    tier(d, "shared", &s.shared);
+    qf_jdoc_bool(d, "shared.enabled", q->shared_cache != NULL);
+    qf_jdoc_str(d, "shared.dir", q->shared_cache);
+    qf_jdoc_bool(d, "shared.read_only", q->shared_cache_ro);
+    qf_jdoc_bool(d, "shared.storing", s.shared_storing);
     qf_jdoc_int(d, "memory.budget", (long long)q->cache_size);
     qf_jdoc_bool(d, "disk.enabled", q->cache_dir != NULL);
     qf_jdoc_str(d, "disk.dir", q->cache_dir);
@@ -159,6 +165,10 @@ static char *stats_json(struct qfs *q)
     qf_jdoc_int(d, "models", (long long)q->n_models);
     qf_jdoc_int(d, "bytes_transient", (long long)s.bytes_transient);
     qf_jdoc_int(d, "blocks_transient", (long long)s.computed_transient);
+    /* content addressing: hashes of source ranges computed, found in a tier */
+    qf_jdoc_int(d, "input_hashes.computed", (long long)s.meta_computed);
+    qf_jdoc_int(d, "input_hashes.found", (long long)s.meta_hits);
+    qf_jdoc_num(d, "input_hashes.seconds", (double)s.meta_ns / 1e9);
     qf_jdoc_int(d, "hf_tokenizers_reused", (long long)atomic_load(&q->tok_reused));
     pthread_mutex_lock(&q->fd_mu);
     qf_jdoc_int(d, "source_fds.open", (long long)q->n_fds);
@@ -613,23 +623,152 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
     fuse_reply_err(req, 0);
 }
 
+/* ------------------------------------------------- content addressing
+ *
+ * A stored chunk is keyed by what it is made of (cache/FORMAT.md): the
+ * xxh3-128 of its input bytes (qf_conv_chunk_src) and codec's identity of
+ * the conversion, so daemons, paths and models that convert the same bytes
+ * the same way share its block: two mounts of one store, an rsync'd copy on
+ * another node, a fine-tune that kept its base's embeddings, a merged
+ * view's untouched tensors. The input's hash is itself a 16-byte QC_META
+ * block keyed by the input's place in the source version (inode, size,
+ * mtime, ctime, header hash, range: what keys were before): computed once
+ * per version and kept in the tiers, so a restart, or a node that mounts
+ * the same export (same inode and times), resolves a chunk's key without
+ * reading the source. The block's fill hashes the very bytes it converts
+ * and refuses them if they are not the ones the key names.
+ * f16/bf16/f32 output is never stored (QC_TRANSIENT) and keeps the place
+ * key: hashing would cost more than converting. */
+
 /* Everything a fill needs; prefetch jobs own a copy (and a snapshot ref). */
 struct fill_arg {
+    struct qfs *q;
     struct qfs_snap *snap;
     const struct qf_extent *e;
     uint64_t chunk;
+    size_t len;         /* the chunk's output bytes */
+    bool verify;        /* content-keyed: the input must hash to want */
+    struct qc_key want;
 };
+
+enum { KEY_PLACE = 1, KEY_INPUT = 2, KEY_CONTENT = 3 }; /* key domains */
+
+/* The source version and the input range of chunk c. */
+static void place_words(const struct qfs_snap *s, const struct qf_extent *e, uint64_t c, uint64_t w[9])
+{
+    qf_conv_chunk_src(e, c, &w[7], &w[8]);
+    w[0] = (uint64_t)s->st.st_ino, w[1] = (uint64_t)s->st.st_size;
+    w[2] = (uint64_t)s->st.st_mtim.tv_sec, w[3] = (uint64_t)s->st.st_mtim.tv_nsec;
+    w[4] = (uint64_t)s->st.st_ctim.tv_sec, w[5] = (uint64_t)s->st.st_ctim.tv_nsec;
+    w[6] = s->hdr_hash;
+}
+
+/* A transient chunk: its place (not st_dev, which differs between machines)
+ * and codec's identity of the conversion. */
+static struct qc_key place_key(const struct qfs_snap *s, const struct qf_extent *e, uint64_t c)
+{
+    uint64_t k[10 + QF_CHUNK_ID_WORDS] = {KEY_PLACE};
+    place_words(s, e, c, k + 1);
+    qf_conv_chunk_id(e, c, k + 10);
+    return qc_key_make(k, sizeof k);
+}
+
+/* The QC_META block holding the hash of chunk c's input. */
+static struct qc_key input_key(const struct qfs_snap *s, const struct qf_extent *e, uint64_t c)
+{
+    uint64_t k[10] = {KEY_INPUT};
+    place_words(s, e, c, k + 1);
+    return qc_key_make(k, sizeof k);
+}
+
+static struct qc_key content_key(struct qc_key h, const struct qf_extent *e, uint64_t c)
+{
+    uint64_t k[3 + QF_CHUNK_ID_WORDS] = {KEY_CONTENT, h.lo, h.hi};
+    qf_conv_chunk_id(e, c, k + 3);
+    return qc_key_make(k, sizeof k);
+}
+
+/* The hash block's bytes: lo then hi, little-endian (peers may share it). */
+static void hash_put(uint8_t *p, struct qc_key h)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(h.lo >> 8 * i), p[8 + i] = (uint8_t)(h.hi >> 8 * i);
+}
+
+static struct qc_key hash_get(const uint8_t *p)
+{
+    struct qc_key h = {0, 0};
+    for (int i = 0; i < 8; i++)
+        h.lo |= (uint64_t)p[i] << 8 * i, h.hi |= (uint64_t)p[8 + i] << 8 * i;
+    return h;
+}
+
+/* Bytes read from a snapshot count only if it is still the source's
+ * current version and was never found stale: a source rewritten in place
+ * while it was read (same inode) gives a mix of versions. */
+static int snap_ok(struct qfs_snap *s, int rc)
+{
+    return rc || (!atomic_load(&s->stale) && qfs_snap_current(s)) ? rc : -EIO;
+}
+
+/* Fill of an input's hash block: reads the range in scratch-sized pieces. */
+static int fill_hash(void *arg, uint8_t *dst, size_t len, void *scratch)
+{
+    struct fill_arg *a = arg;
+    uint64_t off, n;
+    qf_conv_chunk_src(a->e, a->chunk, &off, &n);
+    struct qc_hasher *h = qc_hasher_new();
+    if (len != 16 || !h) {
+        qc_hasher_free(h);
+        return -ENOMEM;
+    }
+    int rc = 0;
+    for (uint64_t done = 0; done < n && !rc; done += QF_CONV_SCRATCH_BYTES) {
+        size_t k = (size_t)(n - done < QF_CONV_SCRATCH_BYTES ? n - done : QF_CONV_SCRATCH_BYTES);
+        if (!(rc = a->snap->rd(a->snap->rdctx, scratch, k, off + done)))
+            qc_hasher_update(h, scratch, k);
+    }
+    if (!rc)
+        hash_put(dst, qc_hasher_digest(h));
+    qc_hasher_free(h);
+    return snap_ok(a->snap, rc);
+}
+
+/* A reader that hashes what it reads (qf_conv_chunk reads its input in
+ * one call). */
+struct hashing_rd {
+    qf_pread_fn rd;
+    void *ctx;
+    struct qc_key got;
+    unsigned calls;
+};
+
+static int hashing_pread(void *ctx, void *buf, size_t len, uint64_t off)
+{
+    struct hashing_rd *h = ctx;
+    int rc = h->rd(h->ctx, buf, len, off);
+    if (!rc) {
+        h->got = qc_key_make(buf, len);
+        h->calls++;
+    }
+    return rc;
+}
 
 static int fill_chunk(void *arg, uint8_t *dst, size_t len, void *scratch)
 {
     (void)len;
     struct fill_arg *a = arg;
-    int rc = qf_conv_chunk(a->e, a->chunk, a->snap->rd, a->snap->rdctx, dst, scratch, false);
-    /* a source rewritten in place while it was read (same inode) gives a
-     * mix of versions: never stored, not even under the old version's key */
-    if (!atomic_load(&a->snap->stale) && qfs_snap_current(a->snap))
-        return rc;
-    return -EIO;
+    struct hashing_rd h = {a->snap->rd, a->snap->rdctx, {0, 0}, 0};
+    int rc = a->verify ? qf_conv_chunk(a->e, a->chunk, hashing_pread, &h, dst, scratch, false)
+                       : qf_conv_chunk(a->e, a->chunk, a->snap->rd, a->snap->rdctx, dst, scratch, false);
+    /* the bytes converted are not the ones the key was made from: the
+     * source changed between the two reads; never stored under that key */
+    if (!rc && a->verify && (h.calls != 1 || h.got.lo != a->want.lo || h.got.hi != a->want.hi)) {
+        qfs_log(a->q, LOG_WARNING, "%s: source changed while chunk %llu of a view was converted; read again",
+                a->snap->file->path, (unsigned long long)a->chunk);
+        rc = -EIO;
+    }
+    return snap_ok(a->snap, rc);
 }
 
 static void prefetch_done(void *arg)
@@ -639,20 +778,42 @@ static void prefetch_done(void *arg)
     free(a);
 }
 
-/* The cache key of a chunk: the source version (inode, size, mtime and
- * ctime: a rewrite in place that restores size and mtime, as cp -p or
- * rsync --inplace -t do, still moves ctime; not st_dev, which differs
- * between machines sharing a cache_dir), a hash of its header, and codec's
- * identity of the chunk (what is converted how). Views that share a tensor
- * type share blocks. */
-static struct qc_key chunk_key(const struct qfs_snap *s, const struct qf_extent *e, uint64_t c)
+/* After a queued input hash (found, computed or dropped): queue the chunk
+ * itself if the hash is known now. Runs on a worker, or on the reader when
+ * the job was dropped. */
+static void hashed_done(void *arg)
 {
-    uint64_t k[7 + QF_CHUNK_ID_WORDS] = {(uint64_t)s->st.st_ino,         (uint64_t)s->st.st_size,
-                                         (uint64_t)s->st.st_mtim.tv_sec, (uint64_t)s->st.st_mtim.tv_nsec,
-                                         (uint64_t)s->st.st_ctim.tv_sec, (uint64_t)s->st.st_ctim.tv_nsec,
-                                         s->hdr_hash};
-    qf_conv_chunk_id(e, c, k + 7);
-    return qc_key_make(k, sizeof k);
+    struct fill_arg *a = arg;
+    uint8_t hb[16];
+    if (qc_peek(a->q->cache, input_key(a->snap, a->e, a->chunk), hb, sizeof hb)) {
+        prefetch_done(a);
+        return;
+    }
+    a->want = hash_get(hb);
+    a->verify = true;
+    qc_prefetchf(a->q->cache, content_key(a->want, a->e, a->chunk), a->len, 0, fill_chunk, a, prefetch_done);
+}
+
+/* The key of chunk c's block, and for a content-keyed one the input hash
+ * its fill must see (a->want). lookup: from the tiers only (-ENOENT if the
+ * input was never hashed); else hashed now if need be. */
+static int chunk_key(struct fill_arg *a, bool lookup, struct qc_key *key)
+{
+    const struct qf_type_info *t = qf_type_get(a->e->dst_type);
+    if (t && t->is_source) { /* chunk_flags: QC_TRANSIENT */
+        a->verify = false;
+        *key = place_key(a->snap, a->e, a->chunk);
+        return 0;
+    }
+    struct qc_block *b;
+    int rc = qc_getf(a->q->cache, input_key(a->snap, a->e, a->chunk), 16, QC_META, lookup ? NULL : fill_hash, a, &b);
+    if (rc)
+        return rc;
+    a->want = hash_get(qc_block_data(b));
+    a->verify = true;
+    qc_release(a->q->cache, b);
+    *key = content_key(a->want, a->e, a->chunk);
+    return 0;
 }
 
 /* A read reply under construction: an iovec pointing into the layout's
@@ -772,10 +933,11 @@ static int gather_piece(void *arg, const struct qf_piece *p)
         return rc;
     default: break;
     }
-    struct fill_arg a = {g->snap, e, p->chunk};
+    struct fill_arg a = {g->q, g->snap, e, p->chunk, (size_t)p->chunk_len, false, {0, 0}};
     struct qc_block *b;
-    if ((rc = qc_getf(g->q->cache, chunk_key(g->snap, e, p->chunk), (size_t)p->chunk_len, chunk_flags(e), fill_chunk,
-                      &a, &b)))
+    struct qc_key key;
+    if ((rc = chunk_key(&a, false, &key)) ||
+        (rc = qc_getf(g->q->cache, key, (size_t)p->chunk_len, chunk_flags(e), fill_chunk, &a, &b)))
         return rc;
     if ((rc = hold(r, b))) {
         qc_release(g->q->cache, b);
@@ -800,10 +962,24 @@ static int readahead_piece(void *arg, const struct qf_piece *p)
     struct fill_arg *a = malloc(sizeof *a);
     if (!a)
         return -ENOMEM;
-    *a = (struct fill_arg){c->h->snap, p->e, p->chunk};
+    *a = (struct fill_arg){c->q, c->h->snap, p->e, p->chunk, (size_t)p->chunk_len, false, {0, 0}};
     atomic_fetch_add(&c->h->snap->refs, 1);
-    qc_prefetchf(c->q->cache, chunk_key(c->h->snap, p->e, p->chunk), (size_t)p->chunk_len, chunk_flags(p->e),
-                 fill_chunk, a, prefetch_done);
+    if (chunk_flags(p->e)) {
+        struct qc_key key;
+        chunk_key(a, true, &key);
+        qc_prefetchf(c->q->cache, key, a->len, QC_TRANSIENT, fill_chunk, a, prefetch_done);
+        return 0;
+    }
+    /* content-keyed: the input's hash first, unless the hot tier has it
+     * (no tier lookups on the reader's thread), then the chunk */
+    uint8_t hb[16];
+    if (!qc_peek(c->q->cache, input_key(a->snap, a->e, a->chunk), hb, sizeof hb)) {
+        a->want = hash_get(hb);
+        a->verify = true;
+        qc_prefetchf(c->q->cache, content_key(a->want, a->e, a->chunk), a->len, 0, fill_chunk, a, prefetch_done);
+    } else {
+        qc_prefetchf(c->q->cache, input_key(a->snap, a->e, a->chunk), 16, QC_META, fill_hash, a, hashed_done);
+    }
     return 0;
 }
 
@@ -962,7 +1138,9 @@ static int frac_piece(void *arg, const struct qf_piece *p)
     struct frac_ctx *c = arg;
     if (p->e->kind == QF_EXT_CONV && !chunk_flags(p->e)) {
         c->total += p->len;
-        if (qc_cached(c->q->cache, chunk_key(c->s, p->e, p->chunk)))
+        struct fill_arg a = {c->q, c->s, p->e, p->chunk, (size_t)p->chunk_len, false, {0, 0}};
+        struct qc_key key;
+        if (!chunk_key(&a, true, &key) && qc_cached(c->q->cache, key))
             c->have += p->len;
     }
     return 0;

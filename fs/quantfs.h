@@ -160,6 +160,9 @@ struct qfs {
     size_t hot_size;       /* idle plain blocks */
     char *cache_dir;       /* persistent tier, NULL: none */
     uint64_t cache_dir_size;
+    char *shared_cache;    /* the fleet's shared tier, NULL: none */
+    uint64_t shared_cache_size;
+    int shared_cache_ro;   /* read it only */
     unsigned workers;
     unsigned readahead_mb;
     bool foreground;

@@ -4,7 +4,7 @@
 set -euo pipefail
 pkgs=(build-essential meson ninja-build pkg-config libfuse3-dev fuse3 libzstd-dev libxxhash-dev
       libjansson-dev libsleef-dev libcmocka-dev python3 python3-pytest python3-numpy nodejs npm groff-base
-      valgrind util-linux chromium python3-pil)
+      valgrind util-linux chromium python3-pil openssh-server openssh-client sshfs)
 # --deb: also what building and checking the Debian package needs
 [ "${1:-}" = --deb ] && pkgs+=(dpkg-dev debhelper lintian fakeroot man-db groff-base systemd)
 missing=()

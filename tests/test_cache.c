@@ -585,6 +585,138 @@ static void test_disk_shared(void **state)
     free(dir);
 }
 
+/* An entry is published once and never replaced: a peer that converted
+ * the same block at the same time and publishes second (link: EEXIST)
+ * leaves the first file, same inode, so a reader's handle on it (another
+ * node's, on NFS) never goes stale; an entry evicted under an open reader
+ * still reads. */
+struct racer {
+    struct qc_cache *peer;
+    struct counter cnt;
+};
+
+static int fill_racing(void *arg, uint8_t *dst, size_t len, void *scratch)
+{
+    struct racer *r = arg;
+    struct counter pc = {0};
+    get_ok(r->peer, 7, len, &pc); /* the peer computes and publishes it first */
+    return fill_pattern(&r->cnt, dst, len, scratch);
+}
+
+static void test_disk_publish_once(void **state)
+{
+    (void)state;
+    char *dir = mkdtemp_str();
+    struct qc_cache *a = mk_opts(opts(0, 0, 0, dir)), *b = mk_opts(opts(0, 0, 0, dir));
+    struct racer r = {a, {0}};
+    struct qc_block *blk;
+    assert_int_equal(qc_get(b, key(7), 4096, fill_racing, &r, &blk), 0);
+    char path[4096];
+    assert_int_equal(qc_entry_path(a, key(7), path, sizeof path), 0);
+    struct stat st1, st2;
+    assert_int_equal(stat(path, &st1), 0); /* a's entry, published during b's fill */
+    int fd = open(path, O_RDONLY);
+    assert_true(fd >= 0);
+    qc_release(b, blk);
+    qc_flush(b);
+    struct qc_stats s;
+    qc_stats_get(b, &s);
+    assert_int_equal(s.store_errors, 0); /* EEXIST is success */
+    assert_int_equal(stat(path, &st2), 0);
+    assert_int_equal(st2.st_ino, st1.st_ino); /* not replaced */
+    assert_int_equal(st2.st_nlink, 1);        /* and b's temp name is gone */
+    unlink(path); /* a peer's sweep evicts it: the open reader keeps its bytes */
+    uint8_t hdr[8];
+    assert_int_equal(pread(fd, hdr, 8, 0), 8);
+    assert_memory_equal(hdr, "QFSCACHE", 8);
+    close(fd);
+    qc_cache_free(a);
+    qc_cache_free(b);
+    rm_rf(dir);
+    free(dir);
+}
+
+/* A shared tier behind cache_dir: a writer fills it; a read-only reader
+ * finds every block there, copies them to its own cache_dir, and writes
+ * nothing to the shared tier; a read-only tier must exist. */
+static void test_shared_tier(void **state)
+{
+    (void)state;
+    char *shared = mkdtemp_str(), *la = mkdtemp_str(), *lb = mkdtemp_str();
+    struct counter ca = {.noise = 1}, cb = {.noise = 1};
+    struct qc_opts o = opts(0, 0, 0, la);
+    o.shared_dir = shared;
+    struct qc_cache *a = mk_opts(o);
+    for (uint64_t k = 0; k < 8; k++)
+        get_ok(a, k, 4096, &ca);
+    qc_cache_free(a);
+    assert_int_equal(ca.fills, 8);
+    o = opts(0, 0, 0, lb);
+    o.shared_dir = shared;
+    o.shared_ro = 1;
+    struct qc_cache *b = mk_opts(o);
+    for (uint64_t k = 0; k < 8; k++)
+        get_ok(b, k, 4096, &cb);
+    struct qc_stats s;
+    qc_stats_get(b, &s);
+    assert_int_equal(cb.fills, 0);
+    assert_int_equal(s.shared.hits, 8);
+    assert_int_equal(s.shared.bytes_in, 0);
+    assert_int_equal(s.disk.bytes_in, 8 * 4096);
+    assert_int_equal(s.shared_storing, 0);
+    struct counter cc = {.noise = 1};
+    get_ok(b, 100, 4096, &cc); /* computed: stored locally only */
+    qc_cache_free(b);
+    struct qc_cache *solo = mk_opts(opts(0, 0, 0, lb)); /* the node alone has them all */
+    for (uint64_t k = 0; k < 8; k++)
+        get_ok(solo, k, 4096, &cb);
+    assert_int_equal(cb.fills, 0);
+    qc_cache_free(solo);
+    struct qc_cache *chk = mk_opts(opts(0, 0, 0, shared));
+    struct qc_block *blk;
+    assert_int_equal(qc_get(chk, key(100), 4096, NULL, NULL, &blk), -ENOENT); /* never written there */
+    qc_cache_free(chk);
+    char missing[4096];
+    snprintf(missing, sizeof missing, "%s/none", shared);
+    o.shared_dir = missing;
+    struct qc_cache *bad;
+    assert_int_equal(qc_cache_new(&o, &bad), -ENOENT);
+    rm_rf(shared), rm_rf(la), rm_rf(lb);
+    free(shared), free(la), free(lb);
+}
+
+/* A lookup (fill NULL) never computes; qc_peek sees only ready hot
+ * blocks; the streaming hasher equals qc_key_make over the whole. */
+static void test_lookup_peek_hasher(void **state)
+{
+    (void)state;
+    struct qc_cache *c = mk(1 << 20, 0);
+    struct qc_block *b;
+    uint8_t out[16];
+    assert_int_equal(qc_get(c, key(1), 16, NULL, NULL, &b), -ENOENT);
+    assert_int_equal(qc_peek(c, key(1), out, 16), -ENOENT);
+    struct counter cnt = {0};
+    get_ok(c, 1, 16, &cnt);
+    assert_int_equal(qc_peek(c, key(1), out, 16), 0);
+    assert_int_equal(out[3], pattern_byte(3, 16, 0));
+    assert_int_equal(qc_peek(c, key(1), out, 8), -ENOENT); /* another length: not that block */
+    assert_int_equal(qc_get(c, key(1), 16, NULL, NULL, &b), 0);
+    qc_release(c, b);
+    assert_int_equal(cnt.fills, 1);
+    qc_cache_free(c);
+    uint8_t data[1000];
+    for (size_t i = 0; i < sizeof data; i++)
+        data[i] = (uint8_t)(i * 13);
+    struct qc_hasher *h = qc_hasher_new();
+    assert_non_null(h);
+    qc_hasher_update(h, data, 1);
+    qc_hasher_update(h, data + 1, 600);
+    qc_hasher_update(h, data + 601, 399);
+    struct qc_key k1 = qc_hasher_digest(h), k2 = qc_key_make(data, sizeof data);
+    assert_true(k1.lo == k2.lo && k1.hi == k2.hi);
+    qc_hasher_free(h);
+}
+
 /* All tiers at once under contention, with tiny budgets so blocks move
  * between tiers all the time. */
 static void test_tiers_stress(void **state)
@@ -619,7 +751,8 @@ int main(void)
         cmocka_unit_test(test_disk_restart),   cmocka_unit_test(test_disk_corrupt),
         cmocka_unit_test(test_disk_sweep),     cmocka_unit_test(test_disk_full),
         cmocka_unit_test(test_disk_shared),    cmocka_unit_test(test_tiers_stress),
-        cmocka_unit_test(test_bad_dir),
+        cmocka_unit_test(test_bad_dir),        cmocka_unit_test(test_disk_publish_once),
+        cmocka_unit_test(test_shared_tier),    cmocka_unit_test(test_lookup_peek_hasher),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -116,7 +116,10 @@ def test_second_mount_serves_from_cache_dir(mount_factory, src, reference, tmp_p
     assert computed(sa) > 0
     a.umount()
     entries = glob.glob(str(cache / "qfs1" / "??" / "*"))
-    assert len(entries) == computed(sa)  # each block stored once
+    # each block stored once, and the hash of each source range it was made
+    # from (content addressing: cache/FORMAT.md)
+    assert sa["input_hashes"]["computed"] > 0
+    assert len(entries) == computed(sa) + sa["input_hashes"]["computed"]
     assert not os.listdir(cache / "qfs1" / "tmp")  # no temp file left behind
 
     b = mount_factory(src, "cache_dir=%s" % cache, "hot_size=0")
@@ -125,7 +128,8 @@ def test_second_mount_serves_from_cache_dir(mount_factory, src, reference, tmp_p
         assert read_all(gguf(b, v)) == reference[v]
     sb = b.stats()
     assert computed(sb) == 0, sb  # nothing quantized again
-    assert sb["disk"]["hits"] == len(entries)
+    assert sb["input_hashes"]["computed"] == 0, sb  # nor a source range hashed again
+    assert sb["disk"]["hits"] == computed(sa)
     assert sb["disk"]["checksum_failures"] == 0
 
 
@@ -179,12 +183,13 @@ def test_damaged_entries_are_recomputed(mount_factory, src, reference, tmp_path)
         open(e, "wb").write(bytes(data))
         damaged += 1
     b = mount_factory(src, "cache_dir=%s" % cache, "hot_size=0")
-    b.expect_log(r"entry [0-9a-f]{32} is unusable")
+    b.expect_log(r"entry [0-9a-f]{32} is corrupt or truncated; deleted and recomputed")
     for v in VIEWS:
         assert read_all(gguf(b, v)) == reference[v]
     s = b.stats()
     assert s["disk"]["checksum_failures"] == damaged
-    assert computed(s) == damaged
+    # each damaged entry made again: a block, or the hash of a source range
+    assert computed(s) + s["input_hashes"]["computed"] == damaged
     assert s["errors"] == 0
 
 
@@ -211,7 +216,9 @@ def changed_under_cache_dir(mount_factory, src, cache, change):
     """Fills cache_dir from one mount, lets change(path, data) write a
     version with the same size (new bytes in the last tensor's data), then
     returns a fresh mount on the same cache_dir and the new version's q8_0
-    bytes as a mount without a cache_dir gives them."""
+    bytes as a mount without a cache_dir gives them. Blocks are keyed by
+    the bytes they are made from: the unchanged tensors' blocks serve the
+    new version too, the changed tensor's are made again."""
     path = src / "stories260K" / "stories260K.gguf"
     a = mount_factory(src, "cache_dir=%s" % cache)
     old = read_all(gguf(a, "q8_0"))
@@ -232,16 +239,19 @@ def test_source_change_makes_entries_unreachable(mount_factory, src, tmp_path):
         tmp.write_bytes(data)
         os.rename(tmp, path)
     b, expected = changed_under_cache_dir(mount_factory, src, tmp_path / "cache", replace)
+    # a new version's ranges are not hashed yet: nothing is known cached
     assert os.getxattr(gguf(b, "q8_0"), "user.quantfs.cache") == b"0.0000"
     assert read_all(gguf(b, "q8_0")) == expected
     s = b.stats()
-    assert s["disk"]["hits"] == 0 and computed(s) > 0
+    assert s["disk"]["hits"] > 0 and computed(s) > 0  # unchanged tensors shared, the changed one made again
+    assert s["input_hashes"]["computed"] > 0  # the new version's ranges hashed from its bytes
 
 
 def test_in_place_rewrite_keeping_size_and_mtime(mount_factory, src, tmp_path):
     """cp -p / rsync --inplace -t: the same inode, size and mtime, new bytes.
-    A remount on the same cache_dir may not serve the old version's blocks
-    (ctime moved: it is part of every block's key)."""
+    A remount on the same cache_dir may not take the old version's input
+    hashes (ctime moved: it is part of their keys), so the changed tensor's
+    blocks are made again from the new bytes."""
     def rewrite(path, data):
         st = os.stat(path)
         with open(path, "r+b") as f:  # in place: same inode
@@ -252,7 +262,8 @@ def test_in_place_rewrite_keeping_size_and_mtime(mount_factory, src, tmp_path):
     b, expected = changed_under_cache_dir(mount_factory, src, tmp_path / "cache", rewrite)
     assert read_all(gguf(b, "q8_0")) == expected
     s = b.stats()
-    assert s["disk"]["hits"] == 0 and computed(s) > 0
+    assert s["disk"]["hits"] > 0 and computed(s) > 0
+    assert s["input_hashes"]["computed"] > 0
 
 
 def test_cache_options_are_checked(tmp_path):
