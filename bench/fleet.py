@@ -11,9 +11,12 @@ q4_k_m), three daemons share one fresh cache_dir, one after the other:
            copy or an rsync'd store): hashes its copy, converts nothing
   restart  node A again (same inode and times): finds the hashes and the
            blocks in cache_dir, reads no source byte to name a block
-It prints the time the daemon spent hashing against converting (the key's
-cost per cold read), and each node's read time against the first's, with
-the block and hash counts that say what was shared. The sources stay in the
+It prints the time the daemon spent hashing (xxh3 alone) against converting
+(the key's cost per cold read), and each node's read time against the
+first's, with the block and hash counts that say what was shared. With
+BEFORE=/path/to/an/older/quantfs (place-keyed cache, e.g. built from
+d7ab338), the first node's cold read is also timed against that binary's,
+alternating, median of 3. The sources stay in the
 page cache (the view files are fresh per mount)."""
 import json
 import os
@@ -30,7 +33,7 @@ from read_views import read_file  # noqa: E402
 
 def mount(qfs, src, opts):
     mnt = tempfile.mkdtemp()
-    subprocess.run([qfs, src, mnt, "-o", opts], check=True)
+    subprocess.run([qfs, src, mnt, "-o", opts], check=True, stderr=subprocess.DEVNULL)
     return mnt
 
 
@@ -70,6 +73,8 @@ def main():
         read_file(os.path.join(d, "model.gguf"))  # into the page cache
         srcs.append(os.path.dirname(d))
     print("%-8s %-8s %9s %9s %8s %8s %8s" % ("view", "node", "read/1st", "hash/conv", "blocks", "hashes", "hits"))
+    print("(read/1st: the view's read time against the first node's; hash/conv: the daemon's time hashing input")
+    print(" ranges against converting them; blocks, hashes: computed by that node; hits: cache_dir hits)")
     for v in views:
         cache = os.path.join(work, "cache-" + v)
         shutil.rmtree(cache, ignore_errors=True)
@@ -81,8 +86,25 @@ def main():
             ih = s["input_hashes"]
             blocks = s["blocks_computed"] - s["blocks_transient"]
             print("%-8s %-8s %8.2fx %9s %8d %8d %8d" % (
-                v, name, dt / first, "%.3f" % (ih["seconds"] / conv) if conv else "-", blocks, ih["computed"],
+                v, name, dt / first, "%.3f" % (ih["seconds"] / conv) if conv and blocks else "-", blocks, ih["computed"],
                 s["disk"]["hits"]))
+    if os.environ.get("BEFORE"):
+        before(qfs, os.environ["BEFORE"], srcs[0], views)
+
+
+def before(qfs, old, src, views):
+    """Cold read time of each view: this binary against an older one."""
+    import statistics
+    for v in views:
+        t = {qfs: [], old: []}
+        for _ in range(3):
+            for b in (old, qfs):
+                mnt = mount(b, src, "hot_size=0")
+                t0 = time.perf_counter()
+                read_file(os.path.join(mnt, "m", v, "model.gguf"))
+                t[b].append(time.perf_counter() - t0)
+                umount(mnt)
+        print("%-8s cold read, this binary / BEFORE: %.2fx" % (v, statistics.median(t[qfs]) / statistics.median(t[old])))
 
 
 if __name__ == "__main__":

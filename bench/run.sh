@@ -26,3 +26,5 @@ fusermount3 -u "$work/mnt"
 trap - EXIT
 echo "== cache tiers: cold vs memory-tier vs persistent-tier reads"
 $py bench/cache_tiers.py ./build/fs/quantfs "$work/src" synth synth.gguf "$work"
+echo "== content-addressed keys: a first node, a node with its own copy, a restart (BEFORE=old quantfs to compare)"
+$py bench/fleet.py ./build/fs/quantfs "$work/src/synth/synth.gguf" "$work/fleet"

@@ -65,6 +65,7 @@ struct qc_block {
     bool in_table;
     bool transient; /* QC_TRANSIENT: never in the memory or disk tier */
     bool meta;      /* QC_META: counted apart */
+    bool noscratch; /* QC_NOSCRATCH: its fill brings its own */
     struct qc_block *hnext;               /* hash chain */
     struct qc_block *lru_prev, *lru_next; /* idle READY blocks only */
 };
@@ -408,8 +409,8 @@ static void ffree(struct qc_cache *c, struct frame *f)
     free(f);
 }
 
-/* Takes f out of the tier; freed now or by its last reference. */
-static void fremove(struct qc_cache *c, struct frame *f)
+/* Takes f out of the tier; its last reference frees it. */
+static void funlink(struct qc_cache *c, struct frame *f)
 {
     if (!f->in_table)
         return;
@@ -423,6 +424,12 @@ static void fremove(struct qc_cache *c, struct frame *f)
     c->fbytes -= fcost(f);
     c->st.mem.bytes = c->fbytes;
     c->st.mem.entries--;
+}
+
+/* Takes f out of the tier; freed now or by its last reference. */
+static void fremove(struct qc_cache *c, struct frame *f)
+{
+    funlink(c, f);
     if (!f->refs)
         ffree(c, f);
 }
@@ -699,7 +706,7 @@ static bool from_memory(struct qc_cache *c, struct qc_block *b)
         c->st.mem.misses += !b->meta;
         if (rc == -EBADMSG) {
             c->st.mem.checksum_failures++;
-            fremove(c, f);
+            funlink(c, f); /* we hold a reference: fput below frees it */
         }
     }
     fput(c, f);
@@ -782,9 +789,9 @@ static int produce(struct qc_cache *c, struct qc_block *b, qc_fill_fn fill, void
         publish(c, b, -ENOENT);
         return -ENOENT;
     }
-    void *scratch = scratch_take(c);
+    void *scratch = b->noscratch ? NULL : scratch_take(c);
     uint64_t t0 = now_ns();
-    int rc = (c->o.scratch_size && !scratch) ? -ENOMEM : fill(arg, b->data, b->len, scratch);
+    int rc = (c->o.scratch_size && !scratch && !b->noscratch) ? -ENOMEM : fill(arg, b->data, b->len, scratch);
     uint64_t dt = now_ns() - t0;
     scratch_give(c, scratch);
     pthread_mutex_lock(&c->mu);
@@ -872,6 +879,7 @@ int qc_getf(struct qc_cache *c, struct qc_key key, size_t len, unsigned flags, q
     if (flags & QC_TRANSIENT)
         b->transient = true;
     b->meta = flags & QC_META;
+    b->noscratch = flags & QC_NOSCRATCH;
     pthread_mutex_unlock(&c->mu);
     int rc = produce(c, b, fill, arg, false);
     if (rc) {

@@ -109,7 +109,9 @@ int qc_get(struct qc_cache *c, struct qc_key key, size_t len, qc_fill_fn fill, v
 /* QC_META: a small block that names others (the content hash of a source
  * range): kept in every tier, but counted in meta_hits/meta_computed, not
  * in the tiers' hits and misses or computed. */
-enum { QC_TRANSIENT = 1, QC_META = 2 };
+/* QC_NOSCRATCH (qc_getf): the fill is called with scratch NULL; it has
+ * memory of its own (a fill nested in another fill, sharing its scratch). */
+enum { QC_TRANSIENT = 1, QC_META = 2, QC_NOSCRATCH = 4 };
 int qc_getf(struct qc_cache *c, struct qc_key key, size_t len, unsigned flags, qc_fill_fn fill, void *arg,
             struct qc_block **out);
 const uint8_t *qc_block_data(const struct qc_block *b);

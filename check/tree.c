@@ -96,7 +96,7 @@ static void io_done(void *ctx, void *rdctx)
 
 static int read_text(const char *path, char **text, size_t *len)
 {
-    struct tfile f;
+    struct tfile f = {.fd = -1}; /* open_file fills it on success */
     int rc = open_file(path, &f);
     if (rc)
         return rc;

@@ -450,6 +450,10 @@ void qf_conv_chunk_src(const struct qf_extent *e, uint64_t c, uint64_t *off, uin
 #define QF_CONV_SCRATCH_BYTES ((size_t)QF_CHUNK_ELEMS * 8u)
 int qf_conv_chunk(const struct qf_extent *e, uint64_t c, qf_pread_fn rd, void *rdctx, void *dst,
                   void *scratch, bool scalar_only);
+/* The same from chunk c's input bytes read already (the qf_conv_chunk_src
+ * range, in): an F32 input is converted in place, without a copy. */
+int qf_conv_chunk_from(const struct qf_extent *e, uint64_t c, const void *in, void *dst, void *scratch,
+                       bool scalar_only);
 
 /* The one walk over a view file's bytes. Output range [off, off + len) is
  * cut into pieces, each inside one extent and, for CONV extents, inside one

@@ -154,6 +154,28 @@ uint64_t qf_conv_chunk_at(const struct qf_extent *e, uint64_t rel)
     return c < last ? c : last;
 }
 
+/* Converts chunk c's n source elements, f32 at f (scratch, or the input
+ * itself for an F32 source), into dst. */
+static int convert(const struct qf_extent *e, uint64_t c, uint64_t n, const float *f, void *dst, bool scalar_only)
+{
+    int rc = 0;
+    if (e->validate && !qf_finite(QF_F32, f, (size_t)n))
+        return -EBADMSG;
+    if (e->imat) { /* whole rows, each with its matrix's weights */
+        uint64_t row0 = c * e->chunk_elems / e->row_len, rows = n / e->row_len;
+        uint64_t row_bytes = qf_type_bytes(e->dst_type, e->row_len);
+        for (uint64_t r = 0; r < rows && !rc; r++)
+            rc = qf_quantize_row_imat(e->dst_type, f + r * e->row_len, (size_t)e->row_len,
+                                      e->imat + (row0 + r) / e->imat_rows * e->row_len,
+                                      (uint8_t *)dst + r * row_bytes, scalar_only);
+        return rc;
+    }
+    const struct qf_row_kind *rk = qf_row_kind(e->dst_type);
+    if (rk)
+        return rk->quantize(f, (size_t)(n / e->row_len), (size_t)e->row_len, e->group, dst);
+    return qf_quantize_opt(e->dst_type, f, dst, (size_t)n, scalar_only);
+}
+
 int qf_conv_chunk(const struct qf_extent *e, uint64_t c, qf_pread_fn rd, void *rdctx, void *dst, void *scratch,
                   bool scalar_only)
 {
@@ -177,27 +199,38 @@ int qf_conv_chunk(const struct qf_extent *e, uint64_t c, qf_pread_fn rd, void *r
         /* a tensor llama-quantize copies: only checked */
         if (e->validate && !qf_finite(e->src_type, dst, (size_t)n))
             rc = -EBADMSG;
-        free(own);
-        return rc;
+    } else if (!rc && !(e->src_type != QF_F32 && (rc = qf_to_f32(e->src_type, raw, f, (size_t)n)))) {
+        rc = convert(e, c, n, f, dst, scalar_only);
     }
-    if (!rc && e->src_type != QF_F32)
-        rc = qf_to_f32(e->src_type, raw, f, (size_t)n);
-    if (!rc && e->validate && !qf_finite(QF_F32, f, (size_t)n))
-        rc = -EBADMSG;
-    if (!rc && e->imat) { /* whole rows, each with its matrix's weights */
-        uint64_t row0 = c * e->chunk_elems / e->row_len, rows = n / e->row_len;
-        uint64_t row_bytes = qf_type_bytes(e->dst_type, e->row_len);
-        for (uint64_t r = 0; r < rows && !rc; r++)
-            rc = qf_quantize_row_imat(e->dst_type, f + r * e->row_len, (size_t)e->row_len,
-                                      e->imat + (row0 + r) / e->imat_rows * e->row_len,
-                                      (uint8_t *)dst + r * row_bytes, scalar_only);
-    } else if (!rc) {
-        const struct qf_row_kind *rk = qf_row_kind(e->dst_type);
-        if (rk)
-            rc = rk->quantize(f, (size_t)(n / e->row_len), (size_t)e->row_len, e->group, dst);
-        else
-            rc = qf_quantize_opt(e->dst_type, f, dst, (size_t)n, scalar_only);
+    free(own);
+    return rc;
+}
+
+int qf_conv_chunk_from(const struct qf_extent *e, uint64_t c, const void *in, void *dst, void *scratch,
+                       bool scalar_only)
+{
+    if (e->kind != QF_EXT_CONV || c >= qf_conv_nchunks(e))
+        return -EINVAL;
+    uint64_t n = chunk_elems(e, c), src_at, src_len;
+    qf_conv_chunk_src(e, c, &src_at, &src_len);
+    if (e->src_type == e->dst_type) {
+        if (e->validate && !qf_finite(e->src_type, in, (size_t)n))
+            return -EBADMSG;
+        memcpy(dst, in, (size_t)src_len);
+        return 0;
     }
+    if (e->src_type == QF_F32 && !((uintptr_t)in % _Alignof(float))) /* used in place: no copy */
+        return convert(e, c, n, in, dst, scalar_only);
+    void *own = NULL;
+    if (n > QF_CHUNK_ELEMS || !scratch) {
+        if (n > SIZE_MAX / 4 || !(own = malloc((size_t)n * 4)))
+            return -ENOMEM;
+        scratch = own;
+    }
+    int rc = e->src_type == QF_F32 ? (memcpy(scratch, in, (size_t)src_len), 0)
+                                   : qf_to_f32(e->src_type, in, scratch, (size_t)n);
+    if (!rc)
+        rc = convert(e, c, n, scratch, dst, scalar_only);
     free(own);
     return rc;
 }

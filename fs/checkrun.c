@@ -74,7 +74,7 @@ static void *worker(void *arg)
         if (q->check_qhead == q->check_qlen)
             q->check_qhead = q->check_qlen = 0;
         pthread_mutex_unlock(&q->check_mu);
-        run_check(q, q->models[mi]);
+        run_check(q, QFS_MODEL(q, mi));
         pthread_mutex_lock(&q->check_mu);
     }
     pthread_mutex_unlock(&q->check_mu);
@@ -142,7 +142,7 @@ void qfs_check_start(struct qfs *q, size_t mi)
 {
     if (!q->check)
         return;
-    struct qfs_model *m = q->models[mi];
+    struct qfs_model *m = QFS_MODEL(q, mi);
     pthread_mutex_lock(&q->check_mu);
     if (m->check_state != 0 || q->check_stopping) {
         pthread_mutex_unlock(&q->check_mu);
@@ -174,7 +174,7 @@ void qfs_check_start(struct qfs *q, size_t mi)
 
 char *qfs_check_text(struct qfs *q, size_t mi)
 {
-    struct qfs_model *m = q->models[mi];
+    struct qfs_model *m = QFS_MODEL(q, mi);
     pthread_mutex_lock(&q->check_mu);
     char *s = m->check_json ? strdup(m->check_json) : NULL;
     pthread_mutex_unlock(&q->check_mu);
@@ -189,7 +189,7 @@ char *qfs_check_text(struct qfs *q, size_t mi)
 
 char *qfs_check_chart(struct qfs *q, size_t mi)
 {
-    struct qfs_model *m = q->models[mi];
+    struct qfs_model *m = QFS_MODEL(q, mi);
     pthread_mutex_lock(&q->check_mu);
     char *s = m->check_svg ? strdup(m->check_svg) : NULL;
     pthread_mutex_unlock(&q->check_mu);
@@ -209,8 +209,8 @@ void qfs_check_kill(struct qfs *q)
     q->check_stopping = true;
     pthread_cond_broadcast(&q->check_cv);
     for (size_t i = 0; i < q->n_models; i++)
-        if (q->models[i]->check_pid > 0)
-            kill(q->models[i]->check_pid, SIGKILL);
+        if (QFS_MODEL(q, i)->check_pid > 0)
+            kill(QFS_MODEL(q, i)->check_pid, SIGKILL);
     pthread_mutex_unlock(&q->check_mu);
 }
 

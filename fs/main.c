@@ -531,6 +531,7 @@ int main(int argc, char *argv[])
     pthread_cond_init(&q.check_cv, NULL);
     pthread_mutex_init(&q.handles_mu, NULL);
     pthread_mutex_init(&q.tok_mu, NULL);
+    pthread_rwlock_init(&q.names_lock, NULL);
     pthread_mutex_init(&q.fd_mu, NULL);
     pthread_mutex_init(&q.io_mu, NULL);
     pthread_mutex_init(&q.log_mu, NULL);

@@ -95,7 +95,7 @@ static void config_arch(struct qfs *q, struct qfs_model *m, const char *path)
     struct stat cst;
     size_t len = 0;
     int live = qfs_find_model(q, m->name);
-    const struct qfs_model *lm = live >= 0 ? q->models[live] : NULL;
+    const struct qfs_model *lm = live >= 0 ? QFS_MODEL(q, live) : NULL;
     bool reused = stat(cp, &cst) == 0 && lm && lm->config_known && qfs_same_file(&cst, &lm->config_st);
     if (reused) { /* said already what it holds */
         m->config_st = lm->config_st;
@@ -502,9 +502,14 @@ static void free_model(struct qfs_model *m)
 void qfs_free_models(struct qfs *q)
 {
     for (size_t i = 0; i < q->n_models; i++) {
-        free_model(q->models[i]);
-        free(q->models[i]);
+        free_model(QFS_MODEL(q, i));
+        free(QFS_MODEL(q, i));
     }
+    for (size_t b = 0; q->models && b * QFS_MODEL_BLOCK < q->models_cap; b++)
+        free(q->models[b]);
+    free(q->names);
+    q->names = NULL;
+    q->names_cap = q->names_n = 0;
     free(q->models);
     q->models = NULL;
     q->n_models = 0;
@@ -780,6 +785,9 @@ static bool model_complete(struct qfs *q, const struct qfs_model *m, char *why, 
 static int publish(struct qfs *q, struct qfs_model *m)
 {
     size_t i = q->n_models;
+    if (i < q->models_cap && !q->models[i / QFS_MODEL_BLOCK] &&
+        !(q->models[i / QFS_MODEL_BLOCK] = calloc(QFS_MODEL_BLOCK, sizeof **q->models)))
+        return -ENOMEM;
     if (i >= q->models_cap) {
         qfs_log(q, LOG_WARNING, "model '%s' not shown: %zu models were published in this mount's life (the "
                 "limit; remount to start over)", m->name, i);
@@ -792,18 +800,90 @@ static int publish(struct qfs *q, struct qfs_model *m)
         m->files[k].idx = k;
     }
     m->sig = model_sig(m);
-    q->models[i] = m;
+    QFS_MODEL(q, i) = m;
+    int rc = qfs_names_add(q, i);
+    if (rc) {
+        QFS_MODEL(q, i) = NULL;
+        return rc;
+    }
     atomic_store_explicit(&q->n_models, i + 1, memory_order_release);
     return 0;
 }
 
+static size_t name_hash(const char *s)
+{
+    size_t h = 1469598103934665603u; /* FNV-1a */
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211u;
+    return h;
+}
+
+/* The index position of name, or of the empty cell where it would go. */
+static size_t names_find(const struct qfs *q, const char *name)
+{
+    size_t i = name_hash(name) & (q->names_cap - 1);
+    while (q->names[i] && strcmp(QFS_MODEL(q, q->names[i] - 1)->name, name))
+        i = (i + 1) & (q->names_cap - 1);
+    return i;
+}
+
+int qfs_names_add(struct qfs *q, size_t slot)
+{
+    int rc = 0;
+    pthread_rwlock_wrlock(&q->names_lock);
+    if ((q->names_n + 1) * 2 > q->names_cap) { /* at most half full */
+        size_t ncap = q->names_cap ? q->names_cap * 2 : 1024, *old = q->names, ocap = q->names_cap;
+        size_t *nt = calloc(ncap, sizeof *nt);
+        if (!nt) {
+            rc = -ENOMEM;
+            goto out;
+        }
+        q->names = nt, q->names_cap = ncap;
+        for (size_t i = 0; i < ocap; i++)
+            if (old[i])
+                q->names[names_find(q, QFS_MODEL(q, old[i] - 1)->name)] = old[i];
+        free(old);
+    }
+    size_t at = names_find(q, QFS_MODEL(q, slot)->name);
+    q->names_n += !q->names[at];
+    q->names[at] = slot + 1;
+out:
+    pthread_rwlock_unlock(&q->names_lock);
+    return rc;
+}
+
+void qfs_names_remove(struct qfs *q, size_t slot)
+{
+    pthread_rwlock_wrlock(&q->names_lock);
+    size_t i = q->names_cap ? names_find(q, QFS_MODEL(q, slot)->name) : 0;
+    if (q->names_cap && q->names[i] == slot + 1) {
+        /* backward-shift deletion: no tombstones, probes stay short */
+        q->names[i] = 0;
+        q->names_n--;
+        for (size_t j = (i + 1) & (q->names_cap - 1); q->names[j]; j = (j + 1) & (q->names_cap - 1)) {
+            size_t home = name_hash(QFS_MODEL(q, q->names[j] - 1)->name) & (q->names_cap - 1);
+            /* move j's entry to the hole unless its home lies in (i, j] */
+            if ((j > i && (home <= i || home > j)) || (j < i && home <= i && home > j)) {
+                q->names[i] = q->names[j];
+                q->names[j] = 0;
+                i = j;
+            }
+        }
+    }
+    pthread_rwlock_unlock(&q->names_lock);
+}
+
 int qfs_find_model(struct qfs *q, const char *name)
 {
-    size_t n = atomic_load_explicit(&q->n_models, memory_order_acquire);
-    for (size_t i = 0; i < n; i++)
-        if (!atomic_load(&q->models[i]->gone) && !strcmp(q->models[i]->name, name))
-            return (int)i;
-    return -1;
+    int found = -1;
+    pthread_rwlock_rdlock(&q->names_lock);
+    if (q->names_cap) {
+        size_t at = names_find(q, name);
+        if (q->names[at] && !atomic_load(&QFS_MODEL(q, q->names[at] - 1)->gone))
+            found = (int)(q->names[at] - 1);
+    }
+    pthread_rwlock_unlock(&q->names_lock);
+    return found;
 }
 
 static int name_cmp(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
@@ -904,22 +984,63 @@ static void free_list(char **v, size_t n)
     free(v);
 }
 
-/* Two entries naming one model ("x/" and "x.gguf"): the first wins. */
-static bool name_taken(char **names, size_t i, const char *model)
+/* The first of names[0, sorted) not below key (sorted: list_root's order). */
+static size_t lower_bound(char **names, size_t sorted, const char *key)
 {
-    for (size_t k = 0; k < i; k++) {
-        size_t l = strlen(model);
-        if (!strncmp(names[k], model, l) && (!names[k][l] || !strcmp(names[k] + l, ".gguf") ||
-                                             !strcmp(names[k] + l, ".safetensors")))
-            return true;
+    size_t lo = 0, hi = sorted;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (strcmp(names[mid], key) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
     }
+    return lo;
+}
+
+/* Whether an entry starts with prefix (exact: is it): a binary search in
+ * the sorted part, a walk of the few appended after it. */
+static bool listed(char **names, size_t sorted, size_t n, const char *prefix, bool exact)
+{
+    size_t l = strlen(prefix), k = lower_bound(names, sorted, prefix);
+    if (k < sorted && !strncmp(names[k], prefix, l) && (!exact || !names[k][l]))
+        return true;
+    for (k = sorted; k < n; k++)
+        if (!strncmp(names[k], prefix, l) && (!exact || !names[k][l]))
+            return true;
+    return false;
+}
+
+static bool names_model(const char *name, const char *model, size_t l)
+{
+    return !strncmp(name, model, l) &&
+           (!name[l] || !strcmp(name + l, ".gguf") || !strcmp(name + l, ".safetensors"));
+}
+
+/* Two entries naming one model ("x/" and "x.gguf"): the first wins.
+ * names[0, sorted) is sorted, so the entries starting with model are one
+ * run holding names[i]: only that run is searched (a store of 66,000
+ * loose files made this quadratic); the merged names appended after it
+ * are few and searched whole. */
+static bool name_taken(char **names, size_t i, size_t sorted, const char *model)
+{
+    size_t l = strlen(model);
+    if (i >= sorted) {
+        for (size_t k = 0; k < i; k++)
+            if (names_model(names[k], model, l))
+                return true;
+        return false;
+    }
+    for (size_t k = i; k-- > 0 && !strncmp(names[k], model, l);)
+        if (names_model(names[k], model, l))
+            return true;
     return false;
 }
 
 int qfs_scan(struct qfs *q, struct qfs_tally *t)
 {
     q->models_cap = QFS_MODEL_SLOTS;
-    if (!(q->models = calloc(q->models_cap, sizeof *q->models)))
+    if (!(q->models = calloc((q->models_cap + QFS_MODEL_BLOCK - 1) / QFS_MODEL_BLOCK, sizeof *q->models)))
         return -ENOMEM;
     struct qfs_tally none;
     q->tally = t ? t : &none;
@@ -927,6 +1048,7 @@ int qfs_scan(struct qfs *q, struct qfs_tally *t)
     char **names;
     size_t n;
     int rc = list_root(q, &names, &n);
+    size_t sorted = n;
     if (!rc) {
         pair_root_adapters(q, names, n);
         add_merged_names(q, &names, &n);
@@ -936,7 +1058,7 @@ int qfs_scan(struct qfs *q, struct qfs_tally *t)
         if ((rc = model_build(q, names[i], &m)) || !m)
             continue;
         char why[200] = "";
-        if (name_taken(names, i, m->name) || qfs_find_model(q, m->name) >= 0) {
+        if (name_taken(names, i, sorted, m->name) || qfs_find_model(q, m->name) >= 0) {
             qfs_log(q, LOG_WARNING, "two sources for model '%s' (a directory and a loose file); ignoring %s",
                     m->name, names[i]);
             q->tally->duplicate++;
@@ -960,28 +1082,72 @@ int qfs_scan(struct qfs *q, struct qfs_tally *t)
  * (open files keep their snapshots: correct bytes or EIO); a new or
  * changed one is shown once two scans settle_ms apart saw the same files,
  * complete. Returns the ms until a rescan is needed again (0: none). */
+/* The pending models by name, for one rescan: an index over q->pending
+ * (positions + 1; entries settled during the rescan have name NULL). A
+ * store whose every file changed at once (a touch, an rsync) puts every
+ * model here: lookups must not be linear. */
+struct pending_ix {
+    size_t *slot, cap, used;
+};
+
+static void pending_index(struct qfs *q, struct pending_ix *x, size_t p)
+{
+    if (x->slot && ++x->used * 2 > x->cap) { /* more merged names than sized for */
+        free(x->slot);
+        x->slot = NULL;
+    }
+    if (!x->slot)
+        return; /* no index: pending_find walks */
+    size_t i = name_hash(q->pending[p].name) & (x->cap - 1);
+    while (x->slot[i])
+        i = (i + 1) & (x->cap - 1);
+    x->slot[i] = p + 1;
+}
+
+/* name's position in q->pending, or q->n_pending */
+static size_t pending_find(struct qfs *q, struct pending_ix *x, const char *name)
+{
+    if (!x->slot) {
+        size_t p = 0;
+        while (p < q->n_pending && (!q->pending[p].name || strcmp(q->pending[p].name, name)))
+            p++;
+        return p;
+    }
+    for (size_t i = name_hash(name) & (x->cap - 1); x->slot[i]; i = (i + 1) & (x->cap - 1)) {
+        const char *pn = q->pending[x->slot[i] - 1].name;
+        if (pn && !strcmp(pn, name))
+            return x->slot[i] - 1;
+    }
+    return q->n_pending;
+}
+
 unsigned qfs_rescan(struct qfs *q)
 {
     char **names;
     size_t n;
     if (list_root(q, &names, &n))
         return q->settle_ms;
+    size_t sorted = n;
     pair_root_adapters(q, names, n);
+    struct pending_ix pix = {NULL, 64, 0};
+    while (pix.cap < 2 * (q->n_pending + n + 1))
+        pix.cap *= 2;
+    if ((pix.slot = calloc(pix.cap, sizeof *pix.slot))) /* else pending_find walks */
+        for (size_t p = 0; p < q->n_pending; p++)
+            pending_index(q, &pix, p);
     add_merged_names(q, &names, &n);
     unsigned again = 0;
     uint64_t now = qfs_now_ms();
     size_t nm = q->n_models;
     /* hide what left the root */
     for (size_t i = 0; i < nm; i++) {
-        struct qfs_model *m = q->models[i];
+        struct qfs_model *m = QFS_MODEL(q, i);
         if (atomic_load(&m->gone))
             continue;
-        bool there = false;
-        for (size_t k = 0; k < n && !there; k++) {
-            size_t l = strlen(m->name);
-            there = !strncmp(names[k], m->name, l) &&
-                    (m->dir ? !names[k][l] : !strcmp(names[k] + l, strrchr(m->files[0].name, '.')));
-        }
+        char *entry = NULL; /* its entry in the root: NAME, or NAME.EXT for a loose file */
+        bool there = asprintf(&entry, "%s%s", m->name, m->dir ? "" : strrchr(m->files[0].name, '.')) < 0 ||
+                     listed(names, sorted, n, entry, true);
+        free(entry);
         if (!there)
             qfs_model_gone(q, i);
     }
@@ -991,25 +1157,24 @@ unsigned qfs_rescan(struct qfs *q)
             continue;
         if (!m) { /* a model directory that no longer holds a model */
             int was = qfs_find_model(q, names[i]);
-            if (was >= 0 && q->models[was]->dir)
+            if (was >= 0 && QFS_MODEL(q, was)->dir)
                 qfs_model_gone(q, (size_t)was);
             continue;
         }
         int live = qfs_find_model(q, m->name);
         uint64_t sig = model_sig(m);
         char why[200] = "";
-        bool same = live >= 0 && q->models[live]->sig == sig;
-        if (!same && !name_taken(names, i, m->name)) {
+        bool same = live >= 0 && QFS_MODEL(q, live)->sig == sig;
+        if (!same && !name_taken(names, i, sorted, m->name)) {
             /* pending: shown when the same files are seen settle_ms later */
-            size_t p = 0;
-            while (p < q->n_pending && strcmp(q->pending[p].name, m->name))
-                p++;
+            size_t p = pending_find(q, &pix, m->name);
             if (p == q->n_pending) {
                 struct qfs_pending *np = realloc(q->pending, (p + 1) * sizeof *np);
                 if (np && (np[p].name = strdup(m->name))) {
                     q->pending = np;
                     np[p].sig = sig ^ 1; /* a first sighting */
                     q->n_pending++;
+                    pending_index(q, &pix, p);
                 } else if (np) {
                     q->pending = np;
                 }
@@ -1026,7 +1191,7 @@ unsigned qfs_rescan(struct qfs *q)
                         m = NULL;
                     }
                     free(pe->name);
-                    *pe = q->pending[--q->n_pending];
+                    pe->name = NULL; /* settled: dropped after the loop */
                 } else {
                     if (pe->sig != sig) {
                         pe->sig = sig;
@@ -1043,12 +1208,15 @@ unsigned qfs_rescan(struct qfs *q)
             free(m);
         }
     }
+    free(pix.slot);
+    size_t kept = 0; /* drop the settled */
+    for (size_t p = 0; p < q->n_pending; p++)
+        if (q->pending[p].name)
+            q->pending[kept++] = q->pending[p];
+    q->n_pending = kept;
     /* forget pending names that vanished before settling */
     for (size_t p = 0; p < q->n_pending;) {
-        bool there = false;
-        for (size_t k = 0; k < n && !there; k++)
-            there = !strncmp(names[k], q->pending[p].name, strlen(q->pending[p].name));
-        if (there) {
+        if (listed(names, sorted, n, q->pending[p].name, false)) {
             p++;
             continue;
         }
@@ -1072,8 +1240,11 @@ void qfs_snap_put(struct qfs_snap *s)
 {
     if (!s || atomic_fetch_sub(&s->refs, 1) != 1)
         return;
-    for (size_t v = 0; v < QFS_MAX_VIEWS; v++)
+    for (size_t v = 0; v < QFS_MAX_VIEWS; v++) {
+        if (s->layouts[v] && s->idle_layouts) /* unused now, all of them */
+            atomic_fetch_sub(s->idle_layouts, s->lay_bytes[v]);
         qf_layout_free(s->layouts[v]);
+    }
     const struct qf_source_kind *k = qf_source_kind(s->file->kind);
     if (s->parsed && k->close)
         k->close(s->parsed);
@@ -1378,6 +1549,7 @@ static struct qfs_snap *snap_load(struct qfs *q, struct qfs_model *m, struct qfs
     atomic_init(&s->refs, 1);
     atomic_init(&s->stale, false);
     s->file = f;
+    s->idle_layouts = &q->idle_layouts;
     pthread_mutex_init(&s->mu, NULL);
     for (size_t v = 0; v < QFS_MAX_VIEWS; v++)
         s->fresh[v] = true;
@@ -1451,6 +1623,13 @@ struct qfs_snap *qfs_snap_get(struct qfs *q, struct qfs_model *m, struct qfs_fil
         atomic_fetch_add(&s->refs, 1);
         pthread_mutex_unlock(&f->mu);
         return s;
+    } else if (!s && atomic_load(&m->gone)) {
+        /* a model that left the source (or a rescan replaced) dropped its
+         * snapshots: its path may hold another version now, never served
+         * under these inode numbers */
+        pthread_mutex_unlock(&f->mu);
+        *err = -ESTALE;
+        return NULL;
     } else if (!s || atomic_load(&s->stale) ||
                (derived(f->kind) ? !qfs_snap_current(s) : !same_file(&st, &s->st))) {
         s = snap_load(q, m, f, err);
@@ -1532,7 +1711,7 @@ int qfs_snap_verify(struct qfs *q, struct qfs_snap *s)
 static int generated_layout(struct qfs *q, struct qfs_snap *s, size_t v, struct qf_layout **out, char *err,
                             size_t errlen)
 {
-    struct qfs_model *m = q->models[s->file->model_idx];
+    struct qfs_model *m = QFS_MODEL(q, s->file->model_idx);
     const struct qf_st **shards = calloc(m->n_files + 1, sizeof *shards);
     const char **names = calloc(m->n_files + 1, sizeof *names);
     struct qfs_snap **held = calloc(m->n_files + 1, sizeof *held);
@@ -1570,7 +1749,7 @@ static int generated_layout(struct qfs *q, struct qfs_snap *s, size_t v, struct 
 int qfs_snap_layout(struct qfs *q, struct qfs_snap *s, size_t v, struct qf_layout **out)
 {
     int rc = 0;
-    struct qfs_model *m = q->models[s->file->model_idx];
+    struct qfs_model *m = QFS_MODEL(q, s->file->model_idx);
     int kind = s->file->kind;
     const struct qf_view *vw = &q->views[v];
     pthread_mutex_lock(&s->mu);
@@ -1605,8 +1784,54 @@ int qfs_snap_layout(struct qfs *q, struct qfs_snap *s, size_t v, struct qf_layou
     }
     rc = s->layouts[v] ? 0 : s->layout_rc[v] ? s->layout_rc[v] : rc;
     *out = s->layouts[v];
+    if (!rc) {
+        struct qf_layout *l = s->layouts[v];
+        if (!s->lay_bytes[v]) { /* built now (first, or again after it was freed unused) */
+            s->lay_bytes[v] = sizeof *l + l->n_ext * sizeof *l->ext + l->mem_len + l->n_tensors * sizeof *l->tensors;
+            s->lay_size[v] = l->size;
+            s->lay_sized[v] = true;
+        } else if (!s->lay_users[v] && s->lay_bytes[v]) { /* kept unused until now */
+            atomic_fetch_sub(&q->idle_layouts, s->lay_bytes[v]);
+        }
+        s->lay_users[v]++;
+    }
     pthread_mutex_unlock(&s->mu);
     return rc;
+}
+
+void qfs_snap_layout_put(struct qfs *q, struct qfs_snap *s, size_t v)
+{
+    struct qf_layout *drop = NULL;
+    pthread_mutex_lock(&s->mu);
+    if (s->lay_users[v] && !--s->lay_users[v] && s->layouts[v]) {
+        /* unused: kept within the daemon's budget, else rebuilt when needed */
+        if (atomic_load(&q->idle_layouts) + s->lay_bytes[v] > QFS_IDLE_LAYOUT_BYTES) {
+            drop = s->layouts[v];
+            s->layouts[v] = NULL;
+            s->lay_bytes[v] = 0;
+        } else {
+            atomic_fetch_add(&q->idle_layouts, s->lay_bytes[v]);
+        }
+    }
+    pthread_mutex_unlock(&s->mu);
+    qf_layout_free(drop);
+}
+
+int qfs_snap_size(struct qfs *q, struct qfs_snap *s, size_t v, uint64_t *size)
+{
+    pthread_mutex_lock(&s->mu);
+    bool known = s->lay_sized[v];
+    *size = s->lay_size[v];
+    pthread_mutex_unlock(&s->mu);
+    if (known)
+        return 0;
+    struct qf_layout *l;
+    int rc = qfs_snap_layout(q, s, v, &l);
+    if (rc)
+        return rc;
+    *size = l->size;
+    qfs_snap_layout_put(q, s, v);
+    return 0;
 }
 
 /* What the daemon knows of a model's files, for codec's view rules: each
@@ -1630,16 +1855,16 @@ static bool probe_layout(void *ctx, size_t i, const struct qf_view *v)
 {
     struct probe *p = ctx;
     int err;
-    struct qf_layout *l;
+    uint64_t size;
     struct qfs_snap *s = qfs_snap_peek(p->q, p->m, &p->m->files[i], &err);
-    bool ok = s && !qfs_snap_layout(p->q, s, (size_t)(v - p->q->views), &l);
+    bool ok = s && !qfs_snap_size(p->q, s, (size_t)(v - p->q->views), &size);
     qfs_snap_put(s);
     return ok;
 }
 
 bool qfs_view_available(struct qfs *q, size_t mi, size_t v)
 {
-    struct qfs_model *m = q->models[mi];
+    struct qfs_model *m = QFS_MODEL(q, mi);
     struct probe pr = {q, m};
     const struct qf_model_probe p = {&pr, probe_opened, probe_layout};
     return (q->view_mask & (1ull << v)) && qf_model_view_exists(&m->desc, &q->views[v], &p, NULL);
@@ -1647,7 +1872,7 @@ bool qfs_view_available(struct qfs *q, size_t mi, size_t v)
 
 bool qfs_file_in_view(struct qfs *q, size_t mi, size_t fi, size_t v)
 {
-    struct qfs_model *m = q->models[mi];
+    struct qfs_model *m = QFS_MODEL(q, mi);
     struct probe pr = {q, m};
     const struct qf_model_probe p = {&pr, probe_opened, probe_layout};
     return qf_model_file_in_view(&m->desc, fi, &q->views[v], &p);

@@ -36,7 +36,7 @@ static struct qfs *ctx(fuse_req_t req)
 /* Whether view v of model m holds a GGUF model file (not an adapter). */
 static bool router_has(struct qfs *q, size_t m, size_t v)
 {
-    const struct qfs_model *md = q->models[m];
+    const struct qfs_model *md = QFS_MODEL(q, m);
     if (atomic_load(&md->gone) || (q->views[v].formats & QF_FMT_LORA) ||
         !qf_view_listed(&q->views[v], md->formats) || !qfs_view_available(q, m, v))
         return false;
@@ -67,7 +67,7 @@ static bool router_parse(struct qfs *q, const char *name, size_t *m, size_t *v)
 static char *router_target(struct qfs *q, size_t m, size_t v)
 {
     char *t = NULL;
-    return asprintf(&t, "../../%s/%s", q->models[m]->name, q->views[v].name) < 0 ? NULL : t;
+    return asprintf(&t, "../../%s/%s", QFS_MODEL(q, m)->name, q->views[v].name) < 0 ? NULL : t;
 }
 
 int qfs_decode_ino(struct qfs *q, fuse_ino_t ino, struct qfs_ino *o)
@@ -102,7 +102,7 @@ int qfs_decode_ino(struct qfs *q, fuse_ino_t ino, struct qfs_ino *o)
         o->kind = 4;
         return 0;
     }
-    if (f > q->models[o->m]->n_files || !qfs_file_in_view(q, o->m, f - 1, o->v))
+    if (f > QFS_MODEL(q, o->m)->n_files || !qfs_file_in_view(q, o->m, f - 1, o->v))
         return -ENOENT;
     o->kind = 5;
     o->f = f - 1;
@@ -168,7 +168,8 @@ static char *stats_json(struct qfs *q)
     /* content addressing: hashes of source ranges computed, found in a tier */
     qf_jdoc_int(d, "input_hashes.computed", (long long)s.meta_computed);
     qf_jdoc_int(d, "input_hashes.found", (long long)s.meta_hits);
-    qf_jdoc_num(d, "input_hashes.seconds", (double)s.meta_ns / 1e9);
+    qf_jdoc_num(d, "input_hashes.seconds", (double)atomic_load(&q->hash_ns) / 1e9); /* xxh3 alone */
+    qf_jdoc_num(d, "input_hashes.fill_seconds", (double)s.meta_ns / 1e9); /* with reads (and cold conversions) */
     qf_jdoc_int(d, "hf_tokenizers_reused", (long long)atomic_load(&q->tok_reused));
     pthread_mutex_lock(&q->fd_mu);
     qf_jdoc_int(d, "source_fds.open", (long long)q->n_fds);
@@ -202,7 +203,7 @@ static void dir_attr(struct qfs *q, fuse_ino_t ino, const struct qfs_ino *d, str
     /* a model's directories (its own and its views') take the mode of its
      * source directory, the root the source root's, minus the write bits:
      * a 0700 source directory stays private under allow_other */
-    struct qfs_model *m = (d->kind == 3 || d->kind == 4) && q->models[d->m]->dir ? q->models[d->m] : NULL;
+    struct qfs_model *m = (d->kind == 3 || d->kind == 4) && QFS_MODEL(q, d->m)->dir ? QFS_MODEL(q, d->m) : NULL;
     struct stat src;
     bool known = false;
     if (!m) {
@@ -300,14 +301,14 @@ static int get_attr(struct qfs *q, fuse_ino_t ino, struct stat *st)
         dir_attr(q, ino, &d, st);
         return 0;
     }
-    struct qfs_model *m = q->models[d.m];
+    struct qfs_model *m = QFS_MODEL(q, d.m);
     struct qfs_snap *s = qfs_snap_peek(q, m, &m->files[d.f], &rc);
     if (!s)
         return rc;
-    struct qf_layout *l;
-    rc = qfs_snap_layout(q, s, d.v, &l);
+    uint64_t size;
+    rc = qfs_snap_size(q, s, d.v, &size);
     if (!rc)
-        file_attr(ino, &s->st, m->files[d.f].reach, l->size, st);
+        file_attr(ino, &s->st, m->files[d.f].reach, size, st);
     qfs_snap_put(s);
     return rc;
 }
@@ -328,7 +329,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
     struct qfs_ino d;
     /* a model that left the source: nothing new is found in it (open
      * files keep working through their inodes) */
-    if (qfs_decode_ino(q, parent, &d) || (of_model(&d) && atomic_load(&q->models[d.m]->gone))) {
+    if (qfs_decode_ino(q, parent, &d) || (of_model(&d) && atomic_load(&QFS_MODEL(q, d.m)->gone))) {
         fuse_reply_err(req, ENOENT);
         return;
     }
@@ -346,6 +347,8 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
         }
         break;
     case 1:
+        if (!strcmp(name, "models")) /* from now on its entries may be cached: inval_links */
+            atomic_store(&q->router_seen, true);
         if (!strcmp(name, "stats") || !strcmp(name, "log") || !strcmp(name, "models")) {
             reply_entry(req, q, name[0] == 's' ? QFS_INO_STATS : name[0] == 'l' ? QFS_INO_LOG : QFS_INO_MODELS);
             return;
@@ -369,14 +372,14 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
             reply_entry(req, q, qfs_ino_make(d.m, v, -1));
             return;
         }
-        if (v >= 0 && atomic_load(&q->models[d.m]->stuck)) {
+        if (v >= 0 && atomic_load(&QFS_MODEL(q, d.m)->stuck)) {
             fuse_reply_err(req, EIO); /* cannot tell while its source does not answer */
             return;
         }
         break;
     }
     case 4: {
-        struct qfs_model *m = q->models[d.m];
+        struct qfs_model *m = QFS_MODEL(q, d.m);
         for (size_t i = 0; i < m->n_files; i++) {
             if (!strcmp(m->files[i].name, name) && qfs_file_in_view(q, d.m, i, d.v)) {
                 reply_entry(req, q, qfs_ino_make(d.m, (long)d.v, (long)i));
@@ -468,8 +471,8 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, s
     case 0:
         rc |= dirbuf_add(req, &b, ".quantfs", QFS_INO_META, S_IFDIR);
         for (size_t i = 0, n = q->n_models; i < n && !rc; i++)
-            if (!atomic_load(&q->models[i]->gone))
-                rc |= dirbuf_add(req, &b, q->models[i]->name, qfs_ino_make(i, -1, -1), S_IFDIR);
+            if (!atomic_load(&QFS_MODEL(q, i)->gone))
+                rc |= dirbuf_add(req, &b, QFS_MODEL(q, i)->name, qfs_ino_make(i, -1, -1), S_IFDIR);
         break;
     case 1:
         rc |= dirbuf_add(req, &b, "log", QFS_INO_LOG, S_IFREG);
@@ -482,7 +485,7 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, s
                 if (!router_has(q, i, v))
                     continue;
                 char *nm = NULL;
-                rc |= asprintf(&nm, "%s:%s", q->models[i]->name, q->views[v].name) < 0
+                rc |= asprintf(&nm, "%s:%s", QFS_MODEL(q, i)->name, q->views[v].name) < 0
                           ? -ENOMEM
                           : dirbuf_add(req, &b, nm, qfs_ino_make(i, (long)v, INO_FILE_MASK - 1), S_IFLNK);
                 free(nm);
@@ -495,11 +498,11 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, s
             rc |= dirbuf_add(req, &b, ".check.svg", qfs_ino_make(d.m, -1, INO_FILE_MASK - 2), S_IFREG);
         }
         for (size_t v = 0; v < q->n_views && !rc; v++)
-            if (qf_view_listed(&q->views[v], q->models[d.m]->formats) && qfs_view_available(q, d.m, v))
+            if (qf_view_listed(&q->views[v], QFS_MODEL(q, d.m)->formats) && qfs_view_available(q, d.m, v))
                 rc |= dirbuf_add(req, &b, q->views[v].name, qfs_ino_make(d.m, (long)v, -1), S_IFDIR);
         break;
     case 4: {
-        struct qfs_model *m = q->models[d.m];
+        struct qfs_model *m = QFS_MODEL(q, d.m);
         for (size_t i = 0; i < m->n_files && !rc; i++)
             if (qfs_file_in_view(q, d.m, i, d.v))
                 rc |= dirbuf_add(req, &b, m->files[i].name, qfs_ino_make(d.m, (long)d.v, (long)i), S_IFREG);
@@ -554,6 +557,8 @@ static void handle_free(struct qfs *q, struct handle *h)
     pthread_mutex_unlock(&q->handles_mu);
     if (h->snap)
         atomic_fetch_sub(&h->snap->file->open_count, 1);
+    if (h->layout)
+        qfs_snap_layout_put(q, h->snap, h->view);
     qfs_snap_put(h->snap);
     free(h->text);
     free(h);
@@ -592,7 +597,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         fuse_reply_open(req, fi);
         return;
     }
-    struct qfs_model *m = q->models[d.m];
+    struct qfs_model *m = QFS_MODEL(q, d.m);
     h->view = d.v;
     h->snap = qfs_snap_get(q, m, &m->files[d.f], &rc);
     if (h->snap) /* a stale one: the source changed while open elsewhere */
@@ -649,6 +654,9 @@ struct fill_arg {
     size_t len;         /* the chunk's output bytes */
     bool verify;        /* content-keyed: the input must hash to want */
     struct qc_key want;
+    const uint8_t *in;  /* the input, read already (fill_hash_convert), or NULL */
+    void *in_scratch;   /* and the f32 buffer to convert it with */
+    struct qc_block *got; /* fill_hash_convert: the chunk's block, referenced */
 };
 
 enum { KEY_PLACE = 1, KEY_INPUT = 2, KEY_CONTENT = 3 }; /* key domains */
@@ -711,6 +719,13 @@ static int snap_ok(struct qfs_snap *s, int rc)
     return rc || (!atomic_load(&s->stale) && qfs_snap_current(s)) ? rc : -EIO;
 }
 
+static uint64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 /* Fill of an input's hash block: reads the range in scratch-sized pieces. */
 static int fill_hash(void *arg, uint8_t *dst, size_t len, void *scratch)
 {
@@ -725,8 +740,11 @@ static int fill_hash(void *arg, uint8_t *dst, size_t len, void *scratch)
     int rc = 0;
     for (uint64_t done = 0; done < n && !rc; done += QF_CONV_SCRATCH_BYTES) {
         size_t k = (size_t)(n - done < QF_CONV_SCRATCH_BYTES ? n - done : QF_CONV_SCRATCH_BYTES);
-        if (!(rc = a->snap->rd(a->snap->rdctx, scratch, k, off + done)))
+        if (!(rc = a->snap->rd(a->snap->rdctx, scratch, k, off + done))) {
+            uint64_t t0 = mono_ns();
             qc_hasher_update(h, scratch, k);
+            atomic_fetch_add(&a->q->hash_ns, mono_ns() - t0);
+        }
     }
     if (!rc)
         hash_put(dst, qc_hasher_digest(h));
@@ -758,6 +776,8 @@ static int fill_chunk(void *arg, uint8_t *dst, size_t len, void *scratch)
 {
     (void)len;
     struct fill_arg *a = arg;
+    if (a->in) /* converted from the bytes its key was hashed from */
+        return snap_ok(a->snap, qf_conv_chunk_from(a->e, a->chunk, a->in, dst, a->in_scratch, false));
     struct hashing_rd h = {a->snap->rd, a->snap->rdctx, {0, 0}, 0};
     int rc = a->verify ? qf_conv_chunk(a->e, a->chunk, hashing_pread, &h, dst, scratch, false)
                        : qf_conv_chunk(a->e, a->chunk, a->snap->rd, a->snap->rdctx, dst, scratch, false);
@@ -771,9 +791,43 @@ static int fill_chunk(void *arg, uint8_t *dst, size_t len, void *scratch)
     return snap_ok(a->snap, rc);
 }
 
+/* Fill of an input's hash block on a cold read: the input is read once,
+ * into the upper half of scratch, hashed, and the chunk converted from
+ * those very bytes (f32 in the lower half; an F32 input in place) and
+ * fetched (a->got: a tier may hold it already, made by another node)
+ * before the hash is published: one read of the source where hashing and
+ * converting separately would take two. Larger inputs (row kinds' wide
+ * chunks) are hashed in pieces and read again by the conversion. */
+static int fill_hash_convert(void *arg, uint8_t *dst, size_t len, void *scratch)
+{
+    struct fill_arg *a = arg;
+    uint64_t off, n;
+    qf_conv_chunk_src(a->e, a->chunk, &off, &n);
+    const size_t half = QF_CONV_SCRATCH_BYTES / 2;
+    if (n > half || a->e->chunk_elems > QF_CHUNK_ELEMS || len != 16)
+        return fill_hash(arg, dst, len, scratch);
+    uint8_t *in = (uint8_t *)scratch + half;
+    int rc = snap_ok(a->snap, a->snap->rd(a->snap->rdctx, in, (size_t)n, off));
+    if (rc)
+        return rc;
+    uint64_t t0 = mono_ns();
+    struct qc_key h = qc_key_make(in, (size_t)n);
+    atomic_fetch_add(&a->q->hash_ns, mono_ns() - t0);
+    hash_put(dst, h);
+    struct fill_arg c = *a;
+    c.in = in, c.in_scratch = scratch, c.verify = false, c.want = h;
+    /* a failed conversion (NaN in a validated tensor) leaves a->got NULL:
+     * the hash stands, and the reader's own get reports the error */
+    if (qc_getf(a->q->cache, content_key(h, a->e, a->chunk), a->len, QC_NOSCRATCH, fill_chunk, &c, &a->got))
+        a->got = NULL;
+    return 0;
+}
+
 static void prefetch_done(void *arg)
 {
     struct fill_arg *a = arg;
+    if (a->got)
+        qc_release(a->q->cache, a->got);
     qfs_snap_put(a->snap);
     free(a);
 }
@@ -785,7 +839,7 @@ static void hashed_done(void *arg)
 {
     struct fill_arg *a = arg;
     uint8_t hb[16];
-    if (qc_peek(a->q->cache, input_key(a->snap, a->e, a->chunk), hb, sizeof hb)) {
+    if (a->got || qc_peek(a->q->cache, input_key(a->snap, a->e, a->chunk), hb, sizeof hb)) {
         prefetch_done(a);
         return;
     }
@@ -796,7 +850,8 @@ static void hashed_done(void *arg)
 
 /* The key of chunk c's block, and for a content-keyed one the input hash
  * its fill must see (a->want). lookup: from the tiers only (-ENOENT if the
- * input was never hashed); else hashed now if need be. */
+ * input was never hashed); else hashed now if need be, and then the block
+ * made too (a->got, referenced, when it is: fill_hash_convert). */
 static int chunk_key(struct fill_arg *a, bool lookup, struct qc_key *key)
 {
     const struct qf_type_info *t = qf_type_get(a->e->dst_type);
@@ -806,7 +861,8 @@ static int chunk_key(struct fill_arg *a, bool lookup, struct qc_key *key)
         return 0;
     }
     struct qc_block *b;
-    int rc = qc_getf(a->q->cache, input_key(a->snap, a->e, a->chunk), 16, QC_META, lookup ? NULL : fill_hash, a, &b);
+    int rc = qc_getf(a->q->cache, input_key(a->snap, a->e, a->chunk), 16, QC_META, lookup ? NULL : fill_hash_convert,
+                     a, &b);
     if (rc)
         return rc;
     a->want = hash_get(qc_block_data(b));
@@ -933,11 +989,14 @@ static int gather_piece(void *arg, const struct qf_piece *p)
         return rc;
     default: break;
     }
-    struct fill_arg a = {g->q, g->snap, e, p->chunk, (size_t)p->chunk_len, false, {0, 0}};
+    struct fill_arg a = {g->q, g->snap, e, p->chunk, (size_t)p->chunk_len, false, {0, 0}, NULL, NULL, NULL};
     struct qc_block *b;
     struct qc_key key;
-    if ((rc = chunk_key(&a, false, &key)) ||
-        (rc = qc_getf(g->q->cache, key, (size_t)p->chunk_len, chunk_flags(e), fill_chunk, &a, &b)))
+    if ((rc = chunk_key(&a, false, &key)))
+        return rc;
+    if (a.got) /* made while its input was hashed */
+        b = a.got;
+    else if ((rc = qc_getf(g->q->cache, key, (size_t)p->chunk_len, chunk_flags(e), fill_chunk, &a, &b)))
         return rc;
     if ((rc = hold(r, b))) {
         qc_release(g->q->cache, b);
@@ -962,7 +1021,7 @@ static int readahead_piece(void *arg, const struct qf_piece *p)
     struct fill_arg *a = malloc(sizeof *a);
     if (!a)
         return -ENOMEM;
-    *a = (struct fill_arg){c->q, c->h->snap, p->e, p->chunk, (size_t)p->chunk_len, false, {0, 0}};
+    *a = (struct fill_arg){c->q, c->h->snap, p->e, p->chunk, (size_t)p->chunk_len, false, {0, 0}, NULL, NULL, NULL};
     atomic_fetch_add(&c->h->snap->refs, 1);
     if (chunk_flags(p->e)) {
         struct qc_key key;
@@ -978,7 +1037,8 @@ static int readahead_piece(void *arg, const struct qf_piece *p)
         a->verify = true;
         qc_prefetchf(c->q->cache, content_key(a->want, a->e, a->chunk), a->len, 0, fill_chunk, a, prefetch_done);
     } else {
-        qc_prefetchf(c->q->cache, input_key(a->snap, a->e, a->chunk), 16, QC_META, fill_hash, a, hashed_done);
+        qc_prefetchf(c->q->cache, input_key(a->snap, a->e, a->chunk), 16, QC_META, fill_hash_convert, a,
+                     hashed_done);
     }
     return 0;
 }
@@ -1108,7 +1168,7 @@ static int xattr_value(struct qfs *q, fuse_ino_t ino, const char *name, const ch
         return 0;
     }
     if (!strcmp(name, "user.quantfs.source") && d.kind == 5) {
-        *val = q->models[d.m]->files[d.f].path;
+        *val = QFS_MODEL(q, d.m)->files[d.f].path;
         return 0;
     }
     return -ENODATA;
@@ -1138,7 +1198,7 @@ static int frac_piece(void *arg, const struct qf_piece *p)
     struct frac_ctx *c = arg;
     if (p->e->kind == QF_EXT_CONV && !chunk_flags(p->e)) {
         c->total += p->len;
-        struct fill_arg a = {c->q, c->s, p->e, p->chunk, (size_t)p->chunk_len, false, {0, 0}};
+        struct fill_arg a = {c->q, c->s, p->e, p->chunk, (size_t)p->chunk_len, false, {0, 0}, NULL, NULL, NULL};
         struct qc_key key;
         if (!chunk_key(&a, true, &key) && qc_cached(c->q->cache, key))
             c->have += p->len;
@@ -1148,7 +1208,7 @@ static int frac_piece(void *arg, const struct qf_piece *p)
 
 static int cache_fraction(struct qfs *q, const struct qfs_ino *d, char *buf, size_t len)
 {
-    struct qfs_model *m = q->models[d->m];
+    struct qfs_model *m = QFS_MODEL(q, d->m);
     struct qfs_file *f = &m->files[d->f];
     int rc = 0;
     struct qfs_snap *s = qfs_snap_peek(q, m, f, &rc);
@@ -1158,8 +1218,10 @@ static int cache_fraction(struct qfs *q, const struct qfs_ino *d, char *buf, siz
     struct qf_layout *l = NULL;
     struct frac_ctx c = {q, s, 0, 0};
     const struct qf_source_kind *k = qf_source_kind(f->kind);
-    if ((k->open || k->derived) && !s->err[0] && !(rc = qfs_snap_layout(q, s, d->v, &l)))
+    if ((k->open || k->derived) && !s->err[0] && !(rc = qfs_snap_layout(q, s, d->v, &l))) {
         qf_layout_walk(l, 0, l->size, frac_piece, &c);
+        qfs_snap_layout_put(q, s, d->v);
+    }
     qfs_snap_put(s);
     if (rc)
         return rc;

@@ -43,6 +43,8 @@
  * request usually falls in the block its last one decoded, and prefetched
  * blocks wait here for their reader (more than -o readahead's default). */
 #define QFS_HOT_BYTES ((size_t)64 << 20)
+/* unused view layouts kept, all snapshots together */
+#define QFS_IDLE_LAYOUT_BYTES ((size_t)64 << 20)
 
 /* A source file opened at one version (src.c): its identity and a
  * descriptor from the LRU-bounded pool, reopened on demand (and checked to
@@ -81,8 +83,19 @@ struct qfs_snap {
     struct qf_imatrix *imat;   /* GGUF views: the model's imatrix, read whole at load (NULL: none, refused) */
     struct qf_model_imatrix mi; /* it and its file name, for the -imat layouts */
     atomic_bool stale;     /* the source changed under this snapshot */
-    pthread_mutex_t mu;    /* guards layouts[], layout_rc[], logged and fresh[] */
+    pthread_mutex_t mu;    /* guards layouts[] and what follows */
+    /* A view's layout (its extents, its header, llama-quantize's plan: ~600
+     * bytes per tensor) is built on first use and kept while in use
+     * (lay_users: open handles, a walk in progress); unused ones stay
+     * while all of the daemon's unused layouts fit QFS_IDLE_LAYOUT_BYTES,
+     * else they are freed and rebuilt when next needed. Sizes stay known
+     * (lay_size): a stat never builds one twice. */
     struct qf_layout *layouts[QFS_MAX_VIEWS];
+    unsigned lay_users[QFS_MAX_VIEWS];
+    size_t lay_bytes[QFS_MAX_VIEWS];
+    uint64_t lay_size[QFS_MAX_VIEWS];
+    bool lay_sized[QFS_MAX_VIEWS];
+    atomic_size_t *idle_layouts; /* the daemon's count of unused layouts' bytes */
     int layout_rc[QFS_MAX_VIEWS]; /* a view that cannot be built: why, once */
     char logged[256];             /* the last refusal logged for this version */
     bool fresh[QFS_MAX_VIEWS]; /* not yet opened: next open drops kernel page cache */
@@ -188,10 +201,20 @@ struct qfs {
 
     /* Models by slot (inode numbers): appended by the watcher's rescans,
      * never moved or reused while mounted; a model that left the source is
-     * marked gone. Readers load n_models (acquire) and read slots below. */
-    struct qfs_model **models;
+     * marked gone (and drops its snapshots when no file is open). Slots
+     * live in blocks of QFS_MODEL_BLOCK, allocated as publications reach
+     * them (the directory is fixed, so readers never see it move).
+     * Readers load n_models (acquire) and read slots below: QFS_MODEL. */
+    struct qfs_model ***models;
     _Atomic size_t n_models;
     size_t models_cap;
+    /* live models by name (open addressing, linear probing; slot + 1, 0
+     * empty): lookups stay O(1) however many publications the mount saw.
+     * Written by the thread that publishes and hides models, under the
+     * write lock; read by any. */
+    pthread_rwlock_t names_lock;
+    size_t *names;
+    size_t names_cap, names_n;
     struct qfs_pending *pending; /* seen, not yet settled (watcher only) */
     size_t n_pending;
     /* PEFT adapters at the source root, each with the model directory its
@@ -248,6 +271,9 @@ struct qfs {
     struct qfs_tokmemo *tok;
     size_t tok_bytes;
     atomic_uint_fast64_t tok_reused; /* stats: builds that reused one */
+    atomic_uint_fast64_t hash_ns;    /* stats: time hashing chunk inputs (xxh3 only) */
+    atomic_bool router_seen;         /* the kernel looked up .quantfs/models */
+    atomic_size_t idle_layouts;      /* bytes of view layouts no one uses (qfs_snap.layouts) */
 
     /* Header parses (GGUF, safetensors, JSON) and Hugging Face conversion
      * setups running at a time (QFS_PARSE_SLOTS, QFS_HF_SLOTS): bounds
@@ -311,6 +337,9 @@ bool qfs_adapters_opt_ok(const char *opt);
 unsigned qfs_rescan(struct qfs *q);
 /* The live model named name, or -1. */
 int qfs_find_model(struct qfs *q, const char *name);
+/* The name index's upkeep: a model published, a model gone (ns.c). */
+int qfs_names_add(struct qfs *q, size_t slot);
+void qfs_names_remove(struct qfs *q, size_t slot);
 /* watch.c: a model hidden or published by a rescan (kernel entries
  * dropped, the new one's directory watched). */
 void qfs_model_gone(struct qfs *q, size_t i);
@@ -326,8 +355,13 @@ struct qfs_snap *qfs_snap_get(struct qfs *q, struct qfs_model *m, struct qfs_fil
  * none or it is stale. Opens verify (qfs_snap_get), reads too. */
 struct qfs_snap *qfs_snap_peek(struct qfs *q, struct qfs_model *m, struct qfs_file *f, int *err);
 void qfs_snap_put(struct qfs_snap *s);
-/* Layout of file f in view v for this snapshot (built on first use). */
+/* Layout of file f in view v for this snapshot (built on first use, or
+ * again if it was freed unused), taken for use: every success is paired
+ * with qfs_snap_layout_put once the layout is no longer read. */
 int qfs_snap_layout(struct qfs *q, struct qfs_snap *s, size_t v, struct qf_layout **out);
+void qfs_snap_layout_put(struct qfs *q, struct qfs_snap *s, size_t v);
+/* The size of file f in view v (a layout built once, if need be). */
+int qfs_snap_size(struct qfs *q, struct qfs_snap *s, size_t v, uint64_t *size);
 /* 0 if the source still is the file this snapshot was made from; -EIO (and
  * the snapshot marked stale, logged once) otherwise. */
 int qfs_snap_verify(struct qfs *q, struct qfs_snap *s);
@@ -380,9 +414,11 @@ bool qfs_watch_stop(struct qfs *q);
 #define QFS_INO_STATS 3
 #define QFS_INO_LOG 4
 #define QFS_INO_MODELS 5
-/* model slots per mount lifetime (each add or change takes one); inode
- * numbers have room for 2^27 - 1 */
-#define QFS_MODEL_SLOTS 65536u
+/* model slots per mount lifetime (each add or change takes one): what
+ * inode numbers have room for */
+#define QFS_MODEL_SLOTS ((1u << 27) - 1)
+#define QFS_MODEL_BLOCK 4096u
+#define QFS_MODEL(q, i) ((q)->models[(size_t)(i) / QFS_MODEL_BLOCK][(size_t)(i) % QFS_MODEL_BLOCK])
 #define QFS_MAX_FILES ((1u << 28) - 2)
 
 struct qfs_ino {

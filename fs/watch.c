@@ -92,14 +92,14 @@ static void handle_event(struct qfs *q, const struct inotify_event *ev, uint64_t
         if (q->wds[i].wd != ev->wd)
             continue;
         if (q->wds[i].model >= 0) {
-            struct qfs_model *m = q->models[q->wds[i].model];
+            struct qfs_model *m = QFS_MODEL(q, q->wds[i].model);
             for (size_t k = 0; k < m->n_files; k++)
                 if (!strcmp(m->files[k].name, ev->name) || qf_source_kind(m->files[k].kind)->derived)
                     check_file(q, &m->files[k]);
         } else if (q->wds[i].model == -1) {
             for (size_t k = 0; k < q->n_models; k++)
-                if (!q->models[k]->dir && !strcmp(q->models[k]->files[0].name, ev->name))
-                    check_file(q, &q->models[k]->files[0]);
+                if (!QFS_MODEL(q, k)->dir && !strcmp(QFS_MODEL(q, k)->files[0].name, ev->name))
+                    check_file(q, &QFS_MODEL(q, k)->files[0]);
             /* a directory made in the root (mkdir, then a copy or a
              * download into it, as git clone and downloaders do): watched
              * from now on, so what arrives in it starts a rescan */
@@ -152,9 +152,9 @@ static void *watch_main(void *p)
         }
         if (qfs_now_ms() - last_poll >= q->check_ms) {
             for (size_t i = 0; i < q->n_models; i++)
-                for (size_t k = 0; k < q->models[i]->n_files; k++)
-                    if (atomic_load(&q->models[i]->files[k].open_count))
-                        check_file(q, &q->models[i]->files[k]);
+                for (size_t k = 0; k < QFS_MODEL(q, i)->n_files; k++)
+                    if (atomic_load(&QFS_MODEL(q, i)->files[k].open_count))
+                        check_file(q, &QFS_MODEL(q, i)->files[k]);
             last_poll = qfs_now_ms();
         }
         uint64_t now = qfs_now_ms();
@@ -215,6 +215,11 @@ static void watch_model(struct qfs *q, const struct qfs_model *m, long i)
  * negative lookups of a name that comes back) */
 static void inval_links(struct qfs *q, const struct qfs_model *m)
 {
+    /* a store that changes whole (a touch, an rsync) republishes every
+     * model: n_views notifications each, for nothing if no one ever
+     * looked in .quantfs/models */
+    if (!atomic_load(&q->router_seen))
+        return;
     for (size_t v = 0; v < q->n_views; v++) {
         char nm[4200];
         int n = snprintf(nm, sizeof nm, "%s:%s", m->name, q->views[v].name);
@@ -225,8 +230,23 @@ static void inval_links(struct qfs *q, const struct qfs_model *m)
 
 void qfs_model_gone(struct qfs *q, size_t i)
 {
-    struct qfs_model *m = q->models[i];
+    struct qfs_model *m = QFS_MODEL(q, i);
+    qfs_names_remove(q, i);
     atomic_store(&m->gone, true);
+    /* its snapshots (headers, layouts: the bulk of a model's memory) go
+     * with it unless a file is open; the slot stays (inode numbers) */
+    for (size_t k = 0; k < m->n_files; k++) {
+        struct qfs_file *f = &m->files[k];
+        pthread_mutex_lock(&f->mu);
+        struct qfs_snap *s = atomic_load(&f->open_count) ? NULL : f->snap;
+        if (s)
+            f->snap = NULL;
+        pthread_mutex_unlock(&f->mu);
+        if (s) {
+            qfs_snap_retire(q, s);
+            qfs_snap_put(s);
+        }
+    }
     qfs_log(q, LOG_INFO, "model '%s' left the source", m->name);
     /* from the watcher thread, never inside a request: safe to notify */
     fuse_lowlevel_notify_inval_entry(q->se, QFS_INO_ROOT, m->name, strlen(m->name));
@@ -235,7 +255,7 @@ void qfs_model_gone(struct qfs *q, size_t i)
 
 void qfs_model_added(struct qfs *q, size_t i)
 {
-    struct qfs_model *m = q->models[i];
+    struct qfs_model *m = QFS_MODEL(q, i);
     if (m->dir && q->watch_ifd >= 0)
         watch_model(q, m, (long)i);
     /* a lookup of the name before it existed may be cached as negative */
@@ -274,8 +294,8 @@ int qfs_watch_start(struct qfs *q)
     if (q->watch_ifd >= 0) {
         add_watch(q, q->source, -1);
         for (size_t i = 0; i < q->n_models; i++)
-            if (q->models[i]->dir)
-                watch_model(q, q->models[i], (long)i);
+            if (QFS_MODEL(q, i)->dir)
+                watch_model(q, QFS_MODEL(q, i), (long)i);
         watch_candidates(q);
     }
     if (q->watch_ifd < 0 && !q->rescan_ms) {

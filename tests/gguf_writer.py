@@ -32,8 +32,8 @@ def _kv(key, value):
 def write_gguf(path, kvs, tensors, alignment=32):
     def pad(n):
         return (n + alignment - 1) // alignment * alignment
-    head = b"GGUF" + struct.pack("<IQQ", 3, len(tensors), len(kvs))
-    head += b"".join(_kv(k, v) for k, v in kvs)
+    parts = [b"GGUF" + struct.pack("<IQQ", 3, len(tensors), len(kvs))]
+    parts += [_kv(k, v) for k, v in kvs]
     off = 0
     offsets = []
     for name, dims, t, _ in tensors:
@@ -42,10 +42,11 @@ def write_gguf(path, kvs, tensors, alignment=32):
             n *= d
         _, blck, size = GGML_TYPES[t]
         nbytes = n // blck * size
-        head += _str(name) + struct.pack("<I", len(dims)) + struct.pack("<%dQ" % len(dims), *dims)
-        head += struct.pack("<IQ", t, off)
+        parts.append(_str(name) + struct.pack("<I", len(dims)) + struct.pack("<%dQ" % len(dims), *dims))
+        parts.append(struct.pack("<IQ", t, off))
         offsets.append((off, nbytes))
         off += pad(nbytes)
+    head = b"".join(parts)  # joined once: a header of many tensors is not rebuilt per tensor
     data_start = pad(len(head))
     with open(path, "wb") as f:
         f.write(head + b"\0" * (data_start - len(head)))

@@ -263,6 +263,11 @@ def test_two_nodes_share_a_tier_over_sshfs(sshfs, mount_factory, tmp_path):
     alone.umount()
     assert entries(tmp_path / "alone")[0] == n_blocks
     assert entries(export / "cache")[0] == n_blocks, "blocks stored under more than one name"
+    # no temp file left (sshfs renames a file unlinked before its close
+    # reached it to .fuse_hidden*, and deletes that once the close does)
+    deadline = time.time() + 10
+    while os.listdir(export / "cache" / "qfs1" / "tmp") and time.time() < deadline:
+        time.sleep(0.1)
     assert not os.listdir(export / "cache" / "qfs1" / "tmp")
     for s in stats:
         assert s["shared"]["checksum_failures"] == 0 and s["disk"]["store_errors"] == 0 and s["errors"] == 0, s
@@ -273,3 +278,29 @@ def test_two_nodes_share_a_tier_over_sshfs(sshfs, mount_factory, tmp_path):
         assert read_all(third.path("stories260K", v, "stories260K.gguf")) == ref(v), v
     s = third.stats()
     assert computed(s) == 0 and s["shared"]["hits"] == n_blocks, s
+
+
+def test_a_merged_view_shares_the_base_s_untouched_tensors(mount_factory, tmp_path):
+    """A LoRA adapter merged into its base (BASE+ADAPTER, PEFT's
+    merge_and_unload: test_lora.py checks the values) changes only the
+    tensors the adapter targets: after the base's q8_0 view, the merged
+    model's q8_0 view converts exactly the tensors whose bytes differ from
+    the base view's (one chunk each here), and its bytes equal those of a
+    daemon that never read the base."""
+    import gguf_reader
+    from test_lora import merge_store
+    src = merge_store(tmp_path)
+    m = mount_factory(src, "hot_size=0")
+    m.expect_log(r"is not offered")
+    base = read_all(m.path("stories260K", "q8_0", "stories260K.gguf"))
+    s1 = wait_stored(m, "memory")
+    merged = read_all(m.path("stories260K+pattern", "q8_0", "stories260K+pattern.gguf"))
+    s2 = m.stats()
+    gb, gm = gguf_reader.GGUF(base), gguf_reader.GGUF(merged)
+    quantized = [n for n in gb.order if gb.tensors[n]["type"] == 8]  # GGML_TYPE_Q8_0
+    differ = [n for n in quantized if gm.tensor_bytes(n) != gb.tensor_bytes(n)]
+    assert 0 < len(differ) < len(quantized), differ  # pattern: q, v and down of each layer
+    assert computed(s2) - computed(s1) == len(differ), (computed(s1), computed(s2), differ)
+    fresh = mount_factory(src, "hot_size=0")
+    fresh.expect_log(r"is not offered")
+    assert read_all(fresh.path("stories260K+pattern", "q8_0", "stories260K+pattern.gguf")) == merged

@@ -633,3 +633,69 @@ def test_a_link_is_never_more_open_than_its_target(mount_factory, tmp_path):
         for d, mode in saved:
             os.chmod(d, mode)
 
+
+
+def test_more_models_than_65536_publications(mount_factory, tmp_path):
+    """A mount's life may publish more than 65,536 models (the old slot
+    limit: model 65,537 was 'not shown', and every later change vanished):
+    66,000 loose files at the root are all served, found by name at once,
+    and renaming 1,000 of them afterwards (1,000 more publications) shows
+    the new names and hides the old."""
+    src = tmp_path / "src"
+    src.mkdir()
+    bases = [tmp_path / "a.gguf", tmp_path / "b.gguf"]  # ext4 allows 65,000 links per file
+    for b in bases:
+        shutil.copy(STORIES_GGUF, b)
+    n = 66000
+    for i in range(n):
+        os.link(bases[i % 2], src / ("m%05d.gguf" % i))
+    m = mount_factory(src, "settle=0")
+    names = [x for x in os.listdir(m.mnt) if not x.startswith(".")]
+    assert len(names) == n
+    want = read_all(STORIES_GGUF)
+    assert read_all(m.path("m65999", "f32", "m65999.gguf")) == want
+    for i in range(1000):
+        os.rename(src / ("m%05d.gguf" % i), src / ("r%05d.gguf" % i))
+    deadline = time.time() + 60
+    while True:
+        names = set(x for x in os.listdir(m.mnt) if not x.startswith("."))
+        if "r00999" in names and "m00000" not in names and len(names) == n:
+            break
+        assert time.time() < deadline, "renamed models did not appear (%d names)" % len(names)
+        time.sleep(0.1)
+    assert read_all(m.path("r00999", "f32", "r00999.gguf")) == want
+    assert not os.path.exists(m.path("m00999"))
+    assert m.stats()["models"] >= n + 1000  # publications, gone ones included
+
+
+def test_layouts_of_unused_views_are_not_kept(mount_factory, tmp_path):
+    """A view's layout costs ~600 bytes per tensor; they were kept for every
+    view ever stat'ed, for the life of the mount (a GGUF at the 131,072
+    tensor limit: 1.29 GB for a listing). Unused layouts are now kept only
+    within 64 MiB for the whole daemon: stat'ing every view of a 24,578
+    tensor llama GGUF twice, and reading one, stays far below what keeping
+    them all took (317 MB of RSS before)."""
+    from gguf_writer import llama_kvs, write_gguf
+    layers, dim = 512, 32  # llama-quantize's most layers; 40 more weights in each
+    tensors = [("token_embd.weight", [dim, 64], 0, None), ("output_norm.weight", [dim], 0, None)]
+    for i in range(layers):
+        for t in ("attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"):
+            tensors.append(("blk.%d.%s.weight" % (i, t), [dim, dim], 0, None))
+        tensors.append(("blk.%d.attn_norm.weight" % i, [dim], 0, None))
+        for k in range(40):
+            tensors.append(("blk.%d.extra%d.weight" % (i, k), [dim, dim], 0, None))
+    src = tmp_path / "src"
+    (src / "big").mkdir(parents=True)
+    write_gguf(src / "big" / "big.gguf", llama_kvs(dim, layers), tensors)  # sparse: headers only matter
+    m = mount_factory(src)
+    base = rss_kb(m.proc.pid)
+    views = sorted(os.listdir(m.path("big")))
+    assert len(views) > 20, views
+    sizes = {v: os.stat(m.path("big", v, "big.gguf")).st_size for v in views}
+    assert all(s > 24578 * 32 for s in sizes.values()), sizes
+    for v in views:  # again: sizes are known, nothing is rebuilt
+        assert os.stat(m.path("big", v, "big.gguf")).st_size == sizes[v]
+    with open(m.path("big", "q8_0", "big.gguf"), "rb") as f:
+        assert f.read(4) == b"GGUF"
+        grown = rss_kb(m.proc.pid) - base
+    assert grown < 160 * 1024, "RSS grew %d kB" % grown
