@@ -78,7 +78,8 @@ def test_memory_tier_serves_after_page_cache_drop(mount_factory, src, reference)
         assert read_all(gguf(m, v)) == reference[v]
     s2 = m.stats()
     assert computed(s2) == computed(s1)
-    assert s2["memory"]["hits"] >= s1["memory"]["entries"]
+    # every block again from a frame (the entries also hold the source ranges' hashes)
+    assert s2["memory"]["hits"] >= computed(s1)
     assert s2["memory"]["bytes_out"] > 0 and s2["memory"]["checksum_failures"] == 0
     assert os.getxattr(gguf(m, "q8_0"), "user.quantfs.cache") == b"1.0000"
 
