@@ -705,6 +705,7 @@ static int model_build(struct qfs *q, const char *name, struct qfs_model **out)
         } else if (S_ISDIR(st.st_mode)) {
             m->name = strdup(name);
             m->dir = strdup(p);
+            m->dir_st = st, m->dir_known = true; /* lookups answer from it while its source stalls */
             rc = m->name && m->dir ? scan_model_dir(q, m, p) : -ENOMEM;
         } else if (S_ISREG(st.st_mode) && (has_suffix(name, ".gguf") || has_suffix(name, ".safetensors"))) {
             size_t fcap = 0;

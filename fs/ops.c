@@ -166,6 +166,7 @@ static char *stats_json(struct qfs *q)
     qf_jdoc_int(d, "bytes_transient", (long long)s.bytes_transient);
     qf_jdoc_int(d, "blocks_transient", (long long)s.computed_transient);
     /* content addressing: hashes of source ranges computed, found in a tier */
+    qf_jdoc_int(d, "layouts.unused_bytes", (long long)atomic_load(&q->idle_layouts)); /* kept within 64 MiB */
     qf_jdoc_int(d, "input_hashes.computed", (long long)s.meta_computed);
     qf_jdoc_int(d, "input_hashes.found", (long long)s.meta_hits);
     qf_jdoc_num(d, "input_hashes.seconds", (double)atomic_load(&q->hash_ns) / 1e9); /* xxh3 alone */
@@ -209,15 +210,18 @@ static void dir_attr(struct qfs *q, fuse_ino_t ino, const struct qfs_ino *d, str
     if (!m) {
         known = stat(q->source, &src) == 0;
     } else {
-        /* timed on a network source; while it does not answer, the last
-         * mode seen (never more open than the source was) or none */
-        int rc = qfs_src_stat(q, m, m->dir, &src);
+        /* timed on a network source; while it does not answer (at once,
+         * once it was known: qfs_src_dir_stat), the last mode seen (never
+         * more open than the source was) or none */
+        int rc = qfs_src_dir_stat(q, m, &src);
         pthread_mutex_lock(&m->dir_mu);
         if (!rc)
             m->dir_st = src, m->dir_known = true;
-        else if (rc == -ETIMEDOUT && m->dir_known)
+        else if ((rc == -ETIMEDOUT || rc == -EAGAIN) && m->dir_known)
             src = m->dir_st, rc = 0;
         pthread_mutex_unlock(&m->dir_mu);
+        if (rc == -EAGAIN)
+            rc = -ETIMEDOUT;
         known = !rc;
         if (rc == -ETIMEDOUT)
             st->st_mode = S_IFDIR | 0500;

@@ -131,6 +131,7 @@ struct qfs_model {
     bool dir_known;
     pthread_mutex_t dir_mu;
     atomic_uint stuck; /* source calls timed out and not yet returned */
+    atomic_bool probing; /* a qfs_src_dir_stat of dir is under way */
     struct qfs_file *files;
     size_t n_files;
     struct qf_model_files desc; /* names and roles, for codec's view rules */
@@ -312,6 +313,15 @@ void qfs_log_free(struct qfs *q);
 int qfs_src_open(struct qfs *q, struct qfs_model *m, struct qfs_src *s, const char *path);
 int qfs_src_pread(void *ctx, void *buf, size_t len, uint64_t off);
 int qfs_src_stat(struct qfs *q, struct qfs_model *m, const char *path, struct stat *st);
+/* The stat of m's directory for its attributes, once one is known
+ * (m->dir_st, guarded by m->dir_mu, which this refreshes): on a timed
+ * source it waits at most QFS_ATTR_WAIT_MS and lets the call finish alone,
+ * one at a time per model; -EAGAIN: answer from the last one now. The
+ * kernel holds a directory's lock across each LOOKUP in it (libfuse 3.14
+ * never asks for parallel dirops), so a lookup waiting out a stalled
+ * model's source_timeout held up every lookup in the root. */
+#define QFS_ATTR_WAIT_MS 200
+int qfs_src_dir_stat(struct qfs *q, struct qfs_model *m, struct stat *st);
 bool qfs_src_current(const struct qfs_src *s);
 /* The descriptor of a local source (not a timed, network one: -EAGAIN),
  * held open (never evicted) until qfs_src_give: for splicing its bytes

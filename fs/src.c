@@ -38,6 +38,8 @@ struct iojob {
     pthread_cond_t cv;
     int refs;       /* the waiter and the thread */
     bool done, abandoned;
+    bool probe;     /* qfs_src_dir_stat's: refreshes m->dir_st, clears m->probing */
+    bool let_go;    /* abandoned at a short wait: the model is not stuck */
     int op;
     struct qfs *q;
     struct qfs_model *m;
@@ -99,9 +101,17 @@ static void run_op(struct iojob *j)
 static void job_run(struct iojob *j)
 {
     run_op(j);
+    if (j->probe) {
+        if (!j->rc) {
+            pthread_mutex_lock(&j->m->dir_mu);
+            j->m->dir_st = j->st;
+            pthread_mutex_unlock(&j->m->dir_mu);
+        }
+        atomic_store(&j->m->probing, false);
+    }
     pthread_mutex_lock(&j->mu);
     j->done = true;
-    bool late = j->abandoned;
+    bool late = j->abandoned && !j->let_go;
     pthread_cond_signal(&j->cv);
     pthread_mutex_unlock(&j->mu);
     if (late) {
@@ -196,7 +206,13 @@ void qfs_io_stop(struct qfs *q)
  * call returned: j, still the caller's (job_put it), its result in *rc.
  * Else NULL, *rc = -ETIMEDOUT (or the thread could not start), and j
  * belongs to the thread. */
-static struct iojob *timed(struct iojob *j, int *rc)
+static struct iojob *timed_ms(struct iojob *j, int *rc, unsigned wait_ms);
+
+static struct iojob *timed(struct iojob *j, int *rc) { return timed_ms(j, rc, 0); }
+
+/* wait_ms 0: source_timeout, then the model is stuck; else at most that
+ * long, and the call is let go without judging the model. */
+static struct iojob *timed_ms(struct iojob *j, int *rc, unsigned wait_ms)
 {
     struct qfs *q = j->q;
     struct qfs_model *m = j->m;
@@ -215,7 +231,14 @@ static struct iojob *timed(struct iojob *j, int *rc)
     }
     struct timespec until;
     clock_gettime(CLOCK_MONOTONIC, &until);
-    until.tv_sec += q->source_timeout_s;
+    if (wait_ms && wait_ms < q->source_timeout_s * 1000u) {
+        until.tv_nsec += (long)(wait_ms % 1000) * 1000000;
+        until.tv_sec += wait_ms / 1000 + until.tv_nsec / 1000000000;
+        until.tv_nsec %= 1000000000;
+    } else {
+        until.tv_sec += q->source_timeout_s;
+        wait_ms = 0;
+    }
     pthread_mutex_lock(&j->mu);
     while (!j->done && e != ETIMEDOUT)
         e = pthread_cond_timedwait(&j->cv, &j->mu, &until);
@@ -225,6 +248,12 @@ static struct iojob *timed(struct iojob *j, int *rc)
         return j;
     }
     j->abandoned = true;
+    if (wait_ms) { /* slow, maybe stalled: the call goes on alone */
+        j->let_go = true;
+        pthread_mutex_unlock(&j->mu);
+        job_put(j);
+        return NULL;
+    }
     atomic_fetch_add(&q->io_stuck, 1);
     if (atomic_fetch_add(&m->stuck, 1) == 0)
         qfs_log(q, LOG_WARNING, "model '%s': its source did not answer in %u s; its reads fail (EIO) until it does",
@@ -281,6 +310,31 @@ static int src_openat(struct qfs *q, struct qfs_model *m, const char *path, stru
     j->fd = -1;
     job_put(j);
     return rc ? rc : fd;
+}
+
+int qfs_src_dir_stat(struct qfs *q, struct qfs_model *m, struct stat *st)
+{
+    pthread_mutex_lock(&m->dir_mu);
+    bool known = m->dir_known;
+    pthread_mutex_unlock(&m->dir_mu);
+    if (!is_timed(q, m) || !known)
+        return qfs_src_stat(q, m, m->dir, st);
+    if (atomic_exchange(&m->probing, true))
+        return -EAGAIN; /* one is under way: its answer, or the last, will do */
+    struct iojob *j = job_new(q, m, IO_STAT);
+    if (!j || !(j->path = strdup(m->dir))) {
+        if (j)
+            job_put(j);
+        atomic_store(&m->probing, false);
+        return -EAGAIN;
+    }
+    j->probe = true; /* from here the job clears m->probing, when it ran */
+    int rc;
+    if (!(j = timed_ms(j, &rc, QFS_ATTR_WAIT_MS)))
+        return rc == -ETIMEDOUT ? -EAGAIN : rc;
+    *st = j->st;
+    job_put(j);
+    return rc;
 }
 
 int qfs_src_stat(struct qfs *q, struct qfs_model *m, const char *path, struct stat *st)

@@ -10,6 +10,7 @@ import os
 import random
 import shutil
 import signal
+import struct
 import subprocess
 import threading
 import time
@@ -184,6 +185,52 @@ def test_a_stalled_fuse_source_fails_its_model_only(mount_factory, tmp_path):
         t.join(60)
     finally:
         inner.proc.send_signal(signal.SIGCONT)
+
+
+def test_a_stalled_model_s_first_lookup_does_not_hold_up_the_root(mount_factory, tmp_path):
+    """24 clients open a view of a model whose FUSE source is stopped before
+    it was ever looked up: the kernel holds the root's lock across each
+    LOOKUP in it (libfuse 3.14 never asks for parallel dirops), and the
+    model directory's first stat waited out source_timeout (20 s here), or
+    for as long as the source stayed stopped, holding up every lookup in
+    the root. Its attributes now come from the scan at once: a local
+    model's first read finishes while the source is still stopped."""
+    need_root()
+    inner_src = tmp_path / "inner"
+    model_dir(inner_src, "stories260K")
+    inner = mount_factory(inner_src)
+    src = tmp_path / "src"
+    model_dir(src, "local")
+    os.symlink(inner.path("stories260K", "f32"), src / "remote")
+    outer = mount_factory(src, "follow_symlinks", "source_timeout=20")
+    outer.expect_log(r"model 'remote': its source did not answer in 20 s")
+    assert sorted(os.listdir(outer.path())) == [".quantfs", "local", "remote"]  # no lookup yet
+    time.sleep(1.5)  # past the kernel's caching of the inner mount's attributes (timeout=1)
+    inner.proc.send_signal(signal.SIGSTOP)
+    done = []
+    try:
+        def client(k):
+            try:
+                with open(outer.path("remote", "q8_0", "stories260K.gguf"), "rb") as f:
+                    f.seek(k * 4096)
+                    f.read(4096)
+            except OSError:
+                pass
+            done.append(k)
+        ts = [threading.Thread(target=client, args=(k,), daemon=True) for k in range(24)]
+        for t in ts:
+            t.start()
+        time.sleep(1)
+        t0 = time.time()
+        assert read_all(outer.path("local", "q8_0", "stories260K.gguf")) == read_all(Q8)
+        took = time.time() - t0
+        assert took < 10, "a local model's read waited %.1f s on a stopped model's source" % took
+    finally:
+        inner.proc.send_signal(signal.SIGCONT)
+    for t in ts:
+        t.join(60)
+    assert len(done) == 24
+    outer.umount()  # before the inner mount it reads from
 
 
 # --------------------------------------------------------- versions
@@ -641,31 +688,37 @@ def test_more_models_than_65536_publications(mount_factory, tmp_path):
     66,000 loose files at the root are all served, found by name at once,
     and renaming 1,000 of them afterwards (1,000 more publications) shows
     the new names and hides the old."""
+    from gguf_writer import llama_kvs, write_gguf
     src = tmp_path / "src"
     src.mkdir()
+    tiny = tmp_path / "tiny.gguf"  # a small valid GGUF: 66,000 of them
+    write_gguf(tiny, llama_kvs(32), [("token_embd.weight", [32, 8], 0, struct.pack("<256f", *range(256)))])
+    want = read_all(tiny)
     bases = [tmp_path / "a.gguf", tmp_path / "b.gguf"]  # ext4 allows 65,000 links per file
     for b in bases:
-        shutil.copy(STORIES_GGUF, b)
-    n = 66000
+        shutil.copy(tiny, b)
+    n, renamed = 66000, 1000
     for i in range(n):
-        os.link(bases[i % 2], src / ("m%05d.gguf" % i))
+        if i < renamed:  # files of their own: a rename moves only their ctime
+            shutil.copy(tiny, src / ("m%05d.gguf" % i))
+        else:
+            os.link(bases[i % 2], src / ("m%05d.gguf" % i))
     m = mount_factory(src, "settle=0")
     names = [x for x in os.listdir(m.mnt) if not x.startswith(".")]
     assert len(names) == n
-    want = read_all(STORIES_GGUF)
     assert read_all(m.path("m65999", "f32", "m65999.gguf")) == want
-    for i in range(1000):
+    for i in range(renamed):
         os.rename(src / ("m%05d.gguf" % i), src / ("r%05d.gguf" % i))
-    deadline = time.time() + 60
+    deadline = time.time() + 120
     while True:
         names = set(x for x in os.listdir(m.mnt) if not x.startswith("."))
         if "r00999" in names and "m00000" not in names and len(names) == n:
             break
         assert time.time() < deadline, "renamed models did not appear (%d names)" % len(names)
-        time.sleep(0.1)
+        time.sleep(0.2)
     assert read_all(m.path("r00999", "f32", "r00999.gguf")) == want
     assert not os.path.exists(m.path("m00999"))
-    assert m.stats()["models"] >= n + 1000  # publications, gone ones included
+    assert m.stats()["models"] == n + renamed  # publications, gone ones included
 
 
 def test_layouts_of_unused_views_are_not_kept(mount_factory, tmp_path):
@@ -698,4 +751,7 @@ def test_layouts_of_unused_views_are_not_kept(mount_factory, tmp_path):
     with open(m.path("big", "q8_0", "big.gguf"), "rb") as f:
         assert f.read(4) == b"GGUF"
         grown = rss_kb(m.proc.pid) - base
-    assert grown < 160 * 1024, "RSS grew %d kB" % grown
+        kept = m.stats()["layouts"]["unused_bytes"]
+    assert 0 < kept <= 64 << 20, kept
+    if not os.environ.get("QUANTFS_ASAN"):  # ASan's quarantine keeps freed memory resident
+        assert grown < 160 * 1024, "RSS grew %d kB" % grown
