@@ -103,12 +103,10 @@ def test_descriptors_are_bounded_and_reopened_by_identity(mount_factory, tmp_pat
 
 # --------------------------------------------------------- stalled source
 
-def test_a_stalled_fuse_source_fails_its_model_only(mount_factory, tmp_path):
-    """A model whose files live on another FUSE filesystem (here a second
-    quantfs) whose daemon is stopped: its reads fail with EIO after
-    source_timeout, at once while the call is still blocked, while another
-    model keeps serving; when the daemon runs again so does the model; an
-    unmount with a call still blocked does not hang."""
+def remote_pair(mount_factory, tmp_path, *opts):
+    """A model 'remote' whose files live on another FUSE filesystem (a
+    second quantfs, 'inner', which a test may stop) beside a local model:
+    the inner and the outer mount."""
     need_root()
     inner_src = tmp_path / "inner"
     model_dir(inner_src, "stories260K")
@@ -116,8 +114,17 @@ def test_a_stalled_fuse_source_fails_its_model_only(mount_factory, tmp_path):
     src = tmp_path / "src"
     model_dir(src, "local")
     os.symlink(inner.path("stories260K", "f32"), src / "remote")
+    return inner, mount_factory(src, "follow_symlinks", *opts)
+
+
+def test_a_stalled_fuse_source_fails_its_model_only(mount_factory, tmp_path):
+    """A model whose files live on another FUSE filesystem (here a second
+    quantfs) whose daemon is stopped: its reads fail with EIO after
+    source_timeout, at once while the call is still blocked, while another
+    model keeps serving; when the daemon runs again so does the model; an
+    unmount with a call still blocked does not hang."""
     # no read-ahead, no idle blocks: every read goes to the source
-    outer = mount_factory(src, "follow_symlinks", "source_timeout=2", "readahead=0", "hot_size=0")
+    inner, outer = remote_pair(mount_factory, tmp_path, "source_timeout=2", "readahead=0", "hot_size=0")
     q8, orig = read_all(Q8), read_all(STORIES_GGUF)
     assert read_all(outer.path("remote", "q8_0", "stories260K.gguf")) == q8
     view = outer.path("remote", "f32", "stories260K.gguf")
@@ -195,14 +202,7 @@ def test_a_stalled_model_s_first_lookup_does_not_hold_up_the_root(mount_factory,
     for as long as the source stayed stopped, holding up every lookup in
     the root. Its attributes now come from the scan at once: a local
     model's first read finishes while the source is still stopped."""
-    need_root()
-    inner_src = tmp_path / "inner"
-    model_dir(inner_src, "stories260K")
-    inner = mount_factory(inner_src)
-    src = tmp_path / "src"
-    model_dir(src, "local")
-    os.symlink(inner.path("stories260K", "f32"), src / "remote")
-    outer = mount_factory(src, "follow_symlinks", "source_timeout=20")
+    inner, outer = remote_pair(mount_factory, tmp_path, "source_timeout=20")
     outer.expect_log(r"model 'remote': its source did not answer in 20 s")
     assert sorted(os.listdir(outer.path())) == [".quantfs", "local", "remote"]  # no lookup yet
     time.sleep(1.5)  # past the kernel's caching of the inner mount's attributes (timeout=1)
