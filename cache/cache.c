@@ -46,7 +46,7 @@ struct dtier {
     bool ro;                /* read only here: never written or swept */
     uint64_t budget;
     bool storing;           /* false after a failed store, until retry_at */
-    time_t retry_at;
+    uint64_t retry_at;      /* now_ns() */
     int logged_errno;       /* last store error logged (log once per kind) */
     uint64_t stored_entries; /* entries this daemon wrote, ever */
     struct qc_tier_stats *st;
@@ -611,7 +611,7 @@ static bool may_store(struct qc_cache *c, struct dtier *d)
     if (!d->store || d->ro)
         return false;
     pthread_mutex_lock(&c->mu);
-    if (!d->storing && time(NULL) >= d->retry_at)
+    if (!d->storing && now_ns() >= d->retry_at)
         d->storing = true;
     bool ok = d->storing;
     pthread_mutex_unlock(&c->mu);
@@ -636,13 +636,13 @@ static void disk_save(struct qc_cache *c, struct dtier *d, struct qc_key k, cons
     }
     c->st.store_errors++;
     d->storing = false;
-    d->retry_at = time(NULL) + QC_RETRY_SEC;
+    d->retry_at = now_ns() + (uint64_t)c->o.retry_ms * 1000000u;
     bool say = d->logged_errno != rc;
     d->logged_errno = rc;
     pthread_mutex_unlock(&c->mu);
     if (say)
         cache_log(c, LOG_WARNING, "%s %s: cannot store blocks (%s); serving without storing, retrying every %d s",
-                  d->what, d->dir, strerror(-rc), QC_RETRY_SEC);
+                  d->what, d->dir, strerror(-rc), (c->o.retry_ms + 999) / 1000);
 }
 
 /* Stores a filled block in the memory tier, cache_dir and the shared tier
@@ -1046,6 +1046,8 @@ int qc_cache_new(const struct qc_opts *opts, struct qc_cache **out)
         c->o.level = 1;
     if (!c->o.sweep_ms)
         c->o.sweep_ms = 60000;
+    if (!c->o.retry_ms)
+        c->o.retry_ms = QC_RETRY_SEC * 1000;
     c->nbuckets = 4099;
     c->nfbuckets = 16381;
     c->table = calloc(c->nbuckets, sizeof *c->table);

@@ -66,6 +66,7 @@ struct qc_opts {
     int shared_ro;
     int level;           /* zstd level (0: 1) */
     unsigned sweep_ms;   /* persistent-tier sweep interval (0: 60 s) */
+    unsigned retry_ms;   /* after a failed store (a full disk), storing resumes this much later (0: 60 s) */
     /* Messages for the operator (prio is a syslog level); NULL: silent. */
     void (*log)(void *arg, int prio, const char *msg);
     void *log_arg;

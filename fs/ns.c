@@ -1609,8 +1609,16 @@ struct qfs_snap *qfs_snap_get(struct qfs *q, struct qfs_model *m, struct qfs_fil
         pthread_mutex_unlock(&f->mu);
         *err = -EIO;
         return NULL;
+    } else if (src_rc && s && atomic_load(&f->open_count)) {
+        /* gone (or its directory made a file) while open: the handles keep
+         * the version they opened, described as it was; its reads get EIO
+         * (a getattr error here failed them with ENOTDIR) */
+        qfs_snap_retire(q, s);
+        atomic_fetch_add(&s->refs, 1);
+        pthread_mutex_unlock(&f->mu);
+        return s;
     } else if (src_rc) {
-        *err = src_rc;
+        *err = src_rc == -ENOTDIR ? -ENOENT : src_rc; /* a path that leads nowhere now */
         s = NULL;
     } else if (s && (atomic_load(&m->gone) || atomic_load(&f->open_count)) &&
                (atomic_load(&s->stale) ||

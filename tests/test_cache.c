@@ -501,6 +501,7 @@ static void test_disk_full(void **state)
     }
     struct qc_opts o = opts(0, 0, 0, dir);
     o.dir_budget = 1 << 30; /* bigger than the disk: ENOSPC comes first */
+    o.retry_ms = 200;
     o.log = count_log;
     atomic_store(&log_lines, 0);
     struct qc_cache *c = mk_opts(o);
@@ -521,6 +522,26 @@ static void test_disk_full(void **state)
     int before = cnt.fills;
     for (uint64_t k = 0; k < stored; k++)
         get_ok(c, k, 30000, &cnt);
+    assert_int_equal(cnt.fills, before);
+    /* once there is room again, storing resumes retry_ms after a failure
+     * (the disk is full again: make a failure, then room) */
+    for (uint64_t k = 100; k < 104; k++)
+        get_ok(c, k, 30000, &cnt);
+    qc_stats_get(c, &s);
+    assert_int_equal(s.disk_storing, 0);
+    char cmd[4200];
+    snprintf(cmd, sizeof cmd, "rm -f %s/qfs1/[0-9a-f][0-9a-f]/*", dir);
+    assert_int_equal(system(cmd), 0);
+    usleep(300 * 1000);
+    uint64_t in0 = s.disk.bytes_in;
+    get_ok(c, 1000, 30000, &cnt);
+    qc_stats_get(c, &s);
+    assert_int_equal(s.disk_storing, 1);
+    assert_int_equal(s.disk.bytes_in, in0 + 30000);
+    qc_cache_free(c);
+    c = mk_opts(o);
+    before = cnt.fills;
+    get_ok(c, 1000, 30000, &cnt); /* it is on disk */
     assert_int_equal(cnt.fills, before);
     qc_cache_free(c);
     assert_int_equal(umount(dir), 0);

@@ -755,3 +755,37 @@ def test_layouts_of_unused_views_are_not_kept(mount_factory, tmp_path):
     assert 0 < kept <= 64 << 20, kept
     if not os.environ.get("QUANTFS_ASAN"):  # ASan's quarantine keeps freed memory resident
         assert grown < 160 * 1024, "RSS grew %d kB" % grown
+
+
+def test_an_open_file_whose_model_directory_became_a_file_gets_eio(mount_factory, tmp_path):
+    """The directory of an open view file's model replaced by a plain file
+    of that name: reads of the open handle give the version opened or EIO,
+    never another error (it was ENOTDIR from the path lookup), and the
+    file's listing goes."""
+    src = tmp_path / "src"
+    model_dir(src, "m")
+    mnt = mount_factory(src)
+    mnt.expect_log(r"changed or vanished while in use|left the source")
+    orig = read_all(STORIES_GGUF)
+    views = {v: mnt.path("m", v, "stories260K.gguf") for v in ("f32", "q8_0")}
+    want = {"f32": orig, "q8_0": read_all(Q8)}
+    fs = {v: open(p, "rb", buffering=0) for v, p in views.items()}
+    try:
+        for v, f in fs.items():
+            assert f.read(4096) == want[v][:4096]
+        drop_caches(*views.values())
+        shutil.move(str(src / "m"), str(tmp_path / "moved"))
+        (src / "m").write_bytes(b"not a model directory\n")
+        time.sleep(1.5)  # the watcher sees it
+        for v, f in fs.items():
+            for off in (len(want[v]) // 2, len(want[v]) - 5000):
+                try:
+                    f.seek(off)
+                    got = f.read(4096)
+                    assert got == want[v][off:off + 4096], (v, off)
+                except OSError as e:
+                    assert e.errno == errno.EIO, (v, off, e)
+    finally:
+        for f in fs.values():
+            f.close()
+    assert "m" not in os.listdir(mnt.path())
