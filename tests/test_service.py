@@ -346,3 +346,28 @@ def test_refusals_at_mount_reach_the_terminal_and_the_log_file(tmp_path):
         assert r.returncode == 0 and "warning: no models found in %s" % empty in r.stderr, r.stderr
     finally:
         subprocess.run(["fusermount3", "-u", str(mnt)])
+
+
+def test_a_source_root_that_is_no_directory_is_refused(tmp_path):
+    """A source root that is a file, a FIFO, /dev/null, or a directory the
+    daemon's user cannot list: one line naming it and why, exit status 1,
+    nothing mounted (an adversarial pass saw SIGSEGV/SIGBUS in the scan)."""
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    (tmp_path / "file").write_text("hi\n")
+    os.mkfifo(tmp_path / "fifo")
+    cases = [(str(tmp_path / "file"), "Not a directory"), (str(tmp_path / "fifo"), "Not a directory"),
+             ("/dev/null", "Not a directory")]
+    for root, why in cases:
+        r = subprocess.run([QUANTFS, root, str(mnt), "-f"], capture_output=True, text=True, timeout=30)
+        assert r.returncode == 1 and r.stderr.count("\n") == 1 and root in r.stderr and why in r.stderr, (root, r)
+        assert not os.path.ismount(mnt)
+    if os.geteuid() == 0 and shutil.which("setpriv"):  # root lists any directory: try as nobody
+        priv = tmp_path / "priv"
+        priv.mkdir(mode=0o700)
+        os.chmod(tmp_path, 0o711)
+        os.chmod(mnt, 0o777)
+        r = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", QUANTFS, str(priv),
+                            str(mnt), "-f"], capture_output=True, text=True, timeout=30)
+        assert r.returncode == 1 and r.stderr.count("\n") == 1 and "Permission denied" in r.stderr, r
+        assert not os.path.ismount(mnt)
