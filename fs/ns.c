@@ -1808,6 +1808,13 @@ int qfs_snap_layout(struct qfs *q, struct qfs_snap *s, size_t v, struct qf_layou
     return rc;
 }
 
+void qfs_snap_layout_hold(struct qfs_snap *s, size_t v)
+{
+    pthread_mutex_lock(&s->mu);
+    s->lay_users[v]++;
+    pthread_mutex_unlock(&s->mu);
+}
+
 void qfs_snap_layout_put(struct qfs *q, struct qfs_snap *s, size_t v)
 {
     struct qf_layout *drop = NULL;

@@ -661,6 +661,7 @@ struct fill_arg {
     const uint8_t *in;  /* the input, read already (fill_hash_convert), or NULL */
     void *in_scratch;   /* and the f32 buffer to convert it with */
     struct qc_block *got; /* fill_hash_convert: the chunk's block, referenced */
+    long held_view;     /* prefetch jobs: the view whose layout (e points into it) they hold a use of, or -1 */
 };
 
 enum { KEY_PLACE = 1, KEY_INPUT = 2, KEY_CONTENT = 3 }; /* key domains */
@@ -832,6 +833,8 @@ static void prefetch_done(void *arg)
     struct fill_arg *a = arg;
     if (a->got)
         qc_release(a->q->cache, a->got);
+    if (a->held_view >= 0)
+        qfs_snap_layout_put(a->q, a->snap, (size_t)a->held_view);
     qfs_snap_put(a->snap);
     free(a);
 }
@@ -881,7 +884,8 @@ static int chunk_key(struct fill_arg *a, bool lookup, struct qc_key *key)
  * source, and cached blocks, which stay referenced until the reply is sent
  * (no copy of converted data). */
 struct reply {
-    struct qfs_snap *snap; /* keeps the layout's header bytes alive */
+    struct qfs_snap *snap; /* with a use of view's layout (its header bytes): the handle's may go first */
+    size_t view;
     struct iovec *iov;
     int *fd;               /* per iov: the source descriptor its bytes are
                             * spliced from (iov_base is then the offset), or -1 */
@@ -940,6 +944,7 @@ static void reply_free(struct qfs *q, struct reply *r)
     free(r->iov);
     free(r->fd);
     free(r->srcbuf);
+    qfs_snap_layout_put(q, r->snap, r->view);
     qfs_snap_put(r->snap);
 }
 
@@ -993,7 +998,7 @@ static int gather_piece(void *arg, const struct qf_piece *p)
         return rc;
     default: break;
     }
-    struct fill_arg a = {g->q, g->snap, e, p->chunk, (size_t)p->chunk_len, false, {0, 0}, NULL, NULL, NULL};
+    struct fill_arg a = {g->q, g->snap, e, p->chunk, (size_t)p->chunk_len, false, {0, 0}, NULL, NULL, NULL, -1};
     struct qc_block *b;
     struct qc_key key;
     if ((rc = chunk_key(&a, false, &key)))
@@ -1025,8 +1030,10 @@ static int readahead_piece(void *arg, const struct qf_piece *p)
     struct fill_arg *a = malloc(sizeof *a);
     if (!a)
         return -ENOMEM;
-    *a = (struct fill_arg){c->q, c->h->snap, p->e, p->chunk, (size_t)p->chunk_len, false, {0, 0}, NULL, NULL, NULL};
+    *a = (struct fill_arg){c->q,  c->h->snap, p->e, p->chunk, (size_t)p->chunk_len, false, {0, 0}, NULL, NULL,
+                           NULL, (long)c->h->view};
     atomic_fetch_add(&c->h->snap->refs, 1);
+    qfs_snap_layout_hold(c->h->snap, c->h->view); /* a->e points into it; the handle may close first */
     if (chunk_flags(p->e)) {
         struct qc_key key;
         chunk_key(a, true, &key);
@@ -1107,8 +1114,11 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
     }
     if (size > fsize - (uint64_t)off)
         size = (size_t)(fsize - (uint64_t)off);
-    struct reply r = {.snap = h->snap, .src_fd = -1};
+    struct reply r = {.snap = h->snap, .view = h->view, .src_fd = -1};
+    /* the reply points into the layout: RELEASE of this very handle may
+     * come while it is still being sent (the client has its bytes) */
     atomic_fetch_add(&h->snap->refs, 1);
+    qfs_snap_layout_hold(h->snap, h->view);
     int rc = qfs_snap_verify(q, h->snap);
     if (!rc) {
         struct gather_ctx g = {q, h->snap, &r, size};
@@ -1202,7 +1212,7 @@ static int frac_piece(void *arg, const struct qf_piece *p)
     struct frac_ctx *c = arg;
     if (p->e->kind == QF_EXT_CONV && !chunk_flags(p->e)) {
         c->total += p->len;
-        struct fill_arg a = {c->q, c->s, p->e, p->chunk, (size_t)p->chunk_len, false, {0, 0}, NULL, NULL, NULL};
+        struct fill_arg a = {c->q, c->s, p->e, p->chunk, (size_t)p->chunk_len, false, {0, 0}, NULL, NULL, NULL, -1};
         struct qc_key key;
         if (!chunk_key(&a, true, &key) && qc_cached(c->q->cache, key))
             c->have += p->len;

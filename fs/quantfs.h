@@ -370,6 +370,9 @@ void qfs_snap_put(struct qfs_snap *s);
  * with qfs_snap_layout_put once the layout is no longer read. */
 int qfs_snap_layout(struct qfs *q, struct qfs_snap *s, size_t v, struct qf_layout **out);
 void qfs_snap_layout_put(struct qfs *q, struct qfs_snap *s, size_t v);
+/* One more use of view v's layout, by a caller that has one already (a
+ * read reply, which may outlive its handle). */
+void qfs_snap_layout_hold(struct qfs_snap *s, size_t v);
 /* The size of file f in view v (a layout built once, if need be). */
 int qfs_snap_size(struct qfs *q, struct qfs_snap *s, size_t v, uint64_t *size);
 /* 0 if the source still is the file this snapshot was made from; -EIO (and
