@@ -2,9 +2,11 @@
  *
  * Layout (cache/FORMAT.md): DIR/qfs1/XY/<32 hex digits of the key>, where XY
  * are the key's first two hex digits, and DIR/qfs1/tmp for writes in
- * progress. A writer fills a mkstemp file in tmp/ and renames it into place:
- * rename is atomic on one filesystem (NFS included), so readers, other
- * daemons and a crash only ever see whole entries or none. No fsync: every
+ * progress. A writer fills a mkstemp file in tmp/ and publishes it under
+ * the entry's name with link() (an O_EXCL copy where there are no hard
+ * links), never replacing a live entry: readers, other daemons and a crash
+ * only ever see whole entries or none, and no other node's open entry goes
+ * stale. No file locks; entries are read, never mapped. No fsync: every
  * entry carries checksums, so one torn by a power cut is a verified miss.
  */
 #include <dirent.h>

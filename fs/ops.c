@@ -737,11 +737,11 @@ static int fill_hash(void *arg, uint8_t *dst, size_t len, void *scratch)
     struct fill_arg *a = arg;
     uint64_t off, n;
     qf_conv_chunk_src(a->e, a->chunk, &off, &n);
+    if (len != 16)
+        return -EINVAL;
     struct qc_hasher *h = qc_hasher_new();
-    if (len != 16 || !h) {
-        qc_hasher_free(h);
+    if (!h)
         return -ENOMEM;
-    }
     int rc = 0;
     for (uint64_t done = 0; done < n && !rc; done += QF_CONV_SCRATCH_BYTES) {
         size_t k = (size_t)(n - done < QF_CONV_SCRATCH_BYTES ? n - done : QF_CONV_SCRATCH_BYTES);
@@ -855,14 +855,21 @@ static void hashed_done(void *arg)
     qc_prefetchf(a->q->cache, content_key(a->want, a->e, a->chunk), a->len, 0, fill_chunk, a, prefetch_done);
 }
 
+/* f16/bf16/f32 output is cheaper to convert again than to keep in a tier
+ * (cache.h, QC_TRANSIENT; bench/RESULTS.md measures it). */
+static unsigned chunk_flags(const struct qf_extent *e)
+{
+    const struct qf_type_info *t = qf_type_get(e->dst_type);
+    return t && t->is_source ? QC_TRANSIENT : 0;
+}
+
 /* The key of chunk c's block, and for a content-keyed one the input hash
  * its fill must see (a->want). lookup: from the tiers only (-ENOENT if the
  * input was never hashed); else hashed now if need be, and then the block
  * made too (a->got, referenced, when it is: fill_hash_convert). */
 static int chunk_key(struct fill_arg *a, bool lookup, struct qc_key *key)
 {
-    const struct qf_type_info *t = qf_type_get(a->e->dst_type);
-    if (t && t->is_source) { /* chunk_flags: QC_TRANSIENT */
+    if (chunk_flags(a->e)) { /* never stored: keyed by its place */
         a->verify = false;
         *key = place_key(a->snap, a->e, a->chunk);
         return 0;
@@ -954,14 +961,6 @@ struct gather_ctx {
     struct reply *r;
     size_t total;
 };
-
-/* f16/bf16/f32 output is cheaper to convert again than to keep in a tier
- * (cache.h, QC_TRANSIENT; bench/RESULTS.md measures it). */
-static unsigned chunk_flags(const struct qf_extent *e)
-{
-    const struct qf_type_info *t = qf_type_get(e->dst_type);
-    return t && t->is_source ? QC_TRANSIENT : 0;
-}
 
 /* One piece of a read, from the one walk over the layout (codec). */
 static int gather_piece(void *arg, const struct qf_piece *p)

@@ -38,7 +38,7 @@ struct iojob {
     pthread_cond_t cv;
     int refs;       /* the waiter and the thread */
     bool done, abandoned;
-    bool probe;     /* qfs_src_dir_stat's: refreshes m->dir_st, clears m->probing */
+    bool probe;     /* qfs_src_dir_stat's: refreshes m->dir_st; m->probing until freed */
     bool let_go;    /* abandoned at a short wait: the model is not stuck */
     int op;
     struct qfs *q;
@@ -59,6 +59,8 @@ static void job_put(struct iojob *j)
     pthread_mutex_unlock(&j->mu);
     if (!last)
         return;
+    if (j->probe) /* ran, or never could (the model stuck, no thread): the next may go */
+        atomic_store(&j->m->probing, false);
     if (j->fd >= 0)
         close(j->fd); /* OPEN: for a waiter that gave up; PREAD: the dup */
     free(j->path);
@@ -101,13 +103,10 @@ static void run_op(struct iojob *j)
 static void job_run(struct iojob *j)
 {
     run_op(j);
-    if (j->probe) {
-        if (!j->rc) {
-            pthread_mutex_lock(&j->m->dir_mu);
-            j->m->dir_st = j->st;
-            pthread_mutex_unlock(&j->m->dir_mu);
-        }
-        atomic_store(&j->m->probing, false);
+    if (j->probe && !j->rc) {
+        pthread_mutex_lock(&j->m->dir_mu);
+        j->m->dir_st = j->st;
+        pthread_mutex_unlock(&j->m->dir_mu);
     }
     pthread_mutex_lock(&j->mu);
     j->done = true;
@@ -328,7 +327,7 @@ int qfs_src_dir_stat(struct qfs *q, struct qfs_model *m, struct stat *st)
         atomic_store(&m->probing, false);
         return -EAGAIN;
     }
-    j->probe = true; /* from here the job clears m->probing, when it ran */
+    j->probe = true; /* from here m->probing is cleared when the job is freed */
     int rc;
     if (!(j = timed_ms(j, &rc, QFS_ATTR_WAIT_MS)))
         return rc == -ETIMEDOUT ? -EAGAIN : rc;
