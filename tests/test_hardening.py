@@ -360,6 +360,17 @@ def wait_disk(m):
         time.sleep(0.05)
 
 
+def remount_ro(path):
+    """Remounts a bind mount read-only. The kernel refuses (busy) while a
+    file written through it is still being closed: the files of a daemon
+    that just exited are closed by deferred work, a moment later."""
+    for _ in range(50):
+        if subprocess.run(["mount", "-o", "remount,bind,ro", str(path)], capture_output=True).returncode == 0:
+            return
+        time.sleep(0.1)
+    subprocess.run(["mount", "-o", "remount,bind,ro", str(path)], check=True)
+
+
 def test_cache_dir_swapped_entries_and_read_only(mount_factory, tmp_path):
     """Entries swapped between two models (and between blocks of one) are
     refused by their key and recomputed; a read-only cache_dir still
@@ -392,7 +403,7 @@ def test_cache_dir_swapped_entries_and_read_only(mount_factory, tmp_path):
     # read-only at start: one clear message, exit status 1
     subprocess.run(["mount", "--bind", str(cache), str(cache)], check=True)
     try:
-        subprocess.run(["mount", "-o", "remount,bind,ro", str(cache)], check=True)
+        remount_ro(cache)
         mnt = tmp_path / "ro-mnt"
         mnt.mkdir()
         r = subprocess.run([QUANTFS, str(src), str(mnt), "-f", "-o", "cache_dir=%s" % cache],
@@ -403,7 +414,7 @@ def test_cache_dir_swapped_entries_and_read_only(mount_factory, tmp_path):
         subprocess.run(["mount", "-o", "remount,bind,rw", str(cache)], check=True)
         m3 = mount_factory(src, "cache_dir=%s" % cache, "hot_size=0")
         m3.expect_log(r"cache_dir|read-only|Read-only|entry [0-9a-f]{32}")
-        subprocess.run(["mount", "-o", "remount,bind,ro", str(cache)], check=True)
+        remount_ro(cache)
         before = {e: os.stat(e).st_mtime_ns for e in entries(cache)}
         assert read_all(m3.path("a", "q8_0", "stories260K.gguf")) == q8
         assert read_all(m3.path("b", "q8_0", "stories260K.gguf")) == q8
