@@ -32,8 +32,6 @@
 enum state { QUEUED, FILLING, READY, FAILED };
 enum { JOB_FILL, JOB_STORE };
 
-#define QC_SPARE_MAX 64
-#define QC_SPARE_BYTES ((size_t)64 << 20)
 #define QC_MIN_SAVING 16     /* compress only blocks that shrink by 1/16 or more */
 #define QC_SAMPLE (64u << 10) /* bytes compressed to decide */
 #define QC_RETRY_SEC 60 /* a failed persistent store is retried after this */
@@ -55,10 +53,13 @@ struct dtier {
     struct qc_cache *c;
 };
 
+struct region;
+
 struct qc_block {
     struct qc_key key;
     size_t len;
     uint8_t *data;
+    struct region *rg; /* of data; NULL: a mapping of its own */
     unsigned refs;
     enum state state;
     int err;
@@ -70,12 +71,15 @@ struct qc_block {
     struct qc_block *lru_prev, *lru_next; /* idle READY blocks only */
 };
 
-/* Memory-tier frames live in 4 MiB regions of transparent huge pages,
- * bump-allocated and freed whole when their last frame goes: on a VM a 4 KiB
- * page fault costs ~11 us, and filling the tier page by page measured as a
- * quarter of a cold read's CPU time (bench/RESULTS.md). LRU eviction frees
- * frames roughly in allocation order, so regions empty out. */
+/* Memory-tier frames and hot blocks live in 4 MiB regions of transparent
+ * huge pages (an arena per tier), bump-allocated and freed whole when their
+ * last user goes: on a VM a first touch of a 4 KiB page costs ~8 us (500
+ * MB/s; a 2 MiB page's 20 GB/s), and filling the tiers page by page
+ * measured as a quarter of a cold q8_0 read's CPU time and a third of an
+ * fp16 read's (bench/RESULTS.md). LRU eviction frees roughly in allocation
+ * order, so regions empty out; what one long-lived user pins is the slack. */
 #define QC_REGION ((size_t)4 << 20)
+#define QC_THP ((size_t)2 << 20)
 struct region {
     uint8_t *base;
     size_t used;
@@ -87,6 +91,10 @@ struct region {
  * rest went back to the kernel and came back as freshly zeroed pages:
  * 8% of a cold q3_k_s read (perf). Four spares bound the slack to 16 MB. */
 #define QC_SPARE_REGIONS 4
+struct arena {
+    struct region *cur, *spare; /* region being filled; empty ones kept */
+    unsigned nspare;
+};
 
 /* A memory-tier frame. Referenced while a thread decodes it; an evicted
  * frame is freed by its last reference. */
@@ -125,13 +133,13 @@ struct qc_cache {
     size_t nbuckets;
     struct qc_block lru; /* sentinel; lru.next = most recent */
     size_t idle_bytes;
+    struct arena ba; /* the blocks' memory */
     /* memory tier */
     struct frame **ftable;
     size_t nfbuckets;
     struct frame flru; /* sentinel; flru.next = most recent */
     size_t fbytes;
-    struct region *cur, *spare_rg; /* region being filled; empty ones kept */
-    unsigned nspare_rg;
+    struct arena fa; /* the frames' memory */
     /* disk tiers: [0] cache_dir (node-local), [1] the shared tier */
     struct dtier disk[2];
     pthread_cond_t sweep_cv;
@@ -146,15 +154,6 @@ struct qc_cache {
     unsigned npool, pool_cap;
     struct zctx **zpool;
     unsigned nz, zcap;
-    /* Buffers of destroyed blocks, reused for new blocks of the same size:
-     * fresh memory costs a page fault per 4 KiB, which measured as the
-     * largest cost of the read path on a VM (bench/RESULTS.md). */
-    struct {
-        uint8_t *p;
-        size_t len;
-    } spare[QC_SPARE_MAX];
-    unsigned nspare;
-    size_t spare_bytes;
     struct qc_stats st;
 };
 
@@ -247,37 +246,17 @@ static void lru_remove(struct qc_cache *c, struct qc_block *b)
     c->idle_bytes -= hcost(b);
 }
 
+static void arena_free(struct arena *a, uint8_t *p, size_t n, struct region *rg);
+
 static void destroy(struct qc_cache *c, struct qc_block *b)
 {
     c->st.hot_bytes -= b->len;
     c->st.hot_blocks--;
-    if (c->nspare < QC_SPARE_MAX && c->spare_bytes + b->len <= QC_SPARE_BYTES) {
-        c->spare[c->nspare].p = b->data;
-        c->spare[c->nspare++].len = b->len;
-        c->spare_bytes += b->len;
-    } else {
-        free(b->data);
-    }
+    arena_free(&c->ba, b->data, b->len, b->rg);
     free(b);
 }
 
-static uint8_t *take_buffer(struct qc_cache *c, size_t len)
-{
-    for (unsigned i = c->nspare; i-- > 0;) {
-        if (c->spare[i].len == len) {
-            uint8_t *p = c->spare[i].p;
-            c->spare[i] = c->spare[--c->nspare];
-            c->spare_bytes -= len;
-            return p;
-        }
-    }
-    if (c->nspare == QC_SPARE_MAX) { /* full of other sizes: make room */
-        free(c->spare[0].p);
-        c->spare_bytes -= c->spare[0].len;
-        c->spare[0] = c->spare[--c->nspare];
-    }
-    return malloc(len ? len : 1);
-}
+static uint8_t *arena_alloc(struct arena *a, size_t n, struct region **rg);
 
 static void evict_hot(struct qc_cache *c)
 {
@@ -312,7 +291,7 @@ static struct qc_block *insert(struct qc_cache *c, struct qc_key k, size_t len, 
     struct qc_block *b = calloc(1, sizeof *b);
     if (!b)
         return NULL;
-    b->data = take_buffer(c, len);
+    b->data = arena_alloc(&c->ba, len, &b->rg);
     if (!b->data) {
         free(b);
         return NULL;
@@ -354,58 +333,104 @@ static void flru_front(struct qc_cache *c, struct frame *f)
     c->flru.next = f;
 }
 
-static void region_drop(struct qc_cache *c, struct region *r)
+static size_t thp_round(size_t n) { return n ? (n + QC_THP - 1) & ~(QC_THP - 1) : QC_THP; }
+
+/* n bytes (rounded up to 2 MiB) of 2 MiB-aligned anonymous memory that
+ * asks for transparent huge pages (advisory: fine if THP is off). */
+static uint8_t *thp_map(size_t n)
 {
-    if (c->nspare_rg < QC_SPARE_REGIONS) {
-        r->used = 0;
-        r->snext = c->spare_rg;
-        c->spare_rg = r;
-        c->nspare_rg++;
-        return;
-    }
-    free(r->base);
+    n = thp_round(n);
+    uint8_t *p = mmap(NULL, n + QC_THP, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        return NULL;
+    size_t head = (size_t)(-(uintptr_t)p & (QC_THP - 1));
+    if (head)
+        munmap(p, head);
+    munmap(p + head + n, QC_THP - head);
+    madvise(p + head, n, MADV_HUGEPAGE);
+    return p + head;
+}
+
+static void thp_unmap(uint8_t *p, size_t n)
+{
+    if (p)
+        munmap(p, thp_round(n));
+}
+
+static void region_free(struct region *r)
+{
+    thp_unmap(r->base, QC_REGION);
     free(r);
 }
 
-/* Memory for a frame, lock held. */
-static uint8_t *arena_alloc(struct qc_cache *c, size_t n, struct region **rg)
+static void region_drop(struct arena *a, struct region *r)
+{
+    if (a->nspare < QC_SPARE_REGIONS) {
+        r->used = 0;
+        r->snext = a->spare;
+        a->spare = r;
+        a->nspare++;
+        return;
+    }
+    region_free(r);
+}
+
+/* Memory for a frame or a block, lock held: from a region, or above a
+ * quarter region a huge-page mapping of its own (*rg NULL). */
+static uint8_t *arena_alloc(struct arena *a, size_t n, struct region **rg)
 {
     *rg = NULL;
     if (n > QC_REGION / 4)
-        return malloc(n ? n : 1);
-    n = (n + 63) & ~(size_t)63;
-    if (!c->cur || c->cur->used + n > QC_REGION) {
-        struct region *old = c->cur, *r = c->spare_rg;
+        return thp_map(n);
+    n = n ? (n + 63) & ~(size_t)63 : 64;
+    if (!a->cur || a->cur->used + n > QC_REGION) {
+        struct region *old = a->cur, *r = a->spare;
         if (r) {
-            c->spare_rg = r->snext;
-            c->nspare_rg--;
+            a->spare = r->snext;
+            a->nspare--;
         }
         if (!r) {
-            void *base;
-            if (!(r = calloc(1, sizeof *r)) || posix_memalign(&base, (size_t)2 << 20, QC_REGION)) {
+            if (!(r = calloc(1, sizeof *r)) || !(r->base = thp_map(QC_REGION))) {
                 free(r);
                 return NULL;
             }
-            r->base = base;
-            madvise(base, QC_REGION, MADV_HUGEPAGE); /* advisory: fine if THP is off */
         }
-        c->cur = r;
+        a->cur = r;
         if (old && !old->live)
-            region_drop(c, old);
+            region_drop(a, old);
     }
-    uint8_t *p = c->cur->base + c->cur->used;
-    c->cur->used += n;
-    c->cur->live++;
-    *rg = c->cur;
+    uint8_t *p = a->cur->base + a->cur->used;
+    a->cur->used += n;
+    a->cur->live++;
+    *rg = a->cur;
     return p;
+}
+
+/* Gives back what arena_alloc(a, n, &rg) returned, lock held. */
+static void arena_free(struct arena *a, uint8_t *p, size_t n, struct region *rg)
+{
+    if (!rg)
+        thp_unmap(p, n);
+    else if (!--rg->live && rg != a->cur)
+        region_drop(a, rg);
+    else if (!rg->live)
+        rg->used = 0; /* the current region emptied: filled again from its (warm) start */
+}
+
+static void arena_release(struct arena *a)
+{
+    if (a->cur)
+        region_free(a->cur);
+    for (struct region *r = a->spare, *n; r; r = n) {
+        n = r->snext;
+        region_free(r);
+    }
+    *a = (struct arena){0};
 }
 
 static void ffree(struct qc_cache *c, struct frame *f)
 {
-    if (!f->rg)
-        free(f->f.data);
-    else if (!--f->rg->live && f->rg != c->cur)
-        region_drop(c, f->rg);
+    arena_free(&c->fa, f->f.data, f->f.stored_len, f->rg);
     free(f);
 }
 
@@ -450,7 +475,7 @@ static void finsert(struct qc_cache *c, struct qc_key k, const struct qs_frame *
     f->key = k;
     f->f = *qf;
     pthread_mutex_lock(&c->mu);
-    if (flookup(c, k) || fcost(f) > c->o.mem_budget || !(f->f.data = arena_alloc(c, qf->stored_len, &f->rg))) {
+    if (flookup(c, k) || fcost(f) > c->o.mem_budget || !(f->f.data = arena_alloc(&c->fa, qf->stored_len, &f->rg))) {
         pthread_mutex_unlock(&c->mu);
         free(f);
         return;
@@ -489,7 +514,7 @@ static void *scratch_take(struct qc_cache *c)
     pthread_mutex_lock(&c->mu);
     void *s = c->npool ? c->scratch_pool[--c->npool] : NULL;
     pthread_mutex_unlock(&c->mu);
-    return s ? s : malloc(c->o.scratch_size);
+    return s ? s : thp_map(c->o.scratch_size); /* read into: fresh 4 KiB pages fault per page */
 }
 
 static void scratch_give(struct qc_cache *c, void *s)
@@ -502,7 +527,7 @@ static void scratch_give(struct qc_cache *c, void *s)
         s = NULL;
     }
     pthread_mutex_unlock(&c->mu);
-    free(s);
+    thp_unmap(s, c->o.scratch_size);
 }
 
 static void zfree(struct zctx *z)
@@ -1125,8 +1150,7 @@ void qc_cache_free(struct qc_cache *c)
         for (size_t i = 0; i < c->nbuckets; i++) {
             for (struct qc_block *b = c->table[i], *n; b; b = n) {
                 n = b->hnext;
-                free(b->data);
-                free(b);
+                destroy(c, b);
             }
         }
     }
@@ -1138,21 +1162,12 @@ void qc_cache_free(struct qc_cache *c)
             }
         }
     }
-    if (c->cur) {
-        free(c->cur->base);
-        free(c->cur);
-    }
-    for (struct region *r = c->spare_rg, *n; r; r = n) {
-        n = r->snext;
-        free(r->base);
-        free(r);
-    }
+    arena_release(&c->fa);
+    arena_release(&c->ba);
     for (unsigned i = 0; i < c->npool; i++)
-        free(c->scratch_pool[i]);
+        thp_unmap(c->scratch_pool[i], c->o.scratch_size);
     for (unsigned i = 0; i < c->nz; i++)
         zfree(c->zpool[i]);
-    for (unsigned i = 0; i < c->nspare; i++)
-        free(c->spare[i].p);
     for (unsigned i = 0; i < 2; i++)
         qs_close(c->disk[i].store);
     pthread_mutex_destroy(&c->mu);
