@@ -16,11 +16,20 @@ prints:
                (taskset, threads=N) against 1 core
   before       the f32 view with -o no_splice,read_ahead_kb=0 (no splice, the
                kernel's 128 KiB readahead: quantfs 0.9's path) against now
+  small folios the same reads of a copy on tmpfs (SMALL, default /dev/shm):
+               a native file whose page cache is 4 KiB folios, as FUSE's is
+               (kernel 6.18); with the folio census (root: /proc/kpageflags)
+               it shows what bounds the warm and mmap ratios
+  BEFORE=BIN   each view's cold read with another quantfs binary against now
+  PASSTHROUGH_HP=BIN  libfuse >= 3.16's example/passthrough_hp over SRC (FUSE
+               passthrough, root): what passthrough would give the f32 view
 and the request sizes the kernel sent (the daemon's read count and bytes).
 Each ratio is the median of RUNS (default 3) alternating runs."""
 import json
 import mmap
 import os
+import shutil
+import struct
 import statistics
 import subprocess
 import sys
@@ -61,12 +70,54 @@ def mmap_file(path):
     return size, dt
 
 
+def folios(path, pages=4096):
+    """(large, small): how many of the first pages of path sit in large
+    folios (compound pages) and how many in 4 KiB ones, from /proc/kpageflags
+    (root); None where it cannot be read."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+        size = min(os.fstat(fd).st_size, pages * 4096) // 4096 * 4096
+        m = mmap.mmap(fd, size, prot=mmap.PROT_READ)
+        os.close(fd)
+        a = np.frombuffer(m, dtype=np.uint8)
+        int(a[::4096].sum())  # map every page
+        base = None
+        real = os.path.realpath(path)
+        with open("/proc/self/maps") as f:
+            for line in f:
+                if line.rstrip("\n").endswith(real):
+                    base = int(line.split("-")[0], 16)
+                    break
+        large = small = 0
+        with open("/proc/self/pagemap", "rb") as pm, open("/proc/kpageflags", "rb") as kf:
+            for i in range(size // 4096):
+                pm.seek((base // 4096 + i) * 8)
+                e = struct.unpack("Q", pm.read(8))[0]
+                pfn = e & ((1 << 55) - 1)
+                if not e >> 63 or not pfn:
+                    continue
+                kf.seek(pfn * 8)
+                f = struct.unpack("Q", kf.read(8))[0]
+                if f >> 15 & 3:  # KPF_COMPOUND_HEAD, KPF_COMPOUND_TAIL
+                    large += 1
+                else:
+                    small += 1
+        del a
+        m.close()
+        return large, small
+    except (OSError, TypeError, ValueError):
+        return None
+
+
 class Mount:
-    def __init__(self, quantfs, src, opts=(), prefix=()):
+    def __init__(self, quantfs, src, opts=(), prefix=(), args=None):
         self.dir = tempfile.mkdtemp(prefix="qfs-fp-")
-        args = [*prefix, quantfs, src, self.dir]
-        for o in opts:
-            args += ["-o", o]
+        if args is None:
+            args = [*prefix, quantfs, src, self.dir]
+            for o in opts:
+                args += ["-o", o]
+        else:
+            args = [*args, src, self.dir]
         subprocess.run(args, check=True, capture_output=True)
         deadline = time.time() + 20
         while not os.path.ismount(self.dir):
@@ -94,6 +145,29 @@ def cold(quantfs, src, model, fname, view, how="read", opts=(), prefix=()):
     return n, dt, warm, st
 
 
+def passthrough(hp, src, model, fname):
+    """read, mmap and warm re-read rates of SRC's file through libfuse's
+    passthrough_hp (FUSE passthrough: the kernel reads the backing file)."""
+    lib = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(hp))), "lib")  # libfuse's build tree
+    env = dict(os.environ, LD_LIBRARY_PATH=":".join(filter(None, [lib, os.environ.get("LD_LIBRARY_PATH")])))
+    d = tempfile.mkdtemp(prefix="qfs-pt-")
+    subprocess.run([hp, src, d], check=True, capture_output=True, env=env)
+    try:
+        deadline = time.time() + 20
+        while not os.path.ismount(d):
+            assert time.time() < deadline
+            time.sleep(0.02)
+        p = os.path.join(d, model, fname)
+        n, dt = read_file(p)
+        warm = read_file(p)[1]
+        mm = mmap_file(p)[1]
+        fol = folios(p)
+    finally:
+        subprocess.run(["fusermount3", "-u", d], check=True)
+        os.rmdir(d)
+    return n / dt, n / warm, n / mm, fol
+
+
 def main():
     quantfs, src, model, fname = sys.argv[1:5]
     views = sys.argv[5:] or ["fp16", "bf16", "q8_0", "q4_k_m"]
@@ -106,11 +180,26 @@ def main():
     def add(key, v):
         res.setdefault(key, []).append(v)
 
+    small_dir = os.environ.get("SMALL", "/dev/shm")
+    small = os.path.join(tempfile.mkdtemp(prefix="qfs-fp-", dir=small_dir), fname)
+    shutil.copyfile(srcfile, small)
+    before = os.environ.get("BEFORE")
+    hp = os.environ.get("PASSTHROUGH_HP")
+    fol = {}
     for _ in range(RUNS):
         n, dt = read_file(srcfile)
         add("native", n / dt)
         n, dt = mmap_file(srcfile)
         add("native mmap", n / dt)
+        n, dt = read_file(small)
+        add("small", n / dt)
+        n, dt = mmap_file(small)
+        add("small mmap", n / dt)
+        if hp:
+            r, w, mm, fol["passthrough"] = passthrough(hp, src, model, fname)
+            add("pt", r)
+            add("pt warm", w)
+            add("pt mmap", mm)
         n, dt, warm, st = cold(quantfs, src, model, fname, "f32", "warm")
         add("f32", n / dt)
         add("warm", n / warm)
@@ -126,17 +215,25 @@ def main():
             read_file(p)
             n, dt = mmap_file(p)
             add("f32 mmap warm", n / dt)
+            fol["f32 view"] = folios(p)
         finally:
             m.close()
         for v in views:
             n, dt, _, _ = cold(quantfs, src, model, fname, v)
             add(v, n / dt)
             add(v + " in", size / dt)
+            if before:
+                n, dt, _, _ = cold(before, src, model, fname, v)
+                add(v + " before", n / dt)
         for t in sorted({1, 4, ncpu}):
             # the daemon on cores 0..t-1 (its session threads convert too)
             n, dt, _, _ = cold(quantfs, src, model, fname, "q4_k_m", opts=["threads=%d" % t],
                                prefix=["taskset", "-c", "0-%d" % (t - 1)])
             add("q4_k_m t%d" % t, size / dt)
+    fol["source"] = folios(srcfile)
+    fol["tmpfs copy"] = folios(small)
+    os.unlink(small)
+    os.rmdir(os.path.dirname(small))
     med = {k: statistics.median(v) for k, v in res.items()}
     print("== %d CPUs, %s, %.0f MB source, median of %d runs" % (ncpu, fname, size / 1e6, RUNS))
     print("%-22s %10s %s" % ("", "MB/s", "ratio"))
@@ -153,15 +250,32 @@ def main():
     print("%-22s %10.0f %6.2fx its read (pages all cached: no request)" % (
         "f32 view, mmap warm", med["f32 mmap warm"] / 1e6, med["f32 mmap warm"] / med["warm"]))
     print("%-22s %10.0f %6.2fx native" % ("f32 view, warm re-read", med["warm"] / 1e6, med["warm"] / med["native"]))
+    print("%-22s %10.0f %6.2fx native read; f32 warm re-read %.2fx it" % (
+        "tmpfs copy, read", med["small"] / 1e6, med["small"] / med["native"], med["warm"] / med["small"]))
+    print("%-22s %10.0f %6.2fx native mmap; f32 mmap warm %.2fx it" % (
+        "tmpfs copy, mmap", med["small mmap"] / 1e6, med["small mmap"] / med["native mmap"],
+        med["f32 mmap warm"] / med["small mmap"]))
+    if hp:
+        print("%-22s %10.0f %6.2fx native (libfuse passthrough_hp)" % ("passthrough, read", med["pt"] / 1e6,
+                                                                       med["pt"] / med["native"]))
+        print("%-22s %10.0f %6.2fx native mmap, %.2fx its read" % ("passthrough, mmap", med["pt mmap"] / 1e6,
+                                                                   med["pt mmap"] / med["native mmap"],
+                                                                   med["pt mmap"] / med["pt"]))
+        print("%-22s %10.0f %6.2fx native" % ("passthrough, warm", med["pt warm"] / 1e6,
+                                              med["pt warm"] / med["native"]))
     for v in views:
-        print("%-22s %10.0f %6.2fx f32 output (F32 in: %.0f MB/s)" % (v + " view, read", med[v] / 1e6,
-                                                                       med[v] / med["f32"], med[v + " in"] / 1e6))
+        print("%-22s %10.0f %6.2fx f32 output (F32 in: %.0f MB/s)%s" % (
+            v + " view, read", med[v] / 1e6, med[v] / med["f32"], med[v + " in"] / 1e6,
+            ", %.2fx BEFORE" % (med[v] / med[v + " before"]) if before else ""))
     t1 = med["q4_k_m t1"]
     for t in sorted({4, ncpu}):
         tn = med["q4_k_m t%d" % t]
         print("%-22s %10.0f %6.2fx 1 core (F32 in/s; 1 core: %.0f MB/s)" % ("q4_k_m on %d cores" % t,
                                                                            tn / 1e6, tn / t1, t1 / 1e6))
     print("kernel requests: %.0f KiB average read (f32 view)" % (med["req"] / 1024))
+    for k, v in fol.items():
+        print("page cache folios, %-12s %s" % (k + ":", "unreadable (not root)" if v is None else
+                                               "%d of %d pages in large folios" % (v[0], v[0] + v[1])))
 
 
 if __name__ == "__main__":

@@ -1,12 +1,24 @@
 /* kernels.c — throughput of every kernel, scalar reference vs dispatched
  * (SIMD) path, on the self-test input mix. Prints ratios to memcpy of the
- * same input (a ceiling nothing beats) so numbers compare across machines. */
+ * same input (a ceiling nothing beats) so numbers compare across machines.
+ *     bench_kernels [REPS [TYPE...]]   (TYPE: only these, e.g. q4_K q6_K;
+ * run N copies at once, one per core, for what N cores give a kernel) */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "codec.h"
+
+static int wanted(int argc, char **argv, uint32_t type)
+{
+    if (argc <= 2)
+        return 1;
+    for (int i = 2; i < argc; i++)
+        if (!strcmp(argv[i], qf_type_get(type)->name))
+            return 1;
+    return 0;
+}
 
 static double now(void)
 {
@@ -34,6 +46,8 @@ int main(int argc, char **argv)
                                      QF_Q2_K, QF_Q3_K, QF_Q4_K, QF_Q5_K, QF_Q6_K, QF_IQ4_NL, QF_IQ4_XS,
                                      QF_IQ3_S, QF_IQ3_XXS};
     for (size_t k = 0; k < sizeof types / sizeof *types; k++) {
+        if (!wanted(argc, argv, types[k]))
+            continue;
         double best[2] = {1e9, 1e9};
         for (int s = 0; s < 2; s++)
             for (int r = 0; r < reps; r++) {
@@ -54,6 +68,8 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < row; i++)
         w[i] = w[i] < 0 ? -w[i] + 1e-3f : w[i] + 1e-3f;
     for (size_t k = 3; k < sizeof types / sizeof *types; k++) {
+        if (!wanted(argc, argv, types[k]))
+            continue;
         double best[2] = {1e9, 1e9};
         size_t rb = qf_type_bytes(types[k], row);
         for (int s = 0; s < 2; s++)
