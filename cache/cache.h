@@ -21,6 +21,13 @@
  * A worker pool fills blocks ahead of readers (qc_prefetch) and compresses
  * and stores blocks that readers computed, off the reader's path.
  *
+ * Memory: hot blocks, frames and fill scratch come from 2 MiB-aligned
+ * regions that ask for transparent huge pages (a fault per 2 MiB, not per
+ * 4 KiB). The budgets count bytes of blocks and frames; a region stays
+ * mapped while any block or frame in it lives, so resident memory can
+ * exceed them by the regions that one long-held block pins (4 MiB each),
+ * plus up to 4 empty regions per tier kept for reuse.
+ *
  * cache/ uses pthreads, zstd and xxHash; it never includes FUSE and knows
  * nothing about tensors: a block is produced by a caller-supplied fill
  * function. Functions return 0 or -errno.
