@@ -825,6 +825,8 @@ static int produce(struct qc_cache *c, struct qc_block *b, qc_fill_fn fill, void
     } else if (b->meta) {
         c->st.meta_computed++;
         c->st.meta_ns += dt;
+        if (worker) /* a worker's hash job converts its chunk too (fs/ops.c) */
+            c->st.prefetched++;
     } else {
         c->st.computed++;
         c->st.bytes_filled += b->len;

@@ -180,7 +180,7 @@ struct qc_stats {
     uint64_t computed_transient; /* of which QC_TRANSIENT */
     uint64_t meta_computed, meta_hits; /* QC_META blocks filled, found in a tier */
     uint64_t meta_ns;                  /* time spent filling them (not in fill_ns) */
-    uint64_t prefetched;  /* blocks produced by workers */
+    uint64_t prefetched;  /* blocks produced by workers (QC_META ones too) */
     uint64_t fill_errors;
     uint64_t bytes_filled;    /* plain bytes produced by fill */
     uint64_t bytes_transient; /* of which QC_TRANSIENT (never stored) */

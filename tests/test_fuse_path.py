@@ -10,6 +10,7 @@ import random
 import shutil
 import stat
 import subprocess
+import sys
 
 import pytest
 
@@ -84,3 +85,34 @@ def test_out_of_range_is_refused(tmp_path, src):
         assert r.returncode == 1 and "read_ahead_kb" in r.stderr, (v, r.stderr)
         assert not os.path.ismount(mnt)
     assert stat.S_ISDIR(os.stat(mnt).st_mode)
+
+
+def test_sequential_reads_queue_the_chunks_after_them(mount_factory, tmp_path):
+    """The kernel's readahead sends several requests at once and they finish
+    in any order: every one of a sequential read's requests is taken for the
+    stream and queues the chunks after it for the workers (22% were, when a
+    read had to start where the last one finished), and reads far apart are
+    not taken for one."""
+    src = tmp_path / "big"
+    (src / "m").mkdir(parents=True)
+    bench = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "bench", "make_model.py")
+    subprocess.run([sys.executable, bench, str(src / "m" / "m.gguf"), "--dim", "512", "--ffn", "1536",
+                    "--layers", "2", "--vocab", "4000"], check=True, capture_output=True)
+    m = mount_factory(src, "readahead=4")
+    read_all(m.path("m", "q8_0", "m.gguf"))
+    st = m.stats()
+    assert st["errors"] == 0 and st["reads"] > 8, st
+    assert st["readaheads"] == st["reads"], st
+    assert st["prefetched"] > 0, st
+    # reads more than both read-ahead windows apart (4 MiB + 2 x 7936 KiB),
+    # with the kernel's own readahead off, are not a stream
+    path = m.path("m", "f32", "m.gguf")
+    size = os.path.getsize(path)
+    assert size > 40_000_000
+    with open(path, "rb", buffering=0) as f:
+        os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_RANDOM)
+        for off in (size - 4096, size - 4096 - 21_000_000):
+            os.pread(f.fileno(), 4096, off)
+    st2 = m.stats()
+    assert st2["reads"] == st["reads"] + 2, (st, st2)
+    assert st2["readaheads"] == st["readaheads"], (st, st2)
