@@ -1150,11 +1150,15 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
      * for 22% of a cold read's requests (measured) and the workers sat idle
      * while session threads converted their requests' chunks one by one. */
     uint64_t end = (uint64_t)off + size, far = atomic_load(&h->far);
-    while (far < end && !atomic_compare_exchange_weak(&h->far, &far, end))
-        ;
     uint64_t window = ((uint64_t)q->readahead_mb << 20) + ((uint64_t)q->read_ahead_kb << 11); /* + the kernel's 2 windows */
-    if (q->readahead_mb && (uint64_t)off + window >= far && (uint64_t)off <= far + window)
-        schedule_readahead(q, h, end);
+    if ((uint64_t)off + window >= far && (uint64_t)off <= far + window) {
+        while (far < end && !atomic_compare_exchange_weak(&h->far, &far, end))
+            ;
+        if (q->readahead_mb)
+            schedule_readahead(q, h, end);
+    } else {
+        atomic_store(&h->far, end); /* a jump (a second pass, a seek): a stream may start here */
+    }
     size_t view = h->view; /* h may be freed once the reply is sent; r holds the snapshot */
     send_reply(req, &r);
     /* spliced bytes are read from the source as the reply is sent, after

@@ -15,6 +15,7 @@ import sys
 import pytest
 
 from conftest import QUANTFS, STORIES_GGUF, read_all
+from test_cache_mount import drop_page_cache
 
 HF = os.path.join(os.path.dirname(STORIES_GGUF), "..", "hf")
 
@@ -91,8 +92,8 @@ def test_sequential_reads_queue_the_chunks_after_them(mount_factory, tmp_path):
     """The kernel's readahead sends several requests at once and they finish
     in any order: every one of a sequential read's requests is taken for the
     stream and queues the chunks after it for the workers (22% were, when a
-    read had to start where the last one finished), and reads far apart are
-    not taken for one."""
+    read had to start where the last one finished), reads far apart are not
+    taken for one, and a second pass from the start is a stream again."""
     src = tmp_path / "big"
     (src / "m").mkdir(parents=True)
     bench = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "bench", "make_model.py")
@@ -116,3 +117,16 @@ def test_sequential_reads_queue_the_chunks_after_them(mount_factory, tmp_path):
     st2 = m.stats()
     assert st2["reads"] == st["reads"] + 2, (st, st2)
     assert st2["readaheads"] == st["readaheads"], (st, st2)
+    # a second pass through one descriptor (of a file larger than the
+    # windows) is a stream again from its start
+    path = m.path("m", "f32", "m.gguf")
+    with open(path, "rb", buffering=0) as f:
+        for _ in range(2):
+            drop_page_cache(path)  # both passes reach the daemon
+            before = m.stats()
+            f.seek(0)
+            while f.read(1 << 20):
+                pass
+            after = m.stats()
+            reads, ras = after["reads"] - before["reads"], after["readaheads"] - before["readaheads"]
+            assert reads > 8 and ras >= reads - 1, (before, after)
