@@ -3,9 +3,11 @@
  *
  * One mutex guards both tables, both LRU lists, the queue and the counters;
  * decoding, filling, compressing and file I/O run without it. Waiters sleep
- * on one condition variable broadcast when any block is published: work
- * takes milliseconds and waiters are few, so a condvar per block would buy
- * nothing.
+ * on one of QC_STRIPES condition variables, chosen by the block's key, and a
+ * block's publication wakes that one: with one for all, each of the
+ * thousands of blocks a second that 16 cores publish woke every waiting
+ * session thread, and each woken thread took the mutex again to find its
+ * block still unmade.
  *
  * Block states:  QUEUED --(worker or reader claims)--> FILLING --> READY
  *                                                         \--> failed: unlinked, waiters get the error
@@ -35,6 +37,7 @@ enum { JOB_FILL, JOB_STORE };
 #define QC_MIN_SAVING 16     /* compress only blocks that shrink by 1/16 or more */
 #define QC_SAMPLE (64u << 10) /* bytes compressed to decide */
 #define QC_RETRY_SEC 60 /* a failed persistent store is retried after this */
+#define QC_STRIPES 64   /* condition variables blocks are waited on with */
 
 /* A persistent tier: a directory of entries (store.c). */
 struct dtier {
@@ -125,7 +128,7 @@ struct zctx {
 struct qc_cache {
     struct qc_opts o;
     pthread_mutex_t mu;
-    pthread_cond_t filled; /* a block was published */
+    pthread_cond_t filled[QC_STRIPES]; /* a block of that stripe was published */
     pthread_cond_t work;   /* a job was queued, or shutdown */
     pthread_cond_t idle;   /* the queue drained and no job runs */
     /* hot tier */
@@ -235,6 +238,11 @@ static void unlink_table(struct qc_cache *c, struct qc_block *b)
 /* What an idle block costs the hot budget: its bytes and its bookkeeping
  * (a 16-byte QC_META block is mostly bookkeeping). */
 static size_t hcost(const struct qc_block *b) { return b->len + sizeof *b + 16; }
+
+static pthread_cond_t *filled_cv(struct qc_cache *c, const struct qc_block *b)
+{
+    return &c->filled[b->key.lo % QC_STRIPES];
+}
 
 static void lru_remove(struct qc_cache *c, struct qc_block *b)
 {
@@ -701,7 +709,7 @@ static void publish(struct qc_cache *c, struct qc_block *b, int rc)
     } else {
         b->state = READY;
     }
-    pthread_cond_broadcast(&c->filled);
+    pthread_cond_broadcast(filled_cv(c, b));
     pthread_mutex_unlock(&c->mu);
 }
 
@@ -883,7 +891,7 @@ int qc_getf(struct qc_cache *c, struct qc_key key, size_t len, unsigned flags, q
         b->refs++;
         c->st.waits++;
         while (b->state == FILLING)
-            pthread_cond_wait(&c->filled, &c->mu);
+            pthread_cond_wait(filled_cv(c, b), &c->mu);
         int rc = b->state == READY ? 0 : b->err;
         if (rc)
             put_locked(c, b);
@@ -980,7 +988,7 @@ static void *worker(void *p)
                 j.b->state = FAILED;
                 j.b->err = -ECANCELED;
                 unlink_table(c, j.b);
-                pthread_cond_broadcast(&c->filled);
+                pthread_cond_broadcast(filled_cv(c, j.b));
             }
         }
         put_locked(c, j.b);
@@ -1089,7 +1097,8 @@ int qc_cache_new(const struct qc_opts *opts, struct qc_cache **out)
     c->flru.next = c->flru.prev = &c->flru;
     c->st.disk_storing = 1;
     pthread_mutex_init(&c->mu, NULL);
-    pthread_cond_init(&c->filled, NULL);
+    for (unsigned i = 0; i < QC_STRIPES; i++)
+        pthread_cond_init(&c->filled[i], NULL);
     pthread_cond_init(&c->work, NULL);
     pthread_cond_init(&c->idle, NULL);
     pthread_cond_init(&c->sweep_cv, NULL);
@@ -1173,7 +1182,8 @@ void qc_cache_free(struct qc_cache *c)
     for (unsigned i = 0; i < 2; i++)
         qs_close(c->disk[i].store);
     pthread_mutex_destroy(&c->mu);
-    pthread_cond_destroy(&c->filled);
+    for (unsigned i = 0; i < QC_STRIPES; i++)
+        pthread_cond_destroy(&c->filled[i]);
     pthread_cond_destroy(&c->work);
     pthread_cond_destroy(&c->idle);
     pthread_cond_destroy(&c->sweep_cv);
