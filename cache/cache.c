@@ -56,24 +56,6 @@ struct dtier {
     struct qc_cache *c;
 };
 
-struct region;
-
-struct qc_block {
-    struct qc_key key;
-    size_t len;
-    uint8_t *data;
-    struct region *rg; /* of data; NULL: a mapping of its own */
-    unsigned refs;
-    enum state state;
-    int err;
-    bool in_table;
-    bool transient; /* QC_TRANSIENT: never in the memory or disk tier */
-    bool meta;      /* QC_META: counted apart */
-    bool noscratch; /* QC_NOSCRATCH: its fill brings its own */
-    struct qc_block *hnext;               /* hash chain */
-    struct qc_block *lru_prev, *lru_next; /* idle READY blocks only */
-};
-
 /* Memory-tier frames and hot blocks live in 4 MiB regions of transparent
  * huge pages (an arena per tier), bump-allocated and freed whole when their
  * last user goes: on a VM a first touch of a 4 KiB page costs ~8 us (500
@@ -99,12 +81,28 @@ struct arena {
     unsigned nspare;
 };
 
+struct qc_block {
+    struct qc_key key;
+    size_t len;
+    uint8_t *data;
+    struct region *rg; /* of data; NULL: a mapping of its own */
+    unsigned refs;
+    enum state state;
+    int err;
+    bool in_table;
+    bool transient; /* QC_TRANSIENT: never in the memory or disk tier */
+    bool meta;      /* QC_META: counted apart */
+    bool noscratch; /* QC_NOSCRATCH: its fill brings its own */
+    struct qc_block *hnext;               /* hash chain */
+    struct qc_block *lru_prev, *lru_next; /* idle READY blocks only */
+};
+
 /* A memory-tier frame. Referenced while a thread decodes it; an evicted
  * frame is freed by its last reference. */
 struct frame {
     struct qc_key key;
     struct qs_frame f;
-    struct region *rg; /* NULL: data is malloc'd (frames > QC_REGION / 4) */
+    struct region *rg; /* of f.data; NULL: a mapping of its own (frames > QC_REGION / 4) */
     unsigned refs;
     bool in_table;
     struct frame *hnext, *prev, *next;
@@ -212,134 +210,7 @@ static uint64_t now_ns(void)
 
 static bool key_eq(struct qc_key a, struct qc_key b) { return a.lo == b.lo && a.hi == b.hi; }
 
-/* ------------------------------------------------------------ hot tier */
-
-static size_t bucket(const struct qc_cache *c, struct qc_key k) { return (size_t)(k.lo % c->nbuckets); }
-
-static struct qc_block *lookup(struct qc_cache *c, struct qc_key k)
-{
-    for (struct qc_block *b = c->table[bucket(c, k)]; b; b = b->hnext)
-        if (key_eq(b->key, k))
-            return b;
-    return NULL;
-}
-
-static void unlink_table(struct qc_cache *c, struct qc_block *b)
-{
-    if (!b->in_table)
-        return;
-    struct qc_block **pp = &c->table[bucket(c, b->key)];
-    while (*pp != b)
-        pp = &(*pp)->hnext;
-    *pp = b->hnext;
-    b->in_table = false;
-}
-
-/* What an idle block costs the hot budget: its bytes and its bookkeeping
- * (a 16-byte QC_META block is mostly bookkeeping). */
-static size_t hcost(const struct qc_block *b) { return b->len + sizeof *b + 16; }
-
-static pthread_cond_t *filled_cv(struct qc_cache *c, const struct qc_block *b)
-{
-    return &c->filled[b->key.lo % QC_STRIPES];
-}
-
-static void lru_remove(struct qc_cache *c, struct qc_block *b)
-{
-    if (!b->lru_next)
-        return;
-    b->lru_prev->lru_next = b->lru_next;
-    b->lru_next->lru_prev = b->lru_prev;
-    b->lru_prev = b->lru_next = NULL;
-    c->idle_bytes -= hcost(b);
-}
-
-static void arena_free(struct arena *a, uint8_t *p, size_t n, struct region *rg);
-
-static void destroy(struct qc_cache *c, struct qc_block *b)
-{
-    c->st.hot_bytes -= b->len;
-    c->st.hot_blocks--;
-    arena_free(&c->ba, b->data, b->len, b->rg);
-    free(b);
-}
-
-static uint8_t *arena_alloc(struct arena *a, size_t n, struct region **rg);
-
-static void evict_hot(struct qc_cache *c)
-{
-    while (c->idle_bytes > c->o.hot_budget && c->lru.lru_prev != &c->lru) {
-        struct qc_block *b = c->lru.lru_prev;
-        lru_remove(c, b);
-        unlink_table(c, b);
-        destroy(c, b);
-    }
-}
-
-/* Drop a reference with the lock held. */
-static void put_locked(struct qc_cache *c, struct qc_block *b)
-{
-    if (--b->refs)
-        return;
-    if (b->state == READY && b->in_table) {
-        b->lru_next = c->lru.lru_next;
-        b->lru_prev = &c->lru;
-        c->lru.lru_next->lru_prev = b;
-        c->lru.lru_next = b;
-        c->idle_bytes += hcost(b);
-        evict_hot(c);
-    } else {
-        unlink_table(c, b);
-        destroy(c, b);
-    }
-}
-
-static struct qc_block *insert(struct qc_cache *c, struct qc_key k, size_t len, enum state s)
-{
-    struct qc_block *b = calloc(1, sizeof *b);
-    if (!b)
-        return NULL;
-    b->data = arena_alloc(&c->ba, len, &b->rg);
-    if (!b->data) {
-        free(b);
-        return NULL;
-    }
-    b->key = k;
-    b->len = len;
-    b->refs = 1;
-    b->state = s;
-    b->in_table = true;
-    size_t h = bucket(c, k);
-    b->hnext = c->table[h];
-    c->table[h] = b;
-    c->st.hot_bytes += len;
-    c->st.hot_blocks++;
-    return b;
-}
-
-/* --------------------------------------------------------- memory tier */
-
-static size_t fcost(const struct frame *f) { return f->f.stored_len + sizeof *f; }
-
-static struct frame *flookup(struct qc_cache *c, struct qc_key k)
-{
-    for (struct frame *f = c->ftable[k.lo % c->nfbuckets]; f; f = f->hnext)
-        if (key_eq(f->key, k))
-            return f;
-    return NULL;
-}
-
-static void flru_front(struct qc_cache *c, struct frame *f)
-{
-    if (f->next) {
-        f->prev->next = f->next;
-        f->next->prev = f->prev;
-    }
-    f->next = c->flru.next;
-    f->prev = &c->flru;
-    c->flru.next->prev = f;
-    c->flru.next = f;
-}
+/* ------------------------------------------- huge-page regions (arenas) */
 
 static size_t thp_round(size_t n) { return n ? (n + QC_THP - 1) & ~(QC_THP - 1) : QC_THP; }
 
@@ -434,6 +305,131 @@ static void arena_release(struct arena *a)
         region_free(r);
     }
     *a = (struct arena){0};
+}
+
+/* ------------------------------------------------------------ hot tier */
+
+static size_t bucket(const struct qc_cache *c, struct qc_key k) { return (size_t)(k.lo % c->nbuckets); }
+
+static struct qc_block *lookup(struct qc_cache *c, struct qc_key k)
+{
+    for (struct qc_block *b = c->table[bucket(c, k)]; b; b = b->hnext)
+        if (key_eq(b->key, k))
+            return b;
+    return NULL;
+}
+
+static void unlink_table(struct qc_cache *c, struct qc_block *b)
+{
+    if (!b->in_table)
+        return;
+    struct qc_block **pp = &c->table[bucket(c, b->key)];
+    while (*pp != b)
+        pp = &(*pp)->hnext;
+    *pp = b->hnext;
+    b->in_table = false;
+}
+
+/* What an idle block costs the hot budget: its bytes and its bookkeeping
+ * (a 16-byte QC_META block is mostly bookkeeping). */
+static size_t hcost(const struct qc_block *b) { return b->len + sizeof *b + 16; }
+
+static pthread_cond_t *filled_cv(struct qc_cache *c, const struct qc_block *b)
+{
+    return &c->filled[b->key.lo % QC_STRIPES];
+}
+
+static void lru_remove(struct qc_cache *c, struct qc_block *b)
+{
+    if (!b->lru_next)
+        return;
+    b->lru_prev->lru_next = b->lru_next;
+    b->lru_next->lru_prev = b->lru_prev;
+    b->lru_prev = b->lru_next = NULL;
+    c->idle_bytes -= hcost(b);
+}
+
+static void destroy(struct qc_cache *c, struct qc_block *b)
+{
+    c->st.hot_bytes -= b->len;
+    c->st.hot_blocks--;
+    arena_free(&c->ba, b->data, b->len, b->rg);
+    free(b);
+}
+
+static void evict_hot(struct qc_cache *c)
+{
+    while (c->idle_bytes > c->o.hot_budget && c->lru.lru_prev != &c->lru) {
+        struct qc_block *b = c->lru.lru_prev;
+        lru_remove(c, b);
+        unlink_table(c, b);
+        destroy(c, b);
+    }
+}
+
+/* Drop a reference with the lock held. */
+static void put_locked(struct qc_cache *c, struct qc_block *b)
+{
+    if (--b->refs)
+        return;
+    if (b->state == READY && b->in_table) {
+        b->lru_next = c->lru.lru_next;
+        b->lru_prev = &c->lru;
+        c->lru.lru_next->lru_prev = b;
+        c->lru.lru_next = b;
+        c->idle_bytes += hcost(b);
+        evict_hot(c);
+    } else {
+        unlink_table(c, b);
+        destroy(c, b);
+    }
+}
+
+static struct qc_block *insert(struct qc_cache *c, struct qc_key k, size_t len, enum state s)
+{
+    struct qc_block *b = calloc(1, sizeof *b);
+    if (!b)
+        return NULL;
+    b->data = arena_alloc(&c->ba, len, &b->rg);
+    if (!b->data) {
+        free(b);
+        return NULL;
+    }
+    b->key = k;
+    b->len = len;
+    b->refs = 1;
+    b->state = s;
+    b->in_table = true;
+    size_t h = bucket(c, k);
+    b->hnext = c->table[h];
+    c->table[h] = b;
+    c->st.hot_bytes += len;
+    c->st.hot_blocks++;
+    return b;
+}
+
+/* --------------------------------------------------------- memory tier */
+
+static size_t fcost(const struct frame *f) { return f->f.stored_len + sizeof *f; }
+
+static struct frame *flookup(struct qc_cache *c, struct qc_key k)
+{
+    for (struct frame *f = c->ftable[k.lo % c->nfbuckets]; f; f = f->hnext)
+        if (key_eq(f->key, k))
+            return f;
+    return NULL;
+}
+
+static void flru_front(struct qc_cache *c, struct frame *f)
+{
+    if (f->next) {
+        f->prev->next = f->next;
+        f->next->prev = f->prev;
+    }
+    f->next = c->flru.next;
+    f->prev = &c->flru;
+    c->flru.next->prev = f;
+    c->flru.next = f;
 }
 
 static void ffree(struct qc_cache *c, struct frame *f)
@@ -833,8 +829,6 @@ static int produce(struct qc_cache *c, struct qc_block *b, qc_fill_fn fill, void
     } else if (b->meta) {
         c->st.meta_computed++;
         c->st.meta_ns += dt;
-        if (worker) /* a worker's hash job converts its chunk too (fs/ops.c) */
-            c->st.prefetched++;
     } else {
         c->st.computed++;
         c->st.bytes_filled += b->len;
@@ -843,9 +837,9 @@ static int produce(struct qc_cache *c, struct qc_block *b, qc_fill_fn fill, void
             c->st.computed_transient++;
         }
         c->st.fill_ns += dt;
-        if (worker)
-            c->st.prefetched++;
     }
+    if (!rc && worker) /* a worker's hash job (QC_META) converts its chunk too (fs/ops.c) */
+        c->st.prefetched++;
     pthread_mutex_unlock(&c->mu);
     publish(c, b, rc);
     if (rc || b->transient || (!c->o.mem_budget && !c->disk[0].store && !c->disk[1].store))

@@ -21,9 +21,10 @@
  * A worker pool fills blocks ahead of readers (qc_prefetch) and compresses
  * and stores blocks that readers computed, off the reader's path.
  *
- * Memory: hot blocks, frames and fill scratch come from 2 MiB-aligned
- * regions that ask for transparent huge pages (a fault per 2 MiB, not per
- * 4 KiB). The budgets count bytes of blocks and frames; a region stays
+ * Memory: hot blocks, frames and fill scratch live in 2 MiB-aligned
+ * mappings that ask for transparent huge pages (a fault per 2 MiB, not per
+ * 4 KiB); blocks and frames up to 1 MiB share 4 MiB regions, one arena per
+ * tier. The budgets count bytes of blocks and frames; a region stays
  * mapped while any block or frame in it lives, so resident memory can
  * exceed them by the regions that one long-held block pins (4 MiB each),
  * plus up to 4 empty regions per tier kept for reuse.

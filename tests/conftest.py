@@ -3,6 +3,8 @@
 A mount waits for the mount point to appear, unmounts with fusermount3,
 requires the daemon to exit 0, and fails the test if the daemon printed an
 error or warning the test did not declare (sshfs test/util.py style)."""
+import ctypes
+import mmap
 import os
 import re
 import shutil
@@ -129,6 +131,48 @@ class Mount:
 def read_all(path):
     with open(path, "rb") as f:
         return f.read()
+
+
+def cached_pages(path):
+    """How many of path's pages are in the kernel page cache (mincore(2))."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p]
+    size = os.path.getsize(path)
+    if not size:
+        return 0
+    with open(path, "rb") as f:
+        m = mmap.mmap(f.fileno(), size, access=mmap.ACCESS_COPY)  # private: writable for ctypes, never written
+    view = ctypes.c_char.from_buffer(m)
+    try:
+        addr = ctypes.addressof(view)
+        pages = (size + mmap.PAGESIZE - 1) // mmap.PAGESIZE
+        vec = ctypes.create_string_buffer(pages)
+        if libc.mincore(addr, size, vec):
+            raise OSError(ctypes.get_errno(), "mincore")
+        return sum(b & 1 for b in vec.raw)
+    finally:
+        del view  # the buffer export, before close
+        m.close()
+
+
+def drop_page_cache(path):
+    """Evict a file's pages from the kernel page cache, so the next read
+    reaches the daemon again. FADV_DONTNEED skips pages that are busy at
+    that moment (seen once in CI: a re-read converted nothing), so it is
+    repeated until mincore shows none left."""
+    deadline = time.time() + 10
+    while True:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+        left = cached_pages(path)
+        if not left:
+            return
+        if time.time() > deadline:
+            pytest.fail("%d pages of %s stayed in the page cache" % (left, path))
+        time.sleep(0.05)
 
 
 @pytest.fixture

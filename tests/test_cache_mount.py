@@ -1,9 +1,7 @@
 """The block cache through real mounts: the zstd memory tier, the persistent
 tier (cache_dir) across mounts and shared by two daemons, damaged entries,
 a full disk, source changes, stats and the user.quantfs.cache xattr."""
-import ctypes
 import glob
-import mmap
 import os
 import shutil
 import subprocess
@@ -11,7 +9,7 @@ import time
 
 import pytest
 
-from conftest import QUANTFS, STORIES_GGUF, read_all
+from conftest import QUANTFS, STORIES_GGUF, drop_page_cache, read_all
 
 VIEWS = ["q8_0", "q4_k", "q6_k", "q4_0"]
 
@@ -24,48 +22,6 @@ def computed(s):
     """Blocks converted that a tier may hold (f32/f16/bf16 output is
     converted again instead of stored: QC_TRANSIENT)."""
     return s["blocks_computed"] - s["blocks_transient"]
-
-
-def cached_pages(path):
-    """How many of path's pages are in the kernel page cache (mincore(2))."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p]
-    size = os.path.getsize(path)
-    if not size:
-        return 0
-    with open(path, "rb") as f:
-        m = mmap.mmap(f.fileno(), size, access=mmap.ACCESS_COPY)  # private: writable for ctypes, never written
-    view = ctypes.c_char.from_buffer(m)
-    try:
-        addr = ctypes.addressof(view)
-        pages = (size + mmap.PAGESIZE - 1) // mmap.PAGESIZE
-        vec = ctypes.create_string_buffer(pages)
-        if libc.mincore(addr, size, vec):
-            raise OSError(ctypes.get_errno(), "mincore")
-        return sum(b & 1 for b in vec.raw)
-    finally:
-        del view  # the buffer export, before close
-        m.close()
-
-
-def drop_page_cache(path):
-    """Evict a file's pages from the kernel page cache, so the next read
-    reaches the daemon again. FADV_DONTNEED skips pages that are busy at
-    that moment (seen once in CI: a re-read converted nothing), so it is
-    repeated until mincore shows none left."""
-    deadline = time.time() + 10
-    while True:
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-        finally:
-            os.close(fd)
-        left = cached_pages(path)
-        if not left:
-            return
-        if time.time() > deadline:
-            pytest.fail("%d pages of %s stayed in the page cache" % (left, path))
-        time.sleep(0.05)
 
 
 def wait_stored(m, tier, timeout=20):

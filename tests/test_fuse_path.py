@@ -14,8 +14,7 @@ import sys
 
 import pytest
 
-from conftest import QUANTFS, STORIES_GGUF, read_all
-from test_cache_mount import drop_page_cache
+from conftest import QUANTFS, STORIES_GGUF, drop_page_cache, read_all
 
 HF = os.path.join(os.path.dirname(STORIES_GGUF), "..", "hf")
 
