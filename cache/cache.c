@@ -26,6 +26,12 @@
 #include <syslog.h>
 #include <time.h>
 #include <xxhash.h>
+#if defined(__x86_64__)
+/* libxxhash's run-time dispatch to its AVX2/AVX-512 code (same hashes): the
+ * plain entry points are its SSE2 build, ~4.5x slower on 1 MiB (measured),
+ * and every chunk's input and every frame is hashed. */
+#include <xxh_x86dispatch.h>
+#endif
 #include <zstd.h>
 
 #include "cache.h"
@@ -57,8 +63,9 @@ struct dtier {
 };
 
 /* Memory-tier frames and hot blocks live in 4 MiB regions of transparent
- * huge pages (an arena per tier), bump-allocated and freed whole when their
- * last user goes: on a VM a first touch of a 4 KiB page costs ~8 us (500
+ * huge pages (arenas: storable blocks and their raw frames, transient and
+ * meta blocks, compressed frames), bump-allocated and freed whole when
+ * their last user goes: on a VM a first touch of a 4 KiB page costs ~8 us (500
  * MB/s; a 2 MiB page's 20 GB/s), and filling the tiers page by page
  * measured as a quarter of a cold q8_0 read's CPU time and a third of an
  * fp16 read's (bench/RESULTS.md). LRU eviction frees roughly in allocation
@@ -66,9 +73,10 @@ struct dtier {
 #define QC_REGION ((size_t)4 << 20)
 #define QC_THP ((size_t)2 << 20)
 struct region {
+    struct arena *a; /* its arena */
     uint8_t *base;
     size_t used;
-    unsigned live;
+    unsigned live;        /* blocks and frames in it */
     struct region *snext; /* in the spare list */
 };
 /* Empty regions kept for reuse. Eviction empties regions in bursts (a
@@ -98,7 +106,9 @@ struct qc_block {
 };
 
 /* A memory-tier frame. Referenced while a thread decodes it; an evicted
- * frame is freed by its last reference. */
+ * frame is freed by its last reference. A raw frame of a stored block is
+ * the block's own memory (region live counts both): no copy, and no
+ * fresh pages to fault in and zero. */
 struct frame {
     struct qc_key key;
     struct qs_frame f;
@@ -134,7 +144,8 @@ struct qc_cache {
     size_t nbuckets;
     struct qc_block lru; /* sentinel; lru.next = most recent */
     size_t idle_bytes;
-    struct arena ba; /* the blocks' memory */
+    struct arena ba; /* the memory of blocks the tiers may store (their raw frames share it) */
+    struct arena ta; /* of QC_TRANSIENT and QC_META blocks: never shared, so never pinned by a frame */
     /* memory tier */
     struct frame **ftable;
     size_t nfbuckets;
@@ -273,6 +284,7 @@ static uint8_t *arena_alloc(struct arena *a, size_t n, struct region **rg)
                 free(r);
                 return NULL;
             }
+            r->a = a;
         }
         a->cur = r;
         if (old && !old->live)
@@ -285,13 +297,14 @@ static uint8_t *arena_alloc(struct arena *a, size_t n, struct region **rg)
     return p;
 }
 
-/* Gives back what arena_alloc(a, n, &rg) returned, lock held. */
-static void arena_free(struct arena *a, uint8_t *p, size_t n, struct region *rg)
+/* Gives back what arena_alloc(a, n, &rg) returned (or a frame's share of
+ * it), lock held. */
+static void arena_free(uint8_t *p, size_t n, struct region *rg)
 {
     if (!rg)
         thp_unmap(p, n);
-    else if (!--rg->live && rg != a->cur)
-        region_drop(a, rg);
+    else if (!--rg->live && rg != rg->a->cur)
+        region_drop(rg->a, rg);
     else if (!rg->live)
         rg->used = 0; /* the current region emptied: filled again from its (warm) start */
 }
@@ -353,7 +366,7 @@ static void destroy(struct qc_cache *c, struct qc_block *b)
 {
     c->st.hot_bytes -= b->len;
     c->st.hot_blocks--;
-    arena_free(&c->ba, b->data, b->len, b->rg);
+    arena_free(b->data, b->len, b->rg);
     free(b);
 }
 
@@ -385,12 +398,12 @@ static void put_locked(struct qc_cache *c, struct qc_block *b)
     }
 }
 
-static struct qc_block *insert(struct qc_cache *c, struct qc_key k, size_t len, enum state s)
+static struct qc_block *insert(struct qc_cache *c, struct qc_key k, size_t len, enum state s, unsigned flags)
 {
     struct qc_block *b = calloc(1, sizeof *b);
     if (!b)
         return NULL;
-    b->data = arena_alloc(&c->ba, len, &b->rg);
+    b->data = arena_alloc(flags & (QC_TRANSIENT | QC_META) ? &c->ta : &c->ba, len, &b->rg);
     if (!b->data) {
         free(b);
         return NULL;
@@ -432,9 +445,9 @@ static void flru_front(struct qc_cache *c, struct frame *f)
     c->flru.next = f;
 }
 
-static void ffree(struct qc_cache *c, struct frame *f)
+static void ffree(struct frame *f)
 {
-    arena_free(&c->fa, f->f.data, f->f.stored_len, f->rg);
+    arena_free(f->f.data, f->f.stored_len, f->rg);
     free(f);
 }
 
@@ -460,35 +473,43 @@ static void fremove(struct qc_cache *c, struct frame *f)
 {
     funlink(c, f);
     if (!f->refs)
-        ffree(c, f);
+        ffree(f);
 }
 
-static void fput(struct qc_cache *c, struct frame *f)
+static void fput(struct frame *f)
 {
     if (!--f->refs && !f->in_table)
-        ffree(c, f);
+        ffree(f);
 }
 
-/* Adds a copy of a frame unless the key is there already. The copy is made
- * without the lock, into memory the frame (pinned) owns. */
-static void finsert(struct qc_cache *c, struct qc_key k, const struct qs_frame *qf)
+/* Adds a frame unless the key is there already: block b's memory when it
+ * is b's raw frame (b is READY: its bytes never change again), else a
+ * copy, made without the lock into memory the frame (pinned) owns. */
+static void finsert(struct qc_cache *c, struct qc_key k, const struct qs_frame *qf, const struct qc_block *b)
 {
     struct frame *f = calloc(1, sizeof *f);
     if (!f)
         return;
     f->key = k;
     f->f = *qf;
+    bool share = b && b->rg && qf->codec == QS_RAW && qf->data == b->data;
     pthread_mutex_lock(&c->mu);
-    if (flookup(c, k) || fcost(f) > c->o.mem_budget || !(f->f.data = arena_alloc(&c->fa, qf->stored_len, &f->rg))) {
+    if (flookup(c, k) || fcost(f) > c->o.mem_budget ||
+        !(f->f.data = share ? b->data : arena_alloc(&c->fa, qf->stored_len, &f->rg))) {
         pthread_mutex_unlock(&c->mu);
         free(f);
         return;
     }
+    if (share) {
+        f->rg = b->rg;
+        f->rg->live++;
+    }
     pthread_mutex_unlock(&c->mu);
-    memcpy(f->f.data, qf->data, qf->stored_len);
+    if (!share)
+        memcpy(f->f.data, qf->data, qf->stored_len);
     pthread_mutex_lock(&c->mu);
     if (flookup(c, k)) { /* another thread stored it meanwhile */
-        ffree(c, f);
+        ffree(f);
         pthread_mutex_unlock(&c->mu);
         return;
     }
@@ -688,7 +709,7 @@ static void store_block(struct qc_cache *c, const struct qc_block *b)
             if (disk[i])
                 disk_save(c, &c->disk[i], b->key, &f);
         if (c->o.mem_budget)
-            finsert(c, b->key, &f);
+            finsert(c, b->key, &f, b);
     }
     zgive(c, z);
 }
@@ -738,7 +759,7 @@ static bool from_memory(struct qc_cache *c, struct qc_block *b)
             funlink(c, f); /* we hold a reference: fput below frees it */
         }
     }
-    fput(c, f);
+    fput(f);
     pthread_mutex_unlock(&c->mu);
     if (rc == -EBADMSG)
         cache_log(c, LOG_WARNING, "memory cache: block %016llx%016llx failed its checksum; recomputed",
@@ -782,7 +803,7 @@ static bool from_dtier(struct qc_cache *c, struct dtier *d, struct qc_block *b, 
     if (rc)
         return false;
     if (c->o.mem_budget)
-        finsert(c, b->key, &f); /* promote: the next miss in memory is not a disk read */
+        finsert(c, b->key, &f, NULL); /* promote: the next miss in memory is not a disk read */
     if (copy_to && may_store(c, copy_to))
         disk_save(c, copy_to, b->key, &f);
     free(f.data);
@@ -901,7 +922,7 @@ int qc_getf(struct qc_cache *c, struct qc_key key, size_t len, unsigned flags, q
     if (b) { /* QUEUED: claim it instead of waiting behind the queue */
         b->refs++;
         b->state = FILLING;
-    } else if (!(b = insert(c, key, len, FILLING))) {
+    } else if (!(b = insert(c, key, len, FILLING, flags))) {
         pthread_mutex_unlock(&c->mu);
         return -ENOMEM;
     }
@@ -940,7 +961,7 @@ int qc_prefetchf(struct qc_cache *c, struct qc_key key, size_t len, unsigned fla
     pthread_mutex_lock(&c->mu);
     struct qc_block *b = NULL;
     if (c->stop || !c->nthreads || c->qlen == c->o.queue_max || lookup(c, key) ||
-        !(b = insert(c, key, len, QUEUED))) {
+        !(b = insert(c, key, len, QUEUED, flags))) {
         pthread_mutex_unlock(&c->mu);
         done(arg);
         return 0;
@@ -1163,12 +1184,13 @@ void qc_cache_free(struct qc_cache *c)
         for (size_t i = 0; i < c->nfbuckets; i++) {
             for (struct frame *f = c->ftable[i], *n; f; f = n) {
                 n = f->hnext;
-                ffree(c, f);
+                ffree(f);
             }
         }
     }
     arena_release(&c->fa);
     arena_release(&c->ba);
+    arena_release(&c->ta);
     for (unsigned i = 0; i < c->npool; i++)
         thp_unmap(c->scratch_pool[i], c->o.scratch_size);
     for (unsigned i = 0; i < c->nz; i++)

@@ -23,11 +23,16 @@
  *
  * Memory: hot blocks, frames and fill scratch live in 2 MiB-aligned
  * mappings that ask for transparent huge pages (a fault per 2 MiB, not per
- * 4 KiB); blocks and frames up to 1 MiB share 4 MiB regions, one arena per
- * tier. The budgets count bytes of blocks and frames; a region stays
- * mapped while any block or frame in it lives, so resident memory can
- * exceed them by the regions that one long-held block pins (4 MiB each),
- * plus up to 4 empty regions per tier kept for reuse.
+ * 4 KiB); blocks and frames up to 1 MiB share 4 MiB regions: one arena for
+ * blocks the tiers may store, one for QC_TRANSIENT and QC_META blocks, one
+ * for compressed frames. A raw frame (quantized blocks barely compress) is
+ * its block's own memory, not a copy: the memory tier costs no fresh pages
+ * to fault in and zero. The budgets count bytes of blocks and frames (a
+ * shared one in both); a region stays mapped while any block or frame in
+ * it lives, so resident memory can exceed them by the regions that one
+ * long-held block or frame pins (4 MiB each), by the blocks beside raw
+ * frames whose own frames were compressed, plus up to 4 empty regions per
+ * arena kept for reuse.
  *
  * cache/ uses pthreads, zstd and xxHash; it never includes FUSE and knows
  * nothing about tensors: a block is produced by a caller-supplied fill

@@ -99,7 +99,7 @@ TARGET static inline __m256 round_away(__m256 v)
 TARGET void qf_quantize_q8_0_avx2(const float *x, uint8_t *y, size_t nb)
 {
     const __m256 sign = _mm256_set1_ps(-0.0f);
-    int32_t q[32];
+    const __m256i low = _mm256_set1_epi32(0xff), order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
     for (size_t i = 0; i < nb; i++, x += 32, y += 34) {
         __m256 v[4], acc = _mm256_setzero_ps();
         int nan = 0;
@@ -117,12 +117,15 @@ TARGET void qf_quantize_q8_0_avx2(const float *x, uint8_t *y, size_t nb)
         m = _mm_max_ss(m, _mm_movehdup_ps(m));
         const float d = _mm_cvtss_f32(m) / 127;
         const float id = d ? 1.0f / d : 0.0f;
-        qf_put16(y, qf_f32_to_f16(d));
+        /* d is not NaN here, so F16C's round-to-nearest-even is the reference's conversion */
+        qf_put16(y, (uint16_t)_cvtss_sh(d, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
         const __m256 vid = _mm256_set1_ps(id);
-        for (int k = 0; k < 4; k++)
-            _mm256_storeu_si256((__m256i *)(q + 8 * k), _mm256_cvttps_epi32(round_away(_mm256_mul_ps(v[k], vid))));
-        for (int j = 0; j < 32; j++) /* low byte, as the reference's int8 cast */
-            y[2 + j] = (uint8_t)q[j];
+        __m256i q[4];
+        for (int k = 0; k < 4; k++) /* low bytes, as the reference's int8 cast: masked, so the packs never saturate */
+            q[k] = _mm256_and_si256(_mm256_cvttps_epi32(round_away(_mm256_mul_ps(v[k], vid))), low);
+        /* per 128-bit lane the packs give dwords q0 q1 q2 q3 (lane 0: elements 0-3 of each, lane 1: 4-7) */
+        __m256i b = _mm256_packus_epi16(_mm256_packus_epi32(q[0], q[1]), _mm256_packus_epi32(q[2], q[3]));
+        _mm256_storeu_si256((__m256i *)(y + 2), _mm256_permutevar8x32_epi32(b, order));
     }
 }
 

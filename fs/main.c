@@ -48,6 +48,7 @@ static const struct num_opt {
     {"settle", offsetof(struct qfs, settle_ms), 0, 3600000, " ms"},
     {"read_ahead_kb", offsetof(struct qfs, read_ahead_kb), 0, 1048576, " KiB"},
     {"timeout", offsetof(struct qfs, timeout), 0, 86400, " seconds"},
+    {"max_background", offsetof(struct qfs, max_background), 1, 65535, ""},
 };
 _Static_assert(sizeof num_opts / sizeof *num_opts <= sizeof ((struct cli *)0)->num / sizeof(char *), "cli.num");
 
@@ -93,6 +94,7 @@ static const struct fuse_opt cli_opts[] = {
     OPT("settle=%s", num[8], 0),
     OPT("read_ahead_kb=%s", num[9], 0),
     OPT("timeout=%s", num[10], 0),
+    OPT("max_background=%s", num[11], 0),
     OPT("--self-test", self_test, 1),
     FUSE_OPT_KEY("-h", 'h'),
     FUSE_OPT_KEY("--help", 'h'),
@@ -172,6 +174,8 @@ static void usage(const char *prog)
            "                           its model's reads with EIO (default 30; 0: wait forever)\n"
            "    -o threads=N           conversion and read-ahead threads (default: CPUs)\n"
            "    -o readahead=MB        convert this far ahead of sequential readers (default 16)\n"
+           "    -o max_background=N    FUSE requests the kernel keeps in flight reading ahead\n"
+           "                           (default: the kernel's, 12)\n"
            "    -o read_ahead_kb=KB    the kernel's readahead for the mount, set by root only\n"
            "                           (default 7936; 0: the kernel's 128)\n"
            "    -o splice, -o no_splice  splice a local source's unchanged bytes into replies, or copy\n"
@@ -646,6 +650,19 @@ int main(int argc, char *argv[])
         long n = sysconf(_SC_NPROCESSORS_ONLN);
         q.workers = n > 0 ? (unsigned)n : 1;
     }
+    /* Chunks converted ahead wait as idle hot blocks. Past half the hot
+     * tier (the kernel's two readahead windows in flight too), they are
+     * evicted before they are read: a stored chunk comes back from its
+     * frame, a transient one is converted again (readahead=64 with the
+     * default hot_size converted fp16's chunks 4.5 times: bench/RESULTS.md). */
+    uint64_t kernel_ra = (uint64_t)q.read_ahead_kb << 11, half = q.hot_size / 2;
+    unsigned fit = half > kernel_ra ? (unsigned)((half - kernel_ra) >> 20) : 0;
+    q.readahead_transient_mb = q.readahead_mb < fit ? q.readahead_mb : fit;
+    if (q.readahead_transient_mb < q.readahead_mb)
+        fprintf(stderr, "quantfs: readahead=%u MB: chunks that are never stored (f32, fp16, bf16 views) are "
+                "converted at most %u MB ahead, what half of hot_size (%zu MiB) holds beside the kernel's "
+                "readahead (%u KiB, twice); raise hot_size for more\n",
+                q.readahead_mb, q.readahead_transient_mb, q.hot_size >> 20, q.read_ahead_kb);
     if (parse_views(&q))
         goto out;
     if (q.imatrix_opt && (!q.imatrix_opt[0] || strchr(q.imatrix_opt, '/') || !strcmp(q.imatrix_opt, ".") ||

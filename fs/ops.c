@@ -1027,6 +1027,8 @@ static int readahead_piece(void *arg, const struct qf_piece *p)
     struct ra_ctx *c = arg;
     if (p->e->kind != QF_EXT_CONV || (p->rel != p->chunk_off && p->off != c->from))
         return 0;
+    if (chunk_flags(p->e) && p->off - c->from >= (uint64_t)c->q->readahead_transient_mb << 20)
+        return 0; /* evicted before it is read: converted twice */
     struct fill_arg *a = malloc(sizeof *a);
     if (!a)
         return -ENOMEM;
@@ -1413,6 +1415,10 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
     struct qfs *q = userdata;
     if (q->read_ahead_kb)
         atomic_store(&q->ra_pending, true);
+    if (q->max_background) {
+        conn->max_background = q->max_background;
+        conn->congestion_threshold = q->max_background * 3 / 4 ? q->max_background * 3 / 4 : 1;
+    }
     if (q->splice && (conn->capable & FUSE_CAP_SPLICE_WRITE)) {
         conn->want |= FUSE_CAP_SPLICE_WRITE;
         /* a reply goes through one pipe: libfuse wants room for the data

@@ -179,11 +179,13 @@ struct qfs {
     int shared_cache_ro;   /* read it only */
     unsigned workers;
     unsigned readahead_mb;
+    unsigned readahead_transient_mb; /* for chunks never stored: what the hot tier holds (main.c) */
     bool foreground;
     int follow_symlinks;   /* -o follow_symlinks: sources may resolve outside the root */
     int check;             /* -o check: run quantfs-check per model */
     int splice;            /* -o splice: source bytes spliced into replies */
     unsigned read_ahead_kb; /* -o read_ahead_kb: the kernel's readahead for the mount */
+    unsigned max_background; /* -o max_background: the kernel's async requests in flight (0: its 12) */
     atomic_bool ra_pending; /* set it at the first request after INIT (ops.c) */
     char *mountpoint;      /* absolute */
     pthread_mutex_t check_mu;

@@ -312,6 +312,34 @@ static void test_memory_checksum(void **state)
     }
 }
 
+/* A raw frame is its block's memory (cache.c): the hot tier dropping the
+ * block (hot budget 0) must leave the frame's bytes alone while regions
+ * empty and are reused for the next blocks. Each block's bytes differ (by
+ * length), so a frame overwritten by a later block fails its checksum.
+ * Transient blocks between them reuse memory the same way. */
+static void test_memory_frames_share_blocks(void **state)
+{
+    (void)state;
+    struct qc_cache *c = mk_opts(opts(64 << 20, 0, 0, NULL));
+    struct counter cnt = {.noise = 1}, tcnt = {.noise = 1};
+    for (int pass = 0; pass < 2; pass++) {
+        for (uint64_t k = 0; k < 60; k++) {
+            get_ok(c, k, 200000 + 64 * k, &cnt);
+            struct qc_block *b;
+            assert_int_equal(qc_getf(c, key(1000 + k), 300000 + 64 * k, QC_TRANSIENT, fill_pattern, &tcnt, &b), 0);
+            assert_true(block_ok(b, 300000 + 64 * k, 1));
+            qc_release(c, b);
+        }
+    }
+    assert_int_equal(cnt.fills, 60); /* the second pass: every block from its frame, verified */
+    assert_int_equal(tcnt.fills, 120); /* transient: never stored */
+    struct qc_stats s;
+    qc_stats_get(c, &s);
+    assert_int_equal(s.mem.checksum_failures, 0);
+    assert_int_equal(s.mem.hits, 60);
+    qc_cache_free(c);
+}
+
 static char *mkdtemp_str(void)
 {
     char *d = strdup("/tmp/qfs-cache-XXXXXX");
@@ -769,6 +797,7 @@ int main(void)
         cmocka_unit_test(test_errors_not_cached), cmocka_unit_test(test_hot_budget),
         cmocka_unit_test(test_prefetch),       cmocka_unit_test(test_memory_tier),
         cmocka_unit_test(test_memory_lru),     cmocka_unit_test(test_memory_checksum),
+        cmocka_unit_test(test_memory_frames_share_blocks),
         cmocka_unit_test(test_disk_restart),   cmocka_unit_test(test_disk_corrupt),
         cmocka_unit_test(test_disk_sweep),     cmocka_unit_test(test_disk_full),
         cmocka_unit_test(test_disk_shared),    cmocka_unit_test(test_tiers_stress),
