@@ -129,3 +129,24 @@ def test_sequential_reads_queue_the_chunks_after_them(mount_factory, tmp_path):
             after = m.stats()
             reads, ras = after["reads"] - before["reads"], after["readaheads"] - before["readaheads"]
             assert reads > 8 and ras >= reads - 1, (before, after)
+
+
+def test_readahead_of_unstored_chunks_fits_the_hot_tier(mount_factory, tmp_path):
+    """Chunks converted ahead wait as idle hot blocks. fp16's are never
+    stored, so past what the hot tier holds they were evicted unread and
+    converted again (3.4x the chunks with hot_size=8M, readahead=16): now
+    they go no further ahead than fits, and the daemon says so."""
+    src = tmp_path / "big"
+    (src / "m").mkdir(parents=True)
+    bench = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "bench", "make_model.py")
+    subprocess.run([sys.executable, bench, str(src / "m" / "m.gguf"), "--dim", "512", "--ffn", "1536",
+                    "--layers", "2", "--vocab", "4000"], check=True, capture_output=True)
+    ref = mount_factory(src)
+    read_all(ref.path("m", "fp16", "m.gguf"))
+    chunks = ref.stats()["blocks_computed"]
+    assert chunks > 40, ref.stats()
+    m = mount_factory(src, "hot_size=8M", "readahead=16")
+    assert "converted at most 0 MB ahead" in m.output(), m.output()
+    read_all(m.path("m", "fp16", "m.gguf"))
+    st = m.stats()
+    assert st["errors"] == 0 and st["blocks_computed"] <= chunks + chunks // 10, (chunks, st)
