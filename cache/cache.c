@@ -492,7 +492,8 @@ static void finsert(struct qc_cache *c, struct qc_key k, const struct qs_frame *
         return;
     f->key = k;
     f->f = *qf;
-    bool share = b && b->rg && qf->codec == QS_RAW && qf->data == b->data;
+    /* meta blocks (16 bytes) are copied: their arena is never pinned by frames */
+    bool share = b && b->rg && b->rg->a == &c->ba && qf->codec == QS_RAW && qf->data == b->data;
     pthread_mutex_lock(&c->mu);
     if (flookup(c, k) || fcost(f) > c->o.mem_budget ||
         !(f->f.data = share ? b->data : arena_alloc(&c->fa, qf->stored_len, &f->rg))) {
