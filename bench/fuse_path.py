@@ -7,10 +7,12 @@ SRC/MODEL/FILE is an F32 GGUF (bench/make_model.py), in the page cache.
 Every 'cold' read is the first read of a fresh mount (empty memory tier, no
 cache_dir), 1 MiB read() calls, or a page-touching pass over an mmap. It
 prints:
-  native       reading the source file itself (page cache)
+  native       reading the source file itself (page cache), and with one
+               thread per CPU reading disjoint ranges (as the workers do)
   f32 / native the f32 view (no conversion: source bytes through FUSE)
   mmap / read  the f32 view through mmap against its read()
-  VIEW / f32   each view's output rate against the f32 view's
+  VIEW / f32   each view's output rate against the f32 view's (and the
+               daemon's CPU time over the read's wall time, in cores)
   warm / native a second read of the f32 view (the kernel's page cache)
   K scaling    q4_k_m's source-equivalent rate with the daemon on N cores
                (taskset, threads=N) against 1 core
@@ -34,6 +36,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 import numpy as np
@@ -54,6 +57,36 @@ def read_file(path, bs=1 << 20):
     dt = time.perf_counter() - t
     os.close(fd)
     return n, dt
+
+
+def parallel_read(path, n, bs=1 << 20):
+    """n threads pread()ing disjoint ranges of path (what the daemon's
+    workers do with a source): bytes/s."""
+    size = os.path.getsize(path)
+    per = -(-size // n)
+
+    def run(i):
+        fd = os.open(path, os.O_RDONLY)
+        buf = bytearray(bs)
+        off, end = i * per, min(size, (i + 1) * per)
+        while off < end:
+            k = os.preadv(fd, [buf], off)
+            if not k:
+                break
+            off += k
+        os.close(fd)
+    ts = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    t = time.perf_counter()
+    for x in ts:
+        x.start()
+    for x in ts:
+        x.join()
+    return size / (time.perf_counter() - t)
+
+
+def cpu_seconds(pid):
+    f = open("/proc/%d/stat" % pid).read().rsplit(")", 1)[1].split()
+    return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def mmap_file(path):
@@ -123,6 +156,8 @@ class Mount:
         while not os.path.ismount(self.dir):
             assert time.time() < deadline
             time.sleep(0.02)
+        pids = subprocess.run(["pgrep", "-f", self.dir], capture_output=True, text=True).stdout.split()
+        self.pid = int(pids[0]) if pids else None
 
     def stats(self):
         with open(os.path.join(self.dir, ".quantfs", "stats")) as f:
@@ -137,9 +172,12 @@ def cold(quantfs, src, model, fname, view, how="read", opts=(), prefix=()):
     m = Mount(quantfs, src, opts, prefix)
     try:
         p = os.path.join(m.dir, model, view, fname)
+        c0 = cpu_seconds(m.pid) if m.pid else 0
         n, dt = (mmap_file if how == "mmap" else read_file)(p)
+        c1 = cpu_seconds(m.pid) if m.pid else 0
         warm = read_file(p)[1] if how == "warm" else None
         st = m.stats()
+        st["_cores"] = (c1 - c0) / dt  # the daemon's CPU time over the read's wall time
     finally:
         m.close()
     return n, dt, warm, st
@@ -189,6 +227,7 @@ def main():
     for _ in range(RUNS):
         n, dt = read_file(srcfile)
         add("native", n / dt)
+        add("native par", parallel_read(srcfile, ncpu))
         n, dt = mmap_file(srcfile)
         add("native mmap", n / dt)
         n, dt = read_file(small)
@@ -219,9 +258,10 @@ def main():
         finally:
             m.close()
         for v in views:
-            n, dt, _, _ = cold(quantfs, src, model, fname, v)
+            n, dt, _, st = cold(quantfs, src, model, fname, v)
             add(v, n / dt)
             add(v + " in", size / dt)
+            add(v + " cores", st["_cores"])
             if before:
                 n, dt, _, _ = cold(before, src, model, fname, v)
                 add(v + " before", n / dt)
@@ -240,6 +280,8 @@ def main():
     print("%-22s %10.0f" % ("native read", med["native"] / 1e6))
     print("%-22s %10.0f %6.2fx native read" % ("native mmap", med["native mmap"] / 1e6,
                                                med["native mmap"] / med["native"]))
+    print("%-22s %10.0f %6.2fx native read (the workers' source reads)" % (
+        "native read, %d threads" % ncpu, med["native par"] / 1e6, med["native par"] / med["native"]))
     print("%-22s %10.0f %6.2fx native" % ("f32 view, read", med["f32"] / 1e6, med["f32"] / med["native"]))
     print("%-22s %10.0f %6.2fx native (%.0f KiB requests)" % ("f32 view, before", med["f32 before"] / 1e6,
                                                              med["f32 before"] / med["native"], med["req before"] / 1024))
@@ -264,8 +306,8 @@ def main():
         print("%-22s %10.0f %6.2fx native" % ("passthrough, warm", med["pt warm"] / 1e6,
                                               med["pt warm"] / med["native"]))
     for v in views:
-        print("%-22s %10.0f %6.2fx f32 output (F32 in: %.0f MB/s)%s" % (
-            v + " view, read", med[v] / 1e6, med[v] / med["f32"], med[v + " in"] / 1e6,
+        print("%-22s %10.0f %6.2fx f32 output (F32 in: %.0f MB/s, daemon on %.1f cores)%s" % (
+            v + " view, read", med[v] / 1e6, med[v] / med["f32"], med[v + " in"] / 1e6, med[v + " cores"],
             ", %.2fx BEFORE" % (med[v] / med[v + " before"]) if before else ""))
     t1 = med["q4_k_m t1"]
     for t in sorted({4, ncpu}):
