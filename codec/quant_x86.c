@@ -7,7 +7,8 @@
  *  - roundf rounds half away from zero, the SSE rounding modes do not:
  *    truncate, then add +-1 where |x - trunc(x)| >= 0.5 (exact in float);
  *  - the reference truncates int32 -> int8 (x86 cvttss2si, low byte), so
- *    bytes are the low bytes of cvttps results, never saturating packs;
+ *    bytes are the low bytes of cvttps results: masked to 8 bits before
+ *    any pack, which then cannot saturate;
  *  - VCVTPS2PH keeps NaN payloads, the reference writes 0x7e00, and
  *    ggml's q8_0 max (a > b ? a : b) depends on order once a NaN is in the
  *    block: groups containing a NaN fall back to the scalar code.
