@@ -150,3 +150,22 @@ def test_readahead_of_unstored_chunks_fits_the_hot_tier(mount_factory, tmp_path)
     read_all(m.path("m", "fp16", "m.gguf"))
     st = m.stats()
     assert st["errors"] == 0 and st["blocks_computed"] <= chunks + chunks // 10, (chunks, st)
+
+
+def test_max_background_reaches_the_kernel(mount_factory, tmp_path):
+    """-o max_background goes to the kernel in the INIT reply, with a
+    congestion threshold of 3/4 of it; without it the kernel keeps its own
+    (12 and 9). Read back from the FUSE control filesystem."""
+    conn = "/sys/fs/fuse/connections"
+    if not os.path.ismount(conn) and subprocess.run(["mount", "-t", "fusectl", "fusectl", conn],
+                                                    capture_output=True).returncode:
+        pytest.skip("no FUSE control filesystem at %s (mounting it needs root)" % conn)
+    src = tmp_path / "src"
+    (src / "m").mkdir(parents=True)
+    shutil.copy(STORIES_GGUF, src / "m" / "stories260K.gguf")
+
+    def limits(m):
+        d = os.path.join(conn, str(os.minor(os.stat(m.path()).st_dev)))
+        return tuple(int(open(os.path.join(d, k)).read()) for k in ("max_background", "congestion_threshold"))
+    assert limits(mount_factory(src)) == (12, 9)
+    assert limits(mount_factory(src, "max_background=40")) == (40, 30)
