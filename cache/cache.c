@@ -64,7 +64,7 @@ struct dtier {
 
 /* Memory-tier frames and hot blocks live in 4 MiB regions of transparent
  * huge pages (arenas: storable blocks and their raw frames, transient and
- * meta blocks, compressed frames), bump-allocated and freed whole when
+ * meta blocks, frames that are copies), bump-allocated and freed whole when
  * their last user goes: on a VM a first touch of a 4 KiB page costs ~8 us (500
  * MB/s; a 2 MiB page's 20 GB/s), and filling the tiers page by page
  * measured as a quarter of a cold q8_0 read's CPU time and a third of an
@@ -151,7 +151,7 @@ struct qc_cache {
     size_t nfbuckets;
     struct frame flru; /* sentinel; flru.next = most recent */
     size_t fbytes;
-    struct arena fa; /* the frames' memory */
+    struct arena fa; /* frames that are copies (compressed, promoted from disk, meta) */
     /* disk tiers: [0] cache_dir (node-local), [1] the shared tier */
     struct dtier disk[2];
     pthread_cond_t sweep_cv;

@@ -25,7 +25,7 @@
  * mappings that ask for transparent huge pages (a fault per 2 MiB, not per
  * 4 KiB); blocks and frames up to 1 MiB share 4 MiB regions: one arena for
  * blocks the tiers may store, one for QC_TRANSIENT and QC_META blocks, one
- * for compressed frames. A raw frame (quantized blocks barely compress) is
+ * for frames that are copies (compressed, or read from a disk tier). A raw frame (quantized blocks barely compress) is
  * its block's own memory, not a copy: the memory tier costs no fresh pages
  * to fault in and zero. The budgets count bytes of blocks and frames (a
  * shared one in both); a region stays mapped while any block or frame in

@@ -655,7 +655,7 @@ int main(int argc, char *argv[])
      * evicted before they are read: a stored chunk comes back from its
      * frame, a transient one is converted again (readahead=64 with the
      * default hot_size converted fp16's chunks 4.5 times: bench/RESULTS.md). */
-    uint64_t kernel_ra = (uint64_t)q.read_ahead_kb << 11, half = q.hot_size / 2;
+    uint64_t kernel_ra = qfs_kernel_readahead(&q), half = q.hot_size / 2;
     unsigned fit = half > kernel_ra ? (unsigned)((half - kernel_ra) >> 20) : 0;
     q.readahead_transient_mb = q.readahead_mb < fit ? q.readahead_mb : fit;
     if (q.readahead_transient_mb < q.readahead_mb)

@@ -1152,7 +1152,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
      * for 22% of a cold read's requests (measured) and the workers sat idle
      * while session threads converted their requests' chunks one by one. */
     uint64_t end = (uint64_t)off + size, far = atomic_load(&h->far);
-    uint64_t window = ((uint64_t)q->readahead_mb << 20) + ((uint64_t)q->read_ahead_kb << 11); /* + the kernel's 2 windows */
+    uint64_t window = ((uint64_t)q->readahead_mb << 20) + qfs_kernel_readahead(q);
     if ((uint64_t)off + window >= far && (uint64_t)off <= far + window) {
         while (far < end && !atomic_compare_exchange_weak(&h->far, &far, end))
             ;

@@ -296,6 +296,10 @@ struct qfs {
     struct qfs_tally *tally; /* set during qfs_scan only (the main thread, before FUSE starts) */
 };
 
+/* Bytes the kernel's readahead may have in flight for one reader: its
+ * window (read_ahead_kb) and the next one it starts asynchronously. */
+static inline uint64_t qfs_kernel_readahead(const struct qfs *q) { return (uint64_t)q->read_ahead_kb << 11; }
+
 /* log.c — qfs_log: one line (control characters escaped) into the ring,
  * to syslog unless -f, to stderr with -f or before qfs_log_detached.
  * Any thread. qfs_log_text: the ring, oldest line first (malloc'd, NULL
