@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from conftest import MIXES, QUANTFS, STORIES_GGUF, read_all
+from conftest import MIXES, QUANTFS, STORIES_GGUF, drop_page_cache, read_all
 
 Q8 = os.path.join(MIXES, "stories260K.q8_0.gguf")
 Q4KM = os.path.join(MIXES, "stories260K.q4_k_m.gguf")
@@ -34,12 +34,8 @@ def model_dir(root, name, src=STORIES_GGUF, fname="stories260K.gguf"):
 def drop_caches(*paths):
     """Evict the files' pages from the page cache, so reads reach the
     daemons again."""
-    for p in paths:
-        fd = os.open(p, os.O_RDONLY)
-        try:
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-        finally:
-            os.close(fd)
+    for p in paths:  # repeated until no page is left: the advice skips busy pages (a clean clone read one)
+        drop_page_cache(p)
 
 
 def rss_kb(pid):
