@@ -12,7 +12,10 @@ prints:
   f32 / native the f32 view (no conversion: source bytes through FUSE)
   mmap / read  the f32 view through mmap against its read()
   VIEW / f32   each view's output rate against the f32 view's (and the
-               daemon's CPU time over the read's wall time, in cores)
+               daemon's CPU time over the read's wall time, in cores), and
+               with -o map_reads (the source mapped, not copied) against it;
+               "native mapped" is the bound: the source's pages mapped
+               1 MiB at a time by one thread per CPU, against pread
   warm / native a second read of the f32 view (the kernel's page cache)
   K scaling    q4_k_m's source-equivalent rate with the daemon on N cores
                (taskset, threads=N) against 1 core
@@ -59,6 +62,17 @@ def read_file(path, bs=1 << 20):
     return n, dt
 
 
+def in_threads(run, n):
+    """Seconds for run(0) .. run(n - 1), each on its own thread."""
+    ts = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    t = time.perf_counter()
+    for x in ts:
+        x.start()
+    for x in ts:
+        x.join()
+    return time.perf_counter() - t
+
+
 def parallel_read(path, n, bs=1 << 20):
     """n threads pread()ing disjoint ranges of path (what the daemon's
     workers do with a source): bytes/s."""
@@ -75,13 +89,29 @@ def parallel_read(path, n, bs=1 << 20):
                 break
             off += k
         os.close(fd)
-    ts = [threading.Thread(target=run, args=(i,)) for i in range(n)]
-    t = time.perf_counter()
-    for x in ts:
-        x.start()
-    for x in ts:
-        x.join()
-    return size / (time.perf_counter() - t)
+    return size / in_threads(run, n)
+
+
+def parallel_map(path, n, bs=1 << 20):
+    """n threads reading disjoint ranges of path as -o map_reads does: each
+    1 MiB piece mapped, every page touched, unmapped: bytes/s. Against
+    parallel_read it says whether mapping the page cache costs this
+    machine less than copying it out."""
+    size = os.path.getsize(path)
+    per = -(-size // n)
+    per = max(bs, per - per % bs)
+
+    def run(i):
+        fd = os.open(path, os.O_RDONLY)
+        off, end = i * per, size if i == n - 1 else (i + 1) * per
+        while off < end:
+            k = min(bs, end - off)
+            m = mmap.mmap(fd, k, prot=mmap.PROT_READ, offset=off)
+            np.frombuffer(m, dtype=np.uint32)[::1024].sum()  # a word per page
+            m.close()
+            off += k
+        os.close(fd)
+    return size / in_threads(run, n)
 
 
 def cpu_seconds(pid):
@@ -228,6 +258,7 @@ def main():
         n, dt = read_file(srcfile)
         add("native", n / dt)
         add("native par", parallel_read(srcfile, ncpu))
+        add("native par map", parallel_map(srcfile, ncpu))
         n, dt = mmap_file(srcfile)
         add("native mmap", n / dt)
         n, dt = read_file(small)
@@ -262,6 +293,9 @@ def main():
             add(v, n / dt)
             add(v + " in", size / dt)
             add(v + " cores", st["_cores"])
+            n, dt, _, st = cold(quantfs, src, model, fname, v, opts=["map_reads"])
+            add(v + " mapped", n / dt)
+            add(v + " mapped cores", st["_cores"])
             if before:
                 n, dt, _, _ = cold(before, src, model, fname, v)
                 add(v + " before", n / dt)
@@ -282,6 +316,8 @@ def main():
                                                med["native mmap"] / med["native"]))
     print("%-22s %10.0f %6.2fx native read (the workers' source reads)" % (
         "native read, %d threads" % ncpu, med["native par"] / 1e6, med["native par"] / med["native"]))
+    print("%-22s %10.0f %6.2fx native read, %d threads (-o map_reads' source reads)" % (
+        "native mapped, %d thr." % ncpu, med["native par map"] / 1e6, med["native par map"] / med["native par"], ncpu))
     print("%-22s %10.0f %6.2fx native" % ("f32 view, read", med["f32"] / 1e6, med["f32"] / med["native"]))
     print("%-22s %10.0f %6.2fx native (%.0f KiB requests)" % ("f32 view, before", med["f32 before"] / 1e6,
                                                              med["f32 before"] / med["native"], med["req before"] / 1024))
@@ -309,6 +345,8 @@ def main():
         print("%-22s %10.0f %6.2fx f32 output (F32 in: %.0f MB/s, daemon on %.1f cores)%s" % (
             v + " view, read", med[v] / 1e6, med[v] / med["f32"], med[v + " in"] / 1e6, med[v + " cores"],
             ", %.2fx BEFORE" % (med[v] / med[v + " before"]) if before else ""))
+        print("%-22s %10.0f %6.2fx copied (-o map_reads; daemon on %.1f cores)" % (
+            v + ", mapped", med[v + " mapped"] / 1e6, med[v + " mapped"] / med[v], med[v + " mapped cores"]))
     t1 = med["q4_k_m t1"]
     for t in sorted({4, ncpu}):
         tn = med["q4_k_m t%d" % t]

@@ -451,7 +451,10 @@ void qf_conv_chunk_src(const struct qf_extent *e, uint64_t c, uint64_t *off, uin
 int qf_conv_chunk(const struct qf_extent *e, uint64_t c, qf_pread_fn rd, void *rdctx, void *dst,
                   void *scratch, bool scalar_only);
 /* The same from chunk c's input bytes read already (the qf_conv_chunk_src
- * range, in): an F32 input is converted in place, without a copy. */
+ * range, in): an F32 input is converted in place, without a copy. With
+ * scratch, a chunk of at most QF_CHUNK_ELEMS is pure computation: nothing
+ * allocated, no lock, no state but dst and scratch written, so a caller may
+ * abandon it mid-way (fs/guard.h: its input is a mapping that lost pages). */
 int qf_conv_chunk_from(const struct qf_extent *e, uint64_t c, const void *in, void *dst, void *scratch,
                        bool scalar_only);
 

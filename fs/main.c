@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "guard.h"
 #include "quantfs.h"
 
 struct cli {
@@ -116,6 +117,8 @@ static const struct fuse_opt qfs_opts[] = {
     QOPT("check", check, 1),
     QOPT("splice", splice, 1),
     QOPT("no_splice", splice, 0),
+    QOPT("map_reads", map_reads, 1),
+    QOPT("no_map_reads", map_reads, 0),
     QOPT("follow_symlinks", follow_symlinks, 1),
     QOPT("config=%s", config_path, 0), /* read before parsing: load_config */
     FUSE_OPT_END,
@@ -180,6 +183,8 @@ static void usage(const char *prog)
            "                           (default 7936; 0: the kernel's 128)\n"
            "    -o splice, -o no_splice  splice a local source's unchanged bytes into replies, or copy\n"
            "                           them and check the source after (default: splice)\n"
+           "    -o map_reads, -o no_map_reads  conversions read a local source's bytes mapped\n"
+           "                           from its page cache, or copy them out first (default: copy)\n"
            "    -o timeout=SECONDS     kernel attribute cache timeout (default 1)\n"
            "    -o check_interval=MS   how often open sources are checked for changes (default 1000)\n"
            "    -o rescan=SECONDS      also rescan the source root this often, for sources inotify\n"
@@ -727,6 +732,10 @@ int main(int argc, char *argv[])
         openlog("quantfs", LOG_PID, LOG_DAEMON);
     fuse_daemonize(co.foreground);
     qfs_log_detached(&q);
+    if (q.map_reads && (rc = qfs_guard_install())) {
+        qfs_log(&q, LOG_WARNING, "no SIGBUS handler (%s): sources are read, not mapped", strerror(-rc));
+        q.map_reads = 0;
+    }
 
     /* threads only after fuse_daemonize: fork() would not carry them over */
     struct qc_opts copts = {.mem_budget = q.cache_size,

@@ -7,6 +7,7 @@
 #include <syslog.h>
 #include <unistd.h>
 
+#include "guard.h"
 #include "quantfs.h"
 
 #define INO_MODEL_SHIFT 36
@@ -162,6 +163,7 @@ static char *stats_json(struct qfs *q)
     qf_jdoc_int(d, "reads", (long long)atomic_load(&q->n_reads));
     qf_jdoc_int(d, "readaheads", (long long)atomic_load(&q->n_readaheads));
     qf_jdoc_int(d, "bytes_read", (long long)atomic_load(&q->bytes_read));
+    qf_jdoc_int(d, "source_bytes_mapped", (long long)atomic_load(&q->bytes_mapped));
     qf_jdoc_str(d, "source", q->source);
     qf_jdoc_int(d, "models", (long long)q->n_models);
     qf_jdoc_int(d, "bytes_transient", (long long)s.bytes_transient);
@@ -663,6 +665,7 @@ struct fill_arg {
     void *in_scratch;   /* and the f32 buffer to convert it with */
     struct qc_block *got; /* fill_hash_convert: the chunk's block, referenced */
     long held_view;     /* prefetch jobs: the view whose layout (e points into it) they hold a use of, or -1 */
+    bool in_mapped;     /* in is the source's mapping (qfs_src_map), not a copy */
 };
 
 enum { KEY_PLACE = 1, KEY_INPUT = 2, KEY_CONTENT = 3 }; /* key domains */
@@ -778,22 +781,92 @@ static int hashing_pread(void *ctx, void *buf, size_t len, uint64_t off)
     return rc;
 }
 
+/* Pure computation on a chunk's mapped input (qfs_guard): its hash
+ * before (pre), the conversion (dst, unless NULL), its hash after (post).
+ * A copy is converted from the very bytes it was hashed from; a mapping
+ * can change between two reads of it (a source rewritten in place), so a
+ * content-keyed conversion from one counts only if the input hashes to
+ * the key both before and after it. */
+struct mapped_job {
+    const struct qf_extent *e;
+    uint64_t chunk;
+    const uint8_t *in;
+    size_t in_len;
+    uint8_t *dst;
+    void *scratch;
+    bool pre, post;
+    struct qc_key pre_h, post_h;
+};
+
+static int mapped_run(void *arg)
+{
+    struct mapped_job *j = arg;
+    int rc = 0;
+    if (j->pre)
+        j->pre_h = qc_key_make(j->in, j->in_len);
+    if (j->dst)
+        rc = qf_conv_chunk_from(j->e, j->chunk, j->in, j->dst, j->scratch, false);
+    if (!rc && j->post)
+        j->post_h = qc_key_make(j->in, j->in_len);
+    return rc;
+}
+
+static bool same_key(struct qc_key x, struct qc_key y) { return x.lo == y.lo && x.hi == y.hi; }
+
+/* Whether chunk c's input can be mapped rather than read: a local source
+ * read as it is (not through the HF converter) and a chunk whose
+ * conversion allocates nothing given scratch (codec.h, qf_conv_chunk_from),
+ * as qfs_guard requires. */
+static bool mappable(const struct fill_arg *a, const void *scratch)
+{
+    return scratch && a->q->map_reads && a->snap->rd == qfs_src_pread && a->e->chunk_elems <= QF_CHUNK_ELEMS;
+}
+
+static int changed_while_converted(struct fill_arg *a)
+{
+    qfs_log(a->q, LOG_WARNING, "%s: source changed while chunk %llu of a view was converted; read again",
+            a->snap->file->path, (unsigned long long)a->chunk);
+    return -EIO;
+}
+
 static int fill_chunk(void *arg, uint8_t *dst, size_t len, void *scratch)
 {
     (void)len;
     struct fill_arg *a = arg;
+    if (a->in && a->in_mapped) { /* converted if the input still hashes to its key */
+        uint64_t off, n;
+        qf_conv_chunk_src(a->e, a->chunk, &off, &n);
+        struct mapped_job j = {a->e, a->chunk, a->in, (size_t)n, dst, a->in_scratch, false, true, {0, 0}, {0, 0}};
+        int rc = qfs_guard(mapped_run, &j);
+        if (!rc && !same_key(j.post_h, a->want))
+            rc = changed_while_converted(a);
+        return snap_ok(a->snap, rc);
+    }
     if (a->in) /* converted from the bytes its key was hashed from */
         return snap_ok(a->snap, qf_conv_chunk_from(a->e, a->chunk, a->in, dst, a->in_scratch, false));
+    if (mappable(a, scratch)) {
+        uint64_t off, n;
+        qf_conv_chunk_src(a->e, a->chunk, &off, &n);
+        struct qfs_map m;
+        int rc = qfs_src_map(&a->snap->src, off, (size_t)n, &m);
+        if (rc != -EAGAIN) {
+            if (rc)
+                return snap_ok(a->snap, rc);
+            struct mapped_job j = {a->e, a->chunk, m.p, (size_t)n, dst, scratch, a->verify, a->verify, {0, 0}, {0, 0}};
+            rc = qfs_guard(mapped_run, &j);
+            qfs_src_unmap(&m);
+            if (!rc && a->verify && (!same_key(j.pre_h, a->want) || !same_key(j.post_h, a->want)))
+                rc = changed_while_converted(a);
+            return snap_ok(a->snap, rc);
+        }
+    }
     struct hashing_rd h = {a->snap->rd, a->snap->rdctx, {0, 0}, 0};
     int rc = a->verify ? qf_conv_chunk(a->e, a->chunk, hashing_pread, &h, dst, scratch, false)
                        : qf_conv_chunk(a->e, a->chunk, a->snap->rd, a->snap->rdctx, dst, scratch, false);
     /* the bytes converted are not the ones the key was made from: the
      * source changed between the two reads; never stored under that key */
-    if (!rc && a->verify && (h.calls != 1 || h.got.lo != a->want.lo || h.got.hi != a->want.hi)) {
-        qfs_log(a->q, LOG_WARNING, "%s: source changed while chunk %llu of a view was converted; read again",
-                a->snap->file->path, (unsigned long long)a->chunk);
-        rc = -EIO;
-    }
+    if (!rc && a->verify && (h.calls != 1 || !same_key(h.got, a->want)))
+        rc = changed_while_converted(a);
     return snap_ok(a->snap, rc);
 }
 
@@ -812,20 +885,31 @@ static int fill_hash_convert(void *arg, uint8_t *dst, size_t len, void *scratch)
     const size_t half = QF_CONV_SCRATCH_BYTES / 2;
     if (n > half || a->e->chunk_elems > QF_CHUNK_ELEMS || len != 16)
         return fill_hash(arg, dst, len, scratch);
-    uint8_t *in = (uint8_t *)scratch + half;
-    int rc = snap_ok(a->snap, a->snap->rd(a->snap->rdctx, in, (size_t)n, off));
-    if (rc)
+    const uint8_t *in = (uint8_t *)scratch + half;
+    struct qfs_map m = {NULL, NULL, 0};
+    int rc = mappable(a, scratch) ? qfs_src_map(&a->snap->src, off, (size_t)n, &m) : -EAGAIN;
+    if (rc == -EAGAIN)
+        rc = a->snap->rd(a->snap->rdctx, (uint8_t *)scratch + half, (size_t)n, off);
+    else if (!rc)
+        in = m.p; /* no copy: hashed and converted where the page cache holds it */
+    if ((rc = snap_ok(a->snap, rc)))
         return rc;
     uint64_t t0 = mono_ns();
-    struct qc_key h = qc_key_make(in, (size_t)n);
+    struct mapped_job j = {a->e, a->chunk, in, (size_t)n, NULL, NULL, true, false, {0, 0}, {0, 0}};
+    if ((rc = m.base ? qfs_guard(mapped_run, &j) : mapped_run(&j))) {
+        qfs_src_unmap(&m);
+        return snap_ok(a->snap, rc);
+    }
     atomic_fetch_add(&a->q->hash_ns, mono_ns() - t0);
+    struct qc_key h = j.pre_h;
     hash_put(dst, h);
     struct fill_arg c = *a;
-    c.in = in, c.in_scratch = scratch, c.verify = false, c.want = h;
+    c.in = in, c.in_scratch = scratch, c.in_mapped = m.base != NULL, c.verify = false, c.want = h;
     /* a failed conversion (NaN in a validated tensor) leaves a->got NULL:
      * the hash stands, and the reader's own get reports the error */
     if (qc_getf(a->q->cache, content_key(h, a->e, a->chunk), a->len, QC_NOSCRATCH, fill_chunk, &c, &a->got))
         a->got = NULL;
+    qfs_src_unmap(&m);
     return 0;
 }
 
@@ -998,7 +1082,7 @@ static int gather_piece(void *arg, const struct qf_piece *p)
         return rc;
     default: break;
     }
-    struct fill_arg a = {g->q, g->snap, e, p->chunk, (size_t)p->chunk_len, false, {0, 0}, NULL, NULL, NULL, -1};
+    struct fill_arg a = {g->q, g->snap, e, p->chunk, (size_t)p->chunk_len, false, {0, 0}, NULL, NULL, NULL, -1, false};
     struct qc_block *b;
     struct qc_key key;
     if ((rc = chunk_key(&a, false, &key)))
@@ -1033,7 +1117,7 @@ static int readahead_piece(void *arg, const struct qf_piece *p)
     if (!a)
         return -ENOMEM;
     *a = (struct fill_arg){c->q,  c->h->snap, p->e, p->chunk, (size_t)p->chunk_len, false, {0, 0}, NULL, NULL,
-                           NULL, (long)c->h->view};
+                           NULL, (long)c->h->view, false};
     atomic_fetch_add(&c->h->snap->refs, 1);
     qfs_snap_layout_hold(c->h->snap, c->h->view); /* a->e points into it; the handle may close first */
     if (chunk_flags(p->e)) {
@@ -1227,7 +1311,7 @@ static int frac_piece(void *arg, const struct qf_piece *p)
     struct frac_ctx *c = arg;
     if (p->e->kind == QF_EXT_CONV && !chunk_flags(p->e)) {
         c->total += p->len;
-        struct fill_arg a = {c->q, c->s, p->e, p->chunk, (size_t)p->chunk_len, false, {0, 0}, NULL, NULL, NULL, -1};
+        struct fill_arg a = {c->q, c->s, p->e, p->chunk, (size_t)p->chunk_len, false, {0, 0}, NULL, NULL, NULL, -1, false};
         struct qc_key key;
         if (!chunk_key(&a, true, &key) && qc_cached(c->q->cache, key))
             c->have += p->len;

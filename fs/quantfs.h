@@ -184,6 +184,7 @@ struct qfs {
     int follow_symlinks;   /* -o follow_symlinks: sources may resolve outside the root */
     int check;             /* -o check: run quantfs-check per model */
     int splice;            /* -o splice: source bytes spliced into replies */
+    int map_reads;         /* -o map_reads: conversions read local sources mapped (qfs_src_map) */
     unsigned read_ahead_kb; /* -o read_ahead_kb: the kernel's readahead for the mount */
     unsigned max_background; /* -o max_background: the kernel's async requests in flight (0: its 12) */
     atomic_bool ra_pending; /* set it at the first request after INIT (ops.c) */
@@ -276,6 +277,7 @@ struct qfs {
     size_t tok_bytes;
     atomic_uint_fast64_t tok_reused; /* stats: builds that reused one */
     atomic_uint_fast64_t hash_ns;    /* stats: time hashing chunk inputs (xxh3 only) */
+    atomic_uint_fast64_t bytes_mapped; /* stats: source bytes conversions read mapped (qfs_src_map) */
     atomic_bool router_seen;         /* the kernel looked up .quantfs/models */
     atomic_size_t idle_layouts;      /* bytes of view layouts no one uses (qfs_snap.layouts) */
 
@@ -335,6 +337,21 @@ bool qfs_src_current(const struct qfs_src *s);
  * into a reply. -EIO if it was replaced. */
 int qfs_src_take_local(struct qfs_src *s);
 void qfs_src_give(struct qfs_src *s);
+/* Mapped reads (-o map_reads): a conversion reads its input straight from
+ * a local source's page cache, without copying it out first (pread).
+ * qfs_src_map maps [off, off + len) of s's version (its pages faulted in)
+ * into m; -EAGAIN where it does not (no -o map_reads, a timed source, a
+ * filesystem that does not map: read instead), -EIO if the file no longer
+ * reaches that far. qfs_src_unmap undoes it; the mapping is the caller's,
+ * on any thread. Its bytes are touched only inside qfs_guard (guard.h):
+ * a file truncated while mapped loses pages. */
+struct qfs_map {
+    const uint8_t *p; /* the bytes at off */
+    void *base;
+    size_t span;
+};
+int qfs_src_map(struct qfs_src *s, uint64_t off, size_t len, struct qfs_map *m);
+void qfs_src_unmap(struct qfs_map *m);
 /* Closes the descriptor now, keeping the identity (a file read whole). */
 void qfs_src_idle(struct qfs_src *s);
 /* Closes and forgets s (a no-op on one whose open failed or never ran). */

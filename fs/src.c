@@ -21,6 +21,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <syslog.h>
 #include <time.h>
@@ -529,4 +530,42 @@ bool qfs_src_current(const struct qfs_src *s)
     /* no answer in time says nothing about the version: its reads fail
      * on their own while the source is stuck */
     return rc == -ETIMEDOUT || (!rc && qfs_same_file(&st, &s->st));
+}
+
+/* ------------------------------------------------------ mapped reads */
+
+int qfs_src_map(struct qfs_src *s, uint64_t off, size_t len, struct qfs_map *m)
+{
+    if (!s->q || !s->q->map_reads || is_timed(s->q, s->m) || !len)
+        return -EAGAIN;
+    if (off > (uint64_t)s->st.st_size || len > (uint64_t)s->st.st_size - off)
+        return -EIO;
+    int fd = src_take(s); /* the version's descriptor, reopened by identity if evicted */
+    if (fd < 0)
+        return fd;
+    uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE), at = off & ~(page - 1);
+    size_t span = (size_t)(off + len - at);
+    void *base = mmap(NULL, span, PROT_READ, MAP_SHARED, fd, (off_t)at);
+    src_give(s); /* the mapping holds the file */
+    if (base == MAP_FAILED)
+        return -EAGAIN; /* a filesystem that does not map: read it */
+    /* one call maps the range (not a fault per 16 pages). EFAULT: the
+     * file no longer reaches that far (shrunk since its identity was
+     * taken) or a page could not be read; ENOMEM: read it instead; else
+     * (EINVAL: a kernel before 5.14) the accesses fault it in, guarded. */
+    if (madvise(base, span, MADV_POPULATE_READ) && (errno == EFAULT || errno == EHWPOISON || errno == ENOMEM)) {
+        int e = errno;
+        munmap(base, span);
+        return e == ENOMEM ? -EAGAIN : -EIO;
+    }
+    *m = (struct qfs_map){(const uint8_t *)base + (off - at), base, span};
+    atomic_fetch_add(&s->q->bytes_mapped, len);
+    return 0;
+}
+
+void qfs_src_unmap(struct qfs_map *m)
+{
+    if (m->base)
+        munmap(m->base, m->span);
+    *m = (struct qfs_map){NULL, NULL, 0};
 }

@@ -253,19 +253,24 @@ def change(path, how):
             f.write(bytes(range(256)) * 32)
         os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
         return read_all(path)
+    if how == "cp_over":  # cp over it: the same inode, truncated, then a smaller file's bytes
+        shutil.copyfile(KERNELS, path)
+        return read_all(path)
     os.unlink(path)  # delete
     return None
 
 
-@pytest.mark.parametrize("how", ["replace_same", "replace_bigger", "replace_smaller", "inplace", "delete"])
-def test_an_open_handle_never_mixes_versions(mount_factory, tmp_path, how):
+@pytest.mark.parametrize("mapped", [False, True], ids=["copied", "mapped"])
+@pytest.mark.parametrize("how", ["replace_same", "replace_bigger", "replace_smaller", "inplace", "cp_over", "delete"])
+def test_an_open_handle_never_mixes_versions(mount_factory, tmp_path, how, mapped):
     """A reader half-way through a view when its source changes gets the
     rest of the version it opened or EIO: never bytes of another version,
     never a clean early end of file. Reopened, the view is the new version
-    (f32: the new file itself)."""
+    (f32: the new file itself). The same with the conversions' input read
+    mapped (-o map_reads): cp over the source truncates the mapped file."""
     src = tmp_path / "src"
     model_dir(src, "m")
-    m = mount_factory(src, "settle=100", "hot_size=0", "readahead=0")
+    m = mount_factory(src, "settle=100", "hot_size=0", "readahead=0", *(["map_reads"] if mapped else []))
     m.expect_log(r"changed or vanished while in use")
     refs = {"q8_0": read_all(Q8), "f32": read_all(STORIES_GGUF), "q4_k_m": read_all(Q4KM)}
     files = {v: open(m.path("m", v, "stories260K.gguf"), "rb", buffering=0) for v in refs}
@@ -273,6 +278,7 @@ def test_an_open_handle_never_mixes_versions(mount_factory, tmp_path, how):
     for v, f in files.items():
         half[v] = len(refs[v]) // 2
         assert f.read(half[v]) == refs[v][:half[v]]
+    assert (m.stats()["source_bytes_mapped"] > 0) == mapped
     new = change(src / "m" / "stories260K.gguf", how)
     for f in files.values():  # the rest must come from the daemon
         os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)

@@ -73,10 +73,11 @@ def test_listing_and_aliases(mount_factory, synth_src):
     assert not os.path.exists(m.path("synth-m2u", "fp8"))  # safetensors only
 
 
-@pytest.mark.parametrize("model", ["stories260K", "synth-m2u"])
-def test_cmp_with_llama_quantize_files(mount_factory, synth_src, model):
-    """Every reference file llama-quantize wrote, cmp'd with the view."""
-    m = mount_factory(synth_src)
+@pytest.mark.parametrize("model,opts", [("stories260K", ()), ("synth-m2u", ()), ("stories260K", ("map_reads",))])
+def test_cmp_with_llama_quantize_files(mount_factory, synth_src, model, opts):
+    """Every reference file llama-quantize wrote, cmp'd with the view (the
+    source copied out, the default, and read mapped)."""
+    m = mount_factory(synth_src, *opts)
     refs = sorted(f for f in os.listdir(MIXES) if f.startswith(model + ".") and f.endswith(".gguf"))
     assert len(refs) >= 14
     for f in refs:
@@ -86,6 +87,8 @@ def test_cmp_with_llama_quantize_files(mount_factory, synth_src, model):
         assert os.stat(path).st_size == os.stat(os.path.join(MIXES, f)).st_size, view
         r = subprocess.run(["cmp", os.path.join(MIXES, f), path], capture_output=True, text=True)
         assert r.returncode == 0, "%s %s: %s" % (model, view, r.stdout)
+    st = m.stats()
+    assert (st["source_bytes_mapped"] > 0) == ("map_reads" in opts), st["source_bytes_mapped"]
 
 
 def view_types(path, header_size):
