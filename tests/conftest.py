@@ -4,12 +4,14 @@ A mount waits for the mount point to appear, unmounts with fusermount3,
 requires the daemon to exit 0, and fails the test if the daemon printed an
 error or warning the test did not declare (sshfs test/util.py style)."""
 import ctypes
+import json
 import mmap
 import os
 import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 
 import pytest
@@ -131,6 +133,42 @@ class Mount:
 def read_all(path):
     with open(path, "rb") as f:
         return f.read()
+
+
+def llama_generate(paths, tokens=24, lora=None, timeout=600):
+    """Each GGUF in paths loaded by llama.cpp (tests/node/generate.mjs) and
+    run greedily from BOS for `tokens` tokens: {path: {"tokens": [...],
+    "text": ...} or {"error": ...}}. generate.mjs runs one model at a time on
+    one thread, so the paths are dealt to one process per CPU (at most 4):
+    the loads through the mount and the daemon's conversions overlap. Every
+    process must exit 0."""
+    node_dir = os.path.join(os.path.dirname(os.path.abspath(__file__)), "node")
+    env = dict(os.environ, GEN_TOKENS=str(tokens), GEN_LORA=lora or "")
+    k = max(1, min(len(paths), os.cpu_count() or 1, 4))
+    outs = [(tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+")) for _ in range(k)]  # no pipe to fill
+    procs = [subprocess.Popen(["node", os.path.join(node_dir, "generate.mjs")] + paths[i::k], cwd=node_dir, env=env,
+                              stdout=outs[i][0], stderr=outs[i][1], text=True) for i in range(k)]
+    got = {}
+    try:
+        deadline = time.time() + timeout
+        for p, (out, err) in zip(procs, outs):
+            p.wait(max(1, deadline - time.time()))
+            err.seek(0)
+            assert p.returncode == 0, err.read()
+            out.seek(0)
+            for line in out:
+                if line.startswith("{"):
+                    r = json.loads(line)
+                    got[r["path"]] = r
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        for o in outs:
+            o[0].close()
+            o[1].close()
+    return got
 
 
 def cached_pages(path):

@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from conftest import ALL_VIEWS, LISTED_VIEWS, SHARED
+from conftest import ALL_VIEWS, LISTED_VIEWS, SHARED, llama_generate
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "refs", "hf"))
@@ -136,10 +136,7 @@ def test_published_sample_and_every_view_loads(hf_mount):
     for models, n, views in ((["stories260K"], "24", sample if asan else ALL_VIEWS),
                              (MODELS[1:], "2", sample if asan else wide)):  # a load and a step suffice for random weights
         paths = [hf_mount.path(m, v, m + ".gguf") for m in models for v in views]
-        r = subprocess.run(["node", os.path.join(NODE_DIR, "generate.mjs")] + paths, capture_output=True,
-                           text=True, timeout=900, cwd=NODE_DIR, env=dict(os.environ, GEN_TOKENS=n))
-        assert r.returncode == 0, r.stderr
-        got = {json.loads(l)["path"]: json.loads(l) for l in r.stdout.splitlines() if l.startswith("{")}
+        got = llama_generate(paths, int(n), timeout=900)
         for p in paths:
             assert p in got and "error" not in got[p], (p, got.get(p))
             # random weights may pick an end-of-generation token at once

@@ -14,7 +14,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from conftest import ALL_VIEWS, SHARED
+from conftest import ALL_VIEWS, SHARED, llama_generate
 from test_hf import CONVERTER, NODE_DIR, diff, have_node, need, record
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -64,11 +64,8 @@ def test_views_equal_llama_cpp_output(mount_factory, tmp_path, name):
     need(have_node(), "node-llama-cpp")
     views = ["f32", "q8_0", "q4_k_m", "q2_k", "iq4_xs"] if os.environ.get("QUANTFS_ASAN") else ALL_VIEWS
     paths = [m.path(name, v, name + ".gguf") for v in views]
-    r = subprocess.run(["node", os.path.join(NODE_DIR, "generate.mjs")] + paths, capture_output=True, text=True,
-                       timeout=600, cwd=NODE_DIR, env=dict(os.environ, GEN_TOKENS="4"))
-    assert r.returncode == 0, r.stderr
-    got = [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
-    assert len(got) == len(paths) and all("error" not in g for g in got), got
+    got = llama_generate(paths, 4)
+    assert sorted(got) == sorted(paths) and all("error" not in g for g in got.values()), got
 
 
 @pytest.mark.parametrize("name", ["smollm3s", "mixtrals", "qwen3moes", "qwen2moes", "gemma2s", "gemma3s", "phi3s"])

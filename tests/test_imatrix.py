@@ -18,9 +18,9 @@ import time
 
 import pytest
 
-from conftest import IMAT_ONLY, IMAT_VIEWS, IQ4_VIEWS, LISTED_VIEWS, QUANTFS, SHARED, STORIES_GGUF
+from conftest import IMAT_ONLY, IMAT_VIEWS, IQ4_VIEWS, LISTED_VIEWS, QUANTFS, SHARED, STORIES_GGUF, llama_generate
 from test_check import CHECK
-from test_hf import NODE_DIR, have_node, need
+from test_hf import have_node, need
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REFS = os.path.join(HERE, "refs", "imatrix")
@@ -148,10 +148,7 @@ def test_llama_cpp_runs_the_new_views(mount_factory, imat_src):
     views = IMAT_VIEWS + IQ4_VIEWS if not ASAN else ["q4_k_m-imat", "iq4_xs-imat", "iq4_nl"]
     # (the synthetic models have no tokenizer: llama.cpp cannot load them)
     paths = [m.path("stories260K", v, "stories260K.gguf") for v in views]
-    r = subprocess.run(["node", os.path.join(NODE_DIR, "generate.mjs")] + paths, capture_output=True, text=True,
-                       timeout=600, cwd=NODE_DIR, env=dict(os.environ, GEN_TOKENS="8"))
-    assert r.returncode == 0, r.stderr
-    got = {json.loads(line)["path"]: json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")}
+    got = llama_generate(paths, 8)
     for p in paths:
         assert p in got and "error" not in got[p] and got[p]["tokens"], (p, got.get(p))
 

@@ -3,14 +3,12 @@ GGUF view straight from the mount and generates.
 
 Skipped when node-llama-cpp is not installed in tests/node, unless
 QUANTFS_REQUIRE_LLAMA=1 (set by .ci/run), where that is a failure."""
-import json
 import os
 import shutil
-import subprocess
 
 import pytest
 
-from conftest import ALL_VIEWS
+from conftest import ALL_VIEWS, llama_generate
 
 NODE_DIR = os.path.join(os.path.dirname(__file__), "node")
 # The sample published with stories260K (../shared/models/README.md).
@@ -31,10 +29,7 @@ def test_llama_cpp_loads_every_view(mount):
             pytest.fail("node-llama-cpp is not installed in tests/node (cd tests/node && npm install)")
         pytest.skip("node-llama-cpp not installed in tests/node")
     paths = [mount.path("stories260K", v, "stories260K.gguf") for v in ALL_VIEWS]
-    r = subprocess.run(["node", os.path.join(NODE_DIR, "generate.mjs")] + paths, capture_output=True, text=True,
-                       timeout=600, cwd=NODE_DIR)
-    assert r.returncode == 0, r.stderr
-    results = {json.loads(l)["path"]: json.loads(l) for l in r.stdout.splitlines() if l.startswith("{")}
+    results = llama_generate(paths)
     for v, p in zip(ALL_VIEWS, paths):
         res = results[p]
         assert "error" not in res, (v, res)

@@ -12,8 +12,8 @@ import shutil
 import subprocess
 import time
 
-from conftest import QUANTFS, SHARED
-from test_hf import NODE_DIR, diff, have_node, need, record
+from conftest import QUANTFS, SHARED, llama_generate
+from test_hf import diff, have_node, need, record
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REFS = os.path.join(HERE, "refs", "lora")
@@ -39,12 +39,9 @@ def store(tmp_path):
 
 
 def generate(paths, lora):
-    r = subprocess.run(["node", os.path.join(NODE_DIR, "generate.mjs")] + paths, capture_output=True, text=True,
-                       timeout=600, cwd=NODE_DIR, env=dict(os.environ, GEN_TOKENS="24", GEN_LORA=lora or ""))
-    assert r.returncode == 0, r.stderr
-    got = [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
-    assert len(got) == len(paths) and all("error" not in g for g in got), got
-    return [g["tokens"] for g in got]
+    got = llama_generate(paths, 24, lora)
+    assert sorted(got) == sorted(paths) and all("error" not in g for g in got.values()), got
+    return [got[p]["tokens"] for p in paths]
 
 
 def test_adapter_files_equal_the_converters(mount_factory, tmp_path):
