@@ -12,6 +12,7 @@ import shutil
 import signal
 import struct
 import subprocess
+import sys
 import threading
 import time
 
@@ -311,6 +312,93 @@ def test_an_open_handle_never_mixes_versions(mount_factory, tmp_path, how, mappe
         while os.path.exists(m.path("m")):
             assert time.time() < deadline, "the deleted model is still listed"
             time.sleep(0.2)
+
+
+def test_a_source_truncated_again_and_again_under_mapped_reads(mount_factory, tmp_path):
+    """-o map_reads converts from the source's mapped page cache, and cp over
+    a source truncates it in place: pages a worker is hashing or converting
+    vanish (SIGBUS; a manual 40 s run of this caught 146). For 8 s the
+    source is cut short and written back while three readers read its
+    views: the daemon lives on, and every read gives the views' bytes (a
+    prefix of them, then EIO) or fails to open; never other bytes."""
+    src = tmp_path / "src"
+    (src / "m").mkdir(parents=True)
+    path = src / "m" / "m.gguf"
+    bench = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "bench", "make_model.py")
+    subprocess.run([sys.executable, bench, str(path), "--dim", "1024", "--ffn", "2816", "--layers", "2",
+                    "--vocab", "8000"], check=True, capture_output=True)
+    orig = read_all(path)
+    views = ["q8_0", "q4_0", "q4_k_m", "fp16"]
+    m0 = mount_factory(src)
+    ref = {v: read_all(m0.path("m", v, "m.gguf")) for v in views}
+    m0.umount()
+    m = mount_factory(src, "map_reads", "hot_size=0", "readahead=0", "settle=50", "cache_size=1M")
+    for pattern in (r"changed or vanished while in use", r"source changed while chunk",
+                    r"lies beyond the end of the file.*only the f32 view is offered",  # a cut-short version
+                    r"changed while a read of it .* was being sent"):  # spliced bytes, checked after (-o splice)
+        m.expect_log(pattern)
+    stop = threading.Event()
+    seen = {"ok": 0, "eio": 0, "gone": 0}
+    bad = []
+
+    def writer():
+        rng = random.Random(1)
+        fd = os.open(path, os.O_WRONLY)
+        try:
+            while not stop.is_set():
+                os.ftruncate(fd, rng.randrange(len(orig) // 4, len(orig)))
+                time.sleep(rng.random() * 0.01)
+                os.pwrite(fd, orig, 0)
+                time.sleep(rng.random() * 0.1)
+        finally:
+            os.close(fd)
+
+    def reader(i):
+        rng = random.Random(i)
+        while not stop.is_set():
+            v = rng.choice(views)
+            got = b""
+            try:
+                with open(m.path("m", v, "m.gguf"), "rb", buffering=0) as f:
+                    os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+                    while True:
+                        b = f.read(1 << 20)
+                        if not b:
+                            break
+                        got += b
+                if got == ref[v]:
+                    seen["ok"] += 1
+                else:
+                    bad.append((v, len(got)))
+            except OSError as e:
+                if e.errno == errno.EIO and ref[v].startswith(got):
+                    seen["eio"] += 1
+                elif e.errno == errno.ENOENT:
+                    seen["gone"] += 1  # the cut-short version has no such view
+                else:
+                    bad.append((v, len(got), e))
+    ts = [threading.Thread(target=writer)] + [threading.Thread(target=reader, args=(i,)) for i in range(3)]
+    for t in ts:
+        t.start()
+    time.sleep(8)
+    stop.set()
+    for t in ts:
+        t.join(60)
+    assert m.proc.poll() is None, m.output()
+    assert not bad, bad[:5]
+    assert seen["eio"] > 0, seen
+    st = m.stats()
+    assert st["source_bytes_mapped"] > 0, st
+    # restored, and left alone: every view reads whole again
+    deadline = time.time() + 10
+    while True:
+        try:
+            if all(read_all(m.path("m", v, "m.gguf")) == ref[v] for v in views):
+                break
+        except OSError:
+            pass
+        assert time.time() < deadline, "the restored source's views do not read"
+        time.sleep(0.2)
 
 
 def test_mmap_never_mixes_versions(mount_factory, tmp_path):
