@@ -219,8 +219,6 @@ static uint64_t now_ns(void)
     return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
 }
 
-static bool key_eq(struct qc_key a, struct qc_key b) { return a.lo == b.lo && a.hi == b.hi; }
-
 /* ------------------------------------------- huge-page regions (arenas) */
 
 static size_t thp_round(size_t n) { return n ? (n + QC_THP - 1) & ~(QC_THP - 1) : QC_THP; }
@@ -327,7 +325,7 @@ static size_t bucket(const struct qc_cache *c, struct qc_key k) { return (size_t
 static struct qc_block *lookup(struct qc_cache *c, struct qc_key k)
 {
     for (struct qc_block *b = c->table[bucket(c, k)]; b; b = b->hnext)
-        if (key_eq(b->key, k))
+        if (qc_key_eq(b->key, k))
             return b;
     return NULL;
 }
@@ -428,7 +426,7 @@ static size_t fcost(const struct frame *f) { return f->f.stored_len + sizeof *f;
 static struct frame *flookup(struct qc_cache *c, struct qc_key k)
 {
     for (struct frame *f = c->ftable[k.lo % c->nfbuckets]; f; f = f->hnext)
-        if (key_eq(f->key, k))
+        if (qc_key_eq(f->key, k))
             return f;
     return NULL;
 }

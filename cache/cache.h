@@ -41,12 +41,15 @@
 #ifndef QUANTFS_CACHE_H
 #define QUANTFS_CACHE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 struct qc_key {
     uint64_t lo, hi;
 };
+
+static inline bool qc_key_eq(struct qc_key a, struct qc_key b) { return a.lo == b.lo && a.hi == b.hi; }
 
 /* xxh3-128 of an arbitrary key description (callers hash a packed struct of
  * source fingerprint, codec version, types, offsets and chunk index). */

@@ -736,6 +736,8 @@ int main(int argc, char *argv[])
         qfs_log(&q, LOG_WARNING, "no SIGBUS handler (%s): sources are read, not mapped", strerror(-rc));
         q.map_reads = 0;
     }
+    if (q.splice && (rc = qfs_pipes_init(&q.pipes)))
+        qfs_log(&q, LOG_WARNING, "no pipes for spliced replies (%s): source bytes are copied", strerror(-rc));
 
     /* threads only after fuse_daemonize: fork() would not carry them over */
     struct qc_opts copts = {.mem_budget = q.cache_size,
@@ -789,6 +791,7 @@ out_signals:
 out_session:
     qfs_watch_stop(&q);
     qfs_free_handles(&q);
+    qfs_pipes_fini(&q.pipes); /* the session's threads are joined */
     fuse_session_destroy(q.se);
     qc_cache_free(q.cache);
 out:

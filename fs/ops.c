@@ -163,6 +163,7 @@ static char *stats_json(struct qfs *q)
     qf_jdoc_int(d, "reads", (long long)atomic_load(&q->n_reads));
     qf_jdoc_int(d, "readaheads", (long long)atomic_load(&q->n_readaheads));
     qf_jdoc_int(d, "bytes_read", (long long)atomic_load(&q->bytes_read));
+    qf_jdoc_int(d, "source_bytes_spliced", (long long)atomic_load(&q->bytes_spliced));
     qf_jdoc_int(d, "source_bytes_mapped", (long long)atomic_load(&q->bytes_mapped));
     qf_jdoc_str(d, "source", q->source);
     qf_jdoc_int(d, "models", (long long)q->n_models);
@@ -811,8 +812,6 @@ static int mapped_run(void *arg)
     return rc;
 }
 
-static bool same_key(struct qc_key x, struct qc_key y) { return x.lo == y.lo && x.hi == y.hi; }
-
 /* Whether chunk c's input can be mapped rather than read: a local source
  * read as it is (not through the HF converter) and a chunk whose
  * conversion allocates nothing given scratch (codec.h, qf_conv_chunk_from),
@@ -833,20 +832,20 @@ static int fill_chunk(void *arg, uint8_t *dst, size_t len, void *scratch)
 {
     (void)len;
     struct fill_arg *a = arg;
-    if (a->in && a->in_mapped) { /* converted if the input still hashes to its key */
-        uint64_t off, n;
+    bool map = a->in ? a->in_mapped : mappable(a, scratch);
+    uint64_t off = 0, n = 0; /* the input's source range, where it is mapped */
+    if (map)
         qf_conv_chunk_src(a->e, a->chunk, &off, &n);
+    if (a->in && map) { /* converted if the input still hashes to its key */
         struct mapped_job j = {a->e, a->chunk, a->in, (size_t)n, dst, a->in_scratch, false, true, {0, 0}, {0, 0}};
         int rc = qfs_guard(mapped_run, &j);
-        if (!rc && !same_key(j.post_h, a->want))
+        if (!rc && !qc_key_eq(j.post_h, a->want))
             rc = changed_while_converted(a);
         return snap_ok(a->snap, rc);
     }
     if (a->in) /* converted from the bytes its key was hashed from */
         return snap_ok(a->snap, qf_conv_chunk_from(a->e, a->chunk, a->in, dst, a->in_scratch, false));
-    if (mappable(a, scratch)) {
-        uint64_t off, n;
-        qf_conv_chunk_src(a->e, a->chunk, &off, &n);
+    if (map) {
         struct qfs_map m;
         int rc = qfs_src_map(&a->snap->src, off, (size_t)n, &m);
         if (rc != -EAGAIN) {
@@ -855,7 +854,7 @@ static int fill_chunk(void *arg, uint8_t *dst, size_t len, void *scratch)
             struct mapped_job j = {a->e, a->chunk, m.p, (size_t)n, dst, scratch, a->verify, a->verify, {0, 0}, {0, 0}};
             rc = qfs_guard(mapped_run, &j);
             qfs_src_unmap(&m);
-            if (!rc && a->verify && (!same_key(j.pre_h, a->want) || !same_key(j.post_h, a->want)))
+            if (!rc && a->verify && (!qc_key_eq(j.pre_h, a->want) || !qc_key_eq(j.post_h, a->want)))
                 rc = changed_while_converted(a);
             return snap_ok(a->snap, rc);
         }
@@ -865,7 +864,7 @@ static int fill_chunk(void *arg, uint8_t *dst, size_t len, void *scratch)
                        : qf_conv_chunk(a->e, a->chunk, a->snap->rd, a->snap->rdctx, dst, scratch, false);
     /* the bytes converted are not the ones the key was made from: the
      * source changed between the two reads; never stored under that key */
-    if (!rc && a->verify && (h.calls != 1 || !same_key(h.got, a->want)))
+    if (!rc && a->verify && (h.calls != 1 || !qc_key_eq(h.got, a->want)))
         rc = changed_while_converted(a);
     return snap_ok(a->snap, rc);
 }
@@ -987,7 +986,8 @@ struct reply {
     struct qc_block **held;
     size_t nheld, heldcap;
     uint8_t *srcbuf; /* sized for the whole request */
-    size_t srcused;
+    size_t srcused, total;
+    struct qfs_pipe *pipe; /* the whole reply, staged (stage_reply), or NULL */
 };
 
 static const uint8_t zero_page[1 << 16];
@@ -1148,29 +1148,61 @@ static void schedule_readahead(struct qfs *q, struct handle *h, uint64_t off)
     qf_layout_walk(h->layout, off, (uint64_t)q->readahead_mb << 20, readahead_piece, &c);
 }
 
-/* The reply: by writev when it is all memory; spliced when source bytes
- * are in it (libfuse moves memory pieces into its pipe with write(), the
- * source's by splice(2)). */
-static void send_reply(fuse_req_t req, struct reply *r)
+/* A reply with a local source's bytes in it, staged whole in this
+ * thread's pipe (pipe.h: each length checked, so a source cut short since
+ * the gather fails here rather than making libfuse send a short reply):
+ * 0, or -EIO if the source ended early. Where it cannot be staged (no
+ * room, no pipe, a filesystem without splice) the source's pieces are
+ * copied instead, as -o no_splice reads them. */
+static int stage_reply(struct qfs *q, struct reply *r)
 {
-    if (!r->fd_bytes) {
+    struct qfs_pipe *p = qfs_pipe_get(&q->pipes);
+    int rc = p ? 0 : -EAGAIN;
+    for (size_t i = 0; i < r->n && !rc; i++)
+        rc = r->fd[i] >= 0 ? qfs_pipe_splice(p, r->fd[i], (uint64_t)(uintptr_t)r->iov[i].iov_base, r->iov[i].iov_len)
+                           : qfs_pipe_write(p, r->iov[i].iov_base, r->iov[i].iov_len);
+    if (!rc) {
+        r->pipe = p;
+        return 0;
+    }
+    if (p)
+        qfs_pipe_reset(&q->pipes, p);
+    if (rc == -EIO)
+        return rc;
+    if (!r->srcbuf && !(r->srcbuf = malloc(r->total)))
+        return -ENOMEM;
+    rc = 0;
+    for (size_t i = 0; i < r->n && !rc; i++) {
+        if (r->fd[i] < 0)
+            continue;
+        uint8_t *b = r->srcbuf + r->srcused;
+        size_t len = r->iov[i].iov_len;
+        /* -EIO where the source ends first */
+        rc = r->snap->rd(r->snap->rdctx, b, len, (uint64_t)(uintptr_t)r->iov[i].iov_base);
+        r->iov[i].iov_base = b;
+        r->fd[i] = -1;
+        r->srcused += len;
+    }
+    r->fd_bytes = 0;
+    return rc;
+}
+
+/* The reply: by writev when it is all memory, else from the pipe it was
+ * staged in (libfuse moves the pipe's buffers into its own and on to
+ * /dev/fuse: the source's bytes are never copied in this process). */
+static void send_reply(fuse_req_t req, struct qfs *q, struct reply *r)
+{
+    if (!r->pipe) {
         fuse_reply_iov(req, r->iov, (int)r->n);
         return;
     }
-    struct fuse_bufvec *bv = malloc(sizeof *bv + r->n * sizeof(struct fuse_buf));
-    if (!bv) {
-        fuse_reply_err(req, ENOMEM);
-        return;
-    }
-    *bv = (struct fuse_bufvec){.count = r->n};
-    for (size_t i = 0; i < r->n; i++)
-        bv->buf[i] = r->fd[i] >= 0 ? (struct fuse_buf){.size = r->iov[i].iov_len,
-                                                        .flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK | FUSE_BUF_FD_RETRY,
-                                                        .fd = r->fd[i],
-                                                        .pos = (off_t)(uintptr_t)r->iov[i].iov_base}
-                                   : (struct fuse_buf){.size = r->iov[i].iov_len, .mem = r->iov[i].iov_base, .fd = -1};
-    fuse_reply_data(req, bv, 0);
-    free(bv);
+    struct fuse_bufvec bv = FUSE_BUFVEC_INIT(r->total);
+    bv.buf[0] = (struct fuse_buf){.size = r->total, .flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_RETRY, .fd = r->pipe->fd[0]};
+    fuse_reply_data(req, &bv, 0);
+    /* a failed send (the reader gone) can leave bytes behind */
+    if (!qfs_pipe_drained(r->pipe))
+        qfs_pipe_reset(&q->pipes, r->pipe);
+    r->pipe = NULL;
 }
 
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
@@ -1201,7 +1233,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
     }
     if (size > fsize - (uint64_t)off)
         size = (size_t)(fsize - (uint64_t)off);
-    struct reply r = {.snap = h->snap, .view = h->view, .src_fd = -1};
+    struct reply r = {.snap = h->snap, .view = h->view, .src_fd = -1, .total = size};
     /* the reply points into the layout: RELEASE of this very handle may
      * come while it is still being sent (the client has its bytes) */
     atomic_fetch_add(&h->snap->refs, 1);
@@ -1211,7 +1243,10 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
         struct gather_ctx g = {q, h->snap, &r, size};
         rc = qf_layout_walk(h->layout, (uint64_t)off, size, gather_piece, &g);
     }
-    /* checked again after: a source rewritten mid-read must not leak out */
+    if (!rc && r.fd_bytes)
+        rc = stage_reply(q, &r);
+    /* checked again after (after staging: what is in the pipe is what is
+     * sent): a source rewritten mid-read must not leak out */
     if (!rc)
         rc = qfs_snap_verify(q, h->snap);
     atomic_fetch_add(&q->n_reads, 1);
@@ -1225,6 +1260,8 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
         else if (rc != -EIO)
             qfs_log(q, LOG_ERR, "read %s at %lld: %s", h->snap->file->path, (long long)off, strerror(-rc));
         fuse_reply_err(req, rc == -ENOMEM ? ENOMEM : EIO);
+        if (r.pipe)
+            qfs_pipe_reset(&q->pipes, r.pipe);
         reply_free(q, &r);
         return;
     }
@@ -1246,16 +1283,20 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
         atomic_store(&h->far, end); /* a jump (a second pass, a seek): a stream may start here */
     }
     size_t view = h->view; /* h may be freed once the reply is sent; r holds the snapshot */
-    send_reply(req, &r);
-    /* spliced bytes are read from the source as the reply is sent, after
-     * the checks above: a source rewritten in place in that window (the
-     * descriptor's size or mtime moved; not ctime, which an unlink or a
-     * rename after the read moves too) is found here, too late to refuse
-     * this read but said, and every later one gets EIO (-o no_splice reads
-     * before it checks) */
+    bool spliced = r.pipe;
+    if (spliced)
+        atomic_fetch_add(&q->bytes_spliced, r.fd_bytes);
+    send_reply(req, q, &r);
+    /* the pipe holds the source's pages, not a copy of them: a source
+     * rewritten in place after the check above and before libfuse's copy
+     * into the request (the descriptor's size or mtime moved; not ctime,
+     * which an unlink or a rename after the read moves too) is found
+     * here, too late to refuse this read but said, and every later one
+     * gets EIO (-o no_splice copies before it checks). A page cut away
+     * in that window reads as zeros (measured, ext4 and tmpfs). */
     struct stat now;
     const struct stat *was = &r.snap->src.st;
-    if (r.fd_bytes &&
+    if (spliced &&
         (fstat(r.src_fd, &now) || now.st_size != was->st_size || now.st_mtim.tv_sec != was->st_mtim.tv_sec ||
          now.st_mtim.tv_nsec != was->st_mtim.tv_nsec) &&
         qfs_snap_verify(q, r.snap))

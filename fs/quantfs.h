@@ -33,6 +33,7 @@
 
 #include "cache.h"
 #include "codec.h"
+#include "pipe.h"
 
 #define QFS_MAX_VIEWS 96
 #define QFS_PARSE_SLOTS 2
@@ -184,6 +185,7 @@ struct qfs {
     int follow_symlinks;   /* -o follow_symlinks: sources may resolve outside the root */
     int check;             /* -o check: run quantfs-check per model */
     int splice;            /* -o splice: source bytes spliced into replies */
+    struct qfs_pipes pipes; /* each session thread's pipe for spliced replies (pipe.h) */
     int map_reads;         /* -o map_reads: conversions read local sources mapped (qfs_src_map) */
     unsigned read_ahead_kb; /* -o read_ahead_kb: the kernel's readahead for the mount */
     unsigned max_background; /* -o max_background: the kernel's async requests in flight (0: its 12) */
@@ -277,6 +279,7 @@ struct qfs {
     size_t tok_bytes;
     atomic_uint_fast64_t tok_reused; /* stats: builds that reused one */
     atomic_uint_fast64_t hash_ns;    /* stats: time hashing chunk inputs (xxh3 only) */
+    atomic_uint_fast64_t bytes_spliced; /* stats: source bytes sent from a pipe (stage_reply), never copied here */
     atomic_uint_fast64_t bytes_mapped; /* stats: source bytes conversions read mapped (qfs_src_map) */
     atomic_bool router_seen;         /* the kernel looked up .quantfs/models */
     atomic_size_t idle_layouts;      /* bytes of view layouts no one uses (qfs_snap.layouts) */

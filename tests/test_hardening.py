@@ -314,6 +314,16 @@ def test_an_open_handle_never_mixes_versions(mount_factory, tmp_path, how, mappe
             time.sleep(0.2)
 
 
+def synthetic_model(src, dim, ffn, vocab):
+    """SRC/m/m.gguf: an F32 llama of two layers by bench/make_model.py."""
+    (src / "m").mkdir(parents=True)
+    path = src / "m" / "m.gguf"
+    bench = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "bench", "make_model.py")
+    subprocess.run([sys.executable, bench, str(path), "--dim", str(dim), "--ffn", str(ffn), "--layers", "2",
+                    "--vocab", str(vocab)], check=True, capture_output=True)
+    return path
+
+
 def test_a_source_truncated_again_and_again_under_mapped_reads(mount_factory, tmp_path):
     """-o map_reads converts from the source's mapped page cache, and cp over
     a source truncates it in place: pages a worker is hashing or converting
@@ -322,11 +332,7 @@ def test_a_source_truncated_again_and_again_under_mapped_reads(mount_factory, tm
     views: the daemon lives on, and every read gives the views' bytes (a
     prefix of them, then EIO) or fails to open; never other bytes."""
     src = tmp_path / "src"
-    (src / "m").mkdir(parents=True)
-    path = src / "m" / "m.gguf"
-    bench = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "bench", "make_model.py")
-    subprocess.run([sys.executable, bench, str(path), "--dim", "1024", "--ffn", "2816", "--layers", "2",
-                    "--vocab", "8000"], check=True, capture_output=True)
+    path = synthetic_model(src, 1024, 2816, 8000)
     orig = read_all(path)
     views = ["q8_0", "q4_0", "q4_k_m", "fp16"]
     m0 = mount_factory(src)
@@ -399,6 +405,88 @@ def test_a_source_truncated_again_and_again_under_mapped_reads(mount_factory, tm
             pass
         assert time.time() < deadline, "the restored source's views do not read"
         time.sleep(0.2)
+
+
+def test_spliced_reads_of_a_source_cut_short_are_whole_or_eio(mount_factory, tmp_path):
+    """The f32 view's bytes are spliced from the source's page cache. Given
+    the source's descriptor, libfuse 3.14 reads it as it sends and takes an
+    early end for the file's: a source cut short between the daemon's check
+    and the send gave a short reply (the reader sees EOF mid-file, with no
+    error, and the kernel shrinks the file for every reader). Replies are
+    now staged in a pipe with every length checked (tests/test_pipe.c). In
+    rounds, three readers read the f32 view while the source is cut short
+    once; a handle held open all round pins the version (a changed source is
+    not served while its old version is open), so every read gives the whole
+    view or fails with EIO, and anything shorter is a short reply. The
+    window is microseconds: runs of the previous binary did not hit it; this
+    checks that staged replies hold the view's bytes while sources are cut
+    short under them."""
+    src = tmp_path / "src"
+    path = synthetic_model(src, 512, 1408, 4000)
+    orig = read_all(path)
+    m = mount_factory(src, "hot_size=0", "readahead=0")
+    view = m.path("m", "f32", "m.gguf")
+    assert read_all(view) == orig  # bench/make_model.py writes what the f32 view serves
+    for pattern in (r"changed or vanished while in use", r"changed while a read of it .* was being sent"):
+        m.expect_log(pattern)
+    rng = random.Random(1)
+    seen = {"whole": 0, "eio": 0}
+    bad = []
+
+    def reader(stop):
+        while not stop.is_set():
+            got = []
+            try:
+                with open(view, "rb", buffering=0) as f:
+                    os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+                    while True:
+                        b = f.read(1 << 20)
+                        if not b:
+                            break
+                        got.append(b)
+            except OSError as e:
+                if e.errno == errno.EIO:
+                    seen["eio"] += 1
+                    stop.wait()  # the version is gone for this round
+                else:
+                    bad.append(("error", e))
+                continue
+            got = b"".join(got)
+            if got == orig:
+                seen["whole"] += 1
+            else:
+                bad.append(("short" if orig.startswith(got) else "bytes", len(got)))
+
+    deadline = time.time() + 6
+    rounds = 0
+    while time.time() < deadline:
+        rounds += 1
+        pin = open(view, "rb")  # fails until the restored version is served
+        try:
+            stop = threading.Event()
+            ts = [threading.Thread(target=reader, args=(stop,)) for _ in range(3)]
+            for t in ts:
+                t.start()
+            time.sleep(rng.random() * 0.05)
+            os.truncate(path, rng.randrange(len(orig) // 4, len(orig)))
+            time.sleep(0.02)
+            stop.set()
+            for t in ts:
+                t.join(60)
+        finally:
+            pin.close()
+        with open(path, "r+b") as f:
+            f.write(orig)
+        while True:  # the restored version, served once nothing holds the old one
+            try:
+                with open(view, "rb"):
+                    break
+            except OSError:
+                time.sleep(0.01)
+    assert m.proc.poll() is None, m.output()
+    assert not bad, (rounds, seen, bad[:5])
+    assert seen["eio"] > 0 and seen["whole"] > 0, seen
+    assert m.stats()["source_bytes_spliced"] > 0
 
 
 def test_mmap_never_mixes_versions(mount_factory, tmp_path):
