@@ -12,7 +12,9 @@ prints:
   f32 / native the f32 view (no conversion: source bytes through FUSE)
   mmap / read  the f32 view through mmap against its read()
   VIEW / f32   each view's output rate against the f32 view's (and the
-               daemon's CPU time over the read's wall time, in cores), and
+               daemon's CPU time over the read's wall time, in cores, and the
+               whole machine's: all cores busy means CPU-bound; the cores the
+               view's CPU time per byte would take at the f32 view's rate), and
                with -o map_reads (the source mapped, not copied) against it;
                "native mapped" is the bound: the source's pages mapped
                1 MiB at a time by one thread per CPU, against pread
@@ -119,6 +121,15 @@ def cpu_seconds(pid):
     return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def busy_seconds():
+    """CPU seconds the whole machine spent not idle (/proc/stat): over a
+    read, against its wall time and the CPU count, whether the read had
+    cores left over or was bound by the CPU work each byte takes."""
+    f = open("/proc/stat").readline().split()[1:]
+    ticks = [int(x) for x in f[:8]]
+    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")  # less idle, iowait
+
+
 def mmap_file(path):
     fd = os.open(path, os.O_RDONLY)
     size = os.fstat(fd).st_size
@@ -203,11 +214,14 @@ def cold(quantfs, src, model, fname, view, how="read", opts=(), prefix=()):
     try:
         p = os.path.join(m.dir, model, view, fname)
         c0 = cpu_seconds(m.pid) if m.pid else 0
+        b0 = busy_seconds()
         n, dt = (mmap_file if how == "mmap" else read_file)(p)
+        b1 = busy_seconds()
         c1 = cpu_seconds(m.pid) if m.pid else 0
         warm = read_file(p)[1] if how == "warm" else None
         st = m.stats()
         st["_cores"] = (c1 - c0) / dt  # the daemon's CPU time over the read's wall time
+        st["_busy"] = (b1 - b0) / dt  # the machine's, reader and kernel included
     finally:
         m.close()
     return n, dt, warm, st
@@ -272,6 +286,7 @@ def main():
             add("pt mmap", mm)
         n, dt, warm, st = cold(quantfs, src, model, fname, "f32", "warm")
         add("f32", n / dt)
+        add("f32 busy", st["_busy"])
         add("warm", n / warm)
         add("req", st.get("bytes_read", 0) / max(1, st.get("reads", 1)))
         n, dt, _, st = cold(quantfs, src, model, fname, "f32", opts=["no_splice", "read_ahead_kb=0"])
@@ -293,6 +308,7 @@ def main():
             add(v, n / dt)
             add(v + " in", size / dt)
             add(v + " cores", st["_cores"])
+            add(v + " busy", st["_busy"])
             n, dt, _, st = cold(quantfs, src, model, fname, v, opts=["map_reads"])
             add(v + " mapped", n / dt)
             add(v + " mapped cores", st["_cores"])
@@ -318,7 +334,8 @@ def main():
         "native read, %d threads" % ncpu, med["native par"] / 1e6, med["native par"] / med["native"]))
     print("%-22s %10.0f %6.2fx native read, %d threads (-o map_reads' source reads)" % (
         "native mapped, %d thr." % ncpu, med["native par map"] / 1e6, med["native par map"] / med["native par"], ncpu))
-    print("%-22s %10.0f %6.2fx native" % ("f32 view, read", med["f32"] / 1e6, med["f32"] / med["native"]))
+    print("%-22s %10.0f %6.2fx native (machine busy %.1f of %d cores)" % (
+        "f32 view, read", med["f32"] / 1e6, med["f32"] / med["native"], med["f32 busy"], ncpu))
     print("%-22s %10.0f %6.2fx native (%.0f KiB requests)" % ("f32 view, before", med["f32 before"] / 1e6,
                                                              med["f32 before"] / med["native"], med["req before"] / 1024))
     print("%-22s %10.0f %6.2fx before" % ("f32 view, now", med["f32"] / 1e6, med["f32"] / med["f32 before"]))
@@ -342,8 +359,13 @@ def main():
         print("%-22s %10.0f %6.2fx native" % ("passthrough, warm", med["pt warm"] / 1e6,
                                               med["pt warm"] / med["native"]))
     for v in views:
-        print("%-22s %10.0f %6.2fx f32 output (F32 in: %.0f MB/s, daemon on %.1f cores)%s" % (
+        # the machine's CPU time per byte of output, times the f32 view's rate:
+        # the cores this view would keep busy at that rate
+        need = med[v + " busy"] / med[v] * med["f32"]
+        print("%-22s %10.0f %6.2fx f32 output (F32 in: %.0f MB/s, daemon on %.1f cores, machine %.1f; "
+              "at f32's rate: %.1f cores)%s" % (
             v + " view, read", med[v] / 1e6, med[v] / med["f32"], med[v + " in"] / 1e6, med[v + " cores"],
+            med[v + " busy"], need,
             ", %.2fx BEFORE" % (med[v] / med[v + " before"]) if before else ""))
         print("%-22s %10.0f %6.2fx copied (-o map_reads; daemon on %.1f cores)" % (
             v + ", mapped", med[v + " mapped"] / 1e6, med[v + " mapped"] / med[v], med[v + " mapped cores"]))

@@ -154,11 +154,37 @@ uint64_t qf_conv_chunk_at(const struct qf_extent *e, uint64_t rel)
     return c < last ? c : last;
 }
 
+/* f16/bf16/q8_0 output from SIMD kernels that check the input as they
+ * convert it (one pass, not two): true if done, *finite then says whether
+ * it was. */
+static bool convert_checked(const struct qf_extent *e, const float *f, uint64_t n, void *dst, bool *finite)
+{
+#ifdef QF_HAVE_X86
+    if (e->imat || !qf_simd_available())
+        return false;
+    if (e->dst_type == QF_F16 || e->dst_type == QF_BF16) {
+        *finite = e->dst_type == QF_F16 ? qf_convert_f16_finite_avx2(f, dst, (size_t)n)
+                                        : qf_convert_bf16_finite_avx2(f, dst, (size_t)n);
+        return true;
+    }
+    if (e->dst_type == QF_Q8_0 && !(n % 32)) {
+        *finite = qf_quantize_q8_0_finite_avx2(f, dst, (size_t)(n / 32));
+        return true;
+    }
+#else
+    (void)e, (void)f, (void)n, (void)dst, (void)finite;
+#endif
+    return false;
+}
+
 /* Converts chunk c's n source elements, f32 at f (scratch, or the input
  * itself for an F32 source), into dst. */
 static int convert(const struct qf_extent *e, uint64_t c, uint64_t n, const float *f, void *dst, bool scalar_only)
 {
     int rc = 0;
+    bool finite;
+    if (e->validate && !scalar_only && convert_checked(e, f, n, dst, &finite))
+        return finite ? 0 : -EBADMSG;
     if (e->validate && !qf_finite(QF_F32, f, (size_t)n))
         return -EBADMSG;
     if (e->imat) { /* whole rows, each with its matrix's weights */

@@ -211,6 +211,10 @@ bool qf_simd_available(void);
 #define QF_HAVE_X86 1
 void qf_convert_f16_avx2(const float *x, uint8_t *y, size_t n);
 void qf_convert_bf16_avx2(const float *x, uint8_t *y, size_t n);
+/* the same bytes; true if every input was finite (qf_finite) */
+bool qf_convert_f16_finite_avx2(const float *x, uint8_t *y, size_t n);
+bool qf_convert_bf16_finite_avx2(const float *x, uint8_t *y, size_t n);
+bool qf_quantize_q8_0_finite_avx2(const float *x, uint8_t *y, size_t nb); /* nb blocks of 32 */
 void qf_dequantize_f16_avx2(const uint8_t *x, float *y, size_t n);
 void qf_dequantize_bf16_avx2(const uint8_t *x, float *y, size_t n);
 bool qf_f32_finite_avx2(const uint8_t *p, size_t n); /* qf_finite for QF_F32 */

@@ -1196,8 +1196,8 @@ static void send_reply(fuse_req_t req, struct qfs *q, struct reply *r)
         fuse_reply_iov(req, r->iov, (int)r->n);
         return;
     }
-    struct fuse_bufvec bv = FUSE_BUFVEC_INIT(r->total);
-    bv.buf[0] = (struct fuse_buf){.size = r->total, .flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_RETRY, .fd = r->pipe->fd[0]};
+    struct fuse_bufvec bv = FUSE_BUFVEC_INIT(r->pipe->used);
+    bv.buf[0] = (struct fuse_buf){.size = r->pipe->used, .flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_RETRY, .fd = r->pipe->fd[0]};
     fuse_reply_data(req, &bv, 0);
     /* a failed send (the reader gone) can leave bytes behind */
     if (!qfs_pipe_drained(r->pipe))

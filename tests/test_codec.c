@@ -236,6 +236,62 @@ static void test_finite_check(void **state)
     }
 }
 
+/* f16/bf16/q8_0 kernels that check their input as they convert it: the
+ * bytes of the reference conversion, and the finite check's answer, with
+ * one NaN or Inf anywhere (SIMD body and tail), extreme finite values too. */
+static void test_convert_checked(void **state)
+{
+    (void)state;
+#ifdef QF_HAVE_X86
+    if (!qf_simd_available())
+        skip();
+    float x[40];
+    uint8_t a[80], b[80];
+    for (int t = 0; t < 2; t++) {
+        uint32_t type = t ? QF_BF16 : QF_F16;
+        bool (*fused)(const float *, uint8_t *, size_t) = t ? qf_convert_bf16_finite_avx2 : qf_convert_f16_finite_avx2;
+        for (size_t n = 1; n <= 40; n++) {
+            for (size_t i = 0; i < n; i++)
+                x[i] = (i % 4 == 0) ? FLT_MAX : (i % 4 == 1) ? -1e-45f : (i % 4 == 2) ? -0.f : 65519.f;
+            assert_true(fused(x, b, n));
+            assert_int_equal(qf_quantize_ref(type, x, a, n), 0);
+            assert_memory_equal(a, b, 2 * n);
+            for (size_t bad = 0; bad < n; bad++) {
+                static const float nonfinite[] = {INFINITY, -INFINITY, NAN};
+                float keep = x[bad];
+                x[bad] = nonfinite[bad % 3];
+                if (fused(x, b, n))
+                    fail_msg("%s n %zu: %g at %zu not found", t ? "bf16" : "f16", n, (double)x[bad], bad);
+                assert_int_equal(qf_quantize_ref(type, x, a, n), 0);
+                assert_memory_equal(a, b, 2 * n);
+                x[bad] = keep;
+            }
+        }
+    }
+    /* q8_0: blocks of 32, the one with a NaN or Inf by the reference */
+    float q[96];
+    uint8_t qa[102], qb[102];
+    for (size_t n = 32; n <= 96; n += 32) {
+        qf_selftest_input(q, n, n);
+        assert_true(qf_quantize_q8_0_finite_avx2(q, qb, n / 32));
+        assert_int_equal(qf_quantize_ref(QF_Q8_0, q, qa, n), 0);
+        assert_memory_equal(qa, qb, n / 32 * 34);
+        for (size_t bad = 0; bad < n; bad += 7) {
+            static const float nonfinite[] = {INFINITY, -INFINITY, NAN};
+            float keep = q[bad];
+            q[bad] = nonfinite[bad % 3];
+            if (qf_quantize_q8_0_finite_avx2(q, qb, n / 32))
+                fail_msg("q8_0 n %zu: %g at %zu not found", n, (double)q[bad], bad);
+            assert_int_equal(qf_quantize_ref(QF_Q8_0, q, qa, n), 0);
+            assert_memory_equal(qa, qb, n / 32 * 34);
+            q[bad] = keep;
+        }
+    }
+#else
+    skip();
+#endif
+}
+
 /* Blocks of n values whose inputs are all finite are equal in a and b.
  * Non-finite values never reach a GGUF kernel (the layout refuses the
  * tensor first, as llama-quantize does), and where one meets two NaN
@@ -522,6 +578,7 @@ int main(void)
         cmocka_unit_test(test_bf16_conversion),
         cmocka_unit_test(test_simd_equals_scalar),
         cmocka_unit_test(test_finite_check),
+        cmocka_unit_test(test_convert_checked),
         cmocka_unit_test(test_self_test),
         cmocka_unit_test(test_bad_arguments),
         cmocka_unit_test(test_reports),

@@ -457,7 +457,7 @@ def test_spliced_reads_of_a_source_cut_short_are_whole_or_eio(mount_factory, tmp
             else:
                 bad.append(("short" if orig.startswith(got) else "bytes", len(got)))
 
-    deadline = time.time() + 6
+    deadline = time.time() + 5
     rounds = 0
     while time.time() < deadline:
         rounds += 1

@@ -161,9 +161,10 @@ def test_nan_in_source_fails_reads(mount_factory, tmp_path, synth_src):
     (src / "m" / "m.gguf").write_bytes(bytes(data))
     m = mount_factory(src)
     m.expect_log(r"NaN or Inf")
-    with pytest.raises(OSError) as e:
-        open(m.path("m", "q4_k_m", "m.gguf"), "rb").read()
-    assert e.value.errno == 5
+    for view in ("q4_k_m", "fp16", "bf16"):  # fp16/bf16: checked as they are converted
+        with pytest.raises(OSError) as e:
+            open(m.path("m", view, "m.gguf"), "rb").read()
+        assert e.value.errno == 5, view
     assert open(m.path("m", "f32", "m.gguf"), "rb").read() == bytes(data)
 
 
