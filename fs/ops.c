@@ -1157,7 +1157,13 @@ static void schedule_readahead(struct qfs *q, struct handle *h, uint64_t off)
 static int stage_reply(struct qfs *q, struct reply *r)
 {
     struct qfs_pipe *p = qfs_pipe_get(&q->pipes);
-    int rc = p ? 0 : -EAGAIN;
+    /* a page per pipe buffer: the bytes' pages, and one more per piece
+     * at most (a piece that straddles pages); a pipe too small (a
+     * privileged one made smaller, fs.pipe-user-pages-soft reached) is
+     * kept and the reply copied, not staged and thrown away */
+    int rc = p && p->size >= r->total + ((size_t)r->n + 1) * 4096 ? 0 : -EAGAIN;
+    if (rc)
+        p = NULL;
     for (size_t i = 0; i < r->n && !rc; i++)
         rc = r->fd[i] >= 0 ? qfs_pipe_splice(p, r->fd[i], (uint64_t)(uintptr_t)r->iov[i].iov_base, r->iov[i].iov_len)
                            : qfs_pipe_write(p, r->iov[i].iov_base, r->iov[i].iov_len);
