@@ -49,6 +49,8 @@ struct qc_key {
     uint64_t lo, hi;
 };
 
+/* Keys name the same bytes (the cache's lookups; fs/ compares a chunk's
+ * input hash with the key it was fetched under). */
 static inline bool qc_key_eq(struct qc_key a, struct qc_key b) { return a.lo == b.lo && a.hi == b.hi; }
 
 /* xxh3-128 of an arbitrary key description (callers hash a packed struct of
