@@ -327,12 +327,12 @@ def synthetic_model(src, dim, ffn, vocab):
 def test_a_source_truncated_again_and_again_under_mapped_reads(mount_factory, tmp_path):
     """-o map_reads converts from the source's mapped page cache, and cp over
     a source truncates it in place: pages a worker is hashing or converting
-    vanish (SIGBUS; a manual 40 s run of this caught 146). For 8 s the
+    vanish (SIGBUS; a manual 40 s run of this caught 146). For 6 s the
     source is cut short and written back while three readers read its
     views: the daemon lives on, and every read gives the views' bytes (a
     prefix of them, then EIO) or fails to open; never other bytes."""
     src = tmp_path / "src"
-    path = synthetic_model(src, 1024, 2816, 8000)
+    path = synthetic_model(src, 768, 2048, 6000)
     orig = read_all(path)
     views = ["q8_0", "q4_0", "q4_k_m", "fp16"]
     m0 = mount_factory(src)
@@ -386,7 +386,7 @@ def test_a_source_truncated_again_and_again_under_mapped_reads(mount_factory, tm
     ts = [threading.Thread(target=writer)] + [threading.Thread(target=reader, args=(i,)) for i in range(3)]
     for t in ts:
         t.start()
-    time.sleep(8)
+    time.sleep(6)
     stop.set()
     for t in ts:
         t.join(60)
