@@ -117,7 +117,8 @@ def parallel_map(path, n, bs=1 << 20):
 
 
 def cpu_seconds(pid):
-    f = open("/proc/%d/stat" % pid).read().rsplit(")", 1)[1].split()
+    with open("/proc/%d/stat" % pid) as st:
+        f = st.read().rsplit(")", 1)[1].split()
     return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
 
 
@@ -125,7 +126,8 @@ def busy_seconds():
     """CPU seconds the whole machine spent not idle (/proc/stat): over a
     read, against its wall time and the CPU count, whether the read had
     cores left over or was bound by the CPU work each byte takes."""
-    f = open("/proc/stat").readline().split()[1:]
+    with open("/proc/stat") as st:
+        f = st.readline().split()[1:]
     ticks = [int(x) for x in f[:8]]
     return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")  # less idle, iowait
 

@@ -102,6 +102,10 @@ struct qf_type_info {
     /* this type -> f32 as ggml's dequantize_row_*, NULL if unknown */
     void (*dequantize)(const uint8_t *x, float *y, size_t nb);
     bool is_source; /* f32/f16/bf16: a tensor type quantfs converts from */
+    /* quantize_simd's bytes with the finite check folded in (one pass over
+     * the input, not two): true if every input was finite. NULL if none;
+     * only when qf_simd_available(). */
+    bool (*quantize_simd_checked)(const float *x, uint8_t *y, size_t nb);
 };
 
 /* NULL for an unknown id. Ids ggml knows but quantfs cannot produce still
@@ -143,6 +147,11 @@ const char *qf_simd_name(void);
 /* Force the scalar path in qf_quantize (tests and benchmarks). The setting
  * lives in the caller: pass it to qf_quantize_opt. */
 int qf_quantize_opt(uint32_t type, const float *src, void *dst, size_t n, bool scalar_only);
+
+/* qf_quantize_opt that refuses input with a NaN or Inf: -EBADMSG, dst's
+ * bytes then unspecified. One pass where the type has a checked kernel
+ * (f16, bf16, q8_0 on x86), a check and then the conversion elsewhere. */
+int qf_quantize_checked(uint32_t type, const float *src, void *dst, size_t n, bool scalar_only);
 
 /* What llama-quantize runs with an importance matrix (quant_w.c): ggml's
  * quantize_<type>(x, y, 1, n, qw) for one row of n values (whole blocks)

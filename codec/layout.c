@@ -154,37 +154,14 @@ uint64_t qf_conv_chunk_at(const struct qf_extent *e, uint64_t rel)
     return c < last ? c : last;
 }
 
-/* f16/bf16/q8_0 output from SIMD kernels that check the input as they
- * convert it (one pass, not two): true if done, *finite then says whether
- * it was. */
-static bool convert_checked(const struct qf_extent *e, const float *f, uint64_t n, void *dst, bool *finite)
-{
-#ifdef QF_HAVE_X86
-    if (e->imat || !qf_simd_available())
-        return false;
-    if (e->dst_type == QF_F16 || e->dst_type == QF_BF16) {
-        *finite = e->dst_type == QF_F16 ? qf_convert_f16_finite_avx2(f, dst, (size_t)n)
-                                        : qf_convert_bf16_finite_avx2(f, dst, (size_t)n);
-        return true;
-    }
-    if (e->dst_type == QF_Q8_0 && !(n % 32)) {
-        *finite = qf_quantize_q8_0_finite_avx2(f, dst, (size_t)(n / 32));
-        return true;
-    }
-#else
-    (void)e, (void)f, (void)n, (void)dst, (void)finite;
-#endif
-    return false;
-}
-
 /* Converts chunk c's n source elements, f32 at f (scratch, or the input
  * itself for an F32 source), into dst. */
 static int convert(const struct qf_extent *e, uint64_t c, uint64_t n, const float *f, void *dst, bool scalar_only)
 {
     int rc = 0;
-    bool finite;
-    if (e->validate && !scalar_only && convert_checked(e, f, n, dst, &finite))
-        return finite ? 0 : -EBADMSG;
+    const struct qf_row_kind *rk = qf_row_kind(e->dst_type);
+    if (e->validate && !e->imat && !rk) /* one pass where a kernel checks as it converts */
+        return qf_quantize_checked(e->dst_type, f, dst, (size_t)n, scalar_only);
     if (e->validate && !qf_finite(QF_F32, f, (size_t)n))
         return -EBADMSG;
     if (e->imat) { /* whole rows, each with its matrix's weights */
@@ -196,7 +173,6 @@ static int convert(const struct qf_extent *e, uint64_t c, uint64_t n, const floa
                                       (uint8_t *)dst + r * row_bytes, scalar_only);
         return rc;
     }
-    const struct qf_row_kind *rk = qf_row_kind(e->dst_type);
     if (rk)
         return rk->quantize(f, (size_t)(n / e->row_len), (size_t)e->row_len, e->group, dst);
     return qf_quantize_opt(e->dst_type, f, dst, (size_t)n, scalar_only);

@@ -21,12 +21,14 @@
 #define OTHER(t, blck, size) {#t, blck, size, NULL, NULL, NULL, false}
 static const struct qf_type_info type_table[QF_TYPE_MAX] = {
     [QF_F32] = {"f32", 1, 4, qf_convert_f32_ref, NULL, qf_dequantize_f32, true},
-    [QF_F16] = {"f16", 1, 2, qf_convert_f16_ref, SIMD(qf_convert_f16_avx2), qf_dequantize_f16, true},
+    [QF_F16] = {"f16", 1, 2, qf_convert_f16_ref, SIMD(qf_convert_f16_avx2), qf_dequantize_f16, true,
+                SIMD(qf_convert_f16_finite_avx2)},
     [QF_Q4_0] = QUANT(q4_0, 32, 18, SIMD(qf_quantize_q4_0_avx2)),
     [QF_Q4_1] = QUANT(q4_1, 32, 20, SIMD(qf_quantize_q4_1_avx2)),
     [QF_Q5_0] = QUANT(q5_0, 32, 22, SIMD(qf_quantize_q5_0_avx2)),
     [QF_Q5_1] = QUANT(q5_1, 32, 24, SIMD(qf_quantize_q5_1_avx2)),
-    [QF_Q8_0] = QUANT(q8_0, 32, 34, SIMD(qf_quantize_q8_0_avx2)),
+    [QF_Q8_0] = {"q8_0", 32, 34, qf_quantize_q8_0_ref, SIMD(qf_quantize_q8_0_avx2), qf_dequantize_q8_0, false,
+                 SIMD(qf_quantize_q8_0_finite_avx2)},
     [9] = OTHER(q8_1, 32, 36),
     [QF_Q2_K] = QUANT(q2_K, 256, 84, SIMD(qf_quantize_q2_K_avx2)),
     [QF_Q3_K] = QUANT(q3_K, 256, 110, SIMD(qf_quantize_q3_K_avx2)),
@@ -50,7 +52,8 @@ static const struct qf_type_info type_table[QF_TYPE_MAX] = {
     [27] = OTHER(i64, 1, 8),
     [28] = OTHER(f64, 1, 8),
     [29] = OTHER(iq1_m, 256, 56),
-    [QF_BF16] = {"bf16", 1, 2, qf_convert_bf16_ref, SIMD(qf_convert_bf16_avx2), qf_dequantize_bf16, true},
+    [QF_BF16] = {"bf16", 1, 2, qf_convert_bf16_ref, SIMD(qf_convert_bf16_avx2), qf_dequantize_bf16, true,
+                 SIMD(qf_convert_bf16_finite_avx2)},
     [34] = OTHER(tq1_0, 256, 54),
     [35] = OTHER(tq2_0, 256, 66),
     [39] = OTHER(mxfp4, 32, 17),
@@ -181,6 +184,18 @@ int qf_quantize_opt(uint32_t type, const float *src, void *dst, size_t n, bool s
     else
         ti->quantize_ref(src, dst, n / ti->blck);
     return 0;
+}
+
+int qf_quantize_checked(uint32_t type, const float *src, void *dst, size_t n, bool scalar_only)
+{
+    const struct qf_type_info *ti = qf_type_get(type);
+    if (!ti || !ti->quantize_ref || n % ti->blck)
+        return -EINVAL;
+    if (!scalar_only && ti->quantize_simd_checked && qf_simd_available())
+        return ti->quantize_simd_checked(src, dst, n / ti->blck) ? 0 : -EBADMSG;
+    if (!qf_finite(QF_F32, src, n))
+        return -EBADMSG;
+    return qf_quantize_opt(type, src, dst, n, scalar_only);
 }
 
 int qf_quantize(uint32_t type, const float *src, void *dst, size_t n)

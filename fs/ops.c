@@ -1040,11 +1040,22 @@ static void reply_free(struct qfs *q, struct reply *r)
     qfs_snap_put(r->snap);
 }
 
+/* len bytes of the read's source at off, copied into the request's own
+ * buffer (sized for the whole reply on first use), at *at: 0, -ENOMEM, or
+ * the snapshot reader's -errno (-EIO where the source ends first). */
+static int copy_src(struct reply *r, uint64_t off, size_t len, uint8_t **at)
+{
+    if (!r->srcbuf && !(r->srcbuf = malloc(r->total)))
+        return -ENOMEM;
+    *at = r->srcbuf + r->srcused;
+    r->srcused += len;
+    return r->snap->rd(r->snap->rdctx, *at, len, off);
+}
+
 struct gather_ctx {
     struct qfs *q;
     struct qfs_snap *snap;
     struct reply *r;
-    size_t total;
 };
 
 /* One piece of a read, from the one walk over the layout (codec). */
@@ -1073,12 +1084,9 @@ static int gather_piece(void *arg, const struct qf_piece *p)
                 return add_buf(r, (void *)(uintptr_t)(e->src_off + p->rel), (size_t)p->len, r->src_fd);
             }
         }
-        if (!r->srcbuf && !(r->srcbuf = malloc(g->total)))
-            return -ENOMEM;
-        rc = g->snap->rd(g->snap->rdctx, r->srcbuf + r->srcused, (size_t)p->len, e->src_off + p->rel);
-        if (!rc)
-            rc = add_iov(r, r->srcbuf + r->srcused, (size_t)p->len);
-        r->srcused += (size_t)p->len;
+        uint8_t *at;
+        if (!(rc = copy_src(r, e->src_off + p->rel, (size_t)p->len, &at)))
+            rc = add_iov(r, at, (size_t)p->len);
         return rc;
     default: break;
     }
@@ -1157,11 +1165,10 @@ static void schedule_readahead(struct qfs *q, struct handle *h, uint64_t off)
 static int stage_reply(struct qfs *q, struct reply *r)
 {
     struct qfs_pipe *p = qfs_pipe_get(&q->pipes);
-    /* a page per pipe buffer: the bytes' pages, and one more per piece
-     * at most (a piece that straddles pages); a pipe too small (a
-     * privileged one made smaller, fs.pipe-user-pages-soft reached) is
-     * kept and the reply copied, not staged and thrown away */
-    int rc = p && p->size >= r->total + ((size_t)r->n + 1) * 4096 ? 0 : -EAGAIN;
+    /* a pipe too small (a privileged one made smaller,
+     * fs.pipe-user-pages-soft reached) is kept and the reply copied, not
+     * staged and thrown away */
+    int rc = p && qfs_pipe_fits(p, r->total, r->n) ? 0 : -EAGAIN;
     if (rc)
         p = NULL;
     for (size_t i = 0; i < r->n && !rc; i++)
@@ -1175,19 +1182,14 @@ static int stage_reply(struct qfs *q, struct reply *r)
         qfs_pipe_reset(&q->pipes, p);
     if (rc == -EIO)
         return rc;
-    if (!r->srcbuf && !(r->srcbuf = malloc(r->total)))
-        return -ENOMEM;
     rc = 0;
     for (size_t i = 0; i < r->n && !rc; i++) {
+        uint8_t *at;
         if (r->fd[i] < 0)
             continue;
-        uint8_t *b = r->srcbuf + r->srcused;
-        size_t len = r->iov[i].iov_len;
-        /* -EIO where the source ends first */
-        rc = r->snap->rd(r->snap->rdctx, b, len, (uint64_t)(uintptr_t)r->iov[i].iov_base);
-        r->iov[i].iov_base = b;
+        rc = copy_src(r, (uint64_t)(uintptr_t)r->iov[i].iov_base, r->iov[i].iov_len, &at);
+        r->iov[i].iov_base = at;
         r->fd[i] = -1;
-        r->srcused += len;
     }
     r->fd_bytes = 0;
     return rc;
@@ -1246,7 +1248,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
     qfs_snap_layout_hold(h->snap, h->view);
     int rc = qfs_snap_verify(q, h->snap);
     if (!rc) {
-        struct gather_ctx g = {q, h->snap, &r, size};
+        struct gather_ctx g = {q, h->snap, &r};
         rc = qf_layout_walk(h->layout, (uint64_t)off, size, gather_piece, &g);
     }
     if (!rc && r.fd_bytes)

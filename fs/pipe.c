@@ -57,6 +57,16 @@ static struct qfs_pipe *pipe_new(void)
     return p;
 }
 
+bool qfs_pipe_fits(const struct qfs_pipe *p, size_t bytes, size_t pieces)
+{
+    long pg = sysconf(_SC_PAGESIZE);
+    size_t page = pg > 0 ? (size_t)pg : 4096, have = p->size / page;
+    /* a piece of len bytes takes at most len / page + 2 buffers (its
+     * first and last pages partial: 2 bytes across a page boundary take
+     * two); in pages, so nothing overflows */
+    return pieces <= have / 2 && bytes / page <= have - 2 * pieces;
+}
+
 struct qfs_pipe *qfs_pipe_get(struct qfs_pipes *ps)
 {
     if (!ps->ok)

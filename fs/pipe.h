@@ -52,6 +52,10 @@ struct qfs_pipe {
 int qfs_pipes_init(struct qfs_pipes *ps); /* 0 or -errno */
 void qfs_pipes_fini(struct qfs_pipes *ps); /* the calling thread's pipe, and the key */
 
+/* Whether bytes in at most pieces pieces (of memory or of a file, at any
+ * offsets) surely fit in p: a page per pipe buffer, so the bytes' pages
+ * and two more per piece (its partial first and last pages). */
+bool qfs_pipe_fits(const struct qfs_pipe *p, size_t bytes, size_t pieces);
 /* This thread's pipe, empty; NULL when none can be made. */
 struct qfs_pipe *qfs_pipe_get(struct qfs_pipes *ps);
 /* Stage len bytes of fd at off, or of memory. */

@@ -236,9 +236,10 @@ static void test_finite_check(void **state)
     }
 }
 
-/* f16/bf16/q8_0 kernels that check their input as they convert it: the
- * bytes of the reference conversion, and the finite check's answer, with
- * one NaN or Inf anywhere (SIMD body and tail), extreme finite values too. */
+/* f16/bf16/q8_0 kernels that check their input as they convert it (the
+ * type table's quantize_simd_checked): the bytes of the reference
+ * conversion, and the finite check's answer, with one NaN or Inf anywhere
+ * (SIMD body and tail), extreme finite values too. */
 static void test_convert_checked(void **state)
 {
     (void)state;
@@ -249,7 +250,8 @@ static void test_convert_checked(void **state)
     uint8_t a[80], b[80];
     for (int t = 0; t < 2; t++) {
         uint32_t type = t ? QF_BF16 : QF_F16;
-        bool (*fused)(const float *, uint8_t *, size_t) = t ? qf_convert_bf16_finite_avx2 : qf_convert_f16_finite_avx2;
+        bool (*fused)(const float *, uint8_t *, size_t) = qf_type_get(type)->quantize_simd_checked;
+        assert_non_null(fused);
         for (size_t n = 1; n <= 40; n++) {
             for (size_t i = 0; i < n; i++)
                 x[i] = (i % 4 == 0) ? FLT_MAX : (i % 4 == 1) ? -1e-45f : (i % 4 == 2) ? -0.f : 65519.f;
@@ -271,16 +273,18 @@ static void test_convert_checked(void **state)
     /* q8_0: blocks of 32, the one with a NaN or Inf by the reference */
     float q[96];
     uint8_t qa[102], qb[102];
+    bool (*q8)(const float *, uint8_t *, size_t) = qf_type_get(QF_Q8_0)->quantize_simd_checked;
+    assert_non_null(q8);
     for (size_t n = 32; n <= 96; n += 32) {
         qf_selftest_input(q, n, n);
-        assert_true(qf_quantize_q8_0_finite_avx2(q, qb, n / 32));
+        assert_true(q8(q, qb, n / 32));
         assert_int_equal(qf_quantize_ref(QF_Q8_0, q, qa, n), 0);
         assert_memory_equal(qa, qb, n / 32 * 34);
         for (size_t bad = 0; bad < n; bad += 7) {
             static const float nonfinite[] = {INFINITY, -INFINITY, NAN};
             float keep = q[bad];
             q[bad] = nonfinite[bad % 3];
-            if (qf_quantize_q8_0_finite_avx2(q, qb, n / 32))
+            if (q8(q, qb, n / 32))
                 fail_msg("q8_0 n %zu: %g at %zu not found", n, (double)q[bad], bad);
             assert_int_equal(qf_quantize_ref(QF_Q8_0, q, qa, n), 0);
             assert_memory_equal(qa, qb, n / 32 * 34);
@@ -290,6 +294,33 @@ static void test_convert_checked(void **state)
 #else
     skip();
 #endif
+}
+
+/* qf_quantize_checked, the layout's entry: the reference's bytes for
+ * finite input and -EBADMSG for a NaN or Inf, whether a type has a checked
+ * kernel (f16, q8_0) or is checked first (q4_0, q4_K), SIMD or scalar. */
+static void test_quantize_checked(void **state)
+{
+    (void)state;
+    static const uint32_t types[] = {QF_F16, QF_BF16, QF_Q8_0, QF_Q4_0, QF_Q4_K};
+    float x[512];
+    uint8_t a[2048], b[2048];
+    for (size_t t = 0; t < sizeof types / sizeof *types; t++)
+        for (int scalar = 0; scalar < 2; scalar++) {
+            qf_selftest_input(x, 512, 7 + t);
+            assert_int_equal(qf_quantize_checked(types[t], x, b, 512, scalar), 0);
+            assert_int_equal(qf_quantize_ref(types[t], x, a, 512), 0);
+            assert_memory_equal(a, b, qf_type_bytes(types[t], 512));
+            for (size_t bad = 0; bad < 512; bad += 101) {
+                float keep = x[bad];
+                x[bad] = bad % 2 ? NAN : -INFINITY;
+                if (qf_quantize_checked(types[t], x, b, 512, scalar) != -EBADMSG)
+                    fail_msg("%s%s: %g at %zu passed", qf_type_get(types[t])->name, scalar ? " scalar" : "",
+                             (double)x[bad], bad);
+                x[bad] = keep;
+            }
+        }
+    assert_int_equal(qf_quantize_checked(QF_Q8_0, x, b, 31, false), -EINVAL);
 }
 
 /* Blocks of n values whose inputs are all finite are equal in a and b.
@@ -579,6 +610,7 @@ int main(void)
         cmocka_unit_test(test_simd_equals_scalar),
         cmocka_unit_test(test_finite_check),
         cmocka_unit_test(test_convert_checked),
+        cmocka_unit_test(test_quantize_checked),
         cmocka_unit_test(test_self_test),
         cmocka_unit_test(test_bad_arguments),
         cmocka_unit_test(test_reports),

@@ -1,7 +1,8 @@
 /* test_pipe.c — fs/pipe.c: a reply staged in a thread's pipe holds exactly
  * the bytes asked for, in order; a source that ends before its range is
  * -EIO (libfuse given the source itself would have sent a short reply);
- * more than the pipe holds is -EAGAIN, never a block; what a reset drops
+ * more than the pipe holds is -EAGAIN, never a block; what qfs_pipe_fits
+ * promises fits, at its worst case; what a reset drops
  * is not seen again; each thread has its own pipe, closed when it exits. */
 #include <errno.h>
 #include <fcntl.h>
@@ -133,6 +134,34 @@ static void left_full_is_never_reused(void **state)
     assert_int_equal(in_pipe(q), 0);
 }
 
+/* What qfs_pipe_fits promises fits: at its limit, pieces of 2 bytes that
+ * each straddle a page boundary (two buffers apiece: the worst case), and
+ * one piece across all but two pages; one more piece does not fit. */
+static void what_fits_is_staged(void **state)
+{
+    struct qfs_pipes *ps = *state;
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    struct qfs_pipe *p = qfs_pipe_get(ps);
+    assert_non_null(p);
+    size_t have = p->size / page, pieces = have / 2;
+    int fd = source_of((have + 1) * page);
+    assert_true(qfs_pipe_fits(p, 2 * pieces, pieces));
+    assert_false(qfs_pipe_fits(p, 2 * (pieces + 1), pieces + 1));
+    assert_false(qfs_pipe_fits(p, 0, (size_t)-1));
+    for (size_t i = 0; i < pieces; i++)
+        assert_int_equal(qfs_pipe_splice(p, fd, (i + 1) * page - 1, 2), 0);
+    assert_int_equal(in_pipe(p), 2 * pieces);
+    qfs_pipe_reset(ps, p);
+    p = qfs_pipe_get(ps);
+    assert_non_null(p);
+    size_t big = (have - 2) * page;
+    assert_true(qfs_pipe_fits(p, big, 1));
+    assert_false(qfs_pipe_fits(p, big + page, 1));
+    assert_int_equal(qfs_pipe_splice(p, fd, page / 2, big), 0);
+    assert_int_equal(in_pipe(p), big);
+    close(fd);
+}
+
 /* Each test gets the daemon's part: a key, with no pipe yet. */
 static int setup(void **state)
 {
@@ -190,6 +219,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(a_source_cut_short_is_eio, setup, teardown),
         cmocka_unit_test_setup_teardown(no_room_is_eagain, setup, teardown),
         cmocka_unit_test_setup_teardown(left_full_is_never_reused, setup, teardown),
+        cmocka_unit_test_setup_teardown(what_fits_is_staged, setup, teardown),
         cmocka_unit_test_setup_teardown(a_pipe_per_thread, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
