@@ -540,6 +540,7 @@ struct handle {
     char *text;            /* a text file's contents at open */
     size_t text_len;
     _Atomic uint64_t far;  /* the furthest end of a read so far: sequential detection */
+    _Atomic uint64_t ra_to, ra_to_transient; /* the stream's chunks are queued up to here (readahead) */
     size_t view;
 };
 
@@ -1084,7 +1085,7 @@ static int gather_piece(void *arg, const struct qf_piece *p)
                 return add_buf(r, (void *)(uintptr_t)(e->src_off + p->rel), (size_t)p->len, r->src_fd);
             }
         }
-        uint8_t *at;
+        uint8_t *at = NULL;
         if (!(rc = copy_src(r, e->src_off + p->rel, (size_t)p->len, &at)))
             rc = add_iov(r, at, (size_t)p->len);
         return rc;
@@ -1109,7 +1110,7 @@ static int gather_piece(void *arg, const struct qf_piece *p)
 struct ra_ctx {
     struct qfs *q;
     struct handle *h;
-    uint64_t from;
+    uint64_t from, to, from_t, to_t; /* what to queue: stored chunks, transient ones */
 };
 
 /* Queue one converted chunk for the workers (each chunk is one piece or
@@ -1117,10 +1118,13 @@ struct ra_ctx {
 static int readahead_piece(void *arg, const struct qf_piece *p)
 {
     struct ra_ctx *c = arg;
-    if (p->e->kind != QF_EXT_CONV || (p->rel != p->chunk_off && p->off != c->from))
+    if (p->e->kind != QF_EXT_CONV)
         return 0;
-    if (chunk_flags(p->e) && p->off - c->from >= (uint64_t)c->q->readahead_transient_mb << 20)
-        return 0; /* evicted before it is read: converted twice */
+    /* transient chunks no further ahead than readahead_transient_mb:
+     * evicted before they are read, they would be converted twice */
+    uint64_t from = chunk_flags(p->e) ? c->from_t : c->from, to = chunk_flags(p->e) ? c->to_t : c->to;
+    if (p->off < from || p->off >= to || (p->rel != p->chunk_off && p->off != from))
+        return 0;
     struct fill_arg *a = malloc(sizeof *a);
     if (!a)
         return -ENOMEM;
@@ -1148,12 +1152,36 @@ static int readahead_piece(void *arg, const struct qf_piece *p)
     return 0;
 }
 
-/* Queue the converted chunks in [off, off + window) for the workers. */
+/* Moves a stream's mark up to to: where queuing starts now (to: nothing
+ * left to queue). */
+static uint64_t ra_advance(_Atomic uint64_t *mark, uint64_t off, uint64_t to)
+{
+    uint64_t from = atomic_load(mark);
+    do {
+        if (from >= to)
+            return to;
+    } while (!atomic_compare_exchange_weak(mark, &from, to));
+    return from > off ? from : off;
+}
+
+/* Queue the converted chunks in [off, off + window) for the workers that
+ * no earlier read of the stream queued. Each chunk is queued once per
+ * pass: queuing the whole window on every read queued each chunk 16 times
+ * at the default window (128 at readahead=128), every time taking the
+ * cache's lock, and a chunk that had left the hot tier came back (its
+ * frame checked, and copied) only to push another one out: a q8_0 read
+ * took 5 times the CPU at readahead=128 (bench/RESULTS.md). */
 static void schedule_readahead(struct qfs *q, struct handle *h, uint64_t off)
 {
-    struct ra_ctx c = {q, h, off};
+    struct ra_ctx c = {q, h, 0, off + ((uint64_t)q->readahead_mb << 20), 0,
+                       off + ((uint64_t)q->readahead_transient_mb << 20)};
     atomic_fetch_add(&q->n_readaheads, 1);
-    qf_layout_walk(h->layout, off, (uint64_t)q->readahead_mb << 20, readahead_piece, &c);
+    c.from = ra_advance(&h->ra_to, off, c.to);
+    c.from_t = ra_advance(&h->ra_to_transient, off, c.to_t);
+    uint64_t lo = c.from < c.from_t ? c.from : c.from_t, hi = c.to > c.to_t ? c.to : c.to_t;
+    if (c.from == c.to && c.from_t == c.to_t)
+        return; /* queued by the stream's reads before */
+    qf_layout_walk(h->layout, lo, hi - lo, readahead_piece, &c);
 }
 
 /* A reply with a local source's bytes in it, staged whole in this
@@ -1184,7 +1212,7 @@ static int stage_reply(struct qfs *q, struct reply *r)
         return rc;
     rc = 0;
     for (size_t i = 0; i < r->n && !rc; i++) {
-        uint8_t *at;
+        uint8_t *at = NULL;
         if (r->fd[i] < 0)
             continue;
         rc = copy_src(r, (uint64_t)(uintptr_t)r->iov[i].iov_base, r->iov[i].iov_len, &at);
@@ -1289,6 +1317,8 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
             schedule_readahead(q, h, end);
     } else {
         atomic_store(&h->far, end); /* a jump (a second pass, a seek): a stream may start here */
+        atomic_store(&h->ra_to, 0);
+        atomic_store(&h->ra_to_transient, 0);
     }
     size_t view = h->view; /* h may be freed once the reply is sent; r holds the snapshot */
     bool spliced = r.pipe;

@@ -239,7 +239,7 @@ struct qfs {
     struct handle *handles; /* open files (ops.c) */
 
     atomic_uint_fast64_t n_errors, n_reads, bytes_read;
-    atomic_uint_fast64_t n_readaheads; /* reads that queued the chunks after them */
+    atomic_uint_fast64_t n_readaheads; /* reads taken for a stream: the chunks after them are queued */
 
     /* Source descriptors (src.c): at most max_fds open (plus reads in
      * flight), least recently used closed first. */
