@@ -162,6 +162,7 @@ static char *stats_json(struct qfs *q)
     qf_jdoc_int(d, "errors", (long long)atomic_load(&q->n_errors));
     qf_jdoc_int(d, "reads", (long long)atomic_load(&q->n_reads));
     qf_jdoc_int(d, "readaheads", (long long)atomic_load(&q->n_readaheads));
+    qf_jdoc_int(d, "readahead_chunks", (long long)atomic_load(&q->n_ra_chunks));
     qf_jdoc_int(d, "bytes_read", (long long)atomic_load(&q->bytes_read));
     qf_jdoc_int(d, "source_bytes_spliced", (long long)atomic_load(&q->bytes_spliced));
     qf_jdoc_int(d, "source_bytes_mapped", (long long)atomic_load(&q->bytes_mapped));
@@ -1122,9 +1123,11 @@ static int readahead_piece(void *arg, const struct qf_piece *p)
         return 0;
     /* transient chunks no further ahead than readahead_transient_mb:
      * evicted before they are read, they would be converted twice */
-    uint64_t from = chunk_flags(p->e) ? c->from_t : c->from, to = chunk_flags(p->e) ? c->to_t : c->to;
+    bool transient = chunk_flags(p->e);
+    uint64_t from = transient ? c->from_t : c->from, to = transient ? c->to_t : c->to;
     if (p->off < from || p->off >= to || (p->rel != p->chunk_off && p->off != from))
         return 0;
+    atomic_fetch_add(&c->q->n_ra_chunks, 1);
     struct fill_arg *a = malloc(sizeof *a);
     if (!a)
         return -ENOMEM;
@@ -1132,7 +1135,7 @@ static int readahead_piece(void *arg, const struct qf_piece *p)
                            NULL, (long)c->h->view, false};
     atomic_fetch_add(&c->h->snap->refs, 1);
     qfs_snap_layout_hold(c->h->snap, c->h->view); /* a->e points into it; the handle may close first */
-    if (chunk_flags(p->e)) {
+    if (transient) {
         struct qc_key key;
         chunk_key(a, true, &key);
         qc_prefetchf(c->q->cache, key, a->len, QC_TRANSIENT, fill_chunk, a, prefetch_done);
@@ -1170,7 +1173,7 @@ static uint64_t ra_advance(_Atomic uint64_t *mark, uint64_t off, uint64_t to)
  * at the default window (128 at readahead=128), every time taking the
  * cache's lock, and a chunk that had left the hot tier came back (its
  * frame checked, and copied) only to push another one out: a q8_0 read
- * took 5 times the CPU at readahead=128 (bench/RESULTS.md). */
+ * took 3.7 times the CPU at readahead=128 on 16 cores (bench/RESULTS.md). */
 static void schedule_readahead(struct qfs *q, struct handle *h, uint64_t off)
 {
     struct ra_ctx c = {q, h, 0, off + ((uint64_t)q->readahead_mb << 20), 0,

@@ -240,6 +240,7 @@ struct qfs {
 
     atomic_uint_fast64_t n_errors, n_reads, bytes_read;
     atomic_uint_fast64_t n_readaheads; /* reads taken for a stream: the chunks after them are queued */
+    atomic_uint_fast64_t n_ra_chunks;  /* chunks those reads queued (once each per pass) */
 
     /* Source descriptors (src.c): at most max_fds open (plus reads in
      * flight), least recently used closed first. */
