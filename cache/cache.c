@@ -18,6 +18,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -86,7 +87,9 @@ struct region {
 #define QC_SPARE_REGIONS 4
 struct arena {
     struct region *cur, *spare; /* region being filled; empty ones kept */
-    unsigned nspare;
+    _Atomic unsigned nspare;    /* changed under the lock; read without it by arena_refill */
+    _Atomic bool refilling;     /* one thread maps a spare at a time */
+    uint64_t mapped, mapped_locked; /* regions mapped; of them, with the lock held */
 };
 
 struct qc_block {
@@ -167,6 +170,7 @@ struct qc_cache {
     struct zctx **zpool;
     unsigned nz, zcap;
     struct qc_stats st;
+    _Atomic uint64_t compress_ns; /* st.compress_ns, kept apart: encode counts it without the lock */
 };
 
 struct qc_key qc_key_make(const void *data, size_t len)
@@ -277,12 +281,14 @@ static uint8_t *arena_alloc(struct arena *a, size_t n, struct region **rg)
             a->spare = r->snext;
             a->nspare--;
         }
-        if (!r) {
+        if (!r) { /* no spare: mapped under the lock (arena_refill keeps one ready) */
             if (!(r = calloc(1, sizeof *r)) || !(r->base = thp_map(QC_REGION))) {
                 free(r);
                 return NULL;
             }
             r->a = a;
+            a->mapped++;
+            a->mapped_locked++;
         }
         a->cur = r;
         if (old && !old->live)
@@ -293,6 +299,39 @@ static uint8_t *arena_alloc(struct arena *a, size_t n, struct region **rg)
     a->cur->live++;
     *rg = a->cur;
     return p;
+}
+
+/* Keeps a spare region in a ready, mapped without the cache's lock (call
+ * it unlocked after taking memory from a). mmap takes the process's
+ * mmap_lock for writing, and a new region merges with its neighbour, whose
+ * page faults in progress (each zeroing a 2 MiB page) it waits for: with
+ * the map under the lock every thread that wanted the cache waited too
+ * (perf sched, q8_0 on 16 cores: workers and FUSE threads asleep in
+ * vm_mmap_pgoff). */
+static void arena_refill(struct qc_cache *c, struct arena *a)
+{
+    if (atomic_load_explicit(&a->nspare, memory_order_relaxed) || atomic_exchange(&a->refilling, true))
+        return;
+    struct region *r = calloc(1, sizeof *r);
+    if (r && !(r->base = thp_map(QC_REGION))) {
+        free(r);
+        r = NULL;
+    }
+    pthread_mutex_lock(&c->mu);
+    if (r) {
+        r->a = a;
+        a->mapped++;
+        if (a->nspare < QC_SPARE_REGIONS) {
+            r->snext = a->spare;
+            a->spare = r;
+            a->nspare++;
+            r = NULL;
+        }
+    }
+    atomic_store(&a->refilling, false);
+    pthread_mutex_unlock(&c->mu);
+    if (r)
+        region_free(r);
 }
 
 /* Gives back what arena_alloc(a, n, &rg) returned (or a frame's share of
@@ -499,18 +538,19 @@ static void finsert(struct qc_cache *c, struct qc_key k, const struct qs_frame *
         free(f);
         return;
     }
-    if (share) {
+    if (share) { /* in under this one hold of the lock */
         f->rg = b->rg;
         f->rg->live++;
-    }
-    pthread_mutex_unlock(&c->mu);
-    if (!share)
-        memcpy(f->f.data, qf->data, qf->stored_len);
-    pthread_mutex_lock(&c->mu);
-    if (flookup(c, k)) { /* another thread stored it meanwhile */
-        ffree(f);
+    } else {
         pthread_mutex_unlock(&c->mu);
-        return;
+        arena_refill(c, &c->fa);
+        memcpy(f->f.data, qf->data, qf->stored_len);
+        pthread_mutex_lock(&c->mu);
+        if (flookup(c, k)) { /* another thread stored it meanwhile */
+            ffree(f);
+            pthread_mutex_unlock(&c->mu);
+            return;
+        }
     }
     f->in_table = true;
     size_t h = k.lo % c->nfbuckets;
@@ -647,9 +687,7 @@ static int encode(struct qc_cache *c, struct zctx *z, const uint8_t *src, size_t
     f->codec = raw ? QS_RAW : QS_ZSTD;
     f->stored_len = raw ? len : r;
     f->data = raw ? (uint8_t *)src : z->buf;
-    pthread_mutex_lock(&c->mu);
-    c->st.compress_ns += dt;
-    pthread_mutex_unlock(&c->mu);
+    atomic_fetch_add_explicit(&c->compress_ns, dt, memory_order_relaxed); /* no lock for a statistic */
     return 0;
 }
 
@@ -694,15 +732,22 @@ static void disk_save(struct qc_cache *c, struct dtier *d, struct qc_key k, cons
                   d->what, d->dir, strerror(-rc), (c->o.retry_ms + 999) / 1000);
 }
 
+/* What a worker keeps for its life, taken at first use: its fills' scratch
+ * and its zstd contexts, so that a job takes no pool (and no lock) for them. */
+struct wctx {
+    void *scratch;
+    struct zctx *z;
+};
+
 /* Stores a filled block in the memory tier, cache_dir and the shared tier
- * (where this daemon may write it). */
-static void store_block(struct qc_cache *c, const struct qc_block *b)
+ * (where this daemon may write it). w: the worker's own (NULL off a worker). */
+static void store_block(struct qc_cache *c, const struct qc_block *b, struct wctx *w)
 {
     bool disk[2] = {may_store(c, &c->disk[0]), may_store(c, &c->disk[1])};
     if (!c->o.mem_budget && !disk[0] && !disk[1])
         return;
     struct qs_frame f;
-    struct zctx *z = ztake(c);
+    struct zctx *z = !w ? ztake(c) : w->z ? w->z : (w->z = ztake(c));
     if (z && !encode(c, z, b->data, b->len, &f)) { /* else out of memory: just not cached */
         for (unsigned i = 0; i < 2; i++)
             if (disk[i])
@@ -710,14 +755,47 @@ static void store_block(struct qc_cache *c, const struct qc_block *b)
         if (c->o.mem_budget)
             finsert(c, b->key, &f, b);
     }
-    zgive(c, z);
+    if (!w)
+        zgive(c, z);
 }
 
 /* ----------------------------------------------------------- production */
 
-static void publish(struct qc_cache *c, struct qc_block *b, int rc)
+/* Where a fill's outcome is counted: under the lock publish takes anyway
+ * (the cache's one lock is its most contended resource: 16 workers and
+ * the FUSE threads waited on it about 10,000 times in a cold q8_0 read on
+ * 16 cores, perf). */
+struct fill_outcome {
+    bool counted; /* a fill ran (not a tier hit or a lookup) */
+    bool worker;
+    uint64_t ns;
+};
+
+static void count_fill(struct qc_cache *c, const struct qc_block *b, int rc, const struct fill_outcome *o)
+{
+    if (rc) {
+        c->st.fill_errors++;
+    } else if (b->meta) {
+        c->st.meta_computed++;
+        c->st.meta_ns += o->ns;
+    } else {
+        c->st.computed++;
+        c->st.bytes_filled += b->len;
+        if (b->transient) {
+            c->st.bytes_transient += b->len;
+            c->st.computed_transient++;
+        }
+        c->st.fill_ns += o->ns;
+    }
+    if (!rc && o->worker) /* a worker's hash job (QC_META) converts its chunk too (fs/ops.c) */
+        c->st.prefetched++;
+}
+
+static void publish(struct qc_cache *c, struct qc_block *b, int rc, const struct fill_outcome *o)
 {
     pthread_mutex_lock(&c->mu);
+    if (o && o->counted)
+        count_fill(c, b, rc, o);
     if (rc) {
         b->state = FAILED;
         b->err = rc;
@@ -828,40 +906,27 @@ static bool enqueue_locked(struct qc_cache *c, struct job j)
 /* Produces a block in state FILLING that the caller references and
  * publishes it. inline_store: store it on this thread (workers) rather than
  * queueing the store. Returns 0 or the fill's error. */
-static int produce(struct qc_cache *c, struct qc_block *b, qc_fill_fn fill, void *arg, bool worker)
+static int produce(struct qc_cache *c, struct qc_block *b, qc_fill_fn fill, void *arg, struct wctx *w)
 {
+    bool worker = w != NULL;
     if (!b->transient && (from_memory(c, b) || from_disk(c, b))) {
-        publish(c, b, 0);
+        publish(c, b, 0, NULL);
         return 0;
     }
     if (!fill) { /* a lookup only */
-        publish(c, b, -ENOENT);
+        publish(c, b, -ENOENT, NULL);
         return -ENOENT;
     }
-    void *scratch = b->noscratch ? NULL : scratch_take(c);
+    /* a worker keeps its scratch for its life: no pool, no lock */
+    void *scratch = NULL;
+    if (!b->noscratch && c->o.scratch_size)
+        scratch = !w ? scratch_take(c) : w->scratch ? w->scratch : (w->scratch = scratch_take(c));
     uint64_t t0 = now_ns();
     int rc = (c->o.scratch_size && !scratch && !b->noscratch) ? -ENOMEM : fill(arg, b->data, b->len, scratch);
-    uint64_t dt = now_ns() - t0;
-    scratch_give(c, scratch);
-    pthread_mutex_lock(&c->mu);
-    if (rc) {
-        c->st.fill_errors++;
-    } else if (b->meta) {
-        c->st.meta_computed++;
-        c->st.meta_ns += dt;
-    } else {
-        c->st.computed++;
-        c->st.bytes_filled += b->len;
-        if (b->transient) {
-            c->st.bytes_transient += b->len;
-            c->st.computed_transient++;
-        }
-        c->st.fill_ns += dt;
-    }
-    if (!rc && worker) /* a worker's hash job (QC_META) converts its chunk too (fs/ops.c) */
-        c->st.prefetched++;
-    pthread_mutex_unlock(&c->mu);
-    publish(c, b, rc);
+    struct fill_outcome o = {true, worker, now_ns() - t0};
+    if (!worker)
+        scratch_give(c, scratch);
+    publish(c, b, rc, &o);
     if (rc || b->transient || (!c->o.mem_budget && !c->disk[0].store && !c->disk[1].store))
         return rc;
     if (!worker) {
@@ -874,7 +939,7 @@ static int produce(struct qc_cache *c, struct qc_block *b, qc_fill_fn fill, void
         if (queued)
             return 0;
     }
-    store_block(c, b);
+    store_block(c, b, w);
     return 0;
 }
 
@@ -930,7 +995,8 @@ int qc_getf(struct qc_cache *c, struct qc_key key, size_t len, unsigned flags, q
     b->meta = flags & QC_META;
     b->noscratch = flags & QC_NOSCRATCH;
     pthread_mutex_unlock(&c->mu);
-    int rc = produce(c, b, fill, arg, false);
+    arena_refill(c, flags & (QC_TRANSIENT | QC_META) ? &c->ta : &c->ba);
+    int rc = produce(c, b, fill, arg, NULL);
     if (rc) {
         qc_release(c, b);
         return rc;
@@ -946,6 +1012,16 @@ void qc_release(struct qc_cache *c, struct qc_block *b)
 {
     pthread_mutex_lock(&c->mu);
     put_locked(c, b);
+    pthread_mutex_unlock(&c->mu);
+}
+
+void qc_release_n(struct qc_cache *c, struct qc_block *const *b, size_t n)
+{
+    if (!n)
+        return;
+    pthread_mutex_lock(&c->mu);
+    for (size_t i = 0; i < n; i++)
+        put_locked(c, b[i]);
     pthread_mutex_unlock(&c->mu);
 }
 
@@ -975,6 +1051,7 @@ int qc_prefetchf(struct qc_cache *c, struct qc_key key, size_t len, unsigned fla
 static void *worker(void *p)
 {
     struct qc_cache *c = p;
+    struct wctx w = {NULL, NULL};
     pthread_mutex_lock(&c->mu);
     for (;;) {
         while (!c->qlen && !c->stop)
@@ -987,15 +1064,19 @@ static void *worker(void *p)
         c->running++;
         if (j.kind == JOB_STORE) { /* run even at shutdown: the block is computed already */
             pthread_mutex_unlock(&c->mu);
-            store_block(c, j.b);
+            store_block(c, j.b, &w);
             pthread_mutex_lock(&c->mu);
         } else {
             bool mine = j.b->state == QUEUED && !c->stop;
             if (mine)
                 j.b->state = FILLING;
             pthread_mutex_unlock(&c->mu);
+            /* the blocks queued by qc_prefetchf took their memory on the
+             * reader's thread: their next regions are mapped here */
+            arena_refill(c, &c->ba);
+            arena_refill(c, &c->ta);
             if (mine)
-                produce(c, j.b, j.fill, j.arg, true);
+                produce(c, j.b, j.fill, j.arg, &w);
             j.done(j.arg);
             pthread_mutex_lock(&c->mu);
             if (j.b->state == QUEUED) { /* dropped at shutdown: nobody else may wait on it */
@@ -1010,6 +1091,8 @@ static void *worker(void *p)
             pthread_cond_broadcast(&c->idle);
     }
     pthread_mutex_unlock(&c->mu);
+    scratch_give(c, w.scratch);
+    zgive(c, w.z);
     return NULL;
 }
 
@@ -1102,9 +1185,9 @@ int qc_cache_new(const struct qc_opts *opts, struct qc_cache **out)
     c->table = calloc(c->nbuckets, sizeof *c->table);
     c->ftable = calloc(c->nfbuckets, sizeof *c->ftable);
     c->queue = calloc(c->o.queue_max, sizeof *c->queue);
-    c->pool_cap = c->o.workers + 8;
+    c->pool_cap = 8; /* for fills on callers' threads: each worker keeps one of its own */
     c->scratch_pool = calloc(c->pool_cap, sizeof *c->scratch_pool);
-    c->zcap = c->o.workers + 8;
+    c->zcap = 8; /* as pool_cap */
     c->zpool = calloc(c->zcap, sizeof *c->zpool);
     c->threads = calloc(c->o.workers ? c->o.workers : 1, sizeof *c->threads);
     c->lru.lru_next = c->lru.lru_prev = &c->lru;
@@ -1143,6 +1226,7 @@ int qc_cache_new(const struct qc_opts *opts, struct qc_cache **out)
             qc_cache_free(c);
             return -rc;
         }
+        pthread_setname_np(d->sweeper, "qc-sweep");
         d->sweeper_started = true;
     }
     c->o.dir = opts->dir;
@@ -1151,6 +1235,8 @@ int qc_cache_new(const struct qc_opts *opts, struct qc_cache **out)
             qc_cache_free(c);
             return -rc;
         }
+        /* named for top -H and perf: the workers apart from FUSE's threads */
+        pthread_setname_np(c->threads[i], "qc-worker");
         c->nthreads++;
     }
     *out = c;
@@ -1286,5 +1372,8 @@ void qc_stats_get(struct qc_cache *c, struct qc_stats *s)
     *s = c->st;
     s->disk_storing = c->disk[0].store ? c->disk[0].storing : 0;
     s->shared_storing = c->disk[1].store && !c->disk[1].ro ? c->disk[1].storing : 0;
+    s->compress_ns = atomic_load_explicit(&c->compress_ns, memory_order_relaxed);
+    s->regions_mapped = c->ba.mapped + c->ta.mapped + c->fa.mapped;
+    s->regions_mapped_locked = c->ba.mapped_locked + c->ta.mapped_locked + c->fa.mapped_locked;
     pthread_mutex_unlock(&c->mu);
 }

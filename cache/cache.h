@@ -70,7 +70,7 @@ void qc_hasher_free(struct qc_hasher *h);
 struct qc_opts {
     size_t mem_budget;   /* bytes of frames in the memory tier (0: no memory tier) */
     size_t hot_budget;   /* bytes of idle plain blocks kept */
-    unsigned workers;    /* prefetch/store threads (0: none, all work inline) */
+    unsigned workers;    /* prefetch/store threads, named "qc-worker" (0: none, all work inline) */
     size_t scratch_size; /* bytes of scratch memory handed to each fill */
     unsigned queue_max;  /* pending jobs (0: 256) */
     const char *dir;     /* persistent tier directory (created if missing), NULL: none */
@@ -136,6 +136,9 @@ int qc_getf(struct qc_cache *c, struct qc_key key, size_t len, unsigned flags, q
 const uint8_t *qc_block_data(const struct qc_block *b);
 size_t qc_block_len(const struct qc_block *b);
 void qc_release(struct qc_cache *c, struct qc_block *b);
+/* qc_release of n blocks under one hold of the cache's lock (a read reply's
+ * blocks: the lock is the cache's most contended resource). */
+void qc_release_n(struct qc_cache *c, struct qc_block *const *b, size_t n);
 
 /* Produce key in the background unless it is in the hot or memory tier,
  * being produced or queued. The cache owns arg from here on and calls
@@ -199,6 +202,10 @@ struct qc_stats {
     uint64_t compress_ns;
     uint64_t store_errors;    /* persistent writes that failed */
     uint64_t hot_bytes, hot_blocks;
+    /* 4 MiB regions the hot and memory tiers' memory was mapped in; of
+     * them, mapped with the cache's lock held (no spare was ready: the
+     * first of each kind, and bursts faster than one map) */
+    uint64_t regions_mapped, regions_mapped_locked;
     int disk_storing;         /* 0 while stores are suspended (full disk) */
     int shared_storing;       /* the same for the shared tier (0: read only or none) */
 };

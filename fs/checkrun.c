@@ -163,7 +163,7 @@ void qfs_check_start(struct qfs *q, size_t mi)
     /* a worker more while every one is busy, up to check_jobs */
     if (!q->check_idle && q->check_nworkers < q->check_jobs && q->check_nworkers < QFS_MAX_CHECK_JOBS &&
         !pthread_create(&q->check_workers[q->check_nworkers], NULL, worker, q))
-        q->check_nworkers++;
+        pthread_setname_np(q->check_workers[q->check_nworkers++], "qfs-check");
     if (!q->check_nworkers) { /* no thread to run it: not started after all */
         q->check_qlen--;
         m->check_state = 0;

@@ -153,6 +153,8 @@ static char *stats_json(struct qfs *q)
     qf_jdoc_int(d, "hot.waits", (long long)s.waits);
     qf_jdoc_int(d, "hot.bytes", (long long)s.hot_bytes);
     qf_jdoc_int(d, "hot.blocks", (long long)s.hot_blocks);
+    qf_jdoc_int(d, "regions.mapped", (long long)s.regions_mapped);
+    qf_jdoc_int(d, "regions.mapped_locked", (long long)s.regions_mapped_locked);
     qf_jdoc_int(d, "blocks_computed", (long long)s.computed);
     qf_jdoc_int(d, "bytes_quantized", (long long)s.bytes_filled);
     qf_jdoc_num(d, "quantize_seconds", (double)s.fill_ns / 1e9);
@@ -960,14 +962,21 @@ static int chunk_key(struct fill_arg *a, bool lookup, struct qc_key *key)
         *key = place_key(a->snap, a->e, a->chunk);
         return 0;
     }
-    struct qc_block *b;
-    int rc = qc_getf(a->q->cache, input_key(a->snap, a->e, a->chunk), 16, QC_META, lookup ? NULL : fill_hash_convert,
-                     a, &b);
-    if (rc)
-        return rc;
-    a->want = hash_get(qc_block_data(b));
+    /* a hash the hot tier holds is copied out in one hold of the cache's
+     * lock (a get and a release take two): one read's chunks are mostly
+     * there, hashed by the workers that converted them */
+    struct qc_key ik = input_key(a->snap, a->e, a->chunk);
+    uint8_t hb[16];
+    if (qc_peek(a->q->cache, ik, hb, sizeof hb)) {
+        struct qc_block *b;
+        int rc = qc_getf(a->q->cache, ik, 16, QC_META, lookup ? NULL : fill_hash_convert, a, &b);
+        if (rc)
+            return rc;
+        memcpy(hb, qc_block_data(b), sizeof hb);
+        qc_release(a->q->cache, b);
+    }
+    a->want = hash_get(hb);
     a->verify = true;
-    qc_release(a->q->cache, b);
     *key = content_key(a->want, a->e, a->chunk);
     return 0;
 }
@@ -1030,8 +1039,7 @@ static int hold(struct reply *r, struct qc_block *b)
 
 static void reply_free(struct qfs *q, struct reply *r)
 {
-    for (size_t i = 0; i < r->nheld; i++)
-        qc_release(q->cache, r->held[i]);
+    qc_release_n(q->cache, r->held, r->nheld);
     if (r->src_fd >= 0)
         qfs_src_give(&r->snap->src);
     free(r->held);

@@ -178,8 +178,10 @@ static int io_submit(struct qfs *q, struct iojob *j)
         pthread_attr_setstacksize(&a, 256 << 10);
         e = pthread_create(&t, &a, io_worker, q);
         pthread_attr_destroy(&a);
-        if (!e)
+        if (!e) {
+            pthread_setname_np(t, "qfs-io");
             q->io_threads++;
+        }
         else if (q->io_threads) /* a running one will get to it */
             e = 0;
         else { /* nobody to run it */

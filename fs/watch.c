@@ -303,6 +303,8 @@ int qfs_watch_start(struct qfs *q)
         qfs_log(q, LOG_WARNING, "inotify unavailable (%s): rescanning %s every 10 s", strerror(errno), q->source);
     }
     int rc = pthread_create(&q->watch_thread, NULL, watch_main, q);
+    if (!rc)
+        pthread_setname_np(q->watch_thread, "qfs-watch");
     q->watch_started = rc == 0;
     return -rc;
 }

@@ -340,6 +340,32 @@ static void test_memory_frames_share_blocks(void **state)
     qc_cache_free(c);
 }
 
+/* The tiers' regions are mapped ahead of need, without the cache's lock
+ * (arena_refill): of the regions 60 stored blocks (about four regions'
+ * worth, each pinned by its raw frame) and 60 transient ones take, only the
+ * first of each arena is mapped with the lock held. */
+static void test_regions_mapped_ahead(void **state)
+{
+    (void)state;
+    struct qc_cache *c = mk_opts(opts(64 << 20, 0, 0, NULL));
+    struct counter cnt = {.noise = 1}, tcnt = {.noise = 1};
+    for (uint64_t k = 0; k < 60; k++) {
+        get_ok(c, k, 280000 + 64 * k, &cnt);
+        struct qc_block *b;
+        assert_int_equal(qc_getf(c, key(1000 + k), 300000, QC_TRANSIENT, fill_pattern, &tcnt, &b), 0);
+        assert_true(block_ok(b, 300000, 1));
+        qc_release(c, b);
+    }
+    struct qc_stats s;
+    qc_stats_get(c, &s);
+    assert_true(s.regions_mapped >= 5);
+    assert_int_equal(s.regions_mapped_locked, 2);
+    for (uint64_t k = 0; k < 60; k++) /* every frame intact in its region */
+        get_ok(c, k, 280000 + 64 * k, &cnt);
+    assert_int_equal(cnt.fills, 60);
+    qc_cache_free(c);
+}
+
 static char *mkdtemp_str(void)
 {
     char *d = strdup("/tmp/qfs-cache-XXXXXX");
@@ -798,6 +824,7 @@ int main(void)
         cmocka_unit_test(test_prefetch),       cmocka_unit_test(test_memory_tier),
         cmocka_unit_test(test_memory_lru),     cmocka_unit_test(test_memory_checksum),
         cmocka_unit_test(test_memory_frames_share_blocks),
+        cmocka_unit_test(test_regions_mapped_ahead),
         cmocka_unit_test(test_disk_restart),   cmocka_unit_test(test_disk_corrupt),
         cmocka_unit_test(test_disk_sweep),     cmocka_unit_test(test_disk_full),
         cmocka_unit_test(test_disk_shared),    cmocka_unit_test(test_tiers_stress),
