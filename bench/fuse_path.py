@@ -18,6 +18,10 @@ prints:
                with -o map_reads (the source mapped, not copied) against it;
                "native mapped" is the bound: the source's pages mapped
                1 MiB at a time by one thread per CPU, against pread
+  2 readers    the f32 view and each view read by two threads at once (each
+               its half), and the one reader's CPU time: a reader's thread is
+               where the kernel fills and copies FUSE's 4 KiB page cache, and
+               when it is on a whole core, one reader is what bounds the view
   warm / native a second read of the f32 view (the kernel's page cache)
   K scaling    q4_k_m's source-equivalent rate with the daemon on N cores
                (taskset, threads=N) against 1 core
@@ -62,6 +66,26 @@ def read_file(path, bs=1 << 20):
     dt = time.perf_counter() - t
     os.close(fd)
     return n, dt
+
+
+def read_parts(path, n, bs=1 << 20):
+    """Bytes and seconds for n threads each reading its 1/n of path at
+    once (n readers, as a loader reading tensors in parallel)."""
+    size = os.path.getsize(path)
+    part = (size // n + bs - 1) // bs * bs
+
+    def one(i):
+        fd = os.open(path, os.O_RDONLY)
+        buf = bytearray(bs)
+        off, end = i * part, min(size, (i + 1) * part)
+        while off < end:
+            k = os.preadv(fd, [buf], off)
+            if not k:
+                break
+            off += k
+        os.close(fd)
+
+    return size, in_threads(one, n)
 
 
 def in_threads(run, n):
@@ -217,13 +241,19 @@ def cold(quantfs, src, model, fname, view, how="read", opts=(), prefix=()):
         p = os.path.join(m.dir, model, view, fname)
         c0 = cpu_seconds(m.pid) if m.pid else 0
         b0 = busy_seconds()
-        n, dt = (mmap_file if how == "mmap" else read_file)(p)
+        r0 = time.thread_time()
+        if how == "2 readers":
+            n, dt = read_parts(p, 2)
+        else:
+            n, dt = (mmap_file if how == "mmap" else read_file)(p)
+        r1 = time.thread_time()
         b1 = busy_seconds()
         c1 = cpu_seconds(m.pid) if m.pid else 0
         warm = read_file(p)[1] if how == "warm" else None
         st = m.stats()
         st["_cores"] = (c1 - c0) / dt  # the daemon's CPU time over the read's wall time
         st["_busy"] = (b1 - b0) / dt  # the machine's, reader and kernel included
+        st["_reader"] = (r1 - r0) / dt  # the reading thread's (one reader: mostly the kernel's page cache work)
     finally:
         m.close()
     return n, dt, warm, st
@@ -289,6 +319,9 @@ def main():
         n, dt, warm, st = cold(quantfs, src, model, fname, "f32", "warm")
         add("f32", n / dt)
         add("f32 busy", st["_busy"])
+        add("f32 reader", st["_reader"])
+        n, dt, _, st = cold(quantfs, src, model, fname, "f32", "2 readers")
+        add("f32 2r", n / dt)
         add("warm", n / warm)
         add("req", st.get("bytes_read", 0) / max(1, st.get("reads", 1)))
         n, dt, _, st = cold(quantfs, src, model, fname, "f32", opts=["no_splice", "read_ahead_kb=0"])
@@ -311,6 +344,10 @@ def main():
             add(v + " in", size / dt)
             add(v + " cores", st["_cores"])
             add(v + " busy", st["_busy"])
+            add(v + " reader", st["_reader"])
+            n, dt, _, st = cold(quantfs, src, model, fname, v, "2 readers")
+            add(v + " 2r", n / dt)
+            add(v + " 2r cores", st["_cores"])
             n, dt, _, st = cold(quantfs, src, model, fname, v, opts=["map_reads"])
             add(v + " mapped", n / dt)
             add(v + " mapped cores", st["_cores"])
@@ -338,6 +375,9 @@ def main():
         "native mapped, %d thr." % ncpu, med["native par map"] / 1e6, med["native par map"] / med["native par"], ncpu))
     print("%-22s %10.0f %6.2fx native (machine busy %.1f of %d cores)" % (
         "f32 view, read", med["f32"] / 1e6, med["f32"] / med["native"], med["f32 busy"], ncpu))
+    print("%-22s %10.0f %6.2fx one reader (one reader's thread on %.2f cores%s)" % (
+        "f32 view, 2 readers", med["f32 2r"] / 1e6, med["f32 2r"] / med["f32"], med["f32 reader"],
+        ": its own kernel work bounds one reader" if med["f32 reader"] >= 0.9 else ""))
     print("%-22s %10.0f %6.2fx native (%.0f KiB requests)" % ("f32 view, before", med["f32 before"] / 1e6,
                                                              med["f32 before"] / med["native"], med["req before"] / 1024))
     print("%-22s %10.0f %6.2fx before" % ("f32 view, now", med["f32"] / 1e6, med["f32"] / med["f32 before"]))
@@ -369,6 +409,10 @@ def main():
             v + " view, read", med[v] / 1e6, med[v] / med["f32"], med[v + " in"] / 1e6, med[v + " cores"],
             med[v + " busy"], need,
             ", %.2fx BEFORE" % (med[v] / med[v + " before"]) if before else ""))
+        print("%-22s %10.0f %6.2fx one reader, %.2fx the f32 view's one (one reader on %.2f cores; "
+              "with two the daemon on %.1f)" % (
+            v + ", 2 readers", med[v + " 2r"] / 1e6, med[v + " 2r"] / med[v], med[v + " 2r"] / med["f32"],
+            med[v + " reader"], med[v + " 2r cores"]))
         print("%-22s %10.0f %6.2fx copied (-o map_reads; daemon on %.1f cores)" % (
             v + ", mapped", med[v + " mapped"] / 1e6, med[v + " mapped"] / med[v], med[v + " mapped cores"]))
     t1 = med["q4_k_m t1"]
