@@ -35,7 +35,8 @@ prints:
   PASSTHROUGH_HP=BIN  libfuse >= 3.16's example/passthrough_hp over SRC (FUSE
                passthrough, root): what passthrough would give the f32 view
 and the request sizes the kernel sent (the daemon's read count and bytes).
-Each ratio is the median of RUNS (default 3) alternating runs."""
+Each ratio is the median of RUNS (default 3) alternating runs; SCALING=0
+leaves out the K scaling reads."""
 import json
 import mmap
 import os
@@ -51,6 +52,7 @@ import time
 import numpy as np
 
 RUNS = int(os.environ.get("RUNS", "3"))
+SCALING = os.environ.get("SCALING", "1") != "0"  # SCALING=0: skip q4_k_m's 1/4/N-core reads (the slow part)
 
 
 def read_file(path, bs=1 << 20):
@@ -354,7 +356,7 @@ def main():
             if before:
                 n, dt, _, _ = cold(before, src, model, fname, v)
                 add(v + " before", n / dt)
-        for t in sorted({1, 4, ncpu}):
+        for t in sorted({1, 4, ncpu}) if SCALING else ():
             # the daemon on cores 0..t-1 (its session threads convert too)
             n, dt, _, _ = cold(quantfs, src, model, fname, "q4_k_m", opts=["threads=%d" % t],
                                prefix=["taskset", "-c", "0-%d" % (t - 1)])
@@ -415,8 +417,8 @@ def main():
             med[v + " reader"], med[v + " 2r cores"]))
         print("%-22s %10.0f %6.2fx copied (-o map_reads; daemon on %.1f cores)" % (
             v + ", mapped", med[v + " mapped"] / 1e6, med[v + " mapped"] / med[v], med[v + " mapped cores"]))
-    t1 = med["q4_k_m t1"]
-    for t in sorted({4, ncpu}):
+    t1 = med.get("q4_k_m t1")
+    for t in sorted({4, ncpu}) if SCALING else ():
         tn = med["q4_k_m t%d" % t]
         print("%-22s %10.0f %6.2fx 1 core (F32 in/s; 1 core: %.0f MB/s)" % ("q4_k_m on %d cores" % t,
                                                                            tn / 1e6, tn / t1, t1 / 1e6))

@@ -904,8 +904,9 @@ static bool enqueue_locked(struct qc_cache *c, struct job j)
 }
 
 /* Produces a block in state FILLING that the caller references and
- * publishes it. inline_store: store it on this thread (workers) rather than
- * queueing the store. Returns 0 or the fill's error. */
+ * publishes it. w: a worker's own scratch and zstd contexts, and the store
+ * runs on this thread; NULL (a reader's thread): pooled ones, and the store
+ * is queued for the workers. Returns 0 or the fill's error. */
 static int produce(struct qc_cache *c, struct qc_block *b, qc_fill_fn fill, void *arg, struct wctx *w)
 {
     bool worker = w != NULL;

@@ -21,6 +21,13 @@
  * A worker pool fills blocks ahead of readers (qc_prefetch) and compresses
  * and stores blocks that readers computed, off the reader's path.
  *
+ * Threads: every function may be called from any thread. One mutex guards
+ * the tiers' tables, lists and arenas (never held over a fill, a
+ * compression, a disk write or, once a spare region is mapped ahead, an
+ * mmap); it is the cache's most contended resource on many cores, so a
+ * worker keeps its scratch and zstd contexts for its life and statistics
+ * ride on holds taken anyway (bench/RESULTS.md, session 17).
+ *
  * Memory: hot blocks, frames and fill scratch live in 2 MiB-aligned
  * mappings that ask for transparent huge pages (a fault per 2 MiB, not per
  * 4 KiB); blocks and frames up to 1 MiB share 4 MiB regions: one arena for
@@ -32,7 +39,8 @@
  * it lives, so resident memory can exceed them by the regions that one
  * long-held block or frame pins (4 MiB each), by the blocks beside raw
  * frames whose own frames were compressed, plus up to 4 empty regions per
- * arena kept for reuse.
+ * arena kept for reuse (mapped, untouched until used), and each worker's
+ * scratch and zstd contexts.
  *
  * cache/ uses pthreads, zstd and xxHash; it never includes FUSE and knows
  * nothing about tensors: a block is produced by a caller-supplied fill
