@@ -11,6 +11,7 @@ import shutil
 import stat
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -103,7 +104,6 @@ def test_sequential_reads_queue_the_chunks_after_them(mount_factory, tmp_path):
     st = m.stats()
     assert st["errors"] == 0 and st["reads"] > 8, st
     assert st["readaheads"] == st["reads"], st
-    assert st["prefetched"] > 0, st
     # each chunk queued once in the pass (a read may offer again the chunk
     # it starts in), not once per read whose window covers it
     assert 0 < st["readahead_chunks"] <= st["blocks_computed"] + st["reads"], st
@@ -132,6 +132,19 @@ def test_sequential_reads_queue_the_chunks_after_them(mount_factory, tmp_path):
             after = m.stats()
             reads, ras = after["reads"] - before["reads"], after["readaheads"] - before["readaheads"]
             assert reads > 8 and ras >= reads - 1, (before, after)
+    # what a read queues, the workers make. Not asserted on the pass above:
+    # with the kernel's 7936 KiB readahead it asks for this whole small file
+    # at once, and the FUSE threads may claim every queued chunk before a
+    # worker wakes (CI saw it once). With the kernel's 128 KiB, the chunks
+    # queued 4 MiB ahead of a first read wait for the workers alone.
+    w = mount_factory(src, "readahead=4", "read_ahead_kb=0")
+    with open(w.path("m", "q8_0", "m.gguf"), "rb", buffering=0) as f:
+        assert len(f.read(1 << 17)) == 1 << 17
+        deadline = time.time() + 30
+        while w.stats()["prefetched"] == 0:
+            assert time.time() < deadline, w.stats()
+            time.sleep(0.01)
+        assert w.stats()["readahead_chunks"] > 1, w.stats()
 
 
 def test_readahead_of_unstored_chunks_fits_the_hot_tier(mount_factory, tmp_path):
