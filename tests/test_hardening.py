@@ -39,6 +39,22 @@ def drop_caches(*paths):
         drop_page_cache(p)
 
 
+def settle(*mounts, quiet=0.5, limit=20):
+    """Waits until no daemon of mounts has answered a read for `quiet`
+    seconds: readahead the kernel sent earlier (the outer daemon's reads of
+    a FUSE source set off the inner mount's) has landed, and cannot put
+    pages back after drop_caches (seen once under ASan in a clean-clone
+    run: a stalled source's read served from its page cache)."""
+    deadline = time.time() + limit
+    last, since = [m.stats()["reads"] for m in mounts], time.time()
+    while time.time() - since < quiet:
+        assert time.time() < deadline, "the daemons kept reading"
+        time.sleep(0.05)
+        now = [m.stats()["reads"] for m in mounts]
+        if now != last:
+            last, since = now, time.time()
+
+
 def rss_kb(pid):
     with open("/proc/%d/status" % pid) as f:
         for line in f:
@@ -127,6 +143,7 @@ def test_a_stalled_fuse_source_fails_its_model_only(mount_factory, tmp_path):
     view = outer.path("remote", "f32", "stories260K.gguf")
     f = open(view, "rb", buffering=0)
     assert f.read(4096) == orig[:4096]
+    settle(inner, outer)
     drop_caches(inner.path("stories260K", "f32", "stories260K.gguf"), view)
     inner.proc.send_signal(signal.SIGSTOP)
     try:
@@ -174,6 +191,7 @@ def test_a_stalled_fuse_source_fails_its_model_only(mount_factory, tmp_path):
     f.close()
     assert outer.stats()["source_timeouts"] >= 1
     # stopped again, a read blocked in the daemon, then unmount: no hang
+    settle(inner, outer)
     drop_caches(inner.path("stories260K", "f32", "stories260K.gguf"))
     inner.proc.send_signal(signal.SIGSTOP)
     try:
