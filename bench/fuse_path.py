@@ -104,20 +104,8 @@ def in_threads(run, n):
 def parallel_read(path, n, bs=1 << 20):
     """n threads pread()ing disjoint ranges of path (what the daemon's
     workers do with a source): bytes/s."""
-    size = os.path.getsize(path)
-    per = -(-size // n)
-
-    def run(i):
-        fd = os.open(path, os.O_RDONLY)
-        buf = bytearray(bs)
-        off, end = i * per, min(size, (i + 1) * per)
-        while off < end:
-            k = os.preadv(fd, [buf], off)
-            if not k:
-                break
-            off += k
-        os.close(fd)
-    return size / in_threads(run, n)
+    size, dt = read_parts(path, n, bs)
+    return size / dt
 
 
 def parallel_map(path, n, bs=1 << 20):

@@ -23,8 +23,9 @@
  *
  * Threads: every function may be called from any thread. One mutex guards
  * the tiers' tables, lists and arenas (never held over a fill, a
- * compression, a disk write or, once a spare region is mapped ahead, an
- * mmap); it is the cache's most contended resource on many cores, so a
+ * compression or a disk write; an mmap or munmap under it only for a
+ * block or frame over 1 MiB, a region when no spare is ready, or one
+ * freed beyond the spares); it is the cache's most contended resource on many cores, so a
  * worker keeps its scratch and zstd contexts for its life and statistics
  * ride on holds taken anyway (bench/RESULTS.md, session 17).
  *
